@@ -1,0 +1,8 @@
+"""The smallest WSGI application: ``monoceros --chdir examples hello:app``."""
+
+
+def app(environ, start_response):
+    """Answer every request with a greeting."""
+    body = b"Hello, World!\n"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]

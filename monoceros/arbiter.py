@@ -1,0 +1,515 @@
+"""The master process: binds the listeners, forks workers and supervises them.
+
+Signals (gunicorn's meanings): TERM graceful stop, INT/QUIT fast stop, HUP reload the
+configuration and replace the workers (the new ones boot before the old ones are told to stop, and
+the listeners never close, so no connection is refused), TTIN/TTOU one worker more/less, USR1
+reopen the log files, CHLD reap and respawn. Signal handlers only queue the signal; the main loop
+acts on it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import __version__
+from .config import Config, ConfigError
+from .heartbeat import Heartbeat
+from .listeners import BindError, Listener, bind_all, systemd_sockets
+from .logs import Logger
+from .pidfile import Pidfile, PidfileError
+from .workers.base import APP_LOAD_ERROR, WORKER_BOOT_ERROR, Worker
+
+__all__ = ["Arbiter", "HaltServer"]
+
+_HANDLED = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "CHLD")
+_SIGNAL_NAMES = {getattr(signal, "SIG" + name): name.lower() for name in _HANDLED}
+#: a worker that dies this many times in a row before finishing its boot stops the master
+_MAX_BOOT_FAILURES = 5
+#: seconds between SIGABRT and SIGKILL for a worker that timed out
+_ABORT_GRACE = 2.0
+
+
+class HaltServer(Exception):
+    """Stop the master with this message and exit status."""
+
+    def __init__(self, reason: str, exit_status: int = 1) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.exit_status = exit_status
+
+
+class WorkerRecord:
+    """What the master knows about one live worker."""
+
+    __slots__ = ("abort_sent", "age", "heartbeat", "pid", "retiring", "term_sent", "worker")
+
+    def __init__(self, pid: int, age: int, heartbeat: Heartbeat, worker: Worker) -> None:
+        self.pid = pid
+        self.age = age
+        self.heartbeat = heartbeat
+        self.worker = worker
+        self.retiring = False
+        self.term_sent = False
+        self.abort_sent = 0.0
+
+
+class Arbiter:
+    """``Arbiter(cfg).run()`` serves until stopped and returns the process exit status."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.log = Logger(cfg)
+        self.pid = 0
+        self.listeners: list[Listener] = []
+        self.workers: dict[int, WorkerRecord] = {}
+        self.num_workers = cfg.workers
+        self.worker_age = 0
+        self.app: Callable[..., Any] | None = None
+        self.pidfile: Pidfile | None = None
+        self.boot_failures = 0
+        self._signals: list[int] = []
+        self._wakeup_r = -1
+        self._wakeup_w = -1
+        self._stopping = False
+
+    # ------------------------------------------------------------------ start / run
+
+    def run(self) -> int:
+        """Start, supervise until a stop signal, stop; return the exit status."""
+        try:
+            self.start()
+        except HaltServer as exc:
+            self.log.error("%s", exc.reason)
+            self._cleanup()
+            return exc.exit_status
+        status = 0
+        try:
+            self.spawn_workers()
+            self.cfg.when_ready(self)
+            while True:
+                sig = self._signals.pop(0) if self._signals else None
+                if sig is None:
+                    self.sleep()
+                    self.reap_workers()
+                    self.murder_workers()
+                    self.manage_workers()
+                    continue
+                name = _SIGNAL_NAMES.get(sig, str(sig))
+                if name != "chld":
+                    self.log.info("Handling signal: %s", name)
+                getattr(self, f"handle_{name}")()
+        except StopIteration:
+            pass
+        except KeyboardInterrupt:
+            self.stop(graceful=False)
+        except HaltServer as exc:
+            self.log.error("%s", exc.reason)
+            self.stop(graceful=False)
+            status = exc.exit_status
+        except SystemExit:
+            raise
+        except Exception:
+            self.log.exception("Unhandled exception in the master loop")
+            self.stop(graceful=False)
+            status = 1
+        self.log.info("Shutting down: Master")
+        self._cleanup()
+        return status
+
+    def start(self) -> None:
+        """Set up logging, signals, pidfile and listeners; preload the app if asked."""
+        cfg = self.cfg
+        if cfg.daemon:
+            _daemonize()
+        self.pid = os.getpid()
+        self.log.info("Starting monoceros %s", __version__)
+        for warning in cfg.warnings:
+            self.log.warning("%s", warning)
+        cfg.on_starting(self)
+        self._init_signals()
+        if cfg.pidfile:
+            self.pidfile = Pidfile(cfg.pidfile)
+            try:
+                self.pidfile.create(self.pid)
+            except PidfileError as exc:
+                self.pidfile = None
+                raise HaltServer(str(exc)) from None
+        try:
+            self.listeners = bind_all(
+                cfg.bind, "http", cfg.backlog, cfg.reuse_port, cfg.umask, systemd_sockets()
+            )
+        except BindError as exc:
+            raise HaltServer(str(exc)) from None
+        for listener in self.listeners:
+            if listener.protocol != "http":
+                raise HaltServer(
+                    f"bind: {listener.spec}: protocol {listener.protocol!r} is not supported yet"
+                )
+            self.log.info("Listening at: %s://%s (%s)", listener.protocol, listener.name, self.pid)
+        self.log.info("Using worker: %s", cfg.worker_class)
+        if cfg.threads > 1 and cfg.worker_class == "sync":
+            self.log.warning(
+                "threads = %s is ignored by the sync worker (one request at a time)", cfg.threads
+            )
+        if cfg.preload_app:
+            self.app = self._load_app_in_master()
+
+    def _load_app_in_master(self) -> Callable[..., Any]:
+        from .app import AppLoadError, load_app
+
+        try:
+            return load_app(self.cfg.wsgi_app)
+        except AppLoadError as exc:
+            raise HaltServer(str(exc), APP_LOAD_ERROR) from None
+        except Exception:
+            self.log.exception("Exception while loading the application %s", self.cfg.wsgi_app)
+            raise HaltServer("App failed to load.", APP_LOAD_ERROR) from None
+
+    def _init_signals(self) -> None:
+        if self._wakeup_r < 0:
+            self._wakeup_r, self._wakeup_w = os.pipe()
+            for fd in (self._wakeup_r, self._wakeup_w):
+                os.set_blocking(fd, False)
+                os.set_inheritable(fd, False)
+        for name in _HANDLED:
+            signal.signal(getattr(signal, "SIG" + name), self._queue_signal)
+        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
+
+    def _queue_signal(self, signum: int, frame: Any) -> None:
+        if len(self._signals) < 10 and not (signum == signal.SIGCHLD and signum in self._signals):
+            self._signals.append(signum)
+
+    def sleep(self) -> None:
+        """Wait up to a second for a signal (the wake-up pipe makes it immediate)."""
+        import select
+
+        try:
+            ready, _, _ = select.select([self._wakeup_r], [], [], 1.0)
+        except InterruptedError:
+            return
+        if ready:
+            try:
+                while os.read(self._wakeup_r, 4096):
+                    pass
+            except (BlockingIOError, InterruptedError):
+                pass
+
+    # ------------------------------------------------------------------ signal handlers
+
+    def handle_chld(self) -> None:
+        """A child exited: reap it (respawning happens in manage_workers)."""
+        self.reap_workers()
+
+    def handle_hup(self) -> None:
+        """Reload the configuration and replace the workers gracefully."""
+        self.reload()
+
+    def handle_term(self) -> None:
+        """Graceful stop."""
+        self.stop(graceful=True)
+        raise StopIteration
+
+    def handle_int(self) -> None:
+        """Fast stop."""
+        self.stop(graceful=False)
+        raise StopIteration
+
+    handle_quit = handle_int
+
+    def handle_ttin(self) -> None:
+        """One worker more."""
+        old = self.num_workers
+        self.num_workers += 1
+        self.cfg.nworkers_changed(self, self.num_workers, old)
+        self.manage_workers()
+
+    def handle_ttou(self) -> None:
+        """One worker less (never fewer than one)."""
+        if self.num_workers <= 1:
+            return
+        old = self.num_workers
+        self.num_workers -= 1
+        self.cfg.nworkers_changed(self, self.num_workers, old)
+        self.manage_workers()
+
+    def handle_usr1(self) -> None:
+        """Reopen log files here and in every worker."""
+        self.log.reopen_files()
+        self.kill_workers(signal.SIGUSR1)
+
+    # ------------------------------------------------------------------ workers
+
+    def spawn_workers(self) -> None:
+        """Spawn workers until there are ``num_workers`` that are not retiring."""
+        while self._active_count() < self.num_workers:
+            self.spawn_worker()
+
+    def _active_count(self) -> int:
+        return sum(1 for w in self.workers.values() if not w.retiring)
+
+    def spawn_worker(self) -> int:
+        """Fork one worker; return its pid (in the master)."""
+        from .workers import load_worker_class
+
+        self.worker_age += 1
+        heartbeat = Heartbeat()
+        worker_class = load_worker_class(self.cfg.worker_class_path)
+        worker = worker_class(
+            self.worker_age, self.pid, self.listeners, self.cfg, self.log, heartbeat, self.app
+        )
+        self.cfg.pre_fork(self, worker)
+        pid = os.fork()
+        if pid:
+            self.workers[pid] = WorkerRecord(pid, self.worker_age, heartbeat, worker)
+            return pid
+        # ---- in the child
+        code = 0
+        try:
+            self._child_reset()
+            worker.pid = os.getpid()
+            self.log.info("Booting worker with pid: %s", worker.pid)
+            self.cfg.post_fork(self, worker)
+            worker.init_process()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:
+            self.log.exception("Exception in worker process")
+            code = 1 if worker.booted else WORKER_BOOT_ERROR
+        finally:
+            try:
+                self.log.info("Worker exiting (pid: %s)", os.getpid())
+                self.cfg.worker_exit(self, worker)
+            except BaseException:
+                pass
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def _child_reset(self) -> None:
+        """In a fresh child: forget the master's signal plumbing and drop privileges."""
+        signal.set_wakeup_fd(-1)
+        for fd in (self._wakeup_r, self._wakeup_w):
+            os.close(fd)
+        self._signals = []
+        self.workers = {}
+        cfg = self.cfg
+        if cfg.group != os.getegid():
+            os.setgid(cfg.group)
+        if cfg.user != os.geteuid():
+            os.setuid(cfg.user)
+
+    def reap_workers(self) -> None:
+        """Collect every exited child, run child_exit, and stop on boot failures."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if not pid:
+                return
+            record = self.workers.pop(pid, None)
+            if record is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            booted = record.heartbeat.is_booted()
+            record.heartbeat.close()
+            if code < 0:
+                signame = _signal_name(-code)
+                if -code == signal.SIGKILL and record.abort_sent:
+                    self.log.error("Worker (pid:%s) was killed after its timeout", pid)
+                elif not (self._stopping and -code in (signal.SIGTERM, signal.SIGQUIT)):
+                    self.log.error("Worker (pid:%s) was sent %s!", pid, signame)
+            elif code not in (0,) and not self._stopping:
+                self.log.warning("Worker (pid:%s) exited with code %s", pid, code)
+            self.cfg.child_exit(self, record.worker)
+            if self._stopping:
+                continue
+            if code == APP_LOAD_ERROR:
+                self._boot_failed("App failed to load.", APP_LOAD_ERROR, record)
+            elif code == WORKER_BOOT_ERROR:
+                self._boot_failed("Worker failed to boot.", WORKER_BOOT_ERROR, record)
+            elif not booted and not record.retiring:
+                self.boot_failures += 1
+                if self.boot_failures >= _MAX_BOOT_FAILURES:
+                    raise HaltServer(
+                        f"{self.boot_failures} workers in a row died before they finished "
+                        "booting; stopping instead of forking in a loop",
+                        WORKER_BOOT_ERROR,
+                    )
+            elif booted:
+                self.boot_failures = 0
+
+    def _boot_failed(self, reason: str, status: int, record: WorkerRecord) -> None:
+        retiring = [w for w in self.workers.values() if w.retiring]
+        if retiring and not record.retiring:
+            # A reload whose new workers cannot boot: keep serving with the old ones.
+            self.log.error("%s Reload abandoned; the previous workers keep serving.", reason)
+            for w in list(self.workers.values()):
+                if not w.retiring:
+                    w.retiring = w.term_sent = True
+                    self._kill(w.pid, signal.SIGTERM)
+                elif not w.term_sent:
+                    w.retiring = False
+            return
+        raise HaltServer(reason, status)
+
+    def murder_workers(self) -> None:
+        """Abort workers whose heartbeat is older than ``timeout``."""
+        timeout = self.cfg.timeout
+        if timeout <= 0:
+            return
+        now = time.monotonic()
+        for record in list(self.workers.values()):
+            if record.abort_sent:
+                if now - record.abort_sent > _ABORT_GRACE:
+                    self._kill(record.pid, signal.SIGKILL)
+                continue
+            silent = now - record.heartbeat.last_beat()
+            if silent <= timeout:
+                continue
+            self.log.critical(
+                "WORKER TIMEOUT (pid:%s): no heartbeat for %.0fs (timeout %ss); aborting it",
+                record.pid, silent, timeout,
+            )
+            record.abort_sent = now
+            self._kill(record.pid, signal.SIGABRT)
+
+    def manage_workers(self) -> None:
+        """Keep ``num_workers`` active workers; retire extras, oldest first."""
+        active = sorted((w for w in self.workers.values() if not w.retiring), key=lambda w: w.age)
+        if len(active) < self.num_workers:
+            self.spawn_workers()
+        elif len(active) > self.num_workers:
+            for record in active[: len(active) - self.num_workers]:
+                record.retiring = True
+        retiring = [w for w in self.workers.values() if w.retiring and not w.term_sent]
+        if retiring:
+            fresh = [w for w in self.workers.values() if not w.retiring]
+            if all(w.heartbeat.is_booted() for w in fresh):
+                for record in retiring:
+                    record.term_sent = True
+                    self._kill(record.pid, signal.SIGTERM)
+
+    def kill_workers(self, sig: int) -> None:
+        """Send ``sig`` to every worker."""
+        for pid in list(self.workers):
+            self._kill(pid, sig)
+
+    def _kill(self, pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except OSError as exc:
+            if exc.errno == errno.ESRCH:
+                record = self.workers.pop(pid, None)
+                if record is not None:
+                    record.heartbeat.close()
+
+    # ------------------------------------------------------------------ reload / stop
+
+    def reload(self) -> None:
+        """HUP: re-read the configuration, rebind if needed, replace every worker."""
+        from .config_loader import load_config
+
+        try:
+            new_cfg = load_config(self.cfg.argv)
+        except ConfigError as exc:
+            self.log.error("Reload failed, keeping the current configuration: %s", exc)
+            return
+        except SystemExit:
+            self.log.error("Reload failed: the configuration could not be read")
+            return
+        old_cfg = self.cfg
+        self.cfg = new_cfg
+        self.log.setup(new_cfg)
+        for warning in new_cfg.warnings:
+            self.log.warning("%s", warning)
+        if new_cfg.bind != old_cfg.bind:
+            try:
+                listeners = bind_all(
+                    new_cfg.bind, "http", new_cfg.backlog, new_cfg.reuse_port, new_cfg.umask
+                )
+            except BindError as exc:
+                self.log.error("Reload: %s; keeping the current listeners", exc)
+                self.cfg.bind = old_cfg.bind
+            else:
+                for listener in self.listeners:
+                    listener.close(unlink=True)
+                self.listeners = listeners
+                for listener in listeners:
+                    self.log.info("Listening at: %s://%s (%s)", listener.protocol, listener.name,
+                                  self.pid)
+        if self.pidfile is not None and new_cfg.pidfile != old_cfg.pidfile:
+            self.pidfile.rename(new_cfg.pidfile) if new_cfg.pidfile else self.pidfile.unlink()
+        new_cfg.on_reload(self)
+        self.num_workers = new_cfg.workers
+        for record in self.workers.values():
+            record.retiring = True
+        self.spawn_workers()
+        # the old workers are told to stop by manage_workers once the new ones have booted
+
+    def stop(self, graceful: bool = True) -> None:
+        """Stop every worker (TERM and wait graceful_timeout, or QUIT), then KILL leftovers."""
+        self._stopping = True
+        for listener in self.listeners:
+            listener.close(unlink=True)
+        self.listeners = []
+        sig = signal.SIGTERM if graceful else signal.SIGQUIT
+        limit = self.cfg.graceful_timeout if graceful else 2.0
+        self.kill_workers(sig)
+        deadline = time.monotonic() + limit
+        while self.workers and time.monotonic() < deadline:
+            self.reap_workers()
+            if not self.workers:
+                break
+            if graceful and any(s in self._signals for s in (signal.SIGINT, signal.SIGQUIT)):
+                self._signals.clear()
+                self.kill_workers(signal.SIGQUIT)
+            time.sleep(0.05)
+        if self.workers:
+            self.log.warning(
+                "Killing %s worker(s) still running after %.0fs", len(self.workers), limit
+            )
+            self.kill_workers(signal.SIGKILL)
+            end = time.monotonic() + 5.0
+            while self.workers and time.monotonic() < end:
+                self.reap_workers()
+                time.sleep(0.02)
+
+    def _cleanup(self) -> None:
+        for listener in self.listeners:
+            listener.close(unlink=True)
+        self.listeners = []
+        if self.pidfile is not None:
+            self.pidfile.unlink()
+            self.pidfile = None
+        try:
+            self.cfg.on_exit(self)
+        except Exception:
+            self.log.exception("Error in the on_exit hook")
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
+
+
+def _daemonize() -> None:
+    """Detach from the terminal: double fork, new session, stdio to /dev/null."""
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    if devnull > 2:
+        os.close(devnull)

@@ -1,0 +1,250 @@
+"""Listening sockets: parse ``--bind`` addresses, bind them, or inherit them.
+
+Accepted forms (gunicorn's): ``HOST:PORT``, ``[IPV6]:PORT``, ``HOST`` (port 8000), ``:PORT``
+(all IPv4 interfaces), ``unix:/path``, ``unix:@abstract`` (Linux), ``fd://N``; and systemd
+socket activation (``LISTEN_FDS``/``LISTEN_PID``). A stale UNIX socket file left by a crashed
+server is removed; a live one (something answers on it) is an error.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+from dataclasses import dataclass
+
+__all__ = [
+    "BindError",
+    "BindSpec",
+    "Listener",
+    "bind_all",
+    "parse_bind",
+    "systemd_sockets",
+]
+
+SD_LISTEN_FDS_START = 3
+
+
+class BindError(Exception):
+    """An address cannot be parsed or bound; the message is one readable line."""
+
+
+@dataclass(frozen=True)
+class BindSpec:
+    """A parsed ``--bind`` value."""
+
+    kind: str  # "tcp" | "unix" | "fd"
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    fd: int = -1
+    protocol: str | None = None  # None: the global protocol setting decides
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        if self.kind == "fd":
+            return f"fd://{self.fd}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_bind(value: str, default_port: int = 8000) -> BindSpec:
+    """Parse one ``--bind`` value into a :class:`BindSpec`."""
+    text = value.strip()
+    protocol = None
+    for scheme in ("http", "uwsgi"):
+        prefix = scheme + "://"
+        if text.startswith(prefix):
+            protocol = scheme
+            text = text[len(prefix) :]
+            break
+    if not text:
+        raise BindError(f"bind: empty address in {value!r}")
+    if text.startswith("unix:"):
+        path = text[5:]
+        if not path:
+            raise BindError(f"bind: {value!r} has no socket path")
+        return BindSpec("unix", path=path, protocol=protocol)
+    if text.startswith("fd://"):
+        num = text[5:]
+        if not num.isdigit():
+            raise BindError(f"bind: {value!r}: fd:// needs a file descriptor number")
+        return BindSpec("fd", fd=int(num), protocol=protocol)
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise BindError(f"bind: {value!r}: missing ']' after the IPv6 address")
+        host = text[1:end]
+        rest = text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise BindError(f"bind: {value!r}: expected ':PORT' after ']'")
+        port_text = rest[1:]
+    elif text.count(":") > 1:
+        raise BindError(f"bind: {value!r}: write IPv6 addresses in brackets, e.g. [::1]:8000")
+    else:
+        host, _, port_text = text.partition(":")
+        if not host:
+            host = "0.0.0.0"
+    if port_text == "":
+        port = default_port
+    elif port_text.isdigit() and int(port_text) < 65536:
+        port = int(port_text)
+    else:
+        raise BindError(f"bind: {value!r}: {port_text!r} is not a port number")
+    return BindSpec("tcp", host=host, port=port, protocol=protocol)
+
+
+class Listener:
+    """A bound, listening socket and the protocol spoken on it."""
+
+    __slots__ = ("is_unix", "name", "protocol", "sock", "spec", "unlink_on_close")
+
+    def __init__(self, sock: socket.socket, spec: BindSpec, protocol: str) -> None:
+        self.sock = sock
+        self.spec = spec
+        self.protocol = protocol
+        self.is_unix = sock.family == socket.AF_UNIX
+        self.unlink_on_close = False
+        self.name = self._describe()
+
+    def _describe(self) -> str:
+        if self.is_unix:
+            name = self.sock.getsockname()
+            if isinstance(name, bytes):
+                name = "@" + name[1:].decode("latin-1", "replace")
+            return f"unix:{name}"
+        host, port = self.sock.getsockname()[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def fileno(self) -> int:
+        """The socket's file descriptor."""
+        return self.sock.fileno()
+
+    def close(self, unlink: bool = False) -> None:
+        """Close the socket; remove the UNIX socket file when asked and when we created it."""
+        path = self.spec.path if self.is_unix else ""
+        self.sock.close()
+        if unlink and self.unlink_on_close and path and not path.startswith("@"):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def __repr__(self) -> str:
+        return f"<Listener {self.protocol} {self.name}>"
+
+
+def _remove_stale_unix_socket(path: str) -> None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise BindError(f"bind: {path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError as exc:
+        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            os.unlink(path)  # nobody listens: a leftover of a crashed server
+            return
+        raise BindError(f"bind: cannot check {path}: {exc.strerror}") from None
+    finally:
+        probe.close()
+    raise BindError(f"bind: {path} is in use by another server")
+
+
+def _bind_one(spec: BindSpec, backlog: int, reuse_port: bool, umask: int) -> socket.socket:
+    if spec.kind == "fd":
+        try:
+            sock = socket.socket(fileno=spec.fd)
+        except OSError as exc:
+            raise BindError(f"bind: fd://{spec.fd}: {exc.strerror}") from None
+        sock.listen(backlog)
+        return sock
+    if spec.kind == "unix":
+        path = spec.path
+        if not path.startswith("@"):
+            _remove_stale_unix_socket(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(umask)
+        try:
+            sock.bind("\0" + path[1:] if path.startswith("@") else path)
+        except OSError as exc:
+            sock.close()
+            raise BindError(f"bind: unix:{path}: {exc.strerror}") from None
+        finally:
+            os.umask(old)
+        sock.listen(backlog)
+        return sock
+    try:
+        infos = socket.getaddrinfo(
+            spec.host, spec.port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise BindError(f"bind: cannot resolve {spec.host!r}: {exc.strerror}") from None
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6 and spec.host in ("::", ""):
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(addr)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"bind: {spec}: {exc.strerror}") from None
+    return sock
+
+
+def systemd_sockets(environ: dict[str, str] | None = None) -> list[socket.socket]:
+    """Sockets passed by systemd socket activation to this process (and unset its variables)."""
+    env = os.environ if environ is None else environ
+    if env.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    try:
+        count = int(env.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return []
+    for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        env.pop(key, None)
+    socks = []
+    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count):
+        os.set_inheritable(fd, False)
+        socks.append(socket.socket(fileno=fd))
+    return socks
+
+
+def bind_all(
+    binds: list[str],
+    default_protocol: str,
+    backlog: int = 2048,
+    reuse_port: bool = False,
+    umask: int = 0,
+    inherited: list[socket.socket] | None = None,
+) -> list[Listener]:
+    """Bind every address (or adopt inherited sockets); close what was opened on failure."""
+    listeners: list[Listener] = []
+    try:
+        if inherited:
+            for sock in inherited:
+                spec = BindSpec("fd", fd=sock.fileno())
+                listeners.append(Listener(sock, spec, default_protocol))
+            return listeners
+        for value in binds:
+            spec = parse_bind(value)
+            sock = _bind_one(spec, backlog, reuse_port, umask)
+            listener = Listener(sock, spec, spec.protocol or default_protocol)
+            listener.unlink_on_close = spec.kind == "unix"
+            listeners.append(listener)
+    except BaseException:
+        for listener in listeners:
+            listener.close(unlink=True)
+        raise
+    return listeners

@@ -1,0 +1,45 @@
+"""One error tree for every wire protocol, so workers treat a bad peer the same way on any wire."""
+
+from __future__ import annotations
+
+
+class ProtocolError(Exception):
+    """The peer sent bytes we cannot serve.
+
+    ``reason`` says precisely what was wrong (it goes into the log line); ``status`` is the HTTP
+    status to answer with when the connection is still writable.
+    """
+
+    status: int = 400
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        if status is not None:
+            self.status = status
+
+
+class InvalidHTTPRequest(ProtocolError):
+    """An HTTP/1.x request that breaks the grammar or framing rules (400)."""
+
+
+class RequestLineTooLong(InvalidHTTPRequest):
+    """The request line exceeds ``limit_request_line`` (414)."""
+
+    status = 414
+
+
+class HeadersTooLarge(InvalidHTTPRequest):
+    """Too many header fields, or one too large (431)."""
+
+    status = 431
+
+
+class InvalidUWSGIHeader(ProtocolError):
+    """A uWSGI packet that is malformed or truncated (400)."""
+
+
+class UnsupportedModifier(ProtocolError):
+    """A uWSGI packet whose modifier1 names something a WSGI/ASGI server does not serve (501)."""
+
+    status = 501

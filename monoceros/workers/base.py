@@ -1,0 +1,141 @@
+"""What every worker kind shares: boot, signals, heartbeat, app loading, exit codes."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from ..heartbeat import Heartbeat
+from ..listeners import Listener
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..logs import Logger
+
+__all__ = ["APP_LOAD_ERROR", "WORKER_BOOT_ERROR", "Worker"]
+
+WORKER_BOOT_ERROR = 3
+APP_LOAD_ERROR = 4
+
+_IGNORED_SIGNALS = ("SIGHUP", "SIGTTIN", "SIGTTOU", "SIGUSR2", "SIGWINCH")
+
+
+class Worker:
+    """Base class of a worker process. Subclasses implement :meth:`run`."""
+
+    def __init__(
+        self,
+        age: int,
+        ppid: int,
+        listeners: list[Listener],
+        cfg: Config,
+        log: Logger,
+        heartbeat: Heartbeat,
+        app: Callable[..., Any] | None = None,
+    ) -> None:
+        self.age = age
+        self.ppid = ppid
+        self.pid = 0
+        self.listeners = listeners
+        self.cfg = cfg
+        self.log = log
+        self.heartbeat = heartbeat
+        self.app = app
+        self.alive = True
+        self.booted = False
+        self.nr = 0
+        jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests_jitter > 0 else 0
+        self.max_requests = cfg.max_requests + jitter if cfg.max_requests > 0 else sys.maxsize
+        self._wakeup_r = -1
+        self._wakeup_w = -1
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.pid or 'unborn'}>"
+
+    # ------------------------------------------------------------------ process lifecycle
+
+    def init_process(self) -> None:
+        """Run in the forked child: signals, app, hooks, then serve until told to stop."""
+        self.pid = os.getpid()
+        random.seed()
+        self._init_signals()
+        if self.app is None:
+            self.app = self._load_app()
+        self.cfg.post_worker_init(self)
+        self.booted = True
+        self.heartbeat.booted()
+        self.run()
+
+    def _load_app(self) -> Callable[..., Any]:
+        from ..app import AppLoadError, load_app
+
+        spec = self.cfg.wsgi_app
+        try:
+            return load_app(spec)
+        except AppLoadError as exc:
+            self.log.error("%s", exc)
+            sys.exit(APP_LOAD_ERROR)
+        except Exception:
+            self.log.exception("Exception while loading the application %s", spec)
+            sys.exit(APP_LOAD_ERROR)
+
+    def _init_signals(self) -> None:
+        for name in _IGNORED_SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                signal.signal(sig, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self._handle_term)
+        signal.signal(signal.SIGINT, self._handle_quit)
+        signal.signal(signal.SIGQUIT, self._handle_quit)
+        signal.signal(signal.SIGUSR1, self._handle_usr1)
+        signal.signal(signal.SIGABRT, self._handle_abort)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # A pipe the C-level signal handler writes to, so a worker waiting in poll() wakes at once.
+        self._wakeup_r, self._wakeup_w = os.pipe()
+        for fd in (self._wakeup_r, self._wakeup_w):
+            os.set_blocking(fd, False)
+            os.set_inheritable(fd, False)
+        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
+
+    def drain_wakeup(self) -> None:
+        """Empty the signal wake-up pipe."""
+        try:
+            while os.read(self._wakeup_r, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _handle_term(self, signum: int, frame: FrameType | None) -> None:
+        """Graceful stop: finish the request in flight, accept no more."""
+        self.alive = False
+
+    def _handle_quit(self, signum: int, frame: FrameType | None) -> None:
+        """Fast stop."""
+        self.alive = False
+        self.cfg.worker_int(self)
+        sys.exit(0)
+
+    def _handle_usr1(self, signum: int, frame: FrameType | None) -> None:
+        self.log.reopen_files()
+
+    def _handle_abort(self, signum: int, frame: FrameType | None) -> None:
+        """The master found this worker unresponsive (timeout)."""
+        self.alive = False
+        self.cfg.worker_abort(self)
+        sys.exit(1)
+
+    def parent_changed(self) -> bool:
+        """True when the master died and this worker was re-parented."""
+        if os.getppid() != self.ppid:
+            self.log.info("Parent changed, shutting down: %s", self)
+            return True
+        return False
+
+    def run(self) -> None:
+        """Serve until ``self.alive`` is False."""
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""WSGI glue for the blocking workers (sync, gthread): environ, ``wsgi.input``, responses."""

@@ -1,0 +1,153 @@
+"""``wsgi.input``: a streaming request-body reader over a *pull* function.
+
+A pull function returns the next piece of the body, or ``b""`` once the body is complete; it raises
+:class:`ClientDisconnected` when the peer goes away or stalls. The body is never held whole in
+memory unless the application asks for all of it with ``read()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Final
+
+__all__ = ["EMPTY_INPUT", "ClientDisconnected", "EmptyInput", "Input"]
+
+Pull = Callable[[], bytes]
+
+
+class ClientDisconnected(OSError):
+    """The client closed the connection or stalled while the body was being read."""
+
+
+class Input:
+    """A file-like, read-only, forward-only view of a request body (PEP 3333 ``wsgi.input``)."""
+
+    __slots__ = ("_buf", "_done", "_pull")
+
+    def __init__(self, pull: Pull) -> None:
+        self._pull = pull
+        self._buf = b""
+        self._done = False
+
+    def _more(self) -> bool:
+        """Pull one more piece into the buffer; False once the body is exhausted."""
+        if self._done:
+            return False
+        chunk = self._pull()
+        if not chunk:
+            self._done = True
+            return False
+        self._buf = self._buf + chunk if self._buf else chunk
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read up to ``size`` bytes (all that is left when size is negative or None)."""
+        if size is None or size < 0:
+            parts = [self._buf]
+            self._buf = b""
+            while not self._done:
+                chunk = self._pull()
+                if not chunk:
+                    self._done = True
+                    break
+                parts.append(chunk)
+            return b"".join(parts)
+        if not self._buf and size:
+            self._more()
+        buf = self._buf
+        if len(buf) <= size:
+            self._buf = b""
+            return buf
+        self._buf = buf[size:]
+        return buf[:size]
+
+    def readline(self, size: int | None = -1) -> bytes:
+        """Read one line, up to and including ``\\n`` (at most ``size`` bytes when given)."""
+        limit = -1 if size is None else size
+        start = 0
+        while True:
+            buf = self._buf
+            idx = buf.find(b"\n", start)
+            if idx >= 0:
+                end = idx + 1
+                if 0 <= limit < end:
+                    end = limit
+                break
+            if 0 <= limit <= len(buf):
+                end = limit
+                break
+            start = len(buf)
+            if not self._more():
+                end = len(self._buf)
+                break
+        buf = self._buf
+        self._buf = buf[end:]
+        return buf[:end]
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        """Read lines until the end (or until ``hint`` bytes have been read)."""
+        lines: list[bytes] = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def drain(self, max_bytes: int) -> bool:
+        """Read and discard what is left, up to ``max_bytes``; True when the body is exhausted."""
+        seen = len(self._buf)
+        self._buf = b""
+        while not self._done and seen <= max_bytes:
+            chunk = self._pull()
+            if not chunk:
+                self._done = True
+                break
+            seen += len(chunk)
+        return self._done and seen <= max_bytes
+
+    @property
+    def exhausted(self) -> bool:
+        """True when the whole body has been read (or there was none)."""
+        return self._done and not self._buf
+
+
+class EmptyInput:
+    """``wsgi.input`` for a request without a body: shared, stateless, always at EOF."""
+
+    __slots__ = ()
+    exhausted = True
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Always ``b""``."""
+        return b""
+
+    def readline(self, size: int | None = -1) -> bytes:
+        """Always ``b""``."""
+        return b""
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        """Always ``[]``."""
+        return []
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+    def drain(self, max_bytes: int) -> bool:
+        """Nothing to drain."""
+        return True
+
+
+EMPTY_INPUT: Final = EmptyInput()

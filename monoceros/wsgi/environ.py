@@ -1,0 +1,170 @@
+"""Building the PEP 3333 environ of a request, straight from the parsed head.
+
+Per worker, :func:`base_environ` is built once; per request it is copied and the request's own
+keys are set. Header names map to ``HTTP_*`` keys through a cache, so the usual headers cost one
+dict lookup each.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Final
+from urllib.parse import unquote_to_bytes
+
+import httptools
+
+from .. import SERVER_SOFTWARE
+from ..addresses import AddressMatcher
+from ..protocols.http import HttpRequest
+from ..protocols.errors import InvalidHTTPRequest
+from .response import FileWrapper
+
+__all__ = ["HttpEnvironBuilder", "base_environ", "split_host"]
+
+_PROTOCOLS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "0.9": "HTTP/0.9"}
+
+#: header name (as sent) -> environ key, or None for names that are dropped
+_HEADER_KEYS: dict[bytes, str | None] = {}
+
+
+def _header_key(name: bytes) -> str | None:
+    """The environ key of a request header, or None when the header must be dropped.
+
+    Names with ``_`` are dropped, as gunicorn and nginx do by default: ``X_Forwarded_For`` and
+    ``X-Forwarded-For`` would otherwise land on the same key and let a client shadow a proxy's
+    header.
+    """
+    key = _HEADER_KEYS.get(name, "")
+    if key != "":
+        return key
+    if b"_" in name:
+        result: str | None = None
+    else:
+        upper = name.decode("latin-1").upper().replace("-", "_")
+        result = upper if upper in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + upper
+    if len(_HEADER_KEYS) < 2048:
+        _HEADER_KEYS[name] = result
+    return result
+
+
+def split_host(host: str, default_port: str) -> tuple[str, str]:
+    """``("example.com", "8080")`` from a Host value; IPv6 literals keep their brackets off."""
+    if host.startswith("["):
+        end = host.find("]")
+        if end > 0:
+            name = host[1:end]
+            rest = host[end + 1 :]
+            return name, rest[1:] if rest.startswith(":") and rest[1:] else default_port
+    name, sep, port = host.rpartition(":")
+    if sep and port.isdigit() and ":" not in name:
+        return name, port
+    return host, default_port
+
+
+def base_environ(multiprocess: bool, multithread: bool, errors: Any = None) -> dict[str, Any]:
+    """The keys every request of this worker shares."""
+    return {
+        "wsgi.version": (1, 0),
+        "wsgi.errors": errors if errors is not None else sys.stderr,
+        "wsgi.multithread": multithread,
+        "wsgi.multiprocess": multiprocess,
+        "wsgi.run_once": False,
+        "wsgi.file_wrapper": FileWrapper,
+        "wsgi.input_terminated": True,
+        "SERVER_SOFTWARE": SERVER_SOFTWARE,
+        "SCRIPT_NAME": os.environ.get("SCRIPT_NAME", ""),
+    }
+
+
+class HttpEnvironBuilder:
+    """Builds the environ of HTTP/1.x requests arriving on one listener."""
+
+    __slots__ = ("_base", "_secure_headers", "_server_name", "_server_port", "_trusted")
+
+    def __init__(
+        self,
+        base: dict[str, Any],
+        sockname: Any,
+        forwarded_allow_ips: AddressMatcher,
+        secure_scheme_headers: dict[str, str],
+    ) -> None:
+        self._base = base
+        if isinstance(sockname, tuple):
+            self._server_name = str(sockname[0])
+            self._server_port = str(sockname[1])
+        else:
+            self._server_name = "localhost"
+            self._server_port = "80"
+        self._trusted = forwarded_allow_ips
+        self._secure_headers = {
+            "HTTP_" + k.upper().replace("-", "_"): v.lower()
+            for k, v in secure_scheme_headers.items()
+        }
+
+    def build(self, req: HttpRequest, peer: Any) -> dict[str, Any]:
+        """The environ for ``req`` from ``peer`` (wsgi.input is set by the caller)."""
+        env = self._base.copy()
+        target = req.target
+        if target[:1] == b"/":
+            path, _, query = target.partition(b"?")
+        elif target == b"*":
+            path, query = b"*", b""
+        else:
+            try:
+                url = httptools.parse_url(target)
+            except httptools.HttpParserInvalidURLError:
+                raise InvalidHTTPRequest(f"invalid request target {target[:100]!r}") from None
+            path = url.path or b"/"
+            query = url.query or b""
+            if url.host:
+                env["HTTP_HOST"] = url.host.decode("latin-1") + (
+                    f":{url.port}" if url.port else ""
+                )
+        if b"%" in path:
+            path = unquote_to_bytes(path)
+        path_info = path.decode("latin-1")
+        script_name = env["SCRIPT_NAME"]
+        if script_name and path_info.startswith(script_name):
+            path_info = path_info[len(script_name) :]
+        env["REQUEST_METHOD"] = req.method
+        env["PATH_INFO"] = path_info
+        env["QUERY_STRING"] = query.decode("latin-1")
+        raw_uri = target.decode("latin-1")
+        env["RAW_URI"] = raw_uri
+        env["REQUEST_URI"] = raw_uri
+        env["SERVER_PROTOCOL"] = _PROTOCOLS.get(req.version) or f"HTTP/{req.version}"
+        for name, value in req.headers:
+            key = _HEADER_KEYS.get(name, "")
+            if key == "":
+                key = _header_key(name)
+            if key is None:
+                continue
+            text = value.decode("latin-1")
+            if key in env:
+                if key == "HTTP_HOST" and "HTTP_HOST" not in self._base:
+                    continue  # the absolute-form target's host wins (RFC 9112 3.2.2)
+                text = env[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
+            env[key] = text
+        host = env.get("HTTP_HOST")
+        if host:
+            env["SERVER_NAME"], env["SERVER_PORT"] = split_host(host, self._server_port)
+        else:
+            env["SERVER_NAME"] = self._server_name
+            env["SERVER_PORT"] = self._server_port
+        if isinstance(peer, tuple):
+            ip = peer[0]
+            env["REMOTE_ADDR"] = ip
+            env["REMOTE_PORT"] = str(peer[1])
+        else:
+            ip = None
+            env["REMOTE_ADDR"] = ""
+        scheme = "http"
+        if self._secure_headers and (ip is None or ip in self._trusted):
+            for key, secure_value in self._secure_headers.items():
+                value = env.get(key)
+                if value is not None and value.lower() == secure_value:
+                    scheme = "https"
+                    break
+        env["wsgi.url_scheme"] = scheme
+        return env

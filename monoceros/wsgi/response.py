@@ -1,0 +1,286 @@
+"""WSGI responses on a blocking socket: ``start_response``, the head, the body, sendfile.
+
+One :class:`Response` per request. The head is built once, validated (status line, header names
+and values without CR/LF), and sent together with the first body piece in one ``sendall``. A
+response never uses chunked framing here: the blocking workers close the connection after the
+response, so a body without Content-Length ends at the close (which is also the only framing a
+uwsgi front end accepts).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+from collections.abc import Callable, Iterable
+from email.utils import formatdate
+from types import TracebackType
+from typing import Any, Final
+
+from .. import SERVER_SOFTWARE
+
+__all__ = ["FileWrapper", "Response", "ResponseError", "http_date"]
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+#: header names already checked to be tokens (bounded: apps use a small fixed set)
+_GOOD_NAMES: set[str] = set()
+_NO_BODY_STATUS: Final = frozenset((204, 304))
+_HOP_BY_HOP: Final = frozenset(
+    ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
+)
+
+_date_second = 0
+_date_header = ""
+
+
+def http_date() -> str:
+    """The current time as an HTTP date, recomputed at most once a second."""
+    global _date_second, _date_header
+    now = int(time.time())
+    if now != _date_second:
+        _date_second = now
+        _date_header = formatdate(now, usegmt=True)
+    return _date_header
+
+
+class ResponseError(Exception):
+    """The application broke the WSGI contract (bad status, bad header, start_response misuse)."""
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: iterable over a file; served with sendfile when possible."""
+
+    __slots__ = ("blksize", "filelike")
+
+    def __init__(self, filelike: Any, blksize: int = 65536) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+
+    def __iter__(self) -> FileWrapper:
+        return self
+
+    def __next__(self) -> bytes:
+        data = self.filelike.read(self.blksize)
+        if data:
+            return bytes(data)
+        raise StopIteration
+
+    def close(self) -> None:
+        """Close the wrapped file if it can be closed."""
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+
+class Response:
+    """The response to one request on a blocking socket that is closed afterwards."""
+
+    __slots__ = (
+        "_beat",
+        "_sock",
+        "headers_sent",
+        "head_only",
+        "headers",
+        "length",
+        "sent",
+        "status",
+        "status_code",
+        "uwsgi",
+    )
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        head_only: bool,
+        uwsgi: bool,
+        beat: Callable[[], None] | None = None,
+    ) -> None:
+        self._sock = sock
+        self._beat = beat
+        self.head_only = head_only
+        self.uwsgi = uwsgi
+        self.status: str | None = None
+        self.status_code = 0
+        self.headers: list[tuple[str, str]] = []
+        self.headers_sent = False
+        self.length: int | None = None
+        self.sent = 0
+
+    def _send(self, data: bytes) -> None:
+        """Send all of ``data``; the socket timeout bounds each wait, not the whole transfer."""
+        sock = self._sock
+        sent = sock.send(data)
+        if sent < len(data):
+            view = memoryview(data)
+            beat = self._beat
+            while sent < len(view):
+                if beat is not None:
+                    beat()  # a slow but moving client is progress, not a hung worker
+                sent += sock.send(view[sent:])
+
+    # ------------------------------------------------------------------ the WSGI callable
+
+    def start_response(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: ExcInfo | None = None,
+    ) -> Callable[[bytes], None]:
+        """PEP 3333 ``start_response``."""
+        if exc_info is not None:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # break the reference cycle
+        elif self.status is not None:
+            raise ResponseError("start_response() called a second time without exc_info")
+        if status.__class__ is not str:
+            raise ResponseError(f"status must be a str, got {type(status).__name__}")
+        code = status[:3]
+        if not (code.isdigit() and len(code) == 3 and (len(status) == 3 or status[3] == " ")):
+            raise ResponseError(f"invalid status {status!r}: expected '<3 digits> <reason>'")
+        if "\n" in status or "\r" in status:
+            raise ResponseError(f"invalid status {status!r}: contains CR or LF")
+        self.status = status
+        self.status_code = int(code)
+        self.headers = headers
+        return self.write
+
+    # ------------------------------------------------------------------ head
+
+    def _build_head(self) -> bytes:
+        status = self.status
+        if status is None:
+            raise ResponseError("the application returned without calling start_response()")
+        lines = [f"HTTP/1.1 {status}\r\n"]
+        length = None
+        for item in self.headers:
+            try:
+                name, value = item
+            except (TypeError, ValueError):
+                raise ResponseError(f"response header {item!r} is not a (name, value) pair") from None
+            if name.__class__ is not str or value.__class__ is not str:
+                raise ResponseError(f"response header {item!r}: name and value must be str")
+            if name not in _GOOD_NAMES:
+                if not _TOKEN.match(name):
+                    raise ResponseError(f"invalid response header name {name!r}")
+                if len(_GOOD_NAMES) < 1024:
+                    _GOOD_NAMES.add(name)
+            lname = name.lower()
+            if lname == "content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    raise ResponseError(f"invalid Content-Length {value!r}") from None
+                continue
+            if lname in _HOP_BY_HOP:
+                continue  # the server owns connection management and framing
+            lines.append(f"{name}: {value}\r\n")
+        if length is not None:
+            lines.append(f"Content-Length: {length}\r\n")
+        self.length = length
+        if not self.uwsgi:
+            lines.append(f"Date: {http_date()}\r\nServer: {SERVER_SOFTWARE}\r\nConnection: close\r\n")
+        lines.append("\r\n")
+        head = "".join(lines)
+        # One scan instead of one per value: every legitimate CR and LF is a line end we wrote.
+        ends = len(lines) if self.uwsgi else len(lines) + 2
+        if head.count("\n") != ends or head.count("\r") != ends:
+            raise ResponseError("a response header value contains CR or LF (header injection)")
+        return head.encode("latin-1")
+
+    @property
+    def has_body(self) -> bool:
+        """False for HEAD requests and for statuses that never carry a body."""
+        code = self.status_code
+        return not (self.head_only or code in _NO_BODY_STATUS or code < 200)
+
+    # ------------------------------------------------------------------ body
+
+    def write(self, data: bytes) -> None:
+        """Send a piece of the body (the head first, in the same call, if not yet sent)."""
+        if not self.headers_sent:
+            head = self._build_head()
+            self.headers_sent = True
+            if not self.has_body:
+                self._send(head)
+                return
+            if self.length is not None and len(data) > self.length:
+                data = data[: self.length]
+            self.sent = len(data)
+            self._send(head + data if data else head)
+            return
+        if not data or not self.has_body:
+            return
+        if self.length is not None:
+            room = self.length - self.sent
+            if len(data) > room:
+                data = data[:room]
+                if not data:
+                    return
+        self.sent += len(data)
+        self._send(data)
+
+    def write_single(self, data: bytes) -> None:
+        """The whole body in one piece: add a Content-Length when the app gave none."""
+        if not self.headers_sent and self.status is not None and self.has_body:
+            for name, _ in self.headers:
+                if name.lower() == "content-length":
+                    break
+            else:
+                self.headers = [*self.headers, ("Content-Length", str(len(data)))]
+        self.write(data)
+
+    def finish(self) -> None:
+        """Send the head if the body was empty."""
+        if not self.headers_sent:
+            if self.has_body and self.status is not None:
+                for name, _ in self.headers:
+                    if name.lower() == "content-length":
+                        break
+                else:
+                    self.headers = [*self.headers, ("Content-Length", "0")]
+            self.write(b"")
+
+    def send_file(self, wrapper: FileWrapper, use_sendfile: bool) -> None:
+        """Serve a ``wsgi.file_wrapper`` result: sendfile when the file has a descriptor."""
+        filelike = wrapper.filelike
+        fileno = getattr(filelike, "fileno", None)
+        if not use_sendfile or fileno is None or not self.has_body:
+            self.send_iterable(wrapper)
+            return
+        try:
+            fd = fileno()
+            offset = filelike.tell() if hasattr(filelike, "tell") else 0
+            size = os.fstat(fd).st_size
+        except (OSError, ValueError):
+            self.send_iterable(wrapper)
+            return
+        count = size - offset
+        if not self.headers_sent:
+            head = self._build_head()
+            self.headers_sent = True
+            self._send(head)
+        if self.length is not None:
+            count = min(count, self.length - self.sent)
+        if count > 0:
+            with os.fdopen(os.dup(fd), "rb") as f:
+                self._sock.sendfile(f, offset, count)
+            self.sent += count
+
+    def send_iterable(self, result: Iterable[bytes]) -> None:
+        """Send every piece of an application's iterable."""
+        write = self.write
+        for data in result:
+            if data:
+                write(data)
+        self.finish()
+
+    @property
+    def complete(self) -> bool:
+        """True when a Content-Length response carried all its bytes (or had no length)."""
+        return self.length is None or self.sent >= self.length or not self.has_body

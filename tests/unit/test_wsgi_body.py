@@ -1,0 +1,79 @@
+"""wsgi.input over a pull function: read(n), readline, iteration, drain."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from monoceros.wsgi.body import EMPTY_INPUT, ClientDisconnected, Input
+
+
+def puller(pieces: list[bytes]) -> Callable[[], bytes]:
+    it = iter([p for p in pieces if p])  # b"" means the end, so the source never yields it
+    return lambda: next(it, b"")
+
+
+def test_read_all_and_sizes() -> None:
+    assert Input(puller([b"ab", b"cd", b"e"])).read() == b"abcde"
+    inp = Input(puller([b"abc", b"defg"]))
+    assert inp.read(2) == b"ab"
+    assert inp.read(5) == b"c"  # never more than asked, may be less
+    assert inp.read(5) == b"defg"
+    assert inp.read(5) == b""
+    assert inp.exhausted
+
+
+def test_readline_across_pieces_and_limit() -> None:
+    inp = Input(puller([b"ab", b"c\nde", b"f\n", b"tail"]))
+    assert inp.readline() == b"abc\n"
+    assert inp.readline(2) == b"de"
+    assert inp.readline() == b"f\n"
+    assert inp.readline() == b"tail"
+    assert inp.readline() == b""
+
+
+def test_iteration_and_readlines() -> None:
+    assert list(Input(puller([b"a\nb", b"\nc"]))) == [b"a\n", b"b\n", b"c"]
+    assert Input(puller([b"a\nb\n", b"c\n"])).readlines(3) == [b"a\n", b"b\n"]  # as io does
+
+
+def test_drain_respects_limit() -> None:
+    assert Input(puller([b"x" * 10] * 3)).drain(100)
+    assert not Input(puller([b"x" * 10] * 30)).drain(100)
+
+
+def test_disconnect_propagates() -> None:
+    def broken() -> bytes:
+        raise ClientDisconnected("gone")
+
+    with pytest.raises(ClientDisconnected):
+        Input(broken).read(10)
+
+
+def test_empty_input() -> None:
+    assert EMPTY_INPUT.read() == b"" and EMPTY_INPUT.readline() == b""
+    assert list(EMPTY_INPUT) == [] and EMPTY_INPUT.exhausted
+
+
+@given(st.lists(st.binary(max_size=50), max_size=20), st.integers(min_value=1, max_value=64))
+def test_any_split_any_read_size_gives_the_body(pieces: list[bytes], size: int) -> None:
+    inp = Input(puller(list(pieces)))
+    out = []
+    for _ in range(10_000):
+        chunk = inp.read(size)
+        if not chunk:
+            break
+        assert len(chunk) <= size
+        out.append(chunk)
+    assert b"".join(out) == b"".join(pieces)
+
+
+@given(st.lists(st.binary(max_size=30), max_size=20))
+def test_readline_reassembles_the_body(pieces: list[bytes]) -> None:
+    inp = Input(puller(list(pieces)))
+    lines = list(inp)
+    assert b"".join(lines) == b"".join(pieces)
+    assert all(line.endswith(b"\n") for line in lines[:-1])

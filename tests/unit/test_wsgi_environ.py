@@ -1,0 +1,79 @@
+"""The environ of HTTP requests: PEP 3333 keys, headers, host, scheme from trusted proxies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monoceros.addresses import AddressMatcher
+from monoceros.protocols.http import NEED_DATA, HttpParser, HttpRequest
+from monoceros.wsgi.environ import HttpEnvironBuilder, base_environ, split_host
+
+SECURE = {"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}
+
+
+def head(raw: bytes) -> HttpRequest:
+    p = HttpParser()
+    p.receive_data(raw)
+    ev = p.next_event()
+    assert ev is not NEED_DATA and isinstance(ev, HttpRequest)
+    return ev
+
+
+def build(raw: bytes, peer: Any = ("10.1.2.3", 5555), trusted: str = "127.0.0.1") -> dict[str, Any]:
+    b = HttpEnvironBuilder(base_environ(True, False), ("127.0.0.1", 8000),
+                           AddressMatcher(trusted.split(",")), SECURE)
+    return b.build(head(raw), peer)
+
+
+def test_pep3333_keys() -> None:
+    env = build(b"GET /p%20q/caf%C3%A9?x=1%202 HTTP/1.1\r\nHost: example.com:8080\r\n"
+                b"X-Custom: v\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n")
+    assert env["REQUEST_METHOD"] == "GET"
+    assert env["PATH_INFO"] == b"/p q/caf\xc3\xa9".decode("latin-1")
+    assert env["QUERY_STRING"] == "x=1%202"
+    assert env["RAW_URI"] == "/p%20q/caf%C3%A9?x=1%202"
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("example.com", "8080")
+    assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("10.1.2.3", "5555")
+    assert env["HTTP_X_CUSTOM"] == "v"
+    assert env["CONTENT_TYPE"] == "text/plain" and env["CONTENT_LENGTH"] == "0"
+    assert "HTTP_CONTENT_TYPE" not in env and "HTTP_CONTENT_LENGTH" not in env
+    assert env["wsgi.url_scheme"] == "http" and env["wsgi.version"] == (1, 0)
+    assert env["SCRIPT_NAME"] == ""
+
+
+def test_percent_decoded_once_only() -> None:
+    assert build(b"GET /%2561dmin HTTP/1.1\r\nHost: x\r\n\r\n")["PATH_INFO"] == "/%61dmin"
+
+
+def test_repeated_headers_are_joined() -> None:
+    env = build(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: one\r\nX-A: two\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n")
+    assert env["HTTP_X_A"] == "one, two"
+    assert env["HTTP_COOKIE"] == "a=1; b=2"
+
+
+def test_underscore_headers_are_dropped() -> None:
+    env = build(b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.1.1.1\r\nX_Forwarded_For: 6.6.6.6\r\n\r\n")
+    assert env["HTTP_X_FORWARDED_FOR"] == "1.1.1.1"
+
+
+def test_host_fallback_and_ipv6_host() -> None:
+    env = build(b"GET / HTTP/1.0\r\n\r\n")
+    assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("127.0.0.1", "8000")
+    assert split_host("[::1]:9000", "80") == ("::1", "9000")
+    assert split_host("[::1]", "80") == ("::1", "80")
+    assert split_host("h", "80") == ("h", "80")
+
+
+def test_absolute_form_target() -> None:
+    env = build(b"GET http://absolute.example/abs?x=1 HTTP/1.1\r\nHost: other\r\n\r\n")
+    assert env["PATH_INFO"] == "/abs" and env["QUERY_STRING"] == "x=1"
+    assert env["HTTP_HOST"] == "absolute.example"
+
+
+def test_secure_scheme_only_from_trusted_peers() -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\n\r\n"
+    assert build(raw)["wsgi.url_scheme"] == "http"
+    assert build(raw, peer=("127.0.0.1", 1))["wsgi.url_scheme"] == "https"
+    assert build(raw, trusted="10.0.0.0/8")["wsgi.url_scheme"] == "https"
+    assert build(raw, peer="")["wsgi.url_scheme"] == "https"  # UNIX socket peers are local

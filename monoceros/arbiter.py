@@ -29,6 +29,7 @@ __all__ = ["Arbiter", "HaltServer"]
 
 _HANDLED = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "CHLD")
 _SIGNAL_NAMES = {getattr(signal, "SIG" + name): name.lower() for name in _HANDLED}
+_BLOCKED_AROUND_FORK = {getattr(signal, "SIG" + name) for name in _HANDLED} | {signal.SIGABRT}
 #: a worker that dies this many times in a row before finishing its boot stops the master
 _MAX_BOOT_FAILURES = 5
 #: seconds between SIGABRT and SIGKILL for a worker that timed out
@@ -62,8 +63,10 @@ class WorkerRecord:
 class Arbiter:
     """``Arbiter(cfg).run()`` serves until stopped and returns the process exit status."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, launch_dir: str | None = None) -> None:
         self.cfg = cfg
+        #: where the command was started: relative paths in argv (``-c conf.py``) are from here
+        self.launch_dir = launch_dir or os.getcwd()
         self.log = Logger(cfg)
         self.pid = 0
         self.listeners: list[Listener] = []
@@ -96,6 +99,8 @@ class Arbiter:
                 sig = self._signals.pop(0) if self._signals else None
                 if sig is None:
                     self.sleep()
+                    if self._signals:
+                        continue  # act on a stop signal before respawning anything
                     self.reap_workers()
                     self.murder_workers()
                     self.manage_workers()
@@ -164,7 +169,7 @@ class Arbiter:
         from .app import AppLoadError, load_app
 
         try:
-            return load_app(self.cfg.wsgi_app)
+            return load_app(self.cfg.wsgi_app or "")
         except AppLoadError as exc:
             raise HaltServer(str(exc), APP_LOAD_ERROR) from None
         except Exception:
@@ -264,8 +269,12 @@ class Arbiter:
             self.worker_age, self.pid, self.listeners, self.cfg, self.log, heartbeat, self.app
         )
         self.cfg.pre_fork(self, worker)
+        # Signals stay blocked across the fork until the child has its own handlers, so a TERM
+        # sent to a worker that is still booting is acted on, not lost in the master's queue.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED_AROUND_FORK)
         pid = os.fork()
         if pid:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _BLOCKED_AROUND_FORK)
             self.workers[pid] = WorkerRecord(pid, self.worker_age, heartbeat, worker)
             return pid
         # ---- in the child
@@ -414,15 +423,18 @@ class Arbiter:
 
     def reload(self) -> None:
         """HUP: re-read the configuration, rebind if needed, replace every worker."""
+        from .app import apply_paths
         from .config_loader import load_config
 
+        here = os.getcwd()
         try:
+            # argv and the config's relative paths (-c, --chdir) are from where we started
+            os.chdir(self.launch_dir)
             new_cfg = load_config(self.cfg.argv)
-        except ConfigError as exc:
+            apply_paths(new_cfg)
+        except (ConfigError, SystemExit, OSError) as exc:
+            os.chdir(here)
             self.log.error("Reload failed, keeping the current configuration: %s", exc)
-            return
-        except SystemExit:
-            self.log.error("Reload failed: the configuration could not be read")
             return
         old_cfg = self.cfg
         self.cfg = new_cfg
@@ -436,7 +448,7 @@ class Arbiter:
                 )
             except BindError as exc:
                 self.log.error("Reload: %s; keeping the current listeners", exc)
-                self.cfg.bind = old_cfg.bind
+                self.cfg.set("bind", old_cfg.bind)
             else:
                 for listener in self.listeners:
                     listener.close(unlink=True)

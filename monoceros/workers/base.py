@@ -47,6 +47,7 @@ class Worker:
         self.heartbeat = heartbeat
         self.app = app
         self.alive = True
+        self.reopen_logs = False
         self.booted = False
         self.nr = 0
         jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests_jitter > 0 else 0
@@ -74,7 +75,7 @@ class Worker:
     def _load_app(self) -> Callable[..., Any]:
         from ..app import AppLoadError, load_app
 
-        spec = self.cfg.wsgi_app
+        spec = self.cfg.wsgi_app or ""
         try:
             return load_app(spec)
         except AppLoadError as exc:
@@ -101,6 +102,8 @@ class Worker:
             os.set_blocking(fd, False)
             os.set_inheritable(fd, False)
         signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
+        # The master blocked signals around fork(); from here on they reach these handlers.
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
     def drain_wakeup(self) -> None:
         """Empty the signal wake-up pipe."""
@@ -121,7 +124,16 @@ class Worker:
         sys.exit(0)
 
     def _handle_usr1(self, signum: int, frame: FrameType | None) -> None:
-        self.log.reopen_files()
+        """Reopen log files: flagged here, done by the serving loop between requests."""
+        self.reopen_logs = True
+
+    def reopen_log_files(self) -> None:
+        """Act on a USR1 received since the last call."""
+        self.reopen_logs = False
+        try:
+            self.log.reopen_files()
+        except OSError as exc:
+            self.log.error("Could not reopen log files: %s", exc)
 
     def _handle_abort(self, signum: int, frame: FrameType | None) -> None:
         """The master found this worker unresponsive (timeout)."""

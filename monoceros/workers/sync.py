@@ -16,9 +16,10 @@ from typing import Any
 
 from ..addresses import AddressMatcher
 from ..protocols.errors import ProtocolError
-from ..protocols.http import NEED_DATA, Data, HttpLimits, HttpParser, HttpRequest
+from ..protocols.http import NEED_DATA, Data, HttpLimits, HttpParser
 from ..wsgi.body import EMPTY_INPUT, ClientDisconnected, Input
 from ..wsgi.environ import HttpEnvironBuilder, base_environ
+from ..wsgi.hook_request import HookRequest
 from ..wsgi.response import FileWrapper, Response, ResponseError
 from .base import Worker
 
@@ -84,7 +85,7 @@ class _HttpBody:
                 parser.receive_data(data)
                 continue
             if event.__class__ is Data:
-                return event.data  # type: ignore[union-attr]
+                return event.data
             return b""  # EndOfMessage (a pipelined next request is never read here)
 
 
@@ -126,11 +127,11 @@ class SyncWorker(Worker):
                 poller.register(listener.sock.fileno(), select.EPOLLIN | exclusive)
             poller.register(self._wakeup_r, select.EPOLLIN)
             return poller
-        poller = select.poll()
+        fallback = select.poll()
         for listener in self.listeners:
-            poller.register(listener.sock.fileno(), select.POLLIN)
-        poller.register(self._wakeup_r, select.POLLIN)
-        return poller
+            fallback.register(listener.sock.fileno(), select.POLLIN)
+        fallback.register(self._wakeup_r, select.POLLIN)
+        return fallback
 
     def _serve_forever(self) -> None:
         heartbeat = self.heartbeat
@@ -162,6 +163,8 @@ class SyncWorker(Worker):
                         self._handle(listener, conn, peer)
                         self.nr += 1
                         heartbeat.beat()
+                        if self.reopen_logs:
+                            self.reopen_log_files()
                         if self.nr >= self.max_requests:
                             self.log.info("Autorestarting worker after current request.")
                             self.alive = False
@@ -174,6 +177,8 @@ class SyncWorker(Worker):
                 except InterruptedError:
                     pass
                 self.drain_wakeup()
+                if self.reopen_logs:
+                    self.reopen_log_files()
         finally:
             poller.close() if use_epoll else None
 
@@ -250,7 +255,7 @@ class SyncWorker(Worker):
         else:
             body = Input(_HttpBody(conn, parser, req.expect_continue, self.heartbeat))
         environ["wsgi.input"] = body
-        self._serve(conn, environ, req, req.method == "HEAD", False)
+        self._serve(conn, environ, body, req.method == "HEAD", False)
 
     def _send_error(self, conn: socket.socket, status: int, reason: str) -> None:
         try:
@@ -265,14 +270,17 @@ class SyncWorker(Worker):
         self,
         conn: socket.socket,
         environ: dict[str, Any],
-        req: HttpRequest | None,
+        body: Any,
         head_only: bool,
         uwsgi: bool,
     ) -> None:
         """Call the application and send its response; then log, run hooks, drain."""
         start = time.monotonic() if self.access_log else 0.0
-        if self.pre_request is not None:
-            self.pre_request(self, req)
+        hook_req = None
+        if self.pre_request is not None or self.post_request is not None:
+            hook_req = HookRequest(environ)
+            if self.pre_request is not None:
+                self.pre_request(self, hook_req)
         resp = Response(conn, head_only, uwsgi)
         result: Any = None
         assert self.app is not None
@@ -304,8 +312,7 @@ class SyncWorker(Worker):
                 time.monotonic() - start,
             )
         if self.post_request is not None:
-            self.post_request(self, req, environ, resp)
-        body = environ["wsgi.input"]
+            self.post_request(self, hook_req, environ, resp)
         if body is not EMPTY_INPUT and not body.exhausted:
             self._drain(conn, body)
 

@@ -16,8 +16,8 @@ import httptools
 
 from .. import SERVER_SOFTWARE
 from ..addresses import AddressMatcher
-from ..protocols.http import HttpRequest
 from ..protocols.errors import InvalidHTTPRequest
+from ..protocols.http import HttpRequest
 from .response import FileWrapper
 
 __all__ = ["HttpEnvironBuilder", "base_environ", "split_host"]
@@ -161,9 +161,9 @@ class HttpEnvironBuilder:
             env["REMOTE_ADDR"] = ""
         scheme = "http"
         if self._secure_headers and (ip is None or ip in self._trusted):
-            for key, secure_value in self._secure_headers.items():
-                value = env.get(key)
-                if value is not None and value.lower() == secure_value:
+            for secure_key, secure_value in self._secure_headers.items():
+                sent = env.get(secure_key)
+                if sent is not None and sent.lower() == secure_value:
                     scheme = "https"
                     break
         env["wsgi.url_scheme"] = scheme

@@ -162,7 +162,9 @@ class Response:
             try:
                 name, value = item
             except (TypeError, ValueError):
-                raise ResponseError(f"response header {item!r} is not a (name, value) pair") from None
+                raise ResponseError(
+                    f"response header {item!r} is not a (name, value) pair"
+                ) from None
             if name.__class__ is not str or value.__class__ is not str:
                 raise ResponseError(f"response header {item!r}: name and value must be str")
             if name not in _GOOD_NAMES:
@@ -184,7 +186,9 @@ class Response:
             lines.append(f"Content-Length: {length}\r\n")
         self.length = length
         if not self.uwsgi:
-            lines.append(f"Date: {http_date()}\r\nServer: {SERVER_SOFTWARE}\r\nConnection: close\r\n")
+            lines.append(
+                f"Date: {http_date()}\r\nServer: {SERVER_SOFTWARE}\r\nConnection: close\r\n"
+            )
         lines.append("\r\n")
         head = "".join(lines)
         # One scan instead of one per value: every legitimate CR and LF is a line end we wrote.

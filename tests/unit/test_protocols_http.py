@@ -10,7 +10,14 @@ from monoceros.protocols.errors import (
     ProtocolError,
     RequestLineTooLong,
 )
-from monoceros.protocols.http import NEED_DATA, Data, EndOfMessage, HttpLimits, HttpParser, HttpRequest
+from monoceros.protocols.http import (
+    NEED_DATA,
+    Data,
+    EndOfMessage,
+    HttpLimits,
+    HttpParser,
+    HttpRequest,
+)
 
 
 def events(raw: bytes, limits: HttpLimits | None = None, split: int = 0) -> list[object]:

@@ -1,0 +1,286 @@
+"""Access log lines: gunicorn's ``access_log_format`` atoms, parsed once, rendered per request.
+
+A format such as ``%(h)s "%(r)s" %(s)s`` is scanned once by :class:`AccessFormat`; each request
+then builds only the atoms the format names and renders them with one ``%`` operation. Atoms
+whose source is absent render as ``-``; unknown atoms render as ``-`` too. String values that come
+from the peer or the application have ``"`` escaped as ``\\"`` (as gunicorn does) and ASCII
+control characters escaped as ``\\xHH`` (so a request cannot forge extra log lines).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "DEFAULT_ACCESS_LOG_FORMAT",
+    "AccessFormat",
+    "basic_auth_user",
+    "clf_time",
+    "escape",
+]
+
+DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+
+Env = Mapping[str, Any]
+Status = str | int
+Headers = Sequence[tuple[str, str]]
+Length = int | None
+Getter = Callable[[Env, Status, Headers, Length, float], object]
+
+_KEY = re.compile(r"%(?:%|\(([^)]*)\))")
+_UNSAFE = re.compile(r'["\x00-\x1f\x7f]')
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_clf_cache: tuple[int, str] = (-1, "")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    return '\\"' if char == '"' else f"\\x{ord(char):02x}"
+
+
+def escape(value: str) -> str:
+    """Escape ``"`` as ``\\"`` and ASCII control characters as ``\\xHH``."""
+    if '"' not in value and value.isprintable():  # the common case, without a regex
+        return value
+    return _UNSAFE.sub(_escape_char, value)
+
+
+def clf_time(now: float | None = None) -> str:
+    """Local time in Common Log Format, ``[10/Oct/2000:13:55:36 -0700]`` (cached per second)."""
+    global _clf_cache
+    second = int(time.time() if now is None else now)
+    cached = _clf_cache
+    if cached[0] == second:
+        return cached[1]
+    tm = time.localtime(second)
+    offset = (tm.tm_gmtoff or 0) // 60
+    sign = "-" if offset < 0 else "+"
+    offset = abs(offset)
+    text = (
+        f"[{tm.tm_mday:02d}/{_MONTHS[tm.tm_mon - 1]}/{tm.tm_year:04d}:"
+        f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} "
+        f"{sign}{offset // 60:02d}{offset % 60:02d}]"
+    )
+    _clf_cache = (second, text)
+    return text
+
+
+def basic_auth_user(environ: Mapping[str, Any]) -> str | None:
+    """The user name of a ``Basic`` Authorization header, or None when there is none to read."""
+    header = environ.get("HTTP_AUTHORIZATION")
+    if not header or header[:6].lower() != "basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip()).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    user, sep, _password = decoded.partition(":")
+    return user if sep and user else None
+
+
+# -- the atoms: each takes (environ, status, response_headers, response_length, request_time) --
+
+
+def _remote_addr(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
+    return escape(env.get("REMOTE_ADDR") or "-")  # "" (a Unix socket peer) is "-" too
+
+
+def _dash(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
+    return "-"
+
+
+def _user(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
+    user = basic_auth_user(env)
+    return "-" if user is None else escape(user)
+
+
+def _time(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
+    return clf_time()
+
+
+def _target(env: Mapping[str, Any]) -> str:
+    target = env.get("RAW_URI") or env.get("REQUEST_URI")
+    if target:
+        return str(target)
+    path = env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")
+    query = env.get("QUERY_STRING")
+    if query:
+        return f"{path}?{query}"
+    return path or "-"
+
+
+def _request_line(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
+    method = env.get("REQUEST_METHOD") or "-"
+    protocol = env.get("SERVER_PROTOCOL") or "-"
+    return escape(f"{method} {_target(env)} {protocol}")
+
+
+def _status(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
+    if isinstance(s, int):
+        return str(s)
+    code, _, _reason = s.partition(" ")
+    return escape(code) if code else "-"
+
+
+def _environ_key(key: str) -> Getter:
+    def get(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
+        value = env.get(key)
+        return "-" if value is None else escape(str(value))
+
+    return get
+
+
+def _bytes_or_zero(env: Env, s: Status, h: Headers, n: Length, t: float) -> int:
+    return 0 if n is None else n
+
+
+def _bytes_or_dash(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
+    return "-" if n is None else str(n)
+
+
+def _micros(seconds: float) -> int:
+    return int(seconds * 1_000_000) if seconds > 0 else 0
+
+
+def _seconds(env: Env, s: Status, h: Headers, n: Length, t: float) -> int:
+    return _micros(t) // 1_000_000
+
+
+def _millis(env: Env, s: Status, h: Headers, n: Length, t: float) -> int:
+    return _micros(t) // 1_000
+
+
+def _microseconds(env: Env, s: Status, h: Headers, n: Length, t: float) -> int:
+    return _micros(t)
+
+
+def _decimal(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
+    us = _micros(t)
+    return f"{us // 1_000_000}.{us % 1_000_000:06d}"
+
+
+def _pid(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
+    return f"<{os.getpid()}>"
+
+
+_ATOMS: dict[str, Getter] = {
+    "h": _remote_addr,
+    "l": _dash,
+    "u": _user,
+    "t": _time,
+    "r": _request_line,
+    "m": _environ_key("REQUEST_METHOD"),
+    "U": _environ_key("PATH_INFO"),
+    "q": _environ_key("QUERY_STRING"),
+    "H": _environ_key("SERVER_PROTOCOL"),
+    "s": _status,
+    "B": _bytes_or_zero,
+    "b": _bytes_or_dash,
+    "f": _environ_key("HTTP_REFERER"),
+    "a": _environ_key("HTTP_USER_AGENT"),
+    "T": _seconds,
+    "M": _millis,
+    "D": _microseconds,
+    "L": _decimal,
+    "p": _pid,
+}
+
+
+def _request_header(name: str) -> Getter:
+    upper = name.upper().replace("-", "_")
+    key = upper if upper in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + upper
+    return _environ_key(key)
+
+
+def _response_header(name: str) -> Getter:
+    def get(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
+        found = None
+        for header, value in h:
+            if header.lower() == name:
+                found = value  # the last one wins, as in gunicorn
+        return "-" if found is None else escape(found)
+
+    return get
+
+
+def _environ_variable(raw: str) -> Getter:
+    name = raw.lower()
+    candidates = tuple(dict.fromkeys((raw, raw.upper(), name)))
+
+    def get(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
+        for key in candidates:
+            value = env.get(key)
+            if value is not None:
+                return escape(str(value))
+        for key, value in env.items():
+            if key.lower() == name:
+                return escape(str(value))
+        for key in candidates:
+            value = os.environ.get(key)
+            if value is not None:
+                return escape(value)
+        return "-"
+
+    return get
+
+
+def _getter(key: str) -> Getter:
+    atom = _ATOMS.get(key)
+    if atom is not None:
+        return atom
+    if len(key) > 3 and key[0] == "{" and key[-2] == "}":
+        raw, kind = key[1:-2], key[-1]
+        if kind == "i":
+            return _request_header(raw)
+        if kind == "o":
+            return _response_header(raw.lower())
+        if kind == "e":
+            return _environ_variable(raw)
+    return _dash
+
+
+_SAMPLE_ENVIRON = {
+    "REQUEST_METHOD": "GET",
+    "RAW_URI": "/",
+    "PATH_INFO": "/",
+    "QUERY_STRING": "",
+    "SERVER_PROTOCOL": "HTTP/1.1",
+    "REMOTE_ADDR": "127.0.0.1",
+}
+
+
+class AccessFormat:
+    """A parsed ``access_log_format``: renders one access log line from a request's facts."""
+
+    __slots__ = ("_getters", "keys", "source")
+
+    def __init__(self, fmt: str) -> None:
+        self.source = fmt
+        keys = [m.group(1) for m in _KEY.finditer(fmt) if m.group(1) is not None]
+        self.keys: tuple[str, ...] = tuple(dict.fromkeys(keys))
+        self._getters = tuple((key, _getter(key)) for key in self.keys)
+        try:
+            self.render(_SAMPLE_ENVIRON, "200 OK", (), 0, 0.0)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"invalid access_log_format {fmt!r}: {exc}") from None
+
+    def render(
+        self,
+        environ: Mapping[str, Any],
+        status: str | int,
+        response_headers: Headers,
+        response_length: int | None,
+        request_time: float,
+    ) -> str:
+        """The access log line (without newline) for one finished request."""
+        values = {
+            key: get(environ, status, response_headers, response_length, request_time)
+            for key, get in self._getters
+        }
+        return self.source % values

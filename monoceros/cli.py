@@ -1,0 +1,73 @@
+"""The ``monoceros`` command: load the configuration, check the application, run the arbiter."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import NoReturn
+
+from monoceros.app import AppLoadError, apply_paths, check_app_spec, load_app
+from monoceros.config import Config, ConfigError
+from monoceros.config_loader import load_config
+
+USAGE_ERROR = 2
+"""Exit status for a bad option, a bad setting value or a bad config file."""
+
+APP_LOAD_ERROR = 4
+"""Exit status when the application cannot be found or loaded (gunicorn's APP_LOAD_ERROR)."""
+
+PROG = "monoceros"
+"""The program name used in error and warning lines."""
+
+
+def _print_warnings(cfg: Config) -> None:
+    for warning in cfg.warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+
+
+def _die(message: str, status: int, cfg: Config | None = None) -> NoReturn:
+    if cfg is not None:
+        _print_warnings(cfg)
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and exit with its status."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        cfg = load_config(args)
+    except ConfigError as exc:
+        _die(str(exc), USAGE_ERROR)
+
+    if cfg.print_config:
+        _print_warnings(cfg)
+        print("\n".join(cfg.describe()))
+        sys.exit(0)
+    if not cfg.wsgi_app:
+        _die("no application given: pass APP_MODULE (e.g. myapp:app) or set wsgi_app in the "
+             "config file", USAGE_ERROR, cfg)
+
+    launch_dir = os.getcwd()
+    try:
+        apply_paths(cfg)
+    except OSError as exc:
+        _die(f"chdir: cannot change to {cfg.chdir!r}: {exc.strerror}", USAGE_ERROR, cfg)
+    try:
+        check_app_spec(cfg.wsgi_app)
+        if cfg.check_config:
+            load_app(cfg.wsgi_app)
+    except AppLoadError as exc:
+        _die(str(exc), APP_LOAD_ERROR, cfg)
+    except Exception:
+        # The application's own code failed: its traceback is what the user needs.
+        traceback.print_exc()
+        _die(f"failed to load application {cfg.wsgi_app!r}", APP_LOAD_ERROR, cfg)
+    if cfg.check_config:
+        _print_warnings(cfg)
+        sys.exit(0)
+
+    from monoceros.arbiter import Arbiter
+
+    sys.exit(Arbiter(cfg, launch_dir=launch_dir).run())

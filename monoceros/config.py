@@ -1,0 +1,730 @@
+"""Every setting declared once, in one table, and the ``Config`` object holding their values.
+
+The argparse CLI, the config-file loader, ``MONOCEROS_CMD_ARGS``, ``--print-config`` and the
+settings reference page are all generated from ``SETTINGS``. Names, flags and defaults are
+gunicorn's, so an existing ``gunicorn.conf.py`` works unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import grp
+import inspect
+import ipaddress
+import math
+import os
+import pwd
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+Validator = Callable[[Any], Any]
+"""Turns a raw value (from argv, the environment or a config file) into a typed one.
+
+Raises ``ValueError`` with a message such as ``expected a positive integer, got 'abc'``;
+``Config.set`` prefixes it with the setting name.
+"""
+
+Hook = Callable[..., object]
+"""A server hook: a callable a user puts in the config file."""
+
+WORKER_CLASSES: dict[str, str] = {
+    "sync": "monoceros.workers.sync:SyncWorker",
+}
+"""Worker kinds accepted by ``worker_class``, each mapped to its ``"module:Class"`` path."""
+
+GUNICORN_WORKER_ALIASES: dict[str, str] = {
+    "gunicorn.workers.sync.SyncWorker": "sync",
+    "gunicorn.workers.gthread.ThreadWorker": "gthread",
+    "gunicorn.workers.ggevent.GeventWorker": "gevent",
+    "gunicorn.workers.geventlet.EventletWorker": "eventlet",
+    "gunicorn.workers.gtornado.TornadoWorker": "tornado",
+}
+"""gunicorn's dotted worker-class spellings, mapped to the kind names used here."""
+
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error", "critical")
+"""The values ``loglevel`` accepts."""
+
+GUNICORN_ONLY: frozenset[str] = frozenset(
+    {
+        "reload", "reload_engine", "reload_extra_files", "spew", "worker_tmp_dir",
+        "initgroups", "tmp_upload_dir", "disable_redirect_access_to_syslog", "logger_class",
+        "logconfig", "logconfig_dict", "logconfig_json", "syslog_addr", "syslog",
+        "syslog_prefix", "syslog_facility", "enable_stdio_inheritance", "statsd_host",
+        "dogstatsd_tags", "statsd_prefix", "default_proc_name", "paste",
+        "raw_paste_global_conf", "ssl_context", "proxy_protocol", "proxy_allow_ips",
+        "keyfile", "certfile", "ssl_version", "cert_reqs", "ca_certs", "suppress_ragged_eofs",
+        "do_handshake_on_connect", "ciphers", "strip_header_spaces",
+        "permit_unconventional_http_method", "permit_unconventional_http_version",
+        "permit_obsolete_folding", "casefold_http_method", "header_map", "forwarder_headers",
+    }
+)
+"""gunicorn setting names monoceros does not implement (a config file using one gets a warning)."""
+
+
+class ConfigError(Exception):
+    """A setting got a value it cannot take; the message is one readable line naming it."""
+
+    def __init__(self, message: str, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+@dataclass(frozen=True, eq=False)
+class Setting:
+    """One row of the settings table."""
+
+    name: str
+    section: str
+    flags: tuple[str, ...]
+    default: Any
+    doc: str
+    validator: Validator
+    action: str = "store"
+    metavar: str | None = None
+    const: Any = None
+    env: str | None = None
+    default_factory: Callable[[Mapping[str, str]], Any] | None = None
+    default_doc: str | None = None
+    params: tuple[str, ...] | None = None
+
+    @property
+    def is_hook(self) -> bool:
+        """Whether this setting is a server hook (a callable from the config file)."""
+        return self.params is not None
+
+    def initial(self, environ: Mapping[str, str]) -> Any:
+        """The raw default, computed from ``environ`` for environment-dependent settings."""
+        if self.default_factory is not None:
+            return self.default_factory(environ)
+        return self.default
+
+    def describe_default(self) -> str:
+        """The default as shown in ``--help`` and on the settings reference page."""
+        if self.default_doc is not None:
+            return self.default_doc
+        return repr(self.default)
+
+
+# --- validators ------------------------------------------------------------------------------
+
+
+def _fail(expected: str, value: Any) -> NoReturn:
+    raise ValueError(f"expected {expected}, got {value!r}")
+
+
+def _parse_int(value: Any, expected: str) -> int:
+    if isinstance(value, bool):
+        _fail(expected, value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        for base in (10, 0):
+            try:
+                return int(text, base)
+            except ValueError:
+                continue
+    _fail(expected, value)
+
+
+def _int_at_least(minimum: int) -> Validator:
+    expected = "a positive integer" if minimum >= 1 else "a non-negative integer"
+
+    def validate(value: Any) -> int:
+        number = _parse_int(value, expected)
+        if number < minimum:
+            _fail(expected, value)
+        return number
+
+    return validate
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
+
+
+def _seconds(value: Any) -> float:
+    expected = "a non-negative number of seconds"
+    if isinstance(value, bool):
+        _fail(expected, value)
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            _fail(expected, value)
+    else:
+        _fail(expected, value)
+    if not math.isfinite(number) or number < 0:
+        _fail(expected, value)
+    return number
+
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    _fail("true or false", value)
+
+
+def _optional_bool(value: Any) -> bool | None:
+    return None if value is None else _bool(value)
+
+
+def _optional_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip()
+    _fail("a string", value)
+
+
+def _str(value: Any) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    _fail("a string", value)
+
+
+def _optional_path(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        path = os.fspath(value)
+        if isinstance(path, str):
+            return path.strip()
+    _fail("a file path", value)
+
+
+def _str_list(value: Any, expected: str) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        _fail(expected, value)
+    result: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            _fail(expected, item)
+        result.append(item.strip())
+    return result
+
+
+def _bind(value: Any) -> list[str]:
+    return _str_list(value, "an address such as '127.0.0.1:8000' or 'unix:/path'")
+
+
+def _raw_env(value: Any) -> list[str]:
+    entries = _str_list(value, "KEY=VALUE")
+    for entry in entries:
+        if "=" not in entry or entry.startswith("="):
+            _fail("KEY=VALUE", entry)
+    return entries
+
+
+def _ip_list(value: Any) -> list[str]:
+    expected = "'*' or comma-separated IP addresses or CIDR networks"
+    if isinstance(value, str):
+        entries = [part.strip() for part in value.split(",") if part.strip()]
+    else:
+        entries = _str_list(value, expected)
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            if "/" in entry:
+                ipaddress.ip_network(entry, strict=False)
+            else:
+                ipaddress.ip_address(entry)
+        except ValueError:
+            _fail(expected, entry)
+    return entries
+
+
+def _header_dict(value: Any) -> dict[str, str]:
+    expected = "a dict of header name to value"
+    if not isinstance(value, Mapping):
+        _fail(expected, value)
+    result: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str) or not key.strip():
+            _fail(expected, value)
+        result[key.strip().upper()] = item
+    return result
+
+
+def _worker_class(value: Any) -> str:
+    if not isinstance(value, str):
+        _fail("a worker class name", value)
+    text = value.strip()
+    kind = GUNICORN_WORKER_ALIASES.get(text, text.lower())
+    if kind not in WORKER_CLASSES:
+        available = ", ".join(sorted(WORKER_CLASSES))
+        raise ValueError(f"unknown worker class {value!r} (available: {available})")
+    return kind
+
+
+def _log_level(value: Any) -> str:
+    expected = "one of " + ", ".join(LOG_LEVELS)
+    if isinstance(value, str) and value.strip().lower() in LOG_LEVELS:
+        return value.strip().lower()
+    _fail(expected, value)
+
+
+def _umask(value: Any) -> int:
+    expected = "a file mode mask such as 0o22, 022 or 18"
+    if isinstance(value, bool):
+        _fail(expected, value)
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        try:
+            number = int(text, 8) if re.fullmatch(r"0[0-7]+", text) else int(text, 0)
+        except ValueError:
+            _fail(expected, value)
+    else:
+        _fail(expected, value)
+    if not 0 <= number <= 0o777:
+        _fail(expected, value)
+    return number
+
+
+def _account(kind: str, lookup: Callable[[str], int], current: Callable[[], int]) -> Validator:
+    expected = f"a {kind} name or numeric id"
+
+    def validate(value: Any) -> int:
+        if value is None:
+            return current()
+        if isinstance(value, bool):
+            _fail(expected, value)
+        if isinstance(value, int):
+            if value < 0:
+                _fail(expected, value)
+            return value
+        if not isinstance(value, str) or not value.strip():
+            _fail(expected, value)
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            return lookup(text)
+        except KeyError:
+            raise ValueError(f"no such {kind} {text!r}") from None
+
+    return validate
+
+
+_user = _account("user", lambda name: pwd.getpwnam(name).pw_uid, os.geteuid)
+_group = _account("group", lambda name: grp.getgrnam(name).gr_gid, os.getegid)
+
+
+def _directory(value: Any) -> str:
+    path = _optional_path(value)
+    if not path:
+        _fail("a directory", value)
+    absolute = os.path.abspath(path)
+    if not os.path.isdir(absolute):
+        raise ValueError(f"no such directory {path!r}")
+    return absolute
+
+
+def _accepts(func: Callable[..., object], count: int) -> bool:
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return True
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        return False
+    return True
+
+
+def _describe_callable(func: Callable[..., object]) -> str:
+    name = getattr(func, "__qualname__", type(func).__name__)
+    try:
+        return f"{name}{inspect.signature(func)}"
+    except (TypeError, ValueError):
+        return name
+
+
+def _hook_validator(params: tuple[str, ...]) -> Validator:
+    expected = f"a function taking ({', '.join(params)})"
+
+    def validate(value: Any) -> Hook:
+        if not callable(value):
+            _fail(expected, value)
+        if not _accepts(value, len(params)):
+            raise ValueError(f"expected {expected}, got {_describe_callable(value)}")
+        return value
+
+    return validate
+
+
+def _post_request(value: Any) -> Hook:
+    """Accept gunicorn's 4-, 3- and 2-argument forms, always returning a 4-argument callable."""
+    expected = "a function taking (worker, req, environ, resp)"
+    if not callable(value):
+        _fail(expected, value)
+    for count in (4, 3, 2):
+        if _accepts(value, count):
+            break
+    else:
+        raise ValueError(f"expected {expected}, got {_describe_callable(value)}")
+    if count == 4:
+        return value
+    func: Hook = value
+
+    @functools.wraps(func)
+    def adapted(worker: Any, req: Any, environ: Any, resp: Any) -> object:
+        return func(*(worker, req, environ, resp)[:count])
+
+    return adapted
+
+
+# --- defaults that depend on the environment ------------------------------------------------
+
+
+def _default_bind(environ: Mapping[str, str]) -> list[str]:
+    port = environ.get("PORT")
+    return [f"0.0.0.0:{port}"] if port else ["127.0.0.1:8000"]
+
+
+def _default_workers(environ: Mapping[str, str]) -> Any:
+    return environ.get("WEB_CONCURRENCY", 1)
+
+
+def _default_forwarded_allow_ips(environ: Mapping[str, str]) -> Any:
+    return environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+
+def _noop_hook(name: str) -> Hook:
+    def hook(*args: Any) -> None:
+        """Default server hook: does nothing."""
+
+    hook.__name__ = hook.__qualname__ = name
+    return hook
+
+
+# --- the table -------------------------------------------------------------------------------
+
+_INT = "INT"
+
+
+def _setting(name: str, section: str, flags: tuple[str, ...], default: Any, doc: str,
+             validator: Validator, **extra: Any) -> Setting:
+    return Setting(name=name, section=section, flags=flags, default=default, doc=doc,
+                   validator=validator, **extra)
+
+
+def _int_setting(name: str, section: str, flags: tuple[str, ...], default: int, doc: str,
+                 positive: bool = False) -> Setting:
+    validator = _positive_int if positive else _non_negative_int
+    return _setting(name, section, flags, default, doc, validator, metavar=_INT)
+
+
+def _flag(name: str, section: str, flags: tuple[str, ...], doc: str) -> Setting:
+    return _setting(name, section, flags, False, doc, _bool, action="store_true")
+
+
+def _hook(name: str, params: tuple[str, ...], doc: str) -> Setting:
+    validator = _post_request if name == "post_request" else _hook_validator(params)
+    return _setting(name, "Server Hooks", (), _noop_hook(name), doc, validator,
+                    params=params, default_doc="no-op")
+
+
+_DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+
+SETTINGS: tuple[Setting, ...] = (
+    # Config File
+    _setting("config", "Config File", ("-c", "--config"), None,
+             "The Python config file to load (a path, or file:PATH, or python:MODULE).",
+             _optional_path, metavar="CONFIG",
+             default_doc="`./monoceros.conf.py` when that file exists, else none"),
+    _setting("wsgi_app", "Config File", (), None,
+             "The application to serve, as module:name (the positional APP_MODULE sets it).",
+             _optional_str, metavar="STRING"),
+    # Server Socket
+    _setting("bind", "Server Socket", ("-b", "--bind"), ["127.0.0.1:8000"],
+             "Address to listen on: HOST, HOST:PORT, unix:PATH or fd://FD.",
+             _bind, action="append", metavar="ADDRESS", env="PORT",
+             default_factory=_default_bind,
+             default_doc="`['127.0.0.1:8000']`, or `['0.0.0.0:$PORT']` when `PORT` is set"),
+    _int_setting("backlog", "Server Socket", ("--backlog",), 2048,
+                 "The maximum number of pending connections.", positive=True),
+    # Worker Processes
+    _setting("workers", "Worker Processes", ("-w", "--workers"), 1,
+             "The number of worker processes.", _positive_int, metavar=_INT,
+             env="WEB_CONCURRENCY", default_factory=_default_workers,
+             default_doc="`$WEB_CONCURRENCY` when set, else `1`"),
+    _setting("worker_class", "Worker Processes", ("-k", "--worker-class"), "sync",
+             "The kind of worker: " + ", ".join(sorted(WORKER_CLASSES))
+             + " (gunicorn's dotted class paths are accepted too).",
+             _worker_class, metavar="STRING"),
+    _int_setting("threads", "Worker Processes", ("--threads",), 1,
+                 "The number of threads per worker (threaded workers only).", positive=True),
+    _int_setting("worker_connections", "Worker Processes", ("--worker-connections",), 1000,
+                 "The maximum number of simultaneous clients per worker (non-sync workers).",
+                 positive=True),
+    _int_setting("max_requests", "Worker Processes", ("--max-requests",), 0,
+                 "Restart a worker after this many requests (0 disables)."),
+    _int_setting("max_requests_jitter", "Worker Processes", ("--max-requests-jitter",), 0,
+                 "Add randint(0, this) to max_requests per worker, to stagger restarts."),
+    _int_setting("timeout", "Worker Processes", ("-t", "--timeout"), 30,
+                 "Kill and restart a worker silent for this many seconds (0 disables)."),
+    _int_setting("graceful_timeout", "Worker Processes", ("--graceful-timeout",), 30,
+                 "Seconds a worker gets to finish its requests after a graceful stop."),
+    _int_setting("keepalive", "Worker Processes", ("--keep-alive",), 2,
+                 "Seconds to wait for the next request on a keep-alive connection."),
+    # Security
+    _int_setting("limit_request_line", "Security", ("--limit-request-line",), 4094,
+                 "The maximum size of the HTTP request line in bytes (0 = no limit)."),
+    _int_setting("limit_request_fields", "Security", ("--limit-request-fields",), 100,
+                 "The maximum number of header fields in a request."),
+    _int_setting("limit_request_field_size", "Security",
+                 ("--limit-request-field_size", "--limit-request-field-size"), 8190,
+                 "The maximum size of one request header field in bytes (0 = no limit)."),
+    _setting("header_timeout", "Security", ("--header-timeout",), 10.0,
+             "Seconds a client gets to send a complete request head (0 disables).",
+             _seconds, metavar="FLOAT"),
+    # Debugging
+    _flag("check_config", "Debugging", ("--check-config",),
+          "Check the configuration and that the application loads, then exit."),
+    _flag("print_config", "Debugging", ("--print-config",),
+          "Print every setting as fully resolved, then exit."),
+    # Server Mechanics
+    _flag("preload_app", "Server Mechanics", ("--preload",),
+          "Load the application in the master before forking workers."),
+    _setting("sendfile", "Server Mechanics", ("--no-sendfile",), None,
+             "Use sendfile() for file responses unless this is False (--no-sendfile).",
+             _optional_bool, action="store_const", const=False),
+    _flag("reuse_port", "Server Mechanics", ("--reuse-port",),
+          "Set SO_REUSEPORT on the listening sockets."),
+    _setting("chdir", "Server Mechanics", ("--chdir",), ".",
+             "Change to this directory before loading the application.",
+             _directory, metavar="DIR", default_factory=lambda environ: os.getcwd(),
+             default_doc="the current directory"),
+    _flag("daemon", "Server Mechanics", ("-D", "--daemon"),
+          "Detach from the terminal and run in the background."),
+    _setting("raw_env", "Server Mechanics", ("-e", "--env"), [],
+             "Set an environment variable in the server, as KEY=VALUE.",
+             _raw_env, action="append", metavar="ENV"),
+    _setting("pidfile", "Server Mechanics", ("-p", "--pid"), None,
+             "Write the master's PID to this file.", _optional_path, metavar="FILE"),
+    _setting("user", "Server Mechanics", ("-u", "--user"), None,
+             "Run workers as this user (a name or a numeric uid).",
+             _user, metavar="USER", default_doc="the current effective user (`os.geteuid()`)"),
+    _setting("group", "Server Mechanics", ("-g", "--group"), None,
+             "Run workers as this group (a name or a numeric gid).",
+             _group, metavar="GROUP",
+             default_doc="the current effective group (`os.getegid()`)"),
+    _setting("umask", "Server Mechanics", ("-m", "--umask"), 0,
+             "The umask for files the server writes, e.g. 0o22, 022 or 18.",
+             _umask, metavar=_INT),
+    _setting("secure_scheme_headers", "Server Mechanics", (),
+             {"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https",
+              "X-FORWARDED-SSL": "on"},
+             "Headers (upper-case name to value) a trusted proxy sets on HTTPS requests.",
+             _header_dict),
+    _setting("forwarded_allow_ips", "Server Mechanics", ("--forwarded-allow-ips",),
+             "127.0.0.1,::1",
+             "Comma-separated proxy IPs or CIDR networks trusted for secure_scheme_headers "
+             "('*' trusts all).",
+             _ip_list, metavar="STRING", env="FORWARDED_ALLOW_IPS",
+             default_factory=_default_forwarded_allow_ips,
+             default_doc="`$FORWARDED_ALLOW_IPS` when set, else `'127.0.0.1,::1'`"),
+    _setting("pythonpath", "Server Mechanics", ("--pythonpath",), None,
+             "Comma-separated directories to prepend to the Python path.",
+             _optional_str, metavar="STRING"),
+    # Logging
+    _setting("accesslog", "Logging", ("--access-logfile",), None,
+             "The access log file ('-' for stdout); unset means no access log.",
+             _optional_path, metavar="FILE"),
+    _setting("access_log_format", "Logging", ("--access-logformat",),
+             _DEFAULT_ACCESS_LOG_FORMAT, "The access log line format (gunicorn's atoms).",
+             _str, metavar="STRING"),
+    _setting("errorlog", "Logging", ("--error-logfile", "--log-file"), "-",
+             "The error log file ('-' for stderr).", _optional_path, metavar="FILE"),
+    _setting("loglevel", "Logging", ("--log-level",), "info",
+             "The error log level: " + ", ".join(LOG_LEVELS) + ".",
+             _log_level, metavar="LEVEL"),
+    _flag("capture_output", "Logging", ("--capture-output",),
+          "Redirect the application's stdout and stderr to the error log."),
+    # Process Naming
+    _setting("proc_name", "Process Naming", ("-n", "--name"), None,
+             "The process title base (used with setproctitle).",
+             _optional_str, metavar="STRING",
+             default_doc="the application spec, else `'monoceros'`"),
+    # Server Hooks
+    _hook("on_starting", ("server",), "Called just before the master process is initialised."),
+    _hook("on_reload", ("server",), "Called when workers are recycled on SIGHUP."),
+    _hook("when_ready", ("server",), "Called just after the server is started."),
+    _hook("pre_fork", ("server", "worker"), "Called just before a worker is forked."),
+    _hook("post_fork", ("server", "worker"), "Called in the worker just after it is forked."),
+    _hook("post_worker_init", ("worker",),
+          "Called just after a worker has loaded the application."),
+    _hook("worker_int", ("worker",), "Called when a worker exits on SIGINT or SIGQUIT."),
+    _hook("worker_abort", ("worker",),
+          "Called when a worker receives SIGABRT (generally on timeout)."),
+    _hook("pre_exec", ("server",), "Called just before a new master process is exec'd."),
+    _hook("pre_request", ("worker", "req"), "Called just before a worker handles a request."),
+    _hook("post_request", ("worker", "req", "environ", "resp"),
+          "Called after a worker has handled a request."),
+    _hook("child_exit", ("server", "worker"),
+          "Called in the master just after a worker has exited."),
+    _hook("worker_exit", ("server", "worker"),
+          "Called in the worker just before it exits."),
+    _hook("nworkers_changed", ("server", "new_value", "old_value"),
+          "Called when the number of workers changes (old_value is None the first time)."),
+    _hook("on_exit", ("server",), "Called just before the server exits."),
+)
+"""The settings table, in documentation order."""
+
+SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+"""The settings table, keyed by setting name."""
+
+HOOK_NAMES: tuple[str, ...] = tuple(setting.name for setting in SETTINGS if setting.is_hook)
+"""The names of the server hooks."""
+
+
+def _show(value: Any) -> str:
+    if callable(value):
+        return f"<{getattr(value, '__qualname__', type(value).__name__)}()>"
+    return repr(value)
+
+
+class Config:
+    """Validated values of every setting, read as attributes (``cfg.workers``)."""
+
+    config: str | None
+    wsgi_app: str | None
+    bind: list[str]
+    backlog: int
+    workers: int
+    worker_class: str
+    threads: int
+    worker_connections: int
+    max_requests: int
+    max_requests_jitter: int
+    timeout: int
+    graceful_timeout: int
+    keepalive: int
+    limit_request_line: int
+    limit_request_fields: int
+    limit_request_field_size: int
+    header_timeout: float
+    check_config: bool
+    print_config: bool
+    preload_app: bool
+    sendfile: bool | None
+    reuse_port: bool
+    chdir: str
+    daemon: bool
+    raw_env: list[str]
+    pidfile: str | None
+    user: int
+    group: int
+    umask: int
+    secure_scheme_headers: dict[str, str]
+    forwarded_allow_ips: list[str]
+    pythonpath: str | None
+    accesslog: str | None
+    access_log_format: str
+    errorlog: str | None
+    loglevel: str
+    capture_output: bool
+    proc_name: str
+    on_starting: Callable[[Any], object]
+    on_reload: Callable[[Any], object]
+    when_ready: Callable[[Any], object]
+    pre_fork: Callable[[Any, Any], object]
+    post_fork: Callable[[Any, Any], object]
+    post_worker_init: Callable[[Any], object]
+    worker_int: Callable[[Any], object]
+    worker_abort: Callable[[Any], object]
+    pre_exec: Callable[[Any], object]
+    pre_request: Callable[[Any, Any], object]
+    post_request: Callable[[Any, Any, Any, Any], object]
+    child_exit: Callable[[Any, Any], object]
+    worker_exit: Callable[[Any, Any], object]
+    nworkers_changed: Callable[[Any, int, int | None], object]
+    on_exit: Callable[[Any], object]
+
+    warnings: list[str]
+    argv: list[str]
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        object.__setattr__(self, "warnings", [])
+        object.__setattr__(self, "argv", [])
+        object.__setattr__(self, "_given_proc_name", None)
+        for setting in SETTINGS:
+            try:
+                self.set(setting.name, setting.initial(env))
+            except ConfigError as exc:
+                if setting.env is not None and setting.env in env:
+                    raise ConfigError(f"{exc} (from ${setting.env})", setting.name) from None
+                raise
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in SETTINGS_BY_NAME:
+            raise AttributeError(f"use cfg.set({name!r}, value) to change a setting")
+        object.__setattr__(self, name, value)
+
+    def set(self, name: str, value: Any) -> None:
+        """Validate ``value`` and store it as setting ``name``; raise ConfigError if invalid."""
+        setting = SETTINGS_BY_NAME.get(name)
+        if setting is None:
+            raise ConfigError(f"unknown setting {name!r}")
+        try:
+            validated = setting.validator(value)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{name}: {exc}", name) from None
+        if name == "proc_name":
+            object.__setattr__(self, "_given_proc_name", validated)
+        object.__setattr__(self, name, validated)
+        if name in ("proc_name", "wsgi_app"):
+            given = self.__dict__.get("_given_proc_name")
+            object.__setattr__(self, "proc_name", given or self.__dict__.get("wsgi_app")
+                               or "monoceros")
+
+    def hook_is_set(self, name: str) -> bool:
+        """Whether the user replaced server hook ``name`` (so callers can skip no-op calls)."""
+        setting = SETTINGS_BY_NAME.get(name)
+        if setting is None or not setting.is_hook:
+            raise ConfigError(f"{name!r} is not a server hook")
+        return bool(self.__dict__[name] is not setting.default)
+
+    @property
+    def worker_class_path(self) -> str:
+        """The ``"module:Class"`` path of the configured worker class."""
+        return WORKER_CLASSES[self.worker_class]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """``raw_env`` as a dict."""
+        return {key: value for key, _, value in (entry.partition("=") for entry in self.raw_env)}
+
+    def describe(self) -> list[str]:
+        """Every setting as a ``name = value`` line, sorted by name (for ``--print-config``)."""
+        lines = []
+        for name in sorted(SETTINGS_BY_NAME):
+            value = self.__dict__[name]
+            if SETTINGS_BY_NAME[name].is_hook and not self.hook_is_set(name):
+                lines.append(f"{name} = <no-op>")
+            else:
+                lines.append(f"{name} = {_show(value)}")
+        return lines
+
+    def __repr__(self) -> str:
+        return f"<Config wsgi_app={self.__dict__.get('wsgi_app')!r}>"

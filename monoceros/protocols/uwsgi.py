@@ -1,0 +1,523 @@
+"""Sans-IO parser for the uWSGI binary protocol: bytes in, events out, no sockets.
+
+Wire format: a 4-byte header (modifier1 u8, datasize u16 little-endian, modifier2 u8), a vars
+block of exactly datasize bytes made of ``[u16le len][key][u16le len][value]`` pairs, then the
+request body, whose length only ``CONTENT_LENGTH`` gives (or chunk framing, when the uWSGI router
+forwards a chunked upload with ``--http-chunked-input``).
+
+One request per connection: front ends (nginx, Apache, the uWSGI router) never reuse a uwsgi
+connection, so bytes after the end of the body are left unread in the buffer and nothing here
+ever reads "until EOF".
+
+Shared by every worker kind: the sync worker calls :func:`parse_head` on its own buffer; the
+threaded and asyncio workers drive :class:`UwsgiParser` the way they would drive h11.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final, Literal, TypeAlias
+
+from .chunked import ChunkedDecoder
+from .errors import InvalidUWSGIHeader, UnsupportedModifier
+
+__all__ = [
+    "MAX_VARS_SIZE",
+    "NEED_DATA",
+    "PONG",
+    "Data",
+    "EndOfMessage",
+    "Event",
+    "Ping",
+    "UwsgiParser",
+    "UwsgiRequest",
+    "parse_head",
+    "url_scheme",
+]
+
+MAX_VARS_SIZE: Final = 65535
+"""The largest vars block the wire can carry (datasize is a u16); the default limit."""
+
+PONG: Final = b"\x64\x00\x00\x01"
+"""The whole reply to a :class:`Ping`: modifier1 100, datasize 0, modifier2 1."""
+
+
+class _Sentinel(enum.Enum):
+    """Type of :data:`NEED_DATA` (an enum member, so type checkers narrow ``is`` tests)."""
+
+    NEED_DATA = "NEED_DATA"
+
+    def __repr__(self) -> str:
+        """Show the bare name."""
+        return self.value
+
+
+NEED_DATA: Final = _Sentinel.NEED_DATA
+"""Returned by :meth:`UwsgiParser.next_event` when more bytes must be received first."""
+
+
+class UwsgiRequest:
+    """The head of one uWSGI request: modifiers, the CGI environ and the body framing.
+
+    ``environ`` holds every var as ``str`` decoded latin-1 (PEP 3333), with the mapping rules of
+    :func:`parse_head` applied; absent vars stay absent (defaults are the WSGI/ASGI layer's job).
+    Treat instances as read-only.
+    """
+
+    __slots__ = ("chunked", "content_length", "environ", "modifier1", "modifier2")
+
+    def __init__(
+        self,
+        modifier1: int,
+        modifier2: int,
+        environ: dict[str, str],
+        content_length: int,
+        chunked: bool,
+    ) -> None:
+        self.modifier1 = modifier1
+        self.modifier2 = modifier2
+        self.environ = environ
+        self.content_length = content_length
+        """Body length from CONTENT_LENGTH (0 when absent or empty; meaningless if chunked)."""
+        self.chunked = chunked
+        """True when the body is chunk-framed (no CONTENT_LENGTH, TE var says chunked)."""
+
+    def __eq__(self, other: object) -> bool:
+        """Compare field by field."""
+        if not isinstance(other, UwsgiRequest):
+            return NotImplemented
+        return (
+            self.modifier1 == other.modifier1
+            and self.modifier2 == other.modifier2
+            and self.content_length == other.content_length
+            and self.chunked == other.chunked
+            and self.environ == other.environ
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        """Show every field."""
+        return (
+            f"UwsgiRequest(modifier1={self.modifier1}, modifier2={self.modifier2}, "
+            f"environ={self.environ!r}, content_length={self.content_length}, "
+            f"chunked={self.chunked})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """A uWSGI ping (modifier1 100, modifier2 0, no vars): answer :data:`PONG` and close."""
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """A piece of the request body (de-chunked when the body is chunk-framed)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfMessage:
+    """The request body is complete; any later byte on the connection is not read."""
+
+
+Event: TypeAlias = UwsgiRequest | Ping | Data | EndOfMessage
+"""Every event :meth:`UwsgiParser.next_event` can return besides :data:`NEED_DATA`."""
+
+_PING: Final = Ping()
+_END: Final = EndOfMessage()
+
+# RFC 9110 token: 1*tchar.
+_TOKEN: Final = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_COMMON_METHODS: Final = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"))
+_BAD_CHAR: Final = re.compile("[\r\n\x00]")
+
+# What a wrong modifier1 most likely means, for the log line.
+_MODIFIER_HINTS: Final = {
+    71: "'G': this looks like HTTP sent to a uwsgi port",
+    72: "'H': this looks like HTTP sent to a uwsgi port",
+    80: "'P': this looks like HTTP sent to a uwsgi port",
+    22: "0x16: this looks like TLS sent to a uwsgi port",
+}
+
+_DROPPED: Final = ("HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE")
+
+
+def _show(text: str, limit: int = 40) -> str:
+    """Quote a peer-supplied string for a log line: escaped, and cut to ``limit`` characters."""
+    if len(text) > limit:
+        return repr(text[:limit]) + "..."
+    return repr(text)
+
+
+def _check_header(m1: int, size: int, m2: int, max_vars_size: int) -> bool:
+    """Validate the 4-byte header; True for a ping, False for a request, else raise."""
+    if m1 == 100:
+        if m2:
+            raise UnsupportedModifier(
+                f"modifier1 100 with modifier2 {m2} is not a ping (only modifier2 0 is served)"
+            )
+        if size:
+            raise InvalidUWSGIHeader(f"ping (modifier1 100) with a {size}-byte vars block")
+        return True
+    if m1 != 0 and m1 != 30:
+        hint = _MODIFIER_HINTS.get(m1)
+        if hint is not None:
+            raise UnsupportedModifier(f"unsupported modifier1 {m1} ({hint})")
+        raise UnsupportedModifier(
+            f"unsupported modifier1 {m1} (only 0 and 30 requests and 100 pings are served)"
+        )
+    if not size:
+        raise InvalidUWSGIHeader("zero-length vars block")
+    if size > max_vars_size:
+        raise InvalidUWSGIHeader(
+            f"vars block of {size} bytes exceeds the limit of {max_vars_size} bytes"
+        )
+    return False
+
+
+def _vars_fast(blk: bytes | bytearray, text: str, size: int) -> dict[str, str] | None:
+    """Parse a well-formed vars block in one pass; None when anything is unusual.
+
+    ``text`` is ``blk`` decoded latin-1, so byte offsets index it directly. "Unusual" means an
+    overrun, an empty key, a repeated key or a CR/LF/NUL inside a key or value: the careful
+    :func:`_vars_slow` then either merges the repeats or raises the precise error.
+    """
+    environ: dict[str, str] = {}
+    i = 0
+    try:
+        while i < size:
+            ke = i + 2 + (blk[i] | blk[i + 1] << 8)
+            ve = ke + 2 + (blk[ke] | blk[ke + 1] << 8)
+            environ[text[i + 2 : ke]] = text[ke + 2 : ve]
+            i = ve
+    except IndexError:
+        return None
+    if i != size or "" in environ:
+        return None
+    keys = "".join(environ)
+    values = "".join(environ.values())
+    # Every pair costs 4 length bytes plus its key and value: a shortfall means a repeated key
+    # whose earlier occurrences the dict overwrote.
+    if 4 * len(environ) + len(keys) + len(values) != size:
+        return None
+    if (
+        "\r" in keys
+        or "\n" in keys
+        or "\x00" in keys
+        or "\r" in values
+        or "\n" in values
+        or "\x00" in values
+    ):
+        return None
+    return environ
+
+
+def _vars_slow(blk: bytes | bytearray, text: str, size: int) -> dict[str, str]:
+    """Parse a vars block var by var: raise the precise error, or merge repeated keys."""
+    environ: dict[str, str] = {}
+    i = 0
+    while i < size:
+        if i + 2 > size:
+            raise InvalidUWSGIHeader(f"truncated key length at offset {i} of the vars block")
+        ks = i + 2
+        ke = ks + (blk[i] | blk[i + 1] << 8)
+        if ke > size:
+            raise InvalidUWSGIHeader(
+                f"key length {ke - ks} overruns the vars block at offset {ks} "
+                f"(block is {size} bytes)"
+            )
+        if ke == ks:
+            raise InvalidUWSGIHeader(f"empty key at offset {ks} of the vars block")
+        if ke + 2 > size:
+            raise InvalidUWSGIHeader(
+                f"truncated value length at offset {ke} of the vars block "
+                f"(key {_show(text[ks:ke])})"
+            )
+        vs = ke + 2
+        ve = vs + (blk[ke] | blk[ke + 1] << 8)
+        if ve > size:
+            raise InvalidUWSGIHeader(
+                f"value length {ve - vs} of key {_show(text[ks:ke])} overruns the vars block "
+                f"at offset {vs} (block is {size} bytes)"
+            )
+        key = text[ks:ke]
+        value = text[vs:ve]
+        bad = _BAD_CHAR.search(key)
+        if bad is not None:
+            raise InvalidUWSGIHeader(
+                f"key {_show(key)} contains {_char_name(bad.group())} at offset {ks + bad.start()}"
+            )
+        bad = _BAD_CHAR.search(value)
+        if bad is not None:
+            raise InvalidUWSGIHeader(
+                f"value of {_show(key)} contains {_char_name(bad.group())} "
+                f"at offset {vs + bad.start()}"
+            )
+        old = environ.get(key)
+        if old is not None and key.startswith("HTTP_"):
+            # One var per header line (nginx 1.22): join as HTTP does, never last-wins.
+            value = old + ("; " if key == "HTTP_COOKIE" else ", ") + value
+        environ[key] = value  # a repeated non-HTTP key: the last one wins
+        i = ve
+    return environ
+
+
+def _char_name(char: str) -> str:
+    """Name a forbidden character for an error reason."""
+    return {"\r": "CR", "\n": "LF"}.get(char, "NUL")
+
+
+def _finish(m1: int, m2: int, environ: dict[str, str]) -> UwsgiRequest:
+    """Apply the CGI mapping rules shared by WSGI and ASGI and build the request head."""
+    method = environ.get("REQUEST_METHOD")
+    if method is None:
+        raise InvalidUWSGIHeader("missing REQUEST_METHOD")
+    if method not in _COMMON_METHODS and _TOKEN.fullmatch(method) is None:
+        raise InvalidUWSGIHeader(f"REQUEST_METHOD {_show(method)} is not an HTTP token")
+    if "HTTP_CONTENT_LENGTH" in environ or "HTTP_CONTENT_TYPE" in environ:
+        for key in _DROPPED:
+            environ.pop(key, None)
+    cl = environ.get("CONTENT_LENGTH")
+    chunked = False
+    if cl:
+        if not (cl.isascii() and cl.isdigit()):
+            raise InvalidUWSGIHeader(f"CONTENT_LENGTH {_show(cl)} is not a decimal number")
+        try:
+            content_length = int(cl)
+        except ValueError:  # more digits than int() accepts: no real body is that large
+            raise InvalidUWSGIHeader(f"CONTENT_LENGTH {_show(cl)} is too large") from None
+    else:
+        content_length = 0
+        if cl is None:
+            te = environ.get("HTTP_TRANSFER_ENCODING")
+            chunked = te is not None and "chunked" in te.lower()
+    script_name = environ.get("SCRIPT_NAME")
+    if script_name:
+        script_name = script_name.rstrip("/")
+        environ["SCRIPT_NAME"] = script_name
+        path = environ.get("PATH_INFO")
+        if script_name and path is not None and path.startswith(script_name):
+            cut = len(script_name)
+            if len(path) == cut or path[cut] == "/":
+                environ["PATH_INFO"] = path[cut:]
+    return UwsgiRequest(m1, m2, environ, content_length, chunked)
+
+
+def parse_head(
+    buf: bytes | bytearray, max_vars_size: int = MAX_VARS_SIZE
+) -> tuple[UwsgiRequest | Ping, int] | None:
+    """Parse the head at the start of ``buf``: ``(head, bytes used)``, or None if incomplete.
+
+    Raises :class:`UnsupportedModifier` for a modifier1 other than 0, 30 (requests) and 100
+    (ping) as soon as the 4-byte header is there, and :class:`InvalidUWSGIHeader` for a
+    malformed header or vars block. Mapping rules applied to the environ:
+
+    - repeated ``HTTP_*`` keys are joined with ``", "`` (``"; "`` for ``HTTP_COOKIE``); a
+      repeated non-HTTP key keeps the last value;
+    - ``HTTP_CONTENT_LENGTH`` and ``HTTP_CONTENT_TYPE`` are dropped (PEP 3333);
+    - a non-empty SCRIPT_NAME loses any trailing ``/`` and is removed from the front of
+      PATH_INFO when PATH_INFO starts with it at a ``/`` boundary, whatever modifier1 says;
+    - PATH_INFO, QUERY_STRING and REQUEST_URI are otherwise kept exactly as sent (PATH_INFO was
+      already decoded once by the front end and is never decoded again);
+    - code-loading magic vars (``UWSGI_FILE``, ``UWSGI_SCRIPT``, ``UWSGI_MODULE``,
+      ``UWSGI_SETENV``, ...) are passed through as plain strings: nothing here acts on them.
+
+    Body framing: a CONTENT_LENGTH var decides (empty means 0); only without one, and when
+    HTTP_TRANSFER_ENCODING contains ``chunked``, is the body chunk-framed. The body itself is
+    not looked at. Bytes after the head are not touched.
+    """
+    n = len(buf)
+    if n < 4:
+        return None
+    m1 = buf[0]
+    size = buf[1] | buf[2] << 8
+    if ((m1 != 0 and m1 != 30) or not size or size > max_vars_size) and _check_header(
+        m1, size, buf[3], max_vars_size
+    ):
+        return _PING, 4
+    end = 4 + size
+    if n < end:
+        return None
+    blk = buf[4:end]
+    text = blk.decode("latin-1")
+    environ = _vars_fast(blk, text, size)
+    if environ is None:
+        environ = _vars_slow(blk, text, size)
+    return _finish(m1, buf[3], environ), end
+
+
+def url_scheme(environ: Mapping[str, str]) -> str:
+    """``"https"`` when the front end says so, else ``"http"``.
+
+    The first of these vars that is present and non-empty decides: ``HTTPS`` (https when
+    on/1/yes, any case), then ``UWSGI_SCHEME``, then ``REQUEST_SCHEME`` (https when it says so).
+    Client ``X-Forwarded-*`` headers are not trusted here.
+    """
+    https = environ.get("HTTPS")
+    if https:
+        return "https" if https.lower() in ("on", "1", "yes") else "http"
+    for key in ("UWSGI_SCHEME", "REQUEST_SCHEME"):
+        scheme = environ.get(key)
+        if scheme:
+            return "https" if scheme.lower() == "https" else "http"
+    return "http"
+
+
+_HEAD, _BODY, _CHUNKED, _END_PENDING, _DONE = range(5)
+
+
+class UwsgiParser:
+    """h11-style driver around :func:`parse_head`: feed bytes, pull events.
+
+    Events come in this order: one :class:`UwsgiRequest`, any number of :class:`Data`, one
+    :class:`EndOfMessage`; or a single :class:`Ping`. :data:`NEED_DATA` means "receive more".
+    ``receive_data(b"")`` signals EOF; an incomplete head or body then raises
+    :class:`InvalidUWSGIHeader` with a "truncated ..." reason. A chunked body may never come
+    (the uWSGI router without ``--http-chunked-input`` sends none): the worker applies a read
+    timeout, the parser just waits for bytes. Bytes after the body are left unread.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_chunks",
+        "_eof",
+        "_max_vars_size",
+        "_remaining",
+        "_state",
+        "_total",
+        "head",
+    )
+
+    def __init__(self, *, max_vars_size: int = MAX_VARS_SIZE) -> None:
+        if max_vars_size < 1:
+            raise ValueError(f"max_vars_size must be at least 1, got {max_vars_size}")
+        self._max_vars_size = max_vars_size
+        self._buf = bytearray()
+        self._eof = False
+        self._state = _HEAD
+        self._remaining = 0
+        self._total = 0
+        self._chunks: ChunkedDecoder | None = None
+        self.head: UwsgiRequest | Ping | None = None
+        """The head once parsed, else None."""
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Append bytes received from the peer; ``b""`` means the peer closed (EOF)."""
+        if self._eof:
+            if data:
+                raise RuntimeError("received data after EOF")
+            return
+        if data:
+            self._buf += data
+        else:
+            self._eof = True
+
+    @property
+    def body_remaining(self) -> int | None:
+        """Body bytes still to come; None while the head is unknown or when chunked."""
+        if self._state == _BODY:
+            return self._remaining
+        if self._state in (_END_PENDING, _DONE):
+            return 0
+        return None
+
+    @property
+    def trailing_data(self) -> bytes:
+        """Bytes received after the end of the message (never read as a request); b"" before."""
+        if self._state in (_END_PENDING, _DONE):
+            return bytes(self._buf)
+        return b""
+
+    def take_buffered(self) -> bytes:
+        """Hand over the body bytes already buffered (at most :attr:`body_remaining`).
+
+        Fast path for a worker that then reads the rest of a CONTENT_LENGTH body straight from
+        its socket. Not available before the head or for a chunked body (RuntimeError).
+        """
+        state = self._state
+        if state == _BODY:
+            buf = self._buf
+            n = self._remaining
+            if len(buf) <= n:
+                data = bytes(buf)
+                buf.clear()
+            else:
+                data = bytes(buf[:n])
+                del buf[:n]
+            self._remaining -= len(data)
+            if not self._remaining:
+                self._state = _END_PENDING
+            return data
+        if state in (_END_PENDING, _DONE):
+            return b""
+        raise RuntimeError("take_buffered() needs a CONTENT_LENGTH body whose head was read")
+
+    def next_event(self) -> Event | Literal[_Sentinel.NEED_DATA]:
+        """Return the next event, or :data:`NEED_DATA` if more bytes must be received."""
+        state = self._state
+        if state == _BODY:
+            return self._body_event()
+        if state == _HEAD:
+            return self._head_event()
+        if state == _CHUNKED:
+            return self._chunked_event()
+        if state == _END_PENDING:
+            self._state = _DONE
+            return _END
+        raise RuntimeError("the request is complete: one request per connection")
+
+    def _head_event(self) -> UwsgiRequest | Ping | Literal[_Sentinel.NEED_DATA]:
+        """Parse the head once the buffer holds all of it."""
+        buf = self._buf
+        result = parse_head(buf, self._max_vars_size)
+        if result is None:
+            if not self._eof:
+                return NEED_DATA
+            n = len(buf)
+            if n < 4:
+                raise InvalidUWSGIHeader(f"truncated header after {n} of 4 bytes")
+            size = buf[1] | buf[2] << 8
+            raise InvalidUWSGIHeader(f"truncated vars block after {n - 4} of {size} bytes")
+        head, used = result
+        del buf[:used]
+        self.head = head
+        if isinstance(head, Ping):
+            self._state = _DONE
+        elif head.chunked:
+            self._chunks = ChunkedDecoder(error=InvalidUWSGIHeader)
+            self._state = _CHUNKED
+        else:
+            self._total = self._remaining = head.content_length
+            self._state = _BODY if head.content_length else _END_PENDING
+        return head
+
+    def _body_event(self) -> Data | Literal[_Sentinel.NEED_DATA]:
+        """Hand out buffered bytes of a CONTENT_LENGTH body."""
+        if not self._buf:
+            if self._eof:
+                got = self._total - self._remaining
+                raise InvalidUWSGIHeader(f"truncated body after {got} of {self._total} bytes")
+            return NEED_DATA
+        return Data(self.take_buffered())
+
+    def _chunked_event(self) -> Data | EndOfMessage | Literal[_Sentinel.NEED_DATA]:
+        """Hand out de-chunked data, then the end of the message."""
+        chunks = self._chunks
+        assert chunks is not None
+        data = chunks.read(self._buf)
+        if data is not None:
+            return Data(data)
+        if chunks.done:
+            self._state = _DONE
+            return _END
+        if self._eof:
+            raise InvalidUWSGIHeader(
+                f"truncated chunked body after {chunks.decoded} data bytes "
+                f"({chunks.describe_position()})"
+            )
+        return NEED_DATA

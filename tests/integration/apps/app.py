@@ -1,0 +1,88 @@
+"""The WSGI application the integration tests serve (routed by PATH_INFO)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from urllib.parse import parse_qs
+from wsgiref.validate import validator
+
+VERSION = os.environ.get("APP_VERSION", "v1")
+
+
+def _q(environ, name, default):
+    return parse_qs(environ.get("QUERY_STRING", "")).get(name, [default])[0]
+
+
+def _reply(start_response, body, status="200 OK", ctype="text/plain"):
+    start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _plain(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"validated ", environ["PATH_INFO"].encode("latin-1")]
+
+
+validated = validator(_plain)
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/pid":
+        return _reply(start_response, str(os.getpid()).encode())
+    if path == "/version":
+        return _reply(start_response, VERSION.encode())
+    if path == "/echo":
+        inp = environ["wsgi.input"]
+        h = hashlib.sha256()
+        n = 0
+        while True:
+            chunk = inp.read(65536)
+            if not chunk:
+                break
+            h.update(chunk)
+            n += len(chunk)
+        return _reply(start_response, json.dumps({"len": n, "sha256": h.hexdigest()}).encode(),
+                      ctype="application/json")
+    if path == "/env":
+        data = {k: v for k, v in environ.items() if isinstance(v, str)}
+        data["wsgi.url_scheme"] = environ["wsgi.url_scheme"]
+        return _reply(start_response, json.dumps(data).encode(), ctype="application/json")
+    if path.startswith("/validate"):
+        return validated(environ, start_response)
+    if path == "/slow":
+        time.sleep(float(_q(environ, "s", "1")))
+        return _reply(start_response, b"slept")
+    if path == "/stream":
+        mib = int(_q(environ, "mib", "1"))
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        block = bytes(range(256)) * 256
+        return (block for _ in range(mib * 16))
+    if path == "/file":
+        mib = int(_q(environ, "mib", "1"))
+        f = tempfile.TemporaryFile()
+        block = bytes(range(256)) * 256
+        for _ in range(mib * 16):
+            f.write(block)
+        f.seek(0)
+        start_response("200 OK", [("Content-Length", str(mib * 1024 * 1024))])
+        return environ["wsgi.file_wrapper"](f, 65536)
+    if path == "/raise":
+        raise RuntimeError("deliberate failure")
+    if path == "/print":
+        print("printed by the app")
+        sys.stdout.flush()
+        return _reply(start_response, b"printed")
+    return _reply(start_response, b"Hello, World!")
+
+
+def factory(greeting="Hello"):
+    """An application factory taking a literal argument."""
+    def inner(environ, start_response):
+        return _reply(start_response, greeting.encode())
+    return inner

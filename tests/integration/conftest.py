@@ -1,0 +1,317 @@
+"""Fixtures that run the real ``monoceros`` command and a real nginx, on loopback only.
+
+Every process is started in its own process group and stopped by that group; every wait is
+bounded. Tests that need nginx fail (not skip) when the CI variable is set.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+APPS = Path(__file__).resolve().parent / "apps"
+REPO = Path(__file__).resolve().parents[2]
+MONOCEROS = str(Path(sys.executable).parent / "monoceros")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(pred: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``pred`` until it is true or ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(interval)
+    return pred()
+
+
+def children_of(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (read from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(entry))
+    return sorted(out)
+
+
+class Server:
+    """One ``monoceros`` process group; output goes to a log file."""
+
+    def __init__(self, args: list[str], workdir: Path, env: dict[str, str] | None = None,
+                 wait: bool = True, bind: str | None = None) -> None:
+        self.workdir = workdir
+        self.bind = bind or f"127.0.0.1:{free_port()}"
+        self.log_path = workdir / f"server-{time.monotonic_ns()}.log"
+        self.cmd = [MONOCEROS, *args]
+        if "--bind" not in args and "-b" not in args:
+            self.cmd += ["--bind", self.bind]
+        full_env = dict(os.environ, PYTHONUNBUFFERED="1")
+        full_env.pop("MONOCEROS_CMD_ARGS", None)
+        full_env.pop("WEB_CONCURRENCY", None)
+        if env:
+            full_env.update(env)
+        self._logf = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.cmd, stdout=self._logf, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=str(workdir), env=full_env,
+                                     start_new_session=True)
+        self.pid = self.proc.pid
+        if wait:
+            self.wait_ready()
+
+    @property
+    def port(self) -> int:
+        return int(self.bind.rsplit(":", 1)[1])
+
+    @property
+    def unix_path(self) -> str | None:
+        return self.bind[5:] if self.bind.startswith("unix:") else None
+
+    def log(self) -> str:
+        self._logf.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def connect(self, timeout: float = 10.0) -> socket.socket:
+        if self.unix_path:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            s.connect(self.unix_path)
+            return s
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+
+    def request(self, path: str = "/", method: str = "GET", body: bytes | None = None,
+                headers: dict[str, str] | None = None, timeout: float = 10.0
+                ) -> tuple[int, dict[str, str], bytes]:
+        """One HTTP request on a new connection: (status, lower-case headers, body)."""
+        raw = f"{method} {path} HTTP/1.1\r\nHost: test\r\n".encode()
+        for k, v in (headers or {}).items():
+            raw += f"{k}: {v}\r\n".encode()
+        if body is not None:
+            raw += f"Content-Length: {len(body)}\r\n".encode()
+        raw += b"\r\n" + (body or b"")
+        with self.connect(timeout) as s:
+            s.sendall(raw)
+            return read_response(s, method)
+
+    def get_ok(self, path: str = "/pid", timeout: float = 10.0) -> bytes:
+        st, _, body = self.request(path, timeout=timeout)
+        assert st == 200, (st, body)
+        return body
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                return self.request("/pid", timeout=2)[0] == 200
+            except OSError:
+                return False
+        if not wait_for(up, timeout, 0.1):
+            raise AssertionError(f"server did not become ready:\n{self.log()}")
+
+    def workers(self) -> list[int]:
+        return children_of(self.pid)
+
+    def wait_workers(self, n: int, timeout: float = 15.0) -> list[int]:
+        assert wait_for(lambda: len(self.workers()) == n, timeout), (self.workers(), self.log())
+        return self.workers()
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def wait_exit(self, timeout: float) -> int | None:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.pid, signal.SIGTERM)
+                self.proc.wait(15)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        try:
+            os.killpg(self.pid, signal.SIGKILL)  # leftovers of this group only
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.proc.poll() is None:
+            self.proc.wait(5)
+        self._logf.close()
+
+
+def read_response(sock: socket.socket, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    """Read one HTTP/1.1 response (Content-Length, chunked or close-delimited)."""
+    resp = http.client.HTTPResponse(sock, method=method)
+    resp.begin()
+    body = resp.read()
+    headers: dict[str, str] = {}
+    for k, v in resp.getheaders():
+        k = k.lower()
+        headers[k] = headers[k] + ", " + v if k in headers else v
+    return resp.status, headers, body
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="monoceros-it-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def server(workdir: Path) -> Iterator[Callable[..., Server]]:
+    """``server(args, env=None, wait=True, bind=None)`` starts ``monoceros`` with the test apps."""
+    started: list[Server] = []
+
+    def start(args: list[str] | None = None, app: str = "app:app", **kw: object) -> Server:
+        argv = [app, "--chdir", str(APPS), *(args or [])] if app else list(args or [])
+        srv = Server(argv, workdir, **kw)  # type: ignore[arg-type]
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 30.0,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``monoceros ARGS`` to completion (for commands that exit by themselves)."""
+    full_env = dict(os.environ)
+    full_env.pop("MONOCEROS_CMD_ARGS", None)
+    if env:
+        full_env.update(env)
+    return subprocess.run([MONOCEROS, *args], cwd=str(cwd), capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, env=full_env,
+                          start_new_session=True)
+
+
+def find_nginx() -> str:
+    """The nginx binary; missing nginx fails under CI and skips elsewhere."""
+    for candidate in (shutil.which("nginx"), "/usr/sbin/nginx", "/usr/local/sbin/nginx"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    if os.environ.get("CI"):
+        pytest.fail("nginx is required under CI (scripts/test installs it)")
+    pytest.skip("nginx is not installed")
+
+
+class Nginx:
+    """A private nginx (one worker, foreground, own process group) with a generated config."""
+
+    def __init__(self, locations: str, workdir: Path, upstream: str) -> None:
+        exe = find_nginx()
+        self.dir = workdir / f"nginx-{time.monotonic_ns()}"
+        for sub in ("logs", "tmp"):
+            (self.dir / sub).mkdir(parents=True)
+        self.port = free_port()
+        user = "user root;" if os.geteuid() == 0 else ""
+        conf = f"""
+{user}
+worker_processes 1;
+daemon off;
+error_log {self.dir}/logs/error.log warn;
+pid {self.dir}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {self.dir}/tmp/cb;
+    proxy_temp_path {self.dir}/tmp/px;
+    uwsgi_temp_path {self.dir}/tmp/uw;
+    fastcgi_temp_path {self.dir}/tmp/fc;
+    scgi_temp_path {self.dir}/tmp/sc;
+    client_max_body_size 64m;
+    upstream backend {{ server {upstream}; keepalive 8; }}
+    server {{
+        listen 127.0.0.1:{self.port};
+        server_name test.example;
+        {locations}
+    }}
+}}
+"""
+        self.conf = self.dir / "nginx.conf"
+        self.conf.write_text(conf)
+        self._err = open(self.dir / "logs" / "stderr", "wb")
+        self.proc = subprocess.Popen([exe, "-p", str(self.dir), "-c", str(self.conf)],
+                                     stdout=subprocess.DEVNULL, stderr=self._err,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"nginx exited: {self.error_log()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        assert wait_for(up, 15), self.error_log()
+
+    def error_log(self) -> str:
+        out = ""
+        for name in ("error.log", "stderr"):
+            p = self.dir / "logs" / name
+            if p.exists():
+                out += p.read_text(errors="replace")
+        return out
+
+    def request(self, path: str, method: str = "GET", body: bytes | None = None,
+                headers: dict[str, str] | None = None, timeout: float = 30.0
+                ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGQUIT)
+                self.proc.wait(10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._err.close()
+
+
+@pytest.fixture
+def nginx(workdir: Path) -> Iterator[Callable[..., Nginx]]:
+    """``nginx(locations, upstream)`` starts nginx in front of ``upstream``."""
+    started: list[Nginx] = []
+
+    def start(locations: str, upstream: str) -> Nginx:
+        ngx = Nginx(locations, workdir, upstream)
+        started.append(ngx)
+        return ngx
+
+    yield start
+    for ngx in started:
+        ngx.stop()

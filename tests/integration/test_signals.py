@@ -1,0 +1,199 @@
+"""The master's signals with requests in flight, through the real command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import APPS, Server, wait_for
+
+
+def in_background(fn: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except Exception as exc:  # recorded for the assertion
+            out.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def test_term_lets_the_request_in_flight_finish(server: Callable[..., Server]) -> None:
+    srv = server(["--workers", "1", "--graceful-timeout", "10"])
+    t, out = in_background(lambda: srv.request("/slow?s=1.5", timeout=10))
+    time.sleep(0.5)
+    srv.signal(signal.SIGTERM)
+    t.join(10)
+    assert out and out[0][:1] == (200,) and out[0][2] == b"slept", out  # type: ignore[index]
+    assert srv.wait_exit(10) == 0
+    log = srv.log()
+    assert "Handling signal: term" in log and "Shutting down: Master" in log
+
+
+def test_term_kills_what_outlives_graceful_timeout(server: Callable[..., Server]) -> None:
+    srv = server(["--workers", "1", "--graceful-timeout", "1"])
+    in_background(lambda: srv.request("/slow?s=30", timeout=30))
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    assert srv.wait_exit(10) == 0
+    assert time.monotonic() - t0 < 6
+
+
+def test_int_and_quit_stop_fast(server: Callable[..., Server]) -> None:
+    for sig in (signal.SIGINT, signal.SIGQUIT):
+        srv = server(["--workers", "2", "--graceful-timeout", "30"])
+        t, out = in_background(lambda srv=srv: srv.request("/slow?s=20", timeout=30))
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        srv.signal(sig)
+        assert srv.wait_exit(10) == 0
+        assert time.monotonic() - t0 < 5
+        t.join(10)
+        assert out and isinstance(out[0], Exception)  # the in-flight request was cut
+
+
+def test_ttin_ttou_change_the_worker_count(server: Callable[..., Server]) -> None:
+    srv = server(["--workers", "2"])
+    srv.wait_workers(2)
+    srv.signal(signal.SIGTTIN)
+    srv.wait_workers(3)
+    srv.signal(signal.SIGTTOU)
+    srv.wait_workers(2)  # identical signals sent back to back may merge into one: wait
+    srv.signal(signal.SIGTTOU)
+    srv.wait_workers(1)
+    srv.signal(signal.SIGTTOU)  # never below one
+    time.sleep(1)
+    assert len(srv.workers()) == 1
+    assert srv.get_ok("/") == b"Hello, World!"
+
+
+def test_dead_worker_is_replaced(server: Callable[..., Server]) -> None:
+    srv = server(["--workers", "2"])
+    victim = srv.wait_workers(2)[0]
+    os.kill(victim, signal.SIGKILL)
+    assert wait_for(lambda: victim not in srv.workers() and len(srv.workers()) == 2, 10)
+    assert srv.get_ok("/") == b"Hello, World!"
+    assert f"Worker (pid:{victim}) was sent SIGKILL" in srv.log()
+
+
+def test_hup_replaces_workers_without_failing_a_request(
+    server: Callable[..., Server], workdir: Path
+) -> None:
+    conf = workdir / "monoceros.conf.py"
+    conf.write_text("workers = 2\nraw_env = ['APP_VERSION=v1']\n")
+    srv = server(["-c", str(conf)])
+    old = set(srv.wait_workers(2))
+    assert srv.get_ok("/version") == b"v1"
+    errors: list[object] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        for _ in range(2000):
+            if stop.is_set():
+                return
+            try:
+                st, _, _ = srv.request("/pid", timeout=10)
+                if st != 200:
+                    errors.append(st)
+            except Exception as exc:
+                errors.append(exc)
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    conf.write_text("workers = 3\nraw_env = ['APP_VERSION=v2']\n")
+    for _ in range(3):
+        srv.signal(signal.SIGHUP)
+        time.sleep(1.0)
+    assert wait_for(lambda: len(srv.workers()) == 3 and not old & set(srv.workers()), 15)
+    stop.set()
+    t.join(20)
+    assert errors == []
+    assert srv.get_ok("/version") == b"v2"
+    assert "Handling signal: hup" in srv.log()
+
+
+def test_hup_with_a_broken_app_keeps_the_old_workers(
+    server: Callable[..., Server], workdir: Path
+) -> None:
+    conf = workdir / "c.py"
+    conf.write_text("wsgi_app = 'app:app'\n")
+    srv = server(["-c", str(conf), "--workers", "1", "--chdir", str(APPS)], app="")
+    old = srv.wait_workers(1)
+    conf.write_text("wsgi_app = 'broken_import:app'\n")
+    srv.signal(signal.SIGHUP)
+    assert wait_for(lambda: "Reload abandoned" in srv.log(), 15), srv.log()
+    time.sleep(0.5)
+    assert srv.workers() == old and srv.proc.poll() is None
+    assert srv.get_ok("/") == b"Hello, World!"
+
+
+def test_usr1_reopens_log_files(server: Callable[..., Server], workdir: Path) -> None:
+    access = workdir / "access.log"
+    srv = server(["--workers", "1", "--access-logfile", str(access)])
+    srv.get_ok("/first")
+    assert wait_for(lambda: access.exists() and "/first" in access.read_text(), 5)
+    access.rename(workdir / "access.log.1")
+    srv.signal(signal.SIGUSR1)
+    time.sleep(0.5)
+    srv.get_ok("/second")
+    assert wait_for(lambda: access.exists() and "/second" in access.read_text(), 5), srv.log()
+    assert "/second" not in (workdir / "access.log.1").read_text()
+
+
+def test_hung_worker_is_aborted_and_replaced(server: Callable[..., Server]) -> None:
+    srv = server(["--workers", "1", "--timeout", "2"])
+    victim = srv.wait_workers(1)[0]
+    in_background(lambda: srv.request("/slow?s=60", timeout=60))
+    assert wait_for(lambda: "WORKER TIMEOUT" in srv.log(), 15), srv.log()
+    assert wait_for(lambda: len(srv.workers()) == 1 and victim not in srv.workers(), 15)
+    assert srv.get_ok("/") == b"Hello, World!"
+    assert f"WORKER TIMEOUT (pid:{victim})" in srv.log()
+
+
+def test_max_requests_recycles_the_worker(server: Callable[..., Server]) -> None:
+    srv = server(["--workers", "1", "--max-requests", "4"])  # wait_ready made one request
+    first = srv.get_ok("/pid")
+    assert {srv.get_ok("/pid") for _ in range(2)} == {first}
+    assert wait_for(lambda: srv.get_ok("/pid") != first, 10)
+    assert "Autorestarting worker after current request." in srv.log()
+
+
+def test_pidfile_written_and_removed(server: Callable[..., Server], workdir: Path) -> None:
+    pidfile = workdir / "m.pid"
+    srv = server(["--pid", str(pidfile)])
+    assert pidfile.read_text().strip() == str(srv.pid)
+    srv.signal(signal.SIGTERM)
+    assert srv.wait_exit(10) == 0
+    assert not pidfile.exists()
+
+
+def test_app_that_fails_to_import_stops_the_master(server: Callable[..., Server]) -> None:
+    srv = server(["--workers", "2"], app="broken_import:app", wait=False)
+    assert srv.wait_exit(20) == 4
+    log = srv.log()
+    assert "this module is broken on purpose" in log
+    assert log.count("Booting worker") <= 2  # no fork loop
+
+
+def test_preload_loads_in_the_master(server: Callable[..., Server]) -> None:
+    srv = server(["--preload", "--workers", "1"], app="broken_import:app", wait=False)
+    assert srv.wait_exit(20) == 4
+    assert "Booting worker" not in srv.log()
+
+
+def test_factory_with_literal_arguments(server: Callable[..., Server]) -> None:
+    srv = server(app="app:factory('Bonjour')")
+    assert srv.get_ok("/") == b"Bonjour"
+
+
+def test_apps_dir_is_the_chdir() -> None:
+    assert (APPS / "app.py").exists()

@@ -1,0 +1,494 @@
+"""The settings table and the Config object: defaults, validation, hooks."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monoceros.config import (
+    GUNICORN_ONLY,
+    HOOK_NAMES,
+    SETTINGS,
+    SETTINGS_BY_NAME,
+    WORKER_CLASSES,
+    Config,
+    ConfigError,
+    Setting,
+)
+
+# gunicorn's defaults (gunicorn/config.py), with an empty environment.
+GUNICORN_DEFAULTS: dict[str, Any] = {
+    "config": None,
+    "wsgi_app": None,
+    "bind": ["127.0.0.1:8000"],
+    "backlog": 2048,
+    "workers": 1,
+    "worker_class": "sync",
+    "threads": 1,
+    "worker_connections": 1000,
+    "max_requests": 0,
+    "max_requests_jitter": 0,
+    "timeout": 30,
+    "graceful_timeout": 30,
+    "keepalive": 2,
+    "limit_request_line": 4094,
+    "limit_request_fields": 100,
+    "limit_request_field_size": 8190,
+    "check_config": False,
+    "print_config": False,
+    "preload_app": False,
+    "sendfile": None,
+    "reuse_port": False,
+    "daemon": False,
+    "raw_env": [],
+    "pidfile": None,
+    "umask": 0,
+    "secure_scheme_headers": {
+        "X-FORWARDED-PROTOCOL": "ssl",
+        "X-FORWARDED-PROTO": "https",
+        "X-FORWARDED-SSL": "on",
+    },
+    "forwarded_allow_ips": ["127.0.0.1", "::1"],
+    "pythonpath": None,
+    "accesslog": None,
+    "access_log_format": '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
+    "errorlog": "-",
+    "loglevel": "info",
+    "capture_output": False,
+}
+
+# gunicorn's command-line flags (gunicorn/config.py), plus our own header_timeout and the
+# dash spelling of --limit-request-field_size.
+GUNICORN_FLAGS: dict[str, tuple[str, ...]] = {
+    "config": ("-c", "--config"),
+    "bind": ("-b", "--bind"),
+    "backlog": ("--backlog",),
+    "workers": ("-w", "--workers"),
+    "worker_class": ("-k", "--worker-class"),
+    "threads": ("--threads",),
+    "worker_connections": ("--worker-connections",),
+    "max_requests": ("--max-requests",),
+    "max_requests_jitter": ("--max-requests-jitter",),
+    "timeout": ("-t", "--timeout"),
+    "graceful_timeout": ("--graceful-timeout",),
+    "keepalive": ("--keep-alive",),
+    "limit_request_line": ("--limit-request-line",),
+    "limit_request_fields": ("--limit-request-fields",),
+    "limit_request_field_size": ("--limit-request-field_size", "--limit-request-field-size"),
+    "header_timeout": ("--header-timeout",),
+    "check_config": ("--check-config",),
+    "print_config": ("--print-config",),
+    "preload_app": ("--preload",),
+    "sendfile": ("--no-sendfile",),
+    "reuse_port": ("--reuse-port",),
+    "chdir": ("--chdir",),
+    "daemon": ("-D", "--daemon"),
+    "raw_env": ("-e", "--env"),
+    "pidfile": ("-p", "--pid"),
+    "user": ("-u", "--user"),
+    "group": ("-g", "--group"),
+    "umask": ("-m", "--umask"),
+    "forwarded_allow_ips": ("--forwarded-allow-ips",),
+    "pythonpath": ("--pythonpath",),
+    "accesslog": ("--access-logfile",),
+    "access_log_format": ("--access-logformat",),
+    "errorlog": ("--error-logfile", "--log-file"),
+    "loglevel": ("--log-level",),
+    "capture_output": ("--capture-output",),
+    "proc_name": ("-n", "--name"),
+}
+
+HOOK_ARITIES = {
+    "on_starting": 1, "on_reload": 1, "when_ready": 1, "pre_fork": 2, "post_fork": 2,
+    "post_worker_init": 1, "worker_int": 1, "worker_abort": 1, "pre_exec": 1,
+    "pre_request": 2, "post_request": 4, "child_exit": 2, "worker_exit": 2,
+    "nworkers_changed": 3, "on_exit": 1,
+}
+
+
+@pytest.fixture
+def cfg() -> Config:
+    return Config({})
+
+
+def error_of(cfg: Config, name: str, value: Any) -> str:
+    with pytest.raises(ConfigError) as info:
+        cfg.set(name, value)
+    assert info.value.setting == name
+    return str(info.value)
+
+
+# --- the table ------------------------------------------------------------------------------
+
+
+def test_defaults_are_gunicorns(cfg: Config) -> None:
+    for name, expected in GUNICORN_DEFAULTS.items():
+        assert getattr(cfg, name) == expected, name
+
+
+def test_environment_independent_defaults(cfg: Config) -> None:
+    assert cfg.header_timeout == 10.0
+    assert cfg.chdir == os.getcwd()
+    assert cfg.user == os.geteuid()
+    assert cfg.group == os.getegid()
+    assert cfg.proc_name == "monoceros"
+
+
+def test_flags_are_gunicorns() -> None:
+    with_flags = {s.name: s.flags for s in SETTINGS if s.flags}
+    assert with_flags == GUNICORN_FLAGS
+
+
+def test_no_flag_is_used_twice() -> None:
+    flags = [flag for setting in SETTINGS for flag in setting.flags]
+    assert len(flags) == len(set(flags))
+
+
+def test_table_rows_are_complete() -> None:
+    assert len(SETTINGS_BY_NAME) == len(SETTINGS)
+    for setting in SETTINGS:
+        assert isinstance(setting, Setting)
+        assert SETTINGS_BY_NAME[setting.name] is setting
+        assert setting.doc and "\n" not in setting.doc, setting.name
+        assert setting.section, setting.name
+        if setting.default_factory is not None:
+            assert setting.default_doc, f"{setting.name}: dynamic default needs default_doc"
+        if setting.action in ("store", "append") and setting.flags:
+            assert setting.metavar, setting.name
+
+
+def test_every_setting_is_typed_on_config() -> None:
+    annotated = set(Config.__annotations__) - {"warnings", "argv"}
+    assert annotated == set(SETTINGS_BY_NAME)
+
+
+def test_hooks_have_gunicorns_arities() -> None:
+    assert {name: len(SETTINGS_BY_NAME[name].params or ()) for name in HOOK_NAMES} == (
+        HOOK_ARITIES
+    )
+
+
+def test_gunicorn_only_names_are_not_settings() -> None:
+    assert not GUNICORN_ONLY & set(SETTINGS_BY_NAME)
+
+
+# --- environment-dependent defaults -------------------------------------------------------
+
+
+def test_port_changes_default_bind() -> None:
+    assert Config({"PORT": "5000"}).bind == ["0.0.0.0:5000"]
+
+
+def test_web_concurrency_sets_default_workers() -> None:
+    assert Config({"WEB_CONCURRENCY": "4"}).workers == 4
+
+
+def test_bad_web_concurrency_is_a_readable_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        Config({"WEB_CONCURRENCY": "lots"})
+    assert str(info.value) == (
+        "workers: expected a positive integer, got 'lots' (from $WEB_CONCURRENCY)"
+    )
+
+
+def test_forwarded_allow_ips_from_environment() -> None:
+    assert Config({"FORWARDED_ALLOW_IPS": "*"}).forwarded_allow_ips == ["*"]
+    assert Config({"FORWARDED_ALLOW_IPS": "10.0.0.1, 10.0.0.2"}).forwarded_allow_ips == [
+        "10.0.0.1", "10.0.0.2",
+    ]
+
+
+def test_config_without_environ_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    assert Config().workers == 3
+
+
+def test_mutable_defaults_are_not_shared() -> None:
+    first, second = Config({}), Config({})
+    first.bind.append("0.0.0.0:1")
+    first.secure_scheme_headers["X"] = "y"
+    assert second.bind == ["127.0.0.1:8000"]
+    assert "X" not in second.secure_scheme_headers
+    assert SETTINGS_BY_NAME["bind"].default == ["127.0.0.1:8000"]
+
+
+# --- validation -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value, expected", [("4", 4), (4, 4), (" 7 ", 7), ("0x10", 16)])
+def test_integers_accept_ints_and_strings(cfg: Config, value: Any, expected: int) -> None:
+    cfg.set("workers", value)
+    assert cfg.workers == expected
+
+
+def test_readable_integer_errors(cfg: Config) -> None:
+    assert error_of(cfg, "workers", "abc") == "workers: expected a positive integer, got 'abc'"
+    assert error_of(cfg, "workers", 0) == "workers: expected a positive integer, got 0"
+    assert error_of(cfg, "workers", True) == "workers: expected a positive integer, got True"
+    assert error_of(cfg, "workers", 2.5) == "workers: expected a positive integer, got 2.5"
+    assert error_of(cfg, "timeout", -1) == "timeout: expected a non-negative integer, got -1"
+
+
+@pytest.mark.parametrize("name", ["timeout", "max_requests", "keepalive", "limit_request_line"])
+def test_zero_is_allowed_where_it_disables(cfg: Config, name: str) -> None:
+    cfg.set(name, "0")
+    assert getattr(cfg, name) == 0
+
+
+@pytest.mark.parametrize("name", ["workers", "threads", "worker_connections", "backlog"])
+def test_zero_is_refused_where_it_makes_no_sense(cfg: Config, name: str) -> None:
+    assert error_of(cfg, name, 0).startswith(f"{name}: expected a positive integer")
+
+
+def test_header_timeout_is_float_seconds(cfg: Config) -> None:
+    cfg.set("header_timeout", "2.5")
+    assert cfg.header_timeout == 2.5
+    cfg.set("header_timeout", 0)
+    assert cfg.header_timeout == 0.0
+    assert error_of(cfg, "header_timeout", "-1") == (
+        "header_timeout: expected a non-negative number of seconds, got '-1'"
+    )
+    assert error_of(cfg, "header_timeout", "nan").startswith("header_timeout: expected")
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(True, True), ("true", True), ("False", False), ("yes", True), ("0", False)],
+)
+def test_booleans(cfg: Config, value: Any, expected: bool) -> None:
+    cfg.set("preload_app", value)
+    assert cfg.preload_app is expected
+
+
+def test_bad_boolean(cfg: Config) -> None:
+    assert error_of(cfg, "daemon", "maybe") == "daemon: expected true or false, got 'maybe'"
+
+
+def test_sendfile_is_tristate(cfg: Config) -> None:
+    cfg.set("sendfile", False)
+    assert cfg.sendfile is False
+    cfg.set("sendfile", None)
+    assert cfg.sendfile is None
+
+
+@pytest.mark.parametrize("value, expected", [("0o22", 0o22), ("022", 0o22), ("18", 18),
+                                             (0o27, 0o27), ("0", 0), ("0x12", 0o22)])
+def test_umask_spellings(cfg: Config, value: Any, expected: int) -> None:
+    cfg.set("umask", value)
+    assert cfg.umask == expected
+
+
+@pytest.mark.parametrize("value", ["abc", "08", "0o1000", -1, None])
+def test_bad_umask(cfg: Config, value: Any) -> None:
+    assert error_of(cfg, "umask", value).startswith("umask: expected a file mode mask")
+
+
+def test_worker_class_kinds(cfg: Config) -> None:
+    assert WORKER_CLASSES["sync"] == "monoceros.workers.sync:SyncWorker"
+    cfg.set("worker_class", "gunicorn.workers.sync.SyncWorker")
+    assert cfg.worker_class == "sync"
+    assert cfg.worker_class_path == "monoceros.workers.sync:SyncWorker"
+    cfg.set("worker_class", "SYNC")
+    assert cfg.worker_class == "sync"
+
+
+def test_unknown_worker_class_lists_the_available_ones(cfg: Config) -> None:
+    available = ", ".join(sorted(WORKER_CLASSES))
+    assert error_of(cfg, "worker_class", "tornado") == (
+        f"worker_class: unknown worker class 'tornado' (available: {available})"
+    )
+
+
+def test_loglevel(cfg: Config) -> None:
+    cfg.set("loglevel", "DEBUG")
+    assert cfg.loglevel == "debug"
+    assert error_of(cfg, "loglevel", "verbose") == (
+        "loglevel: expected one of debug, info, warning, error, critical, got 'verbose'"
+    )
+
+
+def test_bind_accepts_a_string_or_a_list(cfg: Config) -> None:
+    cfg.set("bind", "0.0.0.0:80")
+    assert cfg.bind == ["0.0.0.0:80"]
+    cfg.set("bind", ("unix:/tmp/s", "[::1]:8000"))
+    assert cfg.bind == ["unix:/tmp/s", "[::1]:8000"]
+    assert error_of(cfg, "bind", 8000).startswith("bind: expected an address")
+    assert error_of(cfg, "bind", ["ok:1", ""]).startswith("bind: expected an address")
+
+
+def test_raw_env_and_env(cfg: Config) -> None:
+    cfg.set("raw_env", ["A=1", "B=x=y", "C="])
+    assert cfg.env == {"A": "1", "B": "x=y", "C": ""}
+    assert error_of(cfg, "raw_env", ["NOEQUALS"]) == "raw_env: expected KEY=VALUE, got 'NOEQUALS'"
+
+
+def test_secure_scheme_headers_keys_are_upper_cased(cfg: Config) -> None:
+    cfg.set("secure_scheme_headers", {"X-Forwarded-Proto": "https"})
+    assert cfg.secure_scheme_headers == {"X-FORWARDED-PROTO": "https"}
+    assert error_of(cfg, "secure_scheme_headers", "X-Proto").startswith(
+        "secure_scheme_headers: expected a dict"
+    )
+
+
+def test_forwarded_allow_ips(cfg: Config) -> None:
+    cfg.set("forwarded_allow_ips", ["10.0.0.1", "::1"])
+    assert cfg.forwarded_allow_ips == ["10.0.0.1", "::1"]
+    cfg.set("forwarded_allow_ips", "*")
+    assert cfg.forwarded_allow_ips == ["*"]
+    cfg.set("forwarded_allow_ips", "10.0.0.0/8, fd00::/8")
+    assert cfg.forwarded_allow_ips == ["10.0.0.0/8", "fd00::/8"]
+    assert error_of(cfg, "forwarded_allow_ips", "10.0.0.1,proxy.local") == (
+        "forwarded_allow_ips: expected '*' or comma-separated IP addresses or CIDR networks, "
+        "got 'proxy.local'"
+    )
+
+
+def test_user_and_group_by_name_or_id(cfg: Config) -> None:
+    me = pwd.getpwuid(os.geteuid())
+    cfg.set("user", me.pw_name)
+    assert cfg.user == me.pw_uid
+    cfg.set("user", "12345")
+    assert cfg.user == 12345
+    my_group = grp.getgrgid(os.getegid())
+    cfg.set("group", my_group.gr_name)
+    assert cfg.group == my_group.gr_gid
+    cfg.set("group", 4321)
+    assert cfg.group == 4321
+
+
+def test_unknown_user_and_group(cfg: Config) -> None:
+    assert error_of(cfg, "user", "no-such-user-x9") == "user: no such user 'no-such-user-x9'"
+    assert error_of(cfg, "group", "no-such-group-x9") == "group: no such group 'no-such-group-x9'"
+
+
+def test_chdir_is_made_absolute_and_must_exist(
+    cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "site").mkdir()
+    monkeypatch.chdir(tmp_path)
+    cfg.set("chdir", "site")
+    assert cfg.chdir == str(tmp_path / "site")
+    cfg.set("chdir", tmp_path)
+    assert cfg.chdir == str(tmp_path)
+    assert error_of(cfg, "chdir", "missing") == "chdir: no such directory 'missing'"
+
+
+def test_paths_accept_path_objects(cfg: Config, tmp_path: Path) -> None:
+    cfg.set("pidfile", tmp_path / "x.pid")
+    assert cfg.pidfile == str(tmp_path / "x.pid")
+
+
+def test_proc_name_defaults_to_the_app(cfg: Config) -> None:
+    cfg.set("wsgi_app", "myapp:app")
+    assert cfg.proc_name == "myapp:app"
+    cfg.set("proc_name", "web")
+    assert cfg.proc_name == "web"
+    cfg.set("wsgi_app", "other:app")
+    assert cfg.proc_name == "web"
+
+
+def test_unknown_setting(cfg: Config) -> None:
+    with pytest.raises(ConfigError, match="unknown setting 'wrokers'"):
+        cfg.set("wrokers", 2)
+
+
+def test_settings_cannot_be_assigned_directly(cfg: Config) -> None:
+    with pytest.raises(AttributeError, match=r"cfg\.set"):
+        cfg.workers = 3
+    assert cfg.workers == 1
+
+
+# --- hooks -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", HOOK_NAMES)
+def test_default_hooks_are_callable_no_ops(cfg: Config, name: str) -> None:
+    hook = getattr(cfg, name)
+    assert hook(*range(HOOK_ARITIES[name])) is None
+    assert cfg.hook_is_set(name) is False
+
+
+def test_setting_a_hook(cfg: Config) -> None:
+    calls = []
+
+    def post_fork(server: object, worker: object) -> None:
+        calls.append((server, worker))
+
+    cfg.set("post_fork", post_fork)
+    assert cfg.hook_is_set("post_fork")
+    assert not cfg.hook_is_set("pre_fork")
+    cfg.post_fork("s", "w")
+    assert calls == [("s", "w")]
+
+
+def test_hooks_with_defaults_or_varargs_are_accepted(cfg: Config) -> None:
+    def flexible(*args: object) -> None:
+        pass
+
+    def with_default(server: object, worker: object, extra: object = None) -> None:
+        pass
+
+    cfg.set("nworkers_changed", flexible)
+    cfg.set("pre_fork", with_default)
+    assert cfg.hook_is_set("nworkers_changed") and cfg.hook_is_set("pre_fork")
+
+
+def test_hook_with_wrong_arity(cfg: Config) -> None:
+    def post_fork(server: object) -> None:
+        pass
+
+    message = error_of(cfg, "post_fork", post_fork)
+    assert message.startswith("post_fork: expected a function taking (server, worker), got ")
+    assert "<locals>.post_fork(server" in message
+
+
+def test_hook_that_is_not_callable(cfg: Config) -> None:
+    assert error_of(cfg, "on_exit", "mymod.on_exit") == (
+        "on_exit: expected a function taking (server), got 'mymod.on_exit'"
+    )
+
+
+@pytest.mark.parametrize("count", [2, 3, 4])
+def test_post_request_accepts_gunicorns_short_forms(cfg: Config, count: int) -> None:
+    seen: list[tuple[object, ...]] = []
+    params = ", ".join(f"a{i}" for i in range(count))
+    namespace: dict[str, Any] = {"seen": seen}
+    exec(f"def post_request({params}):\n    seen.append(({params},))", namespace)
+    cfg.set("post_request", namespace["post_request"])
+    assert cfg.hook_is_set("post_request")
+    cfg.post_request("worker", "req", "environ", "resp")
+    assert seen == [("worker", "req", "environ", "resp")[:count]]
+
+
+def test_post_request_with_one_argument_is_refused(cfg: Config) -> None:
+    assert error_of(cfg, "post_request", lambda worker: None).startswith(
+        "post_request: expected a function taking (worker, req, environ, resp), got "
+    )
+
+
+def test_hook_is_set_refuses_non_hooks(cfg: Config) -> None:
+    with pytest.raises(ConfigError, match="'workers' is not a server hook"):
+        cfg.hook_is_set("workers")
+
+
+# --- describe (--print-config) ------------------------------------------------------------
+
+
+def test_describe_lists_every_setting_sorted(cfg: Config) -> None:
+    def when_ready(server: object) -> None:
+        pass
+
+    cfg.set("workers", 3)
+    cfg.set("when_ready", when_ready)
+    lines = cfg.describe()
+    names = [line.split(" = ", 1)[0] for line in lines]
+    assert names == sorted(SETTINGS_BY_NAME)
+    assert "workers = 3" in lines
+    assert "bind = ['127.0.0.1:8000']" in lines
+    assert "on_exit = <no-op>" in lines
+    assert any(line.startswith("when_ready = <") and "when_ready()>" in line for line in lines)

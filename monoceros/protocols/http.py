@@ -9,11 +9,12 @@ carrying the status to answer with.
 from __future__ import annotations
 
 from collections import deque
-from typing import Final
+from typing import Final, Literal
 
 import httptools
 
 from .errors import HeadersTooLarge, InvalidHTTPRequest, ProtocolError, RequestLineTooLong
+from .events import END_OF_MESSAGE, NEED_DATA, Data, EndOfMessage, _Sentinel
 
 __all__ = [
     "NEED_DATA",
@@ -23,16 +24,6 @@ __all__ = [
     "HttpParser",
     "HttpRequest",
 ]
-
-
-class _NeedData:
-    """Sentinel type: the parser needs more bytes before it can produce an event."""
-
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-NEED_DATA: Final = _NeedData()
 
 
 class HttpRequest:
@@ -75,29 +66,6 @@ class HttpRequest:
     def __repr__(self) -> str:
         return f"<HttpRequest {self.method} {self.target!r} HTTP/{self.version}>"
 
-
-class Data:
-    """A piece of the (de-chunked) request body."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def __repr__(self) -> str:
-        return f"<Data {len(self.data)} bytes>"
-
-
-class EndOfMessage:
-    """The request body is complete."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<EndOfMessage>"
-
-
-END_OF_MESSAGE: Final = EndOfMessage()
 
 Event = HttpRequest | Data | EndOfMessage
 
@@ -187,7 +155,7 @@ class HttpParser:
         except httptools.HttpParserError as exc:
             self._error = InvalidHTTPRequest(str(exc) or "malformed request")
 
-    def next_event(self) -> Event | _NeedData:
+    def next_event(self) -> Event | Literal[_Sentinel.NEED_DATA]:
         """Return the next event, or :data:`NEED_DATA`; raise the peer's :class:`ProtocolError`."""
         if self._events:
             return self._events.popleft()

@@ -15,7 +15,6 @@ threaded and asyncio workers drive :class:`UwsgiParser` the way they would drive
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Final, Literal, TypeAlias
 
 from .chunked import ChunkedDecoder
 from .errors import InvalidUWSGIHeader, UnsupportedModifier
+from .events import END_OF_MESSAGE, NEED_DATA, Data, EndOfMessage, _Sentinel
 
 __all__ = [
     "MAX_VARS_SIZE",
@@ -45,18 +45,6 @@ PONG: Final = b"\x64\x00\x00\x01"
 """The whole reply to a :class:`Ping`: modifier1 100, datasize 0, modifier2 1."""
 
 
-class _Sentinel(enum.Enum):
-    """Type of :data:`NEED_DATA` (an enum member, so type checkers narrow ``is`` tests)."""
-
-    NEED_DATA = "NEED_DATA"
-
-    def __repr__(self) -> str:
-        """Show the bare name."""
-        return self.value
-
-
-NEED_DATA: Final = _Sentinel.NEED_DATA
-"""Returned by :meth:`UwsgiParser.next_event` when more bytes must be received first."""
 
 
 class UwsgiRequest:
@@ -113,23 +101,11 @@ class Ping:
     """A uWSGI ping (modifier1 100, modifier2 0, no vars): answer :data:`PONG` and close."""
 
 
-@dataclass(frozen=True, slots=True)
-class Data:
-    """A piece of the request body (de-chunked when the body is chunk-framed)."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class EndOfMessage:
-    """The request body is complete; any later byte on the connection is not read."""
-
-
 Event: TypeAlias = UwsgiRequest | Ping | Data | EndOfMessage
 """Every event :meth:`UwsgiParser.next_event` can return besides :data:`NEED_DATA`."""
 
 _PING: Final = Ping()
-_END: Final = EndOfMessage()
+_END: Final = END_OF_MESSAGE
 
 # RFC 9110 token: 1*tchar.
 _TOKEN: Final = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")

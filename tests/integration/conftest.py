@@ -281,11 +281,12 @@ http {{
         return out
 
     def request(self, path: str, method: str = "GET", body: bytes | None = None,
-                headers: dict[str, str] | None = None, timeout: float = 30.0
-                ) -> tuple[int, dict[str, str], bytes]:
+                headers: dict[str, str] | None = None, timeout: float = 30.0,
+                encode_chunked: bool = False) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            conn.request(method, path, body=body, headers=headers or {})
+            conn.request(method, path, body=body, headers=headers or {},
+                         encode_chunked=encode_chunked)
             r = conn.getresponse()
             return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
         finally:

@@ -1,0 +1,146 @@
+"""Listeners the way deployments use them: IPv6, fd://, systemd activation, and nginx proxy_pass."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import APPS, MONOCEROS, Nginx, Server, free_port, read_response, wait_for
+
+
+def http_get(sock_factory: Callable[[], socket.socket], path: str = "/pid") -> bytes:
+    with sock_factory() as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        st, _, body = read_response(s)
+    assert st == 200
+    return body
+
+
+def test_ipv6_listener(server: Callable[..., Server]) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    port = free_port("::1")
+    srv = server(bind=f"[::1]:{port}", wait=False)
+    def conn() -> socket.socket:
+        return socket.create_connection(("::1", port), timeout=5)
+    assert wait_for(lambda: _try(lambda: http_get(conn)), 15), srv.log()
+    assert json.loads(http_get(conn, "/env"))["REMOTE_ADDR"] == "::1"
+
+
+def _try(fn: Callable[[], object]) -> bool:
+    try:
+        fn()
+        return True
+    except OSError:
+        return False
+
+
+def _spawn_with_socket(sock: socket.socket, args: list[str], env: dict[str, str],
+                       workdir: Path, systemd: bool) -> subprocess.Popen[bytes]:
+    fd = sock.fileno()
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", **env)
+    log = open(workdir / "server.log", "wb")  # noqa: SIM115
+    if systemd:
+        # systemd passes the sockets from fd 3 and names the pid that may use them
+        cmd = ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"', MONOCEROS, *args]
+        return subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                                pass_fds=(3,), preexec_fn=lambda: os.dup2(fd, 3),
+                                start_new_session=True, cwd=str(workdir))
+    return subprocess.Popen([MONOCEROS, *args, "--bind", f"fd://{fd}"], env=full_env,
+                            stdout=log, stderr=subprocess.STDOUT, pass_fds=(fd,),
+                            start_new_session=True, cwd=str(workdir))
+
+
+@pytest.mark.parametrize("systemd", [False, True], ids=["fd", "systemd"])
+def test_inherited_socket(workdir: Path, systemd: bool) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    port = sock.getsockname()[1]
+    proc = _spawn_with_socket(sock, ["app:app", "--chdir", str(APPS)], {}, workdir, systemd)
+    sock.close()
+    try:
+        def conn() -> socket.socket:
+            return socket.create_connection(("127.0.0.1", port), timeout=5)
+        assert wait_for(lambda: _try(lambda: http_get(conn)), 15), (
+            workdir / "server.log").read_text()
+        assert http_get(conn, "/").startswith(b"Hello")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(15) == 0
+
+
+def test_behind_nginx_proxy_pass(server: Callable[..., Server],
+                                 nginx: Callable[..., Nginx]) -> None:
+    srv = server(["--workers", "2"])
+    ngx = nginx("""
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Proto https;
+        }
+        location /nobuf/ {
+            proxy_pass http://backend/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_request_buffering off;
+            proxy_buffering off;
+        }""", srv.bind)
+    for _ in range(20):
+        st, _, body = ngx.request("/")
+        assert (st, body) == (200, b"Hello, World!")
+    env = json.loads(ngx.request("/env?q=1")[2])
+    assert env["wsgi.url_scheme"] == "https"  # nginx on 127.0.0.1 is a trusted proxy
+    assert env["QUERY_STRING"] == "q=1" and env["SERVER_NAME"] == "127.0.0.1"  # $host
+    payload = os.urandom(3 * 1024 * 1024)
+    for path in ("/echo", "/nobuf/echo"):
+        st, _, body = ngx.request(path, "POST", payload)
+        assert st == 200 and json.loads(body)["sha256"] == hashlib.sha256(payload).hexdigest()
+    chunks = [os.urandom(70_000), os.urandom(10)]
+    st, _, body = ngx.request("/nobuf/echo", "POST", iter(chunks),  # type: ignore[arg-type]
+                              headers={"Transfer-Encoding": "chunked"}, encode_chunked=True)
+    assert st == 200 and json.loads(body)["len"] == 70_010
+    st, _, body = ngx.request("/stream?mib=16")
+    assert st == 200 and len(body) == 16 * 1024 * 1024
+    assert "[ERROR]" not in srv.log()
+    assert "[error]" not in ngx.error_log() and "[crit]" not in ngx.error_log()
+
+
+def test_user_and_group_drop_privileges(server: Callable[..., Server]) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch users")
+    group = "nogroup" if _has_group("nogroup") else "nobody"
+    # --preload: the interpreter may live where 'nobody' cannot read; import as root first
+    srv = server(["--user", "nobody", "--group", group, "--preload"])
+    pid = int(srv.get_ok("/pid"))
+    with open(f"/proc/{pid}/status") as f:
+        uid_line = next(line for line in f if line.startswith("Uid:"))
+    import pwd
+    assert int(uid_line.split()[1]) == pwd.getpwnam("nobody").pw_uid
+
+
+def _has_group(name: str) -> bool:
+    import grp
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def test_capture_output_sends_print_to_the_error_log(server: Callable[..., Server],
+                                                     workdir: Path) -> None:
+    errlog = workdir / "error.log"
+    srv = server(["--capture-output", "--error-logfile", str(errlog)])
+    srv.get_ok("/print")
+    assert wait_for(lambda: "printed by the app" in errlog.read_text(), 5)

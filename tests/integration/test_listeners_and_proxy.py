@@ -47,7 +47,7 @@ def _spawn_with_socket(sock: socket.socket, args: list[str], env: dict[str, str]
                        workdir: Path, systemd: bool) -> subprocess.Popen[bytes]:
     fd = sock.fileno()
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", **env)
-    log = open(workdir / "server.log", "wb")  # noqa: SIM115
+    log = open(workdir / "server.log", "wb")
     if systemd:
         # systemd passes the sockets from fd 3 and names the pid that may use them
         cmd = ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"', MONOCEROS, *args]

@@ -28,7 +28,9 @@ from .workers.base import APP_LOAD_ERROR, WORKER_BOOT_ERROR, Worker
 __all__ = ["Arbiter", "HaltServer"]
 
 _HANDLED = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "CHLD")
-_SIGNAL_NAMES = {getattr(signal, "SIG" + name): name.lower() for name in _HANDLED}
+#: signals gunicorn gives a meaning that monoceros does not implement yet: logged and ignored
+_NOT_YET = ("USR2", "WINCH")
+_SIGNAL_NAMES = {getattr(signal, "SIG" + name): name.lower() for name in _HANDLED + _NOT_YET}
 _BLOCKED_AROUND_FORK = {getattr(signal, "SIG" + name) for name in _HANDLED} | {signal.SIGABRT}
 #: a worker that dies this many times in a row before finishing its boot stops the master
 _MAX_BOOT_FAILURES = 5
@@ -93,6 +95,7 @@ class Arbiter:
             return exc.exit_status
         status = 0
         try:
+            self.cfg.nworkers_changed(self, self.num_workers, None)
             self.spawn_workers()
             self.cfg.when_ready(self)
             while True:
@@ -147,16 +150,13 @@ class Arbiter:
                 raise HaltServer(str(exc)) from None
         try:
             self.listeners = bind_all(
-                cfg.bind, "http", cfg.backlog, cfg.reuse_port, cfg.umask, systemd_sockets()
+                cfg.bind, cfg.protocol, cfg.backlog, cfg.reuse_port, cfg.umask, systemd_sockets()
             )
         except BindError as exc:
             raise HaltServer(str(exc)) from None
         for listener in self.listeners:
-            if listener.protocol != "http":
-                raise HaltServer(
-                    f"bind: {listener.spec}: protocol {listener.protocol!r} is not supported yet"
-                )
             self.log.info("Listening at: %s://%s (%s)", listener.protocol, listener.name, self.pid)
+        self._give_files_to_worker_user()
         self.log.info("Using worker: %s", cfg.worker_class)
         if cfg.threads > 1 and cfg.worker_class == "sync":
             self.log.warning(
@@ -164,6 +164,20 @@ class Arbiter:
             )
         if cfg.preload_app:
             self.app = self._load_app_in_master()
+
+    def _give_files_to_worker_user(self) -> None:
+        """Workers running as ``user``/``group`` must reopen the logs and own the sockets."""
+        cfg = self.cfg
+        if (cfg.user, cfg.group) == (os.geteuid(), os.getegid()):
+            return
+        paths = [p for p in (cfg.errorlog, cfg.accesslog) if p and p != "-"]
+        paths += [lst.spec.path for lst in self.listeners
+                  if lst.is_unix and lst.unlink_on_close and not lst.spec.path.startswith("@")]
+        for path in paths:
+            try:
+                os.chown(path, cfg.user, cfg.group)
+            except OSError as exc:
+                self.log.warning("Could not give %s to uid %s: %s", path, cfg.user, exc.strerror)
 
     def _load_app_in_master(self) -> Callable[..., Any]:
         from .app import AppLoadError, load_app
@@ -182,7 +196,7 @@ class Arbiter:
             for fd in (self._wakeup_r, self._wakeup_w):
                 os.set_blocking(fd, False)
                 os.set_inheritable(fd, False)
-        for name in _HANDLED:
+        for name in _HANDLED + _NOT_YET:
             signal.signal(getattr(signal, "SIG" + name), self._queue_signal)
         signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
 
@@ -242,6 +256,14 @@ class Arbiter:
         self.num_workers -= 1
         self.cfg.nworkers_changed(self, self.num_workers, old)
         self.manage_workers()
+
+    def handle_usr2(self) -> None:
+        """Not implemented yet: say so instead of dying of the default action."""
+        self.log.warning("USR2 (binary upgrade) is not supported yet; ignoring it")
+
+    def handle_winch(self) -> None:
+        """Not implemented yet (it pairs with USR2)."""
+        self.log.info("WINCH is only meaningful after a USR2 upgrade; ignoring it")
 
     def handle_usr1(self) -> None:
         """Reopen log files here and in every worker."""
@@ -308,10 +330,13 @@ class Arbiter:
         self._signals = []
         self.workers = {}
         cfg = self.cfg
-        if cfg.group != os.getegid():
-            os.setgid(cfg.group)
-        if cfg.user != os.geteuid():
-            os.setuid(cfg.user)
+        if cfg.user != os.geteuid() or cfg.group != os.getegid():
+            if os.geteuid() == 0:
+                os.setgroups([])  # do not keep root's supplementary groups
+            if cfg.group != os.getegid():
+                os.setgid(cfg.group)
+            if cfg.user != os.geteuid():
+                os.setuid(cfg.user)
 
     def reap_workers(self) -> None:
         """Collect every exited child, run child_exit, and stop on boot failures."""
@@ -339,6 +364,8 @@ class Arbiter:
             self.cfg.child_exit(self, record.worker)
             if self._stopping:
                 continue
+            if record.retiring and code in (APP_LOAD_ERROR, WORKER_BOOT_ERROR):
+                continue  # a worker of an abandoned reload: already handled
             if code == APP_LOAD_ERROR:
                 self._boot_failed("App failed to load.", APP_LOAD_ERROR, record)
             elif code == WORKER_BOOT_ERROR:
@@ -444,7 +471,8 @@ class Arbiter:
         if new_cfg.bind != old_cfg.bind:
             try:
                 listeners = bind_all(
-                    new_cfg.bind, "http", new_cfg.backlog, new_cfg.reuse_port, new_cfg.umask
+                    new_cfg.bind, new_cfg.protocol, new_cfg.backlog, new_cfg.reuse_port,
+                    new_cfg.umask,
                 )
             except BindError as exc:
                 self.log.error("Reload: %s; keeping the current listeners", exc)

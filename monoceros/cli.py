@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
     if cfg.print_config:
         _print_warnings(cfg)
-        print("\n".join(cfg.describe()))
+        try:
+            print("\n".join(cfg.describe()), flush=True)
+        except BrokenPipeError:  # `monoceros --print-config | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     if not cfg.wsgi_app:
         _die("no application given: pass APP_MODULE (e.g. myapp:app) or set wsgi_app in the "

@@ -273,6 +273,22 @@ def _worker_class(value: Any) -> str:
     return kind
 
 
+PROTOCOLS: tuple[str, ...] = ("http", "uwsgi")
+
+
+def _protocol(value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() in PROTOCOLS:
+        return value.strip().lower()
+    _fail("one of " + ", ".join(PROTOCOLS), value)
+
+
+def _vars_size(value: Any) -> int:
+    size = _parse_int(value, "an integer from 1 to 65535")
+    if not 1 <= size <= 65535:
+        _fail("an integer from 1 to 65535 (the uWSGI datasize field is 16 bits)", value)
+    return size
+
+
 def _log_level(value: Any) -> str:
     expected = "one of " + ", ".join(LOG_LEVELS)
     if isinstance(value, str) and value.strip().lower() in LOG_LEVELS:
@@ -462,6 +478,17 @@ SETTINGS: tuple[Setting, ...] = (
              default_doc="`['127.0.0.1:8000']`, or `['0.0.0.0:$PORT']` when `PORT` is set"),
     _int_setting("backlog", "Server Socket", ("--backlog",), 2048,
                  "The maximum number of pending connections.", positive=True),
+    _setting("protocol", "Server Socket", ("--protocol",), "http",
+             "Wire protocol of plain bind addresses: http, or uwsgi for nginx uwsgi_pass and "
+             "Apache mod_proxy_uwsgi (a bind of uwsgi://ADDR or http://ADDR sets its own).",
+             _protocol, metavar="STRING"),
+    _setting("uwsgi_allow_ips", "Server Socket", ("--uwsgi-allow-from",), "127.0.0.1,::1",
+             "Comma-separated IPs or CIDR networks allowed to send uWSGI requests ('*' allows "
+             "all; UNIX socket peers are always allowed).",
+             _ip_list, metavar="STRING"),
+    _setting("uwsgi_max_vars_size", "Server Socket", ("--uwsgi-max-vars-size",), 65535,
+             "Largest uWSGI vars block accepted, in bytes (65535, the wire maximum, by default).",
+             _vars_size, metavar=_INT),
     # Worker Processes
     _setting("workers", "Worker Processes", ("-w", "--workers"), 1,
              "The number of worker processes.", _positive_int, metavar=_INT,
@@ -609,6 +636,9 @@ class Config:
     config: str | None
     wsgi_app: str | None
     bind: list[str]
+    protocol: str
+    uwsgi_allow_ips: list[str]
+    uwsgi_max_vars_size: int
     backlog: int
     workers: int
     worker_class: str

@@ -9,16 +9,19 @@ leave in one send; nothing below the active log level is formatted.
 from __future__ import annotations
 
 import errno
+import os
 import select
 import socket
 import time
 from typing import Any
 
 from ..addresses import AddressMatcher
-from ..protocols.errors import ProtocolError
-from ..protocols.http import NEED_DATA, Data, HttpLimits, HttpParser
+from ..protocols.errors import InvalidUWSGIHeader, ProtocolError
+from ..protocols.events import NEED_DATA, Data
+from ..protocols.http import HttpLimits, HttpParser
+from ..protocols.uwsgi import PONG, Ping, UwsgiParser, parse_head
 from ..wsgi.body import EMPTY_INPUT, ClientDisconnected, Input
-from ..wsgi.environ import HttpEnvironBuilder, base_environ
+from ..wsgi.environ import HttpEnvironBuilder, UwsgiEnvironBuilder, base_environ
 from ..wsgi.hook_request import HookRequest
 from ..wsgi.response import FileWrapper, Response, ResponseError
 from .base import Worker
@@ -67,6 +70,11 @@ class _HttpBody:
         self._continue = send_continue
         self._heartbeat = heartbeat
 
+    @property
+    def awaiting_continue(self) -> bool:
+        """True while the client waits for ``100 Continue`` and has sent no body yet."""
+        return self._continue
+
     def __call__(self) -> bytes:
         parser = self._parser
         while True:
@@ -89,6 +97,69 @@ class _HttpBody:
             return b""  # EndOfMessage (a pipelined next request is never read here)
 
 
+class _UwsgiBody:
+    """Pull function over a CONTENT_LENGTH-framed uWSGI body (the bytes after the vars)."""
+
+    __slots__ = ("_conn", "_heartbeat", "_length", "_pending", "_remaining")
+
+    def __init__(self, conn: socket.socket, buffered: bytes, length: int, heartbeat: Any) -> None:
+        if len(buffered) > length:
+            buffered = buffered[:length]  # one request per connection: the rest is not ours
+        self._conn = conn
+        self._pending = buffered
+        self._length = length
+        self._remaining = length - len(buffered)
+        self._heartbeat = heartbeat
+
+    def __call__(self) -> bytes:
+        if self._pending:
+            data = self._pending
+            self._pending = b""
+            return data
+        remaining = self._remaining
+        if remaining <= 0:
+            return b""
+        try:
+            data = self._conn.recv(remaining if remaining < _RECV else _RECV)
+        except TimeoutError:
+            raise ClientDisconnected("timed out reading the request body") from None
+        if not data:
+            raise ClientDisconnected(
+                f"front end closed the connection after {self._length - remaining} of "
+                f"{self._length} body bytes"
+            )
+        self._remaining = remaining - len(data)
+        self._heartbeat.beat()
+        return data
+
+
+class _UwsgiChunkedBody:
+    """Pull function over a chunk-framed uWSGI body (the uWSGI router's --http-chunked-input)."""
+
+    __slots__ = ("_conn", "_heartbeat", "_parser")
+
+    def __init__(self, conn: socket.socket, parser: UwsgiParser, heartbeat: Any) -> None:
+        self._conn = conn
+        self._parser = parser
+        self._heartbeat = heartbeat
+
+    def __call__(self) -> bytes:
+        parser = self._parser
+        while True:
+            event = parser.next_event()
+            if event is NEED_DATA:
+                try:
+                    data = self._conn.recv(_RECV)
+                except TimeoutError:
+                    raise ClientDisconnected("timed out reading a chunked body") from None
+                parser.receive_data(data)  # b"" = EOF: the parser reports the truncation
+                self._heartbeat.beat()
+                continue
+            if event.__class__ is Data:
+                return event.data
+            return b""
+
+
 class SyncWorker(Worker):
     """Serve one connection at a time; every response closes its connection."""
 
@@ -100,19 +171,27 @@ class SyncWorker(Worker):
         )
         self.header_timeout: float | None = cfg.header_timeout or None
         self.io_timeout: float | None = float(cfg.timeout) if cfg.timeout > 0 else None
-        self.use_sendfile = cfg.sendfile is not False
+        if cfg.sendfile is None:  # gunicorn's rule: unset means the SENDFILE variable decides
+            self.use_sendfile = os.environ.get("SENDFILE", "1").lower() not in ("0", "false", "no")
+        else:
+            self.use_sendfile = cfg.sendfile
         self.access_log = self.log.access_enabled
         self.pre_request = cfg.pre_request if cfg.hook_is_set("pre_request") else None
         self.post_request = cfg.post_request if cfg.hook_is_set("post_request") else None
         multiprocess = cfg.workers > 1
         base = base_environ(multiprocess, False)
         trusted = AddressMatcher(cfg.forwarded_allow_ips)
-        self.builders = {
-            listener.sock.fileno(): HttpEnvironBuilder(
-                base, listener.sock.getsockname(), trusted, cfg.secure_scheme_headers
-            )
-            for listener in self.listeners
-        }
+        self.builders: dict[int, Any] = {}
+        for listener in self.listeners:
+            sockname = listener.sock.getsockname()
+            if listener.protocol == "uwsgi":
+                self.builders[listener.sock.fileno()] = UwsgiEnvironBuilder(base, sockname)
+            else:
+                self.builders[listener.sock.fileno()] = HttpEnvironBuilder(
+                    base, sockname, trusted, cfg.secure_scheme_headers
+                )
+        self.uwsgi_allowed = AddressMatcher(cfg.uwsgi_allow_ips)
+        self.uwsgi_max_vars = cfg.uwsgi_max_vars_size
         for listener in self.listeners:
             listener.sock.setblocking(False)
         self._serve_forever()
@@ -161,7 +240,6 @@ class SyncWorker(Worker):
                             break
                         served = True
                         self._handle(listener, conn, peer)
-                        self.nr += 1
                         heartbeat.beat()
                         if self.reopen_logs:
                             self.reopen_log_files()
@@ -186,7 +264,10 @@ class SyncWorker(Worker):
 
     def _handle(self, listener: Any, conn: socket.socket, peer: Any) -> None:
         try:
-            self._handle_http(listener, conn, peer)
+            if listener.protocol == "uwsgi":
+                self._handle_uwsgi(listener, conn, peer)
+            else:
+                self._handle_http(listener, conn, peer)
         except ClientDisconnected as exc:
             self.log.debug("Client %s: %s", peer or listener.name, exc)
         except OSError as exc:
@@ -257,6 +338,74 @@ class SyncWorker(Worker):
         environ["wsgi.input"] = body
         self._serve(conn, environ, body, req.method == "HEAD", False)
 
+    def _handle_uwsgi(self, listener: Any, conn: socket.socket, peer: Any) -> None:
+        if peer and peer[0] not in self.uwsgi_allowed:  # UNIX peers ("") are always allowed
+            self.log.warning("Forbidden uWSGI request from %s", peer[0])
+            self._send_error(conn, 403, "")
+            return
+        try:
+            buf = conn.recv(_RECV, _DONTWAIT)
+        except BlockingIOError:
+            buf = b""
+        max_vars = self.uwsgi_max_vars
+        deadline = 0.0
+        try:
+            while True:
+                if buf:
+                    parsed = parse_head(buf, max_vars)
+                    if parsed is not None:
+                        break
+                if self.header_timeout:
+                    now = time.monotonic()
+                    if not deadline:
+                        deadline = now + self.header_timeout
+                    if now >= deadline:
+                        raise ClientDisconnected(
+                            f"no complete uWSGI packet within header_timeout "
+                            f"({self.header_timeout:g}s)"
+                        )
+                    conn.settimeout(deadline - now)
+                try:
+                    data = conn.recv(_RECV)
+                except TimeoutError:
+                    raise ClientDisconnected(
+                        f"no complete uWSGI packet within header_timeout ({self.header_timeout:g}s)"
+                    ) from None
+                if not data:
+                    if not buf:
+                        return  # connected and closed: a health check, nothing to say
+                    parser = UwsgiParser(max_vars_size=max_vars)
+                    parser.receive_data(buf)
+                    parser.receive_data(b"")
+                    parser.next_event()  # raises the precise truncation error
+                    raise InvalidUWSGIHeader("truncated packet")
+                buf += data
+        except ProtocolError as exc:
+            self.log.warning(
+                "Invalid uWSGI header: %s from %s", exc.reason, peer[0] if peer else listener.name
+            )
+            self._send_error(conn, exc.status, exc.reason)
+            return
+        head, used = parsed
+        if isinstance(head, Ping):
+            conn.sendall(PONG)
+            return
+        conn.settimeout(self.io_timeout)
+        environ = self.builders[listener.sock.fileno()].build(head.environ)
+        if head.chunked:
+            parser = UwsgiParser(max_vars_size=max_vars)
+            parser.receive_data(buf)
+            parser.next_event()  # the head, again: the rare chunked case re-parses it
+            if self.header_timeout:
+                conn.settimeout(self.header_timeout)
+            body: Any = Input(_UwsgiChunkedBody(conn, parser, self.heartbeat))
+        elif head.content_length:
+            body = Input(_UwsgiBody(conn, buf[used:], head.content_length, self.heartbeat))
+        else:
+            body = EMPTY_INPUT
+        environ["wsgi.input"] = body
+        self._serve(conn, environ, body, environ["REQUEST_METHOD"] == "HEAD", True)
+
     def _send_error(self, conn: socket.socket, status: int, reason: str) -> None:
         try:
             conn.settimeout(1.0)
@@ -281,7 +430,8 @@ class SyncWorker(Worker):
             hook_req = HookRequest(environ)
             if self.pre_request is not None:
                 self.pre_request(self, hook_req)
-        resp = Response(conn, head_only, uwsgi)
+        resp = Response(conn, head_only, uwsgi, self.heartbeat.beat)
+        self.nr += 1
         result: Any = None
         assert self.app is not None
         try:
@@ -313,13 +463,22 @@ class SyncWorker(Worker):
             )
         if self.post_request is not None:
             self.post_request(self, hook_req, environ, resp)
-        if body is not EMPTY_INPUT and not body.exhausted:
+        if body is not EMPTY_INPUT and not body.exhausted and not body.awaiting_continue:
             self._drain(conn, body)
 
     def _app_error(
         self, conn: socket.socket, environ: dict[str, Any], resp: Response, exc: Exception
     ) -> None:
-        where = environ.get("RAW_URI") or environ.get("PATH_INFO", "")
+        where = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
+        if isinstance(exc, ProtocolError):
+            # the body broke its framing while the app read it: the client's fault, not the app's
+            self.log.info("Invalid request body from %s for %s: %s",
+                          environ.get("REMOTE_ADDR") or "a local peer", where, exc.reason)
+            if not resp.headers_sent:
+                resp.status, resp.status_code = f"{exc.status} Bad Request", exc.status
+                resp.headers = []
+                self._send_error(conn, exc.status, exc.reason)
+            return
         if isinstance(exc, ResponseError):
             self.log.error("Bad response from the application to %s: %s", where, exc)
         else:

@@ -123,12 +123,18 @@ class Input:
         """True when the whole body has been read (or there was none)."""
         return self._done and not self._buf
 
+    @property
+    def awaiting_continue(self) -> bool:
+        """True when the client still waits for ``100 Continue`` (so sent no body at all)."""
+        return bool(getattr(self._pull, "awaiting_continue", False))
+
 
 class EmptyInput:
     """``wsgi.input`` for a request without a body: shared, stateless, always at EOF."""
 
     __slots__ = ()
     exhausted = True
+    awaiting_continue = False
 
     def read(self, size: int | None = -1) -> bytes:
         """Always ``b""``."""

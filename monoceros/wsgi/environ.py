@@ -18,9 +18,10 @@ from .. import SERVER_SOFTWARE
 from ..addresses import AddressMatcher
 from ..protocols.errors import InvalidHTTPRequest
 from ..protocols.http import HttpRequest
+from ..protocols.uwsgi import url_scheme
 from .response import FileWrapper
 
-__all__ = ["HttpEnvironBuilder", "base_environ", "split_host"]
+__all__ = ["HttpEnvironBuilder", "UwsgiEnvironBuilder", "base_environ", "split_host"]
 
 _PROTOCOLS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "0.9": "HTTP/0.9"}
 
@@ -167,4 +168,41 @@ class HttpEnvironBuilder:
                     scheme = "https"
                     break
         env["wsgi.url_scheme"] = scheme
+        return env
+
+
+class UwsgiEnvironBuilder:
+    """Builds the environ of uWSGI requests: the front end's vars, with PEP 3333 defaults.
+
+    The vars already hold CGI names and values (PATH_INFO decoded once by the front end,
+    SCRIPT_NAME stripped from it, repeated headers joined): they are used as they are.
+    """
+
+    __slots__ = ("_base",)
+
+    def __init__(self, base: dict[str, Any], sockname: Any) -> None:
+        defaults = dict(base)
+        if isinstance(sockname, tuple):
+            name, port = str(sockname[0]), str(sockname[1])
+        else:
+            name, port = "localhost", "80"
+        defaults.update(
+            {
+                "PATH_INFO": "",
+                "QUERY_STRING": "",
+                "SERVER_NAME": name,
+                "SERVER_PORT": port,
+                "SERVER_PROTOCOL": "HTTP/1.0",
+                "REMOTE_ADDR": "",
+            }
+        )
+        if defaults.get("SCRIPT_NAME"):
+            defaults["SCRIPT_NAME"] = ""  # the front end says where the app is mounted
+        self._base = defaults
+
+    def build(self, vars_environ: dict[str, str]) -> dict[str, Any]:
+        """The environ for one request (wsgi.input is set by the caller)."""
+        env = self._base.copy()
+        env.update(vars_environ)
+        env["wsgi.url_scheme"] = url_scheme(vars_environ)
         return env

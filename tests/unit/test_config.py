@@ -81,6 +81,10 @@ GUNICORN_FLAGS: dict[str, tuple[str, ...]] = {
     "limit_request_fields": ("--limit-request-fields",),
     "limit_request_field_size": ("--limit-request-field_size", "--limit-request-field-size"),
     "header_timeout": ("--header-timeout",),
+    # gunicorn 27's uWSGI protocol flags, and our own vars-block limit
+    "protocol": ("--protocol",),
+    "uwsgi_allow_ips": ("--uwsgi-allow-from",),
+    "uwsgi_max_vars_size": ("--uwsgi-max-vars-size",),
     "check_config": ("--check-config",),
     "print_config": ("--print-config",),
     "preload_app": ("--preload",),
@@ -243,6 +247,19 @@ def test_zero_is_allowed_where_it_disables(cfg: Config, name: str) -> None:
 @pytest.mark.parametrize("name", ["workers", "threads", "worker_connections", "backlog"])
 def test_zero_is_refused_where_it_makes_no_sense(cfg: Config, name: str) -> None:
     assert error_of(cfg, name, 0).startswith(f"{name}: expected a positive integer")
+
+
+def test_protocol_and_uwsgi_settings(cfg: Config) -> None:
+    assert (cfg.protocol, cfg.uwsgi_allow_ips, cfg.uwsgi_max_vars_size) == (
+        "http", ["127.0.0.1", "::1"], 65535)
+    cfg.set("protocol", "UWSGI")
+    assert cfg.protocol == "uwsgi"
+    assert error_of(cfg, "protocol", "fastcgi") == (
+        "protocol: expected one of http, uwsgi, got 'fastcgi'")
+    cfg.set("uwsgi_allow_ips", "10.0.0.0/8,192.168.1.5")
+    assert cfg.uwsgi_allow_ips == ["10.0.0.0/8", "192.168.1.5"]
+    assert error_of(cfg, "uwsgi_max_vars_size", 70000).startswith(
+        "uwsgi_max_vars_size: expected an integer from 1 to 65535")
 
 
 def test_header_timeout_is_float_seconds(cfg: Config) -> None:

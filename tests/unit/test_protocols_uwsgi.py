@@ -22,7 +22,7 @@ from monoceros.protocols.uwsgi import (
     url_scheme,
 )
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "uwsgi-packets"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "uwsgi-packets"
 MISSING = "<uwsgi captures folder missing>"
 
 
@@ -38,7 +38,7 @@ def load(name: str) -> bytes:
     if not FIXTURES.is_dir():
         pytest.fail(
             f"uwsgi captures not found: expected the folder {FIXTURES} "
-            "(../shared/fixtures/uwsgi-packets relative to the repository root)"
+            "(tests/fixtures/uwsgi-packets, copied from the shared captures)"
         )
     return (FIXTURES / name).read_bytes()
 

@@ -225,12 +225,22 @@ def find_nginx() -> str:
 class Nginx:
     """A private nginx (one worker, foreground, own process group) with a generated config."""
 
-    def __init__(self, locations: str, workdir: Path, upstream: str) -> None:
+    def __init__(self, locations: str, workdir: Path, upstream: str,
+                 http_block: str | None = None, port: int | None = None) -> None:
+        """Serve ``locations`` in front of ``upstream``, or a whole ``http_block`` as given
+        (an example config whose ``listen`` already names ``port``)."""
         exe = find_nginx()
         self.dir = workdir / f"nginx-{time.monotonic_ns()}"
         for sub in ("logs", "tmp"):
             (self.dir / sub).mkdir(parents=True)
-        self.port = free_port()
+        self.port = port or free_port()
+        servers = http_block or f"""
+    upstream backend {{ server {upstream}; keepalive 8; }}
+    server {{
+        listen 127.0.0.1:{self.port};
+        server_name test.example;
+        {locations}
+    }}"""
         user = "user root;" if os.geteuid() == 0 else ""
         conf = f"""
 {user}
@@ -247,12 +257,7 @@ http {{
     fastcgi_temp_path {self.dir}/tmp/fc;
     scgi_temp_path {self.dir}/tmp/sc;
     client_max_body_size 64m;
-    upstream backend {{ server {upstream}; keepalive 8; }}
-    server {{
-        listen 127.0.0.1:{self.port};
-        server_name test.example;
-        {locations}
-    }}
+    {servers}
 }}
 """
         self.conf = self.dir / "nginx.conf"
@@ -305,11 +310,12 @@ http {{
 
 @pytest.fixture
 def nginx(workdir: Path) -> Iterator[Callable[..., Nginx]]:
-    """``nginx(locations, upstream)`` starts nginx in front of ``upstream``."""
+    """``nginx(locations, upstream[, http_block, port])`` starts nginx in front of ``upstream``."""
     started: list[Nginx] = []
 
-    def start(locations: str, upstream: str) -> Nginx:
-        ngx = Nginx(locations, workdir, upstream)
+    def start(locations: str, upstream: str, http_block: str | None = None,
+              port: int | None = None) -> Nginx:
+        ngx = Nginx(locations, workdir, upstream, http_block, port)
         started.append(ngx)
         return ngx
 

@@ -49,7 +49,7 @@ def app(environ, start_response):
             n += len(chunk)
         return _reply(start_response, json.dumps({"len": n, "sha256": h.hexdigest()}).encode(),
                       ctype="application/json")
-    if path == "/env":
+    if path.startswith("/env"):  # /env and anything below it: the environ as JSON
         data = {k: v for k, v in environ.items() if isinstance(v, str)}
         data["wsgi.url_scheme"] = environ["wsgi.url_scheme"]
         return _reply(start_response, json.dumps(data).encode(), ctype="application/json")

@@ -151,7 +151,11 @@ class _UwsgiChunkedBody:
                 try:
                     data = self._conn.recv(_RECV)
                 except TimeoutError:
-                    raise ClientDisconnected("timed out reading a chunked body") from None
+                    raise InvalidUWSGIHeader(
+                        "the vars announce a chunked body (HTTP_TRANSFER_ENCODING, no "
+                        "CONTENT_LENGTH) but no chunk arrived in time; the uWSGI router forwards "
+                        "chunked bodies only with --http-chunked-input"
+                    ) from None
                 parser.receive_data(data)  # b"" = EOF: the parser reports the truncation
                 self._heartbeat.beat()
                 continue

@@ -408,7 +408,8 @@ def test_apache_mod_proxy_uwsgi(apache_stack: tuple[Server, Apache]) -> None:
 
 def test_uwsgi_router(server: Callable[..., Server], workdir: Path) -> None:
     port = free_port()
-    srv = server(["--protocol", "uwsgi"], bind=f"127.0.0.1:{port}", wait=False)
+    srv = server(["--protocol", "uwsgi", "--header-timeout", "2"], bind=f"127.0.0.1:{port}",
+                 wait=False)
     assert wait_for(lambda: status_of(
         exchange(("127.0.0.1", port), packet(good_env()), timeout=2)) == 200, 20)
     for extra in ((), ("--http-chunked-input",)):
@@ -421,6 +422,20 @@ def test_uwsgi_router(server: Callable[..., Server], workdir: Path) -> None:
             assert json.loads(body)["sha256"] == hashlib.sha256(payload).hexdigest()
         finally:
             router.stop()
+    # the default router drops a chunked body but still says chunked: a clear 400, not a hang
+    router = UwsgiRouter(workdir, f"127.0.0.1:{port}")
+    try:
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=30)
+        conn.request("POST", "/echo", body=iter([b"z" * 100]), encode_chunked=True,
+                     headers={"Transfer-Encoding": "chunked"})
+        t0 = time.monotonic()
+        assert conn.getresponse().status == 400
+        assert time.monotonic() - t0 < 8
+        conn.close()
+    finally:
+        router.stop()
+    assert wait_for(lambda: "--http-chunked-input" in srv.log(), 5), srv.log()
     # a chunked upload through --http-chunked-input arrives chunk-framed, and is de-chunked
     router = UwsgiRouter(workdir, f"127.0.0.1:{port}", ("--http-chunked-input",))
     try:

@@ -31,6 +31,8 @@ Hook = Callable[..., object]
 
 WORKER_CLASSES: dict[str, str] = {
     "sync": "monoceros.workers.sync:SyncWorker",
+    "gthread": "monoceros.workers.gthread:ThreadWorker",
+    "asgi": "monoceros.workers.asgi:AsgiWorker",
 }
 """Worker kinds accepted by ``worker_class``, each mapped to its ``"module:Class"`` path."""
 

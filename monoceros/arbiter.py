@@ -20,7 +20,15 @@ from typing import Any
 from . import __version__
 from .config import Config, ConfigError
 from .heartbeat import Heartbeat
-from .listeners import BindError, Listener, bind_all, systemd_sockets
+from .listeners import (
+    INHERIT_ENV,
+    BindError,
+    Listener,
+    bind_all,
+    inherit_env,
+    inherited_sockets,
+    systemd_sockets,
+)
 from .logs import Logger
 from .pidfile import Pidfile, PidfileError
 from .workers.base import APP_LOAD_ERROR, WORKER_BOOT_ERROR, Worker
@@ -79,6 +87,8 @@ class Arbiter:
         self.pidfile: Pidfile | None = None
         self.boot_failures = 0
         self._signals: list[int] = []
+        #: pid of the new master started by USR2 while it runs (0 otherwise)
+        self.reexec_pid = 0
         self._wakeup_r = -1
         self._wakeup_w = -1
         self._stopping = False
@@ -149,20 +159,27 @@ class Arbiter:
                 self.pidfile = None
                 raise HaltServer(str(exc)) from None
         try:
+            upgraded = inherited_sockets()
+            if upgraded:
+                self.log.info("Adopting %s listener(s) from the master that started this one "
+                              "(USR2 upgrade)", len(upgraded))
             self.listeners = bind_all(
-                cfg.bind, cfg.protocol, cfg.backlog, cfg.reuse_port, cfg.umask, systemd_sockets()
+                cfg.bind, cfg.protocol, cfg.backlog, cfg.reuse_port, cfg.umask,
+                systemd_sockets(), upgraded,
             )
         except BindError as exc:
             raise HaltServer(str(exc)) from None
         for listener in self.listeners:
             self.log.info("Listening at: %s://%s (%s)", listener.protocol, listener.name, self.pid)
         self._give_files_to_worker_user()
-        self.log.info("Using worker: %s", cfg.worker_class)
         if cfg.threads > 1 and cfg.worker_class == "sync":
-            self.log.warning(
-                "threads = %s is ignored by the sync worker (one request at a time)", cfg.threads
-            )
+            # gunicorn's rule: more than one thread means the threaded worker
+            self.log.info("threads = %s: using the gthread worker instead of sync", cfg.threads)
+            cfg.set("worker_class", "gthread")
+        self.log.info("Using worker: %s", cfg.worker_class)
         if cfg.preload_app:
+            if cfg.reload:
+                self.log.warning("--reload cannot reload code loaded in the master by --preload")
             self.app = self._load_app_in_master()
 
     def _give_files_to_worker_user(self) -> None:
@@ -258,12 +275,55 @@ class Arbiter:
         self.manage_workers()
 
     def handle_usr2(self) -> None:
-        """Not implemented yet: say so instead of dying of the default action."""
-        self.log.warning("USR2 (binary upgrade) is not supported yet; ignoring it")
+        """Upgrade: start a new master from the code on disk, handing it the listeners."""
+        self.reexec()
 
     def handle_winch(self) -> None:
-        """Not implemented yet (it pairs with USR2)."""
-        self.log.info("WINCH is only meaningful after a USR2 upgrade; ignoring it")
+        """After a USR2 upgrade (or when daemonized): stop this master's workers gracefully.
+
+        A terminal sends WINCH when its window is resized, so a foreground master with no
+        upgrade running ignores it.
+        """
+        if not (self.reexec_pid or self.cfg.daemon):
+            self.log.info("WINCH ignored: no USR2 upgrade is running and not daemonized")
+            return
+        self.log.info("Stopping this master's workers gracefully (WINCH)")
+        self.num_workers = 0
+        self.manage_workers()
+
+    def reexec(self) -> None:
+        """Fork and exec a new master with the listeners inherited (gunicorn's USR2)."""
+        if self.reexec_pid:
+            self.log.warning("USR2 ignored: an upgrade is already running (new master pid %s)",
+                             self.reexec_pid)
+            return
+        if self.pidfile is not None:
+            self.pidfile.rename(self.pidfile.path + ".oldbin")
+        argv = [sys.executable, "-m", "monoceros", *sys.argv[1:]]
+        environ = dict(os.environ)
+        environ[INHERIT_ENV] = inherit_env(self.listeners)
+        signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED_AROUND_FORK)
+        pid = os.fork()
+        if pid:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _BLOCKED_AROUND_FORK)
+            for listener in self.listeners:
+                os.set_inheritable(listener.fileno(), False)
+            self.reexec_pid = pid
+            self.log.info("Started a new master (pid %s) for the upgrade; send WINCH here to "
+                          "stop the old workers, then TERM or QUIT", pid)
+            return
+        try:
+            signal.set_wakeup_fd(-1)
+            for sig in _BLOCKED_AROUND_FORK:
+                signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            self.cfg.pre_exec(self)
+            os.chdir(self.launch_dir)
+            os.execve(sys.executable, argv, environ)
+        except BaseException:
+            self.log.exception("Could not execute the new master")
+        finally:
+            os._exit(1)
 
     def handle_usr1(self) -> None:
         """Reopen log files here and in every worker."""
@@ -349,6 +409,8 @@ class Arbiter:
                 return
             record = self.workers.pop(pid, None)
             if record is None:
+                if pid == self.reexec_pid:
+                    self._upgrade_ended(status)
                 continue
             code = os.waitstatus_to_exitcode(status)
             booted = record.heartbeat.is_booted()
@@ -380,6 +442,16 @@ class Arbiter:
                     )
             elif booted:
                 self.boot_failures = 0
+
+    def _upgrade_ended(self, status: int) -> None:
+        """The new master of a USR2 upgrade exited: take the pidfile back and carry on."""
+        self.log.error("The new master (pid %s) exited with status %s; this master keeps serving",
+                       self.reexec_pid, os.waitstatus_to_exitcode(status))
+        self.reexec_pid = 0
+        if self.pidfile is not None and self.cfg.pidfile:
+            self.pidfile.rename(self.cfg.pidfile)
+        if self.num_workers == 0:
+            self.num_workers = self.cfg.workers  # WINCH had stopped ours: serve again
 
     def _boot_failed(self, reason: str, status: int, record: WorkerRecord) -> None:
         retiring = [w for w in self.workers.values() if w.retiring]
@@ -465,9 +537,17 @@ class Arbiter:
             return
         old_cfg = self.cfg
         self.cfg = new_cfg
+        if new_cfg.threads > 1 and new_cfg.worker_class == "sync":
+            new_cfg.set("worker_class", "gthread")
         self.log.setup(new_cfg)
         for warning in new_cfg.warnings:
             self.log.warning("%s", warning)
+        if new_cfg.protocol != old_cfg.protocol and new_cfg.bind == old_cfg.bind:
+            for listener in self.listeners:
+                if listener.spec.protocol is None:  # plain addresses follow the setting
+                    listener.protocol = new_cfg.protocol
+                    self.log.info("Listening at: %s://%s (%s)", listener.protocol,
+                                  listener.name, self.pid)
         if new_cfg.bind != old_cfg.bind:
             try:
                 listeners = bind_all(
@@ -497,7 +577,8 @@ class Arbiter:
         """Stop every worker (TERM and wait graceful_timeout, or QUIT), then KILL leftovers."""
         self._stopping = True
         for listener in self.listeners:
-            listener.close(unlink=True)
+            # after a USR2 upgrade the socket files belong to the new master
+            listener.close(unlink=not self.reexec_pid)
         self.listeners = []
         sig = signal.SIGTERM if graceful else signal.SIGQUIT
         limit = self.cfg.graceful_timeout if graceful else 2.0
@@ -523,7 +604,7 @@ class Arbiter:
 
     def _cleanup(self) -> None:
         for listener in self.listeners:
-            listener.close(unlink=True)
+            listener.close(unlink=not self.reexec_pid)
         self.listeners = []
         if self.pidfile is not None:
             self.pidfile.unlink()

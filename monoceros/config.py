@@ -50,7 +50,7 @@ LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error", "critical")
 
 GUNICORN_ONLY: frozenset[str] = frozenset(
     {
-        "reload", "reload_engine", "reload_extra_files", "spew", "worker_tmp_dir",
+        "spew", "worker_tmp_dir",
         "initgroups", "tmp_upload_dir", "disable_redirect_access_to_syslog", "logger_class",
         "logconfig", "logconfig_dict", "logconfig_json", "syslog_addr", "syslog",
         "syslog_prefix", "syslog_facility", "enable_stdio_inheritance", "statsd_host",
@@ -289,6 +289,19 @@ def _vars_size(value: Any) -> int:
     if not 1 <= size <= 65535:
         _fail("an integer from 1 to 65535 (the uWSGI datasize field is 16 bits)", value)
     return size
+
+
+RELOAD_ENGINES: tuple[str, ...] = ("auto", "inotify", "poll")
+
+
+def _reload_engine(value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() in RELOAD_ENGINES:
+        return value.strip().lower()
+    _fail("one of " + ", ".join(RELOAD_ENGINES), value)
+
+
+def _reload_files(value: Any) -> list[str]:
+    return _str_list(value, "a list of file paths")
 
 
 def _log_level(value: Any) -> str:
@@ -534,6 +547,14 @@ SETTINGS: tuple[Setting, ...] = (
     # Server Mechanics
     _flag("preload_app", "Server Mechanics", ("--preload",),
           "Load the application in the master before forking workers."),
+    _flag("reload", "Debugging", ("--reload",),
+          "Restart workers when a source file changes (development only)."),
+    _setting("reload_engine", "Debugging", ("--reload-engine",), "auto",
+             "How --reload watches files: auto (inotify when available), inotify or poll.",
+             _reload_engine, metavar="STRING"),
+    _setting("reload_extra_files", "Debugging", ("--reload-extra-file",), [],
+             "More files (templates, configs) whose change triggers a --reload restart.",
+             _reload_files, action="append", metavar="FILES"),
     _setting("sendfile", "Server Mechanics", ("--no-sendfile",), None,
              "Use sendfile() for file responses unless this is False (--no-sendfile).",
              _optional_bool, action="store_const", const=False),
@@ -658,6 +679,9 @@ class Config:
     check_config: bool
     print_config: bool
     preload_app: bool
+    reload: bool
+    reload_engine: str
+    reload_extra_files: list[str]
     sendfile: bool | None
     reuse_port: bool
     chdir: str

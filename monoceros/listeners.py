@@ -18,7 +18,10 @@ __all__ = [
     "BindError",
     "BindSpec",
     "Listener",
+    "INHERIT_ENV",
     "bind_all",
+    "inherit_env",
+    "inherited_sockets",
     "parse_bind",
     "systemd_sockets",
 ]
@@ -221,6 +224,32 @@ def systemd_sockets(environ: dict[str, str] | None = None) -> list[socket.socket
     return socks
 
 
+#: environment variable carrying listeners across a USR2 re-exec: "FD:PROTOCOL,FD:PROTOCOL"
+INHERIT_ENV = "MONOCEROS_FD"
+
+
+def inherited_sockets(environ: dict[str, str] | None = None) -> list[tuple[socket.socket, str]]:
+    """Listeners handed over by the master that re-executed us (USR2), with their protocols."""
+    env = os.environ if environ is None else environ
+    value = env.pop(INHERIT_ENV, "")
+    out = []
+    for item in filter(None, value.split(",")):
+        fd_text, _, protocol = item.partition(":")
+        if not fd_text.isdigit():
+            continue
+        fd = int(fd_text)
+        os.set_inheritable(fd, False)
+        out.append((socket.socket(fileno=fd), protocol or "http"))
+    return out
+
+
+def inherit_env(listeners: list[Listener]) -> str:
+    """The :data:`INHERIT_ENV` value for ``listeners`` (made inheritable for the exec)."""
+    for listener in listeners:
+        os.set_inheritable(listener.fileno(), True)
+    return ",".join(f"{lst.fileno()}:{lst.protocol}" for lst in listeners)
+
+
 def bind_all(
     binds: list[str],
     default_protocol: str,
@@ -228,10 +257,22 @@ def bind_all(
     reuse_port: bool = False,
     umask: int = 0,
     inherited: list[socket.socket] | None = None,
+    upgraded: list[tuple[socket.socket, str]] | None = None,
 ) -> list[Listener]:
-    """Bind every address (or adopt inherited sockets); close what was opened on failure."""
+    """Bind every address, or adopt sockets from systemd (``inherited``) or from the master that
+    re-executed us (``upgraded``, with their protocols); close what was opened on failure."""
     listeners: list[Listener] = []
     try:
+        if upgraded:
+            for sock, protocol in upgraded:
+                name = sock.getsockname() if sock.family == socket.AF_UNIX else None
+                if isinstance(name, str) and name:
+                    listener = Listener(sock, BindSpec("unix", path=name), protocol)
+                    listener.unlink_on_close = True  # this master now owns the socket file
+                else:
+                    listener = Listener(sock, BindSpec("fd", fd=sock.fileno()), protocol)
+                listeners.append(listener)
+            return listeners
         if inherited:
             for sock in inherited:
                 spec = BindSpec("fd", fd=sock.fileno())

@@ -6,12 +6,14 @@ import os
 import random
 import signal
 import sys
+import time
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..heartbeat import Heartbeat
 from ..listeners import Listener
+from ..reloader import Reloader, module_files
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -67,6 +69,8 @@ class Worker:
         self._init_signals()
         if self.app is None:
             self.app = self._load_app()
+        if self.cfg.reload:
+            self._start_reloader(module_files())
         self.cfg.post_worker_init(self)
         self.booted = True
         self.heartbeat.booted()
@@ -79,11 +83,50 @@ class Worker:
         try:
             return load_app(spec)
         except AppLoadError as exc:
+            if self.cfg.reload:
+                self.log.error("%s", exc)
+                self._wait_for_a_fix(exc)
             self.log.error("%s", exc)
             sys.exit(APP_LOAD_ERROR)
-        except Exception:
+        except Exception as exc:
             self.log.exception("Exception while loading the application %s", spec)
+            if self.cfg.reload:
+                self._wait_for_a_fix(exc)
             sys.exit(APP_LOAD_ERROR)
+
+    # ------------------------------------------------------------------ --reload
+
+    def _start_reloader(self, files: set[str]) -> None:
+        files |= {os.path.abspath(f) for f in self.cfg.reload_extra_files}
+        Reloader(files, self._source_changed, self.cfg.reload_engine).start()
+
+    def _source_changed(self, path: str) -> None:
+        """Reloader thread: a watched file changed; stop serving so a fresh worker starts."""
+        self.log.info("Worker reloading: %s modified", path)
+        self.alive = False
+        try:
+            os.write(self._wakeup_w, b"r")  # wake a worker waiting in poll()
+        except OSError:
+            pass
+
+    def _wait_for_a_fix(self, exc: BaseException) -> NoReturn:
+        """--reload and the app does not import: keep watching, restart once a file changes."""
+        files = module_files()
+        broken = getattr(exc, "filename", None)
+        tb = exc.__traceback__
+        while tb is not None:
+            files.add(os.path.abspath(tb.tb_frame.f_code.co_filename))
+            tb = tb.tb_next
+        if broken:
+            files.add(os.path.abspath(broken))
+        files = {f for f in files if os.path.exists(f)}
+        self.log.info("Waiting for a change to %s file(s) to try again (--reload)", len(files))
+        self.heartbeat.booted()  # alive and watching: not a boot failure
+        self._start_reloader(files)
+        while self.alive:
+            self.heartbeat.beat()
+            time.sleep(0.2)
+        sys.exit(0)
 
     def _init_signals(self) -> None:
         for name in _IGNORED_SIGNALS:

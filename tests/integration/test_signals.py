@@ -197,3 +197,61 @@ def test_factory_with_literal_arguments(server: Callable[..., Server]) -> None:
 
 def test_apps_dir_is_the_chdir() -> None:
     assert (APPS / "app.py").exists()
+
+
+def test_usr2_upgrade_then_winch_and_term_without_failing_a_request(
+    server: Callable[..., Server], workdir: Path
+) -> None:
+    conf = workdir / "up.conf.py"
+    conf.write_text("workers = 2\nraw_env = ['APP_VERSION=v1']\n")
+    sock = workdir / "up.sock"
+    pidfile = workdir / "up.pid"
+    srv = server(["-c", str(conf), "--pid", str(pidfile)], bind=f"unix:{sock}")
+    old_master = srv.pid
+    old_workers = set(srv.wait_workers(2))
+    errors: list[object] = []
+    seen: set[bytes] = set()
+    stop = threading.Event()
+
+    def load() -> None:
+        for _ in range(5000):
+            if stop.is_set():
+                return
+            try:
+                st, _, body = srv.request("/version", timeout=10)
+                if st != 200:
+                    errors.append(st)
+                seen.add(body)
+            except Exception as exc:
+                errors.append(exc)
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    conf.write_text("workers = 2\nraw_env = ['APP_VERSION=v2']\n")  # the "deploy"
+    srv.signal(signal.SIGUSR2)
+
+    def new_master() -> int:
+        kids = [p for p in srv.workers() if p not in old_workers]
+        return kids[0] if kids else 0
+    assert wait_for(lambda: new_master() != 0 and pidfile.exists()
+                    and pidfile.read_text().strip() == str(new_master()), 20), srv.log()
+    master2 = new_master()
+    assert (workdir / "up.pid.oldbin").read_text().strip() == str(old_master)
+    from conftest import children_of
+    assert wait_for(lambda: len(children_of(master2)) == 2, 20), srv.log()
+    srv.signal(signal.SIGWINCH)  # old workers finish and leave
+    assert wait_for(lambda: not old_workers & set(srv.workers()), 20), srv.log()
+    srv.signal(signal.SIGTERM)  # the old master goes; the new one keeps the socket
+    assert srv.wait_exit(20) == 0
+    time.sleep(0.5)
+    stop.set()
+    t.join(30)
+    try:
+        assert errors == []
+        assert sock.exists()
+        assert srv.request("/version")[2] == b"v2"
+        assert b"v1" in seen and b"v2" in seen
+    finally:
+        os.kill(master2, signal.SIGTERM)
+    assert wait_for(lambda: not os.path.exists(f"/proc/{master2}"), 20)
+    assert not sock.exists()  # the new master removed it at its exit

@@ -65,6 +65,10 @@ FLAG_CASES: list[tuple[list[str], str, Any]] = [
     (["--protocol", "uwsgi"], "protocol", "uwsgi"),
     (["--uwsgi-allow-from", "10.0.0.0/8,*"], "uwsgi_allow_ips", ["10.0.0.0/8", "*"]),
     (["--uwsgi-max-vars-size", "4096"], "uwsgi_max_vars_size", 4096),
+    (["--reload"], "reload", True),
+    (["--reload-engine", "poll"], "reload_engine", "poll"),
+    (["--reload-extra-file", "a.html", "--reload-extra-file", "b.txt"], "reload_extra_files",
+     ["a.html", "b.txt"]),
     (["--check-config"], "check_config", True),
     (["--print-config"], "print_config", True),
     (["--preload"], "preload_app", True),
@@ -156,9 +160,9 @@ def test_unknown_option_suggests_the_closest(in_tmp: Path) -> None:
 
 def test_gunicorn_only_option_is_named_as_such(in_tmp: Path) -> None:
     with pytest.raises(UsageError) as info:
-        load_config(["--reload", "app:app"], {})
+        load_config(["--spew", "app:app"], {})
     assert str(info.value) == (
-        "unrecognized arguments: --reload (a gunicorn option that monoceros does not support)"
+        "unrecognized arguments: --spew (a gunicorn option that monoceros does not support)"
     )
 
 
@@ -312,7 +316,7 @@ def test_which_unknown_names_are_warned_about(in_tmp: Path) -> None:
     cfg = load_config(["-c", path], {})
     assert cfg.warnings == [
         f"unknown setting 'worker' in {path} (did you mean 'workers'?)",
-        f"gunicorn setting 'reload' in {path} is not supported by monoceros; ignored",
+        f"gunicorn setting 'spew' in {path} is not supported by monoceros; ignored",
         f"unknown setting 'post_frok' in {path} (did you mean 'post_fork'?)",
     ]
     assert cfg.timeout == 5

@@ -4,7 +4,7 @@ from pathlib import Path
 
 worker = 4
 timeout = 5
-reload = True
+spew = True
 _private = 1
 helper_dir = Path(os.path.dirname(__file__))
 

@@ -1,0 +1,147 @@
+"""``--reload``: watch the application's source files and report the first one that changes.
+
+Linux inotify (through ctypes, no extra package) when available; polling file modification times
+once a second otherwise. The worker runs a watcher in a daemon thread and exits when it fires, so
+the master starts a fresh worker that imports the new code.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import select
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+__all__ = ["Reloader", "module_files"]
+
+_IN_MODIFY = 0x002
+_IN_ATTRIB = 0x004
+_IN_CLOSE_WRITE = 0x008
+_IN_MOVED_TO = 0x080
+_IN_CREATE = 0x100
+_IN_DELETE = 0x200
+_IN_MOVE_SELF = 0x800
+_IN_DELETE_SELF = 0x400
+_IN_NONBLOCK = 0o4000
+_IN_CLOEXEC = 0o2000000
+_DIR_MASK = _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE | _IN_MODIFY | _IN_ATTRIB
+_EVENT = struct.Struct("iIII")
+
+
+def module_files() -> set[str]:
+    """The source files of every imported module that lives outside the standard library."""
+    stdlib = {os.path.dirname(os.__file__)}
+    files = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not path or not path.endswith((".py", ".pyc")):
+            continue
+        if path.endswith(".pyc"):
+            path = path[:-1]
+        path = os.path.abspath(path)
+        if any(path.startswith(prefix + os.sep) for prefix in stdlib) or "site-packages" in path:
+            continue
+        if os.path.exists(path):
+            files.add(path)
+    return files
+
+
+class Reloader(threading.Thread):
+    """Calls ``callback(path)`` once, from its own thread, when a watched file changes."""
+
+    def __init__(self, files: Iterable[str], callback: Callable[[str], None],
+                 engine: str = "auto", interval: float = 1.0) -> None:
+        super().__init__(name="monoceros-reloader", daemon=True)
+        self.files = {os.path.abspath(f) for f in files}
+        self.callback = callback
+        self.interval = interval
+        self.engine = self._choose(engine)
+
+    @staticmethod
+    def _choose(engine: str) -> str:
+        if engine == "poll":
+            return "poll"
+        if _libc_inotify() is not None:
+            return "inotify"
+        if engine == "inotify":
+            raise RuntimeError("reload_engine = 'inotify' but inotify is not available here")
+        return "poll"
+
+    def run(self) -> None:
+        """Watch until a file changes, then call the callback once."""
+        changed = self._watch_inotify() if self.engine == "inotify" else self._watch_poll()
+        if changed:
+            self.callback(changed)
+
+    def _watch_poll(self) -> str | None:
+        def mtimes() -> dict[str, float]:
+            out = {}
+            for path in self.files:
+                try:
+                    out[path] = os.stat(path).st_mtime
+                except OSError:
+                    out[path] = -1.0
+            return out
+
+        before = mtimes()
+        while True:
+            time.sleep(self.interval)
+            now = mtimes()
+            for path, mtime in now.items():
+                if before.get(path) != mtime:
+                    return path
+
+    def _watch_inotify(self) -> str | None:
+        libc = _libc_inotify()
+        assert libc is not None
+        fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+        if fd < 0:
+            return self._watch_poll()
+        try:
+            # Watch directories, not files: editors replace files by renaming over them.
+            dirs: dict[int, str] = {}
+            for directory in {os.path.dirname(f) for f in self.files}:
+                wd = libc.inotify_add_watch(fd, os.fsencode(directory), _DIR_MASK)
+                if wd >= 0:
+                    dirs[wd] = directory
+            while True:
+                select.select([fd], [], [])
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                offset = 0
+                while offset + _EVENT.size <= len(data):
+                    wd, _mask, _cookie, length = _EVENT.unpack_from(data, offset)
+                    raw = data[offset + _EVENT.size: offset + _EVENT.size + length]
+                    offset += _EVENT.size + length
+                    name = raw.split(b"\0", 1)[0].decode(errors="surrogateescape")
+                    path = os.path.join(dirs.get(wd, ""), name)
+                    if path in self.files:
+                        return path
+        finally:
+            os.close(fd)
+
+
+_LIBC: ctypes.CDLL | bool | None = False
+
+
+def _libc_inotify() -> ctypes.CDLL | None:
+    """libc with the inotify functions, or None where there is no inotify."""
+    global _LIBC
+    if _LIBC is False:
+        _LIBC = None
+        if sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+                libc.inotify_init1.argtypes = [ctypes.c_int]
+                libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+                _LIBC = libc
+            except (OSError, AttributeError):
+                _LIBC = None
+    return _LIBC if isinstance(_LIBC, ctypes.CDLL) else None

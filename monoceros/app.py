@@ -202,6 +202,22 @@ def load_app(spec: str) -> Callable[..., Any]:
     return app
 
 
+def current_dir() -> str:
+    """The working directory as the shell named it.
+
+    ``$PWD`` keeps a release symlink (``/srv/app/current``) that ``os.getcwd()`` resolves, so HUP
+    and USR2 pick up a new release once the symlink is switched.
+    """
+    cwd = os.getcwd()
+    pwd = os.environ.get("PWD")
+    try:
+        if pwd and os.path.samefile(pwd, cwd):
+            return pwd
+    except OSError:
+        pass
+    return cwd
+
+
 def apply_paths(cfg: Config) -> None:
     """Apply ``chdir``, ``pythonpath`` (plus the cwd) to ``sys.path`` and ``raw_env``."""
     if cfg.chdir:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import __version__
+from .app import current_dir
 from .config import Config, ConfigError
 from .heartbeat import Heartbeat
 from .listeners import (
@@ -36,9 +37,9 @@ from .workers.base import APP_LOAD_ERROR, WORKER_BOOT_ERROR, Worker
 __all__ = ["Arbiter", "HaltServer"]
 
 _HANDLED = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "CHLD")
-#: signals gunicorn gives a meaning that monoceros does not implement yet: logged and ignored
-_NOT_YET = ("USR2", "WINCH")
-_SIGNAL_NAMES = {getattr(signal, "SIG" + name): name.lower() for name in _HANDLED + _NOT_YET}
+#: the binary-upgrade pair: USR2 starts a new master, WINCH stops the old one's workers
+_UPGRADE = ("USR2", "WINCH")
+_SIGNAL_NAMES = {getattr(signal, "SIG" + name): name.lower() for name in _HANDLED + _UPGRADE}
 _BLOCKED_AROUND_FORK = {getattr(signal, "SIG" + name) for name in _HANDLED} | {signal.SIGABRT}
 #: a worker that dies this many times in a row before finishing its boot stops the master
 _MAX_BOOT_FAILURES = 5
@@ -76,7 +77,7 @@ class Arbiter:
     def __init__(self, cfg: Config, launch_dir: str | None = None) -> None:
         self.cfg = cfg
         #: where the command was started: relative paths in argv (``-c conf.py``) are from here
-        self.launch_dir = launch_dir or os.getcwd()
+        self.launch_dir = launch_dir or current_dir()
         self.log = Logger(cfg)
         self.pid = 0
         self.listeners: list[Listener] = []
@@ -89,6 +90,8 @@ class Arbiter:
         self._signals: list[int] = []
         #: pid of the new master started by USR2 while it runs (0 otherwise)
         self.reexec_pid = 0
+        #: pid of the old master when this one was started by its USR2 (0 otherwise)
+        self.upgraded_from = 0
         self._wakeup_r = -1
         self._wakeup_w = -1
         self._stopping = False
@@ -161,8 +164,9 @@ class Arbiter:
         try:
             upgraded = inherited_sockets()
             if upgraded:
+                self.upgraded_from = os.getppid()
                 self.log.info("Adopting %s listener(s) from the master that started this one "
-                              "(USR2 upgrade)", len(upgraded))
+                              "(pid %s, USR2 upgrade)", len(upgraded), self.upgraded_from)
             self.listeners = bind_all(
                 cfg.bind, cfg.protocol, cfg.backlog, cfg.reuse_port, cfg.umask,
                 systemd_sockets(), upgraded,
@@ -213,7 +217,7 @@ class Arbiter:
             for fd in (self._wakeup_r, self._wakeup_w):
                 os.set_blocking(fd, False)
                 os.set_inheritable(fd, False)
-        for name in _HANDLED + _NOT_YET:
+        for name in _HANDLED + _UPGRADE:
             signal.signal(getattr(signal, "SIG" + name), self._queue_signal)
         signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
 
@@ -577,8 +581,7 @@ class Arbiter:
         """Stop every worker (TERM and wait graceful_timeout, or QUIT), then KILL leftovers."""
         self._stopping = True
         for listener in self.listeners:
-            # after a USR2 upgrade the socket files belong to the new master
-            listener.close(unlink=not self.reexec_pid)
+            listener.close(unlink=self._sockets_are_ours())
         self.listeners = []
         sig = signal.SIGTERM if graceful else signal.SIGQUIT
         limit = self.cfg.graceful_timeout if graceful else 2.0
@@ -602,9 +605,15 @@ class Arbiter:
                 self.reap_workers()
                 time.sleep(0.02)
 
+    def _sockets_are_ours(self) -> bool:
+        """False while another master shares our socket files (either side of a USR2)."""
+        if self.reexec_pid:
+            return False
+        return not (self.upgraded_from and os.getppid() == self.upgraded_from)
+
     def _cleanup(self) -> None:
         for listener in self.listeners:
-            listener.close(unlink=not self.reexec_pid)
+            listener.close(unlink=self._sockets_are_ours())
         self.listeners = []
         if self.pidfile is not None:
             self.pidfile.unlink()

@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import NoReturn
 
-from monoceros.app import AppLoadError, apply_paths, check_app_spec, load_app
+from monoceros.app import AppLoadError, apply_paths, check_app_spec, current_dir, load_app
 from monoceros.config import Config, ConfigError
 from monoceros.config_loader import load_config
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         _die("no application given: pass APP_MODULE (e.g. myapp:app) or set wsgi_app in the "
              "config file", USAGE_ERROR, cfg)
 
-    launch_dir = os.getcwd()
+    launch_dir = current_dir()
     try:
         apply_paths(cfg)
     except OSError as exc:

@@ -284,6 +284,24 @@ def _protocol(value: Any) -> str:
     _fail("one of " + ", ".join(PROTOCOLS), value)
 
 
+def _choice(choices: tuple[str, ...]) -> Validator:
+    expected = "one of " + ", ".join(choices)
+
+    def validate(value: Any) -> str:
+        if isinstance(value, str) and value.strip().lower() in choices:
+            return value.strip().lower()
+        _fail(expected, value)
+
+    return validate
+
+
+ASGI_LOOPS: tuple[str, ...] = ("auto", "asyncio", "uvloop")
+"""The values ``asgi_loop`` accepts."""
+
+ASGI_LIFESPANS: tuple[str, ...] = ("auto", "on", "off")
+"""The values ``asgi_lifespan`` accepts."""
+
+
 def _vars_size(value: Any) -> int:
     size = _parse_int(value, "an integer from 1 to 65535")
     if not 1 <= size <= 65535:
@@ -528,6 +546,16 @@ SETTINGS: tuple[Setting, ...] = (
                  "Seconds a worker gets to finish its requests after a graceful stop."),
     _int_setting("keepalive", "Worker Processes", ("--keep-alive",), 2,
                  "Seconds to wait for the next request on a keep-alive connection."),
+    _setting("asgi_loop", "Worker Processes", ("--asgi-loop",), "auto",
+             "Event loop of the asgi worker: auto (uvloop when installed), asyncio or uvloop.",
+             _choice(ASGI_LOOPS), metavar="STRING"),
+    _setting("asgi_lifespan", "Worker Processes", ("--asgi-lifespan",), "auto",
+             "ASGI lifespan protocol: auto (used when the app speaks it), on (required) or off.",
+             _choice(ASGI_LIFESPANS), metavar="STRING"),
+    _int_setting("ws_max_message_size", "Worker Processes", ("--ws-max-message-size",),
+                 16 * 1024 * 1024,
+                 "Largest WebSocket message the asgi worker accepts, in bytes (close 1009 above).",
+                 positive=True),
     # Security
     _int_setting("limit_request_line", "Security", ("--limit-request-line",), 4094,
                  "The maximum size of the HTTP request line in bytes (0 = no limit)."),
@@ -672,6 +700,9 @@ class Config:
     timeout: int
     graceful_timeout: int
     keepalive: int
+    asgi_loop: str
+    asgi_lifespan: str
+    ws_max_message_size: int
     limit_request_line: int
     limit_request_fields: int
     limit_request_field_size: int

@@ -19,6 +19,7 @@ __all__ = [
     "BindSpec",
     "Listener",
     "INHERIT_ENV",
+    "Inherited",
     "bind_all",
     "inherit_env",
     "inherited_sockets",
@@ -224,22 +225,37 @@ def systemd_sockets(environ: dict[str, str] | None = None) -> list[socket.socket
     return socks
 
 
-#: environment variable carrying listeners across a USR2 re-exec: "FD:PROTOCOL,FD:PROTOCOL"
+#: environment variable carrying listeners across a USR2 re-exec: "FD:PROTOCOL:OWNED:BOUND,..."
+#: OWNED (1/0): monoceros created the socket file; BOUND (1/0): it came from a --bind address
+#: (0: from systemd or fd://, which the bind setting does not override)
 INHERIT_ENV = "MONOCEROS_FD"
 
 
-def inherited_sockets(environ: dict[str, str] | None = None) -> list[tuple[socket.socket, str]]:
-    """Listeners handed over by the master that re-executed us (USR2), with their protocols."""
+class Inherited:
+    """A listening socket handed over by the master that re-executed us (USR2)."""
+
+    __slots__ = ("bound", "owned", "protocol", "sock")
+
+    def __init__(self, sock: socket.socket, protocol: str, owned: bool, bound: bool) -> None:
+        self.sock = sock
+        self.protocol = protocol
+        self.owned = owned
+        self.bound = bound
+
+
+def inherited_sockets(environ: dict[str, str] | None = None) -> list[Inherited]:
+    """Listeners handed over by the master that re-executed us (USR2)."""
     env = os.environ if environ is None else environ
     value = env.pop(INHERIT_ENV, "")
     out = []
     for item in filter(None, value.split(",")):
-        fd_text, _, protocol = item.partition(":")
+        fd_text, protocol, owned, bound = [*item.split(":"), "", "", ""][:4]
         if not fd_text.isdigit():
             continue
         fd = int(fd_text)
         os.set_inheritable(fd, False)
-        out.append((socket.socket(fileno=fd), protocol or "http"))
+        out.append(Inherited(socket.socket(fileno=fd), protocol or "http", owned == "1",
+                             bound == "1"))
     return out
 
 
@@ -247,7 +263,26 @@ def inherit_env(listeners: list[Listener]) -> str:
     """The :data:`INHERIT_ENV` value for ``listeners`` (made inheritable for the exec)."""
     for listener in listeners:
         os.set_inheritable(listener.fileno(), True)
-    return ",".join(f"{lst.fileno()}:{lst.protocol}" for lst in listeners)
+    return ",".join(
+        f"{lst.fileno()}:{lst.protocol}:{int(lst.unlink_on_close)}:{int(lst.spec.kind != 'fd')}"
+        for lst in listeners
+    )
+
+
+def same_address(listener: Listener, spec: BindSpec) -> bool:
+    """Whether ``listener`` already listens where ``spec`` asks (so it need not be bound)."""
+    if spec.kind == "unix":
+        return listener.is_unix and listener.spec.path == spec.path
+    if spec.kind == "fd" or listener.is_unix:
+        return False
+    host, port = listener.sock.getsockname()[:2]
+    if port != spec.port:
+        return False
+    try:
+        infos = socket.getaddrinfo(spec.host, spec.port, socket.AF_UNSPEC, socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False
+    return any(info[4][0] == host for info in infos)
 
 
 def bind_all(
@@ -257,21 +292,41 @@ def bind_all(
     reuse_port: bool = False,
     umask: int = 0,
     inherited: list[socket.socket] | None = None,
-    upgraded: list[tuple[socket.socket, str]] | None = None,
+    upgraded: list[Inherited] | None = None,
 ) -> list[Listener]:
     """Bind every address, or adopt sockets from systemd (``inherited``) or from the master that
-    re-executed us (``upgraded``, with their protocols); close what was opened on failure."""
+    re-executed us (``upgraded``: those still in ``binds`` are kept, new addresses are bound,
+    the others are closed); close what was opened on failure."""
     listeners: list[Listener] = []
     try:
         if upgraded:
-            for sock, protocol in upgraded:
+            adopted = []
+            for item in upgraded:
+                sock = item.sock
                 name = sock.getsockname() if sock.family == socket.AF_UNIX else None
                 if isinstance(name, str) and name:
-                    listener = Listener(sock, BindSpec("unix", path=name), protocol)
-                    listener.unlink_on_close = True  # this master now owns the socket file
+                    listener = Listener(sock, BindSpec("unix", path=name), item.protocol)
+                    listener.unlink_on_close = item.owned
                 else:
-                    listener = Listener(sock, BindSpec("fd", fd=sock.fileno()), protocol)
+                    listener = Listener(sock, BindSpec("fd", fd=sock.fileno()), item.protocol)
+                adopted.append(listener)
+            if not binds or not all(item.bound for item in upgraded):
+                return adopted  # systemd or fd:// sockets: the bind setting does not apply
+            for value in binds:
+                spec = parse_bind(value)
+                match = next((lst for lst in adopted if same_address(lst, spec)), None)
+                if match is not None:
+                    adopted.remove(match)
+                    if spec.protocol:
+                        match.protocol = spec.protocol
+                    listeners.append(match)
+                    continue
+                sock = _bind_one(spec, backlog, reuse_port, umask)
+                listener = Listener(sock, spec, spec.protocol or default_protocol)
+                listener.unlink_on_close = spec.kind == "unix"
                 listeners.append(listener)
+            for leftover in adopted:  # no longer configured: the old master may still use it
+                leftover.close(unlink=False)
             return listeners
         if inherited:
             for sock in inherited:

@@ -1,10 +1,17 @@
 """WSGI responses on a blocking socket: ``start_response``, the head, the body, sendfile.
 
 One :class:`Response` per request. The head is built once, validated (status line, header names
-and values without CR/LF), and sent together with the first body piece in one ``sendall``. A
-response never uses chunked framing here: the blocking workers close the connection after the
-response, so a body without Content-Length ends at the close (which is also the only framing a
-uwsgi front end accepts).
+and values without CR/LF), and sent together with the first body piece in one ``sendall``.
+
+By default the connection closes after the response (``Connection: close``), so a body without
+Content-Length ends at the close (the only framing a uwsgi front end accepts). A response with
+``keep_alive`` set keeps an HTTP connection open (``Connection: keep-alive``) when it can be
+framed: with its Content-Length, with chunked transfer-encoding on HTTP/1.1, or without a body;
+an HTTP/1.0 body without Content-Length, an application's own ``Connection: close`` and a
+client still waiting for ``100 Continue`` turn it back into a closing response.
+
+The module-level caches (the Date header, the checked header names) are safe to share between
+threads: each update is one atomic store of an immutable value or one set insertion.
 """
 
 from __future__ import annotations
@@ -32,18 +39,24 @@ _HOP_BY_HOP: Final = frozenset(
     ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
 )
 
-_date_second = 0
-_date_header = ""
+#: (second, its HTTP date): one tuple, replaced whole, so a thread never sees a torn pair
+_date: tuple[int, str] = (0, "")
 
 
 def http_date() -> str:
     """The current time as an HTTP date, recomputed at most once a second."""
-    global _date_second, _date_header
+    global _date
     now = int(time.time())
-    if now != _date_second:
-        _date_second = now
-        _date_header = formatdate(now, usegmt=True)
-    return _date_header
+    cached = _date
+    if now != cached[0]:
+        cached = (now, formatdate(now, usegmt=True))
+        _date = cached
+    return cached[1]
+
+
+def _chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
 
 
 class ResponseError(Exception):
@@ -76,16 +89,22 @@ class FileWrapper:
 
 
 class Response:
-    """The response to one request on a blocking socket that is closed afterwards."""
+    """The response to one request on a blocking socket (closed afterwards unless kept alive)."""
 
     __slots__ = (
         "_beat",
         "_sock",
+        "body",
+        "chunked",
+        "ended",
         "headers_sent",
         "head_only",
         "headers",
+        "http10",
+        "keep_alive",
         "length",
         "sent",
+        "should_close",
         "status",
         "status_code",
         "uwsgi",
@@ -108,6 +127,18 @@ class Response:
         self.headers_sent = False
         self.length: int | None = None
         self.sent = 0
+        #: keep the connection open after this response if it can be framed (set before the
+        #: head is sent; cleared when it cannot be kept)
+        self.keep_alive = False
+        #: the request was HTTP/1.0 (no chunked framing)
+        self.http10 = False
+        #: the request's ``wsgi.input``, looked at when the head is built for keep-alive
+        self.body: Any = None
+        #: asked when the head is built for keep-alive: True turns it into a closing response
+        #: (a worker that started stopping while the application ran)
+        self.should_close: Callable[[], bool] | None = None
+        self.chunked = False
+        self.ended = False
 
     def _send(self, data: bytes) -> None:
         """Send all of ``data``; the socket timeout bounds each wait, not the whole transfer."""
@@ -180,15 +211,27 @@ class Response:
                     raise ResponseError(f"invalid Content-Length {value!r}") from None
                 continue
             if lname in _HOP_BY_HOP:
-                continue  # the server owns connection management and framing
+                # the server owns connection management and framing; an app's "close" is heard
+                if lname == "connection" and "close" in value.lower():
+                    self.keep_alive = False
+                continue
             lines.append(f"{name}: {value}\r\n")
         if length is not None:
             lines.append(f"Content-Length: {length}\r\n")
         self.length = length
         if not self.uwsgi:
-            lines.append(
-                f"Date: {http_date()}\r\nServer: {SERVER_SOFTWARE}\r\nConnection: close\r\n"
-            )
+            if self.keep_alive and self._can_keep(length):
+                if self.chunked:
+                    lines.append("Transfer-Encoding: chunked\r\n")
+                lines.append(
+                    f"Date: {http_date()}\r\nServer: {SERVER_SOFTWARE}\r\n"
+                    "Connection: keep-alive\r\n"
+                )
+            else:
+                self.keep_alive = False
+                lines.append(
+                    f"Date: {http_date()}\r\nServer: {SERVER_SOFTWARE}\r\nConnection: close\r\n"
+                )
         lines.append("\r\n")
         head = "".join(lines)
         # One scan instead of one per value: every legitimate CR and LF is a line end we wrote.
@@ -196,6 +239,19 @@ class Response:
         if head.count("\n") != ends or head.count("\r") != ends:
             raise ResponseError("a response header value contains CR or LF (header injection)")
         return head.encode("latin-1")
+
+    def _can_keep(self, length: int | None) -> bool:
+        """Whether a kept-alive response can be framed; sets :attr:`chunked` when needed."""
+        body = self.body
+        if body is not None and body.awaiting_continue:
+            return False  # the client may still send the body it was not asked for: close
+        if self.should_close is not None and self.should_close():
+            return False
+        if length is None and self.has_body:
+            if self.http10:
+                return False  # no chunked framing in HTTP/1.0: the close ends the body
+            self.chunked = True
+        return True
 
     @property
     def has_body(self) -> bool:
@@ -216,7 +272,10 @@ class Response:
             if self.length is not None and len(data) > self.length:
                 data = data[: self.length]
             self.sent = len(data)
-            self._send(head + data if data else head)
+            if self.chunked:
+                self._send(head + _chunk(data) if data else head)
+            else:
+                self._send(head + data if data else head)
             return
         if not data or not self.has_body:
             return
@@ -227,7 +286,7 @@ class Response:
                 if not data:
                     return
         self.sent += len(data)
-        self._send(data)
+        self._send(_chunk(data) if self.chunked else data)
 
     def write_single(self, data: bytes) -> None:
         """The whole body in one piece: add a Content-Length when the app gave none."""
@@ -240,7 +299,7 @@ class Response:
         self.write(data)
 
     def finish(self) -> None:
-        """Send the head if the body was empty."""
+        """Send the head if the body was empty; end a chunked body."""
         if not self.headers_sent:
             if self.has_body and self.status is not None:
                 for name, _ in self.headers:
@@ -249,6 +308,9 @@ class Response:
                 else:
                     self.headers = [*self.headers, ("Content-Length", "0")]
             self.write(b"")
+        if self.chunked and not self.ended:
+            self.ended = True
+            self._send(b"0\r\n\r\n")
 
     def send_file(self, wrapper: FileWrapper, use_sendfile: bool) -> None:
         """Serve a ``wsgi.file_wrapper`` result: sendfile when the file has a descriptor."""
@@ -269,6 +331,9 @@ class Response:
             head = self._build_head()
             self.headers_sent = True
             self._send(head)
+            if self.chunked:  # kept alive without a length: chunks, not sendfile
+                self.send_iterable(wrapper)
+                return
         if self.length is not None:
             count = min(count, self.length - self.sent)
         if count > 0:
@@ -286,5 +351,7 @@ class Response:
 
     @property
     def complete(self) -> bool:
-        """True when a Content-Length response carried all its bytes (or had no length)."""
+        """True when the body carried all its bytes: its Content-Length, or its last chunk."""
+        if self.chunked:
+            return self.ended
         return self.length is None or self.sent >= self.length or not self.has_body

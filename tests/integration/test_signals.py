@@ -255,3 +255,30 @@ def test_usr2_upgrade_then_winch_and_term_without_failing_a_request(
         os.kill(master2, signal.SIGTERM)
     assert wait_for(lambda: not os.path.exists(f"/proc/{master2}"), 20)
     assert not sock.exists()  # the new master removed it at its exit
+
+
+def test_usr2_applies_a_changed_bind(server: Callable[..., Server], workdir: Path) -> None:
+    from conftest import free_port
+
+    port_a, port_b = free_port(), free_port()
+    conf = workdir / "bind.conf.py"
+    conf.write_text(f"bind = ['127.0.0.1:{port_a}']\n")
+    srv = server(["-c", str(conf)], bind=f"127.0.0.1:{port_a}", bind_arg=False)
+    old_workers = set(srv.wait_workers(1))
+    conf.write_text(f"bind = ['127.0.0.1:{port_a}', '127.0.0.1:{port_b}']\n")
+    srv.signal(signal.SIGUSR2)
+    b = Server.__new__(Server)  # a view of the same process group on the new address
+    b.bind = f"127.0.0.1:{port_b}"
+    assert wait_for(lambda: _answers(b), 20), srv.log()
+    srv.signal(signal.SIGWINCH)
+    assert wait_for(lambda: not old_workers & set(srv.workers()), 20)
+    srv.signal(signal.SIGTERM)
+    assert srv.wait_exit(20) == 0
+    assert _answers(srv) and _answers(b)  # the new master serves both addresses
+
+
+def _answers(srv: Server) -> bool:
+    try:
+        return srv.request("/", timeout=3)[0] == 200
+    except OSError:
+        return False

@@ -18,7 +18,7 @@ from conftest import REPO, free_port, wait_for
 
 EXAMPLES = REPO / "examples"
 #: the worker kinds every uWSGI test runs on; later worker kinds add themselves here
-WORKER_KINDS = ["sync"]
+WORKER_KINDS = ["sync", "gthread"]
 
 
 def packet(env: dict[str, str], body: bytes = b"", modifier1: int = 0) -> bytes:

@@ -85,6 +85,10 @@ GUNICORN_FLAGS: dict[str, tuple[str, ...]] = {
     "protocol": ("--protocol",),
     "uwsgi_allow_ips": ("--uwsgi-allow-from",),
     "uwsgi_max_vars_size": ("--uwsgi-max-vars-size",),
+    # gunicorn 27's ASGI worker flags, and our own WebSocket message limit
+    "asgi_loop": ("--asgi-loop",),
+    "asgi_lifespan": ("--asgi-lifespan",),
+    "ws_max_message_size": ("--ws-max-message-size",),
     "reload": ("--reload",),
     "reload_engine": ("--reload-engine",),
     "reload_extra_files": ("--reload-extra-file",),
@@ -250,6 +254,21 @@ def test_zero_is_allowed_where_it_disables(cfg: Config, name: str) -> None:
 @pytest.mark.parametrize("name", ["workers", "threads", "worker_connections", "backlog"])
 def test_zero_is_refused_where_it_makes_no_sense(cfg: Config, name: str) -> None:
     assert error_of(cfg, name, 0).startswith(f"{name}: expected a positive integer")
+
+
+def test_asgi_settings(cfg: Config) -> None:
+    assert (cfg.asgi_loop, cfg.asgi_lifespan, cfg.ws_max_message_size) == (
+        "auto", "auto", 16 * 1024 * 1024)
+    cfg.set("asgi_loop", " UVLOOP ")
+    cfg.set("asgi_lifespan", "off")
+    cfg.set("ws_max_message_size", "1024")
+    assert (cfg.asgi_loop, cfg.asgi_lifespan, cfg.ws_max_message_size) == ("uvloop", "off", 1024)
+    assert error_of(cfg, "asgi_loop", "trio") == (
+        "asgi_loop: expected one of auto, asyncio, uvloop, got 'trio'")
+    assert error_of(cfg, "asgi_lifespan", True) == (
+        "asgi_lifespan: expected one of auto, on, off, got True")
+    assert error_of(cfg, "ws_max_message_size", 0) == (
+        "ws_max_message_size: expected a positive integer, got 0")
 
 
 def test_protocol_and_uwsgi_settings(cfg: Config) -> None:

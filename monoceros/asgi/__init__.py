@@ -1,0 +1,1 @@
+"""ASGI 3 serving on one asyncio/uvloop event loop: scopes, request cycles, lifespan, WebSockets."""

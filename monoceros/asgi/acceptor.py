@@ -1,0 +1,103 @@
+"""Accepting connections on the worker's listeners, up to a cap (``worker_connections``).
+
+The worker accepts itself, one connection at a time, checking the cap before each: the loops'
+own ``create_server`` accept whole batches (asyncio) or cannot be paused from the protocol
+factory (uvloop), so either would overshoot the cap under a burst. At the cap the listeners are
+unwatched and further connections wait in the kernel's backlog for a worker with room; the
+first connection to close brings the watching back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from ..listeners import Listener
+
+__all__ = ["Acceptor"]
+
+_ACCEPT_RETRY = frozenset((errno.ECONNABORTED, errno.EPROTO, errno.EINTR))
+_ACCEPT_BATCH = 64
+
+ProtocolFactory = Callable[[], asyncio.Protocol]
+
+
+class Acceptor:
+    """Starts and stops accepting on every listener; counts the connections it opened."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        listeners: list[Listener],
+        factories: dict[int, ProtocolFactory],
+        cap: int,
+        log: Any,
+    ) -> None:
+        self.loop = loop
+        self.listeners = listeners
+        self.factories = factories
+        self.cap = cap
+        self.log = log
+        self.open = 0
+        """Connections accepted and not yet closed."""
+        self.accepting = False
+
+    # ------------------------------------------------------------------ control
+
+    def start(self) -> None:
+        """Accept on every listener (no-op while accepting or at the cap)."""
+        if self.accepting or self.open >= self.cap:
+            return
+        self.accepting = True
+        for listener in self.listeners:
+            self.loop.add_reader(listener.sock.fileno(), self._accept, listener)
+
+    def stop(self) -> None:
+        """Stop accepting; connections wait in the listen backlog."""
+        if not self.accepting:
+            return
+        self.accepting = False
+        for listener in self.listeners:
+            try:
+                self.loop.remove_reader(listener.sock.fileno())
+            except (ValueError, OSError):
+                pass
+
+    def closed(self) -> None:
+        """A connection closed: room for one more."""
+        self.open -= 1
+
+    # ------------------------------------------------------------------ accepting
+
+    def _accept(self, listener: Listener) -> None:
+        sock = listener.sock
+        factory = self.factories[sock.fileno()]
+        for _ in range(_ACCEPT_BATCH):
+            if self.open >= self.cap:
+                self.stop()
+                return
+            try:
+                conn, _addr = sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in _ACCEPT_RETRY:
+                    continue
+                self.log.error("accept() failed on %s: %s", listener.name, exc)
+                return
+            conn.setblocking(False)
+            if not listener.is_unix:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.open += 1
+            self.loop.create_task(self._connect(conn, factory))
+
+    async def _connect(self, conn: socket.socket, factory: ProtocolFactory) -> None:
+        try:
+            await self.loop.connect_accepted_socket(factory, conn)
+        except OSError as exc:
+            self.log.debug("Connection lost before it was set up: %s", exc)
+            conn.close()
+            self.open -= 1

@@ -1,0 +1,99 @@
+"""What every connection of one worker shares: the app, settings, open connections, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..addresses import AddressMatcher
+from ..protocols.http import HttpLimits
+
+__all__ = ["Connection", "ServerContext"]
+
+
+class Connection(Protocol):
+    """What the context needs of a connection protocol."""
+
+    deadline: float
+
+    def on_deadline(self) -> None:
+        """The connection's deadline passed."""
+
+    def shutdown(self) -> None:
+        """Graceful stop: close now if idle, else after the response in flight."""
+
+    @property
+    def busy(self) -> bool:
+        """True while a request or a WebSocket is in progress."""
+
+
+class ServerContext:
+    """Per-worker state handed to every protocol instance."""
+
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        log: Any,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        limits: HttpLimits,
+        keepalive: float,
+        header_timeout: float,
+        uwsgi_allowed: AddressMatcher,
+        uwsgi_max_vars: int,
+        ws_max_message_size: int,
+        forwarded_allow_ips: AddressMatcher,
+        secure_scheme_headers: dict[str, str],
+        max_requests: int,
+    ) -> None:
+        self.app = app
+        self.log = log
+        self.loop = loop
+        self.limits = limits
+        self.keepalive = keepalive
+        self.header_timeout = header_timeout
+        self.uwsgi_allowed = uwsgi_allowed
+        self.uwsgi_max_vars = uwsgi_max_vars
+        self.ws_max_message_size = ws_max_message_size
+        self.forwarded_allow_ips = forwarded_allow_ips
+        self.secure_scheme_headers = secure_scheme_headers
+        self.access_log: bool = bool(getattr(log, "access_enabled", False))
+        self.state: dict[str, Any] | None = None
+        """Lifespan state, copied into every request scope (None without lifespan)."""
+        self.alive = True
+        """False once the worker stops accepting (graceful stop or max_requests)."""
+        self.connections: set[Any] = set()
+        self.nr = 0
+        self.max_requests = max_requests
+        self.on_request: Callable[[], None] | None = None
+        """Called once per request started (the worker counts towards max_requests)."""
+        self.on_connection_closed: Callable[[], None] | None = None
+        """Called when a connection closes (the worker may accept again under the cap)."""
+
+    def request_started(self) -> None:
+        """Count one request."""
+        self.nr += 1
+        if self.on_request is not None:
+            self.on_request()
+
+    def add(self, conn: Any) -> None:
+        """Register an open connection."""
+        self.connections.add(conn)
+
+    def discard(self, conn: Any) -> None:
+        """Forget a closed connection."""
+        self.connections.discard(conn)
+        if self.on_connection_closed is not None:
+            self.on_connection_closed()
+
+    def sweep(self, now: float) -> None:
+        """Act on every connection whose deadline passed (header, idle and body timeouts)."""
+        expired = [c for c in self.connections if c.deadline and c.deadline <= now]
+        for conn in expired:
+            conn.on_deadline()
+
+    @property
+    def busy(self) -> int:
+        """Connections with a request or WebSocket in progress."""
+        return sum(1 for c in self.connections if c.busy)

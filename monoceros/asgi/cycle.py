@@ -1,0 +1,350 @@
+"""One HTTP request/response cycle: the ASGI ``receive``/``send`` pair over a connection.
+
+The connection protocol (HTTP/1.1 or uWSGI) feeds the request body in with :meth:`feed` and
+:meth:`end`, and says when the peer went away with :meth:`lost`. The application pulls the body
+with ``receive()`` (reading is paused while the buffer is full and resumed when it empties) and
+writes the response with ``send()`` (the head goes out with the first body piece; writes wait for
+the transport to drain). ``Expect: 100-continue`` is answered when the application first asks
+for the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from .access import access_environ, access_headers
+from .response import Framing, ResponseError, build_head, error_response
+
+if TYPE_CHECKING:
+    from .context import ServerContext
+
+__all__ = ["ConnectionLike", "HttpCycle"]
+
+_DISCONNECT: Final = {"type": "http.disconnect"}
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class ConnectionLike:
+    """What a cycle needs of its connection (implemented by the protocol classes)."""
+
+    transport: asyncio.Transport
+    ctx: ServerContext
+    flow: Any
+
+    def response_done(self, cycle: HttpCycle) -> None:
+        """The response is complete."""
+        raise NotImplementedError
+
+    def peer_label(self) -> str:
+        """The peer, for log lines."""
+        raise NotImplementedError
+
+
+class HttpCycle:
+    """ASGI ``receive``/``send`` for one request."""
+
+    __slots__ = (
+        "_body",
+        "_buffered",
+        "_end_sent",
+        "_framing",
+        "_headers",
+        "_start",
+        "_status",
+        "_waiter",
+        "body_done",
+        "conn",
+        "disconnected",
+        "discard",
+        "expect_100",
+        "head_only",
+        "http11",
+        "keep_alive",
+        "response_complete",
+        "response_started",
+        "scope",
+        "sent",
+        "uwsgi",
+    )
+
+    def __init__(
+        self,
+        conn: Any,
+        scope: dict[str, Any],
+        *,
+        keep_alive: bool,
+        expect_100: bool,
+        http11: bool,
+        uwsgi: bool,
+        body_done: bool = False,
+    ) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.expect_100 = expect_100
+        self.head_only = scope["method"] == "HEAD"
+        self.http11 = http11
+        self.uwsgi = uwsgi
+        self.body_done = body_done
+        self.disconnected = False
+        self.discard = False
+        self.response_started = False
+        self.response_complete = False
+        self.sent = 0
+        self._body: list[bytes] = []
+        self._buffered = 0
+        self._end_sent = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._status = 0
+        self._headers: Any = ()
+        self._framing: Framing | None = None
+        self._start = 0.0
+
+    # ------------------------------------------------------------------ fed by the protocol
+
+    def feed(self, data: bytes) -> None:
+        """A piece of the request body arrived."""
+        if self.discard:
+            return
+        self._body.append(data)
+        self._buffered += len(data)
+        self.expect_100 = False  # the client sent the body without waiting
+        self.conn.flow.buffered(self._buffered)
+        self._wake()
+
+    def end(self) -> None:
+        """The request body is complete."""
+        self.body_done = True
+        self._wake()
+
+    def lost(self) -> None:
+        """The peer went away: the app's next ``receive()`` says ``http.disconnect``."""
+        self.disconnected = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # ------------------------------------------------------------------ the application
+
+    async def run(self) -> None:
+        """Call the application and make sure a response (or a closed connection) results."""
+        ctx = self.conn.ctx
+        if ctx.access_log:
+            self._start = time.monotonic()
+        try:
+            await ctx.app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError) and self.disconnected:
+                pass
+            elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            else:
+                self._app_failed(exc)
+        else:
+            if not self.response_started:
+                if not self.disconnected:
+                    ctx.log.error(
+                        "ASGI application returned without sending a response to %s",
+                        self._where(),
+                    )
+                    self._send_500()
+            elif not self.response_complete:
+                if not self.disconnected:
+                    ctx.log.error(
+                        "ASGI application returned without completing the response to %s",
+                        self._where(),
+                    )
+                self._abort()
+
+    def _where(self) -> str:
+        scope = self.scope
+        query = scope.get("query_string")
+        path = scope.get("path", "")
+        return f"{scope.get('method', '')} {path}?{query.decode('latin-1')}" if query else (
+            f"{scope.get('method', '')} {path}"
+        )
+
+    def describe(self) -> str:
+        """The request, for the log line of a timed-out worker."""
+        return f"{self._where()} from {self.conn.peer_label()}"
+
+    def _app_failed(self, exc: BaseException) -> None:
+        log = self.conn.ctx.log
+        if isinstance(exc, ResponseError):
+            log.error("Bad response from the ASGI application to %s: %s", self._where(), exc)
+        else:
+            log.exception("Exception in ASGI application handling %s", self._where())
+        if not self.response_started or self._framing is None:
+            self._send_500()
+        elif not self.response_complete:
+            self._abort()
+
+    def _send_500(self) -> None:
+        self._status = 500
+        self._headers = ()
+        self.response_started = True
+        if not self.disconnected and not self.conn.transport.is_closing():
+            self.conn.transport.write(error_response(500))
+        self.keep_alive = False
+        self._finish()
+
+    def _abort(self) -> None:
+        """The response was cut short: closing the connection tells the client."""
+        self.keep_alive = False
+        self.response_complete = True
+        self.conn.transport.close()
+        self._log_access()
+
+    async def receive(self) -> dict[str, Any]:
+        """ASGI ``receive``: the next piece of the body, then ``http.disconnect`` when gone."""
+        if self.disconnected or self.response_complete:
+            return _DISCONNECT
+        if self.expect_100:
+            self.expect_100 = False
+            if not self.conn.transport.is_closing():
+                self.conn.transport.write(_CONTINUE)
+        body = self._body
+        while not body:
+            if self.body_done:
+                if not self._end_sent:
+                    self._end_sent = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+                while not self.disconnected and not self.response_complete:
+                    await self._wait()
+                return _DISCONNECT
+            if self.disconnected:
+                return _DISCONNECT
+            self.conn.flow.resume_reading()  # never wait on a paused reader
+            await self._wait()
+        data = body[0] if len(body) == 1 else b"".join(body)
+        body.clear()
+        self._buffered = 0
+        self.conn.flow.resume_reading()
+        if self.body_done:
+            self._end_sent = True
+        return {"type": "http.request", "body": data, "more_body": not self.body_done}
+
+    def _wait(self) -> asyncio.Future[None]:
+        waiter = self._waiter = self.conn.ctx.loop.create_future()
+        return waiter
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """ASGI ``send``: ``http.response.start`` then ``http.response.body`` messages."""
+        kind = message["type"]
+        if kind == "http.response.body":
+            if not self.response_started:
+                raise RuntimeError("http.response.body sent before http.response.start")
+            if self.response_complete:
+                if self.disconnected:
+                    return
+                raise RuntimeError("http.response.body sent after the response was complete")
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            framing = self._framing
+            transport = self.conn.transport
+            if transport.is_closing():
+                self.disconnected = True
+            if framing is None:
+                head, framing = build_head(
+                    self._status,
+                    self._headers,
+                    first_body=None if more else body,
+                    head_only=self.head_only,
+                    keep_alive=self.keep_alive,
+                    http11=self.http11,
+                    uwsgi=self.uwsgi,
+                )
+                self._framing = framing
+                self.keep_alive = framing.keep_alive
+                if self.disconnected:
+                    pass
+                elif framing.has_body and body:
+                    body = self._clip(body, framing)
+                    if framing.chunked:
+                        transport.write(head + b"%x\r\n" % len(body) + body + b"\r\n")
+                    else:
+                        transport.write(head + body)
+                else:
+                    transport.write(head)
+            elif framing.has_body and body and not self.disconnected:
+                body = self._clip(body, framing)
+                if framing.chunked:
+                    transport.write(b"%x\r\n" % len(body) + body + b"\r\n")
+                elif body:
+                    transport.write(body)
+            if not more:
+                if framing.chunked and not self.disconnected:
+                    transport.write(b"0\r\n\r\n")
+                if framing.length is not None and framing.has_body and self.sent < framing.length:
+                    self.conn.ctx.log.error(
+                        "ASGI application sent %d of the %d bytes its Content-Length announced "
+                        "to %s", self.sent, framing.length, self._where(),
+                    )
+                    self._abort()
+                    return
+                self._finish()
+                return
+            flow = self.conn.flow
+            if flow.write_paused:
+                await flow.drain()
+            return
+        if kind == "http.response.start":
+            if self.response_started:
+                raise RuntimeError("http.response.start sent twice")
+            self.response_started = True
+            status = message["status"]
+            if status.__class__ is not int:
+                raise ResponseError(f"invalid status {status!r}: expected an int")
+            self._status = status
+            self._headers = message.get("headers", ())
+            return
+        if kind == "http.response.trailers":
+            return  # trailers are not sent (none was announced)
+        raise RuntimeError(f"unexpected ASGI message {kind!r} on an http connection")
+
+    def _clip(self, body: bytes, framing: Framing) -> bytes:
+        if body.__class__ is not bytes:
+            body = bytes(body)
+        length = framing.length
+        if length is not None:
+            room = length - self.sent
+            if len(body) > room:
+                self.conn.ctx.log.error(
+                    "ASGI application sent more than its Content-Length (%d) to %s; cut",
+                    length, self._where(),
+                )
+                body = body[: max(room, 0)]
+        self.sent += len(body)
+        return body
+
+    def _finish(self) -> None:
+        self.response_complete = True
+        self._wake()
+        self._log_access()
+        self.conn.response_done(self)
+
+    def _log_access(self) -> None:
+        ctx = self.conn.ctx
+        if ctx.access_log:
+            ctx.log.access(
+                access_environ(self.scope), self._status or 500, access_headers(self._headers),
+                self.sent, time.monotonic() - self._start,
+            )
+
+    def fail(self, status: int, reason: str) -> None:
+        """The request broke its framing while the app ran: answer ``status`` if still possible."""
+        if not self.response_started:
+            self.response_started = True
+            self._status = status
+            if not self.conn.transport.is_closing():
+                self.conn.transport.write(error_response(status, reason))
+            self.response_complete = True
+        self.keep_alive = False
+        self.lost()

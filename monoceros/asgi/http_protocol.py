@@ -1,0 +1,241 @@
+"""HTTP/1.1 connections as an asyncio Protocol over the sans-IO :class:`HttpParser`.
+
+Bytes go into the parser; its events drive one :class:`HttpCycle` at a time. Pipelined requests
+wait in the parser until the response before them is complete. A request's body streams to the
+application with reading paused while it is behind (see :mod:`.flow`). Deadlines: a new
+connection or a started head gets ``header_timeout``, an idle keep-alive connection ``keepalive``.
+A WebSocket upgrade hands the connection over to :class:`WebSocketSession`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from ..protocols.errors import ProtocolError
+from ..protocols.events import NEED_DATA, Data, EndOfMessage
+from ..protocols.http import HttpParser, HttpRequest
+from .cycle import HttpCycle
+from .flow import FlowControl
+from .response import error_response
+from .scope import HttpScopeBuilder
+from .websocket import WebSocketSession
+
+if TYPE_CHECKING:
+    from .context import ServerContext
+
+__all__ = ["HttpProtocol"]
+
+#: pipelined bytes buffered while a response is produced, before reading pauses
+_PIPELINE_LIMIT = 64 * 1024
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One HTTP/1.x client connection."""
+
+    def __init__(self, ctx: ServerContext, builder: HttpScopeBuilder) -> None:
+        self.ctx = ctx
+        self.builder = builder
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.flow: FlowControl = None  # type: ignore[assignment]
+        self.parser = HttpParser(ctx.limits)
+        self.cycle: HttpCycle | None = None
+        self.ws: WebSocketSession | None = None
+        self.peer: Any = None
+        self.deadline = 0.0
+        self.idle = False
+        self.closed = False
+        self._pipelined = 0
+
+    # ------------------------------------------------------------------ asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Start the header deadline and register with the worker."""
+        self.transport = transport  # type: ignore[assignment]
+        self.flow = FlowControl(self.transport)
+        self.peer = transport.get_extra_info("peername")
+        ctx = self.ctx
+        if ctx.header_timeout:
+            self.deadline = ctx.loop.time() + ctx.header_timeout
+        ctx.add(self)
+        if not ctx.alive:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the parser and act on its events."""
+        if self.ws is not None:
+            self.ws.data_received(data)
+            return
+        if self.idle:
+            self.idle = False
+            ctx = self.ctx
+            self.deadline = ctx.loop.time() + ctx.header_timeout if ctx.header_timeout else 0.0
+        self.parser.receive_data(data)
+        cycle = self.cycle
+        if cycle is not None and cycle.body_done:
+            self._pipelined += len(data)
+            if self._pipelined > _PIPELINE_LIMIT:
+                self.flow.pause_reading()
+            return
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        """The client closed its side: an unfinished request is an error, else just close."""
+        if self.ws is not None:
+            return self.ws.eof_received()
+        self.parser.receive_data(b"")
+        cycle = self.cycle
+        if cycle is None:
+            self._process()
+        else:  # a client that closes is gone (a half-close cannot be told apart from it)
+            cycle.lost()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Tell the request or WebSocket in flight; unregister."""
+        self.closed = True
+        self.flow.connection_lost()
+        if self.cycle is not None:
+            self.cycle.lost()
+        if self.ws is not None:
+            self.ws.connection_lost()
+        self.ctx.discard(self)
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full."""
+        self.flow.pause_writing()
+
+    def resume_writing(self) -> None:
+        """The transport's buffer drained."""
+        self.flow.resume_writing()
+
+    # ------------------------------------------------------------------ requests
+
+    def _process(self) -> None:
+        parser = self.parser
+        while not self.closed:
+            cycle = self.cycle
+            if cycle is not None and cycle.body_done:
+                return  # the next request waits until this response is complete
+            try:
+                event = parser.next_event()
+            except ProtocolError as exc:
+                self._bad_request(exc)
+                return
+            if event is NEED_DATA:
+                if cycle is None and parser.in_message and not self.deadline:
+                    ctx = self.ctx
+                    if ctx.header_timeout:
+                        self.deadline = ctx.loop.time() + ctx.header_timeout
+                return
+            cls = event.__class__
+            if cls is Data:
+                assert cycle is not None
+                cycle.feed(event.data)  # type: ignore[union-attr]
+            elif cls is EndOfMessage:
+                assert cycle is not None
+                cycle.end()
+                if cycle.discard:
+                    self._next()
+                    return
+            else:
+                assert isinstance(event, HttpRequest)
+                self._start(event)
+                if self.ws is not None:
+                    return  # the rest of the connection belongs to the WebSocket
+
+    def _start(self, req: HttpRequest) -> None:
+        ctx = self.ctx
+        self.deadline = 0.0
+        try:
+            scope = self.builder.build(req, self.peer, ctx.state)
+        except ProtocolError as exc:
+            self._bad_request(exc)
+            return
+        ctx.request_started()
+        if scope["type"] == "websocket":
+            self.ws = WebSocketSession(self, scope, uwsgi=False)
+            self.ws.start(self.parser.upgraded_data)
+            return
+        cycle = HttpCycle(
+            self,
+            scope,
+            keep_alive=req.keep_alive and ctx.keepalive > 0 and ctx.alive and not req.upgrade,
+            expect_100=req.expect_continue,
+            http11=req.version == "1.1",
+            uwsgi=False,
+        )
+        self.cycle = cycle
+        ctx.loop.create_task(cycle.run())
+
+    def response_done(self, cycle: HttpCycle) -> None:
+        """Called by the cycle when its response is complete: keep alive, or close."""
+        if self.closed:
+            return
+        if not cycle.keep_alive or not self.ctx.alive:
+            self.transport.close()
+            return
+        if not cycle.body_done:
+            if cycle.expect_100:  # the client still waits to be told to send: do not read it
+                self.transport.close()
+                return
+            cycle.discard = True  # read what is left of the body, then serve the next request
+            self.flow.resume_reading()
+            return
+        self._next()
+
+    def _next(self) -> None:
+        self.cycle = None
+        self._pipelined = 0
+        ctx = self.ctx
+        self.idle = True
+        self.deadline = ctx.loop.time() + ctx.keepalive
+        self.flow.resume_reading()
+        self._process()
+
+    def _bad_request(self, exc: ProtocolError) -> None:
+        self.ctx.log.info("Invalid HTTP request from %s: %s", self.peer_label(), exc.reason)
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.fail(exc.status, exc.reason)
+        else:
+            self.transport.write(error_response(exc.status, exc.reason))
+        self.transport.close()
+        self.closed = True
+
+    # ------------------------------------------------------------------ the worker's view
+
+    def peer_label(self) -> str:
+        """The client, for log lines."""
+        peer = self.peer
+        if isinstance(peer, tuple):
+            return str(peer[0])
+        return "a local peer"
+
+    @property
+    def busy(self) -> bool:
+        """True while a request or a WebSocket is in progress."""
+        return self.ws is not None or self.cycle is not None
+
+    def on_deadline(self) -> None:
+        """Header or keep-alive deadline passed: close (an idle client is not worth a log line)."""
+        self.deadline = 0.0
+        if self.ws is not None:
+            if self.ws.close_sent:  # the client never answered our Close
+                self.transport.close()
+            return
+        if self.cycle is not None and not self.idle:
+            return
+        if self.parser.in_message:
+            self.ctx.log.debug(
+                "Client %s: no complete request head within header_timeout (%gs)",
+                self.peer_label(), self.ctx.header_timeout,
+            )
+        self.transport.close()
+
+    def shutdown(self) -> None:
+        """Graceful stop: an idle connection closes now, a busy one after its response."""
+        if self.cycle is None and self.ws is None:
+            self.transport.close()
+        elif self.ws is not None:
+            self.ws.shutdown()

@@ -1,0 +1,217 @@
+"""Building ASGI ``http`` and ``websocket`` scopes straight from a parsed request head.
+
+HTTP/1.1 heads come from :class:`~monoceros.protocols.http.HttpRequest`; uWSGI heads are the
+front end's CGI vars (:class:`~monoceros.protocols.uwsgi.UwsgiRequest`), used as the front end
+sent them: ``path`` is PATH_INFO as the front end decoded it, turned into text as UTF-8 (its
+latin-1 ``str`` is encoded back to the wire bytes first), never percent-decoded a second time.
+Bytes that are not UTF-8 become U+FFFD ('replace'), as in an HTTP path. ``path`` includes
+``root_path`` (ASGI 2.4), so frameworks that strip the mount point find it there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import unquote_to_bytes
+
+import httptools
+
+from ..addresses import AddressMatcher
+from ..protocols.errors import InvalidHTTPRequest
+from ..protocols.http import HttpRequest
+from ..protocols.uwsgi import url_scheme
+
+__all__ = ["ASGI_VERSION", "HttpScopeBuilder", "UwsgiScopeBuilder", "is_websocket_upgrade"]
+
+ASGI_VERSION: Final = {"version": "3.0", "spec_version": "2.4"}
+"""The ``asgi`` key of every scope."""
+
+_WS_SCHEMES: Final = {"http": "ws", "https": "wss"}
+#: header name as sent -> lower-case name (bounded: clients use a small set)
+_LOWER: dict[bytes, bytes] = {}
+#: uWSGI var name -> header name, or b"" for vars that are not headers
+_VAR_HEADERS: dict[str, bytes] = {
+    "CONTENT_TYPE": b"content-type",
+    "CONTENT_LENGTH": b"content-length",
+}
+
+
+def _lower(name: bytes) -> bytes:
+    low = _LOWER.get(name)
+    if low is None:
+        low = name.lower()
+        if len(_LOWER) < 2048:
+            _LOWER[name] = low
+    return low
+
+
+def _var_header(key: str) -> bytes:
+    name = _VAR_HEADERS.get(key)
+    if name is None:
+        name = key[5:].lower().replace("_", "-").encode("latin-1") if key[:5] == "HTTP_" else b""
+        if len(_VAR_HEADERS) < 2048:
+            _VAR_HEADERS[key] = name
+    return name
+
+
+def _text(raw: bytes) -> str:
+    """Wire bytes of a (decoded) path as text: UTF-8, undecodable bytes as U+FFFD."""
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace")
+
+
+def is_websocket_upgrade(method: str, headers: list[tuple[bytes, bytes]]) -> bool:
+    """True for a GET whose ``Upgrade`` header names websocket (lower-case header names)."""
+    if method != "GET":
+        return False
+    return any(name == b"upgrade" and b"websocket" in value.lower() for name, value in headers)
+
+
+class HttpScopeBuilder:
+    """Builds the scopes of HTTP/1.x requests arriving on one listener."""
+
+    __slots__ = ("_secure", "_server", "_trusted")
+
+    def __init__(
+        self,
+        sockname: Any,
+        forwarded_allow_ips: AddressMatcher,
+        secure_scheme_headers: Mapping[str, str],
+    ) -> None:
+        if isinstance(sockname, tuple):
+            self._server: tuple[str, int | None] = (str(sockname[0]), int(sockname[1]))
+        else:
+            path = sockname.decode("latin-1") if isinstance(sockname, bytes) else str(sockname)
+            self._server = (path, None)
+        self._trusted = forwarded_allow_ips
+        self._secure = [
+            (k.lower().encode("latin-1"), v.lower().encode("latin-1"))
+            for k, v in secure_scheme_headers.items()
+        ]
+
+    def build(self, req: HttpRequest, peer: Any, state: dict[str, Any] | None) -> dict[str, Any]:
+        """The scope of ``req`` from ``peer``; ``type`` is "websocket" for a WebSocket upgrade."""
+        target = req.target
+        if target[:1] == b"/":
+            raw_path, _, query = target.partition(b"?")
+        elif target == b"*":
+            raw_path, query = b"*", b""
+        else:
+            try:
+                url = httptools.parse_url(target)
+            except httptools.HttpParserInvalidURLError:
+                raise InvalidHTTPRequest(f"invalid request target {target[:100]!r}") from None
+            raw_path = url.path or b"/"
+            query = url.query or b""
+        path = _text(unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path)
+        headers = [(_lower(name), value) for name, value in req.headers]
+        client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
+        scheme = "http"
+        if self._secure and (client is None or client[0] in self._trusted):
+            scheme = self._scheme(headers)
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": ASGI_VERSION,
+            "http_version": req.version,
+            "server": self._server,
+            "client": client,
+            "scheme": scheme,
+            "method": req.method,
+            "root_path": "",
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": headers,
+        }
+        if state is not None:
+            scope["state"] = state.copy()
+        if req.upgrade and is_websocket_upgrade(req.method, headers):
+            _to_websocket(scope)
+        return scope
+
+    def _scheme(self, headers: list[tuple[bytes, bytes]]) -> str:
+        for name, value in headers:
+            for secure_name, secure_value in self._secure:
+                if name == secure_name and value.lower() == secure_value:
+                    return "https"
+        return "http"
+
+
+class UwsgiScopeBuilder:
+    """Builds scopes from the vars of uWSGI requests arriving on one listener."""
+
+    __slots__ = ("_server",)
+
+    def __init__(self, sockname: Any) -> None:
+        if isinstance(sockname, tuple):
+            self._server: tuple[str, int | None] = (str(sockname[0]), int(sockname[1]))
+        else:
+            path = sockname.decode("latin-1") if isinstance(sockname, bytes) else str(sockname)
+            self._server = (path, None)
+
+    def build(self, env: Mapping[str, str], state: dict[str, Any] | None) -> dict[str, Any]:
+        """The scope of one request from its vars; ``type`` "websocket" for an upgrade."""
+        headers: list[tuple[bytes, bytes]] = []
+        for key, value in env.items():
+            name = _VAR_HEADERS.get(key)
+            if name is None:
+                name = _var_header(key)
+            if name and (value or key[:5] == "HTTP_"):
+                headers.append((name, value.encode("latin-1")))
+        script = env.get("SCRIPT_NAME", "")
+        root_path = _text(script.encode("latin-1")) if script else ""
+        path = root_path + _text(env.get("PATH_INFO", "").encode("latin-1"))
+        uri = env.get("REQUEST_URI")
+        if uri:
+            raw = uri.partition("?")[0]
+            if raw[:1] != "/" and "://" in raw:  # absolute-form target passed through
+                raw = "/" + raw.split("://", 1)[1].partition("/")[2]
+            raw_path = raw.encode("latin-1")
+        else:
+            raw_path = (script + env.get("PATH_INFO", "")).encode("latin-1")
+        protocol = env.get("SERVER_PROTOCOL", "")
+        version = protocol[5:] if protocol[:5] == "HTTP/" and protocol[5:] else "1.1"
+        remote = env.get("REMOTE_ADDR")
+        client = (remote, _port(env.get("REMOTE_PORT"))) if remote else None
+        server_name = env.get("SERVER_NAME")
+        server = (server_name, _port(env.get("SERVER_PORT"))) if server_name else self._server
+        method = env.get("REQUEST_METHOD", "GET")
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": ASGI_VERSION,
+            "http_version": version,
+            "server": server,
+            "client": client,
+            "scheme": url_scheme(env),
+            "method": method,
+            "root_path": root_path,
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": env.get("QUERY_STRING", "").encode("latin-1"),
+            "headers": headers,
+        }
+        if state is not None:
+            scope["state"] = state.copy()
+        if "websocket" in env.get("HTTP_UPGRADE", "").lower() and method == "GET":
+            _to_websocket(scope)
+        return scope
+
+
+def _port(value: str | None) -> int | None:
+    if value and value.isdigit():
+        return int(value)
+    return None
+
+
+def _to_websocket(scope: dict[str, Any]) -> None:
+    """Turn an http scope into the websocket scope of the same request."""
+    scope["type"] = "websocket"
+    scope["scheme"] = _WS_SCHEMES[scope["scheme"]]
+    del scope["method"]
+    subprotocols: list[str] = []
+    for name, value in scope["headers"]:
+        if name == b"sec-websocket-protocol":
+            subprotocols += [p.strip() for p in value.decode("latin-1").split(",") if p.strip()]
+    scope["subprotocols"] = subprotocols

@@ -1,0 +1,247 @@
+"""uWSGI connections as an asyncio Protocol over the shared sans-IO :class:`UwsgiParser`.
+
+One request per connection, as every front end does it: the vars become the scope, the body
+(CONTENT_LENGTH-framed, or chunk-framed from the uWSGI router) streams to the application, and
+the response is never chunk-framed — without a Content-Length it ends when the connection
+closes. A ``101`` answer to a WebSocket upgrade turns the connection into a tunnel. The
+allow-list, the errors and their log lines are the sync worker's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from ..protocols.errors import ProtocolError
+from ..protocols.events import NEED_DATA, Data, EndOfMessage
+from ..protocols.uwsgi import PONG, Ping, UwsgiParser, UwsgiRequest
+from .cycle import HttpCycle
+from .flow import FlowControl
+from .response import error_response
+from .scope import UwsgiScopeBuilder
+from .websocket import WebSocketSession
+
+if TYPE_CHECKING:
+    from .context import ServerContext
+
+__all__ = ["UwsgiProtocol"]
+
+#: seconds given to a front end to finish sending a body the application did not read
+_DISCARD_GRACE = 1.0
+
+
+class UwsgiProtocol(asyncio.Protocol):
+    """One uWSGI connection from a front end (nginx, Apache, the uWSGI router)."""
+
+    def __init__(self, ctx: ServerContext, builder: UwsgiScopeBuilder) -> None:
+        self.ctx = ctx
+        self.builder = builder
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.flow: FlowControl = None  # type: ignore[assignment]
+        self.parser = UwsgiParser(max_vars_size=ctx.uwsgi_max_vars)
+        self.cycle: HttpCycle | None = None
+        self.ws: WebSocketSession | None = None
+        self.peer: Any = None
+        self.deadline = 0.0
+        self.closed = False
+        self.received = False
+        self.done = False
+        self.chunked = False
+
+    # ------------------------------------------------------------------ asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Check the allow-list, start the header deadline, register with the worker."""
+        self.transport = transport  # type: ignore[assignment]
+        self.flow = FlowControl(self.transport)
+        peer = self.peer = transport.get_extra_info("peername")
+        ctx = self.ctx
+        ctx.add(self)
+        if isinstance(peer, tuple) and peer[0] not in ctx.uwsgi_allowed:
+            ctx.log.warning("Forbidden uWSGI request from %s", peer[0])
+            self._refuse(403, "")
+            return
+        if ctx.header_timeout:
+            self.deadline = ctx.loop.time() + ctx.header_timeout
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the parser and act on its events."""
+        if self.ws is not None:
+            self.ws.data_received(data)
+            return
+        if self.closed or self.done:
+            return  # bytes after the request are not ours
+        self.received = True
+        self.parser.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        """The front end closed its side."""
+        if self.ws is not None:
+            return self.ws.eof_received()
+        if self.done:
+            return True  # the whole request is here: the response still goes out
+        if not self.received:
+            return None  # connected and closed: a health check, nothing to say
+        self.parser.receive_data(b"")
+        self._process()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Tell the request or WebSocket in flight; unregister."""
+        self.closed = True
+        self.flow.connection_lost()
+        if self.cycle is not None:
+            self.cycle.lost()
+        if self.ws is not None:
+            self.ws.connection_lost()
+        self.ctx.discard(self)
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full."""
+        self.flow.pause_writing()
+
+    def resume_writing(self) -> None:
+        """The transport's buffer drained."""
+        self.flow.resume_writing()
+
+    # ------------------------------------------------------------------ the request
+
+    def _process(self) -> None:
+        parser = self.parser
+        while not self.done and not self.closed:
+            try:
+                event = parser.next_event()
+            except ProtocolError as exc:
+                self._protocol_error(exc)
+                return
+            if event is NEED_DATA:
+                return
+            cls = event.__class__
+            if cls is Data:
+                cycle = self.cycle
+                assert cycle is not None
+                if self.chunked:
+                    self.deadline = 0.0
+                cycle.feed(event.data)  # type: ignore[union-attr]
+            elif cls is EndOfMessage:
+                self.done = True
+                self.deadline = 0.0
+                cycle = self.cycle
+                assert cycle is not None
+                cycle.end()
+                if cycle.discard:
+                    self.transport.close()
+            elif cls is Ping:
+                self.done = True
+                self.transport.write(PONG)
+                self.transport.close()
+            else:
+                assert isinstance(event, UwsgiRequest)
+                self._start(event)
+
+    def _start(self, head: UwsgiRequest) -> None:
+        ctx = self.ctx
+        self.deadline = 0.0
+        scope = self.builder.build(head.environ, ctx.state)
+        ctx.request_started()
+        if scope["type"] == "websocket":
+            self.done = True
+            self.ws = WebSocketSession(self, scope, uwsgi=True)
+            self.ws.start(self.parser.trailing_data)
+            return
+        if head.chunked:
+            self.chunked = True
+            if ctx.header_timeout:  # the uWSGI router may announce a body it never sends
+                self.deadline = ctx.loop.time() + ctx.header_timeout
+        cycle = HttpCycle(
+            self,
+            scope,
+            keep_alive=False,
+            expect_100=False,  # the front end answered 100-continue itself
+            http11=scope["http_version"] == "1.1",
+            uwsgi=True,
+        )
+        self.cycle = cycle
+        ctx.loop.create_task(cycle.run())
+
+    def response_done(self, cycle: HttpCycle) -> None:
+        """The response is complete: close (after the rest of an unread body, briefly)."""
+        if self.closed:
+            return
+        if self.done or cycle.disconnected:
+            self.transport.close()
+            return
+        cycle.discard = True
+        self.flow.resume_reading()
+        self.deadline = self.ctx.loop.time() + _DISCARD_GRACE
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        cycle = self.cycle
+        if cycle is None:
+            self.ctx.log.warning("Invalid uWSGI header: %s from %s", exc.reason, self.peer_label())
+            self._refuse(exc.status, exc.reason)
+            return
+        if self.parser.body_remaining is not None or "truncated" in exc.reason:
+            self.ctx.log.debug("Client %s: %s", self.peer_label(), exc.reason)
+            cycle.lost()
+            self.transport.close()
+            return
+        self.ctx.log.info("Invalid request body from %s: %s", self.peer_label(), exc.reason)
+        cycle.fail(exc.status, exc.reason)
+        self.transport.close()
+
+    def _refuse(self, status: int, reason: str) -> None:
+        self.done = True
+        self.transport.write(error_response(status, reason))
+        self.transport.close()
+
+    # ------------------------------------------------------------------ the worker's view
+
+    def peer_label(self) -> str:
+        """The front end's address, for log lines."""
+        peer = self.peer
+        if isinstance(peer, tuple):
+            return str(peer[0])
+        return "a local peer"
+
+    @property
+    def busy(self) -> bool:
+        """True while a request or a WebSocket is in progress."""
+        return self.ws is not None or self.cycle is not None
+
+    def on_deadline(self) -> None:
+        """No complete packet in time, a chunked body that never came, or an unread body."""
+        self.deadline = 0.0
+        if self.ws is not None:
+            if self.ws.close_sent:  # the client never answered our Close
+                self.transport.close()
+            return
+        cycle = self.cycle
+        if cycle is None:
+            if self.received:
+                self.ctx.log.debug(
+                    "Client %s: no complete uWSGI packet within header_timeout (%gs)",
+                    self.peer_label(), self.ctx.header_timeout,
+                )
+            self.transport.close()
+            return
+        if cycle.discard:
+            self.transport.close()
+            return
+        if self.chunked and not cycle.response_complete:
+            reason = (
+                "the vars announce a chunked body (HTTP_TRANSFER_ENCODING, no CONTENT_LENGTH) "
+                "but no chunk arrived in time; the uWSGI router forwards chunked bodies only "
+                "with --http-chunked-input"
+            )
+            self.ctx.log.warning("Invalid uWSGI header: %s from %s", reason, self.peer_label())
+            cycle.fail(400, reason)
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Graceful stop: a connection without a request closes now."""
+        if self.cycle is None and self.ws is None:
+            self.transport.close()
+        elif self.ws is not None:
+            self.ws.shutdown()

@@ -1,0 +1,265 @@
+"""One WebSocket connection as ASGI ``websocket.*`` messages, over HTTP/1.1 or a uwsgi tunnel.
+
+The handshake answer (``101``) is written when the application accepts; before that, closing
+denies the upgrade with ``403``. Frames are parsed by the sans-IO
+:class:`~monoceros.protocols.websocket.FrameParser`: pings are answered here, a Close is echoed,
+violations close with their code (1002, 1007, 1009 for a message over ``ws_max_message_size``).
+Received messages wait in a queue; past :data:`QUEUE_HIGH` bytes reading pauses until the
+application catches up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final
+
+from ..protocols.websocket import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_TEXT,
+    FrameParser,
+    WebSocketError,
+    accept_key,
+    close_payload,
+    encode_frame,
+    parse_close,
+)
+from .response import build_head, error_response
+
+if TYPE_CHECKING:
+    from .context import ServerContext
+
+__all__ = ["QUEUE_HIGH", "WebSocketSession"]
+
+QUEUE_HIGH: Final = 1024 * 1024
+"""Received bytes waiting for the application at which reading pauses."""
+
+_CLOSE_WAIT: Final = 5.0
+
+
+class WebSocketSession:
+    """ASGI ``receive``/``send`` of one WebSocket, owned by its connection protocol."""
+
+    def __init__(self, conn: Any, scope: dict[str, Any], uwsgi: bool) -> None:
+        self.conn = conn
+        self.ctx: ServerContext = conn.ctx
+        self.scope = scope
+        self.uwsgi = uwsgi
+        self.parser = FrameParser(self.ctx.ws_max_message_size)
+        self.queue: deque[dict[str, Any]] = deque()
+        self.queued = 0
+        self.accepted = False
+        self.close_sent = False
+        self.closed = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    # ------------------------------------------------------------------ from the protocol
+
+    def start(self, initial: bytes) -> None:
+        """Check the handshake, then run the application (``initial``: bytes already read)."""
+        key = version = None
+        for name, value in self.scope["headers"]:
+            if name == b"sec-websocket-key":
+                key = value
+            elif name == b"sec-websocket-version":
+                version = value.strip()
+        if not key or version != b"13":
+            reason = "WebSocket upgrade without Sec-WebSocket-Key" if not key else (
+                "unsupported Sec-WebSocket-Version (13 is served)")
+            self.ctx.log.info("Invalid WebSocket handshake from %s: %s",
+                              self.conn.peer_label(), reason)
+            self._write(error_response(400, reason))
+            self.conn.transport.close()
+            self.closed = True
+            return
+        self._key = key
+        self.queue.append({"type": "websocket.connect"})
+        if initial:
+            self.data_received(initial)
+        self.ctx.loop.create_task(self.run())
+
+    def data_received(self, data: bytes) -> None:
+        """Frames from the client."""
+        if self.closed:
+            return
+        try:
+            self.parser.receive_data(data)
+        except WebSocketError as exc:
+            self.ctx.log.debug("WebSocket from %s: %s", self.conn.peer_label(), exc.reason)
+            self._fail(exc.code)
+            return
+        while (msg := self.parser.next_message()) is not None:
+            op = msg.opcode
+            if op == OP_TEXT:
+                self._put({"type": "websocket.receive", "text": msg.text}, len(msg.data))
+            elif op == OP_BINARY:
+                self._put({"type": "websocket.receive", "bytes": msg.data}, len(msg.data))
+            elif op == OP_PING:
+                if not self.close_sent:
+                    self._write(encode_frame(0xA, msg.data))
+            elif op == OP_CLOSE:
+                try:
+                    code, reason = parse_close(msg.data)
+                except WebSocketError as exc:
+                    self._fail(exc.code)
+                    return
+                if not self.close_sent:
+                    self.close_sent = True
+                    self._write(
+                        encode_frame(OP_CLOSE, close_payload(None if code == 1005 else code))
+                    )
+                self._disconnect(code, reason)
+                self.conn.transport.close()
+                return
+        if self.queued > QUEUE_HIGH:
+            self.conn.flow.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        """The peer closed without a Close frame."""
+        self._disconnect(1006, "")
+        return None
+
+    def connection_lost(self) -> None:
+        """The connection is gone."""
+        self._disconnect(1006, "")
+
+    def shutdown(self) -> None:
+        """Graceful stop of the worker: going away (1001)."""
+        if self.accepted and not self.close_sent and not self.closed:
+            self.close_sent = True
+            self._write(encode_frame(OP_CLOSE, close_payload(1001)))
+            self.conn.deadline = self.ctx.loop.time() + _CLOSE_WAIT
+
+    def _write(self, data: bytes) -> None:
+        transport = self.conn.transport
+        if not transport.is_closing():
+            transport.write(data)
+
+    # ------------------------------------------------------------------ queue
+
+    def _put(self, message: dict[str, Any], size: int) -> None:
+        self.queue.append(message)
+        self.queued += size
+        self._wake()
+
+    def _disconnect(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.queue.append({"type": "websocket.disconnect", "code": code, "reason": reason})
+            self._wake()
+
+    def _fail(self, code: int) -> None:
+        if not self.close_sent and self.accepted:
+            self.close_sent = True
+            self._write(encode_frame(OP_CLOSE, close_payload(code)))
+        self._disconnect(code, "")
+        self.conn.transport.close()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # ------------------------------------------------------------------ the application
+
+    async def run(self) -> None:
+        """Run the application for this WebSocket and close what it leaves open."""
+        try:
+            await self.ctx.app(self.scope, self.receive, self.send)
+        except Exception:
+            self.ctx.log.exception("Exception in ASGI application (WebSocket %s)",
+                                   self.scope.get("path", ""))
+            if not self.accepted and not self.close_sent:
+                self.close_sent = True
+                self._write(error_response(500))
+            elif not self.close_sent:
+                self.close_sent = True
+                self._write(encode_frame(OP_CLOSE, close_payload(1011)))
+            self.conn.transport.close()
+            return
+        if not self.close_sent:
+            self.close_sent = True
+            if not self.accepted:
+                self._write(error_response(403))
+                self.conn.transport.close()
+                return
+            self._write(encode_frame(OP_CLOSE, close_payload(1000)))
+        if self.closed:
+            self.conn.transport.close()
+        else:
+            self.conn.deadline = self.ctx.loop.time() + _CLOSE_WAIT
+
+    async def receive(self) -> dict[str, Any]:
+        """ASGI ``receive``: connect, then messages, then disconnect."""
+        queue = self.queue
+        while not queue:
+            if self.closed:
+                return {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+            self._waiter = self.ctx.loop.create_future()
+            await self._waiter
+        message = queue.popleft()
+        if message["type"] == "websocket.receive":
+            data = message.get("text") or message.get("bytes") or b""
+            self.queued -= len(data)
+            if self.queued < QUEUE_HIGH // 4:
+                self.conn.flow.resume_reading()
+        return message
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """ASGI ``send``: accept, send, close."""
+        kind = message["type"]
+        transport = self.conn.transport
+        if kind == "websocket.send":
+            if not self.accepted:
+                raise RuntimeError("websocket.send before websocket.accept")
+            if self.close_sent or self.closed:
+                return
+            text = message.get("text")
+            if text is not None:
+                self._write(encode_frame(OP_TEXT, text.encode("utf-8")))
+            else:
+                self._write(encode_frame(OP_BINARY, bytes(message.get("bytes") or b"")))
+            flow = self.conn.flow
+            if flow.write_paused:
+                await flow.drain()
+            return
+        if kind == "websocket.accept":
+            if self.accepted or self.close_sent:
+                raise RuntimeError("websocket.accept sent twice or after close")
+            self.accepted = True
+            if not self.closed:
+                self._write(self._handshake(message))
+            return
+        if kind == "websocket.close":
+            if self.close_sent:
+                return
+            self.close_sent = True
+            if not self.accepted:
+                self._write(error_response(403))
+                transport.close()
+                return
+            code = message.get("code") or 1000
+            if not self.closed:
+                self._write(
+                    encode_frame(OP_CLOSE, close_payload(code, message.get("reason") or ""))
+                )
+                self.conn.deadline = self.ctx.loop.time() + _CLOSE_WAIT
+            return
+        raise RuntimeError(f"unexpected ASGI message {kind!r} on a WebSocket")
+
+    def _handshake(self, message: dict[str, Any]) -> bytes:
+        headers: list[Any] = [
+            (b"sec-websocket-accept", accept_key(self._key).encode("ascii")),
+        ]
+        sub = message.get("subprotocol")
+        if sub:
+            headers.append((b"sec-websocket-protocol", sub.encode("latin-1")))
+        headers += list(message.get("headers") or ())
+        head, _ = build_head(101, headers, first_body=None, head_only=True, keep_alive=True,
+                             http11=True, uwsgi=True)
+        # the hop-by-hop Upgrade/Connection pair belongs to this response: put it back
+        return head[:-2] + b"upgrade: websocket\r\nconnection: Upgrade\r\n\r\n"

@@ -1,0 +1,259 @@
+"""Sans-IO WebSocket (RFC 6455) for the server side: the handshake key, frames in, frames out.
+
+:class:`FrameParser` takes the client's bytes and returns whole messages (fragments joined, text
+checked to be UTF-8, control frames handed out between fragments); :func:`encode_frame` builds
+the server's unmasked frames. Masking XORs the payload as one big integer, so its cost is a few
+C-level passes over the data, never a Python loop per byte. Protocol violations raise
+:class:`WebSocketError` carrying the close code to send.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+from collections import deque
+from typing import Final
+
+__all__ = [
+    "CLOSE_CODES_RESERVED",
+    "OP_BINARY",
+    "OP_CLOSE",
+    "OP_CONT",
+    "OP_PING",
+    "OP_PONG",
+    "OP_TEXT",
+    "FrameParser",
+    "Message",
+    "WebSocketError",
+    "accept_key",
+    "close_payload",
+    "encode_frame",
+    "parse_close",
+    "unmask",
+]
+
+OP_CONT: Final = 0x0
+OP_TEXT: Final = 0x1
+OP_BINARY: Final = 0x2
+OP_CLOSE: Final = 0x8
+OP_PING: Final = 0x9
+OP_PONG: Final = 0xA
+
+_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_DATA_OPS: Final = frozenset((OP_TEXT, OP_BINARY))
+_CONTROL_OPS: Final = frozenset((OP_CLOSE, OP_PING, OP_PONG))
+CLOSE_CODES_RESERVED: Final = frozenset((1004, 1005, 1006, 1015))
+"""Close codes an endpoint must never put on the wire."""
+
+_U16: Final = struct.Struct("!H")
+_U64: Final = struct.Struct("!Q")
+
+
+class WebSocketError(Exception):
+    """The peer broke RFC 6455; ``code`` is the close code to answer with (1002, 1007, 1009)."""
+
+    def __init__(self, reason: str, code: int = 1002) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class Message:
+    """One complete message or control frame: ``opcode``, its payload, and ``text`` if text."""
+
+    __slots__ = ("data", "opcode", "text")
+
+    def __init__(self, opcode: int, data: bytes, text: str | None = None) -> None:
+        self.opcode = opcode
+        self.data = data
+        self.text = text
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Message) and other.opcode == self.opcode and other.data == self.data
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.opcode, self.data))
+
+    def __repr__(self) -> str:
+        return f"Message(opcode={self.opcode}, data={self.data[:40]!r})"
+
+
+def accept_key(key: bytes | str) -> str:
+    """The ``Sec-WebSocket-Accept`` value answering a ``Sec-WebSocket-Key``."""
+    raw = key.encode("latin-1") if isinstance(key, str) else key
+    return base64.b64encode(hashlib.sha1(raw.strip() + _GUID).digest()).decode("ascii")
+
+
+def unmask(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
+    """XOR ``data`` with the 4-byte ``key`` repeated (masking and unmasking are the same)."""
+    n = len(data)
+    if not n:
+        return b""
+    reps = (n + 3) >> 2
+    value = int.from_bytes(data, "little") ^ int.from_bytes((key * reps)[:n], "little")
+    return value.to_bytes(n, "little")
+
+
+def encode_frame(opcode: int, payload: bytes = b"", fin: bool = True,
+                 mask: bytes | None = None) -> bytes:
+    """One frame; unmasked (the server's) unless a 4-byte ``mask`` is given (a client's)."""
+    first = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    mbit = 0x80 if mask is not None else 0
+    if n < 126:
+        head = bytes((first, mbit | n))
+    elif n < 65536:
+        head = bytes((first, mbit | 126)) + _U16.pack(n)
+    else:
+        head = bytes((first, mbit | 127)) + _U64.pack(n)
+    if mask is not None:
+        return head + mask + unmask(payload, mask)
+    return head + payload
+
+
+def close_payload(code: int | None, reason: str = "") -> bytes:
+    """The payload of a Close frame (empty when ``code`` is None); the reason is cut to fit."""
+    if code is None:
+        return b""
+    raw = reason.encode("utf-8")[:123]
+    while raw:
+        try:
+            raw.decode("utf-8")
+            break
+        except UnicodeDecodeError:  # cut inside a character: drop its partial bytes
+            raw = raw[:-1]
+    return _U16.pack(code) + raw
+
+
+def parse_close(payload: bytes) -> tuple[int, str]:
+    """``(code, reason)`` of a received Close frame; 1005 when it carries no code."""
+    if not payload:
+        return 1005, ""
+    if len(payload) == 1:
+        raise WebSocketError("close frame with a 1-byte payload")
+    code = _U16.unpack_from(payload)[0]
+    if code < 1000 or code in CLOSE_CODES_RESERVED or 1016 <= code < 3000 or code >= 5000:
+        raise WebSocketError(f"invalid close code {code}")
+    try:
+        reason = payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise WebSocketError("close reason is not UTF-8", 1007) from None
+    return code, reason
+
+
+class FrameParser:
+    """Client frames in (:meth:`receive_data`), messages out (:meth:`next_message`).
+
+    Client frames must be masked; reserved bits and opcodes are refused (no extension is
+    negotiated); control frames must be final and at most 125 bytes; a message larger than
+    ``max_message_size`` raises code 1009; a text message that is not UTF-8 raises 1007.
+    """
+
+    __slots__ = ("_buf", "_fragments", "_frag_op", "_frag_size", "_max", "_messages")
+
+    def __init__(self, max_message_size: int = 16 * 1024 * 1024) -> None:
+        self._buf = bytearray()
+        self._max = max_message_size
+        self._frag_op = 0
+        self._fragments: list[bytes] = []
+        self._frag_size = 0
+        self._messages: deque[Message] = deque()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet turned into a message."""
+        return len(self._buf) + self._frag_size
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the client; raise :class:`WebSocketError` on a violation."""
+        self._buf += data
+        while self._parse_one():
+            pass
+
+    def next_message(self) -> Message | None:
+        """The next complete message or control frame, or None."""
+        return self._messages.popleft() if self._messages else None
+
+    def _parse_one(self) -> bool:
+        buf = self._buf
+        n = len(buf)
+        if n < 2:
+            return False
+        b0, b1 = buf[0], buf[1]
+        if b0 & 0x70:
+            raise WebSocketError("reserved bits set without a negotiated extension")
+        if not b1 & 0x80:
+            raise WebSocketError("client frame is not masked")
+        opcode = b0 & 0x0F
+        fin = bool(b0 & 0x80)
+        length = b1 & 0x7F
+        pos = 2
+        if length == 126:
+            if n < 4:
+                return False
+            length = _U16.unpack_from(buf, 2)[0]
+            pos = 4
+        elif length == 127:
+            if n < 10:
+                return False
+            length = _U64.unpack_from(buf, 2)[0]
+            if length >> 63:
+                raise WebSocketError("frame length with the most significant bit set")
+            pos = 10
+        self._check_frame(opcode, fin, length)
+        end = pos + 4 + length
+        if n < end:
+            return False
+        key = bytes(buf[pos : pos + 4])
+        payload = unmask(memoryview(buf)[pos + 4 : end], key)
+        del buf[:end]
+        self._frame(opcode, fin, payload)
+        return True
+
+    def _check_frame(self, opcode: int, fin: bool, length: int) -> None:
+        if opcode in _CONTROL_OPS:
+            if not fin:
+                raise WebSocketError("fragmented control frame")
+            if length > 125:
+                raise WebSocketError("control frame payload longer than 125 bytes")
+            return
+        if opcode == OP_CONT:
+            if not self._frag_op:
+                raise WebSocketError("continuation frame without a message to continue")
+        elif opcode in _DATA_OPS:
+            if self._frag_op:
+                raise WebSocketError("new data frame inside a fragmented message")
+        else:
+            raise WebSocketError(f"reserved opcode {opcode:#x}")
+        if self._frag_size + length > self._max:
+            raise WebSocketError(
+                f"message larger than the limit of {self._max} bytes", 1009
+            )
+
+    def _frame(self, opcode: int, fin: bool, payload: bytes) -> None:
+        if opcode in _CONTROL_OPS:
+            self._messages.append(Message(opcode, payload))
+            return
+        if opcode != OP_CONT:
+            self._frag_op = opcode
+        if not fin:
+            self._fragments.append(payload)
+            self._frag_size += len(payload)
+            return
+        if self._fragments:
+            self._fragments.append(payload)
+            payload = b"".join(self._fragments)
+            self._fragments = []
+        op = self._frag_op
+        self._frag_op = 0
+        self._frag_size = 0
+        text = None
+        if op == OP_TEXT:
+            try:
+                text = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                raise WebSocketError("text message is not valid UTF-8", 1007) from None
+        self._messages.append(Message(op, payload, text))

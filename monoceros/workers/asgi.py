@@ -1,0 +1,207 @@
+"""The ASGI worker (``-k asgi``): one asyncio/uvloop event loop serving HTTP/1.1 and uWSGI.
+
+The loop accepts on every listener itself, so it can stop at ``worker_connections`` and resume
+when a connection closes. A timer beats the heartbeat and enforces connection deadlines; a
+handler that blocks the loop stops the beats, the master sends SIGABRT after ``timeout``, and
+the log names the request that was running. Lifespan startup runs before the first accept (a
+failure exits with status 3, which stops the master); graceful TERM stops accepting, lets the
+requests in flight finish within ``graceful_timeout``, then runs lifespan shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+from ..addresses import AddressMatcher
+from ..asgi.acceptor import Acceptor
+from ..asgi.context import ServerContext
+from ..asgi.cycle import HttpCycle
+from ..asgi.http_protocol import HttpProtocol
+from ..asgi.lifespan import Lifespan, LifespanFailure
+from ..asgi.loops import new_event_loop
+from ..asgi.scope import HttpScopeBuilder, UwsgiScopeBuilder
+from ..asgi.uwsgi_protocol import UwsgiProtocol
+from ..asgi.websocket import WebSocketSession
+from ..listeners import Listener
+from ..protocols.http import HttpLimits
+from .base import WORKER_BOOT_ERROR, Worker
+
+__all__ = ["AsgiWorker"]
+
+
+class AsgiWorker(Worker):
+    """Serve ASGI 3 applications on one event loop."""
+
+    loop: asyncio.AbstractEventLoop
+    ctx: ServerContext
+    acceptor: Acceptor
+
+    def run(self) -> None:
+        """Build the loop and serve until told to stop."""
+        cfg = self.cfg
+        try:
+            loop, kind = new_event_loop(cfg.asgi_loop)
+        except ImportError as exc:
+            self.log.error("%s", exc)
+            sys.exit(WORKER_BOOT_ERROR)
+        self.loop = loop
+        asyncio.set_event_loop(loop)
+        self.log.debug("ASGI worker using the %s event loop", kind)
+        assert self.app is not None
+        self.ctx = ServerContext(
+            self.app,
+            self.log,
+            loop,
+            limits=HttpLimits(
+                cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size
+            ),
+            keepalive=float(cfg.keepalive),
+            header_timeout=float(cfg.header_timeout),
+            uwsgi_allowed=AddressMatcher(cfg.uwsgi_allow_ips),
+            uwsgi_max_vars=cfg.uwsgi_max_vars_size,
+            ws_max_message_size=cfg.ws_max_message_size,
+            forwarded_allow_ips=AddressMatcher(cfg.forwarded_allow_ips),
+            secure_scheme_headers=cfg.secure_scheme_headers,
+            max_requests=self.max_requests,
+        )
+        self.ctx.on_request = self._on_request
+        self.ctx.on_connection_closed = self._on_connection_closed
+        self._stop: asyncio.Future[None] = loop.create_future()
+        self._factories: dict[int, Any] = {}
+        self.acceptor = Acceptor(loop, self.listeners, self._factories, cfg.worker_connections,
+                                 self.log)
+        try:
+            loop.run_until_complete(self._serve())
+            _cancel_leftovers(loop)
+        finally:
+            loop.close()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _serve(self) -> None:
+        loop = self.loop
+        cfg = self.cfg
+        loop.add_signal_handler(signal.SIGTERM, self._on_term)
+        loop.add_signal_handler(signal.SIGUSR1, self._on_usr1)
+        timeout = cfg.timeout
+        self._tick_every = min(1.0, timeout / 2.0) if timeout > 0 else 1.0
+        if cfg.header_timeout or cfg.keepalive:
+            self._tick_every = min(self._tick_every, 0.5)
+        self._tick()
+        lifespan = Lifespan(self.app, cfg.asgi_lifespan, self.log)
+        try:
+            await lifespan.startup()
+        except LifespanFailure as exc:
+            self.log.error("Application startup failed: %s", exc)
+            self.log.error("Worker (pid:%s) exiting: lifespan startup failed", self.pid)
+            sys.exit(WORKER_BOOT_ERROR)
+        self.ctx.state = lifespan.state if lifespan.supported else None
+        for listener in self.listeners:
+            self._factories[listener.sock.fileno()] = self._factory(listener)
+            listener.sock.setblocking(False)
+        self.acceptor.start()
+        if self.alive:
+            await self._stop
+        await self._graceful_stop(lifespan)
+
+    def _factory(self, listener: Listener) -> Any:
+        ctx = self.ctx
+        cfg = self.cfg
+        sockname = listener.sock.getsockname()
+        if listener.protocol == "uwsgi":
+            ubuilder = UwsgiScopeBuilder(sockname)
+            return lambda: UwsgiProtocol(ctx, ubuilder)
+        hbuilder = HttpScopeBuilder(
+            sockname, ctx.forwarded_allow_ips, cfg.secure_scheme_headers
+        )
+        return lambda: HttpProtocol(ctx, hbuilder)
+
+    async def _graceful_stop(self, lifespan: Lifespan) -> None:
+        self.acceptor.stop()
+        ctx = self.ctx
+        ctx.alive = False
+        for conn in list(ctx.connections):
+            conn.shutdown()
+        loop = self.loop
+        deadline = loop.time() + self.cfg.graceful_timeout
+        while ctx.connections and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(ctx.connections):
+            conn.transport.abort()
+        await asyncio.sleep(0)
+        await lifespan.shutdown(max(1.0, deadline - loop.time()))
+
+    def _request_stop(self) -> None:
+        self.alive = False
+        if not self._stop.done():
+            self._stop.set_result(None)
+
+    def _on_term(self) -> None:
+        self._request_stop()
+
+    def _on_usr1(self) -> None:
+        self.reopen_log_files()
+
+    def _on_request(self) -> None:
+        if self.ctx.nr >= self.max_requests and self.alive:
+            self.log.info("Autorestarting worker after current request.")
+            self._request_stop()
+
+    def _tick(self) -> None:
+        """Beat the heartbeat, enforce deadlines, watch the parent; every _tick_every seconds."""
+        self.heartbeat.beat()
+        loop = self.loop
+        self.ctx.sweep(loop.time())
+        if self.alive and self.parent_changed():
+            self._request_stop()
+        if not loop.is_closed():
+            loop.call_later(self._tick_every, self._tick)
+
+    # ------------------------------------------------------------------ accepting
+
+    def _on_connection_closed(self) -> None:
+        acceptor = self.acceptor
+        acceptor.closed()
+        if not acceptor.accepting and self.alive:
+            acceptor.start()
+
+    # ------------------------------------------------------------------ timeout
+
+    def _handle_abort(self, signum: int, frame: FrameType | None) -> None:
+        """The master found this worker unresponsive: say which request blocked the loop."""
+        what = _running_request(frame)
+        self.log.error(
+            "Worker (pid:%s) timed out; the event loop was blocked by %s",
+            self.pid, what or "code outside any request handler",
+        )
+        super()._handle_abort(signum, frame)
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks a stop left behind (handlers of aborted connections) and let them end."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+
+
+def _running_request(frame: FrameType | None) -> str | None:
+    """Walk the interrupted stack to the ASGI request (or WebSocket) being handled."""
+    run_codes = (HttpCycle.run.__code__, WebSocketSession.run.__code__)
+    depth = 0
+    while frame is not None and depth < 200:
+        if frame.f_code in run_codes:
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, HttpCycle):
+                return f"the handler of {owner.describe()}"
+            if isinstance(owner, WebSocketSession):
+                return f"the WebSocket handler of {owner.scope.get('path', '')}"
+        frame = frame.f_back
+        depth += 1
+    return None

@@ -1,0 +1,451 @@
+"""Requests on blocking sockets, shared by the sync and gthread workers.
+
+Once a request head is parsed (each worker reads heads its own way), everything else is here:
+the environ, the body sources behind ``wsgi.input``, calling the application, the response, the
+error responses, the access log, the hooks and draining what the application left unread.
+
+Every function that may wait on the peer takes a *beater*: an object whose ``beat()`` records
+progress. The sync worker passes its heartbeat; the gthread worker passes a per-thread record,
+so a request that stops moving is told apart from a worker that is merely busy.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import time
+from typing import Any, Protocol
+
+from ..addresses import AddressMatcher
+from ..protocols.errors import InvalidUWSGIHeader, ProtocolError
+from ..protocols.events import NEED_DATA, Data
+from ..protocols.http import HttpLimits, HttpParser, HttpRequest
+from ..protocols.uwsgi import UwsgiParser, UwsgiRequest
+from ..wsgi.body import EMPTY_INPUT, ClientDisconnected, Input
+from ..wsgi.environ import HttpEnvironBuilder, UwsgiEnvironBuilder, base_environ
+from ..wsgi.hook_request import HookRequest
+from ..wsgi.response import FileWrapper, Response, ResponseError
+from .base import Worker
+
+__all__ = ["DRAIN_LIMIT", "RECV_SIZE", "Beater", "BlockingWorker", "error_response"]
+
+RECV_SIZE = 65536
+"""Bytes asked of each ``recv``."""
+#: at most this many unread request-body bytes are drained after a response (so a close does
+#: not reset the connection under the response, or so a kept-alive connection can be reused);
+#: beyond it the connection is just closed
+DRAIN_LIMIT = 1 << 20
+"""Unread request-body bytes read and discarded after a response, at most."""
+
+_QUIET_ERRNOS = frozenset(
+    (errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ESHUTDOWN)
+)
+_REASONS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+}
+
+
+class Beater(Protocol):
+    """What records progress while a request waits on its peer."""
+
+    def beat(self) -> None:
+        """Record progress now."""
+
+
+def error_response(status: int, reason_text: str = "") -> bytes:
+    """A complete, self-closing HTTP/1.1 error response."""
+    phrase = _REASONS.get(status, "Error")
+    body = f"{phrase}\n{reason_text}\n" if reason_text else f"{phrase}\n"
+    data = body.encode("latin-1", "replace")
+    return (
+        f"HTTP/1.1 {status} {phrase}\r\nConnection: close\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(data)}\r\n\r\n"
+    ).encode("latin-1") + data
+
+
+class _HttpBody:
+    """Pull function over an HTTP parser: the next de-chunked body piece, b"" at the end."""
+
+    __slots__ = ("_conn", "_continue", "_heartbeat", "_parser")
+
+    def __init__(self, conn: socket.socket, parser: HttpParser, send_continue: bool,
+                 heartbeat: Beater) -> None:
+        self._conn = conn
+        self._parser = parser
+        self._continue = send_continue
+        self._heartbeat = heartbeat
+
+    @property
+    def awaiting_continue(self) -> bool:
+        """True while the client waits for ``100 Continue`` and has sent no body yet."""
+        return self._continue
+
+    def __call__(self) -> bytes:
+        parser = self._parser
+        while True:
+            event = parser.next_event()
+            if event is NEED_DATA:
+                if self._continue:
+                    self._continue = False
+                    self._conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                try:
+                    data = self._conn.recv(RECV_SIZE)
+                except TimeoutError:
+                    raise ClientDisconnected("timed out reading the request body") from None
+                if not data:
+                    raise ClientDisconnected("client closed the connection inside the body")
+                self._heartbeat.beat()
+                parser.receive_data(data)
+                continue
+            if event.__class__ is Data:
+                return event.data
+            # EndOfMessage: the bytes of a pipelined next request stay in the parser, unread here
+            return b""
+
+
+class _UwsgiBody:
+    """Pull function over a CONTENT_LENGTH-framed uWSGI body (the bytes after the vars)."""
+
+    __slots__ = ("_conn", "_heartbeat", "_length", "_pending", "_remaining")
+
+    def __init__(self, conn: socket.socket, buffered: bytes, length: int,
+                 heartbeat: Beater) -> None:
+        if len(buffered) > length:
+            buffered = buffered[:length]  # one request per connection: the rest is not ours
+        self._conn = conn
+        self._pending = buffered
+        self._length = length
+        self._remaining = length - len(buffered)
+        self._heartbeat = heartbeat
+
+    def __call__(self) -> bytes:
+        if self._pending:
+            data = self._pending
+            self._pending = b""
+            return data
+        remaining = self._remaining
+        if remaining <= 0:
+            return b""
+        try:
+            data = self._conn.recv(remaining if remaining < RECV_SIZE else RECV_SIZE)
+        except TimeoutError:
+            raise ClientDisconnected("timed out reading the request body") from None
+        if not data:
+            raise ClientDisconnected(
+                f"front end closed the connection after {self._length - remaining} of "
+                f"{self._length} body bytes"
+            )
+        self._remaining = remaining - len(data)
+        self._heartbeat.beat()
+        return data
+
+
+class _UwsgiChunkedBody:
+    """Pull function over a chunk-framed uWSGI body (the uWSGI router's --http-chunked-input)."""
+
+    __slots__ = ("_conn", "_heartbeat", "_parser")
+
+    def __init__(self, conn: socket.socket, parser: UwsgiParser, heartbeat: Beater) -> None:
+        self._conn = conn
+        self._parser = parser
+        self._heartbeat = heartbeat
+
+    def __call__(self) -> bytes:
+        parser = self._parser
+        while True:
+            event = parser.next_event()
+            if event is NEED_DATA:
+                try:
+                    data = self._conn.recv(RECV_SIZE)
+                except TimeoutError:
+                    raise InvalidUWSGIHeader(
+                        "the vars announce a chunked body (HTTP_TRANSFER_ENCODING, no "
+                        "CONTENT_LENGTH) but no chunk arrived in time; the uWSGI router forwards "
+                        "chunked bodies only with --http-chunked-input"
+                    ) from None
+                parser.receive_data(data)  # b"" = EOF: the parser reports the truncation
+                self._heartbeat.beat()
+                continue
+            if event.__class__ is Data:
+                return event.data
+            return b""
+
+
+class BlockingWorker(Worker):
+    """A worker serving requests on blocking sockets; subclasses read heads and schedule."""
+
+    limits: HttpLimits
+    header_timeout: float | None
+    io_timeout: float | None
+    use_sendfile: bool
+    access_log: bool
+    pre_request: Any
+    post_request: Any
+    builders: dict[int, Any]
+    uwsgi_allowed: AddressMatcher
+    uwsgi_max_vars: int
+
+    def setup_serving(self, multithread: bool) -> None:
+        """Read the settings every request needs; build one environ builder per listener."""
+        cfg = self.cfg
+        self.limits = HttpLimits(
+            cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size
+        )
+        self.header_timeout = cfg.header_timeout or None
+        self.io_timeout = float(cfg.timeout) if cfg.timeout > 0 else None
+        if cfg.sendfile is None:  # gunicorn's rule: unset means the SENDFILE variable decides
+            self.use_sendfile = os.environ.get("SENDFILE", "1").lower() not in ("0", "false", "no")
+        else:
+            self.use_sendfile = cfg.sendfile
+        self.access_log = self.log.access_enabled
+        self.pre_request = cfg.pre_request if cfg.hook_is_set("pre_request") else None
+        self.post_request = cfg.post_request if cfg.hook_is_set("post_request") else None
+        base = base_environ(cfg.workers > 1, multithread)
+        trusted = AddressMatcher(cfg.forwarded_allow_ips)
+        self.builders = {}
+        for listener in self.listeners:
+            sockname = listener.sock.getsockname()
+            if listener.protocol == "uwsgi":
+                self.builders[listener.sock.fileno()] = UwsgiEnvironBuilder(base, sockname)
+            else:
+                self.builders[listener.sock.fileno()] = HttpEnvironBuilder(
+                    base, sockname, trusted, cfg.secure_scheme_headers
+                )
+        self.uwsgi_allowed = AddressMatcher(cfg.uwsgi_allow_ips)
+        self.uwsgi_max_vars = cfg.uwsgi_max_vars_size
+        for listener in self.listeners:
+            listener.sock.setblocking(False)
+
+    def stopping(self) -> bool:
+        """True once the worker was told to stop (responses then close their connection)."""
+        return not self.alive
+
+    # ------------------------------------------------------------------ connection errors
+
+    def log_connection_error(self, exc: BaseException, peer: Any, listener: Any) -> None:
+        """Log what ended a connection (call it while handling ``exc``): quietly for a peer
+        that left, with the traceback for anything else."""
+        who = peer or listener.name
+        if isinstance(exc, ClientDisconnected):
+            self.log.debug("Client %s: %s", who, exc)
+        elif isinstance(exc, OSError):
+            if exc.errno in _QUIET_ERRNOS or isinstance(exc, TimeoutError):
+                self.log.debug("Connection from %s ended: %s", who, exc)
+            else:
+                self.log.exception("Error on the connection from %s", who)
+        else:
+            self.log.exception("Error handling a connection from %s", who)
+
+    def send_error(self, conn: socket.socket, status: int, reason: str) -> None:
+        """Send a self-closing error response, ignoring a peer that is gone."""
+        try:
+            conn.settimeout(1.0)
+            conn.sendall(error_response(status, reason))
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------------ after the head
+
+    def http_request(
+        self,
+        listener: Any,
+        conn: socket.socket,
+        peer: Any,
+        parser: HttpParser,
+        req: HttpRequest,
+        beater: Beater,
+        keep_alive: bool,
+    ) -> bool:
+        """Serve a parsed HTTP request; True when the connection may carry another one."""
+        conn.settimeout(self.io_timeout)
+        try:
+            environ = self.builders[listener.sock.fileno()].build(req, peer)
+        except ProtocolError as exc:
+            self.log.info("Invalid HTTP request from %s: %s", peer or listener.name, exc.reason)
+            self.send_error(conn, exc.status, exc.reason)
+            return False
+        if req.content_length == 0 and not req.chunked:
+            body: Any = EMPTY_INPUT
+        else:
+            body = Input(_HttpBody(conn, parser, req.expect_continue, beater))
+        environ["wsgi.input"] = body
+        return self.serve(conn, environ, body, req.method == "HEAD", False, beater,
+                          keep_alive, req.version == "1.0")
+
+    def uwsgi_forbidden(self, listener: Any, conn: socket.socket, peer: Any) -> bool:
+        """Refuse (403) a TCP peer outside ``uwsgi_allow_ips``; True when it was refused."""
+        if peer and peer[0] not in self.uwsgi_allowed:  # UNIX peers ("") are always allowed
+            self.log.warning("Forbidden uWSGI request from %s", peer[0])
+            self.send_error(conn, 403, "")
+            return True
+        return False
+
+    def uwsgi_truncated(self, buf: bytes) -> ProtocolError:
+        """The error for a uWSGI packet cut short by the front end closing after ``buf``."""
+        parser = UwsgiParser(max_vars_size=self.uwsgi_max_vars)
+        parser.receive_data(buf)
+        parser.receive_data(b"")
+        try:
+            parser.next_event()
+        except ProtocolError as exc:
+            return exc
+        return InvalidUWSGIHeader("truncated packet")
+
+    def uwsgi_invalid(self, listener: Any, conn: socket.socket, peer: Any,
+                      exc: ProtocolError) -> None:
+        """Log and answer a malformed uWSGI packet."""
+        self.log.warning(
+            "Invalid uWSGI header: %s from %s", exc.reason, peer[0] if peer else listener.name
+        )
+        self.send_error(conn, exc.status, exc.reason)
+
+    def uwsgi_request(
+        self,
+        listener: Any,
+        conn: socket.socket,
+        buf: bytes,
+        head: UwsgiRequest,
+        used: int,
+        beater: Beater,
+    ) -> None:
+        """Serve a parsed uWSGI request whose packet (and maybe some body) is in ``buf``."""
+        conn.settimeout(self.io_timeout)
+        environ = self.builders[listener.sock.fileno()].build(head.environ)
+        if head.chunked:
+            parser = UwsgiParser(max_vars_size=self.uwsgi_max_vars)
+            parser.receive_data(buf)
+            parser.next_event()  # the head, again: the rare chunked case re-parses it
+            if self.header_timeout:
+                conn.settimeout(self.header_timeout)
+            body: Any = Input(_UwsgiChunkedBody(conn, parser, beater))
+        elif head.content_length:
+            body = Input(_UwsgiBody(conn, buf[used:], head.content_length, beater))
+        else:
+            body = EMPTY_INPUT
+        environ["wsgi.input"] = body
+        self.serve(conn, environ, body, environ["REQUEST_METHOD"] == "HEAD", True, beater,
+                   False, False)
+
+    # ------------------------------------------------------------------ the application
+
+    def serve(
+        self,
+        conn: socket.socket,
+        environ: dict[str, Any],
+        body: Any,
+        head_only: bool,
+        uwsgi: bool,
+        beater: Beater,
+        keep_alive: bool,
+        http10: bool,
+    ) -> bool:
+        """Call the application and send its response; then log, run hooks, drain.
+
+        Returns True when the response kept the connection open and it can carry another
+        request: complete, framed, and the request body read to its end.
+        """
+        start = time.monotonic() if self.access_log else 0.0
+        hook_req = None
+        if self.pre_request is not None or self.post_request is not None:
+            hook_req = HookRequest(environ)
+            if self.pre_request is not None:
+                self.pre_request(self, hook_req)
+        resp = Response(conn, head_only, uwsgi, beater.beat)
+        if keep_alive:
+            resp.keep_alive = True
+            resp.http10 = http10
+            resp.body = body
+            resp.should_close = self.stopping
+        self.nr += 1
+        result: Any = None
+        failed = False
+        assert self.app is not None
+        try:
+            result = self.app(environ, resp.start_response)
+            if result.__class__ is list and len(result) == 1:
+                data = result[0]
+                if data.__class__ is not bytes:
+                    data = _as_bytes(data)
+                resp.write_single(data)
+            elif isinstance(result, FileWrapper):
+                resp.send_file(result, self.use_sendfile)
+            else:
+                resp.send_iterable(_checked(result))
+        except (ClientDisconnected, ConnectionError, TimeoutError):
+            raise
+        except Exception as exc:
+            failed = True
+            self._app_error(conn, environ, resp, exc)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    self.log.exception("Error closing the response iterable")
+        if self.access_log:
+            self.log.access(
+                environ, resp.status or "500", resp.headers, resp.sent,
+                time.monotonic() - start,
+            )
+        if self.post_request is not None:
+            self.post_request(self, hook_req, environ, resp)
+        if body is not EMPTY_INPUT and not body.exhausted and not body.awaiting_continue:
+            drained = self._drain(conn, body)
+        else:
+            drained = body is EMPTY_INPUT or body.exhausted
+        return resp.keep_alive and drained and not failed and resp.complete
+
+    def _app_error(
+        self, conn: socket.socket, environ: dict[str, Any], resp: Response, exc: Exception
+    ) -> None:
+        where = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
+        if isinstance(exc, ProtocolError):
+            # the body broke its framing while the app read it: the client's fault, not the app's
+            self.log.info("Invalid request body from %s for %s: %s",
+                          environ.get("REMOTE_ADDR") or "a local peer", where, exc.reason)
+            if not resp.headers_sent:
+                resp.status, resp.status_code = f"{exc.status} Bad Request", exc.status
+                resp.headers = []
+                self.send_error(conn, exc.status, exc.reason)
+            return
+        if isinstance(exc, ResponseError):
+            self.log.error("Bad response from the application to %s: %s", where, exc)
+        else:
+            self.log.exception("Error handling request %s", where)
+        if not resp.headers_sent:
+            resp.status = "500 Internal Server Error"
+            resp.status_code = 500
+            resp.headers = []
+            try:
+                conn.sendall(error_response(500))
+            except OSError:
+                pass
+        # otherwise the response is cut short: closing the connection tells the client
+
+    def _drain(self, conn: socket.socket, body: Any) -> bool:
+        """Read what the app left of the body; True when it was read to its end."""
+        try:
+            conn.settimeout(1.0)
+            return bool(body.drain(DRAIN_LIMIT))
+        except (OSError, ProtocolError):
+            return False
+
+
+def _as_bytes(data: Any) -> bytes:
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise ResponseError(
+        f"the application's response iterable yielded {type(data).__name__}, expected bytes"
+    )
+
+
+def _checked(result: Any) -> Any:
+    for data in result:
+        yield data if data.__class__ is bytes else _as_bytes(data)

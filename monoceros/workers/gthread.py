@@ -1,0 +1,423 @@
+"""The gthread worker: a pool of ``threads`` threads per worker, keep-alive and pipelining.
+
+The main thread owns one long-lived epoll set holding the listeners, the signal wake-up pipe and
+every connection that waits for bytes (a new one whose request has not arrived yet, a kept-alive
+one between requests, a slow client in the middle of its head). A connection that becomes
+readable is handed to the pool; a thread reads and parses what is there without waiting, serves
+the complete requests (blocking, as the sync worker does, for the body and the response), and
+when the next request is not there yet, parks the connection again (``EPOLLONESHOT``, re-armed
+by the thread itself, so nothing passes through the main thread). Idle kept-alive connections
+are closed after ``keepalive`` seconds, heads that do not complete within ``header_timeout``
+seconds are dropped, and no more connections are accepted while ``worker_connections`` are open.
+
+Liveness: the main thread beats the heartbeat while no request has gone ``timeout`` seconds
+without progress (body bytes read, response bytes written). When one has, it stops beating; the
+master aborts the worker (SIGABRT) and the worker logs the request line(s) in flight first.
+"""
+
+from __future__ import annotations
+
+import errno
+import queue
+import select
+import socket
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from ..protocols.errors import ProtocolError
+from ..protocols.events import NEED_DATA
+from ..protocols.http import HttpParser, HttpRequest
+from ..protocols.uwsgi import PONG, Ping, UwsgiRequest, parse_head
+from .blocking import RECV_SIZE, BlockingWorker
+
+__all__ = ["ThreadWorker"]
+
+_ACCEPT_RETRY = frozenset((errno.ECONNABORTED, errno.EPROTO, errno.EINTR))
+_PARK = select.EPOLLIN | select.EPOLLONESHOT if hasattr(select, "epoll") else 0
+#: seconds between two sweeps for expired deadlines, at most
+_TICK = 0.25
+_FOREVER = float("inf")
+
+
+class _Conn:
+    """One client connection and what is known of it between two readiness events."""
+
+    __slots__ = (
+        "buf", "deadline", "fd", "head_deadline", "listener", "parser", "peer", "registered",
+        "served", "sock", "uwsgi",
+    )
+
+    def __init__(self, sock: socket.socket, listener: Any, peer: Any, head_deadline: float,
+                 parser: HttpParser | None) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.listener = listener
+        self.peer = peer
+        self.uwsgi = parser is None
+        self.parser = parser
+        self.buf = b""
+        self.served = 0
+        self.head_deadline = head_deadline
+        self.deadline = head_deadline
+        self.registered = False
+
+
+class _Progress:
+    """What one pool thread is serving, and when that request last moved (0.0: idle)."""
+
+    __slots__ = ("peer", "request", "since", "started")
+
+    def __init__(self) -> None:
+        self.since = 0.0
+        self.started = 0.0
+        self.request: Any = None
+        self.peer: Any = None
+
+    def begin(self, request: Any, peer: Any) -> None:
+        """A request starts being served."""
+        self.request = request
+        self.peer = peer
+        self.started = self.since = time.monotonic()
+
+    def beat(self) -> None:
+        """The request in flight made progress."""
+        self.since = time.monotonic()
+
+    def end(self) -> None:
+        """The request is done."""
+        self.since = 0.0
+        self.request = None
+
+    def describe(self) -> str:
+        """The request line in flight and its peer, for the timeout report."""
+        req = self.request
+        if isinstance(req, HttpRequest):
+            line = f"{req.method} {req.target.decode('latin-1')} HTTP/{req.version}"
+        elif isinstance(req, UwsgiRequest):
+            env = req.environ
+            uri = env.get("REQUEST_URI") or env.get("PATH_INFO", "")
+            line = f"{env.get('REQUEST_METHOD', '?')} {uri} {env.get('SERVER_PROTOCOL', '')}"
+        else:
+            line = "?"
+        peer = self.peer[0] if isinstance(self.peer, tuple) else self.peer or "a local peer"
+        return f"{line.rstrip()} from {peer}"
+
+
+class ThreadWorker(BlockingWorker):
+    """Serve many connections with a thread pool; HTTP/1.1 keep-alive and pipelining."""
+
+    def run(self) -> None:
+        """Start the pool and serve until told to stop."""
+        if not hasattr(select, "epoll"):
+            raise RuntimeError("the gthread worker needs epoll (Linux)")
+        cfg = self.cfg
+        self.setup_serving(True)
+        self.keepalive = float(cfg.keepalive)
+        self.max_connections = cfg.worker_connections
+        self._lock = threading.Lock()
+        self._open = 0
+        self._parked: dict[int, _Conn] = {}
+        self._jobs: queue.SimpleQueue[_Conn | None] = queue.SimpleQueue()
+        self._progress: list[_Progress] = []
+        self._poller = select.epoll()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"monoceros-{i}", daemon=True)
+            for i in range(cfg.threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+        # A fast stop (QUIT, INT) or an abort leaves through SystemExit: no waiting for threads.
+        self._serve_forever()
+        self._shutdown()
+
+    # ------------------------------------------------------------------ main thread
+
+    def _listen(self, on: bool) -> None:
+        exclusive = getattr(select, "EPOLLEXCLUSIVE", 0)
+        for listener in self.listeners:
+            if on:
+                self._poller.register(listener.sock.fileno(), select.EPOLLIN | exclusive)
+            else:
+                self._poller.unregister(listener.sock.fileno())
+
+    def _serve_forever(self) -> None:
+        poller = self._poller
+        heartbeat = self.heartbeat
+        timeout = self.cfg.timeout
+        wait = min(_TICK, timeout / 2.0) if timeout > 0 else _TICK
+        by_fd = {listener.sock.fileno(): listener for listener in self.listeners}
+        wakeup = self._wakeup_r
+        parked = self._parked
+        jobs = self._jobs
+        poller.register(wakeup, select.EPOLLIN)
+        self._listen(True)
+        accepting = True
+        next_tick = 0.0
+        while self.alive:
+            try:
+                events = poller.poll(wait)
+            except InterruptedError:
+                events = []
+            for fd, _ in events:
+                conn = parked.pop(fd, None)
+                if conn is not None:
+                    jobs.put(conn)
+                elif fd == wakeup:
+                    self.drain_wakeup()
+                elif accepting and fd in by_fd:
+                    accepting = self._accept(by_fd[fd])
+                    if not accepting:
+                        self._listen(False)
+            now = time.monotonic()
+            if now < next_tick and self.alive:
+                continue
+            next_tick = now + wait
+            if self._healthy(now, timeout):
+                heartbeat.beat()
+            self._expire(now)
+            if self.reopen_logs:
+                self.reopen_log_files()
+            if self.nr >= self.max_requests and self.alive:
+                self.log.info("Autorestarting worker after current request.")
+                self.alive = False
+            if not accepting and self._open < self.max_connections and self.alive:
+                accepting = True
+                self._listen(True)
+            if self.parent_changed():
+                self.alive = False
+
+    def _accept(self, listener: Any) -> bool:
+        """Accept what is waiting on ``listener``; False once ``worker_connections`` are open."""
+        sock = listener.sock
+        uwsgi = listener.protocol == "uwsgi"
+        header_timeout = self.header_timeout
+        while self._open < self.max_connections:
+            try:
+                client, peer = sock.accept()
+            except BlockingIOError:
+                return True
+            except OSError as exc:
+                if exc.errno in _ACCEPT_RETRY:
+                    continue
+                self.log.error("accept() failed on %s: %s", listener.name, exc)
+                time.sleep(0.1)  # EMFILE and friends: do not spin
+                return True
+            deadline = time.monotonic() + header_timeout if header_timeout else _FOREVER
+            with self._lock:
+                self._open += 1
+            self._jobs.put(
+                _Conn(client, listener, peer, deadline, None if uwsgi else HttpParser(self.limits))
+            )
+        return False
+
+    def _healthy(self, now: float, timeout: int) -> bool:
+        """False when a request in flight made no progress for ``timeout`` seconds."""
+        if timeout <= 0:
+            return True
+        for progress in self._progress:
+            since = progress.since
+            if since and now - since > timeout:
+                return False
+        return True
+
+    def _expire(self, now: float) -> None:
+        """Close parked connections past their deadline (idle keep-alive, slow heads)."""
+        parked = self._parked
+        for conn in list(parked.values()):
+            if conn.deadline <= now and parked.pop(conn.fd, None) is not None:
+                if conn.served and (conn.uwsgi or not conn.parser or not conn.parser.in_message):
+                    self.log.debug("Closing idle keep-alive connection from %s", conn.peer)
+                else:
+                    self.log.debug("Client %s: no complete request head within header_timeout "
+                                   "(%gs)", conn.peer or conn.listener.name, self.header_timeout)
+                self._close(conn)
+
+    def _shutdown(self) -> None:
+        """Stop accepting, close idle connections, let requests in flight finish, stop."""
+        self.alive = False
+        for conn in list(self._parked.values()):
+            if self._parked.pop(conn.fd, None) is not None:
+                if conn.served:
+                    self._close(conn)  # idle between requests: nothing is lost
+                else:
+                    self._jobs.put(conn)  # accepted, request not there yet: still served
+        for _ in self._threads:
+            self._jobs.put(None)
+        deadline = time.monotonic() + max(self.cfg.graceful_timeout, 0)
+        for thread in self._threads:
+            while thread.is_alive():
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                self.heartbeat.beat()
+                thread.join(min(0.5, deadline - now))
+        for conn in list(self._parked.values()):  # parked by a thread racing the stop
+            self._close(conn)
+        self._poller.close()
+
+    def _handle_abort(self, signum: int, frame: FrameType | None) -> None:
+        """Timed out: name the request(s) in flight, then exit as any worker does."""
+        now = time.monotonic()
+        for progress in list(self._progress):
+            if progress.since and progress.request is not None:
+                self.log.error(
+                    "Request in flight for %.1fs (%.1fs without progress) when the worker was "
+                    "aborted: %s", now - progress.started, now - progress.since,
+                    progress.describe(),
+                )
+        super()._handle_abort(signum, frame)
+
+    # ------------------------------------------------------------------ pool threads
+
+    def _close(self, conn: _Conn) -> None:
+        try:
+            conn.sock.close()
+        finally:
+            with self._lock:
+                self._open -= 1
+
+    def _park(self, conn: _Conn) -> None:
+        """Wait for the connection's next bytes in the main thread's poller."""
+        if not self.alive:
+            self._close(conn)
+            return
+        parser = conn.parser
+        if conn.served and (parser is None or not parser.in_message):
+            conn.deadline = time.monotonic() + self.keepalive  # idle between two requests
+        else:
+            if conn.head_deadline == 0.0:
+                timeout = self.header_timeout
+                conn.head_deadline = time.monotonic() + timeout if timeout else _FOREVER
+            conn.deadline = conn.head_deadline
+        fd = conn.fd
+        self._parked[fd] = conn
+        if conn.registered:
+            self._poller.modify(fd, _PARK)
+        else:
+            conn.registered = True
+            self._poller.register(fd, _PARK)
+
+    def _work(self) -> None:
+        progress = _Progress()
+        self._progress.append(progress)
+        jobs = self._jobs
+        while True:
+            conn = jobs.get()
+            if conn is None:
+                return
+            keep = False
+            while True:
+                try:
+                    if conn.uwsgi:
+                        keep = self._step_uwsgi(conn, progress)
+                    else:
+                        keep = self._step_http(conn, progress)
+                except Exception as exc:
+                    keep = False
+                    self.log_connection_error(exc, conn.peer, conn.listener)
+                finally:
+                    progress.end()
+                # stopping: a connection accepted before the stop still gets its first request
+                if keep and not self.alive and not conn.served and self._first_bytes(conn):
+                    continue
+                break
+            if keep:
+                try:
+                    self._park(conn)
+                except Exception as exc:  # the poller is closed: the worker is stopping
+                    self.log.debug("Could not park a connection: %s", exc)
+                    self._parked.pop(conn.fd, None)
+                    self._close(conn)
+            else:
+                self._close(conn)
+
+    def _first_bytes(self, conn: _Conn) -> bool:
+        """While stopping: wait (bounded) in this thread for a new connection's request."""
+        limit = min(conn.head_deadline - time.monotonic(), float(self.cfg.graceful_timeout))
+        if limit <= 0:
+            return False
+        try:
+            readable, _, _ = select.select([conn.sock], [], [], limit)
+        except (OSError, ValueError):
+            return False
+        return bool(readable)
+
+    def _step_http(self, conn: _Conn, progress: _Progress) -> bool:
+        """Serve the complete requests the connection holds; True to park it for more."""
+        sock = conn.sock
+        parser = conn.parser
+        assert parser is not None
+        listener = conn.listener
+        sock.settimeout(0.0)
+        while True:
+            try:
+                event = parser.next_event()
+            except ProtocolError as exc:
+                self.log.info("Invalid HTTP request from %s: %s",
+                              conn.peer or listener.name, exc.reason)
+                self.send_error(sock, exc.status, exc.reason)
+                return False
+            if event is NEED_DATA:
+                try:
+                    data = sock.recv(RECV_SIZE)
+                except BlockingIOError:
+                    return True
+                if not data and not parser.in_message:
+                    return False  # closed between requests (or before the first): no answer
+                parser.receive_data(data)
+                continue
+            if event.__class__ is not HttpRequest:
+                continue  # the EndOfMessage of a request served without a body
+            req = event
+            keep_alive = (
+                req.keep_alive and not req.upgrade and self.alive and self.keepalive > 0
+                and self.nr + 1 < self.max_requests
+            )
+            progress.begin(req, conn.peer)
+            keep = self.http_request(listener, sock, conn.peer, parser, req, progress, keep_alive)
+            progress.end()
+            if not keep:
+                return False
+            conn.served += 1
+            conn.head_deadline = 0.0
+            sock.settimeout(0.0)
+
+    def _step_uwsgi(self, conn: _Conn, progress: _Progress) -> bool:
+        """Read the uWSGI packet without waiting; serve it once whole. True to park for more."""
+        sock = conn.sock
+        listener = conn.listener
+        peer = conn.peer
+        if not conn.buf and not conn.registered:
+            if peer and self.uwsgi_forbidden(listener, sock, peer):
+                return False
+            sock.settimeout(0.0)
+        buf = conn.buf
+        try:
+            while True:
+                try:
+                    data = sock.recv(RECV_SIZE)
+                except BlockingIOError:
+                    conn.buf = buf
+                    return True
+                if not data:
+                    if not buf:
+                        return False  # connected and closed: a health check, nothing to say
+                    raise self.uwsgi_truncated(buf)
+                buf += data
+                parsed = parse_head(buf, self.uwsgi_max_vars)
+                if parsed is not None:
+                    break
+        except ProtocolError as exc:
+            self.uwsgi_invalid(listener, sock, peer, exc)
+            return False
+        conn.buf = b""
+        head, used = parsed
+        sock.settimeout(self.io_timeout)
+        if isinstance(head, Ping):
+            sock.sendall(PONG)
+            return False
+        progress.begin(head, peer)
+        self.uwsgi_request(listener, sock, buf, head, used, progress)
+        return False

@@ -1,0 +1,158 @@
+"""ASGI scopes built from HTTP/1.1 heads and from real uWSGI captures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monoceros.addresses import AddressMatcher
+from monoceros.asgi.access import access_environ
+from monoceros.asgi.scope import HttpScopeBuilder, UwsgiScopeBuilder
+from monoceros.protocols.errors import InvalidHTTPRequest
+from monoceros.protocols.http import HttpParser, HttpRequest
+from monoceros.protocols.uwsgi import UwsgiRequest, parse_head
+
+CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "uwsgi-packets"
+SECURE = {"X-FORWARDED-PROTO": "https"}
+
+
+def http_head(raw: bytes) -> HttpRequest:
+    parser = HttpParser()
+    parser.receive_data(raw)
+    event = parser.next_event()
+    assert isinstance(event, HttpRequest)
+    return event
+
+
+def http_scope(raw: bytes, peer: object = ("10.0.0.1", 5555), trusted: str = "10.0.0.1",
+               state: dict[str, Any] | None = None) -> dict[str, Any]:
+    builder = HttpScopeBuilder(("127.0.0.1", 8000), AddressMatcher([trusted]), SECURE)
+    return builder.build(http_head(raw), peer, state)
+
+
+def uwsgi_scope(name: str) -> dict[str, Any]:
+    parsed = parse_head((CAPTURES / f"{name}.bin").read_bytes())
+    assert parsed is not None and isinstance(parsed[0], UwsgiRequest)
+    return UwsgiScopeBuilder(("127.0.0.1", 9000)).build(parsed[0].environ, None)
+
+
+def test_http_scope_basics() -> None:
+    scope = http_scope(b"GET /p%20q/caf%C3%A9?x=1%202 HTTP/1.1\r\nHost: h\r\nX-Up: A\r\n\r\n",
+                       state={"db": 1})
+    assert scope["type"] == "http" and scope["method"] == "GET"
+    assert scope["path"] == "/p q/caf\u00e9" and scope["raw_path"] == b"/p%20q/caf%C3%A9"
+    assert scope["query_string"] == b"x=1%202" and scope["root_path"] == ""
+    assert scope["headers"] == [(b"host", b"h"), (b"x-up", b"A")]
+    assert scope["client"] == ("10.0.0.1", 5555) and scope["server"] == ("127.0.0.1", 8000)
+    assert scope["http_version"] == "1.1" and scope["scheme"] == "http"
+    assert scope["state"] == {"db": 1}
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+
+
+def test_http_state_is_a_shallow_copy() -> None:
+    state = {"n": 1}
+    scope = http_scope(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", state=state)
+    scope["state"]["n"] = 2
+    assert state == {"n": 1}
+
+
+def test_http_undecodable_path_bytes_become_replacement_characters() -> None:
+    scope = http_scope(b"GET /a%FFb HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert scope["path"] == "/a\ufffdb" and scope["raw_path"] == b"/a%FFb"
+
+
+def test_http_absolute_form_target() -> None:
+    scope = http_scope(b"GET http://example.com/x/y?z=1 HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert (scope["path"], scope["raw_path"], scope["query_string"]) == ("/x/y", b"/x/y", b"z=1")
+
+
+@pytest.mark.parametrize("peer,trusted,scheme", [
+    (("10.0.0.1", 1), "10.0.0.1", "https"),
+    (("10.0.0.2", 1), "10.0.0.1", "http"),  # an untrusted client cannot claim https
+    ("", "10.0.0.1", "https"),  # a UNIX socket peer is the local proxy
+])
+def test_http_scheme_from_trusted_proxies(peer: object, trusted: str, scheme: str) -> None:
+    scope = http_scope(b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https\r\n\r\n",
+                       peer=peer, trusted=trusted)
+    assert scope["scheme"] == scheme
+
+
+def test_http_websocket_upgrade_scope() -> None:
+    scope = http_scope(b"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+                       b"Connection: Upgrade\r\nSec-WebSocket-Protocol: a, b\r\n\r\n")
+    assert scope["type"] == "websocket" and scope["scheme"] == "ws"
+    assert "method" not in scope and scope["subprotocols"] == ["a", "b"]
+
+
+def test_http_unix_listener_server() -> None:
+    builder = HttpScopeBuilder("/run/app.sock", AddressMatcher([]), {})
+    scope = builder.build(http_head(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"), "", None)
+    assert scope["server"] == ("/run/app.sock", None) and scope["client"] is None
+    assert "state" not in scope
+
+
+def test_http_invalid_absolute_target() -> None:
+    with pytest.raises(InvalidHTTPRequest):
+        http_scope(b"GET http://[bad/ HTTP/1.1\r\nHost: h\r\n\r\n")
+
+
+# ----------------------------------------------------------------------------- uWSGI captures
+
+def test_uwsgi_path_is_what_nginx_decoded_as_utf8_text() -> None:
+    scope = uwsgi_scope("nginx-get-percent-utf8")
+    assert scope["path"] == "/caf\u00e9/a/b/~user/x y"  # decoded once, by nginx; %2F is a /
+    assert scope["raw_path"] == b"/caf%C3%A9/a%2Fb/%7Euser/x%20y"
+    assert scope["query_string"] == b"q=caf%C3%A9&x=%20"
+    assert scope["client"] == ("127.0.0.1", 34370) and scope["server"] == ("localhost", 18730)
+    assert scope["method"] == "GET" and scope["http_version"] == "1.1"
+
+
+def test_uwsgi_raw_utf8_from_nginx_and_apache() -> None:
+    for name in ("nginx-get-raw-utf8", "apache-get-raw-utf8-socket"):
+        scope = uwsgi_scope(name)
+        assert scope["path"] == "/caf\u00e9/\u65e5\u672c", name
+        assert scope["query_string"] == b"q=\xc3\xa9", name
+
+
+def test_uwsgi_script_name_is_root_path_and_path_includes_it() -> None:
+    scope = uwsgi_scope("nginx-prefix-scriptname-modifier30")
+    assert (scope["root_path"], scope["path"]) == ("/prefix", "/prefix/app/path")
+    assert scope["raw_path"] == b"/prefix/app/path" and scope["query_string"] == b"z=9"
+
+
+def test_uwsgi_scheme_and_headers() -> None:
+    assert uwsgi_scope("nginx-https-on")["scheme"] == "https"
+    headers = uwsgi_scope("nginx-header-repeated")["headers"]
+    assert (b"x-a", b"one, two") in headers and (b"cookie", b"c1=1; c2=2") in headers
+    form = uwsgi_scope("nginx-post-form100")
+    names = [name for name, _ in form["headers"]]
+    assert names.count(b"content-type") == 1 and names.count(b"content-length") == 1
+    assert all(name == name.lower() for name in names)
+    empty = uwsgi_scope("nginx-get-query")  # empty CONTENT_TYPE/LENGTH vars are no headers
+    assert not any(n.startswith(b"content-") for n, _ in empty["headers"])
+
+
+def test_uwsgi_absolute_form_request_uri() -> None:
+    scope = uwsgi_scope("nginx-get-absolute-form")
+    assert scope["raw_path"] == b"/abs" and scope["path"] == "/abs"
+
+
+def test_uwsgi_websocket_upgrade_scope() -> None:
+    scope = uwsgi_scope("nginx-websocket-upgrade")
+    assert scope["type"] == "websocket" and scope["scheme"] == "ws"
+    assert scope["path"] == "/ws/chat" and "method" not in scope
+
+
+def test_uwsgi_defaults_without_optional_vars() -> None:
+    scope = UwsgiScopeBuilder(("0.0.0.0", 9000)).build({"REQUEST_METHOD": "GET"}, {"a": 1})
+    assert scope["path"] == "" and scope["raw_path"] == b"" and scope["client"] is None
+    assert scope["server"] == ("0.0.0.0", 9000) and scope["state"] == {"a": 1}
+
+
+def test_access_environ_from_a_scope() -> None:
+    env = access_environ(uwsgi_scope("nginx-get-percent-utf8"))
+    assert env["REQUEST_METHOD"] == "GET" and env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert env["RAW_URI"] == "/caf%C3%A9/a%2Fb/%7Euser/x%20y?q=caf%C3%A9&x=%20"
+    assert env["REMOTE_ADDR"] == "127.0.0.1" and env["HTTP_HOST"] == "127.0.0.1"

@@ -1,0 +1,142 @@
+"""The sans-IO WebSocket layer (RFC 6455): handshake key, masking, frames, messages, errors."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from monoceros.protocols.websocket import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    FrameParser,
+    Message,
+    WebSocketError,
+    accept_key,
+    close_payload,
+    encode_frame,
+    parse_close,
+    unmask,
+)
+
+KEY = b"\x37\xfa\x21\x3d"
+
+
+def client(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    return encode_frame(opcode, payload, fin, mask=KEY)
+
+
+def messages(parser: FrameParser) -> list[Message]:
+    out = []
+    while (m := parser.next_message()) is not None:
+        out.append(m)
+    return out
+
+
+def test_accept_key_of_the_rfc_example() -> None:
+    assert accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def test_rfc_masked_hello_example() -> None:
+    # RFC 6455 5.7: a masked text frame "Hello"
+    frame = bytes.fromhex("818537fa213d7f9f4d5158")
+    assert client(OP_TEXT, b"Hello") == frame
+    parser = FrameParser()
+    parser.receive_data(frame)
+    assert messages(parser) == [Message(OP_TEXT, b"Hello", "Hello")]
+
+
+@given(st.binary(max_size=2000), st.binary(min_size=4, max_size=4))
+def test_unmask_matches_the_per_byte_definition(data: bytes, key: bytes) -> None:
+    assert unmask(data, key) == bytes(b ^ key[i % 4] for i, b in enumerate(data))
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 200_000])
+def test_server_frame_length_encodings(size: int) -> None:
+    frame = encode_frame(OP_BINARY, b"x" * size)
+    assert frame[0] == 0x82 and not frame[1] & 0x80
+    header = 2 if size < 126 else 4 if size < 65536 else 10
+    assert len(frame) == header + size
+    parser = FrameParser()
+    parser.receive_data(client(OP_BINARY, b"x" * size))
+    assert messages(parser) == [Message(OP_BINARY, b"x" * size)]
+
+
+def test_byte_by_byte_feeding_and_fragments_with_a_control_frame_between() -> None:
+    data = (client(OP_TEXT, b"caf", fin=False) + client(OP_PING, b"p")
+            + client(OP_CONT, "\u00e9!".encode()))
+    parser = FrameParser()
+    for i in range(len(data)):
+        parser.receive_data(data[i:i + 1])
+    assert messages(parser) == [Message(OP_PING, b"p"), Message(OP_TEXT, "caf\u00e9!".encode(),
+                                                                "caf\u00e9!")]
+    assert parser.buffered == 0
+
+
+def test_utf8_split_across_fragments_is_fine_but_invalid_text_is_1007() -> None:
+    parser = FrameParser()
+    raw = "\u00e9".encode()
+    parser.receive_data(client(OP_TEXT, raw[:1], fin=False) + client(OP_CONT, raw[1:]))
+    assert messages(parser)[0].text == "\u00e9"
+    with pytest.raises(WebSocketError) as info:
+        FrameParser().receive_data(client(OP_TEXT, b"\xff\xfe"))
+    assert info.value.code == 1007
+
+
+@pytest.mark.parametrize("raw,reason", [
+    (encode_frame(OP_TEXT, b"x"), "not masked"),
+    (bytes([0xC1, 0x80]) + KEY, "reserved bits"),
+    (bytes([0x83, 0x80]) + KEY, "reserved opcode"),
+    (client(OP_PING, b"p", fin=False), "fragmented control"),
+    (client(OP_PING, b"p" * 126), "longer than 125"),
+    (client(OP_CONT, b"x"), "continuation frame without"),
+    (client(OP_TEXT, b"a", fin=False) + client(OP_TEXT, b"b"), "inside a fragmented"),
+])
+def test_protocol_violations_are_1002(raw: bytes, reason: str) -> None:
+    with pytest.raises(WebSocketError) as info:
+        FrameParser().receive_data(raw)
+    assert info.value.code == 1002 and reason in info.value.reason
+
+
+def test_message_size_limit_is_1009_and_counts_fragments() -> None:
+    parser = FrameParser(max_message_size=10)
+    parser.receive_data(client(OP_BINARY, b"x" * 10))
+    assert len(messages(parser)) == 1
+    with pytest.raises(WebSocketError) as info:
+        parser.receive_data(client(OP_BINARY, b"x" * 6, fin=False) + client(OP_CONT, b"y" * 5))
+    assert info.value.code == 1009
+    with pytest.raises(WebSocketError):  # refused from the header, before the payload arrives
+        FrameParser(max_message_size=10).receive_data(client(OP_BINARY, b"z" * 100)[:4])
+
+
+def test_close_payloads() -> None:
+    assert parse_close(b"") == (1005, "")
+    assert parse_close(close_payload(1000, "bye")) == (1000, "bye")
+    assert parse_close(close_payload(4001)) == (4001, "")
+    for code in (999, 1004, 1005, 1006, 1015, 1016, 2999, 5000):
+        with pytest.raises(WebSocketError):
+            parse_close(code.to_bytes(2, "big"))
+    with pytest.raises(WebSocketError):
+        parse_close(b"\x03")
+    with pytest.raises(WebSocketError) as info:
+        parse_close(b"\x03\xe8\xff")
+    assert info.value.code == 1007
+    long = close_payload(1000, "\u00e9" * 100)  # cut to 125 bytes on a character boundary
+    assert len(long) <= 125 and parse_close(long)[1] == "\u00e9" * 61
+
+
+def test_pong_and_close_frames_are_handed_out() -> None:
+    parser = FrameParser()
+    parser.receive_data(client(OP_PONG, b"") + client(OP_CLOSE, close_payload(1001)))
+    assert [m.opcode for m in messages(parser)] == [OP_PONG, OP_CLOSE]
+
+
+def test_masking_large_payload_roundtrip() -> None:
+    data = os.urandom(1 << 20)
+    assert unmask(unmask(data, KEY), KEY) == data

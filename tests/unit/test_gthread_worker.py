@@ -1,0 +1,167 @@
+"""The gthread worker's per-connection step, driven over a socket pair (no process, no pool)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from monoceros.config import Config
+from monoceros.heartbeat import Heartbeat
+from monoceros.listeners import BindSpec, Listener
+from monoceros.logs import Logger
+from monoceros.protocols.http import HttpParser, HttpRequest
+from monoceros.workers.gthread import ThreadWorker, _Conn, _Progress
+
+SEEN: list[dict[str, Any]] = []
+
+
+def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    SEEN.append(environ)
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [environ["PATH_INFO"].encode() + b":" + body]
+
+
+@pytest.fixture
+def worker() -> Iterator[ThreadWorker]:
+    cfg = Config()
+    a, b = socket.socketpair()
+    listener = Listener(a, BindSpec("unix", path="test"), "http")
+    w = ThreadWorker(1, 0, [listener], cfg, Logger(cfg), Heartbeat(), app)
+    w.setup_serving(True)
+    w.keepalive = 2.0
+    SEEN.clear()
+    yield w
+    a.close()
+    b.close()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    b.settimeout(5)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def conn_of(worker: ThreadWorker, sock: socket.socket) -> _Conn:
+    return _Conn(sock, worker.listeners[0], "", float("inf"), HttpParser(worker.limits))
+
+
+def read_available(sock: socket.socket) -> bytes:
+    sock.settimeout(0.5)
+    chunks = []
+    try:
+        while data := sock.recv(65536):
+            chunks.append(data)
+    except TimeoutError:
+        pass
+    return b"".join(chunks)
+
+
+def test_pipelined_requests_served_then_parked(
+    worker: ThreadWorker, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    b.sendall(
+        b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n"
+        b"POST /two HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+        b"GET /thr"
+    )
+    conn = conn_of(worker, a)
+    assert worker._step_http(conn, _Progress()) is True  # the third head is incomplete: park
+    out = read_available(b)
+    assert out.count(b"HTTP/1.1 200 OK") == 2 and out.count(b"Connection: keep-alive") == 2
+    assert b"\r\n\r\n/one:" in out and out.endswith(b"\r\n\r\n/two:abc")
+    assert conn.served == 2 and conn.parser is not None and conn.parser.in_message
+    assert [e["wsgi.multithread"] for e in SEEN] == [True, True]
+    b.sendall(b"ee HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert worker._step_http(conn, _Progress()) is False  # the client asked to close
+    last = read_available(b)
+    assert b"Connection: close" in last and last.endswith(b"/three:")
+
+
+def test_nothing_sent_yet_parks_and_eof_closes_quietly(
+    worker: ThreadWorker, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    conn = conn_of(worker, a)
+    assert worker._step_http(conn, _Progress()) is True
+    b.shutdown(socket.SHUT_WR)
+    assert worker._step_http(conn, _Progress()) is False
+    assert read_available(b) == b""
+
+
+def test_head_cut_by_eof_gets_400(
+    worker: ThreadWorker, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    b.sendall(b"GET / HTTP/1.1\r\nHo")
+    b.shutdown(socket.SHUT_WR)
+    assert worker._step_http(conn_of(worker, a), _Progress()) is False
+    assert read_available(b).startswith(b"HTTP/1.1 400 Bad Request")
+
+
+def test_stopping_worker_answers_with_close(
+    worker: ThreadWorker, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    worker.alive = False
+    b.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert worker._step_http(conn_of(worker, a), _Progress()) is False
+    assert b"Connection: close" in read_available(b)
+
+
+def test_last_request_before_max_requests_closes(
+    worker: ThreadWorker, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    worker.max_requests = 2
+    b.sendall(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert worker._step_http(conn_of(worker, a), _Progress()) is False
+    out = read_available(b)
+    assert out.count(b"HTTP/1.1 200") == 2
+    assert out.index(b"keep-alive") < out.index(b"Connection: close")
+
+
+def test_unread_body_is_drained_before_the_next_request(
+    worker: ThreadWorker, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+
+    def lazy(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [environ["PATH_INFO"].encode()]
+
+    worker.app = lazy
+    b.sendall(b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbodyGET /g HTTP/1.1\r\n"
+              b"Host: t\r\n\r\n")
+    assert worker._step_http(conn_of(worker, a), _Progress()) is True
+    out = read_available(b)
+    assert out.count(b"HTTP/1.1 200") == 2 and out.endswith(b"/g")
+
+
+def test_progress_names_the_request_in_flight() -> None:
+    progress = _Progress()
+    assert progress.since == 0.0
+    req = HttpRequest("GET", b"/slow?s=1", "1.1", [], True, False, 0, False, False)
+    progress.begin(req, ("10.0.0.1", 5555))
+    assert progress.since > 0
+    assert progress.describe() == "GET /slow?s=1 HTTP/1.1 from 10.0.0.1"
+    progress.end()
+    assert progress.since == 0.0 and progress.request is None
+
+
+def test_healthy_until_a_request_stalls(worker: ThreadWorker) -> None:
+    stalled, moving = _Progress(), _Progress()
+    worker._progress = [stalled, moving]
+    assert worker._healthy(100.0, 30)
+    stalled.since, moving.since = 50.0, 99.0
+    assert not worker._healthy(100.0, 30)
+    assert worker._healthy(100.0, 0)  # timeout disabled
+    stalled.since = 0.0
+    assert worker._healthy(100.0, 30)

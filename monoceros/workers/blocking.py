@@ -69,17 +69,31 @@ def error_response(status: int, reason_text: str = "") -> bytes:
     ).encode("latin-1") + data
 
 
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+
+def will_wait(sock: socket.socket, timeout: float | None) -> None:
+    """Before a read or write that may wait for the peer: bound each wait by ``timeout``.
+
+    Connections start without a timeout; most requests never wait (the request is already
+    there, the response fits the socket buffer), so they never pay for setting one.
+    """
+    if sock.gettimeout() != timeout:
+        sock.settimeout(timeout)
+
+
 class _HttpBody:
     """Pull function over an HTTP parser: the next de-chunked body piece, b"" at the end."""
 
-    __slots__ = ("_conn", "_continue", "_heartbeat", "_parser")
+    __slots__ = ("_conn", "_continue", "_heartbeat", "_parser", "_timeout")
 
     def __init__(self, conn: socket.socket, parser: HttpParser, send_continue: bool,
-                 heartbeat: Beater) -> None:
+                 heartbeat: Beater, timeout: float | None) -> None:
         self._conn = conn
         self._parser = parser
         self._continue = send_continue
         self._heartbeat = heartbeat
+        self._timeout = timeout
 
     @property
     def awaiting_continue(self) -> bool:
@@ -91,6 +105,7 @@ class _HttpBody:
         while True:
             event = parser.next_event()
             if event is NEED_DATA:
+                will_wait(self._conn, self._timeout)
                 if self._continue:
                     self._continue = False
                     self._conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -112,10 +127,11 @@ class _HttpBody:
 class _UwsgiBody:
     """Pull function over a CONTENT_LENGTH-framed uWSGI body (the bytes after the vars)."""
 
-    __slots__ = ("_conn", "_heartbeat", "_length", "_pending", "_remaining")
+    __slots__ = ("_conn", "_heartbeat", "_length", "_pending", "_remaining", "_timeout")
 
     def __init__(self, conn: socket.socket, buffered: bytes, length: int,
-                 heartbeat: Beater) -> None:
+                 heartbeat: Beater, timeout: float | None) -> None:
+        self._timeout = timeout
         if len(buffered) > length:
             buffered = buffered[:length]  # one request per connection: the rest is not ours
         self._conn = conn
@@ -132,10 +148,16 @@ class _UwsgiBody:
         remaining = self._remaining
         if remaining <= 0:
             return b""
+        conn = self._conn
+        size = remaining if remaining < RECV_SIZE else RECV_SIZE
         try:
-            data = self._conn.recv(remaining if remaining < RECV_SIZE else RECV_SIZE)
-        except TimeoutError:
-            raise ClientDisconnected("timed out reading the request body") from None
+            data = conn.recv(size, _DONTWAIT)
+        except BlockingIOError:
+            will_wait(conn, self._timeout)
+            try:
+                data = conn.recv(size)
+            except TimeoutError:
+                raise ClientDisconnected("timed out reading the request body") from None
         if not data:
             raise ClientDisconnected(
                 f"front end closed the connection after {self._length - remaining} of "
@@ -263,7 +285,6 @@ class BlockingWorker(Worker):
         keep_alive: bool,
     ) -> bool:
         """Serve a parsed HTTP request; True when the connection may carry another one."""
-        conn.settimeout(self.io_timeout)
         try:
             environ = self.builders[listener.sock.fileno()].build(req, peer)
         except ProtocolError as exc:
@@ -273,7 +294,7 @@ class BlockingWorker(Worker):
         if req.content_length == 0 and not req.chunked:
             body: Any = EMPTY_INPUT
         else:
-            body = Input(_HttpBody(conn, parser, req.expect_continue, beater))
+            body = Input(_HttpBody(conn, parser, req.expect_continue, beater, self.io_timeout))
         environ["wsgi.input"] = body
         return self.serve(conn, environ, body, req.method == "HEAD", False, beater,
                           keep_alive, req.version == "1.0")
@@ -315,7 +336,6 @@ class BlockingWorker(Worker):
         beater: Beater,
     ) -> None:
         """Serve a parsed uWSGI request whose packet (and maybe some body) is in ``buf``."""
-        conn.settimeout(self.io_timeout)
         environ = self.builders[listener.sock.fileno()].build(head.environ)
         if head.chunked:
             parser = UwsgiParser(max_vars_size=self.uwsgi_max_vars)
@@ -325,7 +345,8 @@ class BlockingWorker(Worker):
                 conn.settimeout(self.header_timeout)
             body: Any = Input(_UwsgiChunkedBody(conn, parser, beater))
         elif head.content_length:
-            body = Input(_UwsgiBody(conn, buf[used:], head.content_length, beater))
+            body = Input(_UwsgiBody(conn, buf[used:], head.content_length, beater,
+                                    self.io_timeout))
         else:
             body = EMPTY_INPUT
         environ["wsgi.input"] = body
@@ -356,7 +377,7 @@ class BlockingWorker(Worker):
             hook_req = HookRequest(environ)
             if self.pre_request is not None:
                 self.pre_request(self, hook_req)
-        resp = Response(conn, head_only, uwsgi, beater.beat)
+        resp = Response(conn, head_only, uwsgi, beater.beat, self.io_timeout)
         if keep_alive:
             resp.keep_alive = True
             resp.http10 = http10
@@ -383,7 +404,7 @@ class BlockingWorker(Worker):
             failed = True
             self._app_error(conn, environ, resp, exc)
         finally:
-            close = getattr(result, "close", None)
+            close = None if result.__class__ is list else getattr(result, "close", None)
             if close is not None:
                 try:
                     close()

@@ -11,7 +11,7 @@ an HTTP/1.0 body without Content-Length, an application's own ``Connection: clos
 client still waiting for ``100 Continue`` turn it back into a closing response.
 
 The module-level caches (the Date header, the checked header names) are safe to share between
-threads: each update is one atomic store of an immutable value or one set insertion.
+threads: each update is one atomic store of an immutable value or one dict insertion.
 """
 
 from __future__ import annotations
@@ -32,12 +32,38 @@ __all__ = ["FileWrapper", "Response", "ResponseError", "http_date"]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-#: header names already checked to be tokens (bounded: apps use a small fixed set)
-_GOOD_NAMES: set[str] = set()
 _NO_BODY_STATUS: Final = frozenset((204, 304))
 _HOP_BY_HOP: Final = frozenset(
     ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
 )
+_DONTWAIT: Final = getattr(socket, "MSG_DONTWAIT", 0)
+
+#: what the head does with a response header: write it, take its length, or drop it (hop-by-hop)
+_ORDINARY, _CONTENT_LENGTH, _CONNECTION, _HOP = 0, 1, 2, 3
+#: response header name -> its kind, for names already checked to be tokens (bounded: apps use
+#: a small fixed set); one dict lookup per header instead of a regex, a lower() and set tests
+_NAME_KIND: dict[str, int] = {}
+
+
+def _name_kind(name: object) -> int:
+    """Check a response header name and classify it (cached)."""
+    if name.__class__ is not str:
+        raise ResponseError(f"response header name {name!r} must be str")
+    assert isinstance(name, str)
+    if not _TOKEN.match(name):
+        raise ResponseError(f"invalid response header name {name!r}")
+    lname = name.lower()
+    if lname == "content-length":
+        kind = _CONTENT_LENGTH
+    elif lname == "connection":
+        kind = _CONNECTION
+    elif lname in _HOP_BY_HOP:
+        kind = _HOP
+    else:
+        kind = _ORDINARY
+    if len(_NAME_KIND) < 1024:
+        _NAME_KIND[name] = kind
+    return kind
 
 #: (second, its HTTP date): one tuple, replaced whole, so a thread never sees a torn pair
 _date: tuple[int, str] = (0, "")
@@ -93,6 +119,7 @@ class Response:
 
     __slots__ = (
         "_beat",
+        "_io_timeout",
         "_sock",
         "body",
         "chunked",
@@ -116,9 +143,12 @@ class Response:
         head_only: bool,
         uwsgi: bool,
         beat: Callable[[], None] | None = None,
+        io_timeout: float | None = None,
     ) -> None:
         self._sock = sock
         self._beat = beat
+        #: bounds each wait for the client once a send would block (None: wait for ever)
+        self._io_timeout = io_timeout
         self.head_only = head_only
         self.uwsgi = uwsgi
         self.status: str | None = None
@@ -141,16 +171,30 @@ class Response:
         self.ended = False
 
     def _send(self, data: bytes) -> None:
-        """Send all of ``data``; the socket timeout bounds each wait, not the whole transfer."""
+        """Send all of ``data``.
+
+        The first try never waits, so nothing has to be set up when the socket buffer takes it
+        all (the usual case for a small response); after that ``io_timeout`` bounds each wait,
+        not the whole transfer.
+        """
         sock = self._sock
-        sent = sock.send(data)
+        try:
+            sent = sock.send(data, _DONTWAIT)
+        except BlockingIOError:
+            sent = 0
         if sent < len(data):
+            self._will_wait()
             view = memoryview(data)
             beat = self._beat
             while sent < len(view):
                 if beat is not None:
                     beat()  # a slow but moving client is progress, not a hung worker
                 sent += sock.send(view[sent:])
+
+    def _will_wait(self) -> None:
+        """Make the socket wait for the client, at most ``io_timeout`` per wait."""
+        if self._sock.gettimeout() != self._io_timeout:
+            self._sock.settimeout(self._io_timeout)
 
     # ------------------------------------------------------------------ the WSGI callable
 
@@ -183,12 +227,14 @@ class Response:
 
     # ------------------------------------------------------------------ head
 
-    def _build_head(self) -> bytes:
+    def _build_head(self, body_length: int | None = None) -> bytes:
+        """The validated head; ``body_length`` adds a Content-Length when the app gave none."""
         status = self.status
         if status is None:
             raise ResponseError("the application returned without calling start_response()")
         lines = [f"HTTP/1.1 {status}\r\n"]
         length = None
+        kinds = _NAME_KIND
         for item in self.headers:
             try:
                 name, value = item
@@ -196,46 +242,49 @@ class Response:
                 raise ResponseError(
                     f"response header {item!r} is not a (name, value) pair"
                 ) from None
-            if name.__class__ is not str or value.__class__ is not str:
+            try:
+                kind = kinds.get(name)
+            except TypeError:  # an unhashable name: _name_kind says what is wrong with it
+                kind = None
+            if kind is None:
+                kind = _name_kind(name)
+            if value.__class__ is not str:
                 raise ResponseError(f"response header {item!r}: name and value must be str")
-            if name not in _GOOD_NAMES:
-                if not _TOKEN.match(name):
-                    raise ResponseError(f"invalid response header name {name!r}")
-                if len(_GOOD_NAMES) < 1024:
-                    _GOOD_NAMES.add(name)
-            lname = name.lower()
-            if lname == "content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise ResponseError(f"invalid Content-Length {value!r}") from None
-                continue
-            if lname in _HOP_BY_HOP:
-                # the server owns connection management and framing; an app's "close" is heard
-                if lname == "connection" and "close" in value.lower():
-                    self.keep_alive = False
-                continue
+            if kind:
+                if kind == _CONTENT_LENGTH:
+                    try:
+                        length = int(value)
+                    except ValueError:
+                        raise ResponseError(f"invalid Content-Length {value!r}") from None
+                elif kind == _CONNECTION and "close" in value.lower():
+                    self.keep_alive = False  # the app asked to close: heard, written by us
+                continue  # the server owns the length, connection management and framing
             lines.append(f"{name}: {value}\r\n")
+        if length is None and body_length is not None and self.has_body:
+            length = body_length
         if length is not None:
             lines.append(f"Content-Length: {length}\r\n")
         self.length = length
-        if not self.uwsgi:
+        if self.uwsgi:
+            lines.append("\r\n")
+            ends = len(lines)
+        else:
             if self.keep_alive and self._can_keep(length):
                 if self.chunked:
                     lines.append("Transfer-Encoding: chunked\r\n")
                 lines.append(
                     f"Date: {http_date()}\r\nServer: {SERVER_SOFTWARE}\r\n"
-                    "Connection: keep-alive\r\n"
+                    "Connection: keep-alive\r\n\r\n"
                 )
             else:
                 self.keep_alive = False
                 lines.append(
-                    f"Date: {http_date()}\r\nServer: {SERVER_SOFTWARE}\r\nConnection: close\r\n"
+                    f"Date: {http_date()}\r\nServer: {SERVER_SOFTWARE}\r\n"
+                    "Connection: close\r\n\r\n"
                 )
-        lines.append("\r\n")
+            ends = len(lines) + 3
         head = "".join(lines)
         # One scan instead of one per value: every legitimate CR and LF is a line end we wrote.
-        ends = len(lines) if self.uwsgi else len(lines) + 2
         if head.count("\n") != ends or head.count("\r") != ends:
             raise ResponseError("a response header value contains CR or LF (header injection)")
         return head.encode("latin-1")
@@ -290,24 +339,25 @@ class Response:
 
     def write_single(self, data: bytes) -> None:
         """The whole body in one piece: add a Content-Length when the app gave none."""
-        if not self.headers_sent and self.status is not None and self.has_body:
-            for name, _ in self.headers:
-                if name.lower() == "content-length":
-                    break
-            else:
-                self.headers = [*self.headers, ("Content-Length", str(len(data)))]
-        self.write(data)
+        if self.headers_sent:
+            self.write(data)
+            return
+        head = self._build_head(len(data))
+        self.headers_sent = True
+        if not self.has_body:
+            self._send(head)
+            return
+        if self.length is not None and len(data) > self.length:
+            data = data[: self.length]
+        self.sent = len(data)
+        self._send(head + data)
 
     def finish(self) -> None:
         """Send the head if the body was empty; end a chunked body."""
         if not self.headers_sent:
-            if self.has_body and self.status is not None:
-                for name, _ in self.headers:
-                    if name.lower() == "content-length":
-                        break
-                else:
-                    self.headers = [*self.headers, ("Content-Length", "0")]
-            self.write(b"")
+            head = self._build_head(0)
+            self.headers_sent = True
+            self._send(head)
         if self.chunked and not self.ended:
             self.ended = True
             self._send(b"0\r\n\r\n")
@@ -337,6 +387,7 @@ class Response:
         if self.length is not None:
             count = min(count, self.length - self.sent)
         if count > 0:
+            self._will_wait()
             with os.fdopen(os.dup(fd), "rb") as f:
                 self._sock.sendfile(f, offset, count)
             self.sent += count

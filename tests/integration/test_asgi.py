@@ -362,10 +362,19 @@ def uwsgi_server(server: Callable[..., Server], args: list[str] | None = None,
     return srv, addr
 
 
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
 def test_uwsgi_through_nginx(server: Callable[..., Server], nginx: Callable[..., Nginx],
-                             workdir: Path) -> None:
-    srv, _ = uwsgi_server(server)
-    ngx = nginx(WS_UWSGI.format(params=nginx_uwsgi_params()), f"127.0.0.1:{srv.port}")
+                             workdir: Path, transport: str) -> None:
+    if transport == "unix":
+        sock = workdir / "asgi-uwsgi.sock"
+        srv = start(server, ["--protocol", "uwsgi"], wait=False, bind=f"unix:{sock}")
+        assert wait_for(lambda: status_of(
+            exchange(str(sock), packet(good_env()), timeout=2)) == 200, 20), srv.log()
+        upstream = f"unix:{sock}"
+    else:
+        srv, _ = uwsgi_server(server)
+        upstream = f"127.0.0.1:{srv.port}"
+    ngx = nginx(WS_UWSGI.format(params=nginx_uwsgi_params()), upstream)
     st, _, body = ngx.request("/caf%C3%A9/%2561?q=%20", headers={"X-A": "1", "Cookie": "c=1"})
     scope = json.loads(body)
     assert st == 200

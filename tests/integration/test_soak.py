@@ -1,0 +1,128 @@
+"""Zero-downtime operations under load: steady traffic through real nginx while the master gets
+several HUPs and one USR2 upgrade (then WINCH and QUIT for the old master). No request may fail,
+and the workers left at the end must run the code deployed last."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import Nginx, Server, children_of, wait_for
+from uwsgi_support import nginx_uwsgi_params
+
+KIND_ARGS = {"sync": ["--worker-class", "sync"],
+             "gthread": ["--worker-class", "gthread", "--threads", "4"]}
+
+
+class Load:
+    """A few client threads sending GET /version through nginx until stopped (bounded)."""
+
+    def __init__(self, port: int, clients: int = 3, max_seconds: float = 60.0) -> None:
+        self.port = port
+        self.errors: list[object] = []
+        self.versions: list[bytes] = []
+        self.count = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + max_seconds
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+        for _ in range(1_000_000):
+            if self._stop.is_set() or time.monotonic() > self._deadline:
+                break
+            try:
+                conn.request("GET", "/version")
+                resp = conn.getresponse()
+                body = resp.read()
+                with self._lock:
+                    self.count += 1
+                    if resp.status != 200:
+                        self.errors.append((resp.status, body[:200]))
+                    elif not self.versions or self.versions[-1] != body:
+                        self.versions.append(body)
+            except Exception as exc:  # every failure is recorded, none is retried
+                with self._lock:
+                    self.errors.append(repr(exc))
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+        conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(20)
+
+
+def deploy(conf: Path, version: str, workers: int) -> None:
+    """What a deployment changes: here the configuration and the code version it sets."""
+    conf.write_text(f"workers = {workers}\nraw_env = ['APP_VERSION={version}']\n")
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_ARGS))
+def test_hups_and_a_usr2_upgrade_under_load_fail_no_request(
+    server: Callable[..., Server], nginx: Callable[..., Nginx], workdir: Path, kind: str
+) -> None:
+    conf = workdir / "soak.conf.py"
+    deploy(conf, "v1", 2)
+    sock = workdir / "soak.sock"
+    pidfile = workdir / "soak.pid"
+    srv = server(["-c", str(conf), "--pid", str(pidfile), "--protocol", "uwsgi",
+                  *KIND_ARGS[kind]], bind=f"unix:{sock}", wait=False)
+    ngx = nginx(f"location / {{ include {nginx_uwsgi_params()}; uwsgi_pass backend; }}",
+                f"unix:{sock}")
+    assert wait_for(lambda: _version(ngx.port) == b"v1", 20), srv.log()
+    load = Load(ngx.port)
+    new_master = 0
+    try:
+        for n, version in enumerate(("v2", "v3", "v4"), start=2):
+            time.sleep(1.0)
+            deploy(conf, version, 2 + n % 2)
+            srv.signal(signal.SIGHUP)
+        assert wait_for(lambda: _version(ngx.port) == b"v4", 20), srv.log()
+        time.sleep(1.0)
+        old_master = srv.pid
+        deploy(conf, "v5", 2)
+        srv.signal(signal.SIGUSR2)
+        assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip().isdigit()
+                        and int(pidfile.read_text()) != old_master, 20), srv.log()
+        new_master = int(pidfile.read_text())
+        assert wait_for(lambda: len(children_of(new_master)) == 2, 20), srv.log()
+        srv.signal(signal.SIGWINCH)
+        assert wait_for(lambda: children_of(old_master) == [new_master], 20), srv.log()
+        srv.signal(signal.SIGQUIT)
+        assert srv.wait_exit(20) == 0
+        time.sleep(1.0)
+    finally:
+        load.stop()
+    try:
+        assert load.errors == [], load.errors[:5]
+        assert load.count > 100
+        assert load.versions[-1] == b"v5" and b"v1" in load.versions, load.versions
+        assert _version(ngx.port) == b"v5"
+        assert "[error]" not in ngx.error_log(), ngx.error_log()
+    finally:
+        if new_master:  # the fixture stops the process group too; stop it cleanly first
+            os.kill(new_master, signal.SIGTERM)
+            assert wait_for(lambda: not os.path.exists(f"/proc/{new_master}"), 20)
+
+
+def _version(port: int) -> bytes | None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/version")
+        resp = conn.getresponse()
+        return resp.read() if resp.status == 200 else None
+    except OSError:
+        return None
+    finally:
+        conn.close()

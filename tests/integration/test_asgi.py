@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from uwsgi_support import body_of, exchange, good_env, nginx_uwsgi_params, packet, status_of
 
 from monoceros.protocols.websocket import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT
 from monoceros.protocols.websocket import encode_frame as _frame
 
 from conftest import APPS, Nginx, Server, free_port, wait_for
+from uwsgi_support import body_of, exchange, good_env, nginx_uwsgi_params, packet, status_of
 
 MiB = 1024 * 1024
 BLOCK = bytes(range(256)) * 256

@@ -17,9 +17,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from uwsgi_support import body_of, exchange, good_env, packet, status_of
 
 from conftest import MONOCEROS, REPO, run_cli, wait_for
+from uwsgi_support import body_of, exchange, good_env, packet, status_of
 
 UNITS = REPO / "examples" / "systemd"
 SERVICE = UNITS / "monoceros.service"

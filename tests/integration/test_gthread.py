@@ -10,9 +10,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from uwsgi_support import body_of, exchange, good_env, packet, status_of
-
 from conftest import Server, wait_for
+from uwsgi_support import body_of, exchange, good_env, packet, status_of
 
 GTHREAD = ["-k", "gthread", "--threads", "4"]
 

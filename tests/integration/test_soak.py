@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from conftest import Nginx, Server, children_of, wait_for
 from uwsgi_support import nginx_uwsgi_params
 

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from conftest import Nginx, Server, free_port, wait_for
 from uwsgi_support import (
     WORKER_KINDS,
     Apache,
@@ -25,8 +27,6 @@ from uwsgi_support import (
     packet,
     status_of,
 )
-
-from conftest import Nginx, Server, free_port, wait_for
 
 MiB = 1024 * 1024
 BLOCK = bytes(range(256)) * 256

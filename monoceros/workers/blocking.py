@@ -265,10 +265,24 @@ class BlockingWorker(Worker):
             self.log.exception("Error handling a connection from %s", who)
 
     def send_error(self, conn: socket.socket, status: int, reason: str) -> None:
-        """Send a self-closing error response, ignoring a peer that is gone."""
+        """Send a self-closing error response, ignoring a peer that is gone.
+
+        Unread input would make the close reset the connection, and a reset can destroy the
+        answer before the peer reads it (nginx then logs ``readv() failed (104: Connection
+        reset by peer)``): what already arrived is discarded first, without waiting for more
+        (a flood of bad requests must not cost the worker any waiting).
+        """
+        try:
+            conn.settimeout(0.0)  # a socket timeout would make even MSG_DONTWAIT wait
+            for _ in range(16):
+                if not conn.recv(RECV_SIZE):
+                    break
+        except OSError:
+            pass
         try:
             conn.settimeout(1.0)
             conn.sendall(error_response(status, reason))
+            conn.shutdown(socket.SHUT_WR)
         except OSError:
             pass
 

@@ -177,7 +177,11 @@ def test_https_through_nginx_ssl_example(server: Callable[..., Server],
         conn = http.client.HTTPSConnection("127.0.0.1", listen, context=ctx, timeout=10)
         try:
             conn.request("GET", "/env")
-            return conn.getresponse().read()
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status != 200:  # e.g. nginx's 502 while monoceros is still starting
+                raise ValueError(resp.status)
+            return body
         finally:
             conn.close()
     assert wait_for(lambda: _ok(fetch), 20), srv.log()

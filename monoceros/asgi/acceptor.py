@@ -5,6 +5,10 @@ own ``create_server`` accept whole batches (asyncio) or cannot be paused from th
 factory (uvloop), so either would overshoot the cap under a burst. At the cap the listeners are
 unwatched and further connections wait in the kernel's backlog for a worker with room; the
 first connection to close brings the watching back.
+
+A listener may have a *direct handler* instead of a protocol factory (the lean uwsgi path,
+:mod:`.uwsgi_fast`): it gets the accepted socket and its peer, already counted open, and either
+serves it or hands it to :meth:`Acceptor.connect`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ _ACCEPT_RETRY = frozenset((errno.ECONNABORTED, errno.EPROTO, errno.EINTR))
 _ACCEPT_BATCH = 64
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
+DirectHandler = Callable[[socket.socket, Any], None]
 
 
 class Acceptor:
@@ -35,10 +40,13 @@ class Acceptor:
         factories: dict[int, ProtocolFactory],
         cap: int,
         log: Any,
+        direct: dict[int, DirectHandler] | None = None,
     ) -> None:
         self.loop = loop
         self.listeners = listeners
         self.factories = factories
+        self.direct: dict[int, DirectHandler] = direct if direct is not None else {}
+        """Listeners (by fd) whose accepted sockets go to a handler instead of a factory."""
         self.cap = cap
         self.log = log
         self.open = 0
@@ -74,13 +82,18 @@ class Acceptor:
 
     def _accept(self, listener: Listener) -> None:
         sock = listener.sock
-        factory = self.factories[sock.fileno()]
+        fd = sock.fileno()
+        direct = self.direct.get(fd)
+        factory = self.factories.get(fd)
+        tcp = not listener.is_unix
+        # socket.accept() converts family and type to enums for every connection: once here
+        family, kind, proto = sock.family, sock.type, sock.proto
         for _ in range(_ACCEPT_BATCH):
             if self.open >= self.cap:
                 self.stop()
                 return
             try:
-                conn, _addr = sock.accept()
+                fd, addr = sock._accept()  # type: ignore[attr-defined]  # CPython, all versions
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -88,11 +101,22 @@ class Acceptor:
                     continue
                 self.log.error("accept() failed on %s: %s", listener.name, exc)
                 return
-            conn.setblocking(False)
-            if not listener.is_unix:
+            conn = socket.socket(family, kind, proto, fd)
+            if tcp:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.open += 1
-            self.loop.create_task(self._connect(conn, factory))
+            if direct is not None:
+                direct(conn, addr)
+            else:
+                assert factory is not None
+                self.connect(conn, factory)
+            if not self.accepting:  # a handler stopped the worker (max_requests, TERM)
+                return
+
+    def connect(self, conn: socket.socket, factory: ProtocolFactory) -> None:
+        """Set a transport and a protocol from ``factory`` up on an accepted, counted socket."""
+        conn.setblocking(False)
+        self.loop.create_task(self._connect(conn, factory))
 
     async def _connect(self, conn: socket.socket, factory: ProtocolFactory) -> None:
         try:

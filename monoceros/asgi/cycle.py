@@ -216,6 +216,8 @@ class HttpCycle:
                 if not self._end_sent:
                     self._end_sent = True
                     return {"type": "http.request", "body": b"", "more_body": False}
+                if not self.disconnected and not self.response_complete:
+                    self.conn.flow.watch_peer()
                 while not self.disconnected and not self.response_complete:
                     await self._wait()
                 return _DISCONNECT

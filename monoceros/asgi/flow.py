@@ -61,6 +61,9 @@ class FlowControl:
         elif size < LOW_WATER:
             self.resume_reading()
 
+    def watch_peer(self) -> None:
+        """The application waits for the disconnect: a transport always watches its peer."""
+
     def pause_writing(self) -> None:
         """The transport's write buffer is above its high-water mark."""
         self.write_paused = True

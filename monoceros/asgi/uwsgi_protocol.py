@@ -33,8 +33,12 @@ _DISCARD_GRACE = 1.0
 class UwsgiProtocol(asyncio.Protocol):
     """One uWSGI connection from a front end (nginx, Apache, the uWSGI router)."""
 
-    def __init__(self, ctx: ServerContext, builder: UwsgiScopeBuilder) -> None:
+    def __init__(
+        self, ctx: ServerContext, builder: UwsgiScopeBuilder, initial: bytes = b""
+    ) -> None:
         self.ctx = ctx
+        self.initial = initial
+        """Bytes read before the hand-over from the fast path, fed in at connection_made."""
         self.builder = builder
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.flow: FlowControl = None  # type: ignore[assignment]
@@ -63,6 +67,10 @@ class UwsgiProtocol(asyncio.Protocol):
             return
         if ctx.header_timeout:
             self.deadline = ctx.loop.time() + ctx.header_timeout
+        initial = self.initial
+        if initial:
+            self.initial = b""
+            self.data_received(initial)
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser and act on its events."""

@@ -1,9 +1,11 @@
 """The ASGI worker (``-k asgi``): one asyncio/uvloop event loop serving HTTP/1.1 and uWSGI.
 
 The loop accepts on every listener itself, so it can stop at ``worker_connections`` and resume
-when a connection closes. A timer beats the heartbeat and enforces connection deadlines; a
-handler that blocks the loop stops the beats, the master sends SIGABRT after ``timeout``, and
-the log names the request that was running. Lifespan startup runs before the first accept (a
+when a connection closes. A uwsgi request that is whole when accepted is served on the bare
+socket (:mod:`monoceros.asgi.uwsgi_fast`); every other connection gets a transport. A timer
+beats the heartbeat and enforces connection deadlines; a handler that blocks the loop stops the
+beats, the master sends SIGABRT after ``timeout``, and the log names the request that was
+running. Lifespan startup runs before the first accept (a
 failure exits with status 3, which stops the master); graceful TERM stops accepting, lets the
 requests in flight finish within ``graceful_timeout``, then runs lifespan shutdown.
 """
@@ -24,6 +26,7 @@ from ..asgi.http_protocol import HttpProtocol
 from ..asgi.lifespan import Lifespan, LifespanFailure
 from ..asgi.loops import new_event_loop
 from ..asgi.scope import HttpScopeBuilder, UwsgiScopeBuilder
+from ..asgi.uwsgi_fast import UwsgiFastPath
 from ..asgi.uwsgi_protocol import UwsgiProtocol
 from ..asgi.websocket import WebSocketSession
 from ..listeners import Listener
@@ -72,8 +75,9 @@ class AsgiWorker(Worker):
         self.ctx.on_connection_closed = self._on_connection_closed
         self._stop: asyncio.Future[None] = loop.create_future()
         self._factories: dict[int, Any] = {}
+        self._direct: dict[int, Any] = {}
         self.acceptor = Acceptor(loop, self.listeners, self._factories, cfg.worker_connections,
-                                 self.log)
+                                 self.log, self._direct)
         try:
             loop.run_until_complete(self._serve())
             _cancel_leftovers(loop)
@@ -101,7 +105,10 @@ class AsgiWorker(Worker):
             sys.exit(WORKER_BOOT_ERROR)
         self.ctx.state = lifespan.state if lifespan.supported else None
         for listener in self.listeners:
-            self._factories[listener.sock.fileno()] = self._factory(listener)
+            fd = listener.sock.fileno()
+            self._factories[fd] = self._factory(listener)
+            if listener.protocol == "uwsgi":
+                self._direct[fd] = self._fast_path(listener).serve
             listener.sock.setblocking(False)
         self.acceptor.start()
         if self.alive:
@@ -119,6 +126,17 @@ class AsgiWorker(Worker):
             sockname, ctx.forwarded_allow_ips, cfg.secure_scheme_headers
         )
         return lambda: HttpProtocol(ctx, hbuilder)
+
+    def _fast_path(self, listener: Listener) -> UwsgiFastPath:
+        """Serve uwsgi requests that arrive whole on the bare socket; hand the rest over."""
+        ctx = self.ctx
+        builder = UwsgiScopeBuilder(listener.sock.getsockname())
+        connect = self.acceptor.connect
+
+        def hand_over(sock: Any, data: bytes) -> None:
+            connect(sock, lambda: UwsgiProtocol(ctx, builder, data))
+
+        return UwsgiFastPath(ctx, builder, hand_over, tcp=not listener.is_unix)
 
     async def _graceful_stop(self, lifespan: Lifespan) -> None:
         self.acceptor.stop()

@@ -22,6 +22,7 @@ from ..protocols.errors import InvalidUWSGIHeader, ProtocolError
 from ..protocols.events import NEED_DATA, Data
 from ..protocols.http import HttpLimits, HttpParser, HttpRequest
 from ..protocols.uwsgi import UwsgiParser, UwsgiRequest
+from ..socket_waits import wait_in_kernel
 from ..wsgi.body import EMPTY_INPUT, ClientDisconnected, Input
 from ..wsgi.environ import HttpEnvironBuilder, UwsgiEnvironBuilder, base_environ
 from ..wsgi.hook_request import HookRequest
@@ -72,20 +73,10 @@ def error_response(status: int, reason_text: str = "") -> bytes:
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 
-def will_wait(sock: socket.socket, timeout: float | None) -> None:
-    """Before a read or write that may wait for the peer: bound each wait by ``timeout``.
-
-    Connections start without a timeout; most requests never wait (the request is already
-    there, the response fits the socket buffer), so they never pay for setting one.
-    """
-    if sock.gettimeout() != timeout:
-        sock.settimeout(timeout)
-
-
 class _HttpBody:
     """Pull function over an HTTP parser: the next de-chunked body piece, b"" at the end."""
 
-    __slots__ = ("_conn", "_continue", "_heartbeat", "_parser", "_timeout")
+    __slots__ = ("_conn", "_continue", "_heartbeat", "_parser", "_timeout", "_waits")
 
     def __init__(self, conn: socket.socket, parser: HttpParser, send_continue: bool,
                  heartbeat: Beater, timeout: float | None) -> None:
@@ -94,6 +85,7 @@ class _HttpBody:
         self._continue = send_continue
         self._heartbeat = heartbeat
         self._timeout = timeout
+        self._waits = False
 
     @property
     def awaiting_continue(self) -> bool:
@@ -105,13 +97,15 @@ class _HttpBody:
         while True:
             event = parser.next_event()
             if event is NEED_DATA:
-                will_wait(self._conn, self._timeout)
+                if not self._waits:
+                    self._waits = True
+                    wait_in_kernel(self._conn, self._timeout)
                 if self._continue:
                     self._continue = False
                     self._conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                 try:
                     data = self._conn.recv(RECV_SIZE)
-                except TimeoutError:
+                except (TimeoutError, BlockingIOError):
                     raise ClientDisconnected("timed out reading the request body") from None
                 if not data:
                     raise ClientDisconnected("client closed the connection inside the body")
@@ -127,11 +121,12 @@ class _HttpBody:
 class _UwsgiBody:
     """Pull function over a CONTENT_LENGTH-framed uWSGI body (the bytes after the vars)."""
 
-    __slots__ = ("_conn", "_heartbeat", "_length", "_pending", "_remaining", "_timeout")
+    __slots__ = ("_conn", "_heartbeat", "_length", "_pending", "_remaining", "_timeout", "_waits")
 
     def __init__(self, conn: socket.socket, buffered: bytes, length: int,
                  heartbeat: Beater, timeout: float | None) -> None:
         self._timeout = timeout
+        self._waits = False
         if len(buffered) > length:
             buffered = buffered[:length]  # one request per connection: the rest is not ours
         self._conn = conn
@@ -151,12 +146,17 @@ class _UwsgiBody:
         conn = self._conn
         size = remaining if remaining < RECV_SIZE else RECV_SIZE
         try:
-            data = conn.recv(size, _DONTWAIT)
+            data = conn.recv(size, 0 if self._waits else _DONTWAIT)
+        except TimeoutError:  # a Python-level timeout the socket already had
+            raise ClientDisconnected("timed out reading the request body") from None
         except BlockingIOError:
-            will_wait(conn, self._timeout)
+            if self._waits:  # the kernel timeout expired
+                raise ClientDisconnected("timed out reading the request body") from None
+            self._waits = True
+            wait_in_kernel(conn, self._timeout)
             try:
                 data = conn.recv(size)
-            except TimeoutError:
+            except (TimeoutError, BlockingIOError):
                 raise ClientDisconnected("timed out reading the request body") from None
         if not data:
             raise ClientDisconnected(

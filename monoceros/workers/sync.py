@@ -198,6 +198,8 @@ class SyncWorker(BlockingWorker):
             parser.receive_data(data)
             event = parser.next_event()
             if event is not NEED_DATA:
+                if deadline:
+                    conn.settimeout(None)  # the head deadline is over; body waits get io_timeout
                 return event
             if not data:
                 return None
@@ -254,6 +256,8 @@ class SyncWorker(BlockingWorker):
         except ProtocolError as exc:
             self.uwsgi_invalid(listener, conn, peer, exc)
             return
+        if deadline:
+            conn.settimeout(None)  # the head deadline is over; body waits get io_timeout
         head, used = parsed
         if isinstance(head, Ping):
             conn.sendall(PONG)

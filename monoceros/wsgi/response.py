@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, Final
 
 from .. import SERVER_SOFTWARE
+from ..socket_waits import wait_in_kernel
 
 __all__ = ["FileWrapper", "Response", "ResponseError", "http_date"]
 
@@ -37,6 +38,8 @@ _HOP_BY_HOP: Final = frozenset(
     ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
 )
 _DONTWAIT: Final = getattr(socket, "MSG_DONTWAIT", 0)
+#: the most a single sendall() is given once the client is slower than us (io_timeout bounds it)
+_SLICE: Final = 1 << 20
 
 #: what the head does with a response header: write it, take its length, or drop it (hop-by-hop)
 _ORDINARY, _CONTENT_LENGTH, _CONNECTION, _HOP = 0, 1, 2, 3
@@ -119,6 +122,7 @@ class Response:
 
     __slots__ = (
         "_beat",
+        "_waiting",
         "_io_timeout",
         "_sock",
         "body",
@@ -147,6 +151,8 @@ class Response:
     ) -> None:
         self._sock = sock
         self._beat = beat
+        #: the client has been slower than us once: stop trying sends that do not wait
+        self._waiting = False
         #: bounds each wait for the client once a send would block (None: wait for ever)
         self._io_timeout = io_timeout
         self.head_only = head_only
@@ -174,25 +180,45 @@ class Response:
         """Send all of ``data``.
 
         The first try never waits, so nothing has to be set up when the socket buffer takes it
-        all (the usual case for a small response); after that ``io_timeout`` bounds each wait,
-        not the whole transfer.
+        all (the usual case for a small response). Once the client has been slower than us,
+        the rest of the response goes out with blocking ``sendall`` calls in slices of at most
+        :data:`_SLICE`: the kernel does the waiting, ``io_timeout`` bounds each wait (see
+        :mod:`monoceros.socket_waits`), and the heartbeat is beaten between slices (a slow but
+        moving client is progress, not a hung worker).
         """
         sock = self._sock
-        try:
-            sent = sock.send(data, _DONTWAIT)
-        except BlockingIOError:
+        if self._waiting:
             sent = 0
-        if sent < len(data):
-            self._will_wait()
-            view = memoryview(data)
-            beat = self._beat
-            while sent < len(view):
+        else:
+            try:
+                sent = sock.send(data, _DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(data):
+                return
+            self._waiting = True
+            wait_in_kernel(sock, self._io_timeout)
+        beat = self._beat
+        try:
+            if sent == 0 and len(data) <= _SLICE:
                 if beat is not None:
-                    beat()  # a slow but moving client is progress, not a hung worker
-                sent += sock.send(view[sent:])
+                    beat()
+                sock.sendall(data)
+                return
+            view = memoryview(data)
+            end = len(view)
+            while sent < end:
+                if beat is not None:
+                    beat()
+                sock.sendall(view[sent : sent + _SLICE])
+                sent += _SLICE
+        except BlockingIOError:
+            raise TimeoutError(
+                f"the client read nothing of the response for {self._io_timeout}s"
+            ) from None
 
     def _will_wait(self) -> None:
-        """Make the socket wait for the client, at most ``io_timeout`` per wait."""
+        """Python-level socket timeout, for ``socket.sendfile`` (which handles only that kind)."""
         if self._sock.gettimeout() != self._io_timeout:
             self._sock.settimeout(self._io_timeout)
 

@@ -1,0 +1,1 @@
+"""What the benchmark serves: hello, a POST echo and a streamed download (WSGI+ASGI)."""

@@ -1,0 +1,341 @@
+"""The lean uWSGI path: a whole request read at accept time is served without a transport.
+
+nginx opens a new uwsgi connection per request and sends the packet (vars and a small body) at
+once, so most connections are complete the moment they are accepted. :class:`UwsgiFastPath`
+reads them with one non-blocking ``recv``, builds the scope and runs the application's
+:class:`~.cycle.HttpCycle` over a :class:`FastConnection`: the accepted socket itself, written
+with non-blocking ``send`` (the rest buffered behind a writer callback, with the same pause and
+drain as a transport), closed when the response is complete. Anything else — nothing readable
+yet, a partial packet or body, a chunked body, a ping, a malformed packet, a peer outside the
+allow-list, a WebSocket upgrade — is handed over with the bytes already read to the
+transport-based :class:`~.uwsgi_protocol.UwsgiProtocol`, which answers, logs and times out
+exactly as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from ..protocols.errors import ProtocolError
+from ..protocols.uwsgi import UwsgiRequest, parse_head
+from .cycle import HttpCycle
+from .scope import UwsgiScopeBuilder
+
+if TYPE_CHECKING:
+    from .context import ServerContext
+
+__all__ = ["FastConnection", "UwsgiFastPath", "WRITE_HIGH", "WRITE_LOW"]
+
+WRITE_HIGH: Final = 64 * 1024
+"""Unsent response bytes at which the application's writes wait (asyncio's default mark)."""
+
+WRITE_LOW: Final = 16 * 1024
+"""Unsent response bytes under which waiting writes resume."""
+
+_RECV: Final = 64 * 1024
+_DONTWAIT: Final = socket.MSG_DONTWAIT
+_EAGER: Final = sys.version_info >= (3, 12)
+
+#: hands an accepted socket and the bytes read from it to the transport-based protocol
+HandOver = Callable[[socket.socket, bytes], None]
+
+
+class UwsgiFastPath:
+    """Serves the uwsgi connections of one listener that arrive complete; hands over the rest."""
+
+    __slots__ = ("_builder", "_ctx", "_hand_over", "_max_vars", "_tcp")
+
+    def __init__(
+        self,
+        ctx: ServerContext,
+        builder: UwsgiScopeBuilder,
+        hand_over: HandOver,
+        *,
+        tcp: bool,
+    ) -> None:
+        self._ctx = ctx
+        self._builder = builder
+        self._hand_over = hand_over
+        self._max_vars = ctx.uwsgi_max_vars
+        self._tcp = tcp
+
+    def serve(self, sock: socket.socket, peer: Any) -> None:
+        """Serve one freshly accepted connection (counted open by the acceptor)."""
+        ctx = self._ctx
+        if self._tcp and peer[0] not in ctx.uwsgi_allowed:
+            self._hand_over(sock, b"")  # the protocol refuses it and logs the warning
+            return
+        try:
+            data = sock.recv(_RECV, _DONTWAIT)
+        except BlockingIOError:
+            self._hand_over(sock, b"")
+            return
+        except OSError:
+            data = b""
+        if not data:  # connected and closed (a health check) or reset: nothing to say
+            sock.close()
+            closed = ctx.on_connection_closed
+            if closed is not None:
+                closed()
+            return
+        try:
+            result = parse_head(data, self._max_vars)
+        except ProtocolError:
+            self._hand_over(sock, data)  # the protocol answers, logs and closes
+            return
+        if result is None:
+            self._hand_over(sock, data)
+            return
+        head, used = result
+        if not isinstance(head, UwsgiRequest):  # a ping
+            self._hand_over(sock, data)
+            return
+        length = head.content_length
+        if head.chunked or len(data) - used < length:
+            self._hand_over(sock, data)
+            return
+        try:
+            scope = self._builder.build(head.environ, ctx.state)
+        except Exception:  # the protocol meets the same failure and reports it as before
+            self._hand_over(sock, data)
+            return
+        if scope["type"] != "http":
+            self._hand_over(sock, data)
+            return
+        conn = FastConnection(ctx, sock, peer)
+        ctx.connections.add(conn)
+        ctx.request_started()
+        cycle = conn.cycle = HttpCycle(
+            conn,
+            scope,
+            keep_alive=False,
+            expect_100=False,
+            http11=scope["http_version"] == "1.1",
+            uwsgi=True,
+            body_done=True,
+        )
+        if length:
+            cycle.feed(data[used : used + length])
+        if _EAGER:
+            asyncio.Task(cycle.run(), loop=ctx.loop, eager_start=True)  # type: ignore[call-arg]
+        else:
+            ctx.loop.create_task(cycle.run())
+
+
+class FastConnection:
+    """One uwsgi connection served over its bare socket: transport and flow control in one.
+
+    It plays the three parts an :class:`HttpCycle` needs: the connection (``ctx``,
+    :meth:`response_done`, :meth:`peer_label`), its ``transport`` (write, close, abort) and its
+    ``flow`` (write pausing and draining; nothing is ever read after the request, whose body was
+    complete at accept time). It registers in ``ctx.connections`` like the protocols do.
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_drain_waiter",
+        "_watching",
+        "_writing",
+        "closed",
+        "closing",
+        "ctx",
+        "cycle",
+        "deadline",
+        "peer",
+        "sock",
+        "write_paused",
+    )
+
+    def __init__(self, ctx: ServerContext, sock: socket.socket, peer: Any) -> None:
+        self.ctx = ctx
+        self.sock = sock
+        self.peer = peer
+        self.cycle: HttpCycle | None = None
+        self.deadline = 0.0
+        """Always 0: the request is complete, so no deadline applies."""
+        self.closed = False
+        self.closing = False
+        self.write_paused = False
+        self._buffer = bytearray()
+        self._writing = False
+        self._watching = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+
+    # ------------------------------------------------------------------ as the cycle's connection
+
+    @property
+    def transport(self) -> FastConnection:
+        """The connection writes its own socket."""
+        return self
+
+    @property
+    def flow(self) -> FastConnection:
+        """The connection does its own flow control."""
+        return self
+
+    def response_done(self, cycle: HttpCycle) -> None:
+        """The response is complete: close once it is sent (the body was read whole)."""
+        self.close()
+
+    def peer_label(self) -> str:
+        """The front end's address, for log lines."""
+        peer = self.peer
+        if isinstance(peer, tuple):
+            return str(peer[0])
+        return "a local peer"
+
+    # ------------------------------------------------------------------ as its transport
+
+    def write(self, data: bytes) -> None:
+        """Send now what the socket takes; buffer the rest behind a writer callback."""
+        if self.closing:
+            return
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+        else:
+            try:
+                sent = self.sock.send(data, _DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self._lost()
+                return
+            if sent == len(data):
+                return
+            buffer += memoryview(data)[sent:]
+            self._writing = True
+            self.ctx.loop.add_writer(self.sock.fileno(), self._on_writable)
+        if len(buffer) > WRITE_HIGH:
+            self.write_paused = True
+
+    def _on_writable(self) -> None:
+        buffer = self._buffer
+        try:
+            sent = self.sock.send(buffer, _DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._lost()
+            return
+        del buffer[:sent]
+        if not buffer:
+            self._writing = False
+            self.ctx.loop.remove_writer(self.sock.fileno())
+            if self.closing:
+                self._close_now()
+                return
+        if self.write_paused and len(buffer) <= WRITE_LOW:
+            self.resume_writing()
+
+    def is_closing(self) -> bool:
+        """True once closing was asked for (or the peer went away)."""
+        return self.closing
+
+    def close(self) -> None:
+        """Close after the buffered bytes are sent."""
+        if self.closing:
+            return
+        self.closing = True
+        if not self._buffer:
+            self._close_now()
+
+    def abort(self) -> None:
+        """Close now, dropping anything unsent."""
+        self.closing = True
+        self._close_now()
+
+    def _lost(self) -> None:
+        """The peer went away (a failed send or read)."""
+        self._buffer.clear()
+        self.abort()
+
+    def _close_now(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        loop = self.ctx.loop
+        fd = self.sock.fileno()
+        if self._writing:
+            self._writing = False
+            loop.remove_writer(fd)
+        if self._watching:
+            self._watching = False
+            loop.remove_reader(fd)
+        self.sock.close()
+        self.resume_writing()
+        cycle = self.cycle
+        if cycle is not None:
+            self.cycle = None  # no reference cycle left for the collector
+            cycle.lost()
+        self.ctx.discard(self)
+
+    # ------------------------------------------------------------------ as its flow control
+
+    def buffered(self, size: int) -> None:
+        """The whole body is in hand: reading never pauses."""
+
+    def pause_reading(self) -> None:
+        """Nothing is read after the request."""
+
+    def resume_reading(self) -> None:
+        """Nothing is read after the request."""
+
+    def watch_peer(self) -> None:
+        """The application waits for the disconnect: watch the socket for a reset."""
+        if self._watching or self.closed:
+            return
+        self._watching = True
+        self.ctx.loop.add_reader(self.sock.fileno(), self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(_RECV, _DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._lost()
+            return
+        if not data:  # the front end shut its side: the response may still go out
+            self._watching = False
+            self.ctx.loop.remove_reader(self.sock.fileno())
+        # bytes after the request are not ours
+
+    def resume_writing(self) -> None:
+        """The unsent bytes fell under the low-water mark (or the connection closed)."""
+        self.write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait until the unsent bytes fall under the low-water mark (or the connection closes)."""
+        if not self.write_paused or self.closed:
+            return
+        waiter = self._drain_waiter
+        if waiter is None:
+            waiter = self._drain_waiter = self.ctx.loop.create_future()
+        await waiter
+
+    # ------------------------------------------------------------------ the worker's view
+
+    @property
+    def busy(self) -> bool:
+        """True until the response is complete."""
+        cycle = self.cycle
+        return cycle is not None and not cycle.response_complete
+
+    def on_deadline(self) -> None:
+        """No deadline applies to a request read whole."""
+        self.deadline = 0.0
+
+    def shutdown(self) -> None:
+        """Graceful stop: the response in flight finishes, then the connection closes."""
+        if self.cycle is None:
+            self.close()

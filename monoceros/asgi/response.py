@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from .. import SERVER_SOFTWARE
+from ..protocols.http import error_response
 from ..wsgi.response import http_date
 
 __all__ = ["Framing", "ResponseError", "build_head", "error_response", "status_line"]
@@ -48,17 +49,6 @@ def status_line(status: int) -> bytes:
         line = f"HTTP/1.1 {status} {_phrase(status)}\r\n".encode("latin-1")
         _STATUS_LINES[status] = line
     return line
-
-
-def error_response(status: int, reason_text: str = "") -> bytes:
-    """A complete, self-closing HTTP/1.1 error response with a short text body."""
-    phrase = _phrase(status)
-    body = f"{phrase}\n{reason_text}\n" if reason_text else f"{phrase}\n"
-    data = body.encode("latin-1", "replace")
-    return (
-        f"HTTP/1.1 {status} {phrase}\r\nConnection: close\r\n"
-        f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(data)}\r\n\r\n"
-    ).encode("latin-1") + data
 
 
 def _injection(headers: Iterable[Any]) -> str:

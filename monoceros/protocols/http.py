@@ -8,6 +8,7 @@ carrying the status to answer with.
 
 from __future__ import annotations
 
+import http
 from collections import deque
 from typing import Final, Literal
 
@@ -18,6 +19,7 @@ from .events import END_OF_MESSAGE, NEED_DATA, Data, EndOfMessage, _Sentinel
 
 __all__ = [
     "NEED_DATA",
+    "error_response",
     "Data",
     "EndOfMessage",
     "HttpLimits",
@@ -244,3 +246,18 @@ class HttpParser:
         """httptools callback."""
         self._in_message = False
         self._events.append(END_OF_MESSAGE)
+
+
+def error_response(status: int, reason_text: str = "") -> bytes:
+    """A complete, self-closing HTTP/1.1 error response with a short plain-text body (the
+    reason phrase, then ``reason_text``); what every worker answers a bad request with."""
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    body = f"{phrase}\n{reason_text}\n" if reason_text else f"{phrase}\n"
+    data = body.encode("latin-1", "replace")
+    return (
+        f"HTTP/1.1 {status} {phrase}\r\nConnection: close\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(data)}\r\n\r\n"
+    ).encode("latin-1") + data

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from ..addresses import AddressMatcher
 from ..protocols.errors import InvalidUWSGIHeader, ProtocolError
 from ..protocols.events import NEED_DATA, Data
-from ..protocols.http import HttpLimits, HttpParser, HttpRequest
+from ..protocols.http import HttpLimits, HttpParser, HttpRequest, error_response
 from ..protocols.uwsgi import UwsgiParser, UwsgiRequest
 from ..socket_waits import wait_in_kernel
 from ..wsgi.body import EMPTY_INPUT, ClientDisconnected, Input
@@ -42,32 +42,11 @@ DRAIN_LIMIT = 1 << 20
 _QUIET_ERRNOS = frozenset(
     (errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ESHUTDOWN)
 )
-_REASONS = {
-    400: "Bad Request",
-    403: "Forbidden",
-    414: "URI Too Long",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-}
-
-
 class Beater(Protocol):
     """What records progress while a request waits on its peer."""
 
     def beat(self) -> None:
         """Record progress now."""
-
-
-def error_response(status: int, reason_text: str = "") -> bytes:
-    """A complete, self-closing HTTP/1.1 error response."""
-    phrase = _REASONS.get(status, "Error")
-    body = f"{phrase}\n{reason_text}\n" if reason_text else f"{phrase}\n"
-    data = body.encode("latin-1", "replace")
-    return (
-        f"HTTP/1.1 {status} {phrase}\r\nConnection: close\r\n"
-        f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(data)}\r\n\r\n"
-    ).encode("latin-1") + data
 
 
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)

@@ -14,6 +14,7 @@ import time
 __all__ = ["Heartbeat"]
 
 _FMT = struct.Struct("=dd")  # last beat, boot completed at (0.0 while booting)
+_BEAT = struct.Struct("=d")
 
 
 class Heartbeat:
@@ -27,7 +28,7 @@ class Heartbeat:
 
     def beat(self) -> None:
         """Record that the worker is alive now (worker side)."""
-        struct.pack_into("=d", self._map, 0, time.monotonic())
+        _BEAT.pack_into(self._map, 0, time.monotonic())
 
     def booted(self) -> None:
         """Record that the worker finished booting and serves requests (worker side)."""
@@ -36,7 +37,7 @@ class Heartbeat:
 
     def last_beat(self) -> float:
         """Monotonic time of the last beat (master side)."""
-        return float(struct.unpack_from("=d", self._map, 0)[0])
+        return float(_BEAT.unpack_from(self._map, 0)[0])
 
     def is_booted(self) -> bool:
         """Whether the worker reported a completed boot (master side)."""

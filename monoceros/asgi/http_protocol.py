@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..protocols.errors import ProtocolError
 from ..protocols.events import NEED_DATA, Data, EndOfMessage
 from ..protocols.http import HttpParser, HttpRequest
+from .connection import Connection
 from .cycle import HttpCycle
 from .flow import FlowControl
 from .response import error_response
@@ -30,7 +31,7 @@ __all__ = ["HttpProtocol"]
 _PIPELINE_LIMIT = 64 * 1024
 
 
-class HttpProtocol(asyncio.Protocol):
+class HttpProtocol(Connection):
     """One HTTP/1.x client connection."""
 
     def __init__(self, ctx: ServerContext, builder: HttpScopeBuilder) -> None:
@@ -90,24 +91,6 @@ class HttpProtocol(asyncio.Protocol):
         else:  # a client that closes is gone (a half-close cannot be told apart from it)
             cycle.lost()
         return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Tell the request or WebSocket in flight; unregister."""
-        self.closed = True
-        self.flow.connection_lost()
-        if self.cycle is not None:
-            self.cycle.lost()
-        if self.ws is not None:
-            self.ws.connection_lost()
-        self.ctx.discard(self)
-
-    def pause_writing(self) -> None:
-        """The transport's buffer is full."""
-        self.flow.pause_writing()
-
-    def resume_writing(self) -> None:
-        """The transport's buffer drained."""
-        self.flow.resume_writing()
 
     # ------------------------------------------------------------------ requests
 
@@ -205,24 +188,10 @@ class HttpProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------------ the worker's view
 
-    def peer_label(self) -> str:
-        """The client, for log lines."""
-        peer = self.peer
-        if isinstance(peer, tuple):
-            return str(peer[0])
-        return "a local peer"
-
-    @property
-    def busy(self) -> bool:
-        """True while a request or a WebSocket is in progress."""
-        return self.ws is not None or self.cycle is not None
-
     def on_deadline(self) -> None:
         """Header or keep-alive deadline passed: close (an idle client is not worth a log line)."""
         self.deadline = 0.0
-        if self.ws is not None:
-            if self.ws.close_sent:  # the client never answered our Close
-                self.transport.close()
+        if self.websocket_deadline():
             return
         if self.cycle is not None and not self.idle:
             return

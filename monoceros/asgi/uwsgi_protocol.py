@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..protocols.errors import ProtocolError
 from ..protocols.events import NEED_DATA, Data, EndOfMessage
 from ..protocols.uwsgi import PONG, Ping, UwsgiParser, UwsgiRequest
+from .connection import Connection
 from .cycle import HttpCycle
 from .flow import FlowControl
 from .response import error_response
@@ -30,7 +31,7 @@ __all__ = ["UwsgiProtocol"]
 _DISCARD_GRACE = 1.0
 
 
-class UwsgiProtocol(asyncio.Protocol):
+class UwsgiProtocol(Connection):
     """One uWSGI connection from a front end (nginx, Apache, the uWSGI router)."""
 
     def __init__(
@@ -94,24 +95,6 @@ class UwsgiProtocol(asyncio.Protocol):
         self.parser.receive_data(b"")
         self._process()
         return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Tell the request or WebSocket in flight; unregister."""
-        self.closed = True
-        self.flow.connection_lost()
-        if self.cycle is not None:
-            self.cycle.lost()
-        if self.ws is not None:
-            self.ws.connection_lost()
-        self.ctx.discard(self)
-
-    def pause_writing(self) -> None:
-        """The transport's buffer is full."""
-        self.flow.pause_writing()
-
-    def resume_writing(self) -> None:
-        """The transport's buffer drained."""
-        self.flow.resume_writing()
 
     # ------------------------------------------------------------------ the request
 
@@ -206,24 +189,10 @@ class UwsgiProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------------ the worker's view
 
-    def peer_label(self) -> str:
-        """The front end's address, for log lines."""
-        peer = self.peer
-        if isinstance(peer, tuple):
-            return str(peer[0])
-        return "a local peer"
-
-    @property
-    def busy(self) -> bool:
-        """True while a request or a WebSocket is in progress."""
-        return self.ws is not None or self.cycle is not None
-
     def on_deadline(self) -> None:
         """No complete packet in time, a chunked body that never came, or an unread body."""
         self.deadline = 0.0
-        if self.ws is not None:
-            if self.ws.close_sent:  # the client never answered our Close
-                self.transport.close()
+        if self.websocket_deadline():
             return
         cycle = self.cycle
         if cycle is None:

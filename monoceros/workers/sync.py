@@ -103,6 +103,8 @@ class SyncWorker(BlockingWorker):
                 continue
             handle(listener, new_socket(family, kind, proto, fd), peer)
             heartbeat.beat()
+            if self.reopen_logs:  # a USR1 that came during the request
+                self.reopen_log_files()
             if self.nr >= self.max_requests:
                 self.log.info("Autorestarting worker after current request.")
                 self.alive = False

@@ -64,6 +64,9 @@ def test_int_and_quit_stop_fast(server: Callable[..., Server]) -> None:
 def test_ttin_ttou_change_the_worker_count(server: Callable[..., Server]) -> None:
     srv = server(["--workers", "2"])
     srv.wait_workers(2)
+    # requests in flight while the count changes: a retired worker finishes its request
+    t, out = in_background(lambda: srv.request("/slow?s=1.5", timeout=10))
+    time.sleep(0.3)
     srv.signal(signal.SIGTTIN)
     srv.wait_workers(3)
     srv.signal(signal.SIGTTOU)
@@ -74,6 +77,8 @@ def test_ttin_ttou_change_the_worker_count(server: Callable[..., Server]) -> Non
     time.sleep(1)
     assert len(srv.workers()) == 1
     assert srv.get_ok("/") == b"Hello, World!"
+    t.join(10)
+    assert out and out[0][:1] == (200,), out  # type: ignore[index]
 
 
 def test_dead_worker_is_replaced(server: Callable[..., Server]) -> None:
@@ -142,8 +147,11 @@ def test_usr1_reopens_log_files(server: Callable[..., Server], workdir: Path) ->
     srv.get_ok("/first")
     assert wait_for(lambda: access.exists() and "/first" in access.read_text(), 5)
     access.rename(workdir / "access.log.1")
+    t, out = in_background(lambda: srv.request("/slow?s=1", timeout=10))  # in flight
+    time.sleep(0.3)
     srv.signal(signal.SIGUSR1)
-    time.sleep(0.5)
+    t.join(10)
+    assert out and out[0][:1] == (200,), out  # type: ignore[index]
     srv.get_ok("/second")
     assert wait_for(lambda: access.exists() and "/second" in access.read_text(), 5), srv.log()
     assert "/second" not in (workdir / "access.log.1").read_text()

@@ -438,7 +438,7 @@ def test_uwsgi_malformed_packets_and_allow_list(server: Callable[..., Server], d
 # ----------------------------------------------------------------------------- a real framework
 
 def test_starlette_app(server: Callable[..., Server], nginx: Callable[..., Nginx]) -> None:
-    pytest.importorskip("starlette")
+    import starlette  # noqa: F401  (a test dependency: missing it must fail, not skip)
     assert (APPS / "starlette_app.py").exists()
     hp, up = free_port(), free_port()
     srv = server([*ASGI, "--bind", f"uwsgi://127.0.0.1:{up}", "--bind", f"http://127.0.0.1:{hp}"],

@@ -49,6 +49,8 @@ class Worker:
         self.heartbeat = heartbeat
         self.app = app
         self.alive = True
+        #: set by TERM: the worker finishes what it has (and, for sync, what is queued) first
+        self.graceful_stop = False
         self.reopen_logs = False
         self.booted = False
         self.nr = 0
@@ -159,6 +161,7 @@ class Worker:
     def _handle_term(self, signum: int, frame: FrameType | None) -> None:
         """Graceful stop: finish the request in flight, accept no more."""
         self.alive = False
+        self.graceful_stop = True
 
     def _handle_quit(self, signum: int, frame: FrameType | None) -> None:
         """Fast stop."""

@@ -61,6 +61,29 @@ class SyncWorker(BlockingWorker):
             self._serve_one_listener(self.listeners[0])
         else:
             self._serve_listeners()
+        if self.graceful_stop and self.nr < self.max_requests:
+            self._serve_queued()
+
+    def _serve_queued(self) -> None:
+        """Graceful stop: serve the connections already waiting in the listen queues.
+
+        When the master stops, the last worker to close a listening socket would reset every
+        connection still queued on it (nginx then answers 502, and does not retry a POST).
+        Bounded by ``backlog`` connections per listener and by ``graceful_timeout``.
+        """
+        deadline = time.monotonic() + max(0.0, self.cfg.graceful_timeout - 1.0)
+        for listener in self.listeners:
+            sock = listener.sock
+            sock.setblocking(False)
+            for _ in range(self.cfg.backlog):
+                if time.monotonic() >= deadline:
+                    return
+                try:
+                    conn, peer = sock.accept()
+                except OSError:  # empty (EAGAIN), or the socket is gone
+                    break
+                self._handle(listener, conn, peer)
+                self.heartbeat.beat()
 
     def _serve_one_listener(self, listener: Any) -> None:
         """One listener, the usual case: a blocking accept() with a kernel timeout.

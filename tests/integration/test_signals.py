@@ -38,6 +38,23 @@ def test_term_lets_the_request_in_flight_finish(server: Callable[..., Server]) -
     assert "Handling signal: term" in log and "Shutting down: Master" in log
 
 
+def test_term_serves_the_connections_already_queued(server: Callable[..., Server]) -> None:
+    """Connections waiting in the listen queue at TERM are served, not reset (gunicorn resets
+    them, and nginx answers 502 without retrying a POST)."""
+    srv = server(["--workers", "1", "--graceful-timeout", "10"])
+    slow, slow_out = in_background(lambda: srv.request("/slow?s=1", timeout=15))
+    time.sleep(0.3)  # the only worker is busy: the next connections wait in the queue
+    queued = [in_background(lambda: srv.request("/echo", "POST", b"x" * 1000, timeout=15))
+              for _ in range(5)]
+    time.sleep(0.3)
+    srv.signal(signal.SIGTERM)
+    for t, _ in [(slow, slow_out), *queued]:
+        t.join(20)
+    results = [out[0] if out else None for _, out in [(slow, slow_out), *queued]]
+    assert all(isinstance(r, tuple) and r[0] == 200 for r in results), results
+    assert srv.wait_exit(15) == 0
+
+
 def test_term_kills_what_outlives_graceful_timeout(server: Callable[..., Server]) -> None:
     srv = server(["--workers", "1", "--graceful-timeout", "1"])
     in_background(lambda: srv.request("/slow?s=30", timeout=30))

@@ -204,13 +204,30 @@ class ThreadWorker(BlockingWorker):
                 self.log.error("accept() failed on %s: %s", listener.name, exc)
                 time.sleep(0.1)  # EMFILE and friends: do not spin
                 return True
-            deadline = time.monotonic() + header_timeout if header_timeout else _FOREVER
-            with self._lock:
-                self._open += 1
-            self._jobs.put(
-                _Conn(client, listener, peer, deadline, None if uwsgi else HttpParser(self.limits))
-            )
+            self._enqueue(listener, client, peer, uwsgi, header_timeout)
         return False
+
+    def _enqueue(self, listener: Any, client: socket.socket, peer: Any, uwsgi: bool,
+                 header_timeout: float | None) -> None:
+        """Hand a new connection to the thread pool."""
+        deadline = time.monotonic() + header_timeout if header_timeout else _FOREVER
+        with self._lock:
+            self._open += 1
+        self._jobs.put(
+            _Conn(client, listener, peer, deadline, None if uwsgi else HttpParser(self.limits))
+        )
+
+    def _take_queued(self) -> None:
+        """Graceful stop: take the connections already waiting in the listen queues (beyond
+        ``worker_connections`` if need be), so closing the listeners does not reset them."""
+        for listener in self.listeners:
+            uwsgi = listener.protocol == "uwsgi"
+            for _ in range(self.cfg.backlog):
+                try:
+                    client, peer = listener.sock.accept()
+                except OSError:  # empty (EAGAIN), or the socket is gone
+                    break
+                self._enqueue(listener, client, peer, uwsgi, self.header_timeout)
 
     def _healthy(self, now: float, timeout: int) -> bool:
         """False when a request in flight made no progress for ``timeout`` seconds."""
@@ -237,6 +254,8 @@ class ThreadWorker(BlockingWorker):
     def _shutdown(self) -> None:
         """Stop accepting, close idle connections, let requests in flight finish, stop."""
         self.alive = False
+        if self.graceful_stop and self.nr < self.max_requests:
+            self._take_queued()
         for conn in list(self._parked.values()):
             if self._parked.pop(conn.fd, None) is not None:
                 if conn.served:

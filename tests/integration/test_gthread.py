@@ -325,3 +325,31 @@ def test_uwsgi_requests_run_in_parallel(server: Callable[..., Server]) -> None:
         t.join(15)
     assert [body_of(r) for r in out] == [b"slept"] * 4
     assert time.monotonic() - t0 < 2.5
+
+
+def test_term_serves_the_connections_already_queued(server: Callable[..., Server]) -> None:
+    """At the worker_connections cap new connections wait in the listen queue; a graceful stop
+    takes them and serves them instead of resetting them."""
+    srv = server(["-k", "gthread", "--threads", "1", "--worker-connections", "1", "--workers",
+                  "1", "--graceful-timeout", "10"])
+    results: list[object] = []
+
+    def call(path: str, body: bytes | None = None) -> None:
+        try:
+            results.append(srv.request(path, "POST" if body else "GET", body, timeout=15)[0])
+        except Exception as exc:  # recorded for the assertion
+            results.append(exc)
+
+    threads = [threading.Thread(target=call, args=("/slow?s=1",), daemon=True)]
+    threads[0].start()
+    time.sleep(0.3)
+    for _ in range(4):
+        t = threading.Thread(target=call, args=("/echo", b"y" * 1000), daemon=True)
+        t.start()
+        threads.append(t)
+    time.sleep(0.3)
+    srv.signal(signal.SIGTERM)
+    for t in threads:
+        t.join(20)
+    assert results == [200] * 5, results
+    assert srv.wait_exit(15) == 0

@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 from .access import access_environ, access_headers
+from .flow import wake
 from .response import Framing, ResponseError, build_head, error_response
 
 if TYPE_CHECKING:
@@ -125,11 +126,8 @@ class HttpCycle:
         self._wake()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        waiter, self._waiter = self._waiter, None
+        wake(waiter)
 
     # ------------------------------------------------------------------ the application
 

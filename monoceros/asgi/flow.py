@@ -15,7 +15,13 @@ from __future__ import annotations
 import asyncio
 from typing import Final
 
-__all__ = ["HIGH_WATER", "LOW_WATER", "FlowControl"]
+__all__ = ["wake", "HIGH_WATER", "LOW_WATER", "FlowControl"]
+
+
+def wake(waiter: asyncio.Future[None] | None) -> None:
+    """Release a coroutine waiting on ``waiter`` (if any, and not already released)."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 HIGH_WATER: Final = 256 * 1024
 """Buffered body bytes at which reading pauses."""
@@ -71,11 +77,8 @@ class FlowControl:
     def resume_writing(self) -> None:
         """The transport's write buffer drained below its low-water mark."""
         self.write_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None:
-            self._drain_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        waiter, self._drain_waiter = self._drain_waiter, None
+        wake(waiter)
 
     def connection_lost(self) -> None:
         """Wake any writer waiting on :meth:`drain`; nothing will ever be read again."""

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import unquote_to_bytes
-
-import httptools
 
 from ..addresses import AddressMatcher
-from ..protocols.errors import InvalidHTTPRequest
-from ..protocols.http import HttpRequest
+from ..protocols.http import HttpRequest, decoded_path, split_target
 from ..protocols.uwsgi import url_scheme
 
 __all__ = ["ASGI_VERSION", "HttpScopeBuilder", "UwsgiScopeBuilder", "is_websocket_upgrade"]
@@ -93,19 +89,8 @@ class HttpScopeBuilder:
 
     def build(self, req: HttpRequest, peer: Any, state: dict[str, Any] | None) -> dict[str, Any]:
         """The scope of ``req`` from ``peer``; ``type`` is "websocket" for a WebSocket upgrade."""
-        target = req.target
-        if target[:1] == b"/":
-            raw_path, _, query = target.partition(b"?")
-        elif target == b"*":
-            raw_path, query = b"*", b""
-        else:
-            try:
-                url = httptools.parse_url(target)
-            except httptools.HttpParserInvalidURLError:
-                raise InvalidHTTPRequest(f"invalid request target {target[:100]!r}") from None
-            raw_path = url.path or b"/"
-            query = url.query or b""
-        path = _text(unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path)
+        raw_path, query, _ = split_target(req.target)
+        path = _text(decoded_path(raw_path))
         headers = [(_lower(name), value) for name, value in req.headers]
         client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
         scheme = "http"

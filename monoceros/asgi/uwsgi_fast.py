@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..protocols.errors import ProtocolError
 from ..protocols.uwsgi import UwsgiRequest, parse_head
 from .cycle import HttpCycle
+from .flow import wake
 from .scope import UwsgiScopeBuilder
 
 if TYPE_CHECKING:
@@ -308,11 +309,8 @@ class FastConnection:
     def resume_writing(self) -> None:
         """The unsent bytes fell under the low-water mark (or the connection closed)."""
         self.write_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None:
-            self._drain_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        waiter, self._drain_waiter = self._drain_waiter, None
+        wake(waiter)
 
     async def drain(self) -> None:
         """Wait until the unsent bytes fall under the low-water mark (or the connection closes)."""

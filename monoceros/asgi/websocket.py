@@ -26,6 +26,7 @@ from ..protocols.websocket import (
     encode_frame,
     parse_close,
 )
+from .flow import wake
 from .response import build_head, error_response
 
 if TYPE_CHECKING:
@@ -158,11 +159,8 @@ class WebSocketSession:
         self.conn.transport.close()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        waiter, self._waiter = self._waiter, None
+        wake(waiter)
 
     # ------------------------------------------------------------------ the application
 

@@ -7,7 +7,7 @@ from typing import Final
 
 from .errors import ProtocolError
 
-__all__ = ["DEFAULT_MAX_LINE", "DEFAULT_MAX_TRAILERS", "ChunkedDecoder"]
+__all__ = ["DEFAULT_MAX_LINE", "DEFAULT_MAX_TRAILERS", "ChunkedDecoder", "take"]
 
 DEFAULT_MAX_LINE: Final = 4096
 """Longest chunk-size line (size plus extensions plus CRLF) accepted, in bytes."""
@@ -21,6 +21,17 @@ _SIZE_LINE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n\x00]*)?\r\
 
 _SIZE, _DATA, _DATA_CRLF, _TRAILERS, _DONE = range(5)
 
+
+
+def take(buf: bytearray, n: int) -> bytes:
+    """Remove and return at most ``n`` bytes from the front of ``buf``."""
+    if len(buf) <= n:
+        data = bytes(buf)
+        buf.clear()
+    else:
+        data = bytes(buf[:n])
+        del buf[:n]
+    return data
 
 class ChunkedDecoder:
     """Decode one chunked body from the front of a caller-owned ``bytearray``.
@@ -85,13 +96,7 @@ class ChunkedDecoder:
             if state == _DATA:
                 if not buf:
                     return None
-                n = self._remaining
-                if len(buf) <= n:
-                    data = bytes(buf)
-                    buf.clear()
-                else:
-                    data = bytes(buf[:n])
-                    del buf[:n]
+                data = take(buf, self._remaining)
                 n = len(data)
                 self._remaining -= n
                 self.decoded += n

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http
 from collections import deque
 from typing import Final, Literal
+from urllib.parse import unquote_to_bytes
 
 import httptools
 
@@ -19,7 +20,9 @@ from .events import END_OF_MESSAGE, NEED_DATA, Data, EndOfMessage, _Sentinel
 
 __all__ = [
     "NEED_DATA",
+    "decoded_path",
     "error_response",
+    "split_target",
     "Data",
     "EndOfMessage",
     "HttpLimits",
@@ -261,3 +264,27 @@ def error_response(status: int, reason_text: str = "") -> bytes:
         f"HTTP/1.1 {status} {phrase}\r\nConnection: close\r\n"
         f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(data)}\r\n\r\n"
     ).encode("latin-1") + data
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes, bytes]:
+    """``(raw path, raw query, authority)`` of a request target: origin form (``/p?q``),
+    ``*``, or absolute form (``http://host:port/p?q``, whose ``host:port`` is the authority;
+    empty otherwise). Raises :class:`InvalidHTTPRequest` for a target that does not parse."""
+    if target[:1] == b"/":
+        path, _, query = target.partition(b"?")
+        return path, query, b""
+    if target == b"*":
+        return b"*", b"", b""
+    try:
+        url = httptools.parse_url(target)
+    except httptools.HttpParserInvalidURLError:
+        raise InvalidHTTPRequest(f"invalid request target {target[:100]!r}") from None
+    authority = b""
+    if url.host:
+        authority = url.host + (b":%d" % url.port if url.port else b"")
+    return url.path or b"/", url.query or b"", authority
+
+
+def decoded_path(raw_path: bytes) -> bytes:
+    """The path percent-decoded once (the only decoding a server may do)."""
+    return unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path

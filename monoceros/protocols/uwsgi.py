@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
-from .chunked import ChunkedDecoder
+from .chunked import ChunkedDecoder, take
 from .errors import InvalidUWSGIHeader, UnsupportedModifier
 from .events import END_OF_MESSAGE, NEED_DATA, Data, EndOfMessage, _Sentinel
 
@@ -417,14 +417,7 @@ class UwsgiParser:
         """
         state = self._state
         if state == _BODY:
-            buf = self._buf
-            n = self._remaining
-            if len(buf) <= n:
-                data = bytes(buf)
-                buf.clear()
-            else:
-                data = bytes(buf[:n])
-                del buf[:n]
+            data = take(self._buf, self._remaining)
             self._remaining -= len(data)
             if not self._remaining:
                 self._state = _END_PENDING

@@ -64,6 +64,15 @@ class SyncWorker(BlockingWorker):
         if self.graceful_stop and self.nr < self.max_requests:
             self._serve_queued()
 
+    def _accept_failed(self, listener: Any, exc: OSError) -> bool:
+        """An accept() error: True to retry at once (the client gave up first); otherwise
+        log it and pause briefly (EMFILE and friends: do not spin)."""
+        if exc.errno in _ACCEPT_RETRY:
+            return True
+        self.log.error("accept() failed on %s: %s", listener.name, exc)
+        time.sleep(0.1)
+        return False
+
     def _serve_queued(self) -> None:
         """Graceful stop: serve the connections already waiting in the listen queues.
 
@@ -119,10 +128,7 @@ class SyncWorker(BlockingWorker):
                     return
                 continue
             except OSError as exc:
-                if exc.errno in _ACCEPT_RETRY:
-                    continue
-                self.log.error("accept() failed on %s: %s", listener.name, exc)
-                time.sleep(0.1)  # EMFILE and friends: do not spin
+                self._accept_failed(listener, exc)
                 continue
             handle(listener, new_socket(family, kind, proto, fd), peer)
             heartbeat.beat()
@@ -154,10 +160,8 @@ class SyncWorker(BlockingWorker):
                         except BlockingIOError:
                             break
                         except OSError as exc:
-                            if exc.errno in _ACCEPT_RETRY:
+                            if self._accept_failed(listener, exc):
                                 continue
-                            self.log.error("accept() failed on %s: %s", listener.name, exc)
-                            time.sleep(0.1)  # EMFILE and friends: do not spin
                             break
                         served = True
                         self._handle(listener, conn, peer)

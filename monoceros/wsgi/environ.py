@@ -10,14 +10,10 @@ from __future__ import annotations
 import os
 import sys
 from typing import Any, Final
-from urllib.parse import unquote_to_bytes
-
-import httptools
 
 from .. import SERVER_SOFTWARE
 from ..addresses import AddressMatcher
-from ..protocols.errors import InvalidHTTPRequest
-from ..protocols.http import HttpRequest
+from ..protocols.http import HttpRequest, decoded_path, split_target
 from ..protocols.uwsgi import url_scheme
 from .response import FileWrapper
 
@@ -107,23 +103,10 @@ class HttpEnvironBuilder:
         """The environ for ``req`` from ``peer`` (wsgi.input is set by the caller)."""
         env = self._base.copy()
         target = req.target
-        if target[:1] == b"/":
-            path, _, query = target.partition(b"?")
-        elif target == b"*":
-            path, query = b"*", b""
-        else:
-            try:
-                url = httptools.parse_url(target)
-            except httptools.HttpParserInvalidURLError:
-                raise InvalidHTTPRequest(f"invalid request target {target[:100]!r}") from None
-            path = url.path or b"/"
-            query = url.query or b""
-            if url.host:
-                env["HTTP_HOST"] = url.host.decode("latin-1") + (
-                    f":{url.port}" if url.port else ""
-                )
-        if b"%" in path:
-            path = unquote_to_bytes(path)
+        raw_path, query, authority = split_target(target)
+        if authority:
+            env["HTTP_HOST"] = authority.decode("latin-1")
+        path = decoded_path(raw_path)
         path_info = path.decode("latin-1")
         script_name = env["SCRIPT_NAME"]
         if script_name and path_info.startswith(script_name):

@@ -28,6 +28,7 @@ from .listeners import (
     bind_all,
     inherit_env,
     inherited_sockets,
+    set_defer_accept,
     systemd_sockets,
 )
 from .logs import Logger
@@ -169,7 +170,7 @@ class Arbiter:
                               "(pid %s, USR2 upgrade)", len(upgraded), self.upgraded_from)
             self.listeners = bind_all(
                 cfg.bind, cfg.protocol, cfg.backlog, cfg.reuse_port, cfg.umask,
-                systemd_sockets(), upgraded,
+                systemd_sockets(), upgraded, defer_accept=cfg.defer_accept,
             )
         except BindError as exc:
             raise HaltServer(str(exc)) from None
@@ -552,11 +553,15 @@ class Arbiter:
                     listener.protocol = new_cfg.protocol
                     self.log.info("Listening at: %s://%s (%s)", listener.protocol,
                                   listener.name, self.pid)
+        if new_cfg.defer_accept != old_cfg.defer_accept and new_cfg.bind == old_cfg.bind:
+            for listener in self.listeners:
+                if listener.spec.kind == "tcp":
+                    set_defer_accept(listener.sock, new_cfg.defer_accept)
         if new_cfg.bind != old_cfg.bind:
             try:
                 listeners = bind_all(
                     new_cfg.bind, new_cfg.protocol, new_cfg.backlog, new_cfg.reuse_port,
-                    new_cfg.umask,
+                    new_cfg.umask, defer_accept=new_cfg.defer_accept,
                 )
             except BindError as exc:
                 self.log.error("Reload: %s; keeping the current listeners", exc)

@@ -511,6 +511,12 @@ SETTINGS: tuple[Setting, ...] = (
              default_doc="`['127.0.0.1:8000']`, or `['0.0.0.0:$PORT']` when `PORT` is set"),
     _int_setting("backlog", "Server Socket", ("--backlog",), 2048,
                  "The maximum number of pending connections.", positive=True),
+    _int_setting("defer_accept", "Server Socket", ("--defer-accept",), 1,
+                 "Seconds the kernel holds a new TCP connection until its first bytes arrive "
+                 "(TCP_DEFER_ACCEPT, Linux), so a worker wakes only for a request it can read "
+                 "at once and a silent client does not hold a sync worker. 0 turns it off "
+                 "(uWSGI's --no-defer-accept). Sockets monoceros binds itself only: UNIX "
+                 "sockets and sockets passed in (systemd, fd://) are left as they are."),
     _setting("protocol", "Server Socket", ("--protocol",), "http",
              "Wire protocol of plain bind addresses: http, or uwsgi for nginx uwsgi_pass and "
              "Apache mod_proxy_uwsgi (a bind of uwsgi://ADDR or http://ADDR sets its own).",
@@ -691,6 +697,7 @@ class Config:
     uwsgi_allow_ips: list[str]
     uwsgi_max_vars_size: int
     backlog: int
+    defer_accept: int
     workers: int
     worker_class: str
     threads: int

@@ -24,6 +24,7 @@ __all__ = [
     "inherit_env",
     "inherited_sockets",
     "parse_bind",
+    "set_defer_accept",
     "systemd_sockets",
 ]
 
@@ -161,7 +162,21 @@ def _remove_stale_unix_socket(path: str) -> None:
     raise BindError(f"bind: {path} is in use by another server")
 
 
-def _bind_one(spec: BindSpec, backlog: int, reuse_port: bool, umask: int) -> socket.socket:
+def set_defer_accept(sock: socket.socket, seconds: int) -> None:
+    """Hold new connections in the kernel until their first bytes arrive (0: accept at once).
+
+    With ``TCP_DEFER_ACCEPT`` a worker's ``accept()`` returns a connection whose request can be
+    read without waiting, and a client that connects and stays silent never reaches a worker
+    before its data or the kernel's give-up. Linux only; elsewhere nothing is done.
+    """
+    option = getattr(socket, "TCP_DEFER_ACCEPT", None)
+    if option is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, option, max(0, seconds))
+
+
+def _bind_one(
+    spec: BindSpec, backlog: int, reuse_port: bool, umask: int, defer_accept: int = 0
+) -> socket.socket:
     if spec.kind == "fd":
         try:
             sock = socket.socket(fileno=spec.fd)
@@ -199,6 +214,7 @@ def _bind_one(spec: BindSpec, backlog: int, reuse_port: bool, umask: int) -> soc
         if family == socket.AF_INET6 and spec.host in ("::", ""):
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_defer_accept(sock, defer_accept)
         sock.bind(addr)
         sock.listen(backlog)
     except OSError as exc:
@@ -293,6 +309,7 @@ def bind_all(
     umask: int = 0,
     inherited: list[socket.socket] | None = None,
     upgraded: list[Inherited] | None = None,
+    defer_accept: int = 0,
 ) -> list[Listener]:
     """Bind every address, or adopt sockets from systemd (``inherited``) or from the master that
     re-executed us (``upgraded``: those still in ``binds`` are kept, new addresses are bound,
@@ -321,7 +338,7 @@ def bind_all(
                         match.protocol = spec.protocol
                     listeners.append(match)
                     continue
-                sock = _bind_one(spec, backlog, reuse_port, umask)
+                sock = _bind_one(spec, backlog, reuse_port, umask, defer_accept)
                 listener = Listener(sock, spec, spec.protocol or default_protocol)
                 listener.unlink_on_close = spec.kind == "unix"
                 listeners.append(listener)
@@ -335,7 +352,7 @@ def bind_all(
             return listeners
         for value in binds:
             spec = parse_bind(value)
-            sock = _bind_one(spec, backlog, reuse_port, umask)
+            sock = _bind_one(spec, backlog, reuse_port, umask, defer_accept)
             listener = Listener(sock, spec, spec.protocol or default_protocol)
             listener.unlink_on_close = spec.kind == "unix"
             listeners.append(listener)

@@ -13,11 +13,17 @@ import struct
 import sys
 from typing import Final
 
-__all__ = ["KERNEL_TIMEOUTS", "wait_in_kernel"]
+__all__ = ["KERNEL_TIMEOUTS", "SEND_THEN_CLOSE", "wait_in_kernel"]
 
 #: ``struct timeval`` is two longs on Linux (x86-64, arm64); elsewhere a Python timeout is used
 KERNEL_TIMEOUTS: Final = sys.platform.startswith("linux") and struct.calcsize("l") == 8
 _TIMEVAL: Final = struct.Struct("ll")
+
+SEND_THEN_CLOSE: Final = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_MORE", 0)
+"""``send`` flags for a connection's last bytes when ``close()`` follows at once: the send does
+not wait, and MSG_MORE makes TCP hold the bytes until the close sends them with the FIN in one
+segment (a packet, and a round of loopback processing, fewer per request; UNIX sockets ignore
+it). Never for bytes that something else may follow after a pause: they would wait for it."""
 
 
 def wait_in_kernel(sock: socket.socket, timeout: float | None) -> None:

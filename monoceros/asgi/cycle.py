@@ -269,10 +269,14 @@ class HttpCycle:
                     body = self._clip(body, framing)
                     if framing.chunked:
                         transport.write(head + b"%x\r\n" % len(body) + body + b"\r\n")
-                    else:
+                    elif more:
                         transport.write(head + body)
-                else:
+                    else:  # the whole response: on a bare uwsgi socket it leaves with the FIN
+                        getattr(transport, "write_last", transport.write)(head + body)
+                elif more:
                     transport.write(head)
+                else:
+                    getattr(transport, "write_last", transport.write)(head)
             elif framing.has_body and body and not self.disconnected:
                 body = self._clip(body, framing)
                 if framing.chunked:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..protocols.errors import ProtocolError
 from ..protocols.uwsgi import UwsgiRequest, parse_head
+from ..socket_waits import SEND_THEN_CLOSE
 from .cycle import HttpCycle
 from .flow import wake
 from .scope import UwsgiScopeBuilder
@@ -191,7 +192,7 @@ class FastConnection:
 
     # ------------------------------------------------------------------ as its transport
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, flags: int = _DONTWAIT) -> None:
         """Send now what the socket takes; buffer the rest behind a writer callback."""
         if self.closing:
             return
@@ -200,7 +201,7 @@ class FastConnection:
             buffer += data
         else:
             try:
-                sent = self.sock.send(data, _DONTWAIT)
+                sent = self.sock.send(data, flags)
             except BlockingIOError:
                 sent = 0
             except OSError:
@@ -213,6 +214,10 @@ class FastConnection:
             self.ctx.loop.add_writer(self.sock.fileno(), self._on_writable)
         if len(buffer) > WRITE_HIGH:
             self.write_paused = True
+
+    def write_last(self, data: bytes) -> None:
+        """The response's last bytes, the close to follow at once: they leave with the FIN."""
+        self.write(data, SEND_THEN_CLOSE)
 
     def _on_writable(self) -> None:
         buffer = self._buffer

@@ -386,7 +386,13 @@ class BlockingWorker(Worker):
                 data = result[0]
                 if data.__class__ is not bytes:
                     data = _as_bytes(data)
-                resp.write_single(data)
+                if not keep_alive and (body is EMPTY_INPUT or body.exhausted):
+                    # the last bytes of the connection (nothing left to read or drain): they
+                    # leave with the FIN, and the close comes before logging and hooks
+                    resp.write_single(data, True)
+                    conn.close()
+                else:
+                    resp.write_single(data)
             elif isinstance(result, FileWrapper):
                 resp.send_file(result, self.use_sendfile)
             else:

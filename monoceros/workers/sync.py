@@ -22,6 +22,7 @@ from ..protocols.errors import ProtocolError
 from ..protocols.events import NEED_DATA
 from ..protocols.http import HttpParser
 from ..protocols.uwsgi import PONG, Ping, parse_head
+from ..socket_waits import KERNEL_TIMEOUTS, wait_in_kernel
 from ..wsgi.body import ClientDisconnected
 from .blocking import RECV_SIZE, BlockingWorker, error_response
 
@@ -201,38 +202,54 @@ class SyncWorker(BlockingWorker):
     def _read_head(self, conn: socket.socket, parser: HttpParser) -> Any:
         """Read until the parser yields a request head; None when the client sent nothing."""
         try:
-            data = conn.recv(_RECV, _DONTWAIT)
+            data: bytes | None = conn.recv(_RECV, _DONTWAIT)
         except BlockingIOError:
             data = None
         deadline = 0.0
         while True:
             if data is None:
-                if self.header_timeout:
-                    now = time.monotonic()
-                    if not deadline:
-                        deadline = now + self.header_timeout
-                    remaining = deadline - now
-                    if remaining <= 0:
-                        raise ClientDisconnected(
-                            f"no complete request head within header_timeout "
-                            f"({self.header_timeout:g}s)"
-                        )
-                    conn.settimeout(remaining)
-                try:
-                    data = conn.recv(_RECV)
-                except TimeoutError:
-                    raise ClientDisconnected(
-                        f"no complete request head within header_timeout ({self.header_timeout:g}s)"
-                    ) from None
+                deadline = self._wait_for_head(conn, deadline, "request head")
+                data = self._recv_head(conn, "request head")
             parser.receive_data(data)
             event = parser.next_event()
             if event is not NEED_DATA:
-                if deadline:
+                if deadline and not KERNEL_TIMEOUTS:
                     conn.settimeout(None)  # the head deadline is over; body waits get io_timeout
                 return event
             if not data:
                 return None
             data = None
+
+    def _wait_for_head(self, conn: socket.socket, deadline: float, what: str) -> float:
+        """Before a waiting ``recv`` of head bytes: bound it by what is left of header_timeout.
+
+        Returns the deadline (set on the first wait). The kernel does the timing (one
+        ``setsockopt``, no ``poll``); without a header_timeout the wait is unbounded, which also
+        clears the accept timeout the socket inherited from its listener.
+        """
+        if not self.header_timeout:
+            if not deadline:
+                wait_in_kernel(conn, None)
+            return 1.0
+        now = time.monotonic()
+        if not deadline:
+            deadline = now + self.header_timeout
+        remaining = deadline - now
+        if remaining <= 0:
+            raise ClientDisconnected(
+                f"no complete {what} within header_timeout ({self.header_timeout:g}s)"
+            )
+        wait_in_kernel(conn, remaining)
+        return deadline
+
+    def _recv_head(self, conn: socket.socket, what: str) -> bytes:
+        """A waiting ``recv`` of head bytes; its timeout is the header_timeout's."""
+        try:
+            return conn.recv(_RECV)
+        except (TimeoutError, BlockingIOError):
+            raise ClientDisconnected(
+                f"no complete {what} within header_timeout ({self.header_timeout:g}s)"
+            ) from None
 
     def _handle_http(self, listener: Any, conn: socket.socket, peer: Any) -> None:
         parser = HttpParser(self.limits)
@@ -261,22 +278,8 @@ class SyncWorker(BlockingWorker):
                     parsed = parse_head(buf, max_vars)
                     if parsed is not None:
                         break
-                if self.header_timeout:
-                    now = time.monotonic()
-                    if not deadline:
-                        deadline = now + self.header_timeout
-                    if now >= deadline:
-                        raise ClientDisconnected(
-                            f"no complete uWSGI packet within header_timeout "
-                            f"({self.header_timeout:g}s)"
-                        )
-                    conn.settimeout(deadline - now)
-                try:
-                    data = conn.recv(_RECV)
-                except TimeoutError:
-                    raise ClientDisconnected(
-                        f"no complete uWSGI packet within header_timeout ({self.header_timeout:g}s)"
-                    ) from None
+                deadline = self._wait_for_head(conn, deadline, "uWSGI packet")
+                data = self._recv_head(conn, "uWSGI packet")
                 if not data:
                     if not buf:
                         return  # connected and closed: a health check, nothing to say
@@ -285,7 +288,7 @@ class SyncWorker(BlockingWorker):
         except ProtocolError as exc:
             self.uwsgi_invalid(listener, conn, peer, exc)
             return
-        if deadline:
+        if deadline and not KERNEL_TIMEOUTS:
             conn.settimeout(None)  # the head deadline is over; body waits get io_timeout
         head, used = parsed
         if isinstance(head, Ping):

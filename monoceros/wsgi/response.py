@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any, Final
 
 from .. import SERVER_SOFTWARE
-from ..socket_waits import wait_in_kernel
+from ..socket_waits import SEND_THEN_CLOSE, wait_in_kernel
 
 __all__ = ["FileWrapper", "Response", "ResponseError", "http_date"]
 
@@ -38,6 +38,7 @@ _HOP_BY_HOP: Final = frozenset(
     ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
 )
 _DONTWAIT: Final = getattr(socket, "MSG_DONTWAIT", 0)
+
 #: the most a single sendall() is given once the client is slower than us (io_timeout bounds it)
 _SLICE: Final = 1 << 20
 
@@ -176,7 +177,7 @@ class Response:
         self.chunked = False
         self.ended = False
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes, flags: int = _DONTWAIT) -> None:
         """Send all of ``data``.
 
         The first try never waits, so nothing has to be set up when the socket buffer takes it
@@ -191,7 +192,7 @@ class Response:
             sent = 0
         else:
             try:
-                sent = sock.send(data, _DONTWAIT)
+                sent = sock.send(data, flags)
             except BlockingIOError:
                 sent = 0
             if sent == len(data):
@@ -363,20 +364,26 @@ class Response:
         self.sent += len(data)
         self._send(_chunk(data) if self.chunked else data)
 
-    def write_single(self, data: bytes) -> None:
-        """The whole body in one piece: add a Content-Length when the app gave none."""
+    def write_single(self, data: bytes, then_close: bool = False) -> None:
+        """The whole body in one piece: add a Content-Length when the app gave none.
+
+        ``then_close``: the caller closes the connection as soon as this returns (nothing is
+        sent, read or waited for in between), so the kernel may hold the bytes until the
+        close and send them with the FIN.
+        """
         if self.headers_sent:
             self.write(data)
             return
         head = self._build_head(len(data))
         self.headers_sent = True
+        flags = SEND_THEN_CLOSE if then_close else _DONTWAIT
         if not self.has_body:
-            self._send(head)
+            self._send(head, flags)
             return
         if self.length is not None and len(data) > self.length:
             data = data[: self.length]
         self.sent = len(data)
-        self._send(head + data)
+        self._send(head + data, flags)
 
     def finish(self) -> None:
         """Send the head if the body was empty; end a chunked body."""

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -144,3 +145,43 @@ def test_capture_output_sends_print_to_the_error_log(server: Callable[..., Serve
     srv = server(["--capture-output", "--error-logfile", str(errlog)])
     srv.get_ok("/print")
     assert wait_for(lambda: "printed by the app" in errlog.read_text(), 5)
+
+
+@pytest.mark.parametrize("defer", [None, "0"])
+def test_defer_accept_keeps_a_silent_client_off_the_worker(
+    server: Callable[..., Server], defer: str | None
+) -> None:
+    """With TCP_DEFER_ACCEPT (the default) a client that connects and says nothing never reaches
+    the only sync worker before the next real request; with ``--defer-accept 0`` the worker
+    takes it first and the real request waits for its header_timeout."""
+    args = ["--workers", "1", "--header-timeout", "3"]
+    if defer is not None:
+        args += ["--defer-accept", defer]
+    srv = server(args)
+    idle = srv.connect()
+    try:
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        assert srv.get_ok("/", timeout=10) == b"Hello, World!"
+        took = time.monotonic() - t0
+    finally:
+        idle.close()
+    if defer is None:
+        assert took < 1.5, took
+    else:
+        assert took > 2.0, took
+
+
+def test_defer_accept_is_set_on_tcp_listeners_only(tmp_path: Path) -> None:
+    from monoceros.listeners import bind_all
+
+    listeners = bind_all(["127.0.0.1:0", f"unix:{tmp_path / 's.sock'}"], "http",
+                         defer_accept=1)
+    plain = bind_all(["127.0.0.1:0"], "http", defer_accept=0)
+    try:
+        tcp = listeners[0].sock
+        assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) > 0
+        assert plain[0].sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) == 0
+    finally:
+        for listener in listeners + plain:
+            listener.close(unlink=True)

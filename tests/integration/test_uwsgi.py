@@ -454,3 +454,38 @@ def test_uwsgi_router(server: Callable[..., Server], workdir: Path) -> None:
     finally:
         router.stop()
     assert "[ERROR]" not in srv.log()
+
+
+SLOW_HOOK = """
+import time
+
+def post_request(worker, req, environ, resp):
+    time.sleep(1.5)
+"""
+
+
+@pytest.mark.parametrize("kind", WORKER_KINDS)
+@pytest.mark.parametrize("protocol", ["uwsgi", "http"])
+def test_response_ends_before_a_slow_post_request_hook(
+    server: Callable[..., Server], workdir: Path, kind: str, protocol: str
+) -> None:
+    """A response that closes its connection ends (the client sees EOF) as soon as it is sent:
+    the close comes before logging and hooks, and over TCP the last bytes leave with the FIN."""
+    conf = workdir / "slow_hook.py"
+    conf.write_text(SLOW_HOOK)
+    srv = server(["--worker-class", kind, "--workers", "1", "--protocol", protocol,
+                  "-c", str(conf), "--access-logfile", "-"], wait=False)
+    if protocol == "uwsgi":
+        payload = packet(good_env("/pid"))
+    else:
+        payload = b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    addr = ("127.0.0.1", srv.port)
+    assert wait_for(lambda: status_of(exchange(addr, payload, timeout=2)) == 200, 20), srv.log()
+    time.sleep(1.6)
+    for _ in range(2):
+        t0 = time.monotonic()
+        raw = exchange(addr, payload, timeout=10)
+        took = time.monotonic() - t0
+        assert status_of(raw) == 200 and body_of(raw).isdigit(), raw
+        assert took < 0.75, f"the response ended {took:.2f}s after the request"
+        time.sleep(1.6)  # the worker is busy in the hook meanwhile

@@ -68,6 +68,7 @@ GUNICORN_FLAGS: dict[str, tuple[str, ...]] = {
     "config": ("-c", "--config"),
     "bind": ("-b", "--bind"),
     "backlog": ("--backlog",),
+    "defer_accept": ("--defer-accept",),  # ours: uWSGI's deferred accept, on by default
     "workers": ("-w", "--workers"),
     "worker_class": ("-k", "--worker-class"),
     "threads": ("--threads",),
@@ -144,6 +145,7 @@ def test_defaults_are_gunicorns(cfg: Config) -> None:
 
 def test_environment_independent_defaults(cfg: Config) -> None:
     assert cfg.header_timeout == 10.0
+    assert cfg.defer_accept == 1
     assert cfg.chdir == os.getcwd()
     assert cfg.user == os.geteuid()
     assert cfg.group == os.getegid()

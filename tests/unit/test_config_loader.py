@@ -49,6 +49,7 @@ FLAG_CASES: list[tuple[list[str], str, Any]] = [
     (["--workers=5"], "workers", 5),
     (["-b", "0.0.0.0:80", "--bind", "unix:/tmp/s"], "bind", ["0.0.0.0:80", "unix:/tmp/s"]),
     (["--backlog", "64"], "backlog", 64),
+    (["--defer-accept", "0"], "defer_accept", 0),
     (["-k", "sync"], "worker_class", "sync"),
     (["--threads", "4"], "threads", 4),
     (["--worker-connections", "10"], "worker_connections", 10),

@@ -433,7 +433,8 @@ class ThreadWorker(BlockingWorker):
             return False
         conn.buf = b""
         head, used = parsed
-        sock.settimeout(self.io_timeout)
+        # the socket stays non-blocking: the first send and body read do not wait, and one that
+        # has to switches to kernel timeouts (a Python timeout would poll before every send)
         if isinstance(head, Ping):
             sock.sendall(PONG)
             return False

@@ -210,8 +210,9 @@ class FastConnection:
             if sent == len(data):
                 return
             buffer += memoryview(data)[sent:]
-            self._writing = True
-            self.ctx.loop.add_writer(self.sock.fileno(), self._on_writable)
+            if not self._writing:
+                self._writing = True
+                self.ctx.loop.add_writer(self.sock.fileno(), self._on_writable)
         if len(buffer) > WRITE_HIGH:
             self.write_paused = True
 
@@ -221,6 +222,12 @@ class FastConnection:
 
     def _on_writable(self) -> None:
         buffer = self._buffer
+        if not buffer:
+            # emptied last round and nothing came since: stop watching (a streaming
+            # application usually writes again first, which saves two epoll_ctl calls a block)
+            self._writing = False
+            self.ctx.loop.remove_writer(self.sock.fileno())
+            return
         try:
             sent = self.sock.send(buffer, _DONTWAIT)
         except BlockingIOError:
@@ -229,12 +236,9 @@ class FastConnection:
             self._lost()
             return
         del buffer[:sent]
-        if not buffer:
-            self._writing = False
-            self.ctx.loop.remove_writer(self.sock.fileno())
-            if self.closing:
-                self._close_now()
-                return
+        if not buffer and self.closing:
+            self._close_now()
+            return
         if self.write_paused and len(buffer) <= WRITE_LOW:
             self.resume_writing()
 

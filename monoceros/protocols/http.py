@@ -171,6 +171,12 @@ class HttpParser:
         return NEED_DATA
 
     @property
+    def at_message_end(self) -> bool:
+        """True when the next event is the current message's :class:`EndOfMessage`."""
+        events = self._events
+        return bool(events) and events[0] is END_OF_MESSAGE
+
+    @property
     def in_message(self) -> bool:
         """True between the first byte of a request and its end."""
         return self._in_message

@@ -71,6 +71,11 @@ class _HttpBody:
         """True while the client waits for ``100 Continue`` and has sent no body yet."""
         return self._continue
 
+    @property
+    def finished(self) -> bool:
+        """True once every piece of the body was returned (only its end is left to read)."""
+        return self._parser.at_message_end
+
     def __call__(self) -> bytes:
         parser = self._parser
         while True:
@@ -113,6 +118,11 @@ class _UwsgiBody:
         self._length = length
         self._remaining = length - len(buffered)
         self._heartbeat = heartbeat
+
+    @property
+    def finished(self) -> bool:
+        """True once every body byte was returned."""
+        return self._remaining <= 0 and not self._pending
 
     def __call__(self) -> bytes:
         if self._pending:

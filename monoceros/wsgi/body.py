@@ -120,8 +120,16 @@ class Input:
 
     @property
     def exhausted(self) -> bool:
-        """True when the whole body has been read (or there was none)."""
-        return self._done and not self._buf
+        """True when the whole body has been read (or there was none).
+
+        A pull function may say ahead of time that it has nothing left (a ``finished``
+        attribute): a body read exactly to its length is then exhausted without one more pull.
+        """
+        if self._buf:
+            return False
+        if not self._done and getattr(self._pull, "finished", False):
+            self._done = True
+        return self._done
 
     @property
     def awaiting_continue(self) -> bool:

@@ -151,3 +151,25 @@ def test_error_is_sticky() -> None:
     for _ in range(2):
         with pytest.raises(ProtocolError):
             parser.next_event()
+
+
+def test_at_message_end_once_the_body_was_taken() -> None:
+    parser = HttpParser()
+    parser.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+    assert not parser.at_message_end
+    assert isinstance(parser.next_event(), HttpRequest)
+    assert not parser.at_message_end  # the body is still queued
+    event = parser.next_event()
+    assert isinstance(event, Data) and event.data == b"abc"
+    assert parser.at_message_end
+    assert isinstance(parser.next_event(), EndOfMessage)
+    assert not parser.at_message_end
+
+
+def test_not_at_message_end_while_the_body_is_incomplete() -> None:
+    parser = HttpParser()
+    parser.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nabc")
+    parser.next_event()
+    parser.next_event()
+    assert not parser.at_message_end
+    assert parser.next_event() is NEED_DATA

@@ -77,3 +77,38 @@ def test_readline_reassembles_the_body(pieces: list[bytes]) -> None:
     lines = list(inp)
     assert b"".join(lines) == b"".join(pieces)
     assert all(line.endswith(b"\n") for line in lines[:-1])
+
+
+class _CountedPull:
+    """A pull function over fixed pieces that knows when it has nothing left."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = list(pieces)
+        self.calls = 0
+
+    @property
+    def finished(self) -> bool:
+        return not self.pieces
+
+    def __call__(self) -> bytes:
+        self.calls += 1
+        return self.pieces.pop(0) if self.pieces else b""
+
+
+def test_body_read_to_its_length_is_exhausted_without_another_pull() -> None:
+    pull = _CountedPull([b"abc", b"de"])
+    body = Input(pull)
+    assert not body.exhausted
+    assert body.read(3) == b"abc"
+    assert not body.exhausted  # one piece is still to come
+    assert body.read(2) == b"de"
+    assert body.exhausted and pull.calls == 2
+    assert body.read(1) == b"" and pull.calls == 2
+
+
+def test_unread_buffered_bytes_are_not_exhausted() -> None:
+    pull = _CountedPull([b"abcdef"])
+    body = Input(pull)
+    assert body.read(2) == b"ab"
+    assert pull.finished and not body.exhausted
+    assert body.read() == b"cdef" and body.exhausted

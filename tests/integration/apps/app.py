@@ -49,6 +49,10 @@ def app(environ, start_response):
             n += len(chunk)
         return _reply(start_response, json.dumps({"len": n, "sha256": h.hexdigest()}).encode(),
                       ctype="application/json")
+    if path == "/echo-exact":  # reads exactly CONTENT_LENGTH bytes, as frameworks do
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        return _reply(start_response, body, ctype="application/octet-stream")
     if path.startswith("/env"):  # /env and anything below it: the environ as JSON
         data = {k: v for k, v in environ.items() if isinstance(v, str)}
         data["wsgi.url_scheme"] = environ["wsgi.url_scheme"]

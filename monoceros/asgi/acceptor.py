@@ -52,6 +52,14 @@ class Acceptor:
         self.open = 0
         """Connections accepted and not yet closed."""
         self.accepting = False
+        # accepted TCP sockets inherit TCP_NODELAY from their listener (monoceros sets it on
+        # the sockets it binds): only a listener passed in without it needs it per connection
+        self._set_nodelay = {
+            listener.sock.fileno()
+            for listener in listeners
+            if not listener.is_unix
+            and not listener.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        }
 
     # ------------------------------------------------------------------ control
 
@@ -85,7 +93,7 @@ class Acceptor:
         fd = sock.fileno()
         direct = self.direct.get(fd)
         factory = self.factories.get(fd)
-        tcp = not listener.is_unix
+        nodelay = fd in self._set_nodelay
         # socket.accept() converts family and type to enums for every connection: once here
         family, kind, proto = sock.family, sock.type, sock.proto
         for _ in range(_ACCEPT_BATCH):
@@ -102,7 +110,7 @@ class Acceptor:
                 self.log.error("accept() failed on %s: %s", listener.name, exc)
                 return
             conn = socket.socket(family, kind, proto, fd)
-            if tcp:
+            if nodelay:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.open += 1
             if direct is not None:

@@ -185,3 +185,18 @@ def test_defer_accept_is_set_on_tcp_listeners_only(tmp_path: Path) -> None:
     finally:
         for listener in listeners + plain:
             listener.close(unlink=True)
+
+
+def test_accepted_connections_inherit_nodelay_from_the_listener() -> None:
+    """The asgi worker sets TCP_NODELAY per connection only on listeners without it: the ones
+    monoceros binds have it, and accepted sockets inherit it."""
+    from monoceros.listeners import bind_all
+
+    listener = bind_all(["127.0.0.1:0"], "http")[0]
+    try:
+        with socket.create_connection(listener.sock.getsockname(), timeout=5):
+            conn, _ = listener.sock.accept()
+            with conn:
+                assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        listener.close()

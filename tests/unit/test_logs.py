@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gc
 import logging
+import logging.handlers
 import os
 import re
 import sys
@@ -222,6 +223,41 @@ def test_access_log_dash_is_stdout(make_logger: Callable[..., Logger],
     assert log.access_enabled is True
     log.access(ENVIRON, "404 Not Found", [], None, 0.1)
     assert capsys.readouterr() == ("POST 404\n", "")
+
+
+def test_access_lines_reach_handlers_and_filters_added_by_the_user(
+    make_logger: Callable[..., Logger], tmp_path: Path
+) -> None:
+    """Lines go straight to monoceros's own access handler; a handler or filter a config file
+    added to the access logger still sees (or drops) every line."""
+    path = tmp_path / "access.log"
+    log = make_logger(accesslog=str(path), access_log_format="%(m)s %(s)s")
+    log.access(ENVIRON, "200 OK", [], 10, 0.1)
+    extra = logging.handlers.BufferingHandler(100)
+    access_logger = logging.getLogger(ACCESS_LOGGER)
+    access_logger.addHandler(extra)
+    try:
+        log.access(ENVIRON, "201 Created", [], 10, 0.1)
+        access_logger.addFilter(lambda record: "404" not in record.getMessage())
+        log.access(ENVIRON, "404 Not Found", [], 10, 0.1)
+    finally:
+        access_logger.removeHandler(extra)
+        access_logger.filters.clear()
+    log.access(ENVIRON, "204 No Content", [], 10, 0.1)
+    assert lines(path) == ["POST 200", "POST 201", "POST 204"]
+    assert [r.getMessage() for r in extra.buffer] == ["POST 201"]
+
+
+def test_access_log_follows_a_reopened_file(make_logger: Callable[..., Logger],
+                                            tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    log = make_logger(accesslog=str(path), access_log_format="%(s)s")
+    log.access(ENVIRON, "200 OK", [], 10, 0.1)
+    path.rename(tmp_path / "access.log.1")
+    log.reopen_files()
+    log.access(ENVIRON, "201 Created", [], 10, 0.1)
+    assert lines(tmp_path / "access.log.1") == ["200"]
+    assert lines(path) == ["201"]
 
 
 def test_default_format_line(make_logger: Callable[..., Logger], tmp_path: Path) -> None:

@@ -82,7 +82,11 @@ class Server:
                                      start_new_session=True)
         self.pid = self.proc.pid
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:
+                self.stop()  # the fixture never sees a server that failed to start: no leftovers
+                raise
 
     @property
     def port(self) -> int:

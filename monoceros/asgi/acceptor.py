@@ -52,6 +52,8 @@ class Acceptor:
         self.open = 0
         """Connections accepted and not yet closed."""
         self.accepting = False
+        self.connecting = 0
+        """Accepted sockets whose transport and protocol are still being set up."""
         # accepted TCP sockets inherit TCP_NODELAY from their listener (monoceros sets it on
         # the sockets it binds): only a listener passed in without it needs it per connection
         self._set_nodelay = {
@@ -89,6 +91,18 @@ class Acceptor:
     # ------------------------------------------------------------------ accepting
 
     def _accept(self, listener: Listener) -> None:
+        self._accept_from(listener, _ACCEPT_BATCH, capped=True)
+
+    def take_queued(self, limit: int) -> int:
+        """Graceful stop: accept and serve the connections already waiting in the listen queues.
+
+        The last process to close a listening socket resets every connection still queued on
+        it (nginx then answers 502, and does not retry a POST). At most ``limit`` per listener,
+        beyond the cap; returns how many were taken.
+        """
+        return sum(self._accept_from(listener, limit, capped=False) for listener in self.listeners)
+
+    def _accept_from(self, listener: Listener, limit: int, capped: bool) -> int:
         sock = listener.sock
         fd = sock.fileno()
         direct = self.direct.get(fd)
@@ -96,34 +110,38 @@ class Acceptor:
         nodelay = fd in self._set_nodelay
         # socket.accept() converts family and type to enums for every connection: once here
         family, kind, proto = sock.family, sock.type, sock.proto
-        for _ in range(_ACCEPT_BATCH):
-            if self.open >= self.cap:
+        taken = 0
+        for _ in range(limit):
+            if capped and self.open >= self.cap:
                 self.stop()
-                return
+                break
             try:
                 fd, addr = sock._accept()  # type: ignore[attr-defined]  # CPython, all versions
             except BlockingIOError:
-                return
+                break
             except OSError as exc:
                 if exc.errno in _ACCEPT_RETRY:
                     continue
                 self.log.error("accept() failed on %s: %s", listener.name, exc)
-                return
+                break
             conn = socket.socket(family, kind, proto, fd)
             if nodelay:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.open += 1
+            taken += 1
             if direct is not None:
                 direct(conn, addr)
             else:
                 assert factory is not None
                 self.connect(conn, factory)
-            if not self.accepting:  # a handler stopped the worker (max_requests, TERM)
-                return
+            if capped and not self.accepting:  # a handler stopped the worker (max_requests)
+                break
+        return taken
 
     def connect(self, conn: socket.socket, factory: ProtocolFactory) -> None:
         """Set a transport and a protocol from ``factory`` up on an accepted, counted socket."""
         conn.setblocking(False)
+        self.connecting += 1
         self.loop.create_task(self._connect(conn, factory))
 
     async def _connect(self, conn: socket.socket, factory: ProtocolFactory) -> None:
@@ -133,3 +151,5 @@ class Acceptor:
             self.log.debug("Connection lost before it was set up: %s", exc)
             conn.close()
             self.open -= 1
+        finally:
+            self.connecting -= 1

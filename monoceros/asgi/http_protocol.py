@@ -59,8 +59,8 @@ class HttpProtocol(Connection):
         if ctx.header_timeout:
             self.deadline = ctx.loop.time() + ctx.header_timeout
         ctx.add(self)
-        if not ctx.alive:
-            self.transport.close()
+        # accepted while the worker stops (the listen queue it takes in): the first request is
+        # still served, then the connection closes
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser and act on its events."""
@@ -203,8 +203,10 @@ class HttpProtocol(Connection):
         self.transport.close()
 
     def shutdown(self) -> None:
-        """Graceful stop: an idle connection closes now, a busy one after its response."""
-        if self.cycle is None and self.ws is None:
+        """Graceful stop: a kept-alive connection between requests closes now, a busy one after
+        its response; a new one still gets its first request (within header_timeout), which
+        the front end that opened it is about to send."""
+        if self.cycle is None and self.ws is None and self.idle:
             self.transport.close()
         elif self.ws is not None:
             self.ws.shutdown()

@@ -217,8 +217,7 @@ class UwsgiProtocol(Connection):
             self.transport.close()
 
     def shutdown(self) -> None:
-        """Graceful stop: a connection without a request closes now."""
-        if self.cycle is None and self.ws is None:
-            self.transport.close()
-        elif self.ws is not None:
+        """Graceful stop: the request of a connection (one per connection) is still served,
+        also one still arriving (within header_timeout); a WebSocket is told to go away."""
+        if self.ws is not None:
             self.ws.shutdown()

@@ -139,14 +139,18 @@ class AsgiWorker(Worker):
         return UwsgiFastPath(ctx, builder, hand_over, tcp=not listener.is_unix)
 
     async def _graceful_stop(self, lifespan: Lifespan) -> None:
-        self.acceptor.stop()
+        acceptor = self.acceptor
+        acceptor.stop()
         ctx = self.ctx
         ctx.alive = False
         for conn in list(ctx.connections):
             conn.shutdown()
+        if self.graceful_stop:  # TERM (not max_requests: the other workers go on accepting)
+            # what waits in the listen queue would be reset when the listeners close: serve it
+            acceptor.take_queued(self.cfg.backlog)
         loop = self.loop
         deadline = loop.time() + self.cfg.graceful_timeout
-        while ctx.connections and loop.time() < deadline:
+        while (ctx.connections or acceptor.connecting) and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for conn in list(ctx.connections):
             conn.transport.abort()
@@ -159,6 +163,7 @@ class AsgiWorker(Worker):
             self._stop.set_result(None)
 
     def _on_term(self) -> None:
+        self.graceful_stop = True
         self._request_stop()
 
     def _on_usr1(self) -> None:

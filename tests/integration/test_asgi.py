@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -213,6 +214,87 @@ def test_lifespan_once_per_worker_and_graceful_term(server: Callable[..., Server
         assert lines.count(f"startup {pid}") == 1, lines
         assert lines.count(f"shutdown {pid}") == 1, lines
     assert clean(srv.log()), srv.log()
+
+
+@pytest.mark.parametrize("protocol", ["http", "uwsgi"])
+def test_term_serves_the_connections_already_queued(server: Callable[..., Server],
+                                                    protocol: str) -> None:
+    """At the worker_connections cap new connections wait in the listen queue; a graceful stop
+    takes them in and serves them instead of leaving them to be reset (nginx would answer 502
+    and not retry a POST)."""
+    srv = start(server, ["--worker-connections", "1", "--workers", "1", "--graceful-timeout",
+                         "10", "--protocol", protocol], wait=False)
+    addr = ("127.0.0.1", srv.port)
+
+    def request(path: str, body: bytes = b"") -> bytes:
+        if protocol == "uwsgi":
+            payload = packet(good_env(path, body, "POST" if body else "GET"), body)
+        else:
+            method = "POST" if body else "GET"
+            payload = (f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                       f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        return exchange(addr, payload, timeout=15)
+
+    assert wait_for(lambda: status_of(request("/pid")) == 200, 20), srv.log()
+    results: list[bytes] = []
+    threads = [threading.Thread(target=lambda: results.append(request("/slow?s=1")))]
+    threads[0].start()
+    time.sleep(0.3)  # the only connection slot is taken: the next ones wait in the queue
+    for _ in range(4):
+        t = threading.Thread(target=lambda: results.append(request("/echo", b"q" * 1000)))
+        t.start()
+        threads.append(t)
+    time.sleep(0.3)
+    srv.signal(signal.SIGTERM)
+    for t in threads:
+        t.join(20)
+    assert sorted(status_of(r) or 0 for r in results) == [200] * 5, results
+    assert srv.wait_exit(15) == 0
+    assert clean(srv.log()), srv.log()
+
+
+@pytest.mark.parametrize("protocol", ["http", "uwsgi"])
+def test_term_still_serves_a_new_connections_first_request(server: Callable[..., Server],
+                                                           workdir: Path, protocol: str) -> None:
+    """A connection accepted just before the stop (its request still on the way, as when
+    nginx has just connected) gets its request served; a kept-alive idle one is closed.
+    (Over a UNIX socket: on TCP, deferred accept keeps such a connection in the kernel until
+    its bytes arrive.)"""
+    path = str(workdir / "asgi.sock")
+    srv = start(server, ["--workers", "1", "--graceful-timeout", "10", "--protocol", protocol],
+                wait=False, bind=f"unix:{path}")
+    addr = path
+    ready = packet(good_env("/pid")) if protocol == "uwsgi" else (
+        b"GET /pid HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert wait_for(lambda: status_of(exchange(addr, ready, timeout=2)) == 200, 20), srv.log()
+    def connect() -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(10)
+        sock.connect(addr)
+        return sock
+
+    idle = None
+    if protocol == "http":
+        idle = connect()
+        idle.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert status_of(idle.recv(4096)) == 200  # kept alive, now idle
+    fresh = connect()
+    time.sleep(0.3)  # accepted by the worker, nothing sent yet
+    srv.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    fresh.sendall(ready)
+    chunks = []
+    while True:
+        data = fresh.recv(65536)
+        if not data:
+            break
+        chunks.append(data)
+    fresh.close()
+    assert status_of(b"".join(chunks)) == 200, chunks
+    if idle is not None:
+        assert idle.recv(4096) == b""  # closed by the stop, without a response
+        idle.close()
+    assert srv.wait_exit(15) == 0
 
 
 def test_failed_startup_stops_the_master(server: Callable[..., Server]) -> None:

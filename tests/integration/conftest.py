@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -168,6 +169,32 @@ class Server:
         if self.proc.poll() is None:
             self.proc.wait(5)
         self._logf.close()
+
+
+def term_with_queued(srv: Server, slow: Callable[[], object], queued: Callable[[], object],
+                     count: int = 4) -> list[object]:
+    """Run ``slow`` (it takes the only worker or connection slot), then ``count`` calls of
+    ``queued`` that wait in the listen queue, then send TERM; return what every call returned
+    (or raised), ``slow``'s first."""
+    results: list[list[object]] = [[] for _ in range(count + 1)]
+
+    def run(fn: Callable[[], object], out: list[object]) -> None:
+        try:
+            out.append(fn())
+        except Exception as exc:  # recorded for the caller's assertion
+            out.append(exc)
+
+    threads = [threading.Thread(target=run, args=(slow, results[0]), daemon=True)]
+    threads[0].start()
+    time.sleep(0.3)  # the slot is taken: the next connections wait in the queue
+    for i in range(count):
+        threads.append(threading.Thread(target=run, args=(queued, results[i + 1]), daemon=True))
+        threads[-1].start()
+    time.sleep(0.3)
+    srv.signal(signal.SIGTERM)
+    for t in threads:
+        t.join(20)
+    return [out[0] if out else None for out in results]
 
 
 def read_response(sock: socket.socket, method: str = "GET") -> tuple[int, dict[str, str], bytes]:

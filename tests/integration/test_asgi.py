@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import socket
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from monoceros.protocols.websocket import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT
 from monoceros.protocols.websocket import encode_frame as _frame
 
-from conftest import APPS, Nginx, Server, free_port, wait_for
+from conftest import APPS, Nginx, Server, free_port, term_with_queued, wait_for
 from uwsgi_support import body_of, exchange, good_env, nginx_uwsgi_params, packet, status_of
 
 MiB = 1024 * 1024
@@ -236,19 +235,9 @@ def test_term_serves_the_connections_already_queued(server: Callable[..., Server
         return exchange(addr, payload, timeout=15)
 
     assert wait_for(lambda: status_of(request("/pid")) == 200, 20), srv.log()
-    results: list[bytes] = []
-    threads = [threading.Thread(target=lambda: results.append(request("/slow?s=1")))]
-    threads[0].start()
-    time.sleep(0.3)  # the only connection slot is taken: the next ones wait in the queue
-    for _ in range(4):
-        t = threading.Thread(target=lambda: results.append(request("/echo", b"q" * 1000)))
-        t.start()
-        threads.append(t)
-    time.sleep(0.3)
-    srv.signal(signal.SIGTERM)
-    for t in threads:
-        t.join(20)
-    assert sorted(status_of(r) or 0 for r in results) == [200] * 5, results
+    results = term_with_queued(srv, lambda: request("/slow?s=1"),
+                               lambda: request("/echo", b"q" * 1000))
+    assert [status_of(r) if isinstance(r, bytes) else r for r in results] == [200] * 5, results
     assert srv.wait_exit(15) == 0
     assert clean(srv.log()), srv.log()
 

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from conftest import Server, wait_for
+from conftest import Server, term_with_queued, wait_for
 from uwsgi_support import body_of, exchange, good_env, packet, status_of
 
 GTHREAD = ["-k", "gthread", "--threads", "4"]
@@ -332,24 +332,9 @@ def test_term_serves_the_connections_already_queued(server: Callable[..., Server
     takes them and serves them instead of resetting them."""
     srv = server(["-k", "gthread", "--threads", "1", "--worker-connections", "1", "--workers",
                   "1", "--graceful-timeout", "10"])
-    results: list[object] = []
-
-    def call(path: str, body: bytes | None = None) -> None:
-        try:
-            results.append(srv.request(path, "POST" if body else "GET", body, timeout=15)[0])
-        except Exception as exc:  # recorded for the assertion
-            results.append(exc)
-
-    threads = [threading.Thread(target=call, args=("/slow?s=1",), daemon=True)]
-    threads[0].start()
-    time.sleep(0.3)
-    for _ in range(4):
-        t = threading.Thread(target=call, args=("/echo", b"y" * 1000), daemon=True)
-        t.start()
-        threads.append(t)
-    time.sleep(0.3)
-    srv.signal(signal.SIGTERM)
-    for t in threads:
-        t.join(20)
+    results = term_with_queued(
+        srv, lambda: srv.request("/slow?s=1", timeout=15)[0],
+        lambda: srv.request("/echo", "POST", b"y" * 1000, timeout=15)[0],
+    )
     assert results == [200] * 5, results
     assert srv.wait_exit(15) == 0

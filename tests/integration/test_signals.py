@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import APPS, Server, wait_for
+from conftest import APPS, Server, term_with_queued, wait_for
 
 
 def in_background(fn: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
@@ -42,15 +42,10 @@ def test_term_serves_the_connections_already_queued(server: Callable[..., Server
     """Connections waiting in the listen queue at TERM are served, not reset (gunicorn resets
     them, and nginx answers 502 without retrying a POST)."""
     srv = server(["--workers", "1", "--graceful-timeout", "10"])
-    slow, slow_out = in_background(lambda: srv.request("/slow?s=1", timeout=15))
-    time.sleep(0.3)  # the only worker is busy: the next connections wait in the queue
-    queued = [in_background(lambda: srv.request("/echo", "POST", b"x" * 1000, timeout=15))
-              for _ in range(5)]
-    time.sleep(0.3)
-    srv.signal(signal.SIGTERM)
-    for t, _ in [(slow, slow_out), *queued]:
-        t.join(20)
-    results = [out[0] if out else None for _, out in [(slow, slow_out), *queued]]
+    results = term_with_queued(
+        srv, lambda: srv.request("/slow?s=1", timeout=15),
+        lambda: srv.request("/echo", "POST", b"x" * 1000, timeout=15), count=5,
+    )
     assert all(isinstance(r, tuple) and r[0] == 200 for r in results), results
     assert srv.wait_exit(15) == 0
 

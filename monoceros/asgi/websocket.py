@@ -26,6 +26,7 @@ from ..protocols.websocket import (
     encode_frame,
     parse_close,
 )
+from .access import access_environ, access_headers
 from .flow import wake
 from .response import build_head, error_response
 
@@ -55,6 +56,7 @@ class WebSocketSession:
         self.close_sent = False
         self.closed = False
         self._waiter: asyncio.Future[None] | None = None
+        self._start = self.ctx.loop.time() if self.ctx.access_log else 0.0
 
     # ------------------------------------------------------------------ from the protocol
 
@@ -72,6 +74,7 @@ class WebSocketSession:
             self.ctx.log.info("Invalid WebSocket handshake from %s: %s",
                               self.conn.peer_label(), reason)
             self._write(error_response(400, reason))
+            self._log_handshake(400)
             self.conn.transport.close()
             self.closed = True
             return
@@ -174,6 +177,7 @@ class WebSocketSession:
             if not self.accepted and not self.close_sent:
                 self.close_sent = True
                 self._write(error_response(500))
+                self._log_handshake(500)
             elif not self.close_sent:
                 self.close_sent = True
                 self._write(encode_frame(OP_CLOSE, close_payload(1011)))
@@ -183,6 +187,7 @@ class WebSocketSession:
             self.close_sent = True
             if not self.accepted:
                 self._write(error_response(403))
+                self._log_handshake(403)
                 self.conn.transport.close()
                 return
             self._write(encode_frame(OP_CLOSE, close_payload(1000)))
@@ -229,8 +234,10 @@ class WebSocketSession:
             if self.accepted or self.close_sent:
                 raise RuntimeError("websocket.accept sent twice or after close")
             self.accepted = True
+            head, headers = self._handshake(message)
             if not self.closed:
-                self._write(self._handshake(message))
+                self._write(head)
+            self._log_handshake(101, headers)
             return
         if kind == "websocket.close":
             if self.close_sent:
@@ -238,6 +245,7 @@ class WebSocketSession:
             self.close_sent = True
             if not self.accepted:
                 self._write(error_response(403))
+                self._log_handshake(403)
                 transport.close()
                 return
             code = message.get("code") or 1000
@@ -249,7 +257,16 @@ class WebSocketSession:
             return
         raise RuntimeError(f"unexpected ASGI message {kind!r} on a WebSocket")
 
-    def _handshake(self, message: dict[str, Any]) -> bytes:
+    def _log_handshake(self, status: int, headers: Any = ()) -> None:
+        """The access log line of the handshake: 101 once accepted, else how it was refused
+        (the time is until that answer; the WebSocket itself may live on for hours)."""
+        ctx = self.ctx
+        if ctx.access_log:
+            ctx.log.access(access_environ(self.scope), status, access_headers(headers), None,
+                           ctx.loop.time() - self._start)
+
+    def _handshake(self, message: dict[str, Any]) -> tuple[bytes, list[Any]]:
+        """The 101 answer to send, and its headers (for the access log)."""
         headers: list[Any] = [
             (b"sec-websocket-accept", accept_key(self._key).encode("ascii")),
         ]
@@ -260,4 +277,4 @@ class WebSocketSession:
         head, _ = build_head(101, headers, first_body=None, head_only=True, keep_alive=True,
                              http11=True, uwsgi=True)
         # the hop-by-hop Upgrade/Connection pair belongs to this response: put it back
-        return head[:-2] + b"upgrade: websocket\r\nconnection: Upgrade\r\n\r\n"
+        return head[:-2] + b"upgrade: websocket\r\nconnection: Upgrade\r\n\r\n", headers

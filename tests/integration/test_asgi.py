@@ -383,6 +383,25 @@ def test_websocket_echo_direct(server: Callable[..., Server], workdir: Path) -> 
     assert clean(srv.log()), srv.log()
 
 
+def test_websocket_handshakes_are_in_the_access_log(server: Callable[..., Server]) -> None:
+    """One access log line per handshake: 101 when accepted, 403 when the app refuses, 400 for
+    a bad handshake (the WebSocket's own lifetime is not a request)."""
+    srv = start(server, ["--access-logfile", "-", "--access-logformat",
+                         'ws %(m)s "%(U)s" %(s)s %({sec-websocket-protocol}o)s'])
+    with srv.connect() as s:
+        ws_open(s, "/ws/scope", "Sec-WebSocket-Protocol: chat\r\n")
+    with srv.connect() as s:
+        assert ws_open(s, "/ws/deny").startswith(b"HTTP/1.1 403")
+    with srv.connect() as s:
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 400")
+    expected = ['ws GET "/ws/scope" 101 chat', 'ws GET "/ws/deny" 403 -', 'ws GET "/ws" 400 -']
+    assert wait_for(lambda: all(line in srv.log() for line in expected), 5), srv.log()
+    lines = [line for line in srv.log().splitlines() if line.startswith('ws GET "/ws')]
+    assert lines == expected, lines
+
+
 def test_websocket_going_away_on_graceful_stop(server: Callable[..., Server]) -> None:
     srv = start(server)
     with srv.connect() as s:

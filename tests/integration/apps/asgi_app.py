@@ -111,6 +111,8 @@ async def app(scope, receive, send):
         for _ in range(mib * 16):
             await send({"type": "http.response.body", "body": BLOCK, "more_body": True})
         return await send({"type": "http.response.body", "body": b""})
+    if path == "/version":  # the deployed version (a config's raw_env sets it)
+        return await _reply(send, os.environ.get("APP_VERSION", "v1").encode())
     if path == "/slow":
         await asyncio.sleep(float(_q(scope, "s", "1")))
         return await _reply(send, b"slept")

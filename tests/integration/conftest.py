@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -244,14 +245,20 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 30.0,
                           start_new_session=True)
 
 
+def missing(under_ci: str, elsewhere: str) -> NoReturn:
+    """A tool the tests drive is not installed: fail under CI (which installs every one of
+    them), skip elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(under_ci)
+    pytest.skip(elsewhere)
+
+
 def find_nginx() -> str:
     """The nginx binary; missing nginx fails under CI and skips elsewhere."""
     for candidate in (shutil.which("nginx"), "/usr/sbin/nginx", "/usr/local/sbin/nginx"):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    if os.environ.get("CI"):
-        pytest.fail("nginx is required under CI (scripts/test installs it)")
-    pytest.skip("nginx is not installed")
+    missing("nginx is required under CI (scripts/test installs it)", "nginx is not installed")
 
 
 class Nginx:

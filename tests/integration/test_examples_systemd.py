@@ -121,17 +121,30 @@ def test_the_units_agree_with_each_other_and_with_the_nginx_example() -> None:
     assert one(sock, "Socket", "SocketMode") == "0660"
 
 
-def _spawn_activated(sock: socket.socket, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    """Run ``argv`` with ``sock`` as fd 3 and LISTEN_FDS/LISTEN_PID naming it, as systemd does."""
-    fd = sock.fileno()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("MONOCEROS_CMD_ARGS", None)
-    cmd = ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"', *argv]
-    with open(log, "wb") as logf:  # the child keeps its own copy
-        return subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, pass_fds=(3,),
-                                preexec_fn=lambda: os.dup2(fd, 3), start_new_session=True,
-                                cwd=str(APP_DIR))
+def _start_activated(workdir: Path) -> tuple[Path, Path, Path, subprocess.Popen[bytes]]:
+    """Run the unit's ExecStart on a UNIX socket passed as systemd passes it (fd 3, with
+    LISTEN_FDS/LISTEN_PID naming it): (socket path, standing for ListenStream=
+    /run/monoceros/app.sock; pidfile, for /run/monoceros-app/app.pid; log; process)."""
+    listen = workdir / "app.sock"
+    pidfile = workdir / "app.pid"
+    log = workdir / "server.log"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(listen))
+        sock.listen(16)
+        fd = sock.fileno()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.pop("MONOCEROS_CMD_ARGS", None)
+        cmd = ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"', *exec_start(),
+               "--pid", str(pidfile)]
+        with open(log, "wb") as logf:  # the child keeps its own copy
+            proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, pass_fds=(3,),
+                                    preexec_fn=lambda: os.dup2(fd, 3), start_new_session=True,
+                                    cwd=str(APP_DIR))
+    finally:
+        sock.close()
+    return listen, pidfile, log, proc
 
 
 def _hello(path: str) -> bytes | None:
@@ -140,14 +153,7 @@ def _hello(path: str) -> bytes | None:
 
 
 def test_exec_start_serves_the_socket_systemd_passes(workdir: Path) -> None:
-    listen = workdir / "app.sock"  # stands for ListenStream=/run/monoceros/app.sock
-    pidfile = workdir / "app.pid"  # stands for /run/monoceros-app/app.pid
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(listen))
-    sock.listen(16)
-    log = workdir / "server.log"
-    proc = _spawn_activated(sock, [*exec_start(), "--pid", str(pidfile)], log)
-    sock.close()
+    listen, pidfile, log, proc = _start_activated(workdir)
     try:
         assert wait_for(lambda: _hello(str(listen)) == b"Hello, World!\n", 20), log.read_text()
         assert f"Listening at: uwsgi://unix:{listen}" in log.read_text()
@@ -172,14 +178,7 @@ def test_exec_start_serves_the_socket_systemd_passes(workdir: Path) -> None:
 
 
 def test_after_a_usr2_upgrade_the_systemd_socket_file_survives_a_stop(workdir: Path) -> None:
-    listen = workdir / "app.sock"
-    pidfile = workdir / "app.pid"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(listen))
-    sock.listen(16)
-    log = workdir / "server.log"
-    proc = _spawn_activated(sock, [*exec_start(), "--pid", str(pidfile)], log)
-    sock.close()
+    listen, pidfile, log, proc = _start_activated(workdir)
     oldbin = Path(f"{pidfile}.oldbin")
     new_master = 0
     try:

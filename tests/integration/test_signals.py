@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from conftest import APPS, Server, term_with_queued, wait_for
 
 
@@ -50,8 +52,11 @@ def test_term_serves_the_connections_already_queued(server: Callable[..., Server
     assert srv.wait_exit(15) == 0
 
 
-def test_term_kills_what_outlives_graceful_timeout(server: Callable[..., Server]) -> None:
-    srv = server(["--workers", "1", "--graceful-timeout", "1"])
+@pytest.mark.parametrize("kind", [[], ["-k", "gthread", "--threads", "4"]],
+                         ids=["sync", "gthread"])
+def test_term_kills_what_outlives_graceful_timeout(server: Callable[..., Server],
+                                                   kind: list[str]) -> None:
+    srv = server([*kind, "--workers", "1", "--graceful-timeout", "1"])
     in_background(lambda: srv.request("/slow?s=30", timeout=30))
     time.sleep(0.5)
     t0 = time.monotonic()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, free_port, wait_for
+from conftest import REPO, free_port, missing, wait_for
 
 EXAMPLES = REPO / "examples"
 #: the worker kinds every uWSGI test runs on; later worker kinds add themselves here
@@ -106,9 +106,8 @@ def find_apache() -> tuple[str, str]:
     for mods in ("/usr/lib/apache2/modules", "/usr/lib64/httpd/modules", "/usr/lib/httpd/modules"):
         if exe and os.path.exists(os.path.join(mods, "mod_proxy_uwsgi.so")):
             return exe, mods
-    if os.environ.get("CI"):
-        pytest.fail("Apache with mod_proxy_uwsgi is required under CI (scripts/test installs it)")
-    pytest.skip("Apache with mod_proxy_uwsgi is not installed")
+    missing("Apache with mod_proxy_uwsgi is required under CI (scripts/test installs it)",
+            "Apache with mod_proxy_uwsgi is not installed")
 
 
 class Apache:
@@ -164,9 +163,8 @@ def find_uwsgi() -> str:
     for candidate in (str(Path(sys.executable).parent / "uwsgi"), shutil.which("uwsgi")):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    if os.environ.get("CI"):
-        pytest.fail("the uwsgi binary is required under CI (pip install '.[test]' installs it)")
-    pytest.skip("the uwsgi binary (uWSGI HTTP router) is not installed")
+    missing("the uwsgi binary is required under CI (pip install '.[test]' installs it)",
+            "the uwsgi binary (uWSGI HTTP router) is not installed")
 
 
 class UwsgiRouter:

@@ -6,7 +6,6 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 
 import pytest
@@ -14,22 +13,7 @@ import pytest
 from monoceros.wsgi.body import Input
 from monoceros.wsgi.response import Response, http_date
 
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    b.settimeout(5)
-    yield a, b
-    a.close()
-    b.close()
-
-
-def received(a: socket.socket, b: socket.socket) -> bytes:
-    a.close()
-    chunks = []
-    while data := b.recv(65536):
-        chunks.append(data)
-    return b"".join(chunks)
+from unit_support import received
 
 
 def kept(sock: socket.socket, http10: bool = False, head_only: bool = False) -> Response:

@@ -39,15 +39,6 @@ def worker() -> Iterator[ThreadWorker]:
     b.close()
 
 
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    b.settimeout(5)
-    yield a, b
-    a.close()
-    b.close()
-
-
 def conn_of(worker: ThreadWorker, sock: socket.socket) -> _Conn:
     return _Conn(sock, worker.listeners[0], "", float("inf"), HttpParser(worker.limits))
 

@@ -22,6 +22,8 @@ from monoceros.protocols.uwsgi import (
     url_scheme,
 )
 
+from unit_support import encode
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "uwsgi-packets"
 MISSING = "<uwsgi captures folder missing>"
 
@@ -41,16 +43,6 @@ def load(name: str) -> bytes:
             "(tests/fixtures/uwsgi-packets, copied from the shared captures)"
         )
     return (FIXTURES / name).read_bytes()
-
-
-def encode(
-    pairs: list[tuple[bytes, bytes]], modifier1: int = 0, modifier2: int = 0, body: bytes = b""
-) -> bytes:
-    """Build a uwsgi packet from (key, value) byte pairs."""
-    block = b"".join(
-        struct.pack("<H", len(k)) + k + struct.pack("<H", len(v)) + v for k, v in pairs
-    )
-    return struct.pack("<BHB", modifier1, len(block), modifier2) + block + body
 
 
 def packet(*pairs: tuple[str, str], modifier1: int = 0, body: bytes = b"") -> bytes:

@@ -20,6 +20,8 @@ from monoceros.protocols.uwsgi import (
     parse_head,
 )
 
+from unit_support import encode
+
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # latin-1 text without the three forbidden characters
@@ -44,16 +46,6 @@ KNOWN_KEYS = [
     "REMOTE_ADDR",
 ]
 PATHS = st.sampled_from(["", "/", "/a", "/a/", "/ab", "/a/b", "/a//", "/b/a"])
-
-
-def encode(
-    pairs: list[tuple[bytes, bytes]], modifier1: int = 0, modifier2: int = 0, body: bytes = b""
-) -> bytes:
-    """Build a uwsgi packet from (key, value) byte pairs."""
-    block = b"".join(
-        struct.pack("<H", len(k)) + k + struct.pack("<H", len(v)) + v for k, v in pairs
-    )
-    return struct.pack("<BHB", modifier1, len(block), modifier2) + block + body
 
 
 def expected_environ(pairs: list[tuple[str, str]]) -> dict[str, str]:

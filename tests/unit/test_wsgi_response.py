@@ -4,28 +4,12 @@ from __future__ import annotations
 
 import socket
 import tempfile
-from collections.abc import Iterator
 
 import pytest
 
 from monoceros.wsgi.response import FileWrapper, Response, ResponseError, http_date
 
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    b.settimeout(5)
-    yield a, b
-    a.close()
-    b.close()
-
-
-def received(a: socket.socket, b: socket.socket) -> bytes:
-    a.close()
-    chunks = []
-    while data := b.recv(65536):
-        chunks.append(data)
-    return b"".join(chunks)
+from unit_support import received
 
 
 def test_single_body_gets_length_date_server_and_close(pair: tuple[socket.socket, socket.socket]) -> None:

@@ -13,7 +13,9 @@ import pytest
 from monoceros.wsgi.body import Input
 from monoceros.wsgi.response import Response, http_date
 
-from unit_support import received
+from unit_support import received, socket_pair
+
+pair = pytest.fixture(name="pair")(socket_pair)
 
 
 def kept(sock: socket.socket, http10: bool = False, head_only: bool = False) -> Response:

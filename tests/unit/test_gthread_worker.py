@@ -15,6 +15,10 @@ from monoceros.logs import Logger
 from monoceros.protocols.http import HttpParser, HttpRequest
 from monoceros.workers.gthread import ThreadWorker, _Conn, _Progress
 
+from unit_support import socket_pair
+
+pair = pytest.fixture(name="pair")(socket_pair)
+
 SEEN: list[dict[str, Any]] = []
 
 

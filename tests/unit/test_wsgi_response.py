@@ -9,7 +9,9 @@ import pytest
 
 from monoceros.wsgi.response import FileWrapper, Response, ResponseError, http_date
 
-from unit_support import received
+from unit_support import received, socket_pair
+
+pair = pytest.fixture(name="pair")(socket_pair)
 
 
 def test_single_body_gets_length_date_server_and_close(pair: tuple[socket.socket, socket.socket]) -> None:

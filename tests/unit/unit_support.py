@@ -1,9 +1,25 @@
-"""Helpers shared by the unit tests (fixtures are in conftest.py)."""
+"""Helpers shared by the unit tests.
+
+Not a ``conftest.py``: the integration tests import their own ``conftest`` by name, and a second
+module of that name would shadow it. A test module turns :func:`socket_pair` into its ``pair``
+fixture with ``pair = pytest.fixture(name="pair")(socket_pair)``.
+"""
 
 from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Iterator
+
+
+def socket_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected socket pair: the code under test writes to the first, the test reads the
+    second (with a 5 s timeout)."""
+    a, b = socket.socketpair()
+    b.settimeout(5)
+    yield a, b
+    a.close()
+    b.close()
 
 
 def received(a: socket.socket, b: socket.socket) -> bytes:

@@ -142,24 +142,38 @@ class Listener:
 
 
 def _remove_stale_unix_socket(path: str) -> None:
+    """Remove a socket file nobody listens on; BindError (one line) for anything else."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return
+    except OSError as exc:  # a parent is not a directory, or not searchable
+        raise BindError(f"bind: unix:{path}: {exc.strerror}") from None
     if not stat.S_ISSOCK(st.st_mode):
-        raise BindError(f"bind: {path} exists and is not a socket")
+        raise BindError(f"bind: unix:{path}: exists and is not a socket")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)
         probe.connect(path)
     except OSError as exc:
-        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
-            os.unlink(path)  # nobody listens: a leftover of a crashed server
-            return
-        raise BindError(f"bind: cannot check {path}: {exc.strerror}") from None
+        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+            raise BindError(f"bind: unix:{path}: cannot check it: {exc.strerror}") from None
+        _unlink_stale(path)  # nobody listens: a leftover of a crashed server
+        return
     finally:
         probe.close()
-    raise BindError(f"bind: {path} is in use by another server")
+    raise BindError(f"bind: unix:{path}: in use by another server")
+
+
+def _unlink_stale(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise BindError(
+            f"bind: unix:{path}: cannot remove the stale socket file: {exc.strerror}"
+        ) from None
 
 
 def set_defer_accept(sock: socket.socket, seconds: int) -> None:

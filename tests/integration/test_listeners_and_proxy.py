@@ -200,3 +200,53 @@ def test_accepted_connections_inherit_nodelay_from_the_listener() -> None:
                 assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     finally:
         listener.close()
+
+
+def _as_unprivileged_owner(cmd: list[str]) -> list[str]:
+    """Run ``cmd`` so file permissions apply to it: as root, without the capabilities that
+    bypass them (root owns the test directories, so their owner bits then decide)."""
+    if os.geteuid() != 0:
+        return cmd
+    drop = "-dac_override,-dac_read_search,-fowner"
+    return ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", *cmd]
+
+
+def _bind_fails(workdir: Path, address: str) -> str:
+    cmd = _as_unprivileged_owner(
+        [MONOCEROS, "app:app", "--chdir", str(APPS), "--bind", address])
+    env = {k: v for k, v in os.environ.items() if k != "MONOCEROS_CMD_ARGS"}
+    r = subprocess.run(cmd, cwd=str(workdir), capture_output=True, text=True, timeout=30,
+                       stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert "Traceback" not in out, out
+    return out
+
+
+def _stale_socket(path: Path) -> None:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(path))
+    s.close()  # the file stays, nobody listens: what a crashed server leaves
+
+
+@pytest.mark.parametrize("case", ["unsearchable", "parent-is-a-file", "stale-not-removable"])
+def test_unix_bind_errors_are_one_line(workdir: Path, case: str) -> None:
+    """Each of these was a traceback from listeners.py instead of a `bind:` line."""
+    locked = workdir / "locked"
+    locked.mkdir()
+    if case == "unsearchable":
+        locked.chmod(0)
+        address, reason = f"unix:{locked}/app.sock", "Permission denied"
+    elif case == "parent-is-a-file":
+        (workdir / "file").write_text("")
+        address, reason = f"unix:{workdir}/file/app.sock", "Not a directory"
+    else:
+        _stale_socket(locked / "app.sock")
+        locked.chmod(0o555)
+        address = f"unix:{locked}/app.sock"
+        reason = "cannot remove the stale socket file: Permission denied"
+    try:
+        out = _bind_fails(workdir, address)
+    finally:
+        locked.chmod(0o755)
+    assert f"bind: {address}: {reason}" in out, out

@@ -304,7 +304,7 @@ class Arbiter:
             return
         if self.pidfile is not None:
             self.pidfile.rename(self.pidfile.path + ".oldbin")
-        argv = [sys.executable, "-m", "monoceros", *sys.argv[1:]]
+        argv = reexec_argv(sys.argv, self.launch_dir)
         environ = dict(os.environ)
         environ[INHERIT_ENV] = inherit_env(self.listeners)
         signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED_AROUND_FORK)
@@ -627,6 +627,30 @@ class Arbiter:
             self.cfg.on_exit(self)
         except Exception:
             self.log.exception("Error in the on_exit hook")
+
+
+#: how a new master starts when this one was not started by a script (``python -m monoceros``):
+#: the package is imported from where this master's was, never from the working directory
+_BOOTSTRAP = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = 'monoceros'; "
+    "from monoceros.cli import main; main()"
+)
+
+
+def reexec_argv(argv: list[str], launch_dir: str) -> list[str]:
+    """The command line of the new master a USR2 upgrade starts (gunicorn's way).
+
+    Started by the installed ``monoceros`` script, the new master runs that script again with
+    the same interpreter, so a ``monoceros/`` folder in the working directory cannot shadow the
+    package (a script puts its own directory first on ``sys.path``, not the working directory).
+    Started as ``python -m monoceros``, it imports the package from the directory this master's
+    came from. ``launch_dir`` is where this master was started (``argv[0]`` may be relative).
+    """
+    script = os.path.join(launch_dir, argv[0]) if argv and argv[0] else ""
+    if script and os.path.basename(script) != "__main__.py" and os.path.isfile(script):
+        return [sys.executable, os.path.normpath(script), *argv[1:]]
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return [sys.executable, "-c", _BOOTSTRAP, package_parent, *argv[1:]]
 
 
 def _signal_name(num: int) -> str:

@@ -65,12 +65,14 @@ class Server:
     """One ``monoceros`` process group; output goes to a log file."""
 
     def __init__(self, args: list[str], workdir: Path, env: dict[str, str] | None = None,
-                 wait: bool = True, bind: str | None = None, bind_arg: bool = True) -> None:
-        """``bind`` is where the tests connect; ``bind_arg=False`` leaves it to a config file."""
+                 wait: bool = True, bind: str | None = None, bind_arg: bool = True,
+                 program: list[str] | None = None) -> None:
+        """``bind`` is where the tests connect; ``bind_arg=False`` leaves it to a config file;
+        ``program`` replaces the ``monoceros`` script (``[python, "-m", "monoceros"]``)."""
         self.workdir = workdir
         self.bind = bind or f"127.0.0.1:{free_port()}"
         self.log_path = workdir / f"server-{time.monotonic_ns()}.log"
-        self.cmd = [MONOCEROS, *args]
+        self.cmd = [*(program or [MONOCEROS]), *args]
         if bind_arg and "--bind" not in args and "-b" not in args:
             self.cmd += ["--bind", self.bind]
         full_env = dict(os.environ, PYTHONUNBUFFERED="1")

@@ -307,3 +307,50 @@ def _answers(srv: Server) -> bool:
         return srv.request("/", timeout=3)[0] == 200
     except OSError:
         return False
+
+
+def _upgrade_serves(srv: Server) -> None:
+    """USR2: a new master starts and boots a worker; then it alone is left serving."""
+    from conftest import children_of
+
+    old_workers = set(srv.wait_workers(1))
+    srv.signal(signal.SIGUSR2)
+
+    def new_master() -> int:
+        kids = [p for p in srv.workers() if p not in old_workers]
+        return kids[0] if kids else 0
+    assert wait_for(lambda: new_master() != 0 and len(children_of(new_master())) == 1, 20), \
+        srv.log()
+    master2 = new_master()
+    try:
+        srv.signal(signal.SIGWINCH)
+        assert wait_for(lambda: not old_workers & set(srv.workers()), 20), srv.log()
+        assert srv.request("/pid")[0] == 200  # served by the new master's worker
+        assert "exited with status" not in srv.log()
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(20) == 0
+    finally:
+        os.kill(master2, signal.SIGTERM)
+    assert wait_for(lambda: not os.path.exists(f"/proc/{master2}"), 20)
+
+
+def test_usr2_from_a_directory_holding_a_monoceros_folder(
+    server: Callable[..., Server], workdir: Path
+) -> None:
+    """The new master runs the installed script: ./monoceros/ cannot shadow the package."""
+    shadow = workdir / "monoceros"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise SystemExit('imported the working directory')\n")
+    (shadow / "__main__.py").write_text("raise SystemExit('imported the working directory')\n")
+    srv = server(bind=f"unix:{workdir / 'up.sock'}")
+    _upgrade_serves(srv)
+
+
+def test_usr2_when_started_as_python_dash_m(
+    server: Callable[..., Server], workdir: Path
+) -> None:
+    """The new master imports the package from where the old one's came from."""
+    import sys
+
+    srv = server(bind=f"unix:{workdir / 'm.sock'}", program=[sys.executable, "-m", "monoceros"])
+    _upgrade_serves(srv)

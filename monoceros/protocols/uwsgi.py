@@ -9,8 +9,10 @@ One request per connection: front ends (nginx, Apache, the uWSGI router) never r
 connection, so bytes after the end of the body are left unread in the buffer and nothing here
 ever reads "until EOF".
 
-Shared by every worker kind: the sync worker calls :func:`parse_head` on its own buffer; the
-threaded and asyncio workers drive :class:`UwsgiParser` the way they would drive h11.
+Shared by every worker kind. The sync and gthread workers, and the asgi worker for a request
+that arrived whole, call :func:`parse_head` on their own buffer (the gthread and sync workers
+drive :class:`UwsgiParser` only for a chunked body); the asgi worker's asyncio protocol drives
+:class:`UwsgiParser` the way it would drive h11.
 """
 
 from __future__ import annotations

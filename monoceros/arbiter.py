@@ -151,6 +151,8 @@ class Arbiter:
             _daemonize()
         self.pid = os.getpid()
         self.log.info("Starting monoceros %s", __version__)
+        for notice in cfg.notices:
+            self.log.info("%s", notice)
         for warning in cfg.warnings:
             self.log.warning("%s", warning)
         cfg.on_starting(self)
@@ -545,8 +547,12 @@ class Arbiter:
         if new_cfg.threads > 1 and new_cfg.worker_class == "sync":
             new_cfg.set("worker_class", "gthread")
         self.log.setup(new_cfg)
+        for notice in new_cfg.notices:  # once per start: only what this reload changed
+            if notice not in old_cfg.notices:
+                self.log.info("%s", notice)
         for warning in new_cfg.warnings:
-            self.log.warning("%s", warning)
+            if warning not in old_cfg.warnings:
+                self.log.warning("%s", warning)
         if new_cfg.protocol != old_cfg.protocol and new_cfg.bind == old_cfg.bind:
             for listener in self.listeners:
                 if listener.spec.protocol is None:  # plain addresses follow the setting

@@ -21,6 +21,11 @@ PROG = "monoceros"
 """The program name used in error and warning lines."""
 
 
+def _print_notices(cfg: Config) -> None:
+    for notice in cfg.notices:
+        print(f"{PROG}: {notice}", file=sys.stderr)
+
+
 def _print_warnings(cfg: Config) -> None:
     for warning in cfg.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
@@ -42,6 +47,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         _die(str(exc), USAGE_ERROR)
 
     if cfg.print_config:
+        _print_notices(cfg)
         _print_warnings(cfg)
         try:
             print("\n".join(cfg.describe()), flush=True)
@@ -68,6 +74,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         traceback.print_exc()
         _die(f"failed to load application {cfg.wsgi_app!r}", APP_LOAD_ERROR, cfg)
     if cfg.check_config:
+        _print_notices(cfg)
         _print_warnings(cfg)
         sys.exit(0)
 

@@ -19,6 +19,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from monoceros.gunicorn_only import GUNICORN_ONLY
+
+__all__ = [
+    "FOREIGN_WORKER_CLASSES", "GUNICORN_ONLY", "GUNICORN_WORKER_ALIASES", "HOOK_NAMES",
+    "LOG_LEVELS", "SETTINGS", "SETTINGS_BY_NAME", "SETTING_ALIASES", "UNSUPPORTED_WORKERS",
+    "WORKER_CLASSES", "Config", "ConfigError", "Setting",
+]
+
 Validator = Callable[[Any], Any]
 """Turns a raw value (from argv, the environment or a config file) into a typed one.
 
@@ -42,27 +50,26 @@ GUNICORN_WORKER_ALIASES: dict[str, str] = {
     "gunicorn.workers.ggevent.GeventWorker": "gevent",
     "gunicorn.workers.geventlet.EventletWorker": "eventlet",
     "gunicorn.workers.gtornado.TornadoWorker": "tornado",
+    "uvicorn.workers.UvicornWorker": "asgi",
+    "uvicorn.workers.UvicornH11Worker": "asgi",
+    "uvicorn_worker.UvicornWorker": "asgi",
+    "uvicorn_worker.UvicornH11Worker": "asgi",
 }
-"""gunicorn's dotted worker-class spellings, mapped to the kind names used here."""
+"""gunicorn's dotted worker-class spellings (and uvicorn's), mapped to the kind names used here."""
+
+FOREIGN_WORKER_CLASSES: frozenset[str] = frozenset(
+    name for name, kind in GUNICORN_WORKER_ALIASES.items() if name.startswith("uvicorn")
+)
+"""Worker classes of other packages that monoceros replaces by its own (said in an INFO line)."""
+
+UNSUPPORTED_WORKERS: frozenset[str] = frozenset({"gevent", "eventlet", "tornado", "gaiohttp"})
+"""gunicorn's worker kinds that monoceros does not have."""
+
+SETTING_ALIASES: dict[str, str] = {"websocket_max_message_size": "ws_max_message_size"}
+"""gunicorn's names for settings monoceros has under another name (accepted in config files)."""
 
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error", "critical")
 """The values ``loglevel`` accepts."""
-
-GUNICORN_ONLY: frozenset[str] = frozenset(
-    {
-        "spew", "worker_tmp_dir",
-        "initgroups", "tmp_upload_dir", "disable_redirect_access_to_syslog", "logger_class",
-        "logconfig", "logconfig_dict", "logconfig_json", "syslog_addr", "syslog",
-        "syslog_prefix", "syslog_facility", "enable_stdio_inheritance", "statsd_host",
-        "dogstatsd_tags", "statsd_prefix", "default_proc_name", "paste",
-        "raw_paste_global_conf", "ssl_context", "proxy_protocol", "proxy_allow_ips",
-        "keyfile", "certfile", "ssl_version", "cert_reqs", "ca_certs", "suppress_ragged_eofs",
-        "do_handshake_on_connect", "ciphers", "strip_header_spaces",
-        "permit_unconventional_http_method", "permit_unconventional_http_version",
-        "permit_obsolete_folding", "casefold_http_method", "header_map", "forwarder_headers",
-    }
-)
-"""gunicorn setting names monoceros does not implement (a config file using one gets a warning)."""
 
 
 class ConfigError(Exception):
@@ -271,8 +278,21 @@ def _worker_class(value: Any) -> str:
     kind = GUNICORN_WORKER_ALIASES.get(text, text.lower())
     if kind not in WORKER_CLASSES:
         available = ", ".join(sorted(WORKER_CLASSES))
-        raise ValueError(f"unknown worker class {value!r} (available: {available})")
+        what = "not supported by monoceros" if kind in UNSUPPORTED_WORKERS else "unknown"
+        raise ValueError(f"worker class {value!r} is {what} (available: {available})")
     return kind
+
+
+def _header_names(value: Any) -> list[str]:
+    expected = "comma-separated header names such as 'SCRIPT_NAME,PATH_INFO'"
+    if isinstance(value, str):
+        names = [part.strip() for part in value.split(",") if part.strip()]
+    else:
+        names = _str_list(value, expected)
+    for name in names:
+        if name != "*" and not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
+            _fail(expected, name)
+    return [name.upper() for name in names]
 
 
 PROTOCOLS: tuple[str, ...] = ("http", "uwsgi")
@@ -558,9 +578,11 @@ SETTINGS: tuple[Setting, ...] = (
     _setting("asgi_lifespan", "Worker Processes", ("--asgi-lifespan",), "auto",
              "ASGI lifespan protocol: auto (used when the app speaks it), on (required) or off.",
              _choice(ASGI_LIFESPANS), metavar="STRING"),
-    _int_setting("ws_max_message_size", "Worker Processes", ("--ws-max-message-size",),
+    _int_setting("ws_max_message_size", "Worker Processes",
+                 ("--ws-max-message-size", "--websocket-max-message-size"),
                  16 * 1024 * 1024,
-                 "Largest WebSocket message the asgi worker accepts, in bytes (close 1009 above).",
+                 "Largest WebSocket message the asgi worker accepts, in bytes (close 1009 above); "
+                 "gunicorn's websocket_max_message_size is accepted as another name.",
                  positive=True),
     # Security
     _int_setting("limit_request_line", "Security", ("--limit-request-line",), 4094,
@@ -627,6 +649,12 @@ SETTINGS: tuple[Setting, ...] = (
              _ip_list, metavar="STRING", env="FORWARDED_ALLOW_IPS",
              default_factory=_default_forwarded_allow_ips,
              default_doc="`$FORWARDED_ALLOW_IPS` when set, else `'127.0.0.1,::1'`"),
+    _setting("forwarder_headers", "Server Mechanics", ("--forwarder-headers",),
+             "SCRIPT_NAME,PATH_INFO",
+             "Header names with '_' (comma-separated, '*' for all) that a proxy in "
+             "forwarded_allow_ips may send; other such headers are dropped. A SCRIPT_NAME "
+             "header sets where the application is mounted (WSGI SCRIPT_NAME, ASGI root_path).",
+             _header_names, metavar="STRING"),
     _setting("pythonpath", "Server Mechanics", ("--pythonpath",), None,
              "Comma-separated directories to prepend to the Python path.",
              _optional_str, metavar="STRING"),
@@ -731,6 +759,7 @@ class Config:
     umask: int
     secure_scheme_headers: dict[str, str]
     forwarded_allow_ips: list[str]
+    forwarder_headers: list[str]
     pythonpath: str | None
     accesslog: str | None
     access_log_format: str
@@ -755,11 +784,13 @@ class Config:
     on_exit: Callable[[Any], object]
 
     warnings: list[str]
+    notices: list[str]
     argv: list[str]
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         object.__setattr__(self, "warnings", [])
+        object.__setattr__(self, "notices", [])
         object.__setattr__(self, "argv", [])
         object.__setattr__(self, "_given_proc_name", None)
         for setting in SETTINGS:

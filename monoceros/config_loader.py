@@ -1,7 +1,13 @@
 """Build a ``Config`` from defaults < config file < ``MONOCEROS_CMD_ARGS`` < command line.
 
+A renamed gunicorn deployment works too: without ``-c`` and ``./monoceros.conf.py``,
+``./gunicorn.conf.py`` is loaded, and without ``MONOCEROS_CMD_ARGS``, ``GUNICORN_CMD_ARGS`` is
+read; ``cfg.notices`` says which were used. gunicorn settings monoceros lacks are warned about
+(``cfg.warnings``) unless their value is gunicorn's default, and refused when leaving them out
+would fail open (TLS, the PROXY protocol).
+
 Side-effect free apart from executing the config file: no chdir, no ``sys.path`` change
-(``monoceros.app.apply_paths`` does those).
+(``monoceros.app.apply_paths`` does those), no logging (the arbiter logs warnings and notices).
 """
 
 from __future__ import annotations
@@ -19,20 +25,31 @@ from typing import Any, NoReturn
 
 from monoceros import __version__
 from monoceros.config import (
+    FOREIGN_WORKER_CLASSES,
     GUNICORN_ONLY,
     HOOK_NAMES,
+    SETTING_ALIASES,
     SETTINGS,
     SETTINGS_BY_NAME,
     Config,
     ConfigError,
     Setting,
 )
+from monoceros.gunicorn_only import GunicornOnly
 
 ENV_ARGS_VAR = "MONOCEROS_CMD_ARGS"
 """The environment variable holding extra command-line arguments (like GUNICORN_CMD_ARGS)."""
 
+GUNICORN_ENV_ARGS_VAR = "GUNICORN_CMD_ARGS"
+"""gunicorn's variable, read when ``MONOCEROS_CMD_ARGS`` is not set at all."""
+
 DEFAULT_CONFIG_FILE = "monoceros.conf.py"
 """The config file loaded from the current directory when no ``-c`` is given and it exists."""
+
+GUNICORN_CONFIG_FILE = "gunicorn.conf.py"
+"""gunicorn's default config file, loaded when neither ``-c`` nor ``DEFAULT_CONFIG_FILE`` is."""
+
+_GUNICORN_DEST = "gunicorn-only:"
 
 USAGE = "monoceros [OPTIONS] [APP_MODULE]"
 """The usage line of the command-line interface."""
@@ -49,18 +66,13 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(_with_suggestion(message, self))
 
 
-def _gunicorn_only(token: str) -> bool:
-    return token.split("=", 1)[0][2:].replace("-", "_") in GUNICORN_ONLY
-
-
 def _with_suggestion(message: str, parser: argparse.ArgumentParser) -> str:
     prefix = "unrecognized arguments: "
     if not message.startswith(prefix):
         return message
-    known = [flag for action in parser._actions for flag in action.option_strings]
+    known = [flag for action in parser._actions for flag in action.option_strings
+             if action.help != argparse.SUPPRESS]
     for token in message[len(prefix):].split():
-        if token.startswith("--") and _gunicorn_only(token):
-            return f"{message} (a gunicorn option that monoceros does not support)"
         if token.startswith("-"):
             close = difflib.get_close_matches(token.split("=", 1)[0], known, n=1, cutoff=0.75)
             if close:
@@ -101,7 +113,24 @@ def build_parser() -> argparse.ArgumentParser:
         if setting.action == "store_const":
             kwargs["const"] = setting.const
         group.add_argument(*setting.flags, **kwargs)
+    _add_gunicorn_only(parser)
     return parser
+
+
+def _add_gunicorn_only(parser: argparse.ArgumentParser) -> None:
+    """gunicorn's flags for settings monoceros lacks: parsed (to warn or refuse), not shown."""
+    for row in GUNICORN_ONLY.values():
+        if not row.flags:
+            continue
+        kwargs: dict[str, Any] = {"dest": _GUNICORN_DEST + row.name,
+                                  "default": argparse.SUPPRESS, "help": argparse.SUPPRESS}
+        if row.kind == "flag":
+            kwargs["action"] = "store_true"
+        elif row.kind == "append":
+            kwargs["action"] = "append"
+        elif row.kind == "optional":
+            kwargs.update(nargs="?", const=True)
+        parser.add_argument(*row.flags, **kwargs)
 
 
 def _parse(parser: argparse.ArgumentParser, args: Sequence[str],
@@ -115,12 +144,18 @@ def _parse(parser: argparse.ArgumentParser, args: Sequence[str],
     return vars(namespace)
 
 
-def _env_args(environ: Mapping[str, str]) -> list[str]:
-    raw = environ.get(ENV_ARGS_VAR, "")
+def _env_args_var(environ: Mapping[str, str]) -> str:
+    """The variable extra arguments come from: ours when set at all, else gunicorn's."""
+    if ENV_ARGS_VAR not in environ and GUNICORN_ENV_ARGS_VAR in environ:
+        return GUNICORN_ENV_ARGS_VAR
+    return ENV_ARGS_VAR
+
+
+def _env_args(environ: Mapping[str, str], var: str) -> list[str]:
     try:
-        return shlex.split(raw)
+        return shlex.split(environ.get(var, ""))
     except ValueError as exc:
-        raise UsageError(f"{ENV_ARGS_VAR}: {exc}") from None
+        raise UsageError(f"{var}: {exc}") from None
 
 
 def _resolve_config_path(given: str) -> str:
@@ -182,14 +217,25 @@ def _exec_config_file(path: str, shown: str) -> dict[str, Any]:
     return namespace
 
 
+def _gunicorn_only(cfg: Config, row: GunicornOnly, value: Any, where: str, shown: str) -> None:
+    """Ignore a gunicorn-only value silently (gunicorn's default), with a warning, or refuse it.
+
+    ``where`` names the setting in the message (``certfile``, ``--certfile``); ``shown`` says
+    where it came from ("in gunicorn.conf.py", "from GUNICORN_CMD_ARGS", "on the command line").
+    """
+    if row.is_default(value):
+        return
+    if row.refuse is not None:
+        raise ConfigError(f"{where} ({shown}): {row.refuse}", row.name)
+    cfg.warnings.append(f"gunicorn {where} {shown} is not supported by monoceros; ignored")
+
+
 def _unknown_name_warning(name: str, value: Any, shown: str) -> str | None:
     """A warning for a config-file name that is not a setting, or None to stay silent.
 
     Helper variables and functions are common in config files, so only names close to a
-    setting (or, for functions, to a hook) are reported, plus gunicorn settings we lack.
+    setting (or, for functions, to a hook) are reported.
     """
-    if name in GUNICORN_ONLY:
-        return f"gunicorn setting {name!r} in {shown} is not supported by monoceros; ignored"
     if callable(value):
         close = difflib.get_close_matches(name, HOOK_NAMES, n=1, cutoff=0.8)
     else:
@@ -199,32 +245,78 @@ def _unknown_name_warning(name: str, value: Any, shown: str) -> str | None:
     return f"unknown setting {name!r} in {shown} (did you mean {close[0]!r}?)"
 
 
-def _apply_config_file(cfg: Config, path: str, shown: str) -> None:
-    for name, value in _exec_config_file(path, shown).items():
+def _apply_config_file(cfg: Config, path: str, shown: str,
+                       overridden: frozenset[str]) -> dict[str, Any]:
+    """Apply the file's settings except those ``overridden`` later; return its namespace.
+
+    An overridden setting is not even validated: a command-line flag wins over the file even
+    when the file's value is invalid.
+    """
+    namespace = _exec_config_file(path, shown)
+    for name, value in namespace.items():
         if name.startswith("_"):
             continue
+        target = SETTING_ALIASES.get(name, name)
         if name == "config":
             cfg.warnings.append(f"setting 'config' in {shown} has no effect; use -c")
-        elif name in SETTINGS_BY_NAME:
-            try:
-                cfg.set(name, value)
-            except ConfigError as exc:
-                raise ConfigError(f"{exc} (in {shown})", name) from None
+        elif target in SETTINGS_BY_NAME:
+            if target not in overridden:
+                _set_from_file(cfg, target, value, shown)
+        elif name in GUNICORN_ONLY:
+            _gunicorn_only(cfg, GUNICORN_ONLY[name], value, f"setting {name!r}", f"in {shown}")
         elif not (inspect.ismodule(value) or inspect.isclass(value)):
             warning = _unknown_name_warning(name, value, shown)
             if warning is not None:
                 cfg.warnings.append(warning)
+    return namespace
 
 
-def _apply_options(cfg: Config, options: Mapping[str, Any], source: str | None) -> None:
+def _set_from_file(cfg: Config, name: str, value: Any, shown: str) -> None:
+    try:
+        cfg.set(name, value)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (in {shown})", name) from None
+
+
+def _apply_options(cfg: Config, options: Mapping[str, Any], source: str | None,
+                   overridden: frozenset[str] = frozenset()) -> None:
     for setting in SETTINGS:
-        if setting.name in options:
+        if setting.name in options and setting.name not in overridden:
             try:
                 cfg.set(setting.name, options[setting.name])
             except ConfigError as exc:
                 if source is None:
                     raise
                 raise ConfigError(f"{exc} (from {source})", setting.name) from None
+    shown = "on the command line" if source is None else f"from {source}"
+    for dest, value in options.items():
+        if dest.startswith(_GUNICORN_DEST):
+            row = GUNICORN_ONLY[dest[len(_GUNICORN_DEST):]]
+            _gunicorn_only(cfg, row, value, f"option {row.flags[-1]}", shown)
+
+
+def _source_notice(config_path: str | None, env_var: str | None) -> str | None:
+    """The INFO line naming the config file and the argument variable used, if any."""
+    parts = []
+    if config_path is not None:
+        parts.append(f"config file {config_path}")
+    if env_var is not None:
+        parts.append(f"arguments from ${env_var}")
+    return "Using " + " and ".join(parts) if parts else None
+
+
+def _worker_class_notice(given: Any) -> str | None:
+    """The INFO line for another package's worker class that monoceros replaces."""
+    if isinstance(given, str) and given.strip() in FOREIGN_WORKER_CLASSES:
+        return f"Worker class {given.strip()!r}: served by monoceros's own asgi worker"
+    return None
+
+
+def _default_config_file() -> str | None:
+    for name in (DEFAULT_CONFIG_FILE, GUNICORN_CONFIG_FILE):
+        if os.path.isfile(name):
+            return name
+    return None
 
 
 def load_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Config:
@@ -233,21 +325,30 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
     args = list(argv)
     parser = build_parser()
     cli_options = _parse(parser, args, None)
-    env_options = _parse(parser, _env_args(env), ENV_ARGS_VAR)
+    env_var = _env_args_var(env)
+    env_args = _env_args(env, env_var)
+    env_options = _parse(parser, env_args, env_var)
 
     cfg = Config(env)
-    given = cli_options.get("config") or env_options.get("config")
-    if given is None and os.path.isfile(DEFAULT_CONFIG_FILE):
-        given = DEFAULT_CONFIG_FILE
+    given = cli_options.get("config") or env_options.get("config") or _default_config_file()
+    namespace: dict[str, Any] = {}
     if given is not None:
         path = _resolve_config_path(given)
-        _apply_config_file(cfg, path, given)
+        overridden = frozenset(cli_options) | frozenset(env_options)
+        namespace = _apply_config_file(cfg, path, given, overridden)
         cfg.set("config", path)
 
-    _apply_options(cfg, {k: v for k, v in env_options.items() if k != "config"}, ENV_ARGS_VAR)
+    env_only = {k: v for k, v in env_options.items() if k != "config"}
+    _apply_options(cfg, env_only, env_var, frozenset(cli_options))
     _apply_options(cfg, {k: v for k, v in cli_options.items() if k != "config"}, None)
     app_module = cli_options.get("app_module") or env_options.get("app_module")
     if app_module:
         cfg.set("wsgi_app", app_module)
+    worker_class = (cli_options.get("worker_class") or env_options.get("worker_class")
+                    or namespace.get("worker_class"))
+    for notice in (_source_notice(cfg.config, env_var if env_args else None),
+                   _worker_class_notice(worker_class)):
+        if notice is not None:
+            cfg.notices.append(notice)
     cfg.argv = args
     return cfg

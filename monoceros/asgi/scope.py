@@ -5,7 +5,9 @@ front end's CGI vars (:class:`~monoceros.protocols.uwsgi.UwsgiRequest`), used as
 sent them: ``path`` is PATH_INFO as the front end decoded it, turned into text as UTF-8 (its
 latin-1 ``str`` is encoded back to the wire bytes first), never percent-decoded a second time.
 Bytes that are not UTF-8 become U+FFFD ('replace'), as in an HTTP path. ``path`` includes
-``root_path`` (ASGI 2.4), so frameworks that strip the mount point find it there.
+``root_path`` (ASGI 2.4), so frameworks that strip the mount point find it there. Over HTTP,
+a ``SCRIPT_NAME`` header from a proxy in ``forwarded_allow_ips`` sets ``root_path`` (gunicorn's
+``forwarder_headers``); ``path`` gets it prepended when the proxy already stripped it.
 """
 
 from __future__ import annotations
@@ -32,13 +34,36 @@ _VAR_HEADERS: dict[str, bytes] = {
 }
 
 
+#: set once a header name with ``_`` was seen: until then no request is searched for one
+_UNDERSCORE_SEEN: list[bool] = [False]
+
+
 def _lower(name: bytes) -> bytes:
     low = _LOWER.get(name)
     if low is None:
         low = name.lower()
+        if b"_" in low:
+            _UNDERSCORE_SEEN[0] = True
         if len(_LOWER) < 2048:
             _LOWER[name] = low
     return low
+
+
+def _forwarded_root_path(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The value of the last ``script_name`` header, if any (lower-case names)."""
+    found = None
+    for name, value in headers:
+        if name == b"script_name":
+            found = value
+    return found
+
+
+def _mounted(root: bytes, raw_path: bytes) -> tuple[str, bytes]:
+    """root_path and raw_path for a proxy's SCRIPT_NAME: raw_path always starts with it."""
+    root = root.rstrip(b"/")
+    if not raw_path.startswith(root):
+        raw_path = root + raw_path
+    return _text(root), raw_path
 
 
 def _var_header(key: str) -> bytes:
@@ -68,14 +93,18 @@ def is_websocket_upgrade(method: str, headers: list[tuple[bytes, bytes]]) -> boo
 class HttpScopeBuilder:
     """Builds the scopes of HTTP/1.x requests arriving on one listener."""
 
-    __slots__ = ("_secure", "_server", "_trusted")
+    __slots__ = ("_mount", "_secure", "_server", "_trusted")
 
     def __init__(
         self,
         sockname: Any,
         forwarded_allow_ips: AddressMatcher,
         secure_scheme_headers: Mapping[str, str],
+        forwarder_headers: list[str] | None = None,
     ) -> None:
+        names = {name.upper() for name in forwarder_headers or []}
+        #: a trusted proxy's SCRIPT_NAME header sets root_path (gunicorn's forwarder_headers)
+        self._mount = "SCRIPT_NAME" in names or "*" in names
         if isinstance(sockname, tuple):
             self._server: tuple[str, int | None] = (str(sockname[0]), int(sockname[1]))
         else:
@@ -94,8 +123,15 @@ class HttpScopeBuilder:
         headers = [(_lower(name), value) for name, value in req.headers]
         client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
         scheme = "http"
-        if self._secure and (client is None or client[0] in self._trusted):
+        trusted = client is None or client[0] in self._trusted
+        if self._secure and trusted:
             scheme = self._scheme(headers)
+        root_path = ""
+        if _UNDERSCORE_SEEN[0] and self._mount and trusted:
+            root = _forwarded_root_path(headers)
+            if root is not None:
+                root_path, raw_path = _mounted(root, raw_path)
+                path = _text(decoded_path(raw_path))
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": ASGI_VERSION,
@@ -104,7 +140,7 @@ class HttpScopeBuilder:
             "client": client,
             "scheme": scheme,
             "method": req.method,
-            "root_path": "",
+            "root_path": root_path,
             "path": path,
             "raw_path": raw_path,
             "query_string": query,

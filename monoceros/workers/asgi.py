@@ -123,7 +123,7 @@ class AsgiWorker(Worker):
             ubuilder = UwsgiScopeBuilder(sockname)
             return lambda: UwsgiProtocol(ctx, ubuilder)
         hbuilder = HttpScopeBuilder(
-            sockname, ctx.forwarded_allow_ips, cfg.secure_scheme_headers
+            sockname, ctx.forwarded_allow_ips, cfg.secure_scheme_headers, cfg.forwarder_headers
         )
         return lambda: HttpProtocol(ctx, hbuilder)
 

@@ -226,7 +226,7 @@ class BlockingWorker(Worker):
                 self.builders[listener.sock.fileno()] = UwsgiEnvironBuilder(base, sockname)
             else:
                 self.builders[listener.sock.fileno()] = HttpEnvironBuilder(
-                    base, sockname, trusted, cfg.secure_scheme_headers
+                    base, sockname, trusted, cfg.secure_scheme_headers, cfg.forwarder_headers
                 )
         self.uwsgi_allowed = AddressMatcher(cfg.uwsgi_allow_ips)
         self.uwsgi_max_vars = cfg.uwsgi_max_vars_size

@@ -17,7 +17,9 @@ from ..protocols.http import HttpRequest, decoded_path, split_target
 from ..protocols.uwsgi import url_scheme
 from .response import FileWrapper
 
-__all__ = ["HttpEnvironBuilder", "UwsgiEnvironBuilder", "base_environ", "split_host"]
+__all__ = [
+    "HttpEnvironBuilder", "UwsgiEnvironBuilder", "base_environ", "mount_point", "split_host",
+]
 
 _PROTOCOLS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "0.9": "HTTP/0.9"}
 
@@ -74,10 +76,29 @@ def base_environ(multiprocess: bool, multithread: bool, errors: Any = None) -> d
     }
 
 
+def mount_point(script_name: str, path: str) -> tuple[str, str]:
+    """SCRIPT_NAME and PATH_INFO for an application mounted at ``script_name``.
+
+    A trailing ``/`` of the mount point is dropped; the path loses the mount point when it
+    starts with it (a proxy passing the full path), and is kept whole when it does not (a
+    proxy that already stripped it).
+    """
+    script_name = script_name.rstrip("/")
+    if script_name and path.startswith(script_name):
+        return script_name, path[len(script_name) :]
+    return script_name, path
+
+
+def _forwarder_names(names: list[str]) -> frozenset[bytes] | None:
+    """The header names (as bytes, upper-case) a trusted proxy may send with ``_``."""
+    return frozenset(name.upper().encode("latin-1") for name in names) or None
+
+
 class HttpEnvironBuilder:
     """Builds the environ of HTTP/1.x requests arriving on one listener."""
 
-    __slots__ = ("_base", "_secure_headers", "_server_name", "_server_port", "_trusted")
+    __slots__ = ("_base", "_forwarders", "_secure_headers", "_server_name", "_server_port",
+                 "_trusted")
 
     def __init__(
         self,
@@ -85,8 +106,10 @@ class HttpEnvironBuilder:
         sockname: Any,
         forwarded_allow_ips: AddressMatcher,
         secure_scheme_headers: dict[str, str],
+        forwarder_headers: list[str] | None = None,
     ) -> None:
         self._base = base
+        self._forwarders = _forwarder_names(forwarder_headers or [])
         if isinstance(sockname, tuple):
             self._server_name = str(sockname[0])
             self._server_port = str(sockname[1])
@@ -118,11 +141,14 @@ class HttpEnvironBuilder:
         env["RAW_URI"] = raw_uri
         env["REQUEST_URI"] = raw_uri
         env["SERVER_PROTOCOL"] = _PROTOCOLS.get(req.version) or f"HTTP/{req.version}"
+        mount: str | None = None
         for name, value in req.headers:
             key = _HEADER_KEYS.get(name, "")
             if key == "":
                 key = _header_key(name)
             if key is None:
+                if self._forwarders is not None and self._forwarded(env, name, value, peer):
+                    mount = value.decode("latin-1")
                 continue
             text = value.decode("latin-1")
             if key in env:
@@ -151,7 +177,26 @@ class HttpEnvironBuilder:
                     scheme = "https"
                     break
         env["wsgi.url_scheme"] = scheme
+        if mount is not None:
+            env["SCRIPT_NAME"], env["PATH_INFO"] = mount_point(mount, path.decode("latin-1"))
         return env
+
+    def _forwarded(self, env: dict[str, Any], name: bytes, value: bytes, peer: Any) -> bool:
+        """Keep a header with ``_`` that a trusted proxy may send (``forwarder_headers``).
+
+        Returns True when it is a SCRIPT_NAME the caller must apply as the mount point. As in
+        gunicorn, the header also stays in the environ as ``HTTP_<NAME>``.
+        """
+        upper = name.upper()
+        forwarders = self._forwarders
+        if forwarders is None or (upper not in forwarders and b"*" not in forwarders):
+            return False
+        if isinstance(peer, tuple) and peer[0] not in self._trusted:
+            return False
+        key = "HTTP_" + upper.decode("latin-1")
+        text = value.decode("latin-1")
+        env[key] = env[key] + ", " + text if key in env else text
+        return upper == b"SCRIPT_NAME"
 
 
 class UwsgiEnvironBuilder:

@@ -77,6 +77,7 @@ class Server:
             self.cmd += ["--bind", self.bind]
         full_env = dict(os.environ, PYTHONUNBUFFERED="1")
         full_env.pop("MONOCEROS_CMD_ARGS", None)
+        full_env.pop("GUNICORN_CMD_ARGS", None)
         full_env.pop("WEB_CONCURRENCY", None)
         if env:
             full_env.update(env)
@@ -240,6 +241,7 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 30.0,
     """Run ``monoceros ARGS`` to completion (for commands that exit by themselves)."""
     full_env = dict(os.environ)
     full_env.pop("MONOCEROS_CMD_ARGS", None)
+    full_env.pop("GUNICORN_CMD_ARGS", None)
     if env:
         full_env.update(env)
     return subprocess.run([MONOCEROS, *args], cwd=str(cwd), capture_output=True, text=True,

@@ -156,3 +156,29 @@ def test_access_environ_from_a_scope() -> None:
     assert env["REQUEST_METHOD"] == "GET" and env["SERVER_PROTOCOL"] == "HTTP/1.1"
     assert env["RAW_URI"] == "/caf%C3%A9/a%2Fb/%7Euser/x%20y?q=caf%C3%A9&x=%20"
     assert env["REMOTE_ADDR"] == "127.0.0.1" and env["HTTP_HOST"] == "127.0.0.1"
+
+
+# --- gunicorn's forwarder_headers: a trusted proxy's SCRIPT_NAME header -------------------
+
+
+def mounted_scope(raw: bytes, peer: object = ("10.0.0.1", 5555),
+                  forwarders: list[str] | None = None) -> dict[str, Any]:
+    names = ["SCRIPT_NAME", "PATH_INFO"] if forwarders is None else forwarders
+    builder = HttpScopeBuilder(("127.0.0.1", 8000), AddressMatcher(["10.0.0.1"]), SECURE, names)
+    return builder.build(http_head(raw), peer, None)
+
+
+def test_http_script_name_header_from_a_trusted_proxy_is_root_path() -> None:
+    scope = mounted_scope(b"GET /prefix/a%20b?q=1 HTTP/1.1\r\nHost: h\r\nSCRIPT_NAME: /prefix/\r\n\r\n")
+    assert (scope["root_path"], scope["path"], scope["raw_path"]) == (
+        "/prefix", "/prefix/a b", b"/prefix/a%20b")
+    # the proxy stripped the prefix: path still includes root_path (ASGI 2.4)
+    scope = mounted_scope(b"GET /a HTTP/1.1\r\nHost: h\r\nscript_name: /prefix\r\n\r\n")
+    assert (scope["root_path"], scope["path"], scope["raw_path"]) == (
+        "/prefix", "/prefix/a", b"/prefix/a")
+
+
+def test_http_script_name_header_is_ignored_from_others_and_when_not_listed() -> None:
+    raw = b"GET /prefix/a HTTP/1.1\r\nHost: h\r\nSCRIPT_NAME: /prefix\r\n\r\n"
+    for scope in (mounted_scope(raw, peer=("10.9.9.9", 1)), mounted_scope(raw, forwarders=[])):
+        assert (scope["root_path"], scope["path"]) == ("", "/prefix/a")

@@ -152,6 +152,7 @@ def test_check_config_prints_warnings(clean: Path, capsys: pytest.CaptureFixture
     (clean / "typo.conf.py").write_text("worker = 2\n", encoding="utf-8")
     assert exit_status(["--check-config", "-c", "typo.conf.py", "cli_test_app:app"]) == 0
     assert capsys.readouterr().err.splitlines() == [
+        f"monoceros: Using config file {clean / 'typo.conf.py'}",
         "monoceros: warning: unknown setting 'worker' in typo.conf.py (did you mean 'workers'?)"
     ]
 

@@ -54,6 +54,7 @@ GUNICORN_DEFAULTS: dict[str, Any] = {
         "X-FORWARDED-SSL": "on",
     },
     "forwarded_allow_ips": ["127.0.0.1", "::1"],
+    "forwarder_headers": ["SCRIPT_NAME", "PATH_INFO"],
     "pythonpath": None,
     "accesslog": None,
     "access_log_format": '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
@@ -89,7 +90,7 @@ GUNICORN_FLAGS: dict[str, tuple[str, ...]] = {
     # gunicorn 27's ASGI worker flags, and our own WebSocket message limit
     "asgi_loop": ("--asgi-loop",),
     "asgi_lifespan": ("--asgi-lifespan",),
-    "ws_max_message_size": ("--ws-max-message-size",),
+    "ws_max_message_size": ("--ws-max-message-size", "--websocket-max-message-size"),
     "reload": ("--reload",),
     "reload_engine": ("--reload-engine",),
     "reload_extra_files": ("--reload-extra-file",),
@@ -106,6 +107,7 @@ GUNICORN_FLAGS: dict[str, tuple[str, ...]] = {
     "group": ("-g", "--group"),
     "umask": ("-m", "--umask"),
     "forwarded_allow_ips": ("--forwarded-allow-ips",),
+    "forwarder_headers": ("--forwarder-headers",),
     "pythonpath": ("--pythonpath",),
     "accesslog": ("--access-logfile",),
     "access_log_format": ("--access-logformat",),
@@ -176,7 +178,7 @@ def test_table_rows_are_complete() -> None:
 
 
 def test_every_setting_is_typed_on_config() -> None:
-    annotated = set(Config.__annotations__) - {"warnings", "argv"}
+    annotated = set(Config.__annotations__) - {"warnings", "notices", "argv"}
     assert annotated == set(SETTINGS_BY_NAME)
 
 
@@ -187,7 +189,7 @@ def test_hooks_have_gunicorns_arities() -> None:
 
 
 def test_gunicorn_only_names_are_not_settings() -> None:
-    assert not GUNICORN_ONLY & set(SETTINGS_BY_NAME)
+    assert not GUNICORN_ONLY.keys() & set(SETTINGS_BY_NAME)
 
 
 # --- environment-dependent defaults -------------------------------------------------------
@@ -340,8 +342,18 @@ def test_worker_class_kinds(cfg: Config) -> None:
 
 def test_unknown_worker_class_lists_the_available_ones(cfg: Config) -> None:
     available = ", ".join(sorted(WORKER_CLASSES))
-    assert error_of(cfg, "worker_class", "tornado") == (
-        f"worker_class: unknown worker class 'tornado' (available: {available})"
+    assert error_of(cfg, "worker_class", "nonsense") == (
+        f"worker_class: worker class 'nonsense' is unknown (available: {available})"
+    )
+
+
+@pytest.mark.parametrize("kind", ["gevent", "eventlet", "tornado",
+                                  "gunicorn.workers.ggevent.GeventWorker"])
+def test_gunicorns_other_workers_are_named_unsupported(cfg: Config, kind: str) -> None:
+    available = ", ".join(sorted(WORKER_CLASSES))
+    assert error_of(cfg, "worker_class", kind) == (
+        f"worker_class: worker class {kind!r} is not supported by monoceros "
+        f"(available: {available})"
     )
 
 

@@ -69,6 +69,7 @@ FLAG_CASES: list[tuple[list[str], str, Any]] = [
     (["--asgi-loop", "asyncio"], "asgi_loop", "asyncio"),
     (["--asgi-lifespan", "on"], "asgi_lifespan", "on"),
     (["--ws-max-message-size", "65536"], "ws_max_message_size", 65536),
+    (["--websocket-max-message-size", "4096"], "ws_max_message_size", 4096),
     (["--reload"], "reload", True),
     (["--reload-engine", "poll"], "reload_engine", "poll"),
     (["--reload-extra-file", "a.html", "--reload-extra-file", "b.txt"], "reload_extra_files",
@@ -86,6 +87,8 @@ FLAG_CASES: list[tuple[list[str], str, Any]] = [
     (["-m", "022"], "umask", 0o22),
     (["--forwarded-allow-ips", "10.0.0.1,10.0.0.2"], "forwarded_allow_ips",
      ["10.0.0.1", "10.0.0.2"]),
+    (["--forwarder-headers", "script_name,REMOTE_USER"], "forwarder_headers",
+     ["SCRIPT_NAME", "REMOTE_USER"]),
     (["--pythonpath", "a,b"], "pythonpath", "a,b"),
     (["--access-logfile", "-"], "accesslog", "-"),
     (["--access-logformat", "%(h)s"], "access_log_format", "%(h)s"),
@@ -95,6 +98,9 @@ FLAG_CASES: list[tuple[list[str], str, Any]] = [
     (["--capture-output"], "capture_output", True),
     (["-n", "web"], "proc_name", "web"),
     (["--worker-class", "gunicorn.workers.sync.SyncWorker"], "worker_class", "sync"),
+    (["-k", "uvicorn.workers.UvicornWorker"], "worker_class", "asgi"),
+    (["-k", "uvicorn.workers.UvicornH11Worker"], "worker_class", "asgi"),
+    (["-k", "uvicorn_worker.UvicornWorker"], "worker_class", "asgi"),
     (["--timeout", "5"], "timeout", 5),
     (["--daemon"], "daemon", True),
     (["--pid", "y.pid"], "pidfile", "y.pid"),
@@ -162,12 +168,47 @@ def test_unknown_option_suggests_the_closest(in_tmp: Path) -> None:
     assert str(info.value) == "unrecognized arguments: --zzz"
 
 
-def test_gunicorn_only_option_is_named_as_such(in_tmp: Path) -> None:
-    with pytest.raises(UsageError) as info:
-        load_config(["--spew", "app:app"], {})
-    assert str(info.value) == (
-        "unrecognized arguments: --spew (a gunicorn option that monoceros does not support)"
-    )
+def test_gunicorn_only_option_is_warned_about_and_ignored(in_tmp: Path) -> None:
+    cfg = load_config(["--spew", "--statsd-host", "localhost:8125", "app:app",
+                       "--log-syslog-prefix=x", "-R"], {})
+    assert cfg.wsgi_app == "app:app"  # the option's value was not taken for APP_MODULE
+    assert cfg.warnings == [
+        f"gunicorn option {flag} on the command line is not supported by monoceros; ignored"
+        for flag in ("--spew", "--statsd-host", "--log-syslog-prefix",
+                     "--enable-stdio-inheritance")
+    ]
+
+
+def test_gunicorn_only_option_at_gunicorns_default_is_silent(in_tmp: Path) -> None:
+    argv = ["--statsd-prefix", "", "--header-map", "DROP", "--http-protocols", "h1",
+            "--proxy-protocol", "off", "--cert-reqs", "0", "--suppress-ragged-eofs"]
+    assert load_config(argv, {}).warnings == []
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["--certfile", "c.pem"], "--certfile"),
+    (["--keyfile=k.pem"], "--keyfile"),
+    (["--ca-certs", "ca.pem"], "--ca-certs"),
+    (["--cert-reqs", "2"], "--cert-reqs"),
+    (["--proxy-protocol"], "--proxy-protocol"),
+    (["--proxy-protocol", "v2"], "--proxy-protocol"),
+])
+def test_gunicorn_options_that_would_fail_open_are_refused(in_tmp: Path, argv: list[str],
+                                                           flag: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config([*argv, "app:app"], {})
+    assert str(info.value).startswith(f"option {flag} (on the command line): ")
+    assert "not" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_gunicorn_option_from_the_environment_names_the_variable(in_tmp: Path) -> None:
+    cfg = load_config([], {"GUNICORN_CMD_ARGS": "--statsd-host=h:1"})
+    assert cfg.warnings == [
+        "gunicorn option --statsd-host from GUNICORN_CMD_ARGS is not supported by monoceros; "
+        "ignored"
+    ]
+    with pytest.raises(ConfigError, match=r"^option --certfile \(from MONOCEROS_CMD_ARGS\): TLS"):
+        load_config([], {ENV_ARGS_VAR: "--certfile c.pem"})
 
 
 def test_missing_option_argument(in_tmp: Path) -> None:
@@ -385,3 +426,122 @@ def test_config_file_namespace_is_fresh_each_time(in_tmp: Path) -> None:
                  "else:\n    raise RuntimeError('namespace reused')\n")
     load_config(["-c", conf], {})
     load_config(["-c", conf], {})
+
+
+# --- a renamed gunicorn deployment ---------------------------------------------------------
+
+
+def test_gunicorn_conf_py_is_loaded_without_c(in_tmp: Path) -> None:
+    write(in_tmp / "gunicorn.conf.py", "workers = 2\n")
+    cfg = load_config([], {})
+    assert (cfg.workers, cfg.config) == (2, str(in_tmp / "gunicorn.conf.py"))
+    assert cfg.notices == [f"Using config file {in_tmp / 'gunicorn.conf.py'}"]
+
+
+def test_monoceros_conf_py_wins_over_gunicorn_conf_py(in_tmp: Path) -> None:
+    write(in_tmp / "gunicorn.conf.py", "workers = 2\n")
+    write(in_tmp / DEFAULT_CONFIG_FILE, "workers = 3\n")
+    assert load_config([], {}).workers == 3
+    assert load_config(["-c", "gunicorn.conf.py"], {}).workers == 2
+
+
+def test_gunicorn_cmd_args_is_read_without_monoceros_cmd_args(in_tmp: Path) -> None:
+    cfg = load_config([], {"GUNICORN_CMD_ARGS": "--workers 4 -b 127.0.0.1:9"})
+    assert (cfg.workers, cfg.bind) == (4, ["127.0.0.1:9"])
+    assert cfg.notices == ["Using arguments from $GUNICORN_CMD_ARGS"]
+    both = {ENV_ARGS_VAR: "--workers 5", "GUNICORN_CMD_ARGS": "--workers 4"}
+    assert load_config([], both).workers == 5
+    assert load_config([], {**both, ENV_ARGS_VAR: ""}).workers == 1  # set, even empty: ours
+    with pytest.raises(UsageError, match=r"^GUNICORN_CMD_ARGS: No closing quotation"):
+        load_config([], {"GUNICORN_CMD_ARGS": "-n 'open"})
+
+
+def test_one_notice_names_the_file_and_the_variable(in_tmp: Path) -> None:
+    write(in_tmp / "gunicorn.conf.py", "workers = 2\n")
+    cfg = load_config([], {"GUNICORN_CMD_ARGS": "--workers 3"})
+    assert cfg.workers == 3
+    assert cfg.notices == [
+        f"Using config file {in_tmp / 'gunicorn.conf.py'} and arguments from $GUNICORN_CMD_ARGS"
+    ]
+    assert load_config([], {"GUNICORN_CMD_ARGS": " "}).notices == [
+        f"Using config file {in_tmp / 'gunicorn.conf.py'}"
+    ]
+
+
+def test_uvicorn_worker_classes_run_the_asgi_worker_with_a_notice(in_tmp: Path) -> None:
+    cfg = load_config(["-k", "uvicorn.workers.UvicornWorker"], {})
+    assert cfg.worker_class == "asgi"
+    assert cfg.notices == [
+        "Worker class 'uvicorn.workers.UvicornWorker': served by monoceros's own asgi worker"
+    ]
+    conf = write(in_tmp / "u.py", "worker_class = 'uvicorn_worker.UvicornWorker'\n")
+    assert load_config(["-c", conf], {}).notices[1:] == [
+        "Worker class 'uvicorn_worker.UvicornWorker': served by monoceros's own asgi worker"
+    ]
+    assert load_config(["-c", conf, "-k", "asgi"], {}).notices[1:] == []
+
+
+def test_a_flag_wins_over_an_invalid_value_in_the_file(in_tmp: Path) -> None:
+    conf = write(in_tmp / "c.py", "worker_class = 'nonsense'\nworkers = 'many'\n")
+    with pytest.raises(ConfigError, match="nonsense"):
+        load_config(["-c", conf], {})
+    cfg = load_config(["-c", conf, "-k", "asgi"], {ENV_ARGS_VAR: "-w 2"})
+    assert (cfg.worker_class, cfg.workers) == ("asgi", 2)
+    assert load_config(["-w", "3"], {ENV_ARGS_VAR: "-w many"}).workers == 3
+
+
+def test_websocket_max_message_size_is_gunicorns_name(in_tmp: Path) -> None:
+    conf = write(in_tmp / "c.py", "websocket_max_message_size = 1024\n")
+    cfg = load_config(["-c", conf], {})
+    assert (cfg.ws_max_message_size, cfg.warnings) == (1024, [])
+    assert load_config(["-c", conf, "--ws-max-message-size", "9"], {}).ws_max_message_size == 9
+
+
+GUNICORN_27_DEFAULTS = """
+keyfile = None
+certfile = None
+ca_certs = None
+cert_reqs = 0
+proxy_protocol = False
+http_protocols = "h1"
+http2_max_concurrent_streams = 100
+root_path = ""
+dirty_workers = 0
+dirty_apps = []
+asgi_disconnect_grace_period = 3
+http_parser = "auto"
+enable_backlog_metric = False
+control_socket_mode = 0o600
+header_map = "drop"
+statsd_host = None
+logconfig_dict = {}
+"""
+
+
+def test_gunicorn_settings_at_gunicorns_defaults_are_silent(in_tmp: Path) -> None:
+    conf = write(in_tmp / "g.py", GUNICORN_27_DEFAULTS)
+    assert load_config(["-c", conf], {}).warnings == []
+
+
+def test_gunicorn_settings_at_other_values_are_warned_about(in_tmp: Path) -> None:
+    conf = write(in_tmp / "g.py", "http_protocols = 'h2,h1'\ndirty_workers = 2\n"
+                 "root_path = '/api'\ncontrol_socket = '/run/g.ctl'\n"
+                 "def on_dirty_starting(arbiter):\n    pass\n")
+    assert load_config(["-c", conf], {}).warnings == [
+        f"gunicorn setting {name!r} in {conf} is not supported by monoceros; ignored"
+        for name in ("http_protocols", "dirty_workers", "root_path", "control_socket",
+                     "on_dirty_starting")
+    ]
+
+
+@pytest.mark.parametrize("line", [
+    "certfile = 'c.pem'", "keyfile = 'k.pem'", "ca_certs = 'ca.pem'", "cert_reqs = 2",
+    "proxy_protocol = True", "proxy_protocol = 'v1'",
+    "def ssl_context(conf, factory):\n    return factory()",
+])
+def test_gunicorn_settings_that_would_fail_open_are_refused(in_tmp: Path, line: str) -> None:
+    conf = write(in_tmp / "g.py", line + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(["-c", conf], {})
+    name = line.split()[1 if line.startswith("def") else 0].split("(")[0]
+    assert str(info.value).startswith(f"setting {name!r} (in {conf}): ")

@@ -77,3 +77,43 @@ def test_secure_scheme_only_from_trusted_peers() -> None:
     assert build(raw, peer=("127.0.0.1", 1))["wsgi.url_scheme"] == "https"
     assert build(raw, trusted="10.0.0.0/8")["wsgi.url_scheme"] == "https"
     assert build(raw, peer="")["wsgi.url_scheme"] == "https"  # UNIX socket peers are local
+
+
+# --- gunicorn's forwarder_headers: a trusted proxy's SCRIPT_NAME header -------------------
+
+FORWARDERS = ["SCRIPT_NAME", "PATH_INFO"]
+
+
+def forwarded(raw: bytes, peer: Any = ("127.0.0.1", 5555),
+              forwarders: list[str] | None = FORWARDERS) -> dict[str, Any]:
+    b = HttpEnvironBuilder(base_environ(True, False), ("127.0.0.1", 8000),
+                           AddressMatcher(["127.0.0.1"]), SECURE, forwarders)
+    return b.build(head(raw), peer)
+
+
+def test_script_name_header_from_a_trusted_proxy_mounts_the_app() -> None:
+    env = forwarded(b"GET /prefix/env/x?q=1 HTTP/1.1\r\nHost: h\r\nSCRIPT_NAME: /prefix/\r\n\r\n")
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/prefix", "/env/x")
+    assert env["HTTP_SCRIPT_NAME"] == "/prefix/"  # kept as gunicorn keeps it
+    # a proxy that already stripped the prefix: PATH_INFO stays whole
+    env = forwarded(b"GET /env HTTP/1.1\r\nHost: h\r\nScript_Name: /prefix\r\n\r\n")
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/prefix", "/env")
+    # UNIX socket peers are trusted, as for secure_scheme_headers
+    env = forwarded(b"GET /p/x HTTP/1.1\r\nHost: h\r\nSCRIPT_NAME: /p\r\n\r\n", peer="")
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/p", "/x")
+
+
+def test_script_name_header_is_dropped_from_others_and_when_not_listed() -> None:
+    raw = b"GET /prefix/env HTTP/1.1\r\nHost: h\r\nSCRIPT_NAME: /prefix\r\nPATH_INFO: /z\r\n\r\n"
+    for env in (forwarded(raw, peer=("10.9.9.9", 1)), forwarded(raw, forwarders=[])):
+        assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("", "/prefix/env")
+        assert "HTTP_SCRIPT_NAME" not in env and "HTTP_PATH_INFO" not in env
+
+
+def test_other_forwarder_headers_reach_the_environ_as_http_keys() -> None:
+    raw = b"GET /x HTTP/1.1\r\nHost: h\r\nPATH_INFO: /z\r\nREMOTE_USER: ann\r\nX_Other: 1\r\n\r\n"
+    env = forwarded(raw)
+    assert env["HTTP_PATH_INFO"] == "/z" and env["PATH_INFO"] == "/x"
+    assert "HTTP_REMOTE_USER" not in env and "HTTP_X_OTHER" not in env
+    env = forwarded(raw, forwarders=["*"])
+    assert (env["HTTP_REMOTE_USER"], env["HTTP_X_OTHER"]) == ("ann", "1")

@@ -286,7 +286,8 @@ class HttpCycle:
             if not more:
                 if framing.chunked and not self.disconnected:
                     transport.write(b"0\r\n\r\n")
-                if framing.length is not None and framing.has_body and self.sent < framing.length:
+                if (framing.length is not None and framing.has_body
+                        and self.sent < framing.length and not self.disconnected):
                     self.conn.ctx.log.error(
                         "ASGI application sent %d of the %d bytes its Content-Length announced "
                         "to %s", self.sent, framing.length, self._where(),

@@ -133,8 +133,9 @@ class FastConnection:
 
     It plays the three parts an :class:`HttpCycle` needs: the connection (``ctx``,
     :meth:`response_done`, :meth:`peer_label`), its ``transport`` (write, close, abort) and its
-    ``flow`` (write pausing and draining; nothing is ever read after the request, whose body was
-    complete at accept time). It registers in ``ctx.connections`` like the protocols do.
+    ``flow`` (write pausing and draining; nothing is read after the request, whose body was
+    complete at accept time, except to see the peer leave while the application waits for
+    that). It registers in ``ctx.connections`` like the protocols do.
     """
 
     __slots__ = (
@@ -296,7 +297,10 @@ class FastConnection:
         """Nothing is read after the request."""
 
     def watch_peer(self) -> None:
-        """The application waits for the disconnect: watch the socket for a reset."""
+        """The application waits for the disconnect: watch the socket for EOF or a reset.
+
+        Only from here on is the socket polled for reading: a request whose application never
+        waits on ``receive()`` with nothing left to deliver costs no extra system call."""
         if self._watching or self.closed:
             return
         self._watching = True
@@ -310,9 +314,8 @@ class FastConnection:
         except OSError:
             self._lost()
             return
-        if not data:  # the front end shut its side: the response may still go out
-            self._watching = False
-            self.ctx.loop.remove_reader(self.sock.fileno())
+        if not data:  # front ends never half-close: EOF after the request is the client gone
+            self._lost()
         # bytes after the request are not ours
 
     def resume_writing(self) -> None:

@@ -85,11 +85,13 @@ class UwsgiProtocol(Connection):
         self._process()
 
     def eof_received(self) -> bool | None:
-        """The front end closed its side."""
+        """The front end closed its side: front ends never half-close, so the client is gone."""
         if self.ws is not None:
             return self.ws.eof_received()
-        if self.done:
-            return True  # the whole request is here: the response still goes out
+        if self.done:  # the whole request is here: tell the application, then close
+            if self.cycle is not None:
+                self.cycle.lost()
+            return None
         if not self.received:
             return None  # connected and closed: a health check, nothing to say
         self.parser.receive_data(b"")

@@ -127,8 +127,11 @@ def test_disconnect_reaches_the_app(server: Callable[..., Server], workdir: Path
     srv = start(server, env={"ASGI_EVENTS": str(events)})
     with srv.connect() as s:
         s.sendall(b"GET /disconnect HTTP/1.1\r\nHost: t\r\n\r\n")
-        time.sleep(0.2)
-    assert wait_for(lambda: events.exists() and "http-disconnect" in events.read_text(), 5)
+        assert wait_for(lambda: events.exists() and "http-waiting 0" in events.read_text(), 10)
+    assert wait_for(lambda: "http-disconnect" in events.read_text(), 5)
+    assert wait_for(lambda: "http-answered" in events.read_text(), 5)  # a late send is dropped
+    assert srv.request("/pid")[0] == 200
+    assert clean(srv.log()), srv.log()
 
 
 def test_header_deadline_closes_silent_and_slow_clients(server: Callable[..., Server]) -> None:

@@ -331,3 +331,45 @@ def test_the_protocol_takes_over_with_the_bytes_already_read(tmp_path: Path) -> 
 
     raw = run(main())
     assert raw.endswith(hashlib.sha256(payload).hexdigest().encode())
+
+
+@pytest.mark.parametrize("path", ["bare socket", "protocol"])
+def test_an_eof_after_the_request_reaches_an_app_waiting_for_the_disconnect(
+        path: str, tmp_path: Path) -> None:
+    """Front ends never half-close: EOF after a whole request is the client gone, on both paths,
+    and the application's answer after it is dropped without an error."""
+    got: list[str] = []
+    body = b"b" * 1000
+
+    async def main() -> Harness:
+        loop = asyncio.get_running_loop()
+        waiting, done = asyncio.Event(), asyncio.Event()
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            got.append((await receive())["body"].decode())
+            waiting.set()
+            got.append((await receive())["type"])
+            await hello(scope, receive, send)  # too late: ignored, nothing logged
+            done.set()
+
+        h = Harness(app, loop, tmp_path)
+        server, client = socket.socketpair()
+        client.sendall(packet(env("/wait", "POST", CONTENT_LENGTH=str(len(body))), body))
+        if path == "protocol":
+            await loop.connect_accepted_socket(
+                lambda: UwsgiProtocol(h.ctx, UwsgiScopeBuilder(""), b""), server)
+        else:
+            h.fast.serve(server, "")
+        await asyncio.wait_for(waiting.wait(), 10)
+        client.close()  # nothing unread on either side: a plain EOF
+        await asyncio.wait_for(done.wait(), 5)
+        for _ in range(500):  # the transport's connection_lost comes a loop turn later
+            if not h.ctx.connections:
+                break
+            await asyncio.sleep(0.01)
+        return h
+
+    h = run(main())
+    assert got == [body.decode(), "http.disconnect"]
+    assert h.closed == 1 and not h.ctx.connections
+    assert "[ERROR]" not in (tmp_path / "error.log").read_text()

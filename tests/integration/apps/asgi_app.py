@@ -119,11 +119,35 @@ async def app(scope, receive, send):
     if path == "/block":  # blocks the whole event loop
         time.sleep(float(_q(scope, "s", "1")))
         return await _reply(send, b"blocked")
-    if path == "/disconnect":  # answers nothing; records the disconnect it waits for
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        _record("http-disconnect")
+    if path == "/disconnect":  # reads the body, records the disconnect it waits for, answers
+        tag = _q(scope, "tag", "")
+        size = 0
+        while (message := await receive())["type"] != "http.disconnect":
+            size += len(message["body"])
+            if not message.get("more_body"):
+                _record(f"http-waiting{tag} {size}")
+        _record(f"http-disconnect{tag}")
+        await _reply(send, b"too late")  # a send after the disconnect is ignored
+        _record(f"http-answered{tag}")
         return
+    if path == "/sse":  # server-sent events every ?every=S seconds until the client leaves
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream"),
+                                (b"x-accel-buffering", b"no")]})
+        await receive()  # the (empty) body
+        every = float(_q(scope, "every", "30"))
+        n = 0
+        while True:
+            await send({"type": "http.response.body", "body": b"data: %d\n\n" % n,
+                        "more_body": True})
+            n += 1
+            try:
+                message = await asyncio.wait_for(receive(), every)
+            except asyncio.TimeoutError:
+                continue
+            if message["type"] == "http.disconnect":
+                _record("sse-stopped")
+                return
     if path == "/raise":
         raise RuntimeError("deliberate failure")
     if path == "/inject":

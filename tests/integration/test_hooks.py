@@ -196,3 +196,13 @@ def test_request_hook_exceptions_are_answered_and_logged(
     log = srv.log()
     assert "Error handling request /env" in log and "RuntimeError: boom in pre_request" in log
     assert "Exception in the post_request hook" in log, log
+
+
+def test_on_exit_exception_makes_the_exit_status_1(
+    server: Callable[..., Server], workdir: Path
+) -> None:
+    srv = _start(server, workdir, RAISES.replace("{hook}", "on_exit"), [])
+    srv.signal(signal.SIGTERM)
+    assert srv.wait_exit(20) == 1, srv.log()  # gunicorn's master dies of the exception
+    log = srv.log()
+    assert "Exception in the on_exit hook" in log and "RuntimeError: boom in on_exit" in log, log

@@ -28,6 +28,7 @@ from .listeners import (
     bind_all,
     inherit_env,
     inherited_sockets,
+    parse_bind,
     set_defer_accept,
     systemd_sockets,
 )
@@ -73,7 +74,41 @@ class WorkerRecord:
 
 
 class Arbiter:
-    """``Arbiter(cfg).run()`` serves until stopped and returns the process exit status."""
+    """``Arbiter(cfg).run()`` serves until stopped and returns the process exit status.
+
+    Server hooks receive this object as ``server``. The annotated attributes and the properties
+    are what they may read, with gunicorn's meanings; the ``--check-config`` hook check and
+    docs/hooks.md are derived from them.
+    """
+
+    #: exit status of a master whose worker could not boot (gunicorn's constant)
+    WORKER_BOOT_ERROR = WORKER_BOOT_ERROR
+    #: exit status of a master whose application could not be loaded
+    APP_LOAD_ERROR = APP_LOAD_ERROR
+
+    cfg: Config
+    log: Logger
+    #: the master's pid (set by ``start``)
+    pid: int
+    #: the bound listening sockets (``LISTENERS`` is the same list)
+    listeners: list[Listener]
+    #: what the master knows about each live worker, by pid (``WORKERS`` has the workers)
+    workers: dict[int, WorkerRecord]
+    #: how many workers the master keeps (changed by TTIN/TTOU, HUP, WINCH)
+    num_workers: int
+    #: how many workers were forked so far (the last one's ``worker.age``)
+    worker_age: int
+    #: the application loaded in the master by ``preload_app``, else None
+    app: Callable[..., Any] | None
+    pidfile: Pidfile | None
+    #: True when the listeners came from systemd socket activation
+    systemd: bool
+    #: pid of the new master started by USR2 while it runs (0 otherwise)
+    reexec_pid: int
+    #: pid of the old master when this one was started by its USR2 (0 otherwise)
+    upgraded_from: int
+    launch_dir: str
+    boot_failures: int
 
     def __init__(self, cfg: Config, launch_dir: str | None = None) -> None:
         self.cfg = cfg
@@ -81,21 +116,80 @@ class Arbiter:
         self.launch_dir = launch_dir or current_dir()
         self.log = Logger(cfg)
         self.pid = 0
-        self.listeners: list[Listener] = []
-        self.workers: dict[int, WorkerRecord] = {}
+        self.listeners = []
+        self.workers = {}
         self.num_workers = cfg.workers
         self.worker_age = 0
-        self.app: Callable[..., Any] | None = None
-        self.pidfile: Pidfile | None = None
+        self.app = None
+        self.pidfile = None
+        self.systemd = False
         self.boot_failures = 0
         self._signals: list[int] = []
-        #: pid of the new master started by USR2 while it runs (0 otherwise)
         self.reexec_pid = 0
-        #: pid of the old master when this one was started by its USR2 (0 otherwise)
         self.upgraded_from = 0
         self._wakeup_r = -1
         self._wakeup_w = -1
         self._stopping = False
+
+    # ------------------------------------------------------------------ gunicorn's names for hooks
+
+    @property
+    def LISTENERS(self) -> list[Listener]:  # gunicorn's name
+        """The listening sockets; ``str()`` of one is its address (``http://127.0.0.1:8000``)."""
+        return self.listeners
+
+    @property
+    def WORKERS(self) -> dict[int, Worker]:  # gunicorn's name
+        """The live workers by pid (a fresh dict: changing it changes nothing)."""
+        return {pid: record.worker for pid, record in self.workers.items()}
+
+    @property
+    def address(self) -> list[Any]:
+        """The ``bind`` addresses as gunicorn parses them: ``(host, port)``, a UNIX socket path,
+        or an inherited descriptor number."""
+        return [_parsed_address(value) for value in self.cfg.bind]
+
+    @property
+    def timeout(self) -> int:
+        """The ``timeout`` setting: seconds of silence after which a worker is aborted."""
+        return self.cfg.timeout
+
+    @property
+    def master_pid(self) -> int:
+        """During a USR2 upgrade, in the new master: the old master's pid (0 otherwise)."""
+        if self.upgraded_from and os.getppid() == self.upgraded_from:
+            return self.upgraded_from
+        return 0
+
+    @property
+    def master_name(self) -> str:
+        """``"Master"``, or ``"Master.2"`` for the new master while the old one runs."""
+        return "Master.2" if self.master_pid else "Master"
+
+    @property
+    def proc_name(self) -> str:
+        """The ``proc_name`` setting, with ``.2`` appended in the new master of an upgrade."""
+        return self.cfg.proc_name + (".2" if self.master_pid else "")
+
+    @property
+    def worker_class(self) -> type:
+        """The worker class the master forks."""
+        from .workers import load_worker_class
+
+        return load_worker_class(self.cfg.worker_class_path)
+
+    def kill_worker(self, pid: int, sig: int) -> None:
+        """Send ``sig`` to worker ``pid`` (one that is gone is forgotten)."""
+        self._kill(pid, sig)
+
+    def _hook(self, name: str, *args: Any) -> None:
+        """Run server hook ``name``. An exception is logged with its traceback and stops the
+        master: these are the hooks whose exceptions end gunicorn's master too."""
+        try:
+            getattr(self.cfg, name)(*args)
+        except Exception:
+            self.log.exception("Exception in the %s hook", name)
+            raise HaltServer(f"The {name} hook failed.") from None
 
     # ------------------------------------------------------------------ start / run
 
@@ -109,9 +203,8 @@ class Arbiter:
             return exc.exit_status
         status = 0
         try:
-            self.cfg.nworkers_changed(self, self.num_workers, None)
+            self._hook("nworkers_changed", self, self.num_workers, None)
             self.spawn_workers()
-            self.cfg.when_ready(self)
             while True:
                 sig = self._signals.pop(0) if self._signals else None
                 if sig is None:
@@ -140,8 +233,9 @@ class Arbiter:
             self.log.exception("Unhandled exception in the master loop")
             self.stop(graceful=False)
             status = 1
-        self.log.info("Shutting down: Master")
-        self._cleanup()
+        self.log.info("Shutting down: %s", self.master_name)
+        if not self._cleanup():
+            status = status or 1  # gunicorn exits with the on_exit hook's exception
         return status
 
     def start(self) -> None:
@@ -155,7 +249,7 @@ class Arbiter:
             self.log.info("%s", notice)
         for warning in cfg.warnings:
             self.log.warning("%s", warning)
-        cfg.on_starting(self)
+        self._hook("on_starting", self)
         self._init_signals()
         if cfg.pidfile:
             self.pidfile = Pidfile(cfg.pidfile)
@@ -170,9 +264,11 @@ class Arbiter:
                 self.upgraded_from = os.getppid()
                 self.log.info("Adopting %s listener(s) from the master that started this one "
                               "(pid %s, USR2 upgrade)", len(upgraded), self.upgraded_from)
+            activated = systemd_sockets()
+            self.systemd = bool(activated)
             self.listeners = bind_all(
                 cfg.bind, cfg.protocol, cfg.backlog, cfg.reuse_port, cfg.umask,
-                systemd_sockets(), upgraded, defer_accept=cfg.defer_accept,
+                activated, upgraded, defer_accept=cfg.defer_accept,
             )
         except BindError as exc:
             raise HaltServer(str(exc)) from None
@@ -188,6 +284,7 @@ class Arbiter:
             if cfg.reload:
                 self.log.warning("--reload cannot reload code loaded in the master by --preload")
             self.app = self._load_app_in_master()
+        self._hook("when_ready", self)  # as in gunicorn: before the first worker is forked
 
     def _give_files_to_worker_user(self) -> None:
         """Workers running as ``user``/``group`` must reopen the logs and own the sockets."""
@@ -269,7 +366,7 @@ class Arbiter:
         """One worker more."""
         old = self.num_workers
         self.num_workers += 1
-        self.cfg.nworkers_changed(self, self.num_workers, old)
+        self._hook("nworkers_changed", self, self.num_workers, old)
         self.manage_workers()
 
     def handle_ttou(self) -> None:
@@ -278,7 +375,7 @@ class Arbiter:
             return
         old = self.num_workers
         self.num_workers -= 1
-        self.cfg.nworkers_changed(self, self.num_workers, old)
+        self._hook("nworkers_changed", self, self.num_workers, old)
         self.manage_workers()
 
     def handle_usr2(self) -> None:
@@ -357,13 +454,14 @@ class Arbiter:
         worker = worker_class(
             self.worker_age, self.pid, self.listeners, self.cfg, self.log, heartbeat, self.app
         )
-        self.cfg.pre_fork(self, worker)
+        self._hook("pre_fork", self, worker)
         # Signals stay blocked across the fork until the child has its own handlers, so a TERM
         # sent to a worker that is still booting is acted on, not lost in the master's queue.
         signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED_AROUND_FORK)
         pid = os.fork()
         if pid:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _BLOCKED_AROUND_FORK)
+            worker.pid = pid  # the master's copy, as hooks (child_exit) see it
             self.workers[pid] = WorkerRecord(pid, self.worker_age, heartbeat, worker)
             return pid
         # ---- in the child
@@ -372,7 +470,7 @@ class Arbiter:
             self._child_reset()
             worker.pid = os.getpid()
             self.log.info("Booting worker with pid: %s", worker.pid)
-            self.cfg.post_fork(self, worker)
+            self._post_fork(worker)
             worker.init_process()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -384,10 +482,19 @@ class Arbiter:
                 self.log.info("Worker exiting (pid: %s)", os.getpid())
                 self.cfg.worker_exit(self, worker)
             except BaseException:
-                pass
+                self.log.exception("Exception in the worker_exit hook")
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
+
+    def _post_fork(self, worker: Worker) -> None:
+        """Run the post_fork hook in the child; if it raises, the worker did not boot (which
+        stops the master, as in gunicorn)."""
+        try:
+            self.cfg.post_fork(self, worker)
+        except Exception:
+            self.log.exception("Exception in the post_fork hook")
+            sys.exit(WORKER_BOOT_ERROR)
 
     def _child_reset(self) -> None:
         """In a fresh child: forget the master's signal plumbing and drop privileges."""
@@ -430,7 +537,7 @@ class Arbiter:
                     self.log.error("Worker (pid:%s) was sent %s!", pid, signame)
             elif code not in (0,) and not self._stopping:
                 self.log.warning("Worker (pid:%s) exited with code %s", pid, code)
-            self.cfg.child_exit(self, record.worker)
+            self._child_exit(record.worker)
             if self._stopping:
                 continue
             if record.retiring and code in (APP_LOAD_ERROR, WORKER_BOOT_ERROR):
@@ -449,6 +556,17 @@ class Arbiter:
                     )
             elif booted:
                 self.boot_failures = 0
+
+    def _child_exit(self, worker: Worker) -> None:
+        """Run the child_exit hook: its exception stops the master, as in gunicorn, unless the
+        master is stopping already (then it is logged)."""
+        if not self._stopping:
+            self._hook("child_exit", self, worker)
+            return
+        try:
+            self.cfg.child_exit(self, worker)
+        except Exception:
+            self.log.exception("Exception in the child_exit hook")
 
     def _upgrade_ended(self, status: int) -> None:
         """The new master of a USR2 upgrade exited: take the pidfile back and carry on."""
@@ -493,6 +611,7 @@ class Arbiter:
                 record.pid, silent, timeout,
             )
             record.abort_sent = now
+            record.worker.aborted = True
             self._kill(record.pid, signal.SIGABRT)
 
     def manage_workers(self) -> None:
@@ -581,7 +700,7 @@ class Arbiter:
                                   self.pid)
         if self.pidfile is not None and new_cfg.pidfile != old_cfg.pidfile:
             self.pidfile.rename(new_cfg.pidfile) if new_cfg.pidfile else self.pidfile.unlink()
-        new_cfg.on_reload(self)
+        self._hook("on_reload", self)
         self.num_workers = new_cfg.workers
         for record in self.workers.values():
             record.retiring = True
@@ -622,7 +741,8 @@ class Arbiter:
             return False
         return not (self.upgraded_from and os.getppid() == self.upgraded_from)
 
-    def _cleanup(self) -> None:
+    def _cleanup(self) -> bool:
+        """Close the listeners, remove the pidfile, run on_exit; False if on_exit raised."""
         for listener in self.listeners:
             listener.close(unlink=self._sockets_are_ours())
         self.listeners = []
@@ -632,7 +752,19 @@ class Arbiter:
         try:
             self.cfg.on_exit(self)
         except Exception:
-            self.log.exception("Error in the on_exit hook")
+            self.log.exception("Exception in the on_exit hook")
+            return False
+        return True
+
+
+def _parsed_address(value: str) -> Any:
+    """One ``bind`` value the way gunicorn's ``server.address`` holds it."""
+    spec = parse_bind(value)
+    if spec.kind == "unix":
+        return spec.path
+    if spec.kind == "fd":
+        return spec.fd
+    return (spec.host, spec.port)
 
 
 #: how a new master starts when this one was not started by a script (``python -m monoceros``):

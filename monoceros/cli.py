@@ -38,6 +38,21 @@ def _die(message: str, status: int, cfg: Config | None = None) -> NoReturn:
     sys.exit(status)
 
 
+def _check_hooks(cfg: Config) -> None:
+    """``--check-config``: report hooks that read attributes the server or worker lacks."""
+    from monoceros.arbiter import Arbiter
+    from monoceros.hook_check import check_hooks
+    from monoceros.workers import load_worker_class
+
+    owners = {"server": Arbiter, "worker": load_worker_class(cfg.worker_class_path)}
+    findings = check_hooks(cfg, owners)
+    if findings:
+        _print_warnings(cfg)
+        for finding in findings:
+            print(f"{PROG}: error: {finding}", file=sys.stderr)
+        sys.exit(USAGE_ERROR)
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run the command line ``argv`` (default ``sys.argv[1:]``) and exit with its status."""
     args = sys.argv[1:] if argv is None else argv
@@ -75,6 +90,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         _die(f"failed to load application {cfg.wsgi_app!r}", APP_LOAD_ERROR, cfg)
     if cfg.check_config:
         _print_notices(cfg)
+        _check_hooks(cfg)
         _print_warnings(cfg)
         sys.exit(0)
 

@@ -140,6 +140,10 @@ class Listener:
     def __repr__(self) -> str:
         return f"<Listener {self.protocol} {self.name}>"
 
+    def __str__(self) -> str:
+        """The address as gunicorn prints a listener: ``http://HOST:PORT`` or ``unix:PATH``."""
+        return self.name if self.is_unix else f"{self.protocol}://{self.name}"
+
 
 def _remove_stale_unix_socket(path: str) -> None:
     """Remove a socket file nobody listens on; BindError (one line) for anything else."""

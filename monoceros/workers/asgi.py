@@ -91,6 +91,8 @@ class AsgiWorker(Worker):
         cfg = self.cfg
         loop.add_signal_handler(signal.SIGTERM, self._on_term)
         loop.add_signal_handler(signal.SIGUSR1, self._on_usr1)
+        for fast in (signal.SIGQUIT, signal.SIGINT):
+            loop.add_signal_handler(fast, self._on_quit)
         timeout = cfg.timeout
         self._tick_every = min(1.0, timeout / 2.0) if timeout > 0 else 1.0
         if cfg.header_timeout or cfg.keepalive:
@@ -166,11 +168,17 @@ class AsgiWorker(Worker):
         self.graceful_stop = True
         self._request_stop()
 
+    def _on_quit(self) -> None:
+        """Fast stop (worker_int, then exit) from a loop callback: the SystemExit leaves the
+        loop directly instead of surfacing in whichever request's task the signal interrupted."""
+        self._handle_quit(signal.SIGQUIT, None)
+
     def _on_usr1(self) -> None:
         self.reopen_log_files()
 
     def _on_request(self) -> None:
-        if self.ctx.nr >= self.max_requests and self.alive:
+        self.nr += 1  # worker.nr, as the other kinds count it (hooks read it)
+        if self.nr >= self.max_requests and self.alive:
             self.log.info("Autorestarting worker after current request.")
             self._request_stop()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import signal
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..logs import Logger
 
-__all__ = ["APP_LOAD_ERROR", "WORKER_BOOT_ERROR", "Worker"]
+__all__ = ["APP_LOAD_ERROR", "WORKER_BOOT_ERROR", "Worker", "WorkerTmp"]
 
 WORKER_BOOT_ERROR = 3
 APP_LOAD_ERROR = 4
@@ -27,8 +28,75 @@ APP_LOAD_ERROR = 4
 _IGNORED_SIGNALS = ("SIGHUP", "SIGTTIN", "SIGTTOU", "SIGUSR2", "SIGWINCH")
 
 
+class WorkerTmp:
+    """gunicorn's ``worker.tmp`` over the shared-memory heartbeat.
+
+    gunicorn's workers touch an unlinked temporary file and the master reads its mtime; here the
+    worker writes the monotonic clock into a shared page (:mod:`monoceros.heartbeat`). There is no
+    file behind it, so :meth:`fileno` raises :class:`io.UnsupportedOperation` instead of handing
+    out a descriptor that is not a heartbeat.
+    """
+
+    __slots__ = ("_heartbeat",)
+
+    def __init__(self, heartbeat: Heartbeat) -> None:
+        self._heartbeat = heartbeat
+
+    def notify(self) -> None:
+        """Beat: tell the master this worker is alive now."""
+        self._heartbeat.beat()
+
+    def last_update(self) -> float:
+        """The ``time.monotonic()`` of the last beat (gunicorn's tmp file mtime holds the same)."""
+        return self._heartbeat.last_beat()
+
+    def fileno(self) -> int:
+        """No descriptor: the heartbeat is an anonymous shared mapping, not a file."""
+        raise io.UnsupportedOperation("worker.tmp is monoceros's shared-memory heartbeat: no file")
+
+    def close(self) -> None:
+        """Release this process's mapping of the heartbeat (beats after it raise)."""
+        self._heartbeat.close()
+
+
 class Worker:
-    """Base class of a worker process. Subclasses implement :meth:`run`."""
+    """Base class of a worker process. Subclasses implement :meth:`run`.
+
+    The annotated attributes below are what server hooks may read (gunicorn's meanings); the
+    ``--check-config`` hook check and docs/hooks.md are derived from them.
+    """
+
+    #: the worker's number, counted up by the master for each worker it forks
+    age: int
+    #: the worker's pid: ``"[booting]"`` until fork (so in ``pre_fork``), then the child's pid
+    pid: int | str
+    #: the master's pid
+    ppid: int
+    #: the listening sockets (``worker.sockets`` is the same list)
+    listeners: list[Listener]
+    cfg: Config
+    log: Logger
+    #: the application callable (None until loaded in the worker, unless preloaded)
+    app: Callable[..., Any] | None
+    #: the worker must beat at least this often, in seconds (gunicorn's ``timeout / 2``)
+    timeout: float
+    #: False once the worker was told to stop
+    alive: bool
+    #: True once the application is loaded and the worker serves (after post_worker_init)
+    booted: bool
+    #: True when the master sent SIGABRT because the heartbeat was older than ``timeout``
+    aborted: bool
+    #: the ``--reload`` file watcher, or None
+    reloader: Reloader | None
+    #: requests served by this worker so far
+    nr: int
+    #: the worker restarts after this many requests (``max_requests`` plus jitter)
+    max_requests: int
+    #: gunicorn's heartbeat file, here a view of the shared-memory heartbeat
+    tmp: WorkerTmp
+    heartbeat: Heartbeat
+    graceful_stop: bool
+    reopen_logs: bool
 
     def __init__(
         self,
@@ -42,25 +110,47 @@ class Worker:
     ) -> None:
         self.age = age
         self.ppid = ppid
-        self.pid = 0
+        self.pid = "[booting]"
         self.listeners = listeners
         self.cfg = cfg
         self.log = log
         self.heartbeat = heartbeat
+        self.tmp = WorkerTmp(heartbeat)
         self.app = app
+        self.timeout = cfg.timeout / 2.0
         self.alive = True
         #: set by TERM: the worker finishes what it has (and, for sync, what is queued) first
         self.graceful_stop = False
         self.reopen_logs = False
         self.booted = False
+        self.aborted = False
+        self.reloader = None
         self.nr = 0
         jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests_jitter > 0 else 0
         self.max_requests = cfg.max_requests + jitter if cfg.max_requests > 0 else sys.maxsize
         self._wakeup_r = -1
         self._wakeup_w = -1
 
+    @property
+    def sockets(self) -> list[Listener]:
+        """gunicorn's name for the listening sockets."""
+        return self.listeners
+
+    @sockets.setter
+    def sockets(self, value: list[Listener]) -> None:
+        self.listeners = value
+
+    @property
+    def wsgi(self) -> Callable[..., Any] | None:
+        """The application callable (gunicorn's ``worker.wsgi``; here also ``worker.app``)."""
+        return self.app
+
+    def notify(self) -> None:
+        """Beat the heartbeat (gunicorn's ``Worker.notify``)."""
+        self.heartbeat.beat()
+
     def __repr__(self) -> str:
-        return f"<Worker {self.pid or 'unborn'}>"
+        return f"<Worker {self.pid}>"
 
     # ------------------------------------------------------------------ process lifecycle
 
@@ -73,7 +163,12 @@ class Worker:
             self.app = self._load_app()
         if self.cfg.reload:
             self._start_reloader(module_files())
-        self.cfg.post_worker_init(self)
+        try:
+            self.cfg.post_worker_init(self)
+        except Exception:
+            # gunicorn: the worker did not boot, so the master stops
+            self.log.exception("Exception in the post_worker_init hook")
+            sys.exit(WORKER_BOOT_ERROR)
         self.booted = True
         self.heartbeat.booted()
         self.run()
@@ -100,7 +195,8 @@ class Worker:
 
     def _start_reloader(self, files: set[str]) -> None:
         files |= {os.path.abspath(f) for f in self.cfg.reload_extra_files}
-        Reloader(files, self._source_changed, self.cfg.reload_engine).start()
+        self.reloader = Reloader(files, self._source_changed, self.cfg.reload_engine)
+        self.reloader.start()
 
     def _source_changed(self, path: str) -> None:
         """Reloader thread: a watched file changed; stop serving so a fresh worker starts."""
@@ -166,7 +262,11 @@ class Worker:
     def _handle_quit(self, signum: int, frame: FrameType | None) -> None:
         """Fast stop."""
         self.alive = False
-        self.cfg.worker_int(self)
+        try:
+            self.cfg.worker_int(self)
+        except Exception:
+            self.log.exception("Exception in the worker_int hook")
+            sys.exit(1)
         sys.exit(0)
 
     def _handle_usr1(self, signum: int, frame: FrameType | None) -> None:

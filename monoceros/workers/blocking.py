@@ -378,8 +378,6 @@ class BlockingWorker(Worker):
         hook_req = None
         if self.pre_request is not None or self.post_request is not None:
             hook_req = HookRequest(environ)
-            if self.pre_request is not None:
-                self.pre_request(self, hook_req)
         resp = Response(conn, head_only, uwsgi, beater.beat, self.io_timeout)
         if keep_alive:
             resp.keep_alive = True
@@ -391,6 +389,8 @@ class BlockingWorker(Worker):
         failed = False
         assert self.app is not None
         try:
+            if self.pre_request is not None:  # its exception is answered like the app's: a 500
+                self.pre_request(self, hook_req)
             result = self.app(environ, resp.start_response)
             if result.__class__ is list and len(result) == 1:
                 data = result[0]
@@ -425,7 +425,10 @@ class BlockingWorker(Worker):
                 time.monotonic() - start,
             )
         if self.post_request is not None:
-            self.post_request(self, hook_req, environ, resp)
+            try:
+                self.post_request(self, hook_req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in the post_request hook")
         if body is not EMPTY_INPUT and not body.exhausted and not body.awaiting_continue:
             drained = self._drain(conn, body)
         else:

@@ -45,8 +45,8 @@ class _Conn:
     """One client connection and what is known of it between two readiness events."""
 
     __slots__ = (
-        "buf", "deadline", "fd", "head_deadline", "listener", "parser", "peer", "registered",
-        "served", "sock", "uwsgi",
+        "buf", "deadline", "fd", "fresh", "head_deadline", "listener", "parser", "peer",
+        "registered", "served", "sock", "uwsgi",
     )
 
     def __init__(self, sock: socket.socket, listener: Any, peer: Any, head_deadline: float,
@@ -62,6 +62,8 @@ class _Conn:
         self.head_deadline = head_deadline
         self.deadline = head_deadline
         self.registered = False
+        #: accepted, first request not begun yet: it counts towards max_requests already
+        self.fresh = True
 
 
 class _Progress:
@@ -115,9 +117,6 @@ class ThreadWorker(BlockingWorker):
         cfg = self.cfg
         self.setup_serving(True)
         self.keepalive = float(cfg.keepalive)
-        self.max_connections = cfg.worker_connections
-        self._lock = threading.Lock()
-        self._open = 0
         self._parked: dict[int, _Conn] = {}
         self._jobs: queue.SimpleQueue[_Conn | None] = queue.SimpleQueue()
         self._progress: list[_Progress] = []
@@ -131,6 +130,14 @@ class ThreadWorker(BlockingWorker):
         # A fast stop (QUIT, INT) or an abort leaves through SystemExit: no waiting for threads.
         self._serve_forever()
         self._shutdown()
+
+    def setup_serving(self, multithread: bool) -> None:
+        """Read the settings every request needs; start counting connections."""
+        super().setup_serving(multithread)
+        self.max_connections = self.cfg.worker_connections
+        self._lock = threading.Lock()
+        self._open = 0
+        self._fresh = 0
 
     # ------------------------------------------------------------------ main thread
 
@@ -170,6 +177,9 @@ class ThreadWorker(BlockingWorker):
                     accepting = self._accept(by_fd[fd])
                     if not accepting:
                         self._listen(False)
+            if self.nr >= self.max_requests and self.alive:
+                self.log.info("Autorestarting worker after current request.")
+                self.alive = False
             now = time.monotonic()
             if now < next_tick and self.alive:
                 continue
@@ -179,21 +189,25 @@ class ThreadWorker(BlockingWorker):
             self._expire(now)
             if self.reopen_logs:
                 self.reopen_log_files()
-            if self.nr >= self.max_requests and self.alive:
-                self.log.info("Autorestarting worker after current request.")
-                self.alive = False
-            if not accepting and self._open < self.max_connections and self.alive:
+            if not accepting and self._admits() and self.alive:
                 accepting = True
                 self._listen(True)
             if self.parent_changed():
                 self.alive = False
 
+    def _admits(self) -> bool:
+        """Whether one more connection may be accepted: fewer than ``worker_connections`` are
+        open, and the requests served plus the connections still waiting for their first one
+        are fewer than ``max_requests`` (a worker that reached it takes no new connection: the
+        listen queue is left to the other workers and to this one's replacement)."""
+        return self._open < self.max_connections and self.nr + self._fresh < self.max_requests
+
     def _accept(self, listener: Any) -> bool:
-        """Accept what is waiting on ``listener``; False once ``worker_connections`` are open."""
+        """Accept what is waiting on ``listener``; False once :meth:`_admits` says no more."""
         sock = listener.sock
         uwsgi = listener.protocol == "uwsgi"
         header_timeout = self.header_timeout
-        while self._open < self.max_connections:
+        while self._admits():
             try:
                 client, peer = sock.accept()
             except BlockingIOError:
@@ -213,6 +227,7 @@ class ThreadWorker(BlockingWorker):
         deadline = time.monotonic() + header_timeout if header_timeout else _FOREVER
         with self._lock:
             self._open += 1
+            self._fresh += 1
         self._jobs.put(
             _Conn(client, listener, peer, deadline, None if uwsgi else HttpParser(self.limits))
         )
@@ -296,6 +311,17 @@ class ThreadWorker(BlockingWorker):
         finally:
             with self._lock:
                 self._open -= 1
+                if conn.fresh:
+                    conn.fresh = False
+                    self._fresh -= 1
+
+    def _begin(self, conn: _Conn, progress: _Progress, request: Any) -> None:
+        """A request of ``conn`` starts: record it, and count the connection's first one."""
+        if conn.fresh:
+            with self._lock:
+                conn.fresh = False
+                self._fresh -= 1
+        progress.begin(request, conn.peer)
 
     def _park(self, conn: _Conn) -> None:
         """Wait for the connection's next bytes in the main thread's poller."""
@@ -394,7 +420,7 @@ class ThreadWorker(BlockingWorker):
                 req.keep_alive and not req.upgrade and self.alive and self.keepalive > 0
                 and self.nr + 1 < self.max_requests
             )
-            progress.begin(req, conn.peer)
+            self._begin(conn, progress, req)
             keep = self.http_request(listener, sock, conn.peer, parser, req, progress, keep_alive)
             progress.end()
             if not keep:
@@ -438,6 +464,6 @@ class ThreadWorker(BlockingWorker):
         if isinstance(head, Ping):
             sock.sendall(PONG)
             return False
-        progress.begin(head, peer)
+        self._begin(conn, progress, head)
         self.uwsgi_request(listener, sock, buf, head, used, progress)
         return False

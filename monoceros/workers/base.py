@@ -19,12 +19,25 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..logs import Logger
 
-__all__ = ["APP_LOAD_ERROR", "WORKER_BOOT_ERROR", "Worker"]
+__all__ = ["APP_LOAD_ERROR", "WORKER_BOOT_ERROR", "Worker", "WorkerAborted"]
 
 WORKER_BOOT_ERROR = 3
 APP_LOAD_ERROR = 4
 
 _IGNORED_SIGNALS = ("SIGHUP", "SIGTTIN", "SIGTTOU", "SIGUSR2", "SIGWINCH")
+
+
+class WorkerAborted(SystemExit):
+    """Raised where the main thread was when SIGABRT came (the master saw no heartbeat for
+    ``timeout`` seconds): inside the application when it was stuck there. The worker exits with
+    status 1; a worker serving a request in its main thread catches it on the way, to log the
+    request with this stack and answer it."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def __str__(self) -> str:
+        return "worker timeout: aborted by the master after no heartbeat for `timeout` seconds"
 
 
 class Worker:
@@ -185,7 +198,7 @@ class Worker:
         """The master found this worker unresponsive (timeout)."""
         self.alive = False
         self.cfg.worker_abort(self)
-        sys.exit(1)
+        raise WorkerAborted
 
     def parent_changed(self) -> bool:
         """True when the master died and this worker was re-parented."""

@@ -21,8 +21,10 @@ import errno
 import queue
 import select
 import socket
+import sys
 import threading
 import time
+import traceback
 from types import FrameType
 from typing import Any
 
@@ -69,9 +71,10 @@ class _Conn:
 class _Progress:
     """What one pool thread is serving, and when that request last moved (0.0: idle)."""
 
-    __slots__ = ("peer", "request", "since", "started")
+    __slots__ = ("peer", "request", "since", "started", "thread")
 
     def __init__(self) -> None:
+        self.thread = threading.get_ident()
         self.since = 0.0
         self.started = 0.0
         self.request: Any = None
@@ -292,14 +295,16 @@ class ThreadWorker(BlockingWorker):
         self._poller.close()
 
     def _handle_abort(self, signum: int, frame: FrameType | None) -> None:
-        """Timed out: name the request(s) in flight, then exit as any worker does."""
+        """Timed out: name the request(s) in flight, each with the stack of the thread serving
+        it, then exit as any worker does."""
         now = time.monotonic()
+        frames = sys._current_frames()
         for progress in list(self._progress):
             if progress.since and progress.request is not None:
                 self.log.error(
                     "Request in flight for %.1fs (%.1fs without progress) when the worker was "
-                    "aborted: %s", now - progress.started, now - progress.since,
-                    progress.describe(),
+                    "aborted: %s\n%s", now - progress.started, now - progress.since,
+                    progress.describe(), _stack_of(frames.get(progress.thread)),
                 )
         super()._handle_abort(signum, frame)
 
@@ -467,3 +472,12 @@ class ThreadWorker(BlockingWorker):
         self._begin(conn, progress, head)
         self.uwsgi_request(listener, sock, buf, head, used, progress)
         return False
+
+
+def _stack_of(frame: FrameType | None) -> str:
+    """A thread's stack, formatted as a traceback is (most recent call last)."""
+    if frame is None:
+        return "(the thread's stack is gone: it finished meanwhile)"
+    return "Stack of the thread serving it (most recent call last):\n" + "".join(
+        traceback.format_stack(frame)
+    ).rstrip("\n")

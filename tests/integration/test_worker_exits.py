@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from conftest import Server
+from conftest import APPS, Server, wait_for
+from uwsgi_support import body_of, exchange, good_env, packet, status_of
 
 KINDS = {
     "sync": (["-k", "sync"], "app:app", 0),
@@ -38,3 +40,90 @@ def test_max_requests_recycles_under_sequential_traffic(server: Callable[..., Se
     assert all(n <= 5 + slack for _, n in runs), (runs, srv.log())
     assert len({pid for pid, _ in runs}) == len(runs), runs  # a retired worker never returns
     assert "Autorestarting worker after current request." in srv.log()
+
+
+# ----------------------------------------------------------------------------- worker timeout
+
+ABORT_HOOK = '''
+def worker_abort(worker):
+    worker.log.info("worker_abort hook ran in %s", worker.pid)
+'''
+
+
+def line_of(text: str, path: Path = APPS / "app.py") -> int:
+    """The line number of ``text`` in a test app: where the traceback must point."""
+    lines = path.read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line)
+
+
+def timeout_server(server: Callable[..., Server], workdir: Path, args: list[str],
+                   wait: bool = True) -> Server:
+    """A sync worker with ``--timeout 2`` and a worker_abort hook that logs."""
+    conf = workdir / "abort.conf.py"
+    conf.write_text(ABORT_HOOK)
+    return server(["-c", str(conf), "--workers", "1", "--timeout", "2", *args], wait=wait)
+
+
+def assert_aborted_in(log: str, request: str, where: str) -> None:
+    """One ERROR line with the request, a traceback through ``where``, and the hook's line."""
+    assert f"[ERROR] Error handling request {request}\nTraceback" in log, log
+    assert where in log, log
+    assert "WorkerAborted: worker timeout" in log, log
+    assert "worker_abort hook ran in" in log, log
+
+
+def test_sync_timeout_answers_500_and_logs_the_stuck_request(
+        server: Callable[..., Server], workdir: Path) -> None:
+    srv = timeout_server(server, workdir, [])
+    before = srv.get_ok("/pid")
+    status, headers, body = srv.request("/slow?s=30", timeout=20)
+    assert (status, body) == (500, b"Internal Server Error\n"), (status, body, srv.log())
+    assert headers.get("connection") == "close"
+    where = f'app.py", line {line_of("time.sleep(float(_q(environ")}, in app'
+    assert_aborted_in(srv.log(), "GET /slow?s=30", where)
+    assert srv.get_ok("/pid") != before  # a new worker serves the next request
+
+
+def test_sync_timeout_answers_500_over_uwsgi(server: Callable[..., Server],
+                                             workdir: Path) -> None:
+    srv = timeout_server(server, workdir, ["--protocol", "uwsgi"], wait=False)
+    addr = ("127.0.0.1", srv.port)
+
+    def pid() -> bytes | None:
+        raw = exchange(addr, packet(good_env()), timeout=2)
+        return body_of(raw) if status_of(raw) == 200 else None
+
+    assert wait_for(lambda: pid() is not None, 20), srv.log()
+    before = pid()
+    raw = exchange(addr, packet(good_env("/slow?s=30")), timeout=20)
+    assert status_of(raw) == 500 and body_of(raw) == b"Internal Server Error\n", (raw, srv.log())
+    where = f'app.py", line {line_of("time.sleep(float(_q(environ")}, in app'
+    assert_aborted_in(srv.log(), "GET /slow?s=30", where)
+    assert wait_for(lambda: pid() not in (None, before), 20), srv.log()
+
+
+def test_sync_timeout_after_the_response_started_logs_and_closes(
+        server: Callable[..., Server], workdir: Path) -> None:
+    srv = timeout_server(server, workdir, [])
+    with srv.connect(timeout=20) as s:
+        s.sendall(b"GET /started-then-slow?s=30 HTTP/1.1\r\nHost: t\r\n\r\n")
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    assert status_of(raw) == 200 and b"first piece" in raw, (raw, srv.log())
+    assert b"never sent" not in raw and not raw.endswith(b"0\r\n\r\n")  # cut short, not ended
+    where = f'app.py", line {line_of("time.sleep(seconds)")}, in _started_then_slow'
+    assert_aborted_in(srv.log(), "GET /started-then-slow?s=30", where)
+
+
+def test_gthread_timeout_logs_the_stack_of_the_stuck_request(
+        server: Callable[..., Server], workdir: Path) -> None:
+    srv = timeout_server(server, workdir, ["-k", "gthread", "--threads", "2"])
+    before = srv.get_ok("/pid")
+    with pytest.raises(OSError):  # http.client's RemoteDisconnected is a ConnectionError
+        srv.request("/slow?s=30", timeout=20)
+    log = srv.log()
+    assert "when the worker was aborted: GET /slow?s=30 HTTP/1.1 from 127.0.0.1\n" in log, log
+    assert f'app.py", line {line_of("time.sleep(float(_q(environ")}, in app' in log, log
+    assert "worker_abort hook ran in" in log, log
+    assert wait_for(lambda: srv.get_ok("/pid") != before, 20), srv.log()

@@ -62,6 +62,9 @@ def app(environ, start_response):
     if path == "/slow":
         time.sleep(float(_q(environ, "s", "1")))
         return _reply(start_response, b"slept")
+    if path == "/started-then-slow":  # the head and a first piece leave, then it hangs
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return _started_then_slow(float(_q(environ, "s", "1")))
     if path == "/stream":
         mib = int(_q(environ, "mib", "1"))
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
@@ -83,6 +86,12 @@ def app(environ, start_response):
         sys.stdout.flush()
         return _reply(start_response, b"printed")
     return _reply(start_response, b"Hello, World!")
+
+
+def _started_then_slow(seconds):
+    yield b"first piece\n"
+    time.sleep(seconds)
+    yield b"never sent if the worker is aborted\n"
 
 
 def factory(greeting="Hello"):

@@ -15,6 +15,10 @@ __all__ = ["Heartbeat"]
 
 _FMT = struct.Struct("=dd")  # last beat, boot completed at (0.0 while booting)
 _BEAT = struct.Struct("=d")
+#: after them: 1.0 once the master retired the worker and keeps its listeners open
+_KEPT = struct.Struct("=d")
+_KEPT_AT = _FMT.size
+_SIZE = _FMT.size + _KEPT.size
 
 
 class Heartbeat:
@@ -23,7 +27,7 @@ class Heartbeat:
     __slots__ = ("_map",)
 
     def __init__(self) -> None:
-        self._map = mmap.mmap(-1, _FMT.size)
+        self._map = mmap.mmap(-1, _SIZE)
         _FMT.pack_into(self._map, 0, time.monotonic(), 0.0)
 
     def beat(self) -> None:
@@ -42,6 +46,16 @@ class Heartbeat:
     def is_booted(self) -> bool:
         """Whether the worker reported a completed boot (master side)."""
         return float(_FMT.unpack_from(self._map, 0)[1]) > 0.0
+
+    def keep_listeners(self) -> None:
+        """Record, before TERM retires the worker, that the master keeps every listener of the
+        worker open (master side): the connections queued on them are not the worker's to
+        serve on its way out, the other workers will take them."""
+        _KEPT.pack_into(self._map, _KEPT_AT, 1.0)
+
+    def listeners_kept(self) -> bool:
+        """Whether the master retired the worker with its listeners kept open (worker side)."""
+        return float(_KEPT.unpack_from(self._map, _KEPT_AT)[0]) > 0.0
 
     def close(self) -> None:
         """Release the mapping (master side, after the worker was reaped)."""

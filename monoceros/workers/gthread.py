@@ -272,8 +272,8 @@ class ThreadWorker(BlockingWorker):
     def _shutdown(self) -> None:
         """Stop accepting, close idle connections, let requests in flight finish, stop."""
         self.alive = False
-        if self.graceful_stop and self.nr < self.max_requests:
-            self._take_queued()
+        if self.graceful_stop and not self.heartbeat.listeners_kept():
+            self._take_queued()  # the master stops (not a retirement, not max_requests)
         for conn in list(self._parked.values()):
             if self._parked.pop(conn.fd, None) is not None:
                 if conn.served:

@@ -7,12 +7,14 @@ master aborts for its timeout says which request it was stuck in and answers it.
 from __future__ import annotations
 
 import itertools
+import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import APPS, Server, wait_for
+from conftest import APPS, Server, read_response, wait_for
 from uwsgi_support import body_of, exchange, good_env, packet, status_of
 
 KINDS = {
@@ -127,3 +129,63 @@ def test_gthread_timeout_logs_the_stack_of_the_stuck_request(
     assert f'app.py", line {line_of("time.sleep(float(_q(environ")}, in app' in log, log
     assert "worker_abort hook ran in" in log, log
     assert wait_for(lambda: srv.get_ok("/pid") != before, 20), srv.log()
+
+
+# ----------------------------------------------------------------------------- listen queue
+
+WORKER_HOOK = '''
+import sys
+
+def post_worker_init(worker):
+    sys.modules["app"].WORKER = worker  # the test app's /hold waits on worker.alive
+'''
+
+
+def hold(srv: Server, name: str, hold_dir: Path) -> tuple[socket.socket, int]:
+    """Start ``/hold?name=NAME`` and wait until a worker runs it: (its connection, that pid)."""
+    s = srv.connect(timeout=40)
+    s.sendall(f"GET /hold?name={name} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    pid_file = hold_dir / f"{name}.pid"
+    assert wait_for(pid_file.exists, 20), srv.log()
+    return s, int(pid_file.read_text())
+
+
+def release(hold_dir: Path, name: str, how: str = "now") -> None:
+    tmp = hold_dir / f"{name}.go.tmp"
+    tmp.write_text(how)
+    tmp.rename(hold_dir / f"{name}.go")
+
+
+@pytest.mark.parametrize("kind", ["sync", "gthread"])
+def test_worker_retired_by_ttou_leaves_the_listen_queue_to_the_others(
+        server: Callable[..., Server], workdir: Path, kind: str) -> None:
+    """TTOU retires the oldest worker while the master keeps the listeners open: it finishes
+    its request and exits without taking the connections queued meanwhile; the worker that
+    stays serves them, and none fails."""
+    args = {"sync": ["-k", "sync"],
+            "gthread": ["-k", "gthread", "--threads", "1", "--worker-connections", "1"]}[kind]
+    hold_dir = workdir / "hold"
+    hold_dir.mkdir()
+    conf = workdir / "hook.conf.py"
+    conf.write_text(WORKER_HOOK)
+    srv = server(["-c", str(conf), "--workers", "1", "--graceful-timeout", "20", *args],
+                 env={"HOLD_DIR": str(hold_dir)})
+    oldest = srv.wait_workers(1)[0]
+    srv.signal(signal.SIGTTIN)
+    srv.wait_workers(2)
+    first, first_pid = hold(srv, "a", hold_dir)  # whichever worker is ready takes it
+    second, second_pid = hold(srv, "b", hold_dir)  # the other one: both are busy now
+    assert {first_pid, second_pid} == set(srv.workers()), srv.log()
+    stays = second_pid if first_pid == oldest else first_pid
+    queued = [srv.connect(timeout=40) for _ in range(4)]
+    for s in queued:
+        s.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\n\r\n")
+    srv.signal(signal.SIGTTOU)
+    release(hold_dir, "a" if first_pid == oldest else "b", "after-stop")  # returns after TERM
+    assert wait_for(lambda: oldest not in srv.workers(), 20), srv.log()
+    release(hold_dir, "b" if first_pid == oldest else "a")
+    answers = [read_response(s) for s in (first, second, *queued)]
+    for s in (first, second, *queued):
+        s.close()
+    assert [status for status, _, _ in answers] == [200] * 6, (answers, srv.log())
+    assert [body for _, _, body in answers[2:]] == [str(stays).encode()] * 4, srv.log()

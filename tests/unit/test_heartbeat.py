@@ -36,3 +36,25 @@ def test_heartbeat_opens_no_file() -> None:
     after = set(os.listdir("/proc/self/fd"))
     hb.close()
     assert after == before  # an anonymous mapping: no descriptor, nothing on disk to utime
+
+
+def test_listeners_kept_is_seen_by_the_child_and_survives_beats() -> None:
+    hb = Heartbeat()
+    assert not hb.listeners_kept()
+    pid = os.fork()
+    if pid == 0:  # the worker side: boots, waits for the master's word, beats on
+        code = 1
+        try:
+            hb.booted()
+            deadline = time.monotonic() + 10
+            while not hb.listeners_kept() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            hb.beat()
+            code = 0 if hb.listeners_kept() else 1
+        finally:
+            os._exit(code)
+    hb.keep_listeners()  # the master side, before its TERM
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert hb.listeners_kept() and hb.is_booted()
+    hb.close()

@@ -137,7 +137,7 @@ WORKER_HOOK = '''
 import sys
 
 def post_worker_init(worker):
-    sys.modules["app"].WORKER = worker  # the test app's /hold waits on worker.alive
+    sys.modules[worker.cfg.wsgi_app.split(":")[0]].WORKER = worker  # /hold waits on .alive
 '''
 
 
@@ -156,20 +156,20 @@ def release(hold_dir: Path, name: str, how: str = "now") -> None:
     tmp.rename(hold_dir / f"{name}.go")
 
 
-@pytest.mark.parametrize("kind", ["sync", "gthread"])
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_worker_retired_by_ttou_leaves_the_listen_queue_to_the_others(
         server: Callable[..., Server], workdir: Path, kind: str) -> None:
     """TTOU retires the oldest worker while the master keeps the listeners open: it finishes
     its request and exits without taking the connections queued meanwhile; the worker that
     stays serves them, and none fails."""
-    args = {"sync": ["-k", "sync"],
-            "gthread": ["-k", "gthread", "--threads", "1", "--worker-connections", "1"]}[kind]
+    args, app, _ = KINDS[kind]
+    args = [*args, "--threads", "1", "--worker-connections", "1"]
     hold_dir = workdir / "hold"
     hold_dir.mkdir()
     conf = workdir / "hook.conf.py"
     conf.write_text(WORKER_HOOK)
     srv = server(["-c", str(conf), "--workers", "1", "--graceful-timeout", "20", *args],
-                 env={"HOLD_DIR": str(hold_dir)})
+                 app=app, env={"HOLD_DIR": str(hold_dir)})
     oldest = srv.wait_workers(1)[0]
     srv.signal(signal.SIGTTIN)
     srv.wait_workers(2)

@@ -628,6 +628,8 @@ class Arbiter:
             if all(w.heartbeat.is_booted() for w in fresh):
                 for record in retiring:
                     record.term_sent = True
+                    if set(record.worker.listeners) <= set(self.listeners):
+                        record.heartbeat.keep_listeners()  # its listen queue is not its to serve
                     self._kill(record.pid, signal.SIGTERM)
 
     def kill_workers(self, sig: int) -> None:

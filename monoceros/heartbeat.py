@@ -20,7 +20,9 @@ import time
 
 __all__ = ["Heartbeat"]
 
-_SLOTS = 2  # [0]: last beat; [1]: boot completed at (0.0 while booting)
+#: [0]: last beat; [1]: boot completed at (0.0 while booting); [2]: 1.0 once the master retired
+#: the worker and keeps its listeners open
+_SLOTS = 3
 _SLOT_SIZE = 8
 _CONFIRM_TRIES = 8
 
@@ -69,6 +71,16 @@ class Heartbeat:
                 break
             value = again
         return float(value)
+
+    def keep_listeners(self) -> None:
+        """Record, before TERM retires the worker, that the master keeps every listener of the
+        worker open (master side): the connections queued on them are not the worker's to
+        serve on its way out, the other workers will take them."""
+        self._slots[2] = 1.0
+
+    def listeners_kept(self) -> bool:
+        """Whether the master retired the worker with its listeners kept open (worker side)."""
+        return float(self._slots[2]) > 0.0
 
     def close(self) -> None:
         """Release the mapping (master side, after the worker was reaped)."""

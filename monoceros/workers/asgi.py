@@ -147,7 +147,9 @@ class AsgiWorker(Worker):
         ctx.alive = False
         for conn in list(ctx.connections):
             conn.shutdown()
-        if self.graceful_stop:  # TERM (not max_requests: the other workers go on accepting)
+        # TERM from a stopping master; not max_requests, nor a worker retired on HUP, TTOU or
+        # WINCH: the listeners stay open and the other workers go on accepting
+        if self.graceful_stop and not self.heartbeat.listeners_kept():
             # what waits in the listen queue would be reset when the listeners close: serve it
             acceptor.take_queued(self.cfg.backlog)
         loop = self.loop

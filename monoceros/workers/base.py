@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..logs import Logger
 
-__all__ = ["APP_LOAD_ERROR", "WORKER_BOOT_ERROR", "Worker", "WorkerTmp"]
+__all__ = ["APP_LOAD_ERROR", "WORKER_BOOT_ERROR", "Worker", "WorkerAborted", "WorkerTmp"]
 
 WORKER_BOOT_ERROR = 3
 APP_LOAD_ERROR = 4
@@ -57,6 +57,19 @@ class WorkerTmp:
     def close(self) -> None:
         """Release this process's mapping of the heartbeat (beats after it raise)."""
         self._heartbeat.close()
+
+
+class WorkerAborted(SystemExit):
+    """Raised where the main thread was when SIGABRT came (the master saw no heartbeat for
+    ``timeout`` seconds): inside the application when it was stuck there. The worker exits with
+    status 1; a worker serving a request in its main thread catches it on the way, to log the
+    request with this stack and answer it."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def __str__(self) -> str:
+        return "worker timeout: aborted by the master after no heartbeat for `timeout` seconds"
 
 
 class Worker:
@@ -284,8 +297,11 @@ class Worker:
     def _handle_abort(self, signum: int, frame: FrameType | None) -> None:
         """The master found this worker unresponsive (timeout)."""
         self.alive = False
-        self.cfg.worker_abort(self)
-        sys.exit(1)
+        try:
+            self.cfg.worker_abort(self)
+        except Exception:
+            self.log.exception("Exception in the worker_abort hook")
+        raise WorkerAborted
 
     def parent_changed(self) -> bool:
         """True when the master died and this worker was re-parented."""

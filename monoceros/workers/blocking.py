@@ -27,9 +27,11 @@ from ..wsgi.body import EMPTY_INPUT, ClientDisconnected, Input
 from ..wsgi.environ import HttpEnvironBuilder, UwsgiEnvironBuilder, base_environ
 from ..wsgi.hook_request import HookRequest
 from ..wsgi.response import FileWrapper, Response, ResponseError
-from .base import Worker
+from .base import Worker, WorkerAborted
 
-__all__ = ["DRAIN_LIMIT", "RECV_SIZE", "Beater", "BlockingWorker", "error_response"]
+__all__ = [
+    "DRAIN_LIMIT", "RECV_SIZE", "Beater", "BlockingWorker", "error_response", "request_line",
+]
 
 RECV_SIZE = 65536
 """Bytes asked of each ``recv``."""
@@ -412,6 +414,9 @@ class BlockingWorker(Worker):
         except Exception as exc:
             failed = True
             self._app_error(conn, environ, resp, exc)
+        except WorkerAborted:
+            self._aborted(conn, environ, resp)
+            raise
         finally:
             close = None if result.__class__ is list else getattr(result, "close", None)
             if close is not None:
@@ -462,6 +467,18 @@ class BlockingWorker(Worker):
                 pass
         # otherwise the response is cut short: closing the connection tells the client
 
+    def _aborted(self, conn: socket.socket, environ: dict[str, Any], resp: Response) -> None:
+        """The master aborted the worker (timeout) during this request: log the request with
+        the stack it was stuck in (call it while handling the abort), and answer 500 when no
+        response had started; the caller closes the connection and the worker exits."""
+        self.log.exception("Error handling request %s", request_line(environ))
+        if resp.headers_sent:
+            return  # the response is cut short: closing the connection tells the client
+        resp.status = "500 Internal Server Error"
+        resp.status_code = 500
+        resp.headers = []
+        self.send_error(conn, 500, "")
+
     def _drain(self, conn: socket.socket, body: Any) -> bool:
         """Read what the app left of the body; True when it was read to its end."""
         try:
@@ -469,6 +486,15 @@ class BlockingWorker(Worker):
             return bool(body.drain(DRAIN_LIMIT))
         except (OSError, ProtocolError):
             return False
+
+
+def request_line(environ: dict[str, Any]) -> str:
+    """``METHOD /path?query`` of a request, as the client sent it, for the error log."""
+    uri = environ.get("REQUEST_URI")
+    if not uri:
+        query = environ.get("QUERY_STRING")
+        uri = environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
+    return f"{environ.get('REQUEST_METHOD', '?')} {uri}"
 
 
 def _as_bytes(data: Any) -> bytes:

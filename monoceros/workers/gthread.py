@@ -21,8 +21,10 @@ import errno
 import queue
 import select
 import socket
+import sys
 import threading
 import time
+import traceback
 from types import FrameType
 from typing import Any
 
@@ -45,8 +47,8 @@ class _Conn:
     """One client connection and what is known of it between two readiness events."""
 
     __slots__ = (
-        "buf", "deadline", "fd", "head_deadline", "listener", "parser", "peer", "registered",
-        "served", "sock", "uwsgi",
+        "buf", "deadline", "fd", "fresh", "head_deadline", "listener", "parser", "peer",
+        "registered", "served", "sock", "uwsgi",
     )
 
     def __init__(self, sock: socket.socket, listener: Any, peer: Any, head_deadline: float,
@@ -62,14 +64,17 @@ class _Conn:
         self.head_deadline = head_deadline
         self.deadline = head_deadline
         self.registered = False
+        #: accepted, first request not begun yet: it counts towards max_requests already
+        self.fresh = True
 
 
 class _Progress:
     """What one pool thread is serving, and when that request last moved (0.0: idle)."""
 
-    __slots__ = ("peer", "request", "since", "started")
+    __slots__ = ("peer", "request", "since", "started", "thread")
 
     def __init__(self) -> None:
+        self.thread = threading.get_ident()
         self.since = 0.0
         self.started = 0.0
         self.request: Any = None
@@ -115,9 +120,6 @@ class ThreadWorker(BlockingWorker):
         cfg = self.cfg
         self.setup_serving(True)
         self.keepalive = float(cfg.keepalive)
-        self.max_connections = cfg.worker_connections
-        self._lock = threading.Lock()
-        self._open = 0
         self._parked: dict[int, _Conn] = {}
         self._jobs: queue.SimpleQueue[_Conn | None] = queue.SimpleQueue()
         self._progress: list[_Progress] = []
@@ -131,6 +133,14 @@ class ThreadWorker(BlockingWorker):
         # A fast stop (QUIT, INT) or an abort leaves through SystemExit: no waiting for threads.
         self._serve_forever()
         self._shutdown()
+
+    def setup_serving(self, multithread: bool) -> None:
+        """Read the settings every request needs; start counting connections."""
+        super().setup_serving(multithread)
+        self.max_connections = self.cfg.worker_connections
+        self._lock = threading.Lock()
+        self._open = 0
+        self._fresh = 0
 
     # ------------------------------------------------------------------ main thread
 
@@ -170,6 +180,9 @@ class ThreadWorker(BlockingWorker):
                     accepting = self._accept(by_fd[fd])
                     if not accepting:
                         self._listen(False)
+            if self.nr >= self.max_requests and self.alive:
+                self.log.info("Autorestarting worker after current request.")
+                self.alive = False
             now = time.monotonic()
             if now < next_tick and self.alive:
                 continue
@@ -179,21 +192,25 @@ class ThreadWorker(BlockingWorker):
             self._expire(now)
             if self.reopen_logs:
                 self.reopen_log_files()
-            if self.nr >= self.max_requests and self.alive:
-                self.log.info("Autorestarting worker after current request.")
-                self.alive = False
-            if not accepting and self._open < self.max_connections and self.alive:
+            if not accepting and self._admits() and self.alive:
                 accepting = True
                 self._listen(True)
             if self.parent_changed():
                 self.alive = False
 
+    def _admits(self) -> bool:
+        """Whether one more connection may be accepted: fewer than ``worker_connections`` are
+        open, and the requests served plus the connections still waiting for their first one
+        are fewer than ``max_requests`` (a worker that reached it takes no new connection: the
+        listen queue is left to the other workers and to this one's replacement)."""
+        return self._open < self.max_connections and self.nr + self._fresh < self.max_requests
+
     def _accept(self, listener: Any) -> bool:
-        """Accept what is waiting on ``listener``; False once ``worker_connections`` are open."""
+        """Accept what is waiting on ``listener``; False once :meth:`_admits` says no more."""
         sock = listener.sock
         uwsgi = listener.protocol == "uwsgi"
         header_timeout = self.header_timeout
-        while self._open < self.max_connections:
+        while self._admits():
             try:
                 client, peer = sock.accept()
             except BlockingIOError:
@@ -213,6 +230,7 @@ class ThreadWorker(BlockingWorker):
         deadline = time.monotonic() + header_timeout if header_timeout else _FOREVER
         with self._lock:
             self._open += 1
+            self._fresh += 1
         self._jobs.put(
             _Conn(client, listener, peer, deadline, None if uwsgi else HttpParser(self.limits))
         )
@@ -254,8 +272,8 @@ class ThreadWorker(BlockingWorker):
     def _shutdown(self) -> None:
         """Stop accepting, close idle connections, let requests in flight finish, stop."""
         self.alive = False
-        if self.graceful_stop and self.nr < self.max_requests:
-            self._take_queued()
+        if self.graceful_stop and not self.heartbeat.listeners_kept():
+            self._take_queued()  # the master stops (not a retirement, not max_requests)
         for conn in list(self._parked.values()):
             if self._parked.pop(conn.fd, None) is not None:
                 if conn.served:
@@ -277,14 +295,16 @@ class ThreadWorker(BlockingWorker):
         self._poller.close()
 
     def _handle_abort(self, signum: int, frame: FrameType | None) -> None:
-        """Timed out: name the request(s) in flight, then exit as any worker does."""
+        """Timed out: name the request(s) in flight, each with the stack of the thread serving
+        it, then exit as any worker does."""
         now = time.monotonic()
+        frames = sys._current_frames()
         for progress in list(self._progress):
             if progress.since and progress.request is not None:
                 self.log.error(
                     "Request in flight for %.1fs (%.1fs without progress) when the worker was "
-                    "aborted: %s", now - progress.started, now - progress.since,
-                    progress.describe(),
+                    "aborted: %s\n%s", now - progress.started, now - progress.since,
+                    progress.describe(), _stack_of(frames.get(progress.thread)),
                 )
         super()._handle_abort(signum, frame)
 
@@ -296,6 +316,17 @@ class ThreadWorker(BlockingWorker):
         finally:
             with self._lock:
                 self._open -= 1
+                if conn.fresh:
+                    conn.fresh = False
+                    self._fresh -= 1
+
+    def _begin(self, conn: _Conn, progress: _Progress, request: Any) -> None:
+        """A request of ``conn`` starts: record it, and count the connection's first one."""
+        if conn.fresh:
+            with self._lock:
+                conn.fresh = False
+                self._fresh -= 1
+        progress.begin(request, conn.peer)
 
     def _park(self, conn: _Conn) -> None:
         """Wait for the connection's next bytes in the main thread's poller."""
@@ -394,7 +425,7 @@ class ThreadWorker(BlockingWorker):
                 req.keep_alive and not req.upgrade and self.alive and self.keepalive > 0
                 and self.nr + 1 < self.max_requests
             )
-            progress.begin(req, conn.peer)
+            self._begin(conn, progress, req)
             keep = self.http_request(listener, sock, conn.peer, parser, req, progress, keep_alive)
             progress.end()
             if not keep:
@@ -438,6 +469,15 @@ class ThreadWorker(BlockingWorker):
         if isinstance(head, Ping):
             sock.sendall(PONG)
             return False
-        progress.begin(head, peer)
+        self._begin(conn, progress, head)
         self.uwsgi_request(listener, sock, buf, head, used, progress)
         return False
+
+
+def _stack_of(frame: FrameType | None) -> str:
+    """A thread's stack, formatted as a traceback is (most recent call last)."""
+    if frame is None:
+        return "(the thread's stack is gone: it finished meanwhile)"
+    return "Stack of the thread serving it (most recent call last):\n" + "".join(
+        traceback.format_stack(frame)
+    ).rstrip("\n")

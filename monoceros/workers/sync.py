@@ -62,8 +62,8 @@ class SyncWorker(BlockingWorker):
             self._serve_one_listener(self.listeners[0])
         else:
             self._serve_listeners()
-        if self.graceful_stop and self.nr < self.max_requests:
-            self._serve_queued()
+        if self.graceful_stop and not self.heartbeat.listeners_kept():
+            self._serve_queued()  # the master stops (not a retirement, not max_requests)
 
     def _accept_failed(self, listener: Any, exc: OSError) -> bool:
         """An accept() error: True to retry at once (the client gave up first); otherwise
@@ -75,11 +75,14 @@ class SyncWorker(BlockingWorker):
         return False
 
     def _serve_queued(self) -> None:
-        """Graceful stop: serve the connections already waiting in the listen queues.
+        """Graceful stop of the server: serve the connections already waiting in the listen
+        queues.
 
         When the master stops, the last worker to close a listening socket would reset every
         connection still queued on it (nginx then answers 502, and does not retry a POST).
-        Bounded by ``backlog`` connections per listener and by ``graceful_timeout``.
+        Bounded by ``backlog`` connections per listener and by ``graceful_timeout``. Not done
+        when the worker leaves while the master keeps the listeners open (``max_requests``, a
+        worker replaced on HUP, TTOU or WINCH): the other workers take those connections.
         """
         deadline = time.monotonic() + max(0.0, self.cfg.graceful_timeout - 1.0)
         for listener in self.listeners:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -160,3 +161,37 @@ def test_healthy_until_a_request_stalls(worker: ThreadWorker) -> None:
     assert worker._healthy(100.0, 0)  # timeout disabled
     stalled.since = 0.0
     assert worker._healthy(100.0, 30)
+
+
+def test_connections_awaiting_their_first_request_count_towards_max_requests(
+    worker: ThreadWorker, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    worker._jobs = queue.SimpleQueue()
+    worker.max_requests = 2
+    worker.nr = 1
+    assert worker._admits()
+    worker._enqueue(worker.listeners[0], a, "", False, None)
+    assert not worker._admits()  # one served, one on its way: the limit is reached
+    conn = worker._jobs.get_nowait()
+    assert conn is not None
+    b.sendall(b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert worker._step_http(conn, _Progress()) is False
+    worker._close(conn)
+    assert worker.nr == 2 and worker._fresh == 0 and not worker._admits()
+
+
+def test_a_connection_closed_without_a_request_frees_its_place(
+    worker: ThreadWorker, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    worker._jobs = queue.SimpleQueue()
+    worker.max_requests = 1
+    worker._enqueue(worker.listeners[0], a, "", False, None)
+    assert not worker._admits()
+    conn = worker._jobs.get_nowait()
+    assert conn is not None
+    b.close()  # a health check: connected, closed, no request
+    assert worker._step_http(conn, _Progress()) is False
+    worker._close(conn)
+    assert worker.nr == 0 and worker._admits()

@@ -100,3 +100,25 @@ def test_a_beat_read_by_the_master_never_goes_backwards() -> None:
     assert hb.last_beat() == seen
     raw.release()
     hb.close()
+
+
+def test_listeners_kept_is_seen_by_the_child_and_survives_beats() -> None:
+    hb = Heartbeat()
+    assert not hb.listeners_kept()
+    pid = os.fork()
+    if pid == 0:  # the worker side: boots, waits for the master's word, beats on
+        code = 1
+        try:
+            hb.booted()
+            deadline = time.monotonic() + 10
+            while not hb.listeners_kept() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            hb.beat()
+            code = 0 if hb.listeners_kept() else 1
+        finally:
+            os._exit(code)
+    hb.keep_listeners()  # the master side, before its TERM
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert hb.listeners_kept() and hb.is_booted()
+    hb.close()

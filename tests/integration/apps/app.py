@@ -12,6 +12,8 @@ from urllib.parse import parse_qs
 from wsgiref.validate import validator
 
 VERSION = os.environ.get("APP_VERSION", "v1")
+#: the worker serving this copy of the app, when a test's post_worker_init hook sets it
+WORKER = None
 
 
 def _q(environ, name, default):
@@ -62,6 +64,11 @@ def app(environ, start_response):
     if path == "/slow":
         time.sleep(float(_q(environ, "s", "1")))
         return _reply(start_response, b"slept")
+    if path == "/hold":
+        return _reply(start_response, _hold(_q(environ, "name", "hold")))
+    if path == "/started-then-slow":  # the head and a first piece leave, then it hangs
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return _started_then_slow(float(_q(environ, "s", "1")))
     if path == "/stream":
         mib = int(_q(environ, "mib", "1"))
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
@@ -83,6 +90,33 @@ def app(environ, start_response):
         sys.stdout.flush()
         return _reply(start_response, b"printed")
     return _reply(start_response, b"Hello, World!")
+
+
+def _write_atomically(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.rename(path + ".tmp", path)
+
+
+def _hold(name):
+    """Say where it runs (HOLD_DIR/NAME.pid), then wait (30 s at most) for HOLD_DIR/NAME.go; if
+    that says "after-stop", wait further until the worker serving it was told to stop."""
+    where = os.path.join(os.environ["HOLD_DIR"], name)
+    _write_atomically(where + ".pid", str(os.getpid()))
+    deadline = time.monotonic() + 30
+    while not os.path.exists(where + ".go") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with open(where + ".go") as f:
+        after_stop = f.read() == "after-stop"
+    while after_stop and WORKER.alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return str(os.getpid()).encode()
+
+
+def _started_then_slow(seconds):
+    yield b"first piece\n"
+    time.sleep(seconds)
+    yield b"never sent if the worker is aborted\n"
 
 
 def factory(greeting="Hello"):

@@ -12,6 +12,8 @@ from urllib.parse import parse_qs
 EVENTS = os.environ.get("ASGI_EVENTS")  # a file the lifespan events are appended to
 FAIL_STARTUP = os.environ.get("ASGI_FAIL_STARTUP")
 BLOCK = bytes(range(256)) * 256
+#: the worker serving this copy of the app, when a test's post_worker_init hook sets it
+WORKER = None
 
 
 def _record(line: str) -> None:
@@ -22,6 +24,23 @@ def _record(line: str) -> None:
 
 def _q(scope, name, default):
     return parse_qs(scope["query_string"].decode("latin-1")).get(name, [default])[0]
+
+
+async def _hold(name):
+    """Say where it runs (HOLD_DIR/NAME.pid), then wait (30 s at most) for HOLD_DIR/NAME.go; if
+    that says "after-stop", wait further until the worker serving it was told to stop."""
+    where = os.path.join(os.environ["HOLD_DIR"], name)
+    with open(where + ".pid.tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(where + ".pid.tmp", where + ".pid")
+    deadline = time.monotonic() + 30
+    while not os.path.exists(where + ".go") and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    with open(where + ".go") as f:
+        after_stop = f.read() == "after-stop"
+    while after_stop and WORKER.alive and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return str(os.getpid()).encode()
 
 
 async def _reply(send, body, status=200, ctype=b"text/plain", extra=()):
@@ -116,6 +135,8 @@ async def app(scope, receive, send):
     if path == "/slow":
         await asyncio.sleep(float(_q(scope, "s", "1")))
         return await _reply(send, b"slept")
+    if path == "/hold":
+        return await _reply(send, await _hold(_q(scope, "name", "hold")))
     if path == "/block":  # blocks the whole event loop
         time.sleep(float(_q(scope, "s", "1")))
         return await _reply(send, b"blocked")

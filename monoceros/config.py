@@ -240,12 +240,16 @@ def _raw_env(value: Any) -> list[str]:
     return entries
 
 
+def _comma_list(value: Any, expected: str) -> list[str]:
+    """A comma-separated string or a list of strings, as a list of stripped items."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return _str_list(value, expected)
+
+
 def _ip_list(value: Any) -> list[str]:
     expected = "'*' or comma-separated IP addresses or CIDR networks"
-    if isinstance(value, str):
-        entries = [part.strip() for part in value.split(",") if part.strip()]
-    else:
-        entries = _str_list(value, expected)
+    entries = _comma_list(value, expected)
     for entry in entries:
         if entry == "*":
             continue
@@ -285,10 +289,7 @@ def _worker_class(value: Any) -> str:
 
 def _header_names(value: Any) -> list[str]:
     expected = "comma-separated header names such as 'SCRIPT_NAME,PATH_INFO'"
-    if isinstance(value, str):
-        names = [part.strip() for part in value.split(",") if part.strip()]
-    else:
-        names = _str_list(value, expected)
+    names = _comma_list(value, expected)
     for name in names:
         if name != "*" and not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
             _fail(expected, name)

@@ -16,7 +16,9 @@ import pytest
 
 from conftest import Nginx, Server, free_port, wait_for
 from uwsgi_support import (
+    APP_OF,
     WORKER_KINDS,
+    WSGI_KINDS,
     Apache,
     UwsgiRouter,
     body_of,
@@ -25,6 +27,7 @@ from uwsgi_support import (
     good_env,
     nginx_uwsgi_params,
     packet,
+    request_facts,
     status_of,
 )
 
@@ -39,17 +42,25 @@ def kind_args(kind: str) -> list[str]:
 class Stack:
     """monoceros (uwsgi) behind nginx configured from an example file."""
 
-    def __init__(self, srv: Server, ngx: Nginx) -> None:
+    def __init__(self, srv: Server, ngx: Nginx, kind: str) -> None:
         self.srv = srv
         self.ngx = ngx
+        self.kind = kind
 
     def get(self, path: str, **kw: object) -> tuple[int, dict[str, str], bytes]:
         return self.ngx.request(path, **kw)  # type: ignore[arg-type]
 
     def env(self, path: str, **kw: object) -> dict[str, str]:
+        """The WSGI environ (WSGI kinds) or the ASGI scope (asgi) the app saw, as JSON."""
         st, _, body = self.get(path, **kw)
         assert st == 200, (st, body[:300])
         return json.loads(body)  # type: ignore[no-any-return]
+
+    def facts(self, path: str, **kw: object) -> dict[str, str]:
+        """What the app saw, the same keys for every kind (``request_facts``)."""
+        st, _, body = self.get(path, **kw)
+        assert st == 200, (st, body[:300])
+        return request_facts(body)
 
 
 def start_stack(server: Callable[..., Server], nginx: Callable[..., Nginx], workdir: Path,
@@ -58,12 +69,12 @@ def start_stack(server: Callable[..., Server], nginx: Callable[..., Nginx], work
     if transport == "unix":
         sock = workdir / f"mono-{time.monotonic_ns()}.sock"
         srv = server([*kind_args(kind), "--protocol", "uwsgi", *extra], bind=f"unix:{sock}",
-                     wait=False)
+                     wait=False, app=APP_OF[kind])
         upstream = f"unix:{sock}"
     else:
         port = free_port()
         srv = server([*kind_args(kind), "--protocol", "uwsgi", *extra],
-                     bind=f"127.0.0.1:{port}", wait=False)
+                     bind=f"127.0.0.1:{port}", wait=False, app=APP_OF[kind])
         upstream = f"127.0.0.1:{port}"
     addr: str | tuple[str, int] = str(sock) if transport == "unix" else ("127.0.0.1", port)
     assert wait_for(lambda: status_of(exchange(addr, packet(good_env()), timeout=2)) == 200, 20), (
@@ -81,7 +92,7 @@ def start_stack(server: Callable[..., Server], nginx: Callable[..., Nginx], work
         replacements["alias /srv/myapp/static/;"] = f"alias {static}/;"
     text = example(example_name, replacements)
     ngx = nginx("", upstream, http_block=text, port=listen)
-    return Stack(srv, ngx)
+    return Stack(srv, ngx, kind)
 
 
 @pytest.fixture(params=[(k, t) for k in WORKER_KINDS for t in ("tcp", "unix")],
@@ -95,8 +106,21 @@ def stack(request: pytest.FixtureRequest, server: Callable[..., Server],
 # ----------------------------------------------------------------------------- environ
 
 def test_environ_through_nginx(stack: Stack) -> None:
-    env = stack.env("/env/caf%C3%A9/%2561dmin?q=caf%C3%A9&x=%20",
-                    headers={"X-Custom": "v", "Cookie": "a=1"})
+    target = "/env/caf%C3%A9/%2561dmin?q=caf%C3%A9&x=%20"
+    headers = {"X-Custom": "v", "Cookie": "a=1"}
+    seen = stack.facts(target, headers=headers)
+    # decoded once by nginx, never again: %2561 stays %61
+    assert (seen["method"], seen["path"]) == ("GET", "/env/caf\u00c3\u00a9/%61dmin")
+    assert (seen["query"], seen["script"]) == ("q=caf%C3%A9&x=%20", "")
+    assert seen["x-custom"] == "v" and seen["cookie"] == "a=1"
+    env = stack.env(target, headers=headers)
+    if stack.kind == "asgi":
+        assert env["raw_path"] == "/env/caf%C3%A9/%2561dmin"
+        assert env["server"][0] == "example.com" and env["scheme"] == "http"
+        assert env["client"][0] == "127.0.0.1" and isinstance(env["client"][1], int)
+        names = [name for name, _ in env["headers"]]  # type: ignore[attr-defined]
+        assert "content-type" not in names and "content-length" not in names
+        return
     assert env["REQUEST_METHOD"] == "GET"
     # decoded once by nginx, never again: %2561 stays %61 (gunicorn turns it into 'a')
     assert env["PATH_INFO"] == "/env/caf\u00c3\u00a9/%61dmin"
@@ -111,8 +135,14 @@ def test_environ_through_nginx(stack: Stack) -> None:
 
 
 def test_post_content_type_and_length(stack: Stack) -> None:
-    env = stack.env("/env", method="POST", body=b"a=1&b=2",
-                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    kw = {"method": "POST", "body": b"a=1&b=2",
+          "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+    if stack.kind == "asgi":
+        seen = stack.facts("/env", **kw)
+        assert seen["content-type"] == "application/x-www-form-urlencoded"
+        assert seen["content-length"] == "7"
+        return
+    env = stack.env("/env", **kw)
     assert env["CONTENT_TYPE"] == "application/x-www-form-urlencoded"
     assert env["CONTENT_LENGTH"] == "7"
     assert "HTTP_CONTENT_TYPE" not in env and "HTTP_CONTENT_LENGTH" not in env
@@ -126,9 +156,9 @@ def test_repeated_headers_are_joined(stack: Stack) -> None:
         raw = b""
         while data := conn.recv(65536):
             raw += data
-    env = json.loads(body_of(raw))  # the app sends a Content-Length: nginx keeps it
-    assert env["HTTP_X_A"] == "one, two"
-    assert env["HTTP_COOKIE"] == "c1=1; c2=2"
+    seen = request_facts(body_of(raw))  # the app sends a Content-Length: nginx keeps it
+    assert seen["x-a"] == "one, two"
+    assert seen["cookie"] == "c1=1; c2=2"
 
 
 def test_script_name_prefix_example(server: Callable[..., Server], nginx: Callable[..., Nginx],
@@ -254,7 +284,7 @@ def test_response_is_never_chunked(stack: Stack) -> None:
 
 
 def test_head_has_no_body(stack: Stack) -> None:
-    st, hdrs, body = stack.get("/", method="HEAD")
+    st, hdrs, body = stack.get("/hello", method="HEAD")
     assert st == 200 and body == b"" and hdrs.get("content-length") == "13"
 
 
@@ -370,10 +400,12 @@ def test_one_instance_serves_uwsgi_and_http(server: Callable[..., Server]) -> No
 
 # ----------------------------------------------------------------------------- other front ends
 
-@pytest.fixture
-def apache_stack(server: Callable[..., Server], workdir: Path) -> Iterator[tuple[Server, Apache]]:
+@pytest.fixture(params=WORKER_KINDS)
+def apache_stack(request: pytest.FixtureRequest, server: Callable[..., Server],
+                 workdir: Path) -> Iterator[tuple[Server, Apache]]:
     port = free_port()
-    srv = server(["--protocol", "uwsgi"], bind=f"127.0.0.1:{port}", wait=False)
+    srv = server([*kind_args(request.param), "--protocol", "uwsgi"], bind=f"127.0.0.1:{port}",
+                 wait=False, app=APP_OF[request.param])
     assert wait_for(lambda: status_of(
         exchange(("127.0.0.1", port), packet(good_env()), timeout=2)) == 200, 20)
     apache = Apache(workdir, port)
@@ -397,11 +429,11 @@ def test_apache_mod_proxy_uwsgi(apache_stack: tuple[Server, Apache]) -> None:
     srv, apache = apache_stack
     st, body = _http(apache.port, "/env?a=1")
     assert st == 200, (body, apache.error_log())
-    env = json.loads(body)
-    assert env["PATH_INFO"] == "/env" and env["QUERY_STRING"] == "a=1"
+    seen = request_facts(body)
+    assert seen["path"] == "/env" and seen["query"] == "a=1"
     st, body = _http(apache.port, "/myapp/env")
-    env = json.loads(body)
-    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/myapp", "/env")
+    seen = request_facts(body)
+    assert (seen["script"], seen["path"]) == ("/myapp", "/env")
     payload = os.urandom(2 * MiB)
     st, body = _http(apache.port, "/echo", "POST", payload)
     assert json.loads(body)["sha256"] == hashlib.sha256(payload).hexdigest()
@@ -410,17 +442,18 @@ def test_apache_mod_proxy_uwsgi(apache_stack: tuple[Server, Apache]) -> None:
     assert "[ERROR]" not in srv.log()
 
 
-def test_uwsgi_router(server: Callable[..., Server], workdir: Path) -> None:
+@pytest.mark.parametrize("kind", WORKER_KINDS)
+def test_uwsgi_router(server: Callable[..., Server], workdir: Path, kind: str) -> None:
     port = free_port()
-    srv = server(["--protocol", "uwsgi", "--header-timeout", "2"], bind=f"127.0.0.1:{port}",
-                 wait=False)
+    srv = server([*kind_args(kind), "--protocol", "uwsgi", "--header-timeout", "2"],
+                 bind=f"127.0.0.1:{port}", wait=False, app=APP_OF[kind])
     assert wait_for(lambda: status_of(
         exchange(("127.0.0.1", port), packet(good_env()), timeout=2)) == 200, 20)
     for extra in ((), ("--http-chunked-input",)):
         router = UwsgiRouter(workdir, f"127.0.0.1:{port}", extra)
         try:
             st, body = _http(router.port, "/env?q=1")
-            assert st == 200 and json.loads(body)["QUERY_STRING"] == "q=1"
+            assert st == 200 and request_facts(body)["query"] == "q=1"
             payload = os.urandom(100_000)
             st, body = _http(router.port, "/echo", "POST", payload)
             assert json.loads(body)["sha256"] == hashlib.sha256(payload).hexdigest()
@@ -464,7 +497,7 @@ def post_request(worker, req, environ, resp):
 """
 
 
-@pytest.mark.parametrize("kind", WORKER_KINDS)
+@pytest.mark.parametrize("kind", WSGI_KINDS)  # post_request is a hook of the WSGI workers
 @pytest.mark.parametrize("protocol", ["uwsgi", "http"])
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_response_ends_before_a_slow_post_request_hook(

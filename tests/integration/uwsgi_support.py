@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,8 +18,12 @@ import pytest
 from conftest import REPO, free_port, missing, wait_for
 
 EXAMPLES = REPO / "examples"
-#: the worker kinds every uWSGI test runs on; later worker kinds add themselves here
-WORKER_KINDS = ["sync", "gthread"]
+#: the WSGI worker kinds (they serve apps/app.py and run the request hooks)
+WSGI_KINDS = ["sync", "gthread"]
+#: the worker kinds every uWSGI front-end test runs on; later worker kinds add themselves here
+WORKER_KINDS = [*WSGI_KINDS, "asgi"]
+#: the test application each worker kind serves: the same routes, in WSGI and in ASGI
+APP_OF = {"sync": "app:app", "gthread": "app:app", "asgi": "asgi_app:app"}
 
 
 def packet(env: dict[str, str], body: bytes = b"", modifier1: int = 0) -> bytes:
@@ -69,6 +74,28 @@ def exchange(addr: str | tuple[str, int], payload: bytes, source: str | None = N
     finally:
         s.close()
     return b"".join(chunks)
+
+
+def request_facts(body: bytes) -> dict[str, str]:
+    """What the app saw of a request, from its ``/env`` answer: the WSGI environ (apps/app.py)
+    or the ASGI scope (apps/asgi_app.py), read into method, path (decoded), query, script (the
+    mount prefix: SCRIPT_NAME or root_path) and the headers (lower-case names, repeated ones
+    joined with ", ", cookies with "; ")."""
+    data = json.loads(body)
+    if "REQUEST_METHOD" in data:
+        headers = {k[5:].lower().replace("_", "-"): v for k, v in data.items()
+                   if k.startswith("HTTP_")}
+        return {"method": data["REQUEST_METHOD"], "path": data["PATH_INFO"],
+                "query": data["QUERY_STRING"], "script": data["SCRIPT_NAME"], **headers}
+    joined: dict[str, str] = {}
+    for name, value in data["headers"]:
+        sep = "; " if name == "cookie" else ", "
+        joined[name] = joined[name] + sep + value if name in joined else value
+    path, root = data["path"], data["root_path"]
+    assert path.startswith(root), data  # ASGI's path holds root_path, PATH_INFO does not
+    path = path[len(root):].encode("utf-8").decode("latin-1")  # as WSGI's latin-1 PATH_INFO
+    return {"method": data["method"], "path": path, "query": data["query_string"],
+            "script": root, **joined}
 
 
 def status_of(raw: bytes) -> int | None:

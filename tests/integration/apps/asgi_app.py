@@ -130,6 +130,16 @@ async def app(scope, receive, send):
         for _ in range(mib * 16):
             await send({"type": "http.response.body", "body": BLOCK, "more_body": True})
         return await send({"type": "http.response.body", "body": b""})
+    if path == "/file":  # a known length sent in pieces: app.py's file_wrapper route
+        mib = int(_q(scope, "mib", "1"))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"%d" % (mib * 1024 * 1024))]})
+        for _ in range(mib * 16):
+            await send({"type": "http.response.body", "body": BLOCK, "more_body": True})
+        return await send({"type": "http.response.body", "body": b""})
+    if path == "/hello":  # app.py's answer to any other path, Content-Length included
+        body = b"Hello, World!"
+        return await _reply(send, body, extra=[(b"content-length", b"%d" % len(body))])
     if path == "/version":  # the deployed version (a config's raw_env sets it)
         return await _reply(send, os.environ.get("APP_VERSION", "v1").encode())
     if path == "/slow":

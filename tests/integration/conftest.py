@@ -175,11 +175,35 @@ class Server:
         self._logf.close()
 
 
-def term_with_queued(srv: Server, slow: Callable[[], object], queued: Callable[[], object],
+def slow_target(srv: Server, seconds: float) -> tuple[str, Path]:
+    """A ``/slow`` request target that creates a marker file once the application has the
+    request, and that file (wait for it with :func:`wait_started` instead of sleeping)."""
+    mark = srv.workdir / f"started-{time.monotonic_ns()}"
+    return f"/slow?s={seconds}&started={mark}", mark
+
+
+def wait_started(mark: Path, timeout: float = 15.0) -> None:
+    """Wait until the request of :func:`slow_target` reached the application."""
+    assert wait_for(mark.exists, timeout), f"the request never reached the application ({mark})"
+
+
+def listen_queue(port: int) -> int:
+    """Connections waiting to be accepted on the TCP listener 127.0.0.1:PORT (Linux)."""
+    local = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == local and fields[3] == "0A":  # LISTEN: rx_queue is the backlog
+                return int(fields[4].split(":")[1], 16)
+    return 0
+
+
+def term_with_queued(srv: Server, slow: Callable[[str], object], queued: Callable[[], object],
                      count: int = 4) -> list[object]:
-    """Run ``slow`` (it takes the only worker or connection slot), then ``count`` calls of
-    ``queued`` that wait in the listen queue, then send TERM; return what every call returned
-    (or raised), ``slow``'s first."""
+    """Run ``slow(target)`` (``target`` is a ``/slow?s=1`` that marks its start; it takes the
+    only worker or connection slot), then ``count`` calls of ``queued``, wait until they sit in
+    the listen queue, then send TERM; return what every call returned (or raised), ``slow``'s
+    first."""
     results: list[list[object]] = [[] for _ in range(count + 1)]
 
     def run(fn: Callable[[], object], out: list[object]) -> None:
@@ -188,13 +212,15 @@ def term_with_queued(srv: Server, slow: Callable[[], object], queued: Callable[[
         except Exception as exc:  # recorded for the caller's assertion
             out.append(exc)
 
-    threads = [threading.Thread(target=run, args=(slow, results[0]), daemon=True)]
+    target, mark = slow_target(srv, 1)
+    threads = [threading.Thread(target=run, args=(lambda: slow(target), results[0]),
+                                daemon=True)]
     threads[0].start()
-    time.sleep(0.3)  # the slot is taken: the next connections wait in the queue
+    wait_started(mark)  # the slot is taken: the next connections wait in the queue
     for i in range(count):
         threads.append(threading.Thread(target=run, args=(queued, results[i + 1]), daemon=True))
         threads[-1].start()
-    time.sleep(0.3)
+    assert wait_for(lambda: listen_queue(srv.port) >= count, 15), listen_queue(srv.port)
     srv.signal(signal.SIGTERM)
     for t in threads:
         t.join(20)

@@ -238,7 +238,7 @@ def test_term_serves_the_connections_already_queued(server: Callable[..., Server
         return exchange(addr, payload, timeout=15)
 
     assert wait_for(lambda: status_of(request("/pid")) == 200, 20), srv.log()
-    results = term_with_queued(srv, lambda: request("/slow?s=1"),
+    results = term_with_queued(srv, request,
                                lambda: request("/echo", b"q" * 1000))
     assert [status_of(r) if isinstance(r, bytes) else r for r in results] == [200] * 5, results
     assert srv.wait_exit(15) == 0

@@ -323,7 +323,7 @@ def test_term_serves_the_connections_already_queued(server: Callable[..., Server
     srv = server(["-k", "gthread", "--threads", "1", "--worker-connections", "1", "--workers",
                   "1", "--graceful-timeout", "10"])
     results = term_with_queued(
-        srv, lambda: srv.request("/slow?s=1", timeout=15)[0],
+        srv, lambda target: srv.request(target, timeout=15)[0],
         lambda: srv.request("/echo", "POST", b"y" * 1000, timeout=15)[0],
     )
     assert results == [200] * 5, results

@@ -45,7 +45,7 @@ def test_term_serves_the_connections_already_queued(server: Callable[..., Server
     them, and nginx answers 502 without retrying a POST)."""
     srv = server(["--workers", "1", "--graceful-timeout", "10"])
     results = term_with_queued(
-        srv, lambda: srv.request("/slow?s=1", timeout=15),
+        srv, lambda target: srv.request(target, timeout=15),
         lambda: srv.request("/echo", "POST", b"x" * 1000, timeout=15), count=5,
     )
     assert all(isinstance(r, tuple) and r[0] == 200 for r in results), results

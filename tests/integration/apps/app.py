@@ -62,6 +62,7 @@ def app(environ, start_response):
     if path.startswith("/validate"):
         return validated(environ, start_response)
     if path == "/slow":
+        _mark_started(_q(environ, "started", ""))
         time.sleep(float(_q(environ, "s", "1")))
         return _reply(start_response, b"slept")
     if path == "/hold":
@@ -90,6 +91,12 @@ def app(environ, start_response):
         sys.stdout.flush()
         return _reply(start_response, b"printed")
     return _reply(start_response, b"Hello, World!")
+
+
+def _mark_started(path):
+    """Create ``path`` (a test's marker that the request reached the application)."""
+    if path:
+        open(path, "w").close()
 
 
 def _write_atomically(path, text):

@@ -143,6 +143,8 @@ async def app(scope, receive, send):
     if path == "/version":  # the deployed version (a config's raw_env sets it)
         return await _reply(send, os.environ.get("APP_VERSION", "v1").encode())
     if path == "/slow":
+        if _q(scope, "started", ""):  # a test's marker that the request reached the app
+            open(_q(scope, "started", ""), "w").close()
         await asyncio.sleep(float(_q(scope, "s", "1")))
         return await _reply(send, b"slept")
     if path == "/hold":

@@ -1,47 +1,99 @@
-"""What the HTTP and uWSGI connection protocols share: flow control, teardown, the worker's view."""
+"""What the HTTP and uWSGI connection protocols share: the :class:`~.channel.Channel` over an
+asyncio transport, its flow control (see :mod:`.flow`), teardown, the worker's view."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from .flow import HIGH_WATER, LOW_WATER, WriteFlow
 
 if TYPE_CHECKING:
     from .context import ServerContext
     from .cycle import HttpCycle
-    from .flow import FlowControl
     from .websocket import WebSocketSession
 
-__all__ = ["Connection"]
+__all__ = ["TransportConnection"]
 
 
-class Connection(asyncio.Protocol):
-    """Base of one client (or front-end) connection served by the asgi worker."""
+class TransportConnection(WriteFlow, asyncio.Protocol):
+    """Base of one client (or front-end) connection over an asyncio transport.
+
+    It is the :class:`~.channel.Channel` of its request cycles and WebSocket: ``write``,
+    ``write_last`` and ``is_closing`` are the transport's own methods (bound when the connection
+    is made: a write costs no extra call); it pauses the transport's reading itself, and the
+    transport pauses its writes.
+    """
 
     ctx: ServerContext
     transport: asyncio.Transport
-    flow: FlowControl
     cycle: HttpCycle | None
     ws: WebSocketSession | None
     peer: Any
-    closed: bool
+    deadline: float
+    read_paused: bool
+    write: Callable[[bytes], None]
+    write_last: Callable[[bytes], None]
+    """A transport sends the last bytes like any others."""
+    is_closing: Callable[[], bool]
+
+    def _attach(self, transport: asyncio.BaseTransport) -> None:
+        """Take the transport of ``connection_made``: its writer methods, the peer."""
+        self.transport = transport  # type: ignore[assignment]
+        self.write = self.write_last = self.transport.write
+        self.is_closing = transport.is_closing
+        self.read_paused = self.write_paused = False
+        self._drain_waiter = None
+        self.peer = transport.get_extra_info("peername")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Tell the request or WebSocket in flight; unregister."""
+        """Wake a waiting writer; tell the request or WebSocket in flight; unregister."""
         self.closed = True
-        self.flow.connection_lost()
+        self.resume_writing()
         if self.cycle is not None:
             self.cycle.lost()
         if self.ws is not None:
             self.ws.connection_lost()
         self.ctx.discard(self)
 
-    def pause_writing(self) -> None:
-        """The transport's buffer is full."""
-        self.flow.pause_writing()
+    # ------------------------------------------------------------------ as a Channel
 
-    def resume_writing(self) -> None:
-        """The transport's buffer drained."""
-        self.flow.resume_writing()
+    def close(self) -> None:
+        """Close the transport once its buffer is sent."""
+        self.transport.close()
+
+    def abort(self) -> None:
+        """Close the transport now."""
+        self.transport.abort()
+
+    def buffered(self, size: int) -> None:
+        """Adjust reading to ``size`` bytes now buffered for the application."""
+        if size > HIGH_WATER:
+            self.pause_reading()
+        elif size < LOW_WATER:
+            self.resume_reading()
+
+    def pause_reading(self) -> None:
+        """Stop reading from the peer (idempotent)."""
+        if not self.read_paused and not self.closed:
+            self.read_paused = True
+            try:
+                self.transport.pause_reading()
+            except (RuntimeError, AttributeError):  # closing transport
+                pass
+
+    def resume_reading(self) -> None:
+        """Read from the peer again (idempotent)."""
+        if self.read_paused and not self.closed:
+            self.read_paused = False
+            try:
+                self.transport.resume_reading()
+            except (RuntimeError, AttributeError):
+                pass
+
+    def watch_peer(self) -> None:
+        """A transport always watches its peer."""
 
     def peer_label(self) -> str:
         """The peer's address, for log lines."""
@@ -50,10 +102,20 @@ class Connection(asyncio.Protocol):
             return str(peer[0])
         return "a local peer"
 
+    # ------------------------------------------------------------------ the worker's view
+
     @property
     def busy(self) -> bool:
         """True while a request or a WebSocket is in progress."""
         return self.ws is not None or self.cycle is not None
+
+    def on_deadline(self) -> None:
+        """The connection's deadline passed (each protocol knows which one)."""
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        """Graceful stop (each protocol knows how)."""
+        raise NotImplementedError
 
     def websocket_deadline(self) -> bool:
         """At a deadline with a WebSocket in progress: close if our Close went unanswered.

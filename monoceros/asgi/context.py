@@ -13,7 +13,7 @@ __all__ = ["Connection", "ServerContext"]
 
 
 class Connection(Protocol):
-    """What the context needs of a connection protocol."""
+    """What the worker needs of an open connection (over a transport or a bare socket)."""
 
     deadline: float
 
@@ -22,6 +22,9 @@ class Connection(Protocol):
 
     def shutdown(self) -> None:
         """Graceful stop: close now if idle, else after the response in flight."""
+
+    def abort(self) -> None:
+        """Close now (the graceful stop's time is up)."""
 
     @property
     def busy(self) -> bool:
@@ -63,7 +66,7 @@ class ServerContext:
         """Lifespan state, copied into every request scope (None without lifespan)."""
         self.alive = True
         """False once the worker stops accepting (graceful stop or max_requests)."""
-        self.connections: set[Any] = set()
+        self.connections: set[Connection] = set()
         self.nr = 0
         self.max_requests = max_requests
         self.on_request: Callable[[], None] | None = None
@@ -77,11 +80,11 @@ class ServerContext:
         if self.on_request is not None:
             self.on_request()
 
-    def add(self, conn: Any) -> None:
+    def add(self, conn: Connection) -> None:
         """Register an open connection."""
         self.connections.add(conn)
 
-    def discard(self, conn: Any) -> None:
+    def discard(self, conn: Connection) -> None:
         """Forget a closed connection."""
         self.connections.discard(conn)
         if self.on_connection_closed is not None:

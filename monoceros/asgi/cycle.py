@@ -1,11 +1,12 @@
 """One HTTP request/response cycle: the ASGI ``receive``/``send`` pair over a connection.
 
-The connection protocol (HTTP/1.1 or uWSGI) feeds the request body in with :meth:`feed` and
-:meth:`end`, and says when the peer went away with :meth:`lost`. The application pulls the body
-with ``receive()`` (reading is paused while the buffer is full and resumed when it empties) and
-writes the response with ``send()`` (the head goes out with the first body piece; writes wait for
-the transport to drain). ``Expect: 100-continue`` is answered when the application first asks
-for the body.
+The connection (HTTP/1.1 or uWSGI, over a transport or a bare socket) feeds the request body in
+with :meth:`feed` and :meth:`end`, and says when the peer went away with :meth:`lost`. The
+application pulls the body with ``receive()`` (reading is paused while the buffer is full and
+resumed when it empties) and writes the response with ``send()`` (the head goes out with the
+first body piece; writes wait for the connection to drain). ``Expect: 100-continue`` is answered
+when the application first asks for the body. The cycle knows its connection only as a
+:class:`~.channel.Channel`.
 """
 
 from __future__ import annotations
@@ -19,28 +20,12 @@ from .flow import wake
 from .response import Framing, ResponseError, build_head, error_response
 
 if TYPE_CHECKING:
-    from .context import ServerContext
+    from .channel import Channel
 
-__all__ = ["ConnectionLike", "HttpCycle"]
+__all__ = ["HttpCycle"]
 
 _DISCONNECT: Final = {"type": "http.disconnect"}
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-class ConnectionLike:
-    """What a cycle needs of its connection (implemented by the protocol classes)."""
-
-    transport: asyncio.Transport
-    ctx: ServerContext
-    flow: Any
-
-    def response_done(self, cycle: HttpCycle) -> None:
-        """The response is complete."""
-        raise NotImplementedError
-
-    def peer_label(self) -> str:
-        """The peer, for log lines."""
-        raise NotImplementedError
 
 
 class HttpCycle:
@@ -72,7 +57,7 @@ class HttpCycle:
 
     def __init__(
         self,
-        conn: Any,
+        conn: Channel,
         scope: dict[str, Any],
         *,
         keep_alive: bool,
@@ -112,7 +97,7 @@ class HttpCycle:
         self._body.append(data)
         self._buffered += len(data)
         self.expect_100 = False  # the client sent the body without waiting
-        self.conn.flow.buffered(self._buffered)
+        self.conn.buffered(self._buffered)
         self._wake()
 
     def end(self) -> None:
@@ -188,8 +173,8 @@ class HttpCycle:
         self._status = 500
         self._headers = ()
         self.response_started = True
-        if not self.disconnected and not self.conn.transport.is_closing():
-            self.conn.transport.write(error_response(500))
+        if not self.disconnected and not self.conn.is_closing():
+            self.conn.write(error_response(500))
         self.keep_alive = False
         self._finish()
 
@@ -197,7 +182,7 @@ class HttpCycle:
         """The response was cut short: closing the connection tells the client."""
         self.keep_alive = False
         self.response_complete = True
-        self.conn.transport.close()
+        self.conn.close()
         self._log_access()
 
     async def receive(self) -> dict[str, Any]:
@@ -206,8 +191,8 @@ class HttpCycle:
             return _DISCONNECT
         if self.expect_100:
             self.expect_100 = False
-            if not self.conn.transport.is_closing():
-                self.conn.transport.write(_CONTINUE)
+            if not self.conn.is_closing():
+                self.conn.write(_CONTINUE)
         body = self._body
         while not body:
             if self.body_done:
@@ -215,18 +200,18 @@ class HttpCycle:
                     self._end_sent = True
                     return {"type": "http.request", "body": b"", "more_body": False}
                 if not self.disconnected and not self.response_complete:
-                    self.conn.flow.watch_peer()
+                    self.conn.watch_peer()
                 while not self.disconnected and not self.response_complete:
                     await self._wait()
                 return _DISCONNECT
             if self.disconnected:
                 return _DISCONNECT
-            self.conn.flow.resume_reading()  # never wait on a paused reader
+            self.conn.resume_reading()  # never wait on a paused reader
             await self._wait()
         data = body[0] if len(body) == 1 else b"".join(body)
         body.clear()
         self._buffered = 0
-        self.conn.flow.resume_reading()
+        self.conn.resume_reading()
         if self.body_done:
             self._end_sent = True
         return {"type": "http.request", "body": data, "more_body": not self.body_done}
@@ -248,7 +233,7 @@ class HttpCycle:
             body = message.get("body", b"")
             more = message.get("more_body", False)
             framing = self._framing
-            transport = self.conn.transport
+            transport = self.conn
             if transport.is_closing():
                 self.disconnected = True
             if framing is None:
@@ -272,11 +257,11 @@ class HttpCycle:
                     elif more:
                         transport.write(head + body)
                     else:  # the whole response: on a bare uwsgi socket it leaves with the FIN
-                        getattr(transport, "write_last", transport.write)(head + body)
+                        transport.write_last(head + body)
                 elif more:
                     transport.write(head)
                 else:
-                    getattr(transport, "write_last", transport.write)(head)
+                    transport.write_last(head)
             elif framing.has_body and body and not self.disconnected:
                 body = self._clip(body, framing)
                 if framing.chunked:
@@ -296,9 +281,8 @@ class HttpCycle:
                     return
                 self._finish()
                 return
-            flow = self.conn.flow
-            if flow.write_paused:
-                await flow.drain()
+            if transport.write_paused:
+                await transport.drain()
             return
         if kind == "http.response.start":
             if self.response_started:
@@ -348,8 +332,8 @@ class HttpCycle:
         if not self.response_started:
             self.response_started = True
             self._status = status
-            if not self.conn.transport.is_closing():
-                self.conn.transport.write(error_response(status, reason))
+            if not self.conn.is_closing():
+                self.conn.write(error_response(status, reason))
             self.response_complete = True
         self.keep_alive = False
         self.lost()

@@ -10,14 +10,13 @@ A WebSocket upgrade hands the connection over to :class:`WebSocketSession`.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..protocols.errors import ProtocolError
 from ..protocols.events import NEED_DATA, Data, EndOfMessage
 from ..protocols.http import HttpParser, HttpRequest
-from .connection import Connection
+from .connection import TransportConnection
 from .cycle import HttpCycle
-from .flow import FlowControl
 from .response import error_response
 from .scope import HttpScopeBuilder
 from .websocket import WebSocketSession
@@ -31,18 +30,15 @@ __all__ = ["HttpProtocol"]
 _PIPELINE_LIMIT = 64 * 1024
 
 
-class HttpProtocol(Connection):
+class HttpProtocol(TransportConnection):
     """One HTTP/1.x client connection."""
 
     def __init__(self, ctx: ServerContext, builder: HttpScopeBuilder) -> None:
         self.ctx = ctx
         self.builder = builder
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.flow: FlowControl = None  # type: ignore[assignment]
         self.parser = HttpParser(ctx.limits)
         self.cycle: HttpCycle | None = None
         self.ws: WebSocketSession | None = None
-        self.peer: Any = None
         self.deadline = 0.0
         self.idle = False
         self.closed = False
@@ -52,9 +48,7 @@ class HttpProtocol(Connection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Start the header deadline and register with the worker."""
-        self.transport = transport  # type: ignore[assignment]
-        self.flow = FlowControl(self.transport)
-        self.peer = transport.get_extra_info("peername")
+        self._attach(transport)
         ctx = self.ctx
         if ctx.header_timeout:
             self.deadline = ctx.loop.time() + ctx.header_timeout
@@ -76,7 +70,7 @@ class HttpProtocol(Connection):
         if cycle is not None and cycle.body_done:
             self._pipelined += len(data)
             if self._pipelined > _PIPELINE_LIMIT:
-                self.flow.pause_reading()
+                self.pause_reading()
             return
         self._process()
 
@@ -163,7 +157,7 @@ class HttpProtocol(Connection):
                 self.transport.close()
                 return
             cycle.discard = True  # read what is left of the body, then serve the next request
-            self.flow.resume_reading()
+            self.resume_reading()
             return
         self._next()
 
@@ -173,7 +167,7 @@ class HttpProtocol(Connection):
         ctx = self.ctx
         self.idle = True
         self.deadline = ctx.loop.time() + ctx.keepalive
-        self.flow.resume_reading()
+        self.resume_reading()
         self._process()
 
     def _bad_request(self, exc: ProtocolError) -> None:

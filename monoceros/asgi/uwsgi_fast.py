@@ -3,9 +3,10 @@
 nginx opens a new uwsgi connection per request and sends the packet (vars and a small body) at
 once, so most connections are complete the moment they are accepted. :class:`UwsgiFastPath`
 reads them with one non-blocking ``recv``, builds the scope and runs the application's
-:class:`~.cycle.HttpCycle` over a :class:`FastConnection`: the accepted socket itself, written
-with non-blocking ``send`` (the rest buffered behind a writer callback, with the same pause and
-drain as a transport), closed when the response is complete. Anything else — nothing readable
+:class:`~.cycle.HttpCycle` over a :class:`FastConnection`: the accepted socket itself as the
+cycle's :class:`~.channel.Channel`, written with non-blocking ``send`` (the rest buffered behind
+a writer callback, with the same pause and drain as a transport), closed when the response is
+complete. Anything else — nothing readable
 yet, a partial packet or body, a chunked body, a ping, a malformed packet, a peer outside the
 allow-list, a WebSocket upgrade — is handed over with the bytes already read to the
 transport-based :class:`~.uwsgi_protocol.UwsgiProtocol`, which answers, logs and times out
@@ -24,7 +25,7 @@ from ..protocols.errors import ProtocolError
 from ..protocols.uwsgi import UwsgiRequest, parse_head
 from ..socket_waits import SEND_THEN_CLOSE
 from .cycle import HttpCycle
-from .flow import wake
+from .flow import WriteFlow
 from .scope import UwsgiScopeBuilder
 
 if TYPE_CHECKING:
@@ -128,30 +129,20 @@ class UwsgiFastPath:
             ctx.loop.create_task(cycle.run())
 
 
-class FastConnection:
-    """One uwsgi connection served over its bare socket: transport and flow control in one.
+class FastConnection(WriteFlow):
+    """One uwsgi connection served over its bare socket: the :class:`~.channel.Channel` of its
+    :class:`HttpCycle`, transport and flow control in one.
 
-    It plays the three parts an :class:`HttpCycle` needs: the connection (``ctx``,
-    :meth:`response_done`, :meth:`peer_label`), its ``transport`` (write, close, abort) and its
-    ``flow`` (write pausing and draining; nothing is read after the request, whose body was
-    complete at accept time, except to see the peer leave while the application waits for
-    that). It registers in ``ctx.connections`` like the protocols do.
+    It writes the socket itself, pauses and drains the writer like a transport (its
+    :class:`~.flow.WriteFlow` pauses at :data:`WRITE_HIGH` unsent bytes, resumes under
+    :data:`WRITE_LOW`); nothing is read
+    after the request, whose body was complete at accept time, except to see the peer leave
+    while the application waits for that. It registers in ``ctx.connections`` like the protocols
+    do.
     """
 
-    __slots__ = (
-        "_buffer",
-        "_drain_waiter",
-        "_watching",
-        "_writing",
-        "closed",
-        "closing",
-        "ctx",
-        "cycle",
-        "deadline",
-        "peer",
-        "sock",
-        "write_paused",
-    )
+    __slots__ = ("_buffer", "_watching", "_writing", "closing", "ctx", "cycle", "deadline", "peer",
+                 "sock")
 
     def __init__(self, ctx: ServerContext, sock: socket.socket, peer: Any) -> None:
         self.ctx = ctx
@@ -166,19 +157,9 @@ class FastConnection:
         self._buffer = bytearray()
         self._writing = False
         self._watching = False
-        self._drain_waiter: asyncio.Future[None] | None = None
+        self._drain_waiter = None
 
     # ------------------------------------------------------------------ as the cycle's connection
-
-    @property
-    def transport(self) -> FastConnection:
-        """The connection writes its own socket."""
-        return self
-
-    @property
-    def flow(self) -> FastConnection:
-        """The connection does its own flow control."""
-        return self
 
     def response_done(self, cycle: HttpCycle) -> None:
         """The response is complete: close once it is sent (the body was read whole)."""
@@ -317,21 +298,6 @@ class FastConnection:
         if not data:  # front ends never half-close: EOF after the request is the client gone
             self._lost()
         # bytes after the request are not ours
-
-    def resume_writing(self) -> None:
-        """The unsent bytes fell under the low-water mark (or the connection closed)."""
-        self.write_paused = False
-        waiter, self._drain_waiter = self._drain_waiter, None
-        wake(waiter)
-
-    async def drain(self) -> None:
-        """Wait until the unsent bytes fall under the low-water mark (or the connection closes)."""
-        if not self.write_paused or self.closed:
-            return
-        waiter = self._drain_waiter
-        if waiter is None:
-            waiter = self._drain_waiter = self.ctx.loop.create_future()
-        await waiter
 
     # ------------------------------------------------------------------ the worker's view
 

@@ -10,14 +10,13 @@ allow-list, the errors and their log lines are the sync worker's.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..protocols.errors import ProtocolError
 from ..protocols.events import NEED_DATA, Data, EndOfMessage
 from ..protocols.uwsgi import PONG, Ping, UwsgiParser, UwsgiRequest
-from .connection import Connection
+from .connection import TransportConnection
 from .cycle import HttpCycle
-from .flow import FlowControl
 from .response import error_response
 from .scope import UwsgiScopeBuilder
 from .websocket import WebSocketSession
@@ -31,7 +30,7 @@ __all__ = ["UwsgiProtocol"]
 _DISCARD_GRACE = 1.0
 
 
-class UwsgiProtocol(Connection):
+class UwsgiProtocol(TransportConnection):
     """One uWSGI connection from a front end (nginx, Apache, the uWSGI router)."""
 
     def __init__(
@@ -41,12 +40,9 @@ class UwsgiProtocol(Connection):
         self.initial = initial
         """Bytes read before the hand-over from the fast path, fed in at connection_made."""
         self.builder = builder
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.flow: FlowControl = None  # type: ignore[assignment]
         self.parser = UwsgiParser(max_vars_size=ctx.uwsgi_max_vars)
         self.cycle: HttpCycle | None = None
         self.ws: WebSocketSession | None = None
-        self.peer: Any = None
         self.deadline = 0.0
         self.closed = False
         self.received = False
@@ -57,9 +53,8 @@ class UwsgiProtocol(Connection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Check the allow-list, start the header deadline, register with the worker."""
-        self.transport = transport  # type: ignore[assignment]
-        self.flow = FlowControl(self.transport)
-        peer = self.peer = transport.get_extra_info("peername")
+        self._attach(transport)
+        peer = self.peer
         ctx = self.ctx
         ctx.add(self)
         if isinstance(peer, tuple) and peer[0] not in ctx.uwsgi_allowed:
@@ -166,7 +161,7 @@ class UwsgiProtocol(Connection):
             self.transport.close()
             return
         cycle.discard = True
-        self.flow.resume_reading()
+        self.resume_reading()
         self.deadline = self.ctx.loop.time() + _DISCARD_GRACE
 
     def _protocol_error(self, exc: ProtocolError) -> None:

@@ -5,7 +5,7 @@ denies the upgrade with ``403``. Frames are parsed by the sans-IO
 :class:`~monoceros.protocols.websocket.FrameParser`: pings are answered here, a Close is echoed,
 violations close with their code (1002, 1007, 1009 for a message over ``ws_max_message_size``).
 Received messages wait in a queue; past :data:`QUEUE_HIGH` bytes reading pauses until the
-application catches up.
+application catches up. The session knows its connection only as a :class:`~.channel.Channel`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .flow import wake
 from .response import build_head, error_response
 
 if TYPE_CHECKING:
+    from .channel import Channel
     from .context import ServerContext
 
 __all__ = ["QUEUE_HIGH", "WebSocketSession"]
@@ -44,7 +45,7 @@ _CLOSE_WAIT: Final = 5.0
 class WebSocketSession:
     """ASGI ``receive``/``send`` of one WebSocket, owned by its connection protocol."""
 
-    def __init__(self, conn: Any, scope: dict[str, Any], uwsgi: bool) -> None:
+    def __init__(self, conn: Channel, scope: dict[str, Any], uwsgi: bool) -> None:
         self.conn = conn
         self.ctx: ServerContext = conn.ctx
         self.scope = scope
@@ -75,7 +76,7 @@ class WebSocketSession:
                               self.conn.peer_label(), reason)
             self._write(error_response(400, reason))
             self._log_handshake(400)
-            self.conn.transport.close()
+            self.conn.close()
             self.closed = True
             return
         self._key = key
@@ -115,10 +116,10 @@ class WebSocketSession:
                         encode_frame(OP_CLOSE, close_payload(None if code == 1005 else code))
                     )
                 self._disconnect(code, reason)
-                self.conn.transport.close()
+                self.conn.close()
                 return
         if self.queued > QUEUE_HIGH:
-            self.conn.flow.pause_reading()
+            self.conn.pause_reading()
 
     def eof_received(self) -> bool | None:
         """The peer closed without a Close frame."""
@@ -137,9 +138,9 @@ class WebSocketSession:
             self.conn.deadline = self.ctx.loop.time() + _CLOSE_WAIT
 
     def _write(self, data: bytes) -> None:
-        transport = self.conn.transport
-        if not transport.is_closing():
-            transport.write(data)
+        conn = self.conn
+        if not conn.is_closing():
+            conn.write(data)
 
     # ------------------------------------------------------------------ queue
 
@@ -159,7 +160,7 @@ class WebSocketSession:
             self.close_sent = True
             self._write(encode_frame(OP_CLOSE, close_payload(code)))
         self._disconnect(code, "")
-        self.conn.transport.close()
+        self.conn.close()
 
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
@@ -181,18 +182,18 @@ class WebSocketSession:
             elif not self.close_sent:
                 self.close_sent = True
                 self._write(encode_frame(OP_CLOSE, close_payload(1011)))
-            self.conn.transport.close()
+            self.conn.close()
             return
         if not self.close_sent:
             self.close_sent = True
             if not self.accepted:
                 self._write(error_response(403))
                 self._log_handshake(403)
-                self.conn.transport.close()
+                self.conn.close()
                 return
             self._write(encode_frame(OP_CLOSE, close_payload(1000)))
         if self.closed:
-            self.conn.transport.close()
+            self.conn.close()
         else:
             self.conn.deadline = self.ctx.loop.time() + _CLOSE_WAIT
 
@@ -209,13 +210,12 @@ class WebSocketSession:
             data = message.get("text") or message.get("bytes") or b""
             self.queued -= len(data)
             if self.queued < QUEUE_HIGH // 4:
-                self.conn.flow.resume_reading()
+                self.conn.resume_reading()
         return message
 
     async def send(self, message: dict[str, Any]) -> None:
         """ASGI ``send``: accept, send, close."""
         kind = message["type"]
-        transport = self.conn.transport
         if kind == "websocket.send":
             if not self.accepted:
                 raise RuntimeError("websocket.send before websocket.accept")
@@ -226,9 +226,9 @@ class WebSocketSession:
                 self._write(encode_frame(OP_TEXT, text.encode("utf-8")))
             else:
                 self._write(encode_frame(OP_BINARY, bytes(message.get("bytes") or b"")))
-            flow = self.conn.flow
-            if flow.write_paused:
-                await flow.drain()
+            conn = self.conn
+            if conn.write_paused:
+                await conn.drain()
             return
         if kind == "websocket.accept":
             if self.accepted or self.close_sent:
@@ -246,7 +246,7 @@ class WebSocketSession:
             if not self.accepted:
                 self._write(error_response(403))
                 self._log_handshake(403)
-                transport.close()
+                self.conn.close()
                 return
             code = message.get("code") or 1000
             if not self.closed:

@@ -157,7 +157,7 @@ class AsgiWorker(Worker):
         while (ctx.connections or acceptor.connecting) and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for conn in list(ctx.connections):
-            conn.transport.abort()
+            conn.abort()
         await asyncio.sleep(0)
         await lifespan.shutdown(max(1.0, deadline - loop.time()))
 

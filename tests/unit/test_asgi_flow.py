@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from monoceros.addresses import AddressMatcher
+from monoceros.asgi.connection import TransportConnection
 from monoceros.asgi.context import ServerContext
-from monoceros.asgi.flow import HIGH_WATER, FlowControl
+from monoceros.asgi.flow import HIGH_WATER
 from monoceros.asgi.http_protocol import HttpProtocol
 from monoceros.asgi.scope import HttpScopeBuilder, UwsgiScopeBuilder
 from monoceros.asgi.uwsgi_protocol import UwsgiProtocol
@@ -82,7 +83,7 @@ def slow_echo(seen: list[bool], protos: list[Any]) -> Any:
         while True:
             message = await receive()
             await asyncio.sleep(0.002)  # behind the client: the buffer fills meanwhile
-            seen.append(protos[0].flow.read_paused)
+            seen.append(protos[0].read_paused)
             h.update(message["body"])
             n += len(message["body"])
             if not message["more_body"]:
@@ -126,7 +127,7 @@ def test_16mib_upload_to_a_slow_reader_pauses_and_never_stalls(kind: str, tmp_pa
     assert raw.startswith(b"HTTP/1.1 200 OK\r\n")
     assert raw.endswith(f"{len(payload)} {hashlib.sha256(payload).hexdigest()}".encode())
     assert any(seen), "reading never paused: the whole upload was buffered"
-    assert not protos[0].flow.read_paused or protos[0].closed
+    assert not protos[0].read_paused or protos[0].closed
 
 
 def test_fast_writer_waits_for_drain(tmp_path: Path) -> None:
@@ -156,7 +157,7 @@ def test_fast_writer_waits_for_drain(tmp_path: Path) -> None:
     assert b"connection: close" in head  # HTTP/1.0 without a length: close-delimited
     assert body == block * 256
     # the transport's buffer never held the whole response: send() waited for drains
-    assert protos[0].flow.write_paused is False
+    assert protos[0].write_paused is False
     assert drained, "the transport never asked the writer to wait"
 
 
@@ -164,15 +165,21 @@ def test_flow_control_thresholds_on_a_real_transport() -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         a, b = socket.socketpair()
-        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
-        flow = FlowControl(transport)
+
+        class Bare(TransportConnection):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.closed = False
+                self._attach(transport)
+
+        transport, flow = await loop.connect_accepted_socket(Bare, a)
         flow.buffered(HIGH_WATER + 1)
         assert flow.read_paused and not transport.is_reading()
         flow.buffered(HIGH_WATER)  # between the marks: stays paused
         assert flow.read_paused
         flow.buffered(0)
         assert not flow.read_paused and transport.is_reading()
-        flow.connection_lost()
+        flow.closed = True  # what connection_lost does to the flow
+        flow.resume_writing()
         flow.pause_reading()  # a closed connection is never paused again
         assert not flow.read_paused
         await flow.drain()  # returns at once on a closed connection

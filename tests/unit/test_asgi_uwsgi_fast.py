@@ -290,7 +290,7 @@ def test_abort_during_graceful_stop_ends_the_request(tmp_path: Path) -> None:
         assert isinstance(conn, FastConnection) and conn.busy
         conn.shutdown()  # a request in flight is not cut by the graceful stop's first step
         assert not conn.closed
-        conn.transport.abort()
+        conn.abort()
         await asyncio.sleep(0.01)
         assert client.recv(10) == b""
         client.close()

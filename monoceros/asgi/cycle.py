@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .access import access_environ, access_headers
 from .flow import wake
-from .response import Framing, ResponseError, build_head, error_response
+from .response import LAST_CHUNK, Framing, ResponseError, build_head, chunk, error_response
 
 if TYPE_CHECKING:
     from .channel import Channel
@@ -253,7 +253,7 @@ class HttpCycle:
                 elif framing.has_body and body:
                     body = self._clip(body, framing)
                     if framing.chunked:
-                        transport.write(head + b"%x\r\n" % len(body) + body + b"\r\n")
+                        transport.write(head + chunk(body))
                     elif more:
                         transport.write(head + body)
                     else:  # the whole response: on a bare uwsgi socket it leaves with the FIN
@@ -265,12 +265,12 @@ class HttpCycle:
             elif framing.has_body and body and not self.disconnected:
                 body = self._clip(body, framing)
                 if framing.chunked:
-                    transport.write(b"%x\r\n" % len(body) + body + b"\r\n")
+                    transport.write(chunk(body))
                 elif body:
                     transport.write(body)
             if not more:
                 if framing.chunked and not self.disconnected:
-                    transport.write(b"0\r\n\r\n")
+                    transport.write(LAST_CHUNK)
                 if (framing.length is not None and framing.has_body
                         and self.sent < framing.length and not self.disconnected):
                     self.conn.ctx.log.error(

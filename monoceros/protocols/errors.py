@@ -1,4 +1,5 @@
-"""One error tree for every wire protocol, so workers treat a bad peer the same way on any wire."""
+"""One error tree for every wire protocol, so workers treat a bad peer the same way on any wire;
+and :class:`ResponseError`, the one error for a response the server refuses to send."""
 
 from __future__ import annotations
 
@@ -43,3 +44,9 @@ class UnsupportedModifier(ProtocolError):
     """A uWSGI packet whose modifier1 names something a WSGI/ASGI server does not serve (501)."""
 
     status = 501
+
+
+class ResponseError(Exception):
+    """The application's response breaks the rules (bad status or header, a misused
+    ``start_response``); the server refuses to put it on the wire. Our side's fault, not the
+    peer's: not a :class:`ProtocolError`."""

@@ -8,7 +8,6 @@ carrying the status to answer with.
 
 from __future__ import annotations
 
-import http
 from collections import deque
 from typing import Final, Literal
 from urllib.parse import unquote_to_bytes
@@ -17,6 +16,7 @@ import httptools
 
 from .errors import HeadersTooLarge, InvalidHTTPRequest, ProtocolError, RequestLineTooLong
 from .events import END_OF_MESSAGE, NEED_DATA, Data, EndOfMessage, _Sentinel
+from .response import error_response
 
 __all__ = [
     "NEED_DATA",
@@ -255,21 +255,6 @@ class HttpParser:
         """httptools callback."""
         self._in_message = False
         self._events.append(END_OF_MESSAGE)
-
-
-def error_response(status: int, reason_text: str = "") -> bytes:
-    """A complete, self-closing HTTP/1.1 error response with a short plain-text body (the
-    reason phrase, then ``reason_text``); what every worker answers a bad request with."""
-    try:
-        phrase = http.HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Error"
-    body = f"{phrase}\n{reason_text}\n" if reason_text else f"{phrase}\n"
-    data = body.encode("latin-1", "replace")
-    return (
-        f"HTTP/1.1 {status} {phrase}\r\nConnection: close\r\n"
-        f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(data)}\r\n\r\n"
-    ).encode("latin-1") + data
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes, bytes]:

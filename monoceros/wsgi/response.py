@@ -1,96 +1,43 @@
 """WSGI responses on a blocking socket: ``start_response``, the head, the body, sendfile.
 
-One :class:`Response` per request. The head is built once, validated (status line, header names
-and values without CR/LF), and sent together with the first body piece in one ``sendall``.
-
-By default the connection closes after the response (``Connection: close``), so a body without
-Content-Length ends at the close (the only framing a uwsgi front end accepts). A response with
-``keep_alive`` set keeps an HTTP connection open (``Connection: keep-alive``) when it can be
-framed: with its Content-Length, with chunked transfer-encoding on HTTP/1.1, or without a body;
-an HTTP/1.0 body without Content-Length, an application's own ``Connection: close`` and a
-client still waiting for ``100 Continue`` turn it back into a closing response.
-
-The module-level caches (the Date header, the checked header names) are safe to share between
-threads: each update is one atomic store of an immutable value or one dict insertion.
+One :class:`Response` per request. The head is built once by the shared writer
+(:mod:`monoceros.protocols.response`: validation and framing rules, str headers encoded once)
+and sent together with the first body piece in one ``sendall``. By default the connection
+closes after the response; with ``keep_alive`` set it stays open when the writer can frame the
+body, unless the client still waits for ``100 Continue`` or the worker is stopping.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import socket
-import time
 from collections.abc import Callable, Iterable
-from email.utils import formatdate
 from types import TracebackType
 from typing import Any, Final
 
 from .. import SERVER_SOFTWARE
+from ..protocols.response import (
+    LAST_CHUNK,
+    ResponseError,
+    Spelling,
+    carries_body,
+    chunk,
+    http_date,
+    response_head,
+    status_line_of,
+)
 from ..socket_waits import SEND_THEN_CLOSE, wait_in_kernel
 
 __all__ = ["FileWrapper", "Response", "ResponseError", "http_date"]
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
-_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_NO_BODY_STATUS: Final = frozenset((204, 304))
-_HOP_BY_HOP: Final = frozenset(
-    ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
-)
 _DONTWAIT: Final = getattr(socket, "MSG_DONTWAIT", 0)
 
 #: the most a single sendall() is given once the client is slower than us (io_timeout bounds it)
 _SLICE: Final = 1 << 20
 
-#: what the head does with a response header: write it, take its length, or drop it (hop-by-hop)
-_ORDINARY, _CONTENT_LENGTH, _CONNECTION, _HOP = 0, 1, 2, 3
-#: response header name -> its kind, for names already checked to be tokens (bounded: apps use
-#: a small fixed set); one dict lookup per header instead of a regex, a lower() and set tests
-_NAME_KIND: dict[str, int] = {}
-
-
-def _name_kind(name: object) -> int:
-    """Check a response header name and classify it (cached)."""
-    if name.__class__ is not str:
-        raise ResponseError(f"response header name {name!r} must be str")
-    assert isinstance(name, str)
-    if not _TOKEN.match(name):
-        raise ResponseError(f"invalid response header name {name!r}")
-    lname = name.lower()
-    if lname == "content-length":
-        kind = _CONTENT_LENGTH
-    elif lname == "connection":
-        kind = _CONNECTION
-    elif lname in _HOP_BY_HOP:
-        kind = _HOP
-    else:
-        kind = _ORDINARY
-    if len(_NAME_KIND) < 1024:
-        _NAME_KIND[name] = kind
-    return kind
-
-#: (second, its HTTP date): one tuple, replaced whole, so a thread never sees a torn pair
-_date: tuple[int, str] = (0, "")
-
-
-def http_date() -> str:
-    """The current time as an HTTP date, recomputed at most once a second."""
-    global _date
-    now = int(time.time())
-    cached = _date
-    if now != cached[0]:
-        cached = (now, formatdate(now, usegmt=True))
-        _date = cached
-    return cached[1]
-
-
-def _chunk(data: bytes) -> bytes:
-    """One chunk of a chunked body."""
-    return b"%x\r\n%b\r\n" % (len(data), data)
-
-
-class ResponseError(Exception):
-    """The application broke the WSGI contract (bad status, bad header, start_response misuse)."""
+_SPELLING: Final = Spelling(SERVER_SOFTWARE, title_case=True, announce_keep_alive=True)
 
 
 class FileWrapper:
@@ -125,6 +72,7 @@ class Response:
         "_beat",
         "_waiting",
         "_io_timeout",
+        "_line",
         "_sock",
         "body",
         "chunked",
@@ -160,6 +108,7 @@ class Response:
         self.uwsgi = uwsgi
         self.status: str | None = None
         self.status_code = 0
+        self._line = b""
         self.headers: list[tuple[str, str]] = []
         self.headers_sent = False
         self.length: int | None = None
@@ -240,15 +189,8 @@ class Response:
                 exc_info = None  # break the reference cycle
         elif self.status is not None:
             raise ResponseError("start_response() called a second time without exc_info")
-        if status.__class__ is not str:
-            raise ResponseError(f"status must be a str, got {type(status).__name__}")
-        code = status[:3]
-        if not (code.isdigit() and len(code) == 3 and (len(status) == 3 or status[3] == " ")):
-            raise ResponseError(f"invalid status {status!r}: expected '<3 digits> <reason>'")
-        if "\n" in status or "\r" in status:
-            raise ResponseError(f"invalid status {status!r}: contains CR or LF")
+        self.status_code, self._line = status_line_of(status)
         self.status = status
-        self.status_code = int(code)
         self.headers = headers
         return self.write
 
@@ -256,84 +198,29 @@ class Response:
 
     def _build_head(self, body_length: int | None = None) -> bytes:
         """The validated head; ``body_length`` adds a Content-Length when the app gave none."""
-        status = self.status
-        if status is None:
+        if self.status is None:
             raise ResponseError("the application returned without calling start_response()")
-        lines = [f"HTTP/1.1 {status}\r\n"]
-        length = None
-        kinds = _NAME_KIND
-        for item in self.headers:
-            try:
-                name, value = item
-            except (TypeError, ValueError):
-                raise ResponseError(
-                    f"response header {item!r} is not a (name, value) pair"
-                ) from None
-            try:
-                kind = kinds.get(name)
-            except TypeError:  # an unhashable name: _name_kind says what is wrong with it
-                kind = None
-            if kind is None:
-                kind = _name_kind(name)
-            if value.__class__ is not str:
-                raise ResponseError(f"response header {item!r}: name and value must be str")
-            if kind:
-                if kind == _CONTENT_LENGTH:
-                    try:
-                        length = int(value)
-                    except ValueError:
-                        raise ResponseError(f"invalid Content-Length {value!r}") from None
-                elif kind == _CONNECTION and "close" in value.lower():
-                    self.keep_alive = False  # the app asked to close: heard, written by us
-                continue  # the server owns the length, connection management and framing
-            lines.append(f"{name}: {value}\r\n")
-        if length is None and body_length is not None and self.has_body:
-            length = body_length
-        if length is not None:
-            lines.append(f"Content-Length: {length}\r\n")
-        self.length = length
-        if self.uwsgi:
-            lines.append("\r\n")
-            ends = len(lines)
-        else:
-            if self.keep_alive and self._can_keep(length):
-                if self.chunked:
-                    lines.append("Transfer-Encoding: chunked\r\n")
-                lines.append(
-                    f"Date: {http_date()}\r\nServer: {SERVER_SOFTWARE}\r\n"
-                    "Connection: keep-alive\r\n\r\n"
-                )
-            else:
-                self.keep_alive = False
-                lines.append(
-                    f"Date: {http_date()}\r\nServer: {SERVER_SOFTWARE}\r\n"
-                    "Connection: close\r\n\r\n"
-                )
-            ends = len(lines) + 3
-        head = "".join(lines)
-        # One scan instead of one per value: every legitimate CR and LF is a line end we wrote.
-        if head.count("\n") != ends or head.count("\r") != ends:
-            raise ResponseError("a response header value contains CR or LF (header injection)")
-        return head.encode("latin-1")
-
-    def _can_keep(self, length: int | None) -> bool:
-        """Whether a kept-alive response can be framed; sets :attr:`chunked` when needed."""
-        body = self.body
-        if body is not None and body.awaiting_continue:
-            return False  # the client may still send the body it was not asked for: close
-        if self.should_close is not None and self.should_close():
-            return False
-        if length is None and self.has_body:
-            if self.http10:
-                return False  # no chunked framing in HTTP/1.0: the close ends the body
-            self.chunked = True
-        return True
+        keep_alive = self.keep_alive
+        if keep_alive:
+            body = self.body
+            if body is not None and body.awaiting_continue:
+                keep_alive = False  # the client may still send the body it was not asked for
+            elif self.should_close is not None and self.should_close():
+                keep_alive = False
+        head, framing = response_head(
+            self._line, self.status_code, self.headers, _SPELLING, text=True,
+            whole_body=body_length, head_only=self.head_only, keep_alive=keep_alive,
+            http11=not self.http10, uwsgi=self.uwsgi,
+        )
+        self.length = framing.length
+        self.chunked = framing.chunked
+        self.keep_alive = framing.keep_alive
+        return head
 
     @property
     def has_body(self) -> bool:
         """False for HEAD requests and for statuses that never carry a body."""
-        code = self.status_code
-        return not (self.head_only or code in _NO_BODY_STATUS or code < 200)
+        return carries_body(self.status_code, self.head_only)
 
     # ------------------------------------------------------------------ body
 
@@ -349,7 +236,7 @@ class Response:
                 data = data[: self.length]
             self.sent = len(data)
             if self.chunked:
-                self._send(head + _chunk(data) if data else head)
+                self._send(head + chunk(data) if data else head)
             else:
                 self._send(head + data if data else head)
             return
@@ -362,7 +249,7 @@ class Response:
                 if not data:
                     return
         self.sent += len(data)
-        self._send(_chunk(data) if self.chunked else data)
+        self._send(chunk(data) if self.chunked else data)
 
     def write_single(self, data: bytes, then_close: bool = False) -> None:
         """The whole body in one piece: add a Content-Length when the app gave none.
@@ -393,7 +280,7 @@ class Response:
             self._send(head)
         if self.chunked and not self.ended:
             self.ended = True
-            self._send(b"0\r\n\r\n")
+            self._send(LAST_CHUNK)
 
     def send_file(self, wrapper: FileWrapper, use_sendfile: bool) -> None:
         """Serve a ``wsgi.file_wrapper`` result: sendfile when the file has a descriptor."""

@@ -36,10 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
 #: groups that import nothing of monoceros but their own modules, whatever their layer
 PURE = {"protocols", "gunicorn_only", "__init__"}
 #: sideways imports that exist today, each with its reason; the test fails once one is gone
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("monoceros.asgi.response", "monoceros.wsgi.response"):
-        "http_date, until issue 12 gives response framing a single home",
-}
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,314 @@
+"""Sans-IO HTTP/1.1 response heads: status, headers and framing in, bytes out (HTTP and uwsgi).
+
+Every worker builds its response head with :func:`response_head`, so the rules live here once:
+
+- **Status line**: ``HTTP/1.1 <code> <reason>``; :func:`status_line` for an int (ASGI, reason from
+  the standard table), :func:`status_line_of` for a PEP 3333 status string (its own reason).
+- **Header fields**: a name must be a token, a value must hold no CR, LF or NUL (no response
+  splitting); otherwise :class:`~.errors.ResponseError`. The application's ``Content-Length`` is
+  read, its ``Connection: close`` heard, and the hop-by-hop fields (:data:`HOP_BY_HOP`) dropped:
+  the server owns framing and connection management.
+- **Framing** (:func:`frame`): ``1xx``, ``204`` and ``304`` never carry a body or a length; a
+  HEAD response carries no body but keeps a length it was given. A body sent whole gets a
+  Content-Length when it has none. Without a length a body kept alive on HTTP/1.1 is chunked, and
+  any other ends with the connection (HTTP/1.0, a closing response, and uwsgi, whose responses are
+  never chunk-framed and always end with the connection).
+- **Server lines**: Content-Length, Transfer-Encoding, then on HTTP only Date, Server and
+  Connection, spelled by a :class:`Spelling` (the sync/gthread workers write ``Content-Length``,
+  the asgi worker ``content-length``, as they always did); Date is recomputed once a second.
+
+WSGI headers are str (latin-1), ASGI headers bytes: :func:`response_head` takes either (``text``
+says which) and runs one loop over them, joining the application's lines in their own type and
+encoding them once. Converting each WSGI name and value to bytes first would cost two encodes
+per header on every request; the checks that follow (CR/LF/NUL counts on the joined block, the
+token check cached per name) then run on bytes for both.
+
+All caches are bounded and safe to share between threads: each update is one dict insertion or
+one store of an immutable tuple.
+"""
+
+from __future__ import annotations
+
+import http
+import re
+import time
+from collections.abc import Iterable
+from email.utils import formatdate
+from typing import Any, Final
+
+from .errors import ResponseError
+
+__all__ = [
+    "HOP_BY_HOP", "LAST_CHUNK", "Framing", "ResponseError", "Spelling", "carries_body", "chunk",
+    "error_response", "frame", "http_date", "reason_phrase", "response_head", "status_line",
+    "status_line_of",
+]
+
+HOP_BY_HOP: Final = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+"""Header fields that describe one connection; the server writes its own."""
+
+LAST_CHUNK: Final = b"0\r\n\r\n"
+"""The end of a chunked body (no trailers)."""
+
+_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_NO_BODY: Final = frozenset((204, 304))
+_CACHE_MAX: Final = 1024
+
+#: what the head does with a header: write it, read its length, hear its close, or drop it
+_ORDINARY, _CONTENT_LENGTH, _CONNECTION, _HOP = 0, 1, 2, 3
+#: checked names -> their kind, one table per type (apps use a small fixed set of names)
+_TEXT_KINDS: dict[str, int] = {}
+_BYTES_KINDS: dict[bytes, int] = {}
+#: separator, line end, the close token and the value type, for str and for bytes headers
+_TEXT: Final = (": ", "\r\n", "close", str)
+_BYTES: Final = (b": ", b"\r\n", b"close", bytes)
+
+_STATUS_LINES: dict[int, bytes] = {}
+_STATUS_TEXT_LINES: dict[str, tuple[int, bytes]] = {}
+
+
+def reason_phrase(status: int) -> str:
+    """The standard reason phrase of a status code, ``Unknown`` for a code without one."""
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def status_line(status: int) -> bytes:
+    """``b"HTTP/1.1 200 OK\\r\\n"`` for a status code (cached)."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        if status.__class__ is not int or not 100 <= status <= 999:
+            raise ResponseError(f"invalid status {status!r}: expected an int from 100 to 999")
+        line = f"HTTP/1.1 {status} {reason_phrase(status)}\r\n".encode("latin-1")
+        if len(_STATUS_LINES) < _CACHE_MAX:
+            _STATUS_LINES[status] = line
+    return line
+
+
+def status_line_of(status: str) -> tuple[int, bytes]:
+    """The code and status line of a PEP 3333 status string (``"200 OK"``), checked (cached)."""
+    known = _STATUS_TEXT_LINES.get(status)
+    if known is not None:
+        return known
+    if status.__class__ is not str:
+        raise ResponseError(f"status must be a str, got {type(status).__name__}")
+    code = status[:3]
+    if not (code.isdigit() and len(code) == 3 and (len(status) == 3 or status[3] == " ")):
+        raise ResponseError(f"invalid status {status!r}: expected '<3 digits> <reason>'")
+    if "\n" in status or "\r" in status or "\x00" in status:
+        raise ResponseError(f"invalid status {status!r}: contains CR, LF or NUL")
+    try:
+        known = int(code), f"HTTP/1.1 {status}\r\n".encode("latin-1")
+    except UnicodeEncodeError:
+        raise ResponseError(f"invalid status {status!r}: not latin-1") from None
+    if len(_STATUS_TEXT_LINES) < _CACHE_MAX:
+        _STATUS_TEXT_LINES[status] = known
+    return known
+
+
+def carries_body(status: int, head_only: bool) -> bool:
+    """False for HEAD requests and for statuses that never carry a body (1xx, 204, 304)."""
+    return not (head_only or status in _NO_BODY or status < 200)
+
+
+#: (second, its HTTP date): one tuple, replaced whole, so a thread never sees a torn pair
+_date: tuple[int, str] = (0, "")
+
+
+def http_date() -> str:
+    """The current time as an HTTP date, recomputed at most once a second."""
+    global _date
+    now = int(time.time())
+    cached = _date
+    if now != cached[0]:
+        cached = (now, formatdate(now, usegmt=True))
+        _date = cached
+    return cached[1]
+
+
+class Spelling:
+    """How a worker spells the header lines the server writes itself (case, and whether a kept
+    HTTP/1.1 connection is announced with ``Connection: keep-alive``); the rules are shared."""
+
+    __slots__ = ("_announce", "_lines", "_names", "_tails", "chunked", "content_length")
+
+    def __init__(self, server: str, *, title_case: bool, announce_keep_alive: bool) -> None:
+        def spell(name: str) -> str:
+            return name if title_case else name.lower()
+
+        self.content_length = spell("Content-Length: %d\r\n").encode("latin-1")
+        """The Content-Length line, a ``%d`` template."""
+        self.chunked = spell("Transfer-Encoding: chunked\r\n").encode("latin-1")
+        """The Transfer-Encoding line of a chunked body."""
+        self._names = spell("Date: "), f"\r\n{spell('Server')}: {server}\r\n"
+        self._lines = (spell("Connection: close\r\n\r\n"), spell("Connection: keep-alive\r\n\r\n"))
+        self._announce = announce_keep_alive
+        self._tails: tuple[str, tuple[bytes, bytes, bytes]] = ("", (b"", b"", b""))
+
+    def tail(self, keep_alive: bool, http11: bool) -> bytes:
+        """Date, Server and Connection lines and the blank line that ends an HTTP head."""
+        date = http_date()
+        tails = self._tails
+        if tails[0] != date:  # once a second: the three endings for this Date
+            start = f"{self._names[0]}{date}{self._names[1]}"
+            close, keep = (f"{start}{line}".encode("latin-1") for line in self._lines)
+            tails = (date, (close, keep, keep if self._announce else f"{start}\r\n".encode()))
+            self._tails = tails
+        return tails[1][0 if not keep_alive else 2 if http11 else 1]
+
+
+class Framing:
+    """How a response body is delimited, decided from its head by :func:`frame`."""
+
+    __slots__ = ("chunked", "has_body", "keep_alive", "length")
+
+    def __init__(self, has_body: bool, length: int | None, chunked: bool, keep_alive: bool) -> None:
+        self.has_body = has_body
+        self.length = length
+        """The Content-Length sent, or None (chunked or close-delimited)."""
+        self.chunked = chunked
+        self.keep_alive = keep_alive
+
+
+def frame(status: int, length: int | None, whole_body: int | None, *, head_only: bool,
+          keep_alive: bool, http11: bool, uwsgi: bool) -> Framing:
+    """The framing of a response: ``length`` is the application's Content-Length (or None),
+    ``whole_body`` the size of the body when it is sent in one piece (None when streamed)."""
+    has_body = carries_body(status, head_only)
+    if status < 200 or status in _NO_BODY:
+        length = None
+    elif length is None and whole_body is not None and (has_body or whole_body):
+        length = whole_body
+    keep_alive = keep_alive and not uwsgi
+    chunked = length is None and has_body and keep_alive and http11
+    if length is None and has_body and not chunked:
+        keep_alive = False  # the close ends the body
+    return Framing(has_body, length, chunked, keep_alive)
+
+
+def response_head(line: bytes, status: int, headers: Iterable[Any], spelling: Spelling, *,
+                  text: bool, whole_body: int | None, head_only: bool, keep_alive: bool,
+                  http11: bool, uwsgi: bool) -> tuple[bytes, Framing]:
+    """The head of a response and its framing.
+
+    ``line`` is the status line of ``status``; ``headers`` are (name, value) pairs of str when
+    ``text`` (WSGI), of bytes otherwise (ASGI; bytearray and memoryview are taken too).
+    """
+    kinds: dict[Any, int] = _TEXT_KINDS if text else _BYTES_KINDS
+    sep, eol, close, value_type = _TEXT if text else _BYTES
+    parts: list[Any] = []
+    length = None
+    for item in headers:
+        try:
+            name, value = item
+        except (TypeError, ValueError):
+            raise ResponseError(f"response header {item!r} is not a (name, value) pair") from None
+        try:
+            kind = kinds.get(name)
+        except TypeError:  # unhashable: _checked_name says what is wrong with it
+            kind = None
+        if kind is None:
+            name, kind = _checked_name(name, item, text)
+        if value.__class__ is not value_type:
+            value = _checked_value(value, item, text)
+        if kind:
+            if kind == _CONTENT_LENGTH:
+                length = _content_length(value)
+            elif kind == _CONNECTION and close in value.lower():
+                keep_alive = False  # the application asked to close: heard, written by us
+            continue
+        parts += (name, sep, value, eol)
+    if text:
+        try:
+            block = "".join(parts).encode("latin-1")
+        except UnicodeEncodeError as exc:
+            raise ResponseError(f"a response header is not latin-1: {exc}") from None
+    else:
+        block = b"".join(parts)
+    # One scan instead of one per value: every legitimate CR and LF ends a line of ours.
+    fields = len(parts) >> 2
+    if block.count(b"\n") != fields or block.count(b"\r") != fields or b"\x00" in block:
+        raise ResponseError(_injection(headers))
+    framing = frame(status, length, whole_body, head_only=head_only, keep_alive=keep_alive,
+                    http11=http11, uwsgi=uwsgi)
+    head = [line, block]
+    if framing.length is not None:
+        head.append(spelling.content_length % framing.length)
+    if uwsgi:
+        head.append(b"\r\n")
+    else:
+        if framing.chunked:
+            head.append(spelling.chunked)
+        head.append(spelling.tail(framing.keep_alive, http11))
+    return b"".join(head), framing
+
+
+def _checked_name(name: Any, item: Any, text: bool) -> tuple[Any, int]:
+    """Check a header name not seen before and classify it (remembered when hashable)."""
+    if text:
+        if name.__class__ is not str:
+            raise ResponseError(f"response header {item!r}: name and value must be str")
+        raw = name.encode("latin-1", "replace")
+    elif name.__class__ is bytes or isinstance(name, (bytearray, memoryview)):
+        raw = name = bytes(name)
+    else:
+        raise ResponseError(f"response header {item!r}: name and value must be bytes")
+    if not _TOKEN.match(raw):
+        raise ResponseError(f"invalid response header name {name!r}")
+    lname = raw.lower()
+    if lname == b"content-length":
+        kind = _CONTENT_LENGTH
+    elif lname == b"connection":
+        kind = _CONNECTION
+    else:
+        kind = _HOP if lname in HOP_BY_HOP else _ORDINARY
+    kinds: dict[Any, int] = _TEXT_KINDS if text else _BYTES_KINDS
+    if len(kinds) < _CACHE_MAX:
+        kinds[name] = kind
+    return name, kind
+
+
+def _checked_value(value: Any, item: Any, text: bool) -> Any:
+    if text and isinstance(value, str):
+        return value
+    if not text and isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    kind = "str" if text else "bytes"
+    raise ResponseError(f"response header {item!r}: name and value must be {kind}")
+
+
+def _content_length(value: str | bytes) -> int:
+    try:
+        length = int(value)
+    except ValueError:
+        length = -1
+    if length < 0:
+        raise ResponseError(f"invalid Content-Length {value!r}")
+    return length
+
+
+def _injection(headers: Iterable[Any]) -> str:
+    """Name the header whose value holds CR, LF or NUL, for the error message."""
+    for name, value in headers:
+        if any(c in value for c in (("\r", "\n", "\x00") if isinstance(value, str) else b"\r\n\0")):
+            return f"response header {name!r} holds CR, LF or NUL (header injection refused)"
+    return "a response header holds CR, LF or NUL (header injection refused)"
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body (``data`` must not be empty: that is :data:`LAST_CHUNK`)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def error_response(status: int, reason_text: str = "") -> bytes:
+    """A complete, self-closing HTTP/1.1 error response with a short plain-text body (the
+    reason phrase, then ``reason_text``); what every worker answers a bad request with."""
+    phrase = reason_phrase(status)
+    body = f"{phrase}\n{reason_text}\n" if reason_text else f"{phrase}\n"
+    data = body.encode("latin-1", "replace")
+    return b"%sConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n" \
+        b"Content-Length: %d\r\n\r\n%s" % (status_line(status), len(data), data)

@@ -36,8 +36,7 @@ class HeadersTooLarge(InvalidHTTPRequest):
 
 
 class InvalidUWSGIHeader(ProtocolError):
-    """A uWSGI packet that is malformed or truncated (400); every uwsgi error kind but
-    :class:`UnsupportedModifier` is one of its subclasses below."""
+    """A malformed uWSGI packet (400): the base of the uwsgi error kinds below."""
 
 
 class TruncatedPacket(InvalidUWSGIHeader):

@@ -107,10 +107,8 @@ class _HttpBody:
 class _UwsgiBody:
     """Pull function over the body events of a :class:`UwsgiParser` continued after the head.
 
-    The first read does not wait (the body often came with the packet); the ones that must wait
-    are bounded by ``timeout`` in the kernel. A CONTENT_LENGTH body cut short is the front end
-    leaving (:class:`ClientDisconnected`); a chunked one that stops is a :class:`ProtocolError`
-    from the parser, or :class:`MissingChunkedBody` when no chunk comes in time.
+    The first read does not wait; waits are bounded by ``timeout`` in the kernel. A body cut
+    short is the front end leaving, or, chunk-framed, the parser's :class:`TruncatedPacket`.
     """
 
     __slots__ = ("_conn", "_heartbeat", "_parser", "_timeout", "_waits")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from ..protocols.errors import ProtocolError
+from ..protocols.errors import MissingChunkedBody, ProtocolError, TruncatedPacket
 from ..protocols.events import NEED_DATA, Data, EndOfMessage
 from ..protocols.uwsgi import PONG, Ping, UwsgiParser, UwsgiRequest
 from .connection import TransportConnection
@@ -170,7 +170,7 @@ class UwsgiProtocol(TransportConnection):
             self.ctx.log.warning("Invalid uWSGI header: %s from %s", exc.reason, self.peer_label())
             self._refuse(exc.status, exc.reason)
             return
-        if self.parser.body_remaining is not None or "truncated" in exc.reason:
+        if isinstance(exc, TruncatedPacket):
             self.ctx.log.debug("Client %s: %s", self.peer_label(), exc.reason)
             cycle.lost()
             self.transport.close()
@@ -204,13 +204,9 @@ class UwsgiProtocol(TransportConnection):
             self.transport.close()
             return
         if self.chunked and not cycle.response_complete:
-            reason = (
-                "the vars announce a chunked body (HTTP_TRANSFER_ENCODING, no CONTENT_LENGTH) "
-                "but no chunk arrived in time; the uWSGI router forwards chunked bodies only "
-                "with --http-chunked-input"
-            )
-            self.ctx.log.warning("Invalid uWSGI header: %s from %s", reason, self.peer_label())
-            cycle.fail(400, reason)
+            exc = MissingChunkedBody()
+            self.ctx.log.warning("Invalid uWSGI header: %s from %s", exc.reason, self.peer_label())
+            cycle.fail(exc.status, exc.reason)
             self.transport.close()
 
     def shutdown(self) -> None:

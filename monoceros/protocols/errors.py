@@ -37,7 +37,34 @@ class HeadersTooLarge(InvalidHTTPRequest):
 
 
 class InvalidUWSGIHeader(ProtocolError):
-    """A uWSGI packet that is malformed or truncated (400)."""
+    """A malformed uWSGI packet (400): the base of the uwsgi error kinds below."""
+
+
+class TruncatedPacket(InvalidUWSGIHeader):
+    """The peer closed inside the packet: its header, vars block or body (400)."""
+
+
+class VarsTooLarge(InvalidUWSGIHeader):
+    """A vars block larger than ``uwsgi_max_vars_size`` (400)."""
+
+
+class InvalidVars(InvalidUWSGIHeader):
+    """A vars block that does not decode, or vars no request can have (400)."""
+
+
+class InvalidChunkedBody(InvalidUWSGIHeader):
+    """A chunk-framed body that breaks the chunk framing (400)."""
+
+
+class MissingChunkedBody(InvalidUWSGIHeader):
+    """The vars announce a chunked body and no chunk came in time (400)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the vars announce a chunked body (HTTP_TRANSFER_ENCODING, no CONTENT_LENGTH) but "
+            "no chunk arrived in time; the uWSGI router forwards chunked bodies only with "
+            "--http-chunked-input"
+        )
 
 
 class UnsupportedModifier(ProtocolError):

@@ -9,10 +9,13 @@ One request per connection: front ends (nginx, Apache, the uWSGI router) never r
 connection, so bytes after the end of the body are left unread in the buffer and nothing here
 ever reads "until EOF".
 
-Shared by every worker kind. The sync and gthread workers, and the asgi worker for a request
-that arrived whole, call :func:`parse_head` on their own buffer (the gthread and sync workers
-drive :class:`UwsgiParser` only for a chunked body); the asgi worker's asyncio protocol drives
-:class:`UwsgiParser` the way it would drive h11.
+Every worker takes the body as events of :class:`UwsgiParser` (:class:`Data`, then
+:class:`EndOfMessage`). The asgi protocol feeds the parser from the first byte, as it would
+h11; the sync and gthread workers parse the head with :func:`parse_head` on their own buffer
+(no parser object for a request without a body), then continue with
+:meth:`UwsgiParser.after_head`, or raise :func:`truncated_head` at EOF (the asgi fast path
+serves with :func:`parse_head` alone a request that arrived whole). Errors are classes of
+:mod:`.errors` (:class:`TruncatedPacket`, :class:`VarsTooLarge`, ...), not reasons to search.
 """
 
 from __future__ import annotations
@@ -22,8 +25,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
-from .chunked import ChunkedDecoder, take
-from .errors import InvalidUWSGIHeader, UnsupportedModifier
+from .chunked import ChunkedDecoder
+from .errors import (
+    InvalidChunkedBody,
+    InvalidVars,
+    TruncatedPacket,
+    UnsupportedModifier,
+    VarsTooLarge,
+)
 from .events import END_OF_MESSAGE, NEED_DATA, Data, EndOfMessage, _Sentinel
 
 __all__ = [
@@ -37,6 +46,7 @@ __all__ = [
     "UwsgiParser",
     "UwsgiRequest",
     "parse_head",
+    "truncated_head",
     "url_scheme",
 ]
 
@@ -49,53 +59,22 @@ PONG: Final = b"\x64\x00\x00\x01"
 
 
 
+@dataclass(slots=True)
 class UwsgiRequest:
     """The head of one uWSGI request: modifiers, the CGI environ and the body framing.
 
     ``environ`` holds every var as ``str`` decoded latin-1 (PEP 3333), with the mapping rules of
     :func:`parse_head` applied; absent vars stay absent (defaults are the WSGI/ASGI layer's job).
-    Treat instances as read-only.
+    ``content_length`` is the body length from CONTENT_LENGTH (0 when absent or empty;
+    meaningless if chunked); ``chunked`` is True when the body is chunk-framed (no
+    CONTENT_LENGTH, the TE var says chunked). Treat instances as read-only.
     """
 
-    __slots__ = ("chunked", "content_length", "environ", "modifier1", "modifier2")
-
-    def __init__(
-        self,
-        modifier1: int,
-        modifier2: int,
-        environ: dict[str, str],
-        content_length: int,
-        chunked: bool,
-    ) -> None:
-        self.modifier1 = modifier1
-        self.modifier2 = modifier2
-        self.environ = environ
-        self.content_length = content_length
-        """Body length from CONTENT_LENGTH (0 when absent or empty; meaningless if chunked)."""
-        self.chunked = chunked
-        """True when the body is chunk-framed (no CONTENT_LENGTH, TE var says chunked)."""
-
-    def __eq__(self, other: object) -> bool:
-        """Compare field by field."""
-        if not isinstance(other, UwsgiRequest):
-            return NotImplemented
-        return (
-            self.modifier1 == other.modifier1
-            and self.modifier2 == other.modifier2
-            and self.content_length == other.content_length
-            and self.chunked == other.chunked
-            and self.environ == other.environ
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        """Show every field."""
-        return (
-            f"UwsgiRequest(modifier1={self.modifier1}, modifier2={self.modifier2}, "
-            f"environ={self.environ!r}, content_length={self.content_length}, "
-            f"chunked={self.chunked})"
-        )
+    modifier1: int
+    modifier2: int
+    environ: dict[str, str]
+    content_length: int
+    chunked: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +119,7 @@ def _check_header(m1: int, size: int, m2: int, max_vars_size: int) -> bool:
                 f"modifier1 100 with modifier2 {m2} is not a ping (only modifier2 0 is served)"
             )
         if size:
-            raise InvalidUWSGIHeader(f"ping (modifier1 100) with a {size}-byte vars block")
+            raise InvalidVars(f"ping (modifier1 100) with a {size}-byte vars block")
         return True
     if m1 != 0 and m1 != 30:
         hint = _MODIFIER_HINTS.get(m1)
@@ -150,9 +129,9 @@ def _check_header(m1: int, size: int, m2: int, max_vars_size: int) -> bool:
             f"unsupported modifier1 {m1} (only 0 and 30 requests and 100 pings are served)"
         )
     if not size:
-        raise InvalidUWSGIHeader("zero-length vars block")
+        raise InvalidVars("zero-length vars block")
     if size > max_vars_size:
-        raise InvalidUWSGIHeader(
+        raise VarsTooLarge(
             f"vars block of {size} bytes exceeds the limit of {max_vars_size} bytes"
         )
     return False
@@ -201,25 +180,25 @@ def _vars_slow(blk: bytes | bytearray, text: str, size: int) -> dict[str, str]:
     i = 0
     while i < size:
         if i + 2 > size:
-            raise InvalidUWSGIHeader(f"truncated key length at offset {i} of the vars block")
+            raise InvalidVars(f"truncated key length at offset {i} of the vars block")
         ks = i + 2
         ke = ks + (blk[i] | blk[i + 1] << 8)
         if ke > size:
-            raise InvalidUWSGIHeader(
+            raise InvalidVars(
                 f"key length {ke - ks} overruns the vars block at offset {ks} "
                 f"(block is {size} bytes)"
             )
         if ke == ks:
-            raise InvalidUWSGIHeader(f"empty key at offset {ks} of the vars block")
+            raise InvalidVars(f"empty key at offset {ks} of the vars block")
         if ke + 2 > size:
-            raise InvalidUWSGIHeader(
+            raise InvalidVars(
                 f"truncated value length at offset {ke} of the vars block "
                 f"(key {_show(text[ks:ke])})"
             )
         vs = ke + 2
         ve = vs + (blk[ke] | blk[ke + 1] << 8)
         if ve > size:
-            raise InvalidUWSGIHeader(
+            raise InvalidVars(
                 f"value length {ve - vs} of key {_show(text[ks:ke])} overruns the vars block "
                 f"at offset {vs} (block is {size} bytes)"
             )
@@ -227,12 +206,12 @@ def _vars_slow(blk: bytes | bytearray, text: str, size: int) -> dict[str, str]:
         value = text[vs:ve]
         bad = _BAD_CHAR.search(key)
         if bad is not None:
-            raise InvalidUWSGIHeader(
+            raise InvalidVars(
                 f"key {_show(key)} contains {_char_name(bad.group())} at offset {ks + bad.start()}"
             )
         bad = _BAD_CHAR.search(value)
         if bad is not None:
-            raise InvalidUWSGIHeader(
+            raise InvalidVars(
                 f"value of {_show(key)} contains {_char_name(bad.group())} "
                 f"at offset {vs + bad.start()}"
             )
@@ -254,9 +233,9 @@ def _finish(m1: int, m2: int, environ: dict[str, str]) -> UwsgiRequest:
     """Apply the CGI mapping rules shared by WSGI and ASGI and build the request head."""
     method = environ.get("REQUEST_METHOD")
     if method is None:
-        raise InvalidUWSGIHeader("missing REQUEST_METHOD")
+        raise InvalidVars("missing REQUEST_METHOD")
     if method not in _COMMON_METHODS and _TOKEN.fullmatch(method) is None:
-        raise InvalidUWSGIHeader(f"REQUEST_METHOD {_show(method)} is not an HTTP token")
+        raise InvalidVars(f"REQUEST_METHOD {_show(method)} is not an HTTP token")
     if "HTTP_CONTENT_LENGTH" in environ or "HTTP_CONTENT_TYPE" in environ:
         for key in _DROPPED:
             environ.pop(key, None)
@@ -264,11 +243,11 @@ def _finish(m1: int, m2: int, environ: dict[str, str]) -> UwsgiRequest:
     chunked = False
     if cl:
         if not (cl.isascii() and cl.isdigit()):
-            raise InvalidUWSGIHeader(f"CONTENT_LENGTH {_show(cl)} is not a decimal number")
+            raise InvalidVars(f"CONTENT_LENGTH {_show(cl)} is not a decimal number")
         try:
             content_length = int(cl)
         except ValueError:  # more digits than int() accepts: no real body is that large
-            raise InvalidUWSGIHeader(f"CONTENT_LENGTH {_show(cl)} is too large") from None
+            raise InvalidVars(f"CONTENT_LENGTH {_show(cl)} is too large") from None
     else:
         content_length = 0
         if cl is None:
@@ -292,8 +271,9 @@ def parse_head(
     """Parse the head at the start of ``buf``: ``(head, bytes used)``, or None if incomplete.
 
     Raises :class:`UnsupportedModifier` for a modifier1 other than 0, 30 (requests) and 100
-    (ping) as soon as the 4-byte header is there, and :class:`InvalidUWSGIHeader` for a
-    malformed header or vars block. Mapping rules applied to the environ:
+    (ping) as soon as the 4-byte header is there, :class:`VarsTooLarge` for a vars block over
+    ``max_vars_size`` and :class:`InvalidVars` for a malformed one. Mapping rules applied to
+    the environ:
 
     - repeated ``HTTP_*`` keys are joined with ``", "`` (``"; "`` for ``HTTP_COOKIE``); a
       repeated non-HTTP key keeps the last value;
@@ -346,6 +326,19 @@ def url_scheme(environ: Mapping[str, str]) -> str:
     return "http"
 
 
+def truncated_head(buf: bytes | bytearray) -> TruncatedPacket:
+    """The error for a head cut short: the peer closed after sending only ``buf``.
+
+    For a worker that reads heads with :func:`parse_head` and meets EOF while it returns None;
+    :class:`UwsgiParser` raises the same at EOF.
+    """
+    n = len(buf)
+    if n < 4:
+        return TruncatedPacket(f"truncated header after {n} of 4 bytes")
+    size = buf[1] | buf[2] << 8
+    return TruncatedPacket(f"truncated vars block after {n - 4} of {size} bytes")
+
+
 _HEAD, _BODY, _CHUNKED, _END_PENDING, _DONE = range(5)
 
 
@@ -354,35 +347,40 @@ class UwsgiParser:
 
     Events come in this order: one :class:`UwsgiRequest`, any number of :class:`Data`, one
     :class:`EndOfMessage`; or a single :class:`Ping`. :data:`NEED_DATA` means "receive more".
-    ``receive_data(b"")`` signals EOF; an incomplete head or body then raises
-    :class:`InvalidUWSGIHeader` with a "truncated ..." reason. A chunked body may never come
-    (the uWSGI router without ``--http-chunked-input`` sends none): the worker applies a read
-    timeout, the parser just waits for bytes. Bytes after the body are left unread.
+    A worker that parsed the head itself with :func:`parse_head` (the fast path) continues
+    with :meth:`after_head`, whose events start at the body. ``receive_data(b"")`` signals EOF;
+    an incomplete head or body then raises :class:`TruncatedPacket`. A chunked body may never
+    come (the uWSGI router without ``--http-chunked-input`` sends none): the worker applies a
+    read timeout (:class:`MissingChunkedBody`), the parser just waits for bytes. Bytes after the
+    body are left unread.
     """
 
-    __slots__ = (
-        "_buf",
-        "_chunks",
-        "_eof",
-        "_max_vars_size",
-        "_remaining",
-        "_state",
-        "_total",
-        "head",
-    )
+    __slots__ = ("_body", "_buf", "_chunks", "_eof", "_max_vars_size", "_remaining", "_state",
+                 "head")
 
     def __init__(self, *, max_vars_size: int = MAX_VARS_SIZE) -> None:
         if max_vars_size < 1:
             raise ValueError(f"max_vars_size must be at least 1, got {max_vars_size}")
         self._max_vars_size = max_vars_size
         self._buf = bytearray()
+        self._body = b""  # CONTENT_LENGTH body bytes received and not handed out yet
         self._eof = False
         self._state = _HEAD
         self._remaining = 0
-        self._total = 0
         self._chunks: ChunkedDecoder | None = None
         self.head: UwsgiRequest | Ping | None = None
         """The head once parsed, else None."""
+
+    @classmethod
+    def after_head(
+        cls, head: UwsgiRequest, rest: bytes | bytearray | memoryview = b""
+    ) -> UwsgiParser:
+        """A parser past ``head`` (parsed by :func:`parse_head`), given ``rest``: the bytes
+        that followed the head. Its first event is the body's first :class:`Data` (or the
+        :class:`EndOfMessage`)."""
+        parser = cls()
+        parser._begin_body(head, rest)
+        return parser
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Append bytes received from the peer; ``b""`` means the peer closed (EOF)."""
@@ -390,10 +388,13 @@ class UwsgiParser:
             if data:
                 raise RuntimeError("received data after EOF")
             return
-        if data:
-            self._buf += data
-        else:
+        if not data:
             self._eof = True
+        elif self._state == _BODY:  # kept as received: a piece is handed out without a copy
+            body = self._body
+            self._body = body + data if body else bytes(data)
+        else:
+            self._buf += data
 
     @property
     def body_remaining(self) -> int | None:
@@ -410,23 +411,6 @@ class UwsgiParser:
         if self._state in (_END_PENDING, _DONE):
             return bytes(self._buf)
         return b""
-
-    def take_buffered(self) -> bytes:
-        """Hand over the body bytes already buffered (at most :attr:`body_remaining`).
-
-        Fast path for a worker that then reads the rest of a CONTENT_LENGTH body straight from
-        its socket. Not available before the head or for a chunked body (RuntimeError).
-        """
-        state = self._state
-        if state == _BODY:
-            data = take(self._buf, self._remaining)
-            self._remaining -= len(data)
-            if not self._remaining:
-                self._state = _END_PENDING
-            return data
-        if state in (_END_PENDING, _DONE):
-            return b""
-        raise RuntimeError("take_buffered() needs a CONTENT_LENGTH body whose head was read")
 
     def next_event(self) -> Event | Literal[_Sentinel.NEED_DATA]:
         """Return the next event, or :data:`NEED_DATA` if more bytes must be received."""
@@ -449,32 +433,58 @@ class UwsgiParser:
         if result is None:
             if not self._eof:
                 return NEED_DATA
-            n = len(buf)
-            if n < 4:
-                raise InvalidUWSGIHeader(f"truncated header after {n} of 4 bytes")
-            size = buf[1] | buf[2] << 8
-            raise InvalidUWSGIHeader(f"truncated vars block after {n - 4} of {size} bytes")
+            raise truncated_head(buf)
         head, used = result
-        del buf[:used]
-        self.head = head
         if isinstance(head, Ping):
+            del buf[:used]
+            self.head = head
             self._state = _DONE
-        elif head.chunked:
-            self._chunks = ChunkedDecoder(error=InvalidUWSGIHeader)
-            self._state = _CHUNKED
         else:
-            self._total = self._remaining = head.content_length
-            self._state = _BODY if head.content_length else _END_PENDING
+            rest = buf[used:]
+            buf.clear()
+            self._begin_body(head, rest)
         return head
 
+    def _begin_body(self, head: UwsgiRequest, rest: bytes | bytearray | memoryview) -> None:
+        """Take up the body framing ``head`` announces; ``rest`` (what followed the head)
+        starts the body."""
+        self.head = head
+        length = head.content_length
+        if length and not head.chunked:
+            self._remaining = length
+            self._state = _BODY
+            if rest:
+                self._body = bytes(rest)
+            return
+        if head.chunked:
+            self._chunks = ChunkedDecoder(error=InvalidChunkedBody)
+            self._state = _CHUNKED
+        else:
+            self._state = _END_PENDING
+        if rest:
+            self._buf += rest
+
     def _body_event(self) -> Data | Literal[_Sentinel.NEED_DATA]:
-        """Hand out buffered bytes of a CONTENT_LENGTH body."""
-        if not self._buf:
+        """Hand out the buffered bytes of a CONTENT_LENGTH body (up to its end)."""
+        data = self._body
+        if not data:
             if self._eof:
-                got = self._total - self._remaining
-                raise InvalidUWSGIHeader(f"truncated body after {got} of {self._total} bytes")
+                assert isinstance(self.head, UwsgiRequest)
+                total = self.head.content_length
+                got = total - self._remaining
+                raise TruncatedPacket(f"truncated body after {got} of {total} bytes")
             return NEED_DATA
-        return Data(self.take_buffered())
+        self._body = b""
+        remaining = self._remaining - len(data)
+        if remaining > 0:
+            self._remaining = remaining
+            return Data(data)
+        if remaining:  # bytes after the body: never read as a request
+            self._buf += data[remaining:]
+            data = data[:remaining]
+        self._remaining = 0
+        self._state = _END_PENDING
+        return Data(data)
 
     def _chunked_event(self) -> Data | EndOfMessage | Literal[_Sentinel.NEED_DATA]:
         """Hand out de-chunked data, then the end of the message."""
@@ -487,7 +497,7 @@ class UwsgiParser:
             self._state = _DONE
             return _END
         if self._eof:
-            raise InvalidUWSGIHeader(
+            raise TruncatedPacket(
                 f"truncated chunked body after {chunks.decoded} data bytes "
                 f"({chunks.describe_position()})"
             )

@@ -18,7 +18,7 @@ import time
 from typing import Any, Protocol
 
 from ..addresses import AddressMatcher
-from ..protocols.errors import InvalidUWSGIHeader, ProtocolError
+from ..protocols.errors import MissingChunkedBody, ProtocolError
 from ..protocols.events import NEED_DATA, Data
 from ..protocols.http import HttpLimits, HttpParser, HttpRequest, error_response
 from ..protocols.uwsgi import UwsgiParser, UwsgiRequest
@@ -105,89 +105,71 @@ class _HttpBody:
 
 
 class _UwsgiBody:
-    """Pull function over a CONTENT_LENGTH-framed uWSGI body (the bytes after the vars)."""
+    """Pull function over the body events of a :class:`UwsgiParser` continued after the head.
 
-    __slots__ = ("_conn", "_heartbeat", "_length", "_pending", "_remaining", "_timeout", "_waits")
+    The first read does not wait; waits are bounded by ``timeout`` in the kernel. A body cut
+    short is the front end leaving, or, chunk-framed, the parser's :class:`TruncatedPacket`.
+    """
 
-    def __init__(self, conn: socket.socket, buffered: bytes, length: int,
-                 heartbeat: Beater, timeout: float | None) -> None:
+    __slots__ = ("_conn", "_heartbeat", "_parser", "_timeout", "_waits")
+
+    def __init__(self, conn: socket.socket, parser: UwsgiParser, heartbeat: Beater,
+                 timeout: float | None) -> None:
+        self._conn = conn
+        self._parser = parser
+        self._heartbeat = heartbeat
         self._timeout = timeout
         self._waits = False
-        if len(buffered) > length:
-            buffered = buffered[:length]  # one request per connection: the rest is not ours
-        self._conn = conn
-        self._pending = buffered
-        self._length = length
-        self._remaining = length - len(buffered)
-        self._heartbeat = heartbeat
 
     @property
     def finished(self) -> bool:
         """True once every body byte was returned."""
-        return self._remaining <= 0 and not self._pending
-
-    def __call__(self) -> bytes:
-        if self._pending:
-            data = self._pending
-            self._pending = b""
-            return data
-        remaining = self._remaining
-        if remaining <= 0:
-            return b""
-        conn = self._conn
-        size = remaining if remaining < RECV_SIZE else RECV_SIZE
-        try:
-            data = conn.recv(size, 0 if self._waits else _DONTWAIT)
-        except TimeoutError:  # a Python-level timeout the socket already had
-            raise ClientDisconnected("timed out reading the request body") from None
-        except BlockingIOError:
-            if self._waits:  # the kernel timeout expired
-                raise ClientDisconnected("timed out reading the request body") from None
-            self._waits = True
-            wait_in_kernel(conn, self._timeout)
-            try:
-                data = conn.recv(size)
-            except (TimeoutError, BlockingIOError):
-                raise ClientDisconnected("timed out reading the request body") from None
-        if not data:
-            raise ClientDisconnected(
-                f"front end closed the connection after {self._length - remaining} of "
-                f"{self._length} body bytes"
-            )
-        self._remaining = remaining - len(data)
-        self._heartbeat.beat()
-        return data
-
-
-class _UwsgiChunkedBody:
-    """Pull function over a chunk-framed uWSGI body (the uWSGI router's --http-chunked-input)."""
-
-    __slots__ = ("_conn", "_heartbeat", "_parser")
-
-    def __init__(self, conn: socket.socket, parser: UwsgiParser, heartbeat: Beater) -> None:
-        self._conn = conn
-        self._parser = parser
-        self._heartbeat = heartbeat
+        return self._parser.body_remaining == 0
 
     def __call__(self) -> bytes:
         parser = self._parser
         while True:
             event = parser.next_event()
-            if event is NEED_DATA:
-                try:
-                    data = self._conn.recv(RECV_SIZE)
-                except TimeoutError:
-                    raise InvalidUWSGIHeader(
-                        "the vars announce a chunked body (HTTP_TRANSFER_ENCODING, no "
-                        "CONTENT_LENGTH) but no chunk arrived in time; the uWSGI router forwards "
-                        "chunked bodies only with --http-chunked-input"
-                    ) from None
-                parser.receive_data(data)  # b"" = EOF: the parser reports the truncation
-                self._heartbeat.beat()
-                continue
             if event.__class__ is Data:
                 return event.data
-            return b""
+            if event is not NEED_DATA:
+                return b""  # EndOfMessage
+            parser.receive_data(self._recv(parser.body_remaining))
+
+    def _recv(self, remaining: int | None) -> bytes:
+        """The next bytes from the socket (at most the rest of a CONTENT_LENGTH body)."""
+        conn = self._conn
+        size = remaining if remaining is not None and remaining < RECV_SIZE else RECV_SIZE
+        try:
+            data = conn.recv(size, 0 if self._waits else _DONTWAIT)
+        except TimeoutError:  # a Python-level timeout the socket already had
+            raise self._stalled(remaining) from None
+        except BlockingIOError:
+            if self._waits:  # the kernel timeout expired
+                raise self._stalled(remaining) from None
+            self._waits = True
+            wait_in_kernel(conn, self._timeout)
+            try:
+                data = conn.recv(size)
+            except (TimeoutError, BlockingIOError):
+                raise self._stalled(remaining) from None
+        if data:
+            self._heartbeat.beat()
+        elif remaining:
+            head = self._parser.head
+            assert isinstance(head, UwsgiRequest)
+            raise ClientDisconnected(
+                f"front end closed the connection after {head.content_length - remaining} of "
+                f"{head.content_length} body bytes"
+            )
+        return data  # b"" inside a chunked body: the parser reports the truncation
+
+    @staticmethod
+    def _stalled(remaining: int | None) -> Exception:
+        """The error for a wait that timed out."""
+        if remaining is None:
+            return MissingChunkedBody()
+        return ClientDisconnected("timed out reading the request body")
 
 
 class BlockingWorker(Worker):
@@ -312,17 +294,6 @@ class BlockingWorker(Worker):
             return True
         return False
 
-    def uwsgi_truncated(self, buf: bytes) -> ProtocolError:
-        """The error for a uWSGI packet cut short by the front end closing after ``buf``."""
-        parser = UwsgiParser(max_vars_size=self.uwsgi_max_vars)
-        parser.receive_data(buf)
-        parser.receive_data(b"")
-        try:
-            parser.next_event()
-        except ProtocolError as exc:
-            return exc
-        return InvalidUWSGIHeader("truncated packet")
-
     def uwsgi_invalid(self, listener: Any, conn: socket.socket, peer: Any,
                       exc: ProtocolError) -> None:
         """Log and answer a malformed uWSGI packet."""
@@ -342,16 +313,11 @@ class BlockingWorker(Worker):
     ) -> None:
         """Serve a parsed uWSGI request whose packet (and maybe some body) is in ``buf``."""
         environ = self.builders[listener.sock.fileno()].build(head.environ)
-        if head.chunked:
-            parser = UwsgiParser(max_vars_size=self.uwsgi_max_vars)
-            parser.receive_data(buf)
-            parser.next_event()  # the head, again: the rare chunked case re-parses it
-            if self.header_timeout:
-                conn.settimeout(self.header_timeout)
-            body: Any = Input(_UwsgiChunkedBody(conn, parser, beater))
-        elif head.content_length:
-            body = Input(_UwsgiBody(conn, buf[used:], head.content_length, beater,
-                                    self.io_timeout))
+        if head.content_length or head.chunked:
+            # the uWSGI router may announce a chunked body it never sends: header_timeout
+            timeout = self.header_timeout or self.io_timeout if head.chunked else self.io_timeout
+            parser = UwsgiParser.after_head(head, buf[used:])
+            body: Any = Input(_UwsgiBody(conn, parser, beater, timeout))
         else:
             body = EMPTY_INPUT
         environ["wsgi.input"] = body

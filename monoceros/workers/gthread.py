@@ -31,7 +31,7 @@ from typing import Any
 from ..protocols.errors import ProtocolError
 from ..protocols.events import NEED_DATA
 from ..protocols.http import HttpParser, HttpRequest
-from ..protocols.uwsgi import PONG, Ping, UwsgiRequest, parse_head
+from ..protocols.uwsgi import PONG, Ping, UwsgiRequest, parse_head, truncated_head
 from .blocking import RECV_SIZE, BlockingWorker
 
 __all__ = ["ThreadWorker"]
@@ -454,7 +454,7 @@ class ThreadWorker(BlockingWorker):
                 if not data:
                     if not buf:
                         return False  # connected and closed: a health check, nothing to say
-                    raise self.uwsgi_truncated(buf)
+                    raise truncated_head(buf)
                 buf += data
                 parsed = parse_head(buf, self.uwsgi_max_vars)
                 if parsed is not None:

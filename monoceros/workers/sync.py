@@ -21,7 +21,7 @@ from typing import Any
 from ..protocols.errors import ProtocolError
 from ..protocols.events import NEED_DATA
 from ..protocols.http import HttpParser
-from ..protocols.uwsgi import PONG, Ping, parse_head
+from ..protocols.uwsgi import PONG, Ping, parse_head, truncated_head
 from ..socket_waits import KERNEL_TIMEOUTS, wait_in_kernel
 from ..wsgi.body import ClientDisconnected
 from .blocking import RECV_SIZE, BlockingWorker, error_response
@@ -286,7 +286,7 @@ class SyncWorker(BlockingWorker):
                 if not data:
                     if not buf:
                         return  # connected and closed: a health check, nothing to say
-                    raise self.uwsgi_truncated(buf)
+                    raise truncated_head(buf)
                 buf += data
         except ProtocolError as exc:
             self.uwsgi_invalid(listener, conn, peer, exc)

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from monoceros.protocols.errors import InvalidUWSGIHeader, ProtocolError, UnsupportedModifier
+from monoceros.protocols.errors import (
+    InvalidChunkedBody,
+    InvalidUWSGIHeader,
+    InvalidVars,
+    MissingChunkedBody,
+    ProtocolError,
+    TruncatedPacket,
+    UnsupportedModifier,
+    VarsTooLarge,
+)
 from monoceros.protocols.uwsgi import (
     MAX_VARS_SIZE,
     NEED_DATA,
@@ -19,6 +28,7 @@ from monoceros.protocols.uwsgi import (
     UwsgiParser,
     UwsgiRequest,
     parse_head,
+    truncated_head,
     url_scheme,
 )
 
@@ -220,7 +230,7 @@ def test_capture_whole(name: str) -> None:
     assert len(data) == 4 + size + after
     out = whole(data)
     if framing == "error":
-        assert isinstance(out.error, InvalidUWSGIHeader)
+        assert type(out.error) is InvalidVars
         assert out.head is None
         return
     head = out.head
@@ -235,7 +245,7 @@ def test_capture_whole(name: str) -> None:
             assert out.error is None and out.complete
             assert len(out.body) == CHUNKED_PAYLOAD_LEN
         else:  # the router dropped the body: EOF while waiting for a chunk
-            assert isinstance(out.error, InvalidUWSGIHeader)
+            assert type(out.error) is TruncatedPacket
             assert "truncated chunked body after 0" in out.error.reason
         return
     assert out.error is None and out.complete
@@ -253,7 +263,7 @@ def test_capture_parse_head_matches_parser(name: str) -> None:
     data = load(name)
     _, size, framing, _ = EXPECTED[name]
     if framing == "error":
-        with pytest.raises(InvalidUWSGIHeader):
+        with pytest.raises(InvalidVars):
             parse_head(data)
         return
     result = parse_head(bytearray(data))
@@ -285,7 +295,8 @@ def truncation_points(data: bytes, used: int) -> list[int]:
 
 @pytest.mark.parametrize("name", capture_names())
 def test_capture_every_truncation(name: str) -> None:
-    """A capture cut anywhere then EOF: InvalidUWSGIHeader, or the full result once complete."""
+    """A capture cut anywhere then EOF: TruncatedPacket (or, for a malformed capture whose head
+    is in, InvalidVars), or the full result once complete."""
     data = load(name)
     _, size, framing, after = EXPECTED[name]
     used = 4 + size
@@ -303,8 +314,79 @@ def test_capture_every_truncation(name: str) -> None:
         if cut >= complete_at:
             assert out.same_result() == full, cut
         else:
-            assert isinstance(out.error, InvalidUWSGIHeader), (cut, out)
-            assert "truncated" in out.error.reason or framing == "error", (cut, out.error)
+            kind = InvalidVars if framing == "error" and cut >= used else TruncatedPacket
+            assert type(out.error) is kind, (cut, out)
+            assert ("truncated" in out.error.reason) is (kind is TruncatedPacket), (cut, out)
+
+
+def continued(data: bytes, with_head: int, piece: int = 65536) -> Outcome:
+    """What the sync and gthread workers do: :func:`parse_head`, then a parser continued with
+    :meth:`UwsgiParser.after_head` given ``with_head`` bytes, then the rest in pieces, then EOF."""
+    result = parse_head(data)
+    assert result is not None
+    head, used = result
+    assert isinstance(head, UwsgiRequest)
+    out = Outcome(head=head, kinds=["UwsgiRequest"])
+    parser = UwsgiParser.after_head(head, data[used : used + with_head])
+    rest = data[used + with_head :]
+    try:
+        more = pull(parser, out)
+        for i in range(0, len(rest), piece):
+            if not more:
+                break
+            parser.receive_data(rest[i : i + piece])
+            more = pull(parser, out)
+        if more:
+            parser.receive_data(b"")
+            pull(parser, out)
+    except ProtocolError as exc:
+        out.error = exc
+    return out
+
+
+def well_formed_captures() -> list[str]:
+    """The captures whose head parses (all but the malformed ones)."""
+    return [n for n in capture_names() if n == MISSING or EXPECTED[n][2] != "error"]
+
+
+@pytest.mark.parametrize("name", well_formed_captures())
+def test_capture_after_head_matches_parser(name: str) -> None:
+    """A parser continued after parse_head gives the events of one fed from the first byte,
+    whatever part of the body came with the head and however the rest is cut."""
+    data = load(name)
+    used = 4 + EXPECTED[name][1]
+    full = whole(data)
+    for with_head in sorted({0, 1, 100, len(data) - used}):
+        for piece in (1 << 16, 7):
+            if piece == 7 and len(data) > 100_000:
+                continue  # 1 MiB in 7-byte pieces is slow; the 64 KiB pieces cover them
+            out = continued(data, with_head, piece)
+            assert out.same_result() == full.same_result(), (with_head, piece)
+            assert out.kinds == full.kinds, (with_head, piece)
+
+
+@pytest.mark.parametrize("name", well_formed_captures())
+def test_capture_after_head_truncated_anywhere(name: str) -> None:
+    """Cut anywhere after the head then EOF: the continued parser says what the parser fed
+    from the first byte says (the same TruncatedPacket, reason included)."""
+    data = load(name)
+    used = 4 + EXPECTED[name][1]
+    for cut in truncation_points(data, used):
+        if cut >= used:
+            cut_data = data[:cut]
+            assert continued(cut_data, cut - used).same_result() == whole(cut_data).same_result()
+
+
+@pytest.mark.parametrize("name", capture_names())
+def test_truncated_head_matches_parser(name: str) -> None:
+    """truncated_head words a head cut anywhere as the parser does at EOF."""
+    data = load(name)
+    used = 4 + EXPECTED[name][1]
+    for cut in range(0, used, max(1, used // 400)):
+        err = truncated_head(data[:cut])
+        parsed = whole(data[:cut]).error
+        assert type(err) is TruncatedPacket and type(parsed) is TruncatedPacket
+        assert err.reason == parsed.reason
 
 
 # -- what the captures must say --------------------------------------------------------------
@@ -450,9 +532,9 @@ def test_vars_block_near_64k_accepted() -> None:
     assert env["HTTP_X_BIG_1"] == "a" * 40000
     assert env["HTTP_X_BIG_2"] == "b" * 25000
     err = error_of(data, max_vars_size=65370)
-    assert isinstance(err, InvalidUWSGIHeader)
+    assert type(err) is VarsTooLarge and err.status == 400
     assert "65371" in err.reason and "65370" in err.reason
-    with pytest.raises(InvalidUWSGIHeader):
+    with pytest.raises(VarsTooLarge):
         parse_head(data[:4], 4096)  # rejected from the 4-byte header alone
 
 
@@ -484,17 +566,15 @@ def test_router_chunked_without_body_waits() -> None:
     assert parser.body_remaining is None
     for _ in range(3):
         assert parser.next_event() is NEED_DATA
-    with pytest.raises(RuntimeError):
-        parser.take_buffered()
     parser.receive_data(b"")
-    with pytest.raises(InvalidUWSGIHeader, match="truncated chunked body after 0 data bytes"):
+    with pytest.raises(TruncatedPacket, match="truncated chunked body after 0 data bytes"):
         parser.next_event()
 
 
 def test_malformed_uwsgi_curl_rejected_with_offset() -> None:
     """uwsgi_curl counts characters, not bytes: the key length overrun names offset 47."""
     err = error_of(load("uwsgi_curl-get-utf8.bin"))
-    assert type(err) is InvalidUWSGIHeader and err.status == 400
+    assert type(err) is InvalidVars and err.status == 400
     assert err.reason == "key length 3753 overruns the vars block at offset 47 (block is 170 bytes)"
 
 
@@ -563,7 +643,7 @@ def test_pong_and_ping_with_vars_rejected() -> None:
     """A pong (modifier2 1) is not served; a ping with vars is malformed."""
     with pytest.raises(UnsupportedModifier, match="modifier2 1"):
         parse_head(PONG)
-    with pytest.raises(InvalidUWSGIHeader, match="ping"):
+    with pytest.raises(InvalidVars, match="ping"):
         parse_head(b"\x64\x05\x00\x00")
 
 
@@ -603,7 +683,7 @@ def test_modifier2_passed_through() -> None:
 
 def test_zero_length_vars_block() -> None:
     """A request with datasize 0 is malformed."""
-    with pytest.raises(InvalidUWSGIHeader, match="zero-length vars block"):
+    with pytest.raises(InvalidVars, match="zero-length vars block"):
         parse_head(b"\x00\x00\x00\x00")
 
 
@@ -611,7 +691,7 @@ def test_vars_block_over_limit() -> None:
     """A vars block larger than max_vars_size is rejected from the header alone."""
     data = packet(("PATH_INFO", "/" * 100))
     size = data[1] | data[2] << 8
-    with pytest.raises(InvalidUWSGIHeader, match=f"vars block of {size} bytes exceeds"):
+    with pytest.raises(VarsTooLarge, match=f"vars block of {size} bytes exceeds"):
         parse_head(data[:4], size - 1)
     assert parse_head(data, size) is not None
     with pytest.raises(ValueError):
@@ -628,14 +708,16 @@ def test_vars_block_over_limit() -> None:
 )
 def test_truncated_head_at_eof(data: bytes, reason: str) -> None:
     """EOF inside the header or the vars block names how much arrived."""
-    assert error_of(data).reason == reason
+    err = error_of(data)
+    assert type(err) is TruncatedPacket and err.status == 400
+    assert err.reason == reason
 
 
 def test_truncated_body_at_eof() -> None:
     """EOF inside a CONTENT_LENGTH body names how much arrived."""
     data = packet(("CONTENT_LENGTH", "10"), body=b"abc")
     err = error_of(data)
-    assert type(err) is InvalidUWSGIHeader
+    assert type(err) is TruncatedPacket
     assert err.reason == "truncated body after 3 of 10 bytes"
 
 
@@ -665,7 +747,7 @@ def raw_block(block: bytes) -> bytes:
 )
 def test_vars_framing_errors(block: bytes, reason: str) -> None:
     """Every framing error of the vars block is reported with its offset."""
-    with pytest.raises(InvalidUWSGIHeader) as info:
+    with pytest.raises(InvalidVars) as info:
         parse_head(raw_block(block))
     assert info.value.reason == reason
 
@@ -673,29 +755,29 @@ def test_vars_framing_errors(block: bytes, reason: str) -> None:
 @pytest.mark.parametrize(("char", "label"), [("\r", "CR"), ("\n", "LF"), ("\x00", "NUL")])
 def test_forbidden_characters(char: str, label: str) -> None:
     """CR, LF and NUL are refused in keys and in values, escaped in the reason."""
-    with pytest.raises(InvalidUWSGIHeader) as info:
+    with pytest.raises(InvalidVars) as info:
         parse_head(packet(("HTTP_X" + char, "v")))
     # REQUEST_METHOD=GET fills offsets 0-20; the key starts at 23
     assert info.value.reason == f"key {'HTTP_X' + char!r} contains {label} at offset 29"
     assert char not in info.value.reason
-    with pytest.raises(InvalidUWSGIHeader) as info:
+    with pytest.raises(InvalidVars) as info:
         parse_head(packet(("HTTP_X", "a" + char + "b")))
     assert info.value.reason == f"value of 'HTTP_X' contains {label} at offset 32"
     # the same value repeated takes the careful path too
-    with pytest.raises(InvalidUWSGIHeader, match=label):
+    with pytest.raises(InvalidVars, match=label):
         parse_head(packet(("HTTP_X", "a"), ("HTTP_X", char)))
 
 
 def test_forbidden_key_reason_is_escaped() -> None:
     """A key with CR is shown escaped, so the log line stays one line."""
-    with pytest.raises(InvalidUWSGIHeader) as info:
+    with pytest.raises(InvalidVars) as info:
         parse_head(packet(("X\rY", "v")))
     assert info.value.reason == "key 'X\\rY' contains CR at offset 24"
 
 
 def test_long_peer_text_is_cut_in_reasons() -> None:
     """Peer strings quoted in a reason are cut short."""
-    with pytest.raises(InvalidUWSGIHeader) as info:
+    with pytest.raises(InvalidVars) as info:
         parse_head(packet(("REQUEST_METHOD", "G E" * 100)))
     assert len(info.value.reason) < 100 and "..." in info.value.reason
 
@@ -703,7 +785,7 @@ def test_long_peer_text_is_cut_in_reasons() -> None:
 @pytest.mark.parametrize("method", ["", "GE T", "GET\t", "G\x7fT", "GÉT", "(GET)", "GET/"])
 def test_method_must_be_a_token(method: str) -> None:
     """REQUEST_METHOD must be an RFC 9110 token."""
-    with pytest.raises(InvalidUWSGIHeader, match=r"REQUEST_METHOD .* is not an HTTP token"):
+    with pytest.raises(InvalidVars, match=r"REQUEST_METHOD .* is not an HTTP token"):
         parse_head(packet(("REQUEST_METHOD", method)))
 
 
@@ -715,7 +797,7 @@ def test_method_tokens_accepted(method: str) -> None:
 
 def test_missing_method() -> None:
     """A request without REQUEST_METHOD is malformed."""
-    with pytest.raises(InvalidUWSGIHeader, match="missing REQUEST_METHOD"):
+    with pytest.raises(InvalidVars, match="missing REQUEST_METHOD"):
         parse_head(encode([(b"PATH_INFO", b"/")]))
 
 
@@ -724,13 +806,13 @@ def test_missing_method() -> None:
 )
 def test_content_length_must_be_plain_decimal(value: str) -> None:
     """Only ASCII digits make a CONTENT_LENGTH (int() would take several of these)."""
-    with pytest.raises(InvalidUWSGIHeader, match=r"CONTENT_LENGTH .* is not a decimal number"):
+    with pytest.raises(InvalidVars, match=r"CONTENT_LENGTH .* is not a decimal number"):
         parse_head(packet(("CONTENT_LENGTH", value)))
 
 
 def test_content_length_with_too_many_digits() -> None:
     """A huge digit string is a protocol error, never a ValueError from int()."""
-    with pytest.raises(InvalidUWSGIHeader, match="too large"):
+    with pytest.raises(InvalidVars, match="too large"):
         parse_head(packet(("CONTENT_LENGTH", "9" * 5000)))
 
 
@@ -927,15 +1009,16 @@ def test_chunked_in_pieces() -> None:
     ],
 )
 def test_malformed_chunk_framing(body: bytes, reason: str) -> None:
-    """Bad chunk framing is an InvalidUWSGIHeader with a reason, not a hang or a crash."""
+    """Bad chunk framing is an InvalidChunkedBody with a reason, not a hang or a crash."""
     err = error_of(chunked_packet(body))
-    assert type(err) is InvalidUWSGIHeader
+    assert type(err) is InvalidChunkedBody and err.status == 400
     assert reason in err.reason
 
 
 def test_truncated_chunked_body_reason() -> None:
     """EOF inside chunk data says how much was decoded and where it stopped."""
     err = error_of(chunked_packet(b"5\r\nhel"))
+    assert type(err) is TruncatedPacket
     assert err.reason == (
         "truncated chunked body after 3 data bytes (inside a chunk, 2 data bytes missing)"
     )
@@ -944,26 +1027,23 @@ def test_truncated_chunked_body_reason() -> None:
 # -- parser API --------------------------------------------------------------------------------
 
 
-def test_take_buffered_fast_path() -> None:
-    """take_buffered hands over at most body_remaining bytes, leaving what follows unread."""
+def test_body_events_count_down_to_content_length() -> None:
+    """Data events hand over at most body_remaining bytes, leaving what follows unread."""
     data = packet(("CONTENT_LENGTH", "10"), body=b"0123")
     parser = UwsgiParser()
     assert parser.body_remaining is None
-    with pytest.raises(RuntimeError):
-        parser.take_buffered()
     parser.receive_data(data)
     assert isinstance(parser.next_event(), UwsgiRequest)
     assert parser.body_remaining == 10
-    assert parser.take_buffered() == b"0123"
+    assert parser.next_event() == Data(b"0123")
     assert parser.body_remaining == 6
-    assert parser.take_buffered() == b""
     assert parser.next_event() is NEED_DATA
+    assert parser.trailing_data == b""
     parser.receive_data(b"456789EXTRA")
-    assert parser.take_buffered() == b"456789"
+    assert parser.next_event() == Data(b"456789")
     assert parser.body_remaining == 0
     assert parser.trailing_data == b"EXTRA"
     assert parser.next_event() == EndOfMessage()
-    assert parser.take_buffered() == b""
     with pytest.raises(RuntimeError, match="one request per connection"):
         parser.next_event()
 
@@ -1005,3 +1085,50 @@ def test_request_equality_and_repr() -> None:
     assert a == b and a != c and a != "x"
     assert "environ={'REQUEST_METHOD': 'GET', 'PATH_INFO': '/'}" in repr(a)
     assert repr(NEED_DATA) == "NEED_DATA"
+
+
+def test_after_head_without_body_ends_at_once() -> None:
+    """A head without a body: the continued parser's first event is the end; later bytes are
+    trailing data, never a request."""
+    head = head_of(packet(("PATH_INFO", "/")))
+    parser = UwsgiParser.after_head(head, b"NEXT")
+    assert parser.head is head and parser.body_remaining == 0
+    assert parser.next_event() == EndOfMessage()
+    assert parser.trailing_data == b"NEXT"
+
+
+def test_after_head_hands_body_pieces_over_uncopied() -> None:
+    """A CONTENT_LENGTH body piece is handed out as received (no copy on the hot path), and
+    only the bytes after the body are split off."""
+    data = packet(("CONTENT_LENGTH", "10"), body=b"0123")
+    head = head_of(data)
+    rest = b"0123"
+    parser = UwsgiParser.after_head(head, rest)
+    event = parser.next_event()
+    assert isinstance(event, Data) and event.data is rest
+    piece = b"456"
+    parser.receive_data(piece)
+    event = parser.next_event()
+    assert isinstance(event, Data) and event.data is piece
+    assert parser.next_event() is NEED_DATA and parser.body_remaining == 3
+    parser.receive_data(b"78")
+    parser.receive_data(bytearray(b"9EXTRA"))
+    assert parser.next_event() == Data(b"789")
+    assert parser.next_event() == EndOfMessage()
+    assert parser.trailing_data == b"EXTRA"
+
+
+def test_error_kinds() -> None:
+    """Every uwsgi error kind is an InvalidUWSGIHeader answered 400 but an unsupported modifier
+    (501); the missing chunked body keeps the reason its log line always had."""
+    for kind in (TruncatedPacket, VarsTooLarge, InvalidVars, InvalidChunkedBody):
+        assert issubclass(kind, InvalidUWSGIHeader) and kind("x").status == 400
+    assert not issubclass(UnsupportedModifier, InvalidUWSGIHeader)
+    assert UnsupportedModifier("x").status == 501
+    missing = MissingChunkedBody()
+    assert isinstance(missing, InvalidUWSGIHeader) and missing.status == 400
+    assert missing.reason == (
+        "the vars announce a chunked body (HTTP_TRANSFER_ENCODING, no CONTENT_LENGTH) but no "
+        "chunk arrived in time; the uWSGI router forwards chunked bodies only with "
+        "--http-chunked-input"
+    )

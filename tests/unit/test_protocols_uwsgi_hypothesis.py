@@ -1,5 +1,7 @@
-"""Property tests of the uWSGI parser: generated packets round-trip, garbage only raises
-ProtocolError, overrunning lengths are always rejected."""
+"""Property tests of the uWSGI parser: generated packets round-trip, in any split and whether
+the head was read by the parser or by parse_head (as the sync and gthread workers do), a cut
+anywhere is a TruncatedPacket, garbage only raises ProtocolError, overrunning lengths are always
+rejected."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monoceros.protocols.errors import InvalidUWSGIHeader, ProtocolError
+from monoceros.protocols.errors import InvalidUWSGIHeader, ProtocolError, TruncatedPacket
 from monoceros.protocols.uwsgi import (
     NEED_DATA,
     Data,
@@ -18,6 +20,7 @@ from monoceros.protocols.uwsgi import (
     UwsgiParser,
     UwsgiRequest,
     parse_head,
+    truncated_head,
 )
 
 from unit_support import encode
@@ -96,20 +99,22 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
-def run(pieces: list[bytes]) -> tuple[UwsgiRequest | Ping | None, bytes, bool]:
-    """Feed the pieces then EOF; return (head, body, ended). Lets ProtocolError escape."""
-    parser = UwsgiParser()
-    head: UwsgiRequest | Ping | None = None
+Outcome = tuple[UwsgiRequest | Ping | None, bytes, bool]
+
+
+def drive(parser: UwsgiParser, pieces: list[bytes], head: UwsgiRequest | Ping | None) -> Outcome:
+    """Pull events after each piece and after EOF; (head, body, ended). ProtocolError escapes."""
     body = bytearray()
     for piece in [*pieces, b""]:
         parser.receive_data(piece)
-        for _ in range(len(piece) + 10):
+        for _ in range(100_000):  # each buffered byte gives at most one event
             event = parser.next_event()
             if event is NEED_DATA:
                 break
             if isinstance(event, Data):
                 body += event.data
             elif isinstance(event, (UwsgiRequest, Ping)):
+                assert head is None, "a second head"
                 head = event
                 if isinstance(event, Ping):
                     return head, bytes(body), True
@@ -121,9 +126,36 @@ def run(pieces: list[bytes]) -> tuple[UwsgiRequest | Ping | None, bytes, bool]:
     return head, bytes(body), False
 
 
+def run(pieces: list[bytes]) -> Outcome:
+    """Feed the pieces then EOF to a parser from the first byte."""
+    return drive(UwsgiParser(), pieces, None)
+
+
+def run_after_head(pieces: list[bytes]) -> Outcome:
+    """The sync and gthread workers' way: parse_head on the bytes so far until the head is in
+    (truncated_head at EOF before), then a parser continued after it for the rest."""
+    buf = b""
+    result = None
+    read = 0
+    while result is None:
+        if read == len(pieces):
+            raise truncated_head(buf)
+        buf += pieces[read]
+        read += 1
+        result = parse_head(buf)
+    head, used = result
+    if isinstance(head, Ping):
+        return head, b"", True
+    return drive(UwsgiParser.after_head(head, buf[used:]), pieces[read:], head)
+
+
+Request = tuple[list[tuple[str, str]], bytes, bytes, str, bytes]
+
+
 @st.composite
-def requests(draw: st.DrawFn) -> tuple[list[tuple[str, str]], bytes, bytes, str]:
-    """Generated request: (wire pairs, body, wire bytes after the vars block, framing)."""
+def requests(draw: st.DrawFn) -> Request:
+    """Generated request: (wire pairs, body, wire bytes after the vars block, framing, the junk
+    that ends those wire bytes and belongs to no request)."""
     keys = st.one_of(
         st.sampled_from(KNOWN_KEYS),
         st.text(SAFE_CHARS, min_size=1, max_size=12),
@@ -158,16 +190,14 @@ def requests(draw: st.DrawFn) -> tuple[list[tuple[str, str]], bytes, bytes, str]
     else:
         wire = body + junk  # no CONTENT_LENGTH: no body, whatever follows
         body = b""
-    return pairs, body, wire, framing
+    return pairs, body, wire, framing, junk
 
 
 @SETTINGS
 @given(requests(), st.data())
-def test_round_trip(
-    request: tuple[list[tuple[str, str]], bytes, bytes, str], data: st.DataObject
-) -> None:
+def test_round_trip(request: Request, data: st.DataObject) -> None:
     """encode -> parse (any split) gives the environ under the merge rules and the same body."""
-    pairs, body, wire, framing = request
+    pairs, body, wire, framing, _ = request
     raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
     m1 = data.draw(st.sampled_from([0, 30]))
     packet = encode(raw, modifier1=m1, body=wire)
@@ -263,3 +293,53 @@ def test_overrunning_length_always_rejected(
     else:
         assert reason.startswith(f"value length {length} of key ")
         assert f" overruns the vars block at offset {start} " in reason
+
+
+def framed_packet(request: Request, m1: int) -> tuple[bytes, int]:
+    """The wire bytes of a generated request and where its message ends (head plus body)."""
+    pairs, body, wire, framing, junk = request
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
+    packet = encode(raw, modifier1=m1, body=wire)
+    if framing == "chunked":
+        return packet, len(packet) - len(junk)
+    return packet, len(packet) - len(wire) + (len(body) if framing == "length" else 0)
+
+
+@SETTINGS
+@given(requests(), st.sampled_from([0, 30]), st.data())
+def test_any_split_same_events_both_ways(
+    request: Request, m1: int, data: st.DataObject
+) -> None:
+    """A packet fed in any split gives the same head, body and end as fed whole, whether a
+    parser reads it from the first byte or continues after parse_head."""
+    packet, _ = framed_packet(request, m1)
+    expected = run([packet])
+    assert expected[2] and expected[1] == request[1]
+    cuts = data.draw(st.lists(st.integers(0, len(packet)), max_size=8))
+    assert run(split(packet, cuts)) == expected
+    assert run_after_head(split(packet, cuts)) == expected
+    assert run_after_head([packet]) == expected
+
+
+@SETTINGS
+@given(requests(), st.sampled_from([0, 30]), st.data())
+def test_truncation_anywhere_is_a_truncated_packet(
+    request: Request, m1: int, data: st.DataObject
+) -> None:
+    """A packet cut anywhere before the end of its message, then EOF, is a TruncatedPacket with
+    the same reason both ways; from the end of the message on, it is the whole request."""
+    packet, complete_at = framed_packet(request, m1)
+    cut = data.draw(st.integers(0, len(packet)))
+    pieces = split(packet[:cut], data.draw(st.lists(st.integers(0, cut), max_size=4)))
+    if cut >= complete_at:
+        assert run(pieces) == run_after_head(pieces) == run([packet])
+        return
+    errors = []
+    for way in (run, run_after_head):
+        try:
+            way(pieces)
+        except TruncatedPacket as exc:
+            errors.append(exc.reason)
+        else:
+            raise AssertionError(f"{way.__name__}: a cut at {cut} of {complete_at} accepted")
+    assert errors[0] == errors[1] and errors[0].startswith("truncated ")

@@ -85,7 +85,6 @@ class Acceptor:
         """Stop accepting; connections wait in the listen backlog."""
         if self._resume is not None:  # a stop ends a pause too
             self._resume.cancel()
-            self._resume = None
         if not self.accepting:
             return
         self.accepting = False
@@ -102,11 +101,7 @@ class Acceptor:
     def pause(self, seconds: float) -> None:
         """Stop accepting for ``seconds`` (an accept() error that retrying at once repeats)."""
         self.stop()
-        self._resume = self.loop.call_later(seconds, self._resume_accepting)
-
-    def _resume_accepting(self) -> None:
-        self._resume = None
-        self.start()
+        self._resume = self.loop.call_later(seconds, self.start)
 
     # ------------------------------------------------------------------ accepting
 

@@ -95,8 +95,7 @@ class AsgiWorker(Worker):
         loop.add_signal_handler(signal.SIGUSR1, self._on_usr1)
         for fast in (signal.SIGQUIT, signal.SIGINT):
             loop.add_signal_handler(fast, self._on_quit)
-        timeout = cfg.timeout
-        self._tick_every = min(1.0, timeout / 2.0) if timeout > 0 else 1.0
+        self._tick_every = self.idle_wait(1.0)
         if cfg.header_timeout or cfg.keepalive:
             self._tick_every = min(self._tick_every, 0.5)
         self._tick()

@@ -41,9 +41,8 @@ ACCEPT_RETRY = frozenset((errno.ECONNABORTED, errno.EPROTO, errno.EINTR))
 """``accept()`` errors retried at once: the connection was lost before it was accepted (the
 client gave up), or a signal came; the next connection in the queue is unaffected."""
 ACCEPT_BACKOFF = 0.1
-"""Seconds a worker stops accepting on a listener after any other ``accept()`` error (EMFILE,
-ENFILE, ENOBUFS, ENOMEM: out of descriptors or memory), so it does not spin on a queue it cannot
-take from; the error is logged."""
+"""Seconds without accepting after any other ``accept()`` error (EMFILE, ENFILE, ENOBUFS, ENOMEM:
+out of descriptors or memory), so the worker does not spin on a queue it cannot take from."""
 
 _IGNORED_SIGNALS = ("SIGHUP", "SIGTTIN", "SIGTTOU", "SIGUSR2", "SIGWINCH")
 
@@ -349,6 +348,11 @@ class Worker:
         """Accept nothing for ``seconds``: a worker on blocking sockets sleeps."""
         time.sleep(seconds)
 
+    def idle_wait(self, most: float) -> float:
+        """Seconds an idle worker may wait for work before it beats: ``timeout / 2``, at most
+        ``most`` (also with ``timeout = 0``)."""
+        return min(most, self.timeout) if self.timeout > 0 else most
+
     def check_max_requests(self) -> bool:
         """After a request: once ``max_requests`` are served, log it and stop accepting
         (``alive`` False: the request in flight finishes). True when this call stopped it."""
@@ -359,21 +363,14 @@ class Worker:
         return True
 
     def serves_listen_queue(self) -> bool:
-        """Whether this stopping worker serves the connections waiting in the listen queues.
-
-        Only on a graceful stop of the server (``TERM`` from a stopping master, or sent to the
-        worker directly): the last process to close a listening socket resets every connection
-        still queued on it (nginx then answers 502, and does not retry a POST). Not when the
-        master keeps the listeners open while this worker leaves (replaced on ``HUP``, retired
-        on ``TTOU`` or ``WINCH``), nor after ``max_requests``: the other workers take them.
-        """
+        """Whether this stopping worker serves the connections waiting in the listen queues: on
+        a graceful stop of the server, as the last process to close a listener resets what is
+        queued on it (nginx answers 502). Not when the master keeps the listeners open (worker
+        replaced on HUP, retired on TTOU or WINCH), nor after max_requests."""
         return self.graceful_stop and not self.heartbeat.listeners_kept()
 
-    def take_listen_queue(
-        self,
-        take: Callable[[Listener, socket.socket, Any], None],
-        deadline: float = float("inf"),
-    ) -> None:
+    def take_listen_queue(self, take: Callable[[Listener, socket.socket, Any], None],
+                          deadline: float = float("inf")) -> None:
         """Accept what waits in each listener's queue, without waiting, and give each
         connection and its peer address to ``take``: at most ``backlog`` connections per
         listener, none after ``deadline`` (``time.monotonic()``); the heartbeat beats between."""

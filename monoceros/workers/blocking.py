@@ -373,9 +373,8 @@ class BlockingWorker(Worker):
     ) -> bool:
         """Call the application and send its response; then log, run hooks, drain.
 
-        ``uwsgi``: the response goes to a uWSGI front end; ``keep_alive``: the connection may
-        carry another request after this one (``http10``: an HTTP/1.0 client, which must ask
-        for it). A HEAD request gets the headers only.
+        ``uwsgi``: to a uWSGI front end; ``keep_alive``: the connection may carry another
+        request (``http10``: from an HTTP/1.0 client, which must ask for it).
 
         Returns True when the response kept the connection open and it can carry another
         request: complete, framed, and the request body read to its end.

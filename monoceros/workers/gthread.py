@@ -158,7 +158,7 @@ class ThreadWorker(BlockingWorker):
         poller = self._poller
         heartbeat = self.heartbeat
         timeout = self.cfg.timeout
-        wait = min(_TICK, timeout / 2.0) if timeout > 0 else _TICK
+        wait = self.idle_wait(_TICK)
         by_fd = {listener.sock.fileno(): listener for listener in self.listeners}
         wakeup = self._wakeup_r
         parked = self._parked

@@ -78,8 +78,7 @@ class SyncWorker(BlockingWorker):
         worker takes to notice TERM or a --reload.
         """
         heartbeat = self.heartbeat
-        timeout = self.cfg.timeout
-        wait = min(0.25, timeout / 2.0) if timeout > 0 else 0.25
+        wait = self.idle_wait(0.25)
         sock = listener.sock
         sock.setblocking(True)
         seconds = int(wait)
@@ -114,8 +113,7 @@ class SyncWorker(BlockingWorker):
     def _serve_listeners(self) -> None:
         """Several listeners: non-blocking accepts, epoll (EPOLLEXCLUSIVE) between them."""
         heartbeat = self.heartbeat
-        timeout = self.cfg.timeout
-        wait = min(1.0, timeout / 2.0) if timeout > 0 else 1.0
+        wait = self.idle_wait(1.0)
         use_epoll = hasattr(select, "epoll")
         poll_timeout: float = wait if use_epoll else wait * 1000.0
         poller = self._make_poller()

@@ -302,3 +302,10 @@ def test_take_listen_queue_takes_nothing_past_its_deadline(listener: Listener,
     assert len(taken) == 1
     taken[0].close()
     client.close()
+
+
+@pytest.mark.parametrize(("timeout", "most", "wait"), [(30, 1.0, 1.0), (1, 1.0, 0.5), (0, 0.25, 0.25)])
+def test_an_idle_worker_waits_half_the_timeout_at_most(
+    listener: Listener, timeout: int, most: float, wait: float
+) -> None:
+    assert make_worker(Worker, [listener], timeout=timeout).idle_wait(most) == wait

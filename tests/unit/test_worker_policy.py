@@ -93,29 +93,22 @@ def listener(tmp_path: Path) -> Iterator[Listener]:
 # ---------------------------------------------------------------------- accept() errors
 
 
-@pytest.mark.parametrize("code", sorted(ACCEPT_RETRY))
-def test_a_connection_lost_before_accept_is_retried_at_once_quietly(
-    listener: Listener, code: int, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("code", "retry"), [(code, True) for code in sorted(ACCEPT_RETRY)]
+    + [(code, False) for code in BACK_OFF]
+)
+def test_a_lost_connection_is_retried_at_once_and_anything_else_logged_and_paused(
+    listener: Listener, code: int, retry: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     worker = make_worker(Worker, [listener])
     slept: list[float] = []
     monkeypatch.setattr("time.sleep", slept.append)
-    assert worker.accept_failed(listener, OSError(code, "lost")) is True
-    assert worker.log.error.lines == [] and slept == []
-
-
-@pytest.mark.parametrize("code", BACK_OFF)
-def test_running_out_of_a_resource_is_logged_and_pauses_accepting(
-    listener: Listener, code: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    worker = make_worker(Worker, [listener])
-    slept: list[float] = []
-    monkeypatch.setattr("time.sleep", slept.append)
-    assert worker.accept_failed(listener, OSError(code, "out of it")) is False
-    assert worker.log.error.lines == [
-        f"accept() failed on {listener.name}: [Errno {code}] out of it"
-    ]
-    assert slept == [ACCEPT_BACKOFF] and ACCEPT_BACKOFF > 0
+    assert worker.accept_failed(listener, OSError(code, "lost")) is retry
+    if retry:
+        assert worker.log.error.lines == [] and slept == []
+    else:
+        assert worker.log.error.lines == [f"accept() failed on {listener.name}: [Errno {code}] lost"]
+        assert slept == [ACCEPT_BACKOFF] and ACCEPT_BACKOFF > 0
 
 
 def test_the_sync_worker_pauses_after_emfile_then_serves(

@@ -6,6 +6,10 @@ factory (uvloop), so either would overshoot the cap under a burst. At the cap th
 unwatched and further connections wait in the kernel's backlog for a worker with room; the
 first connection to close brings the watching back.
 
+An ``accept()`` error is judged by the worker's policy (``accept_failed``,
+:meth:`monoceros.workers.base.Worker.accept_failed`): retried at once, or logged there, and the
+worker calls :meth:`Acceptor.pause` (out of descriptors: do not spin on the queue).
+
 A listener may have a *direct handler* instead of a protocol factory (the lean uwsgi path,
 :mod:`.uwsgi_fast`): it gets the accepted socket and its peer, already counted open, and either
 serves it or hands it to :meth:`Acceptor.connect`.
@@ -14,20 +18,21 @@ serves it or hands it to :meth:`Acceptor.connect`.
 from __future__ import annotations
 
 import asyncio
-import errno
 import socket
 from collections.abc import Callable
 from typing import Any
 
 from ..listeners import Listener
+from ..logs import Logger
 
 __all__ = ["Acceptor"]
 
-_ACCEPT_RETRY = frozenset((errno.ECONNABORTED, errno.EPROTO, errno.EINTR))
 _ACCEPT_BATCH = 64
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
 DirectHandler = Callable[[socket.socket, Any], None]
+AcceptFailed = Callable[[Listener, OSError], bool]
+"""The accept-error policy: True to accept again at once."""
 
 
 class Acceptor:
@@ -39,7 +44,8 @@ class Acceptor:
         listeners: list[Listener],
         factories: dict[int, ProtocolFactory],
         cap: int,
-        log: Any,
+        log: Logger,
+        accept_failed: AcceptFailed,
         direct: dict[int, DirectHandler] | None = None,
     ) -> None:
         self.loop = loop
@@ -49,6 +55,8 @@ class Acceptor:
         """Listeners (by fd) whose accepted sockets go to a handler instead of a factory."""
         self.cap = cap
         self.log = log
+        self.accept_failed = accept_failed
+        self._resume: asyncio.TimerHandle | None = None
         self.open = 0
         """Connections accepted and not yet closed."""
         self.accepting = False
@@ -75,6 +83,8 @@ class Acceptor:
 
     def stop(self) -> None:
         """Stop accepting; connections wait in the listen backlog."""
+        if self._resume is not None:  # a stop ends a pause too
+            self._resume.cancel()
         if not self.accepting:
             return
         self.accepting = False
@@ -87,6 +97,11 @@ class Acceptor:
     def closed(self) -> None:
         """A connection closed: room for one more."""
         self.open -= 1
+
+    def pause(self, seconds: float) -> None:
+        """Stop accepting for ``seconds`` (an accept() error that retrying at once repeats)."""
+        self.stop()
+        self._resume = self.loop.call_later(seconds, self.start)
 
     # ------------------------------------------------------------------ accepting
 
@@ -120,9 +135,8 @@ class Acceptor:
             except BlockingIOError:
                 break
             except OSError as exc:
-                if exc.errno in _ACCEPT_RETRY:
+                if self.accept_failed(listener, exc):
                     continue
-                self.log.error("accept() failed on %s: %s", listener.name, exc)
                 break
             conn = socket.socket(family, kind, proto, fd)
             if nodelay:

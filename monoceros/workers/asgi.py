@@ -7,19 +7,21 @@ beats the heartbeat and enforces connection deadlines; a handler that blocks the
 beats, the master sends SIGABRT after ``timeout``, and the log names the request that was
 running. Lifespan startup runs before the first accept (a
 failure exits with status 3, which stops the master); graceful TERM stops accepting, lets the
-requests in flight finish within ``graceful_timeout``, then runs lifespan shutdown.
+requests in flight finish within ``graceful_timeout``, then runs lifespan shutdown. Accept
+errors, ``max_requests`` and the listen queue on a stop follow every kind's policy
+(:mod:`monoceros.workers.base`), applied without blocking the loop (:mod:`monoceros.asgi.acceptor`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import sys
 from types import FrameType
-from typing import Any
 
 from ..addresses import AddressMatcher
-from ..asgi.acceptor import Acceptor
+from ..asgi.acceptor import Acceptor, DirectHandler, ProtocolFactory
 from ..asgi.context import ServerContext
 from ..asgi.cycle import HttpCycle
 from ..asgi.http_protocol import HttpProtocol
@@ -74,10 +76,10 @@ class AsgiWorker(Worker):
         self.ctx.on_request = self._on_request
         self.ctx.on_connection_closed = self._on_connection_closed
         self._stop: asyncio.Future[None] = loop.create_future()
-        self._factories: dict[int, Any] = {}
-        self._direct: dict[int, Any] = {}
+        self._factories: dict[int, ProtocolFactory] = {}
+        self._direct: dict[int, DirectHandler] = {}
         self.acceptor = Acceptor(loop, self.listeners, self._factories, cfg.worker_connections,
-                                 self.log, self._direct)
+                                 self.log, self.accept_failed, self._direct)
         try:
             loop.run_until_complete(self._serve())
             _cancel_leftovers(loop)
@@ -93,8 +95,7 @@ class AsgiWorker(Worker):
         loop.add_signal_handler(signal.SIGUSR1, self._on_usr1)
         for fast in (signal.SIGQUIT, signal.SIGINT):
             loop.add_signal_handler(fast, self._on_quit)
-        timeout = cfg.timeout
-        self._tick_every = min(1.0, timeout / 2.0) if timeout > 0 else 1.0
+        self._tick_every = self.idle_wait(1.0)
         if cfg.header_timeout or cfg.keepalive:
             self._tick_every = min(self._tick_every, 0.5)
         self._tick()
@@ -117,7 +118,7 @@ class AsgiWorker(Worker):
             await self._stop
         await self._graceful_stop(lifespan)
 
-    def _factory(self, listener: Listener) -> Any:
+    def _factory(self, listener: Listener) -> ProtocolFactory:
         ctx = self.ctx
         cfg = self.cfg
         sockname = listener.sock.getsockname()
@@ -135,7 +136,7 @@ class AsgiWorker(Worker):
         builder = UwsgiScopeBuilder(listener.sock.getsockname())
         connect = self.acceptor.connect
 
-        def hand_over(sock: Any, data: bytes) -> None:
+        def hand_over(sock: socket.socket, data: bytes) -> None:
             connect(sock, lambda: UwsgiProtocol(ctx, builder, data))
 
         return UwsgiFastPath(ctx, builder, hand_over, tcp=not listener.is_unix)
@@ -147,10 +148,7 @@ class AsgiWorker(Worker):
         ctx.alive = False
         for conn in list(ctx.connections):
             conn.shutdown()
-        # TERM from a stopping master; not max_requests, nor a worker retired on HUP, TTOU or
-        # WINCH: the listeners stay open and the other workers go on accepting
-        if self.graceful_stop and not self.heartbeat.listeners_kept():
-            # what waits in the listen queue would be reset when the listeners close: serve it
+        if self.serves_listen_queue():
             acceptor.take_queued(self.cfg.backlog)
         loop = self.loop
         deadline = loop.time() + self.cfg.graceful_timeout
@@ -175,13 +173,17 @@ class AsgiWorker(Worker):
         loop directly instead of surfacing in whichever request's task the signal interrupted."""
         self._handle_quit(signal.SIGQUIT, None)
 
+    def pause_accepting(self, seconds: float) -> None:
+        """Accept nothing for ``seconds``, without blocking the loop (not while stopping)."""
+        if self.alive:
+            self.acceptor.pause(seconds)
+
     def _on_usr1(self) -> None:
         self.reopen_log_files()
 
     def _on_request(self) -> None:
         self.nr += 1  # worker.nr, as the other kinds count it (hooks read it)
-        if self.nr >= self.max_requests and self.alive:
-            self.log.info("Autorestarting worker after current request.")
+        if self.check_max_requests():
             self._request_stop()
 
     def _tick(self) -> None:

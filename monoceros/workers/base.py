@@ -1,11 +1,20 @@
-"""What every worker kind shares: boot, signals, heartbeat, app loading, exit codes."""
+"""What every worker kind shares: boot, signals, heartbeat, app loading, exit codes, and the
+serving policy each kind applies with its own I/O (blocking accept, poll and a thread pool,
+asyncio): which ``accept()`` errors are retried at once and which pause accepting
+(:meth:`Worker.accept_failed`; a kind pauses its own way, :meth:`Worker.pause_accepting`), when
+``max_requests`` stops the worker (:meth:`Worker.check_max_requests`), and whether a stopping
+worker serves the connections waiting in the listen queues (:meth:`Worker.serves_listen_queue`,
+:meth:`Worker.take_listen_queue`).
+"""
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import random
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -20,10 +29,20 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..logs import Logger
 
-__all__ = ["APP_LOAD_ERROR", "WORKER_BOOT_ERROR", "Worker", "WorkerAborted", "WorkerTmp"]
+__all__ = [
+    "ACCEPT_BACKOFF", "ACCEPT_RETRY", "APP_LOAD_ERROR", "WORKER_BOOT_ERROR", "Worker",
+    "WorkerAborted", "WorkerTmp",
+]
 
 WORKER_BOOT_ERROR = 3
 APP_LOAD_ERROR = 4
+
+ACCEPT_RETRY = frozenset((errno.ECONNABORTED, errno.EPROTO, errno.EINTR))
+"""``accept()`` errors retried at once: the connection was lost before it was accepted (the
+client gave up), or a signal came; the next connection in the queue is unaffected."""
+ACCEPT_BACKOFF = 0.1
+"""Seconds without accepting after any other ``accept()`` error (EMFILE, ENFILE, ENOBUFS, ENOMEM:
+out of descriptors or memory), so the worker does not spin on a queue it cannot take from."""
 
 _IGNORED_SIGNALS = ("SIGHUP", "SIGTTIN", "SIGTTOU", "SIGUSR2", "SIGWINCH")
 
@@ -313,3 +332,57 @@ class Worker:
     def run(self) -> None:
         """Serve until ``self.alive`` is False."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ serving policy
+
+    def accept_failed(self, listener: Listener, exc: OSError) -> bool:
+        """Decide on an ``accept()`` error: True to accept again at once (:data:`ACCEPT_RETRY`);
+        otherwise log it, pause accepting for :data:`ACCEPT_BACKOFF` seconds, and False."""
+        if exc.errno in ACCEPT_RETRY:
+            return True
+        self.log.error("accept() failed on %s: %s", listener.name, exc)
+        self.pause_accepting(ACCEPT_BACKOFF)
+        return False
+
+    def pause_accepting(self, seconds: float) -> None:
+        """Accept nothing for ``seconds``: a worker on blocking sockets sleeps."""
+        time.sleep(seconds)
+
+    def idle_wait(self, most: float) -> float:
+        """Seconds an idle worker may wait for work before it beats: ``timeout / 2``, at most
+        ``most`` (also with ``timeout = 0``)."""
+        return min(most, self.timeout) if self.timeout > 0 else most
+
+    def check_max_requests(self) -> bool:
+        """After a request: once ``max_requests`` are served, log it and stop accepting
+        (``alive`` False: the request in flight finishes). True when this call stopped it."""
+        if self.nr < self.max_requests or not self.alive:
+            return False
+        self.log.info("Autorestarting worker after current request.")
+        self.alive = False
+        return True
+
+    def serves_listen_queue(self) -> bool:
+        """Whether this stopping worker serves the connections waiting in the listen queues: on
+        a graceful stop of the server, as the last process to close a listener resets what is
+        queued on it (nginx answers 502). Not when the master keeps the listeners open (worker
+        replaced on HUP, retired on TTOU or WINCH), nor after max_requests."""
+        return self.graceful_stop and not self.heartbeat.listeners_kept()
+
+    def take_listen_queue(self, take: Callable[[Listener, socket.socket, Any], None],
+                          deadline: float = float("inf")) -> None:
+        """Accept what waits in each listener's queue, without waiting, and give each
+        connection and its peer address to ``take``: at most ``backlog`` connections per
+        listener, none after ``deadline`` (``time.monotonic()``); the heartbeat beats between."""
+        for listener in self.listeners:
+            sock = listener.sock
+            sock.setblocking(False)
+            for _ in range(self.cfg.backlog):
+                if time.monotonic() >= deadline:
+                    return
+                try:
+                    conn, peer = sock.accept()
+                except OSError:  # empty (EAGAIN), or the socket is gone
+                    break
+                take(listener, conn, peer)
+                self.heartbeat.beat()

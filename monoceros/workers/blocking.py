@@ -18,6 +18,7 @@ import time
 from typing import Any, Protocol
 
 from ..addresses import AddressMatcher
+from ..listeners import Listener
 from ..protocols.errors import MissingChunkedBody, ProtocolError
 from ..protocols.events import NEED_DATA, Data
 from ..protocols.http import HttpLimits, HttpParser, HttpRequest, error_response
@@ -223,7 +224,7 @@ class BlockingWorker(Worker):
 
     # ------------------------------------------------------------------ connection errors
 
-    def log_connection_error(self, exc: BaseException, peer: Any, listener: Any) -> None:
+    def log_connection_error(self, exc: BaseException, peer: Any, listener: Listener) -> None:
         """Log what ended a connection (call it while handling ``exc``): quietly for a peer
         that left, with the traceback for anything else."""
         who = peer or listener.name
@@ -263,7 +264,7 @@ class BlockingWorker(Worker):
 
     def http_request(
         self,
-        listener: Any,
+        listener: Listener,
         conn: socket.socket,
         peer: Any,
         parser: HttpParser,
@@ -283,10 +284,10 @@ class BlockingWorker(Worker):
         else:
             body = Input(_HttpBody(conn, parser, req.expect_continue, beater, self.io_timeout))
         environ["wsgi.input"] = body
-        return self.serve(conn, environ, body, req.method == "HEAD", False, beater,
-                          keep_alive, req.version == "1.0")
+        return self.serve(conn, environ, body, beater, keep_alive=keep_alive,
+                          http10=req.version == "1.0")
 
-    def uwsgi_forbidden(self, listener: Any, conn: socket.socket, peer: Any) -> bool:
+    def uwsgi_forbidden(self, listener: Listener, conn: socket.socket, peer: Any) -> bool:
         """Refuse (403) a TCP peer outside ``uwsgi_allow_ips``; True when it was refused."""
         if peer and peer[0] not in self.uwsgi_allowed:  # UNIX peers ("") are always allowed
             self.log.warning("Forbidden uWSGI request from %s", peer[0])
@@ -294,7 +295,7 @@ class BlockingWorker(Worker):
             return True
         return False
 
-    def uwsgi_invalid(self, listener: Any, conn: socket.socket, peer: Any,
+    def uwsgi_invalid(self, listener: Listener, conn: socket.socket, peer: Any,
                       exc: ProtocolError) -> None:
         """Log and answer a malformed uWSGI packet."""
         self.log.warning(
@@ -304,7 +305,7 @@ class BlockingWorker(Worker):
 
     def uwsgi_request(
         self,
-        listener: Any,
+        listener: Listener,
         conn: socket.socket,
         buf: bytes,
         head: UwsgiRequest,
@@ -321,8 +322,7 @@ class BlockingWorker(Worker):
         else:
             body = EMPTY_INPUT
         environ["wsgi.input"] = body
-        self.serve(conn, environ, body, environ["REQUEST_METHOD"] == "HEAD", True, beater,
-                   False, False)
+        self.serve(conn, environ, body, beater, uwsgi=True)
 
     # ------------------------------------------------------------------ the application
 
@@ -331,13 +331,16 @@ class BlockingWorker(Worker):
         conn: socket.socket,
         environ: dict[str, Any],
         body: Any,
-        head_only: bool,
-        uwsgi: bool,
         beater: Beater,
-        keep_alive: bool,
-        http10: bool,
+        *,
+        uwsgi: bool = False,
+        keep_alive: bool = False,
+        http10: bool = False,
     ) -> bool:
         """Call the application and send its response; then log, run hooks, drain.
+
+        ``uwsgi``: to a uWSGI front end; ``keep_alive``: the connection may carry another
+        request (``http10``: from an HTTP/1.0 client, which must ask for it).
 
         Returns True when the response kept the connection open and it can carry another
         request: complete, framed, and the request body read to its end.
@@ -346,7 +349,8 @@ class BlockingWorker(Worker):
         hook_req = None
         if self.pre_request is not None or self.post_request is not None:
             hook_req = HookRequest(environ)
-        resp = Response(conn, head_only, uwsgi, beater.beat, self.io_timeout)
+        resp = Response(conn, environ["REQUEST_METHOD"] == "HEAD", uwsgi, beater.beat,
+                        self.io_timeout)
         if keep_alive:
             resp.keep_alive = True
             resp.http10 = http10

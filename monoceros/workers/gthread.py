@@ -13,11 +13,13 @@ seconds are dropped, and no more connections are accepted while ``worker_connect
 Liveness: the main thread beats the heartbeat while no request has gone ``timeout`` seconds
 without progress (body bytes read, response bytes written). When one has, it stops beating; the
 master aborts the worker (SIGABRT) and the worker logs the request line(s) in flight first.
+
+Accept errors, ``max_requests`` and the listen queue on a stop follow every kind's policy
+(:mod:`monoceros.workers.base`); the main thread applies it between two polls.
 """
 
 from __future__ import annotations
 
-import errno
 import queue
 import select
 import socket
@@ -28,6 +30,7 @@ import traceback
 from types import FrameType
 from typing import Any
 
+from ..listeners import Listener
 from ..protocols.errors import ProtocolError
 from ..protocols.events import NEED_DATA
 from ..protocols.http import HttpParser, HttpRequest
@@ -36,7 +39,6 @@ from .blocking import RECV_SIZE, BlockingWorker
 
 __all__ = ["ThreadWorker"]
 
-_ACCEPT_RETRY = frozenset((errno.ECONNABORTED, errno.EPROTO, errno.EINTR))
 _PARK = select.EPOLLIN | select.EPOLLONESHOT if hasattr(select, "epoll") else 0
 #: seconds between two sweeps for expired deadlines, at most
 _TICK = 0.25
@@ -51,7 +53,7 @@ class _Conn:
         "registered", "served", "sock", "uwsgi",
     )
 
-    def __init__(self, sock: socket.socket, listener: Any, peer: Any, head_deadline: float,
+    def __init__(self, sock: socket.socket, listener: Listener, peer: Any, head_deadline: float,
                  parser: HttpParser | None) -> None:
         self.sock = sock
         self.fd = sock.fileno()
@@ -77,10 +79,10 @@ class _Progress:
         self.thread = threading.get_ident()
         self.since = 0.0
         self.started = 0.0
-        self.request: Any = None
+        self.request: HttpRequest | UwsgiRequest | None = None
         self.peer: Any = None
 
-    def begin(self, request: Any, peer: Any) -> None:
+    def begin(self, request: HttpRequest | UwsgiRequest, peer: Any) -> None:
         """A request starts being served."""
         self.request = request
         self.peer = peer
@@ -156,7 +158,7 @@ class ThreadWorker(BlockingWorker):
         poller = self._poller
         heartbeat = self.heartbeat
         timeout = self.cfg.timeout
-        wait = min(_TICK, timeout / 2.0) if timeout > 0 else _TICK
+        wait = self.idle_wait(_TICK)
         by_fd = {listener.sock.fileno(): listener for listener in self.listeners}
         wakeup = self._wakeup_r
         parked = self._parked
@@ -180,9 +182,7 @@ class ThreadWorker(BlockingWorker):
                     accepting = self._accept(by_fd[fd])
                     if not accepting:
                         self._listen(False)
-            if self.nr >= self.max_requests and self.alive:
-                self.log.info("Autorestarting worker after current request.")
-                self.alive = False
+            self.check_max_requests()
             now = time.monotonic()
             if now < next_tick and self.alive:
                 continue
@@ -205,7 +205,7 @@ class ThreadWorker(BlockingWorker):
         listen queue is left to the other workers and to this one's replacement)."""
         return self._open < self.max_connections and self.nr + self._fresh < self.max_requests
 
-    def _accept(self, listener: Any) -> bool:
+    def _accept(self, listener: Listener) -> bool:
         """Accept what is waiting on ``listener``; False once :meth:`_admits` says no more."""
         sock = listener.sock
         uwsgi = listener.protocol == "uwsgi"
@@ -216,15 +216,13 @@ class ThreadWorker(BlockingWorker):
             except BlockingIOError:
                 return True
             except OSError as exc:
-                if exc.errno in _ACCEPT_RETRY:
+                if self.accept_failed(listener, exc):
                     continue
-                self.log.error("accept() failed on %s: %s", listener.name, exc)
-                time.sleep(0.1)  # EMFILE and friends: do not spin
                 return True
             self._enqueue(listener, client, peer, uwsgi, header_timeout)
         return False
 
-    def _enqueue(self, listener: Any, client: socket.socket, peer: Any, uwsgi: bool,
+    def _enqueue(self, listener: Listener, client: socket.socket, peer: Any, uwsgi: bool,
                  header_timeout: float | None) -> None:
         """Hand a new connection to the thread pool."""
         deadline = time.monotonic() + header_timeout if header_timeout else _FOREVER
@@ -235,17 +233,10 @@ class ThreadWorker(BlockingWorker):
             _Conn(client, listener, peer, deadline, None if uwsgi else HttpParser(self.limits))
         )
 
-    def _take_queued(self) -> None:
-        """Graceful stop: take the connections already waiting in the listen queues (beyond
-        ``worker_connections`` if need be), so closing the listeners does not reset them."""
-        for listener in self.listeners:
-            uwsgi = listener.protocol == "uwsgi"
-            for _ in range(self.cfg.backlog):
-                try:
-                    client, peer = listener.sock.accept()
-                except OSError:  # empty (EAGAIN), or the socket is gone
-                    break
-                self._enqueue(listener, client, peer, uwsgi, self.header_timeout)
+    def _take_queued(self, listener: Listener, client: socket.socket, peer: Any) -> None:
+        """Graceful stop: hand a connection from the listen queue to the pool (beyond
+        ``worker_connections`` if need be), so closing the listeners does not reset it."""
+        self._enqueue(listener, client, peer, listener.protocol == "uwsgi", self.header_timeout)
 
     def _healthy(self, now: float, timeout: int) -> bool:
         """False when a request in flight made no progress for ``timeout`` seconds."""
@@ -272,8 +263,8 @@ class ThreadWorker(BlockingWorker):
     def _shutdown(self) -> None:
         """Stop accepting, close idle connections, let requests in flight finish, stop."""
         self.alive = False
-        if self.graceful_stop and not self.heartbeat.listeners_kept():
-            self._take_queued()  # the master stops (not a retirement, not max_requests)
+        if self.serves_listen_queue():
+            self.take_listen_queue(self._take_queued)
         for conn in list(self._parked.values()):
             if self._parked.pop(conn.fd, None) is not None:
                 if conn.served:
@@ -320,7 +311,8 @@ class ThreadWorker(BlockingWorker):
                     conn.fresh = False
                     self._fresh -= 1
 
-    def _begin(self, conn: _Conn, progress: _Progress, request: Any) -> None:
+    def _begin(self, conn: _Conn, progress: _Progress,
+               request: HttpRequest | UwsgiRequest) -> None:
         """A request of ``conn`` starts: record it, and count the connection's first one."""
         if conn.fresh:
             with self._lock:

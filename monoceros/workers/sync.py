@@ -5,12 +5,13 @@ listener is served with a blocking accept (several are polled with ``EPOLLEXCLUS
 so one idle worker wakes per connection, not all of them); the first read and the first send do
 not wait, so a request that is already there costs no timeout set-up; the head and a small body
 leave in one send; nothing below the active log level is formatted. What follows a parsed head
-is shared with the gthread worker (:mod:`monoceros.workers.blocking`).
+is shared with the gthread worker (:mod:`monoceros.workers.blocking`); what to do on an accept
+error, after ``max_requests`` and with the listen queue on a stop is every kind's policy
+(:mod:`monoceros.workers.base`), applied here with blocking accepts.
 """
 
 from __future__ import annotations
 
-import errno
 import select
 import socket
 import struct
@@ -18,6 +19,7 @@ import sys
 import time
 from typing import Any
 
+from ..listeners import Listener
 from ..protocols.errors import ProtocolError
 from ..protocols.events import NEED_DATA
 from ..protocols.http import HttpParser
@@ -30,7 +32,6 @@ __all__ = ["SyncWorker", "error_response"]
 
 _RECV = RECV_SIZE
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
-_ACCEPT_RETRY = frozenset((errno.ECONNABORTED, errno.EPROTO, errno.EINTR))
 
 
 class SyncWorker(BlockingWorker):
@@ -62,43 +63,12 @@ class SyncWorker(BlockingWorker):
             self._serve_one_listener(self.listeners[0])
         else:
             self._serve_listeners()
-        if self.graceful_stop and not self.heartbeat.listeners_kept():
-            self._serve_queued()  # the master stops (not a retirement, not max_requests)
+        if self.serves_listen_queue():
+            # bounded by graceful_timeout too: the master kills what is still running after it
+            deadline = time.monotonic() + max(0.0, self.cfg.graceful_timeout - 1.0)
+            self.take_listen_queue(self._handle, deadline)
 
-    def _accept_failed(self, listener: Any, exc: OSError) -> bool:
-        """An accept() error: True to retry at once (the client gave up first); otherwise
-        log it and pause briefly (EMFILE and friends: do not spin)."""
-        if exc.errno in _ACCEPT_RETRY:
-            return True
-        self.log.error("accept() failed on %s: %s", listener.name, exc)
-        time.sleep(0.1)
-        return False
-
-    def _serve_queued(self) -> None:
-        """Graceful stop of the server: serve the connections already waiting in the listen
-        queues.
-
-        When the master stops, the last worker to close a listening socket would reset every
-        connection still queued on it (nginx then answers 502, and does not retry a POST).
-        Bounded by ``backlog`` connections per listener and by ``graceful_timeout``. Not done
-        when the worker leaves while the master keeps the listeners open (``max_requests``, a
-        worker replaced on HUP, TTOU or WINCH): the other workers take those connections.
-        """
-        deadline = time.monotonic() + max(0.0, self.cfg.graceful_timeout - 1.0)
-        for listener in self.listeners:
-            sock = listener.sock
-            sock.setblocking(False)
-            for _ in range(self.cfg.backlog):
-                if time.monotonic() >= deadline:
-                    return
-                try:
-                    conn, peer = sock.accept()
-                except OSError:  # empty (EAGAIN), or the socket is gone
-                    break
-                self._handle(listener, conn, peer)
-                self.heartbeat.beat()
-
-    def _serve_one_listener(self, listener: Any) -> None:
+    def _serve_one_listener(self, listener: Listener) -> None:
         """One listener, the usual case: a blocking accept() with a kernel timeout.
 
         An idle worker sleeps in accept() itself (the kernel wakes one waiting worker per
@@ -108,8 +78,7 @@ class SyncWorker(BlockingWorker):
         worker takes to notice TERM or a --reload.
         """
         heartbeat = self.heartbeat
-        timeout = self.cfg.timeout
-        wait = min(0.25, timeout / 2.0) if timeout > 0 else 0.25
+        wait = self.idle_wait(0.25)
         sock = listener.sock
         sock.setblocking(True)
         seconds = int(wait)
@@ -117,10 +86,11 @@ class SyncWorker(BlockingWorker):
                         struct.pack("ll", seconds, int((wait - seconds) * 1_000_000)))
         # socket.accept() turns family and type into enums for every connection; the raw
         # accept and a constructor given plain ints skip that (about 1.4 µs a connection).
-        accept = sock._accept
+        accept = sock._accept  # type: ignore[attr-defined]  # CPython, all versions
         family, kind, proto = int(sock.family), int(sock.type), sock.proto
         new_socket = socket.socket
         handle = self._handle
+        check_max_requests = self.check_max_requests
         while self.alive:
             try:
                 fd, peer = accept()
@@ -132,21 +102,18 @@ class SyncWorker(BlockingWorker):
                     return
                 continue
             except OSError as exc:
-                self._accept_failed(listener, exc)
+                self.accept_failed(listener, exc)
                 continue
             handle(listener, new_socket(family, kind, proto, fd), peer)
             heartbeat.beat()
             if self.reopen_logs:  # a USR1 that came during the request
                 self.reopen_log_files()
-            if self.nr >= self.max_requests:
-                self.log.info("Autorestarting worker after current request.")
-                self.alive = False
+            check_max_requests()
 
     def _serve_listeners(self) -> None:
         """Several listeners: non-blocking accepts, epoll (EPOLLEXCLUSIVE) between them."""
         heartbeat = self.heartbeat
-        timeout = self.cfg.timeout
-        wait = min(1.0, timeout / 2.0) if timeout > 0 else 1.0
+        wait = self.idle_wait(1.0)
         use_epoll = hasattr(select, "epoll")
         poll_timeout: float = wait if use_epoll else wait * 1000.0
         poller = self._make_poller()
@@ -164,7 +131,7 @@ class SyncWorker(BlockingWorker):
                         except BlockingIOError:
                             break
                         except OSError as exc:
-                            if self._accept_failed(listener, exc):
+                            if self.accept_failed(listener, exc):
                                 continue
                             break
                         served = True
@@ -172,9 +139,7 @@ class SyncWorker(BlockingWorker):
                         heartbeat.beat()
                         if self.reopen_logs:
                             self.reopen_log_files()
-                        if self.nr >= self.max_requests:
-                            self.log.info("Autorestarting worker after current request.")
-                            self.alive = False
+                        self.check_max_requests()
                 if served or not self.alive:
                     continue
                 if self.parent_changed():
@@ -191,7 +156,7 @@ class SyncWorker(BlockingWorker):
 
     # ------------------------------------------------------------------ one connection
 
-    def _handle(self, listener: Any, conn: socket.socket, peer: Any) -> None:
+    def _handle(self, listener: Listener, conn: socket.socket, peer: Any) -> None:
         try:
             if listener.protocol == "uwsgi":
                 self._handle_uwsgi(listener, conn, peer)
@@ -254,7 +219,7 @@ class SyncWorker(BlockingWorker):
                 f"no complete {what} within header_timeout ({self.header_timeout:g}s)"
             ) from None
 
-    def _handle_http(self, listener: Any, conn: socket.socket, peer: Any) -> None:
+    def _handle_http(self, listener: Listener, conn: socket.socket, peer: Any) -> None:
         parser = HttpParser(self.limits)
         try:
             req = self._read_head(conn, parser)
@@ -266,7 +231,7 @@ class SyncWorker(BlockingWorker):
             return  # connected and closed without a request: nothing to say
         self.http_request(listener, conn, peer, parser, req, self.heartbeat, False)
 
-    def _handle_uwsgi(self, listener: Any, conn: socket.socket, peer: Any) -> None:
+    def _handle_uwsgi(self, listener: Listener, conn: socket.socket, peer: Any) -> None:
         if peer and self.uwsgi_forbidden(listener, conn, peer):
             return
         try:

@@ -1,0 +1,304 @@
+"""The serving policy every worker kind shares (:mod:`monoceros.workers.base`): accept() errors,
+``max_requests``, and the listen queue on a stop; and each kind applying it with its own I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import queue
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from monoceros.asgi.acceptor import Acceptor
+from monoceros.config import Config
+from monoceros.heartbeat import Heartbeat
+from monoceros.listeners import BindSpec, Listener
+from monoceros.logs import Logger
+from monoceros.workers.asgi import AsgiWorker
+from monoceros.workers.base import ACCEPT_BACKOFF, ACCEPT_RETRY, Worker
+from monoceros.workers.gthread import ThreadWorker
+from monoceros.workers.sync import SyncWorker
+
+BACK_OFF = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EBADF)
+
+
+class Recorder:
+    """Stands in for one level method of the logger: keeps the formatted lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, msg: str, *args: object) -> None:
+        self.lines.append(msg % args)
+
+
+class FailingSocket(socket.socket):
+    """A listening socket whose first raw accepts fail with the given errnos."""
+
+    failures: list[int]
+
+    def _accept(self) -> Any:
+        if self.failures:
+            code = self.failures.pop(0)
+            raise OSError(code, errno.errorcode[code])
+        return super()._accept()  # type: ignore[misc]
+
+
+def listening(path: Path, failures: tuple[int, ...] = ()) -> Listener:
+    plain = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    plain.bind(str(path))
+    plain.listen(16)
+    sock = FailingSocket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=plain.detach())
+    sock.failures = list(failures)
+    return Listener(sock, BindSpec("unix", path=str(path)), "http")
+
+
+def connect(path: Path, payload: bytes = b"") -> socket.socket:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(str(path))
+    if payload:
+        client.sendall(payload)
+    return client
+
+
+def make_worker(cls: type[Worker], listeners: list[Listener], **settings: Any) -> Any:
+    cfg = Config()
+    for name, value in settings.items():
+        cfg.set(name, value)
+    worker = cls(1, 0, listeners, cfg, Logger(cfg), Heartbeat(), hello)
+    worker.log.error = Recorder()  # type: ignore[assignment]
+    worker.log.info = Recorder()  # type: ignore[method-assign]
+    return worker
+
+
+def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"Hello, World!"]
+
+
+@pytest.fixture
+def listener(tmp_path: Path) -> Iterator[Listener]:
+    lst = listening(tmp_path / "s")
+    yield lst
+    lst.sock.close()
+
+
+# ---------------------------------------------------------------------- accept() errors
+
+
+@pytest.mark.parametrize(
+    ("code", "retry"), [(code, True) for code in sorted(ACCEPT_RETRY)]
+    + [(code, False) for code in BACK_OFF]
+)
+def test_a_lost_connection_is_retried_at_once_and_anything_else_logged_and_paused(
+    listener: Listener, code: int, retry: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = make_worker(Worker, [listener])
+    slept: list[float] = []
+    monkeypatch.setattr("time.sleep", slept.append)
+    assert worker.accept_failed(listener, OSError(code, "lost")) is retry
+    if retry:
+        assert worker.log.error.lines == [] and slept == []
+    else:
+        assert worker.log.error.lines == [f"accept() failed on {listener.name}: [Errno {code}] lost"]
+        assert slept == [ACCEPT_BACKOFF] and ACCEPT_BACKOFF > 0
+
+
+def test_the_sync_worker_pauses_after_emfile_then_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lst = listening(tmp_path / "s", (errno.ECONNABORTED, errno.EMFILE))
+    worker = make_worker(SyncWorker, [lst], max_requests=1)
+    worker.setup_serving(False)
+    slept: list[float] = []
+    monkeypatch.setattr("time.sleep", slept.append)
+    client = connect(tmp_path / "s", b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    client.settimeout(5)
+    worker._serve_forever()  # stops itself: max_requests=1
+    assert slept == [ACCEPT_BACKOFF]
+    assert client.recv(4096).startswith(b"HTTP/1.1 200 OK\r\n")
+    assert worker.log.info.lines == ["Autorestarting worker after current request."]
+    client.close()
+    lst.sock.close()
+
+
+def test_the_gthread_worker_retries_econnaborted_and_pauses_after_emfile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lst = listening(tmp_path / "s", (errno.ECONNABORTED, errno.EMFILE))
+    worker = make_worker(ThreadWorker, [lst])
+    worker.setup_serving(True)
+    worker._jobs = queue.SimpleQueue()
+    slept: list[float] = []
+    monkeypatch.setattr("time.sleep", slept.append)
+    client = connect(tmp_path / "s")
+    assert worker._accept(lst) is True  # ECONNABORTED: again at once; EMFILE: pause, return
+    assert slept == [ACCEPT_BACKOFF] and worker._jobs.empty()
+    assert worker._accept(lst) is True
+    assert worker._jobs.get_nowait() is not None  # the connection, accepted after the pause
+    client.close()
+    lst.sock.close()
+
+
+def test_the_asgi_acceptor_stops_accepting_for_the_pause_then_resumes(tmp_path: Path) -> None:
+    lst = listening(tmp_path / "s", (errno.EMFILE,))
+    lst.sock.setblocking(False)
+    decided: list[int | None] = []
+
+    def policy(listener: Listener, exc: OSError) -> bool:
+        decided.append(exc.errno)
+        acceptor.pause(0.05)
+        return False
+
+    loop = asyncio.new_event_loop()
+    accepted: list[socket.socket] = []
+    acceptor = Acceptor(loop, [lst], {}, 10, Logger(Config()), policy,
+                        {lst.sock.fileno(): lambda conn, peer: accepted.append(conn)})
+    client = connect(tmp_path / "s")
+    try:
+        acceptor.start()
+        loop.run_until_complete(asyncio.sleep(0.02))
+        assert decided == [errno.EMFILE] and not acceptor.accepting and accepted == []
+        loop.run_until_complete(asyncio.sleep(0.1))
+        assert acceptor.accepting and len(accepted) == 1
+        acceptor.stop()
+    finally:
+        for conn in accepted:
+            conn.close()
+        client.close()
+        loop.close()
+        lst.sock.close()
+
+
+def test_stopping_the_asgi_acceptor_cancels_a_pending_resume(tmp_path: Path) -> None:
+    lst = listening(tmp_path / "s")
+    lst.sock.setblocking(False)
+    loop = asyncio.new_event_loop()
+    acceptor = Acceptor(loop, [lst], {}, 10, Logger(Config()), lambda lst, exc: False,
+                        {lst.sock.fileno(): lambda conn, peer: conn.close()})
+    client = connect(tmp_path / "s")
+    try:
+        acceptor.start()
+        acceptor.pause(0.02)
+        assert not acceptor.accepting
+        acceptor.stop()  # the worker stops during the pause: accepting must not come back
+        loop.run_until_complete(asyncio.sleep(0.05))
+        assert not acceptor.accepting
+    finally:
+        client.close()
+        loop.close()
+        lst.sock.close()
+
+
+def test_the_asgi_worker_pauses_its_acceptor_unless_stopping(listener: Listener) -> None:
+    worker = make_worker(AsgiWorker, [listener])
+    paused: list[float] = []
+    worker.acceptor = SimpleNamespace(pause=paused.append)
+    assert worker.accept_failed(listener, OSError(errno.EMFILE, "full")) is False
+    worker.alive = False  # graceful stop taking the listen queue: no resume timer
+    assert worker.accept_failed(listener, OSError(errno.EMFILE, "full")) is False
+    assert paused == [ACCEPT_BACKOFF] and len(worker.log.error.lines) == 2
+
+
+# ---------------------------------------------------------------------- max_requests
+
+
+def test_max_requests_stops_the_worker_once_with_one_log_line(listener: Listener) -> None:
+    worker = make_worker(Worker, [listener], max_requests=3)
+    worker.nr = 2
+    assert not worker.check_max_requests() and worker.alive
+    worker.nr = 3
+    assert worker.check_max_requests() and not worker.alive
+    worker.nr = 4
+    assert not worker.check_max_requests()
+    assert worker.log.info.lines == ["Autorestarting worker after current request."]
+
+
+def test_max_requests_is_not_logged_for_a_worker_already_stopping(listener: Listener) -> None:
+    worker = make_worker(Worker, [listener], max_requests=1)
+    worker.nr = 1
+    worker.alive = False  # TERM came during the request
+    assert not worker.check_max_requests()
+    assert worker.log.info.lines == []
+
+
+def test_no_max_requests_never_stops(listener: Listener) -> None:
+    worker = make_worker(Worker, [listener])  # max_requests = 0: unlimited
+    worker.nr = 10**9
+    assert not worker.check_max_requests() and worker.alive
+
+
+@given(nr=st.integers(0, 50), limit=st.integers(1, 50), alive=st.booleans())
+def test_max_requests_decision(nr: int, limit: int, alive: bool) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        worker = make_worker(Worker, [Listener(a, BindSpec("unix", path="t"), "http")])
+    worker.max_requests = limit
+    worker.nr = nr
+    worker.alive = alive
+    stopped = worker.check_max_requests()
+    assert stopped == (alive and nr >= limit)
+    assert worker.alive == (alive and not stopped)
+    assert len(worker.log.info.lines) == int(stopped)
+
+
+# ---------------------------------------------------------------------- the listen queue
+
+
+@pytest.mark.parametrize(
+    ("graceful", "kept", "serves"),
+    [(False, False, False), (True, False, True), (True, True, False), (False, True, False)],
+)
+def test_only_a_graceful_stop_of_the_server_serves_the_listen_queue(
+    listener: Listener, graceful: bool, kept: bool, serves: bool
+) -> None:
+    worker = make_worker(Worker, [listener])
+    worker.graceful_stop = graceful
+    if kept:
+        worker.heartbeat.keep_listeners()
+    assert worker.serves_listen_queue() is serves
+
+
+def test_take_listen_queue_takes_at_most_backlog_per_listener_in_order(tmp_path: Path) -> None:
+    first, second = listening(tmp_path / "a"), listening(tmp_path / "b")
+    clients = [connect(tmp_path / "a", bytes([i])) for i in range(3)]
+    clients.append(connect(tmp_path / "b", b"b"))
+    worker = make_worker(Worker, [first, second], backlog=2)
+    taken: list[tuple[str, bytes]] = []
+
+    def take(lst: Listener, conn: socket.socket, peer: Any) -> None:
+        conn.settimeout(5)
+        taken.append((lst.name, conn.recv(1)))
+        conn.close()
+
+    worker.take_listen_queue(take)
+    assert taken == [(first.name, b"\x00"), (first.name, b"\x01"), (second.name, b"b")]
+    for sock in [*clients, first.sock, second.sock]:
+        sock.close()
+
+
+def test_take_listen_queue_takes_nothing_past_its_deadline(listener: Listener,
+                                                           tmp_path: Path) -> None:
+    client = connect(tmp_path / "s")
+    worker = make_worker(Worker, [listener])
+    taken: list[socket.socket] = []
+    worker.take_listen_queue(lambda lst, conn, peer: taken.append(conn), deadline=0.0)
+    assert taken == []
+    worker.take_listen_queue(lambda lst, conn, peer: taken.append(conn))
+    assert len(taken) == 1
+    taken[0].close()
+    client.close()
+
+
+@pytest.mark.parametrize(("timeout", "most", "wait"), [(30, 1.0, 1.0), (1, 1.0, 0.5), (0, 0.25, 0.25)])
+def test_an_idle_worker_waits_half_the_timeout_at_most(
+    listener: Listener, timeout: int, most: float, wait: float
+) -> None:
+    assert make_worker(Worker, [listener], timeout=timeout).idle_wait(most) == wait

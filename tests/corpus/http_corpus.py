@@ -1,6 +1,6 @@
 """The HTTP request corpus: ``http/NAME.http`` holds raw request bytes as they cross the wire,
 ``http/NAME.expect`` what must come of them. Read by ``tests/unit/test_http_corpus.py`` (the
-sans-IO parser) and ``tests/integration/test_http_corpus.py`` (a real listener of every worker
+sans-IO parser) and ``tests/integration/test_http_corpus_served.py`` (a real listener of every worker
 kind). On ``sys.path`` through ``pythonpath`` in pyproject.toml.
 
 The ``.expect`` format, one ``key: value`` per line, ``#`` starts a comment line:

@@ -142,9 +142,7 @@ def _resolve(obj: Any, attrs: tuple[str, ...], spec: AppSpec) -> Any:
             obj = getattr(obj, name)
         except AttributeError:
             path = ".".join(attrs[: index + 1])
-            raise AppLoadError(
-                f"Failed to find attribute {path!r} in {spec.module!r}."
-            ) from None
+            raise AppLoadError(f"Failed to find attribute {path!r} in {spec.module!r}.") from None
     return obj
 
 

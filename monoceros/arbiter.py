@@ -262,13 +262,23 @@ class Arbiter:
             upgraded = inherited_sockets()
             if upgraded:
                 self.upgraded_from = os.getppid()
-                self.log.info("Adopting %s listener(s) from the master that started this one "
-                              "(pid %s, USR2 upgrade)", len(upgraded), self.upgraded_from)
+                self.log.info(
+                    "Adopting %s listener(s) from the master that started this one "
+                    "(pid %s, USR2 upgrade)",
+                    len(upgraded),
+                    self.upgraded_from,
+                )
             activated = systemd_sockets()
             self.systemd = bool(activated)
             self.listeners = bind_all(
-                cfg.bind, cfg.protocol, cfg.backlog, cfg.reuse_port, cfg.umask,
-                activated, upgraded, defer_accept=cfg.defer_accept,
+                cfg.bind,
+                cfg.protocol,
+                cfg.backlog,
+                cfg.reuse_port,
+                cfg.umask,
+                activated,
+                upgraded,
+                defer_accept=cfg.defer_accept,
             )
         except BindError as exc:
             raise HaltServer(str(exc)) from None
@@ -292,8 +302,11 @@ class Arbiter:
         if (cfg.user, cfg.group) == (os.geteuid(), os.getegid()):
             return
         paths = [p for p in (cfg.errorlog, cfg.accesslog) if p and p != "-"]
-        paths += [lst.spec.path for lst in self.listeners
-                  if lst.is_unix and lst.unlink_on_close and not lst.spec.path.startswith("@")]
+        paths += [
+            lst.spec.path
+            for lst in self.listeners
+            if lst.is_unix and lst.unlink_on_close and not lst.spec.path.startswith("@")
+        ]
         for path in paths:
             try:
                 os.chown(path, cfg.user, cfg.group)
@@ -398,8 +411,9 @@ class Arbiter:
     def reexec(self) -> None:
         """Fork and exec a new master with the listeners inherited (gunicorn's USR2)."""
         if self.reexec_pid:
-            self.log.warning("USR2 ignored: an upgrade is already running (new master pid %s)",
-                             self.reexec_pid)
+            self.log.warning(
+                "USR2 ignored: an upgrade is already running (new master pid %s)", self.reexec_pid
+            )
             return
         if self.pidfile is not None:
             self.pidfile.rename(self.pidfile.path + ".oldbin")
@@ -413,8 +427,11 @@ class Arbiter:
             for listener in self.listeners:
                 os.set_inheritable(listener.fileno(), False)
             self.reexec_pid = pid
-            self.log.info("Started a new master (pid %s) for the upgrade; send WINCH here to "
-                          "stop the old workers, then TERM or QUIT", pid)
+            self.log.info(
+                "Started a new master (pid %s) for the upgrade; send WINCH here to "
+                "stop the old workers, then TERM or QUIT",
+                pid,
+            )
             return
         try:
             signal.set_wakeup_fd(-1)
@@ -570,8 +587,11 @@ class Arbiter:
 
     def _upgrade_ended(self, status: int) -> None:
         """The new master of a USR2 upgrade exited: take the pidfile back and carry on."""
-        self.log.error("The new master (pid %s) exited with status %s; this master keeps serving",
-                       self.reexec_pid, os.waitstatus_to_exitcode(status))
+        self.log.error(
+            "The new master (pid %s) exited with status %s; this master keeps serving",
+            self.reexec_pid,
+            os.waitstatus_to_exitcode(status),
+        )
         self.reexec_pid = 0
         if self.pidfile is not None and self.cfg.pidfile:
             self.pidfile.rename(self.cfg.pidfile)
@@ -608,7 +628,9 @@ class Arbiter:
                 continue
             self.log.critical(
                 "WORKER TIMEOUT (pid:%s): no heartbeat for %.0fs (timeout %ss); aborting it",
-                record.pid, silent, timeout,
+                record.pid,
+                silent,
+                timeout,
             )
             record.abort_sent = now
             record.worker.aborted = True
@@ -678,8 +700,9 @@ class Arbiter:
             for listener in self.listeners:
                 if listener.spec.protocol is None:  # plain addresses follow the setting
                     listener.protocol = new_cfg.protocol
-                    self.log.info("Listening at: %s://%s (%s)", listener.protocol,
-                                  listener.name, self.pid)
+                    self.log.info(
+                        "Listening at: %s://%s (%s)", listener.protocol, listener.name, self.pid
+                    )
         if new_cfg.defer_accept != old_cfg.defer_accept and new_cfg.bind == old_cfg.bind:
             for listener in self.listeners:
                 if listener.spec.kind == "tcp":
@@ -687,8 +710,12 @@ class Arbiter:
         if new_cfg.bind != old_cfg.bind:
             try:
                 listeners = bind_all(
-                    new_cfg.bind, new_cfg.protocol, new_cfg.backlog, new_cfg.reuse_port,
-                    new_cfg.umask, defer_accept=new_cfg.defer_accept,
+                    new_cfg.bind,
+                    new_cfg.protocol,
+                    new_cfg.backlog,
+                    new_cfg.reuse_port,
+                    new_cfg.umask,
+                    defer_accept=new_cfg.defer_accept,
                 )
             except BindError as exc:
                 self.log.error("Reload: %s; keeping the current listeners", exc)
@@ -698,8 +725,9 @@ class Arbiter:
                     listener.close(unlink=True)
                 self.listeners = listeners
                 for listener in listeners:
-                    self.log.info("Listening at: %s://%s (%s)", listener.protocol, listener.name,
-                                  self.pid)
+                    self.log.info(
+                        "Listening at: %s://%s (%s)", listener.protocol, listener.name, self.pid
+                    )
         if self.pidfile is not None and new_cfg.pidfile != old_cfg.pidfile:
             self.pidfile.rename(new_cfg.pidfile) if new_cfg.pidfile else self.pidfile.unlink()
         self._hook("on_reload", self)

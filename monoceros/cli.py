@@ -70,8 +70,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     if not cfg.wsgi_app:
-        _die("no application given: pass APP_MODULE (e.g. myapp:app) or set wsgi_app in the "
-             "config file", USAGE_ERROR, cfg)
+        _die(
+            "no application given: pass APP_MODULE (e.g. myapp:app) or set wsgi_app in the "
+            "config file",
+            USAGE_ERROR,
+            cfg,
+        )
 
     launch_dir = current_dir()
     try:

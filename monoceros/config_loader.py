@@ -70,9 +70,13 @@ def _with_suggestion(message: str, parser: argparse.ArgumentParser) -> str:
     prefix = "unrecognized arguments: "
     if not message.startswith(prefix):
         return message
-    known = [flag for action in parser._actions for flag in action.option_strings
-             if action.help != argparse.SUPPRESS]
-    for token in message[len(prefix):].split():
+    known = [
+        flag
+        for action in parser._actions
+        for flag in action.option_strings
+        if action.help != argparse.SUPPRESS
+    ]
+    for token in message[len(prefix) :].split():
         if token.startswith("-"):
             close = difflib.get_close_matches(token.split("=", 1)[0], known, n=1, cutoff=0.75)
             if close:
@@ -88,13 +92,23 @@ def _help(setting: Setting) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser generated from the settings table (defaults are left out)."""
-    parser = _Parser(prog="monoceros", usage=USAGE,
-                     description="A pre-fork WSGI/ASGI application server.")
-    parser.add_argument("-v", "--version", action="version",
-                        version=f"%(prog)s (version {__version__})",
-                        help="show the version and exit")
-    parser.add_argument("app_module", nargs="?", default=None, metavar="APP_MODULE",
-                        help="the application, as module:name (sets wsgi_app)")
+    parser = _Parser(
+        prog="monoceros", usage=USAGE, description="A pre-fork WSGI/ASGI application server."
+    )
+    parser.add_argument(
+        "-v",
+        "--version",
+        action="version",
+        version=f"%(prog)s (version {__version__})",
+        help="show the version and exit",
+    )
+    parser.add_argument(
+        "app_module",
+        nargs="?",
+        default=None,
+        metavar="APP_MODULE",
+        help="the application, as module:name (sets wsgi_app)",
+    )
     groups: dict[str, argparse._ArgumentGroup] = {}
     for setting in SETTINGS:
         if not setting.flags:
@@ -122,8 +136,11 @@ def _add_gunicorn_only(parser: argparse.ArgumentParser) -> None:
     for row in GUNICORN_ONLY.values():
         if not row.flags:
             continue
-        kwargs: dict[str, Any] = {"dest": _GUNICORN_DEST + row.name,
-                                  "default": argparse.SUPPRESS, "help": argparse.SUPPRESS}
+        kwargs: dict[str, Any] = {
+            "dest": _GUNICORN_DEST + row.name,
+            "default": argparse.SUPPRESS,
+            "help": argparse.SUPPRESS,
+        }
         if row.kind == "flag":
             kwargs["action"] = "store_true"
         elif row.kind == "append":
@@ -133,8 +150,9 @@ def _add_gunicorn_only(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(*row.flags, **kwargs)
 
 
-def _parse(parser: argparse.ArgumentParser, args: Sequence[str],
-           source: str | None) -> dict[str, Any]:
+def _parse(
+    parser: argparse.ArgumentParser, args: Sequence[str], source: str | None
+) -> dict[str, Any]:
     try:
         namespace = parser.parse_args(list(args))
     except UsageError as exc:
@@ -161,7 +179,7 @@ def _env_args(environ: Mapping[str, str], var: str) -> list[str]:
 def _resolve_config_path(given: str) -> str:
     """The file a ``-c`` value names: a path, ``file:PATH`` or ``python:MODULE``."""
     if given.startswith("python:"):
-        module = given[len("python:"):]
+        module = given[len("python:") :]
         try:
             spec = importlib.util.find_spec(module)
         except (ImportError, ValueError):
@@ -169,7 +187,7 @@ def _resolve_config_path(given: str) -> str:
         if spec is None or not spec.origin or not os.path.isfile(spec.origin):
             raise ConfigError(f"config: no such config module {module!r}", "config")
         return spec.origin
-    path = given[len("file:"):] if given.startswith("file:") else given
+    path = given[len("file:") :] if given.startswith("file:") else given
     if not os.path.isfile(path):
         raise ConfigError(f"config: no such file {path!r}", "config")
     return os.path.abspath(path)
@@ -199,8 +217,9 @@ def _exec_config_file(path: str, shown: str) -> dict[str, Any]:
     except (SyntaxError, ValueError) as exc:
         where = f", line {exc.lineno}" if isinstance(exc, SyntaxError) and exc.lineno else ""
         detail = exc.msg if isinstance(exc, SyntaxError) else str(exc)
-        raise ConfigError(f"config file {shown!r}{where}: {type(exc).__name__}: {detail}",
-                          "config") from None
+        raise ConfigError(
+            f"config file {shown!r}{where}: {type(exc).__name__}: {detail}", "config"
+        ) from None
     namespace: dict[str, Any] = {
         "__builtins__": builtins,
         "__file__": path,
@@ -245,8 +264,9 @@ def _unknown_name_warning(name: str, value: Any, shown: str) -> str | None:
     return f"unknown setting {name!r} in {shown} (did you mean {close[0]!r}?)"
 
 
-def _apply_config_file(cfg: Config, path: str, shown: str,
-                       overridden: frozenset[str]) -> dict[str, Any]:
+def _apply_config_file(
+    cfg: Config, path: str, shown: str, overridden: frozenset[str]
+) -> dict[str, Any]:
     """Apply the file's settings except those ``overridden`` later; return its namespace.
 
     An overridden setting is not even validated: a command-line flag wins over the file even
@@ -278,8 +298,12 @@ def _set_from_file(cfg: Config, name: str, value: Any, shown: str) -> None:
         raise ConfigError(f"{exc} (in {shown})", name) from None
 
 
-def _apply_options(cfg: Config, options: Mapping[str, Any], source: str | None,
-                   overridden: frozenset[str] = frozenset()) -> None:
+def _apply_options(
+    cfg: Config,
+    options: Mapping[str, Any],
+    source: str | None,
+    overridden: frozenset[str] = frozenset(),
+) -> None:
     for setting in SETTINGS:
         if setting.name in options and setting.name not in overridden:
             try:
@@ -291,7 +315,7 @@ def _apply_options(cfg: Config, options: Mapping[str, Any], source: str | None,
     shown = "on the command line" if source is None else f"from {source}"
     for dest, value in options.items():
         if dest.startswith(_GUNICORN_DEST):
-            row = GUNICORN_ONLY[dest[len(_GUNICORN_DEST):]]
+            row = GUNICORN_ONLY[dest[len(_GUNICORN_DEST) :]]
             _gunicorn_only(cfg, row, value, f"option {row.flags[-1]}", shown)
 
 
@@ -344,10 +368,15 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
     app_module = cli_options.get("app_module") or env_options.get("app_module")
     if app_module:
         cfg.set("wsgi_app", app_module)
-    worker_class = (cli_options.get("worker_class") or env_options.get("worker_class")
-                    or namespace.get("worker_class"))
-    for notice in (_source_notice(cfg.config, env_var if env_args else None),
-                   _worker_class_notice(worker_class)):
+    worker_class = (
+        cli_options.get("worker_class")
+        or env_options.get("worker_class")
+        or namespace.get("worker_class")
+    )
+    for notice in (
+        _source_notice(cfg.config, env_var if env_args else None),
+        _worker_class_notice(worker_class),
+    ):
         if notice is not None:
             cfg.notices.append(notice)
     cfg.argv = args

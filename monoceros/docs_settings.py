@@ -87,10 +87,17 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Print the page, or write it with ``--write [PATH]``; return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m monoceros.docs_settings",
-                                     description="Generate docs/settings.md.")
-    parser.add_argument("--write", nargs="?", const=str(PAGE_PATH), default=None,
-                        metavar="PATH", help=f"write the page (default path: {PAGE_PATH.name})")
+    parser = argparse.ArgumentParser(
+        prog="python -m monoceros.docs_settings", description="Generate docs/settings.md."
+    )
+    parser.add_argument(
+        "--write",
+        nargs="?",
+        const=str(PAGE_PATH),
+        default=None,
+        metavar="PATH",
+        help=f"write the page (default path: {PAGE_PATH.name})",
+    )
     args = parser.parse_args(argv)
     page = render()
     if args.write is None:

@@ -25,11 +25,15 @@ class _Varies:
 VARIES: Final = _Varies()
 """The default of a setting whose gunicorn default cannot be compared (a path, a hook)."""
 
-_NO_TLS = ("TLS is not served by monoceros yet, so this port would answer plain HTTP; terminate "
-           "TLS in a proxy in front of monoceros and remove the setting")
-_NO_PROXY_PROTOCOL = ("the PROXY protocol is not supported by monoceros, and without it the "
-                      "proxy's PROXY line would be read as the request; turn it off in the proxy "
-                      "and remove the setting")
+_NO_TLS = (
+    "TLS is not served by monoceros yet, so this port would answer plain HTTP; terminate "
+    "TLS in a proxy in front of monoceros and remove the setting"
+)
+_NO_PROXY_PROTOCOL = (
+    "the PROXY protocol is not supported by monoceros, and without it the "
+    "proxy's PROXY line would be read as the request; turn it off in the proxy "
+    "and remove the setting"
+)
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,13 @@ class GunicornOnly:
         return default in ("off", False, None, "", 0) and not value and value is not True
 
 
-def _row(name: str, default: Any, flags: tuple[str, ...] = (), kind: str = "value",
-         refuse: str | None = None) -> GunicornOnly:
+def _row(
+    name: str,
+    default: Any,
+    flags: tuple[str, ...] = (),
+    kind: str = "value",
+    refuse: str | None = None,
+) -> GunicornOnly:
     return GunicornOnly(name, default, flags, kind, refuse)
 
 
@@ -86,8 +95,9 @@ _ROWS: tuple[GunicornOnly, ...] = (
     _row("http2_max_frame_size", 16384, ("--http2-max-frame-size",)),
     _row("http2_max_header_list_size", 65536, ("--http2-max-header-list-size",)),
     # Logging
-    _row("disable_redirect_access_to_syslog", False, ("--disable-redirect-access-to-syslog",),
-         "flag"),
+    _row(
+        "disable_redirect_access_to_syslog", False, ("--disable-redirect-access-to-syslog",), "flag"
+    ),
     _row("logger_class", "gunicorn.glogging.Logger", ("--logger-class",)),
     _row("logconfig", None, ("--log-config",)),
     _row("logconfig_dict", {}),
@@ -123,10 +133,15 @@ _ROWS: tuple[GunicornOnly, ...] = (
     _row("proxy_allow_ips", "127.0.0.1,::1", ("--proxy-allow-from",)),
     _row("strip_header_spaces", False, ("--strip-header-spaces",), "flag"),
     _row("permit_obsolete_folding", False, ("--permit-obsolete-folding",), "flag"),
-    _row("permit_unconventional_http_method", False, ("--permit-unconventional-http-method",),
-         "flag"),
-    _row("permit_unconventional_http_version", False,
-         ("--permit-unconventional-http-version",), "flag"),
+    _row(
+        "permit_unconventional_http_method", False, ("--permit-unconventional-http-method",), "flag"
+    ),
+    _row(
+        "permit_unconventional_http_version",
+        False,
+        ("--permit-unconventional-http-version",),
+        "flag",
+    ),
     _row("casefold_http_method", False, ("--casefold-http-method",), "flag"),
     _row("header_map", "drop", ("--header-map",)),
     _row("root_path", "", ("--root-path",)),

@@ -51,8 +51,10 @@ class Finding:
     owner: str
 
     def __str__(self) -> str:
-        return (f"{self.where}:{self.use.line}: the {self.hook} hook reads "
-                f"{self.use.param}.{self.use.name}, which monoceros's {self.owner} does not have")
+        return (
+            f"{self.where}:{self.use.line}: the {self.hook} hook reads "
+            f"{self.use.param}.{self.use.name}, which monoceros's {self.owner} does not have"
+        )
 
 
 def hook_attributes(cls: type) -> frozenset[str]:
@@ -132,8 +134,11 @@ def attribute_uses(func: Callable[..., Any], params: tuple[str, ...]) -> list[At
     guarded = {c for c in code.co_consts if isinstance(c, str)}
     if not {"getattr", "hasattr"} & set(code.co_names):
         guarded = set()
-    return [use for use in uses if use.param not in reassigned
-            and (use.store or use.name not in guarded)]
+    return [
+        use
+        for use in uses
+        if use.param not in reassigned and (use.store or use.name not in guarded)
+    ]
 
 
 def _where(func: Callable[..., Any]) -> str:

@@ -288,8 +288,9 @@ def inherited_sockets(environ: dict[str, str] | None = None) -> list[Inherited]:
             continue
         fd = int(fd_text)
         os.set_inheritable(fd, False)
-        out.append(Inherited(socket.socket(fileno=fd), protocol or "http", owned == "1",
-                             bound == "1"))
+        out.append(
+            Inherited(socket.socket(fileno=fd), protocol or "http", owned == "1", bound == "1")
+        )
     return out
 
 

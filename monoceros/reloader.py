@@ -54,8 +54,13 @@ def module_files() -> set[str]:
 class Reloader(threading.Thread):
     """Calls ``callback(path)`` once, from its own thread, when a watched file changes."""
 
-    def __init__(self, files: Iterable[str], callback: Callable[[str], None],
-                 engine: str = "auto", interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        files: Iterable[str],
+        callback: Callable[[str], None],
+        engine: str = "auto",
+        interval: float = 1.0,
+    ) -> None:
         super().__init__(name="monoceros-reloader", daemon=True)
         self.files = {os.path.abspath(f) for f in files}
         self.callback = callback
@@ -118,7 +123,7 @@ class Reloader(threading.Thread):
                 offset = 0
                 while offset + _EVENT.size <= len(data):
                     wd, _mask, _cookie, length = _EVENT.unpack_from(data, offset)
-                    raw = data[offset + _EVENT.size: offset + _EVENT.size + length]
+                    raw = data[offset + _EVENT.size : offset + _EVENT.size + length]
                     offset += _EVENT.size + length
                     name = raw.split(b"\0", 1)[0].decode(errors="surrogateescape")
                     path = os.path.join(dirs.get(wd, ""), name)

@@ -150,8 +150,10 @@ class HttpCycle:
         scope = self.scope
         query = scope.get("query_string")
         path = scope.get("path", "")
-        return f"{scope.get('method', '')} {path}?{query.decode('latin-1')}" if query else (
-            f"{scope.get('method', '')} {path}"
+        return (
+            f"{scope.get('method', '')} {path}?{query.decode('latin-1')}"
+            if query
+            else (f"{scope.get('method', '')} {path}")
         )
 
     def describe(self) -> str:
@@ -271,11 +273,18 @@ class HttpCycle:
             if not more:
                 if framing.chunked and not self.disconnected:
                     transport.write(LAST_CHUNK)
-                if (framing.length is not None and framing.has_body
-                        and self.sent < framing.length and not self.disconnected):
+                if (
+                    framing.length is not None
+                    and framing.has_body
+                    and self.sent < framing.length
+                    and not self.disconnected
+                ):
                     self.conn.ctx.log.error(
                         "ASGI application sent %d of the %d bytes its Content-Length announced "
-                        "to %s", self.sent, framing.length, self._where(),
+                        "to %s",
+                        self.sent,
+                        framing.length,
+                        self._where(),
                     )
                     self._abort()
                     return
@@ -307,7 +316,8 @@ class HttpCycle:
             if len(body) > room:
                 self.conn.ctx.log.error(
                     "ASGI application sent more than its Content-Length (%d) to %s; cut",
-                    length, self._where(),
+                    length,
+                    self._where(),
                 )
                 body = body[: max(room, 0)]
         self.sent += len(body)
@@ -323,8 +333,11 @@ class HttpCycle:
         ctx = self.conn.ctx
         if ctx.access_log:
             ctx.log.access(
-                access_environ(self.scope), self._status or 500, access_headers(self._headers),
-                self.sent, time.monotonic() - self._start,
+                access_environ(self.scope),
+                self._status or 500,
+                access_headers(self._headers),
+                self.sent,
+                time.monotonic() - self._start,
             )
 
     def fail(self, status: int, reason: str) -> None:

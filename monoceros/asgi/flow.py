@@ -24,6 +24,7 @@ def wake(waiter: asyncio.Future[None] | None) -> None:
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
 
+
 HIGH_WATER: Final = 256 * 1024
 """Buffered body bytes at which reading pauses."""
 

@@ -192,7 +192,8 @@ class HttpProtocol(TransportConnection):
         if self.parser.in_message:
             self.ctx.log.debug(
                 "Client %s: no complete request head within header_timeout (%gs)",
-                self.peer_label(), self.ctx.header_timeout,
+                self.peer_label(),
+                self.ctx.header_timeout,
             )
         self.transport.close()
 

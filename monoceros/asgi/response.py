@@ -22,7 +22,12 @@ from ..protocols.response import (
 )
 
 __all__ = [
-    "LAST_CHUNK", "Framing", "ResponseError", "build_head", "chunk", "error_response",
+    "LAST_CHUNK",
+    "Framing",
+    "ResponseError",
+    "build_head",
+    "chunk",
+    "error_response",
     "status_line",
 ]
 
@@ -42,7 +47,14 @@ def build_head(
     """The response head and its framing; ``first_body`` is the whole body when the application
     sent it in one message, None when more body follows."""
     return response_head(
-        status_line(status), status, headers, _SPELLING, text=False,
+        status_line(status),
+        status,
+        headers,
+        _SPELLING,
+        text=False,
         whole_body=None if first_body is None else len(first_body),
-        head_only=head_only, keep_alive=keep_alive, http11=http11, uwsgi=uwsgi,
+        head_only=head_only,
+        keep_alive=keep_alive,
+        http11=http11,
+        uwsgi=uwsgi,
     )

@@ -141,8 +141,17 @@ class FastConnection(WriteFlow):
     do.
     """
 
-    __slots__ = ("_buffer", "_watching", "_writing", "closing", "ctx", "cycle", "deadline", "peer",
-                 "sock")
+    __slots__ = (
+        "_buffer",
+        "_watching",
+        "_writing",
+        "closing",
+        "ctx",
+        "cycle",
+        "deadline",
+        "peer",
+        "sock",
+    )
 
     def __init__(self, ctx: ServerContext, sock: socket.socket, peer: Any) -> None:
         self.ctx = ctx

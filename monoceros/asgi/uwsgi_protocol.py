@@ -196,7 +196,8 @@ class UwsgiProtocol(TransportConnection):
             if self.received:
                 self.ctx.log.debug(
                     "Client %s: no complete uWSGI packet within header_timeout (%gs)",
-                    self.peer_label(), self.ctx.header_timeout,
+                    self.peer_label(),
+                    self.ctx.header_timeout,
                 )
             self.transport.close()
             return

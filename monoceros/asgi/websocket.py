@@ -70,10 +70,14 @@ class WebSocketSession:
             elif name == b"sec-websocket-version":
                 version = value.strip()
         if not key or version != b"13":
-            reason = "WebSocket upgrade without Sec-WebSocket-Key" if not key else (
-                "unsupported Sec-WebSocket-Version (13 is served)")
-            self.ctx.log.info("Invalid WebSocket handshake from %s: %s",
-                              self.conn.peer_label(), reason)
+            reason = (
+                "WebSocket upgrade without Sec-WebSocket-Key"
+                if not key
+                else ("unsupported Sec-WebSocket-Version (13 is served)")
+            )
+            self.ctx.log.info(
+                "Invalid WebSocket handshake from %s: %s", self.conn.peer_label(), reason
+            )
             self._write(error_response(400, reason))
             self._log_handshake(400)
             self.conn.close()
@@ -173,8 +177,9 @@ class WebSocketSession:
         try:
             await self.ctx.app(self.scope, self.receive, self.send)
         except Exception:
-            self.ctx.log.exception("Exception in ASGI application (WebSocket %s)",
-                                   self.scope.get("path", ""))
+            self.ctx.log.exception(
+                "Exception in ASGI application (WebSocket %s)", self.scope.get("path", "")
+            )
             if not self.accepted and not self.close_sent:
                 self.close_sent = True
                 self._write(error_response(500))
@@ -262,8 +267,13 @@ class WebSocketSession:
         (the time is until that answer; the WebSocket itself may live on for hours)."""
         ctx = self.ctx
         if ctx.access_log:
-            ctx.log.access(access_environ(self.scope), status, access_headers(headers), None,
-                           ctx.loop.time() - self._start)
+            ctx.log.access(
+                access_environ(self.scope),
+                status,
+                access_headers(headers),
+                None,
+                ctx.loop.time() - self._start,
+            )
 
     def _handshake(self, message: dict[str, Any]) -> tuple[bytes, list[Any]]:
         """The 101 answer to send, and its headers (for the access log)."""
@@ -274,7 +284,8 @@ class WebSocketSession:
         if sub:
             headers.append((b"sec-websocket-protocol", sub.encode("latin-1")))
         headers += list(message.get("headers") or ())
-        head, _ = build_head(101, headers, first_body=None, head_only=True, keep_alive=True,
-                             http11=True, uwsgi=True)
+        head, _ = build_head(
+            101, headers, first_body=None, head_only=True, keep_alive=True, http11=True, uwsgi=True
+        )
         # the hop-by-hop Upgrade/Connection pair belongs to this response: put it back
         return head[:-2] + b"upgrade: websocket\r\nconnection: Upgrade\r\n\r\n", headers

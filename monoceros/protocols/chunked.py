@@ -22,7 +22,6 @@ _SIZE_LINE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n\x00]*)?\r\
 _SIZE, _DATA, _DATA_CRLF, _TRAILERS, _DONE = range(5)
 
 
-
 def take(buf: bytearray, n: int) -> bytes:
     """Remove and return at most ``n`` bytes from the front of ``buf``."""
     if len(buf) <= n:
@@ -32,6 +31,7 @@ def take(buf: bytearray, n: int) -> bytes:
         data = bytes(buf[:n])
         del buf[:n]
     return data
+
 
 class ChunkedDecoder:
     """Decode one chunked body from the front of a caller-owned ``bytearray``.

@@ -206,9 +206,7 @@ class HttpParser:
             )
         headers = self._headers
         if limits.fields and len(headers) >= limits.fields:
-            raise HeadersTooLarge(
-                f"more than limit_request_fields ({limits.fields}) header fields"
-            )
+            raise HeadersTooLarge(f"more than limit_request_fields ({limits.fields}) header fields")
         lname = name.lower()
         if lname == b"host":
             self._has_host = True

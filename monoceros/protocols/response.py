@@ -39,8 +39,19 @@ from typing import Any, Final
 from .errors import ResponseError
 
 __all__ = [
-    "HOP_BY_HOP", "LAST_CHUNK", "Framing", "ResponseError", "Spelling", "carries_body", "chunk",
-    "error_response", "frame", "http_date", "reason_phrase", "response_head", "status_line",
+    "HOP_BY_HOP",
+    "LAST_CHUNK",
+    "Framing",
+    "ResponseError",
+    "Spelling",
+    "carries_body",
+    "chunk",
+    "error_response",
+    "frame",
+    "http_date",
+    "reason_phrase",
+    "response_head",
+    "status_line",
     "status_line_of",
 ]
 
@@ -174,8 +185,16 @@ class Framing:
         self.keep_alive = keep_alive
 
 
-def frame(status: int, length: int | None, whole_body: int | None, *, head_only: bool,
-          keep_alive: bool, http11: bool, uwsgi: bool) -> Framing:
+def frame(
+    status: int,
+    length: int | None,
+    whole_body: int | None,
+    *,
+    head_only: bool,
+    keep_alive: bool,
+    http11: bool,
+    uwsgi: bool,
+) -> Framing:
     """The framing of a response: ``length`` is the application's Content-Length (or None),
     ``whole_body`` the size of the body when it is sent in one piece (None when streamed)."""
     has_body = carries_body(status, head_only)
@@ -190,9 +209,19 @@ def frame(status: int, length: int | None, whole_body: int | None, *, head_only:
     return Framing(has_body, length, chunked, keep_alive)
 
 
-def response_head(line: bytes, status: int, headers: Iterable[Any], spelling: Spelling, *,
-                  text: bool, whole_body: int | None, head_only: bool, keep_alive: bool,
-                  http11: bool, uwsgi: bool) -> tuple[bytes, Framing]:
+def response_head(
+    line: bytes,
+    status: int,
+    headers: Iterable[Any],
+    spelling: Spelling,
+    *,
+    text: bool,
+    whole_body: int | None,
+    head_only: bool,
+    keep_alive: bool,
+    http11: bool,
+    uwsgi: bool,
+) -> tuple[bytes, Framing]:
     """The head of a response and its framing.
 
     ``line`` is the status line of ``status``; ``headers`` are (name, value) pairs of str when
@@ -233,8 +262,15 @@ def response_head(line: bytes, status: int, headers: Iterable[Any], spelling: Sp
     fields = len(parts) >> 2
     if block.count(b"\n") != fields or block.count(b"\r") != fields or b"\x00" in block:
         raise ResponseError(_injection(headers))
-    framing = frame(status, length, whole_body, head_only=head_only, keep_alive=keep_alive,
-                    http11=http11, uwsgi=uwsgi)
+    framing = frame(
+        status,
+        length,
+        whole_body,
+        head_only=head_only,
+        keep_alive=keep_alive,
+        http11=http11,
+        uwsgi=uwsgi,
+    )
     head = [line, block]
     if framing.length is not None:
         head.append(spelling.content_length % framing.length)
@@ -310,5 +346,7 @@ def error_response(status: int, reason_text: str = "") -> bytes:
     phrase = reason_phrase(status)
     body = f"{phrase}\n{reason_text}\n" if reason_text else f"{phrase}\n"
     data = body.encode("latin-1", "replace")
-    return b"%sConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n" \
+    return (
+        b"%sConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (status_line(status), len(data), data)
+    )

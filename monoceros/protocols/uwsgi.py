@@ -57,8 +57,6 @@ PONG: Final = b"\x64\x00\x00\x01"
 """The whole reply to a :class:`Ping`: modifier1 100, datasize 0, modifier2 1."""
 
 
-
-
 @dataclass(slots=True)
 class UwsgiRequest:
     """The head of one uWSGI request: modifiers, the CGI environ and the body framing.
@@ -131,9 +129,7 @@ def _check_header(m1: int, size: int, m2: int, max_vars_size: int) -> bool:
     if not size:
         raise InvalidVars("zero-length vars block")
     if size > max_vars_size:
-        raise VarsTooLarge(
-            f"vars block of {size} bytes exceeds the limit of {max_vars_size} bytes"
-        )
+        raise VarsTooLarge(f"vars block of {size} bytes exceeds the limit of {max_vars_size} bytes")
     return False
 
 
@@ -355,8 +351,16 @@ class UwsgiParser:
     body are left unread.
     """
 
-    __slots__ = ("_body", "_buf", "_chunks", "_eof", "_max_vars_size", "_remaining", "_state",
-                 "head")
+    __slots__ = (
+        "_body",
+        "_buf",
+        "_chunks",
+        "_eof",
+        "_max_vars_size",
+        "_remaining",
+        "_state",
+        "head",
+    )
 
     def __init__(self, *, max_vars_size: int = MAX_VARS_SIZE) -> None:
         if max_vars_size < 1:

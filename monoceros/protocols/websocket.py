@@ -97,8 +97,9 @@ def unmask(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
     return value.to_bytes(n, "little")
 
 
-def encode_frame(opcode: int, payload: bytes = b"", fin: bool = True,
-                 mask: bytes | None = None) -> bytes:
+def encode_frame(
+    opcode: int, payload: bytes = b"", fin: bool = True, mask: bytes | None = None
+) -> bytes:
     """One frame; unmasked (the server's) unless a 4-byte ``mask`` is given (a client's)."""
     first = (0x80 if fin else 0) | opcode
     n = len(payload)
@@ -229,9 +230,7 @@ class FrameParser:
         else:
             raise WebSocketError(f"reserved opcode {opcode:#x}")
         if self._frag_size + length > self._max:
-            raise WebSocketError(
-                f"message larger than the limit of {self._max} bytes", 1009
-            )
+            raise WebSocketError(f"message larger than the limit of {self._max} bytes", 1009)
 
     def _frame(self, opcode: int, fin: bool, payload: bytes) -> None:
         if opcode in _CONTROL_OPS:

@@ -78,8 +78,15 @@ class AsgiWorker(Worker):
         self._stop: asyncio.Future[None] = loop.create_future()
         self._factories: dict[int, ProtocolFactory] = {}
         self._direct: dict[int, DirectHandler] = {}
-        self.acceptor = Acceptor(loop, self.listeners, self._factories, cfg.worker_connections,
-                                 self.log, self.accept_failed, self._direct)
+        self.acceptor = Acceptor(
+            loop,
+            self.listeners,
+            self._factories,
+            cfg.worker_connections,
+            self.log,
+            self.accept_failed,
+            self._direct,
+        )
         try:
             loop.run_until_complete(self._serve())
             _cancel_leftovers(loop)
@@ -211,7 +218,8 @@ class AsgiWorker(Worker):
         what = _running_request(frame)
         self.log.error(
             "Worker (pid:%s) timed out; the event loop was blocked by %s",
-            self.pid, what or "code outside any request handler",
+            self.pid,
+            what or "code outside any request handler",
         )
         super()._handle_abort(signum, frame)
 

@@ -30,8 +30,13 @@ if TYPE_CHECKING:
     from ..logs import Logger
 
 __all__ = [
-    "ACCEPT_BACKOFF", "ACCEPT_RETRY", "APP_LOAD_ERROR", "WORKER_BOOT_ERROR", "Worker",
-    "WorkerAborted", "WorkerTmp",
+    "ACCEPT_BACKOFF",
+    "ACCEPT_RETRY",
+    "APP_LOAD_ERROR",
+    "WORKER_BOOT_ERROR",
+    "Worker",
+    "WorkerAborted",
+    "WorkerTmp",
 ]
 
 WORKER_BOOT_ERROR = 3
@@ -369,8 +374,9 @@ class Worker:
         replaced on HUP, retired on TTOU or WINCH), nor after max_requests."""
         return self.graceful_stop and not self.heartbeat.listeners_kept()
 
-    def take_listen_queue(self, take: Callable[[Listener, socket.socket, Any], None],
-                          deadline: float = float("inf")) -> None:
+    def take_listen_queue(
+        self, take: Callable[[Listener, socket.socket, Any], None], deadline: float = float("inf")
+    ) -> None:
         """Accept what waits in each listener's queue, without waiting, and give each
         connection and its peer address to ``take``: at most ``backlog`` connections per
         listener, none after ``deadline`` (``time.monotonic()``); the heartbeat beats between."""

@@ -31,7 +31,12 @@ from ..wsgi.response import FileWrapper, Response, ResponseError
 from .base import Worker, WorkerAborted
 
 __all__ = [
-    "DRAIN_LIMIT", "RECV_SIZE", "Beater", "BlockingWorker", "error_response", "request_line",
+    "DRAIN_LIMIT",
+    "RECV_SIZE",
+    "Beater",
+    "BlockingWorker",
+    "error_response",
+    "request_line",
 ]
 
 RECV_SIZE = 65536
@@ -45,6 +50,8 @@ DRAIN_LIMIT = 1 << 20
 _QUIET_ERRNOS = frozenset(
     (errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ESHUTDOWN)
 )
+
+
 class Beater(Protocol):
     """What records progress while a request waits on its peer."""
 
@@ -60,8 +67,14 @@ class _HttpBody:
 
     __slots__ = ("_conn", "_continue", "_heartbeat", "_parser", "_timeout", "_waits")
 
-    def __init__(self, conn: socket.socket, parser: HttpParser, send_continue: bool,
-                 heartbeat: Beater, timeout: float | None) -> None:
+    def __init__(
+        self,
+        conn: socket.socket,
+        parser: HttpParser,
+        send_continue: bool,
+        heartbeat: Beater,
+        timeout: float | None,
+    ) -> None:
         self._conn = conn
         self._parser = parser
         self._continue = send_continue
@@ -114,8 +127,9 @@ class _UwsgiBody:
 
     __slots__ = ("_conn", "_heartbeat", "_parser", "_timeout", "_waits")
 
-    def __init__(self, conn: socket.socket, parser: UwsgiParser, heartbeat: Beater,
-                 timeout: float | None) -> None:
+    def __init__(
+        self, conn: socket.socket, parser: UwsgiParser, heartbeat: Beater, timeout: float | None
+    ) -> None:
         self._conn = conn
         self._parser = parser
         self._heartbeat = heartbeat
@@ -284,8 +298,9 @@ class BlockingWorker(Worker):
         else:
             body = Input(_HttpBody(conn, parser, req.expect_continue, beater, self.io_timeout))
         environ["wsgi.input"] = body
-        return self.serve(conn, environ, body, beater, keep_alive=keep_alive,
-                          http10=req.version == "1.0")
+        return self.serve(
+            conn, environ, body, beater, keep_alive=keep_alive, http10=req.version == "1.0"
+        )
 
     def uwsgi_forbidden(self, listener: Listener, conn: socket.socket, peer: Any) -> bool:
         """Refuse (403) a TCP peer outside ``uwsgi_allow_ips``; True when it was refused."""
@@ -295,8 +310,9 @@ class BlockingWorker(Worker):
             return True
         return False
 
-    def uwsgi_invalid(self, listener: Listener, conn: socket.socket, peer: Any,
-                      exc: ProtocolError) -> None:
+    def uwsgi_invalid(
+        self, listener: Listener, conn: socket.socket, peer: Any, exc: ProtocolError
+    ) -> None:
         """Log and answer a malformed uWSGI packet."""
         self.log.warning(
             "Invalid uWSGI header: %s from %s", exc.reason, peer[0] if peer else listener.name
@@ -349,8 +365,9 @@ class BlockingWorker(Worker):
         hook_req = None
         if self.pre_request is not None or self.post_request is not None:
             hook_req = HookRequest(environ)
-        resp = Response(conn, environ["REQUEST_METHOD"] == "HEAD", uwsgi, beater.beat,
-                        self.io_timeout)
+        resp = Response(
+            conn, environ["REQUEST_METHOD"] == "HEAD", uwsgi, beater.beat, self.io_timeout
+        )
         if keep_alive:
             resp.keep_alive = True
             resp.http10 = http10
@@ -396,7 +413,10 @@ class BlockingWorker(Worker):
                     self.log.exception("Error closing the response iterable")
         if self.access_log:
             self.log.access(
-                environ, resp.status or "500", resp.headers, resp.sent,
+                environ,
+                resp.status or "500",
+                resp.headers,
+                resp.sent,
                 time.monotonic() - start,
             )
         if self.post_request is not None:
@@ -416,8 +436,12 @@ class BlockingWorker(Worker):
         where = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
         if isinstance(exc, ProtocolError):
             # the body broke its framing while the app read it: the client's fault, not the app's
-            self.log.info("Invalid request body from %s for %s: %s",
-                          environ.get("REMOTE_ADDR") or "a local peer", where, exc.reason)
+            self.log.info(
+                "Invalid request body from %s for %s: %s",
+                environ.get("REMOTE_ADDR") or "a local peer",
+                where,
+                exc.reason,
+            )
             if not resp.headers_sent:
                 resp.status, resp.status_code = f"{exc.status} Bad Request", exc.status
                 resp.headers = []

@@ -49,12 +49,28 @@ class _Conn:
     """One client connection and what is known of it between two readiness events."""
 
     __slots__ = (
-        "buf", "deadline", "fd", "fresh", "head_deadline", "listener", "parser", "peer",
-        "registered", "served", "sock", "uwsgi",
+        "buf",
+        "deadline",
+        "fd",
+        "fresh",
+        "head_deadline",
+        "listener",
+        "parser",
+        "peer",
+        "registered",
+        "served",
+        "sock",
+        "uwsgi",
     )
 
-    def __init__(self, sock: socket.socket, listener: Listener, peer: Any, head_deadline: float,
-                 parser: HttpParser | None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        listener: Listener,
+        peer: Any,
+        head_deadline: float,
+        parser: HttpParser | None,
+    ) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.listener = listener
@@ -222,8 +238,14 @@ class ThreadWorker(BlockingWorker):
             self._enqueue(listener, client, peer, uwsgi, header_timeout)
         return False
 
-    def _enqueue(self, listener: Listener, client: socket.socket, peer: Any, uwsgi: bool,
-                 header_timeout: float | None) -> None:
+    def _enqueue(
+        self,
+        listener: Listener,
+        client: socket.socket,
+        peer: Any,
+        uwsgi: bool,
+        header_timeout: float | None,
+    ) -> None:
         """Hand a new connection to the thread pool."""
         deadline = time.monotonic() + header_timeout if header_timeout else _FOREVER
         with self._lock:
@@ -256,8 +278,11 @@ class ThreadWorker(BlockingWorker):
                 if conn.served and (conn.uwsgi or not conn.parser or not conn.parser.in_message):
                     self.log.debug("Closing idle keep-alive connection from %s", conn.peer)
                 else:
-                    self.log.debug("Client %s: no complete request head within header_timeout "
-                                   "(%gs)", conn.peer or conn.listener.name, self.header_timeout)
+                    self.log.debug(
+                        "Client %s: no complete request head within header_timeout (%gs)",
+                        conn.peer or conn.listener.name,
+                        self.header_timeout,
+                    )
                 self._close(conn)
 
     def _shutdown(self) -> None:
@@ -294,8 +319,11 @@ class ThreadWorker(BlockingWorker):
             if progress.since and progress.request is not None:
                 self.log.error(
                     "Request in flight for %.1fs (%.1fs without progress) when the worker was "
-                    "aborted: %s\n%s", now - progress.started, now - progress.since,
-                    progress.describe(), _stack_of(frames.get(progress.thread)),
+                    "aborted: %s\n%s",
+                    now - progress.started,
+                    now - progress.since,
+                    progress.describe(),
+                    _stack_of(frames.get(progress.thread)),
                 )
         super()._handle_abort(signum, frame)
 
@@ -311,8 +339,7 @@ class ThreadWorker(BlockingWorker):
                     conn.fresh = False
                     self._fresh -= 1
 
-    def _begin(self, conn: _Conn, progress: _Progress,
-               request: HttpRequest | UwsgiRequest) -> None:
+    def _begin(self, conn: _Conn, progress: _Progress, request: HttpRequest | UwsgiRequest) -> None:
         """A request of ``conn`` starts: record it, and count the connection's first one."""
         if conn.fresh:
             with self._lock:
@@ -397,8 +424,9 @@ class ThreadWorker(BlockingWorker):
             try:
                 event = parser.next_event()
             except ProtocolError as exc:
-                self.log.info("Invalid HTTP request from %s: %s",
-                              conn.peer or listener.name, exc.reason)
+                self.log.info(
+                    "Invalid HTTP request from %s: %s", conn.peer or listener.name, exc.reason
+                )
                 self.send_error(sock, exc.status, exc.reason)
                 return False
             if event is NEED_DATA:
@@ -414,7 +442,10 @@ class ThreadWorker(BlockingWorker):
                 continue  # the EndOfMessage of a request served without a body
             req = event
             keep_alive = (
-                req.keep_alive and not req.upgrade and self.alive and self.keepalive > 0
+                req.keep_alive
+                and not req.upgrade
+                and self.alive
+                and self.keepalive > 0
                 and self.nr + 1 < self.max_requests
             )
             self._begin(conn, progress, req)

@@ -82,8 +82,11 @@ class SyncWorker(BlockingWorker):
         sock = listener.sock
         sock.setblocking(True)
         seconds = int(wait)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
-                        struct.pack("ll", seconds, int((wait - seconds) * 1_000_000)))
+        sock.setsockopt(
+            socket.SOL_SOCKET,
+            socket.SO_RCVTIMEO,
+            struct.pack("ll", seconds, int((wait - seconds) * 1_000_000)),
+        )
         # socket.accept() turns family and type into enums for every connection; the raw
         # accept and a constructor given plain ints skip that (about 1.4 µs a connection).
         accept = sock._accept  # type: ignore[attr-defined]  # CPython, all versions

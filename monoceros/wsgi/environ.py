@@ -18,7 +18,11 @@ from ..protocols.uwsgi import url_scheme
 from .response import FileWrapper
 
 __all__ = [
-    "HttpEnvironBuilder", "UwsgiEnvironBuilder", "base_environ", "mount_point", "split_host",
+    "HttpEnvironBuilder",
+    "UwsgiEnvironBuilder",
+    "base_environ",
+    "mount_point",
+    "split_host",
 ]
 
 _PROTOCOLS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "0.9": "HTTP/0.9"}
@@ -97,8 +101,14 @@ def _forwarder_names(names: list[str]) -> frozenset[bytes] | None:
 class HttpEnvironBuilder:
     """Builds the environ of HTTP/1.x requests arriving on one listener."""
 
-    __slots__ = ("_base", "_forwarders", "_secure_headers", "_server_name", "_server_port",
-                 "_trusted")
+    __slots__ = (
+        "_base",
+        "_forwarders",
+        "_secure_headers",
+        "_server_name",
+        "_server_port",
+        "_trusted",
+    )
 
     def __init__(
         self,

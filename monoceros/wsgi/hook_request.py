@@ -34,8 +34,10 @@ class HookRequest:
         if uri:
             return str(uri)
         query = env.get("QUERY_STRING", "")
-        return str(env.get("SCRIPT_NAME", "")) + str(env.get("PATH_INFO", "")) + (
-            f"?{query}" if query else ""
+        return (
+            str(env.get("SCRIPT_NAME", ""))
+            + str(env.get("PATH_INFO", ""))
+            + (f"?{query}" if query else "")
         )
 
     @property

@@ -208,9 +208,16 @@ class Response:
             elif self.should_close is not None and self.should_close():
                 keep_alive = False
         head, framing = response_head(
-            self._line, self.status_code, self.headers, _SPELLING, text=True,
-            whole_body=body_length, head_only=self.head_only, keep_alive=keep_alive,
-            http11=not self.http10, uwsgi=self.uwsgi,
+            self._line,
+            self.status_code,
+            self.headers,
+            _SPELLING,
+            text=True,
+            whole_body=body_length,
+            head_only=self.head_only,
+            keep_alive=keep_alive,
+            http11=not self.http10,
+            uwsgi=self.uwsgi,
         )
         self.length = framing.length
         self.chunked = framing.chunked

@@ -64,9 +64,16 @@ def children_of(pid: int) -> list[int]:
 class Server:
     """One ``monoceros`` process group; output goes to a log file."""
 
-    def __init__(self, args: list[str], workdir: Path, env: dict[str, str] | None = None,
-                 wait: bool = True, bind: str | None = None, bind_arg: bool = True,
-                 program: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        bind: str | None = None,
+        bind_arg: bool = True,
+        program: list[str] | None = None,
+    ) -> None:
         """``bind`` is where the tests connect; ``bind_arg=False`` leaves it to a config file;
         ``program`` replaces the ``monoceros`` script (``[python, "-m", "monoceros"]``)."""
         self.workdir = workdir
@@ -82,9 +89,15 @@ class Server:
         if env:
             full_env.update(env)
         self._logf = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.cmd, stdout=self._logf, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=str(workdir), env=full_env,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.cmd,
+            stdout=self._logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(workdir),
+            env=full_env,
+            start_new_session=True,
+        )
         self.pid = self.proc.pid
         if wait:
             try:
@@ -113,9 +126,14 @@ class Server:
             return s
         return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
 
-    def request(self, path: str = "/", method: str = "GET", body: bytes | None = None,
-                headers: dict[str, str] | None = None, timeout: float = 10.0
-                ) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self,
+        path: str = "/",
+        method: str = "GET",
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> tuple[int, dict[str, str], bytes]:
         """One HTTP request on a new connection: (status, lower-case headers, body)."""
         raw = f"{method} {path} HTTP/1.1\r\nHost: test\r\n".encode()
         for k, v in (headers or {}).items():
@@ -140,6 +158,7 @@ class Server:
                 return self.request("/pid", timeout=2)[0] == 200
             except OSError:
                 return False
+
         if not wait_for(up, timeout, 0.1):
             raise AssertionError(f"server did not become ready:\n{self.log()}")
 
@@ -198,8 +217,9 @@ def listen_queue(port: int) -> int:
     return 0
 
 
-def term_with_queued(srv: Server, slow: Callable[[str], object], queued: Callable[[], object],
-                     count: int = 4) -> list[object]:
+def term_with_queued(
+    srv: Server, slow: Callable[[str], object], queued: Callable[[], object], count: int = 4
+) -> list[object]:
     """Run ``slow(target)`` (``target`` is a ``/slow?s=1`` that marks its start; it takes the
     only worker or connection slot), then ``count`` calls of ``queued``, wait until they sit in
     the listen queue, then send TERM; return what every call returned (or raised), ``slow``'s
@@ -213,8 +233,7 @@ def term_with_queued(srv: Server, slow: Callable[[str], object], queued: Callabl
             out.append(exc)
 
     target, mark = slow_target(srv, 1)
-    threads = [threading.Thread(target=run, args=(lambda: slow(target), results[0]),
-                                daemon=True)]
+    threads = [threading.Thread(target=run, args=(lambda: slow(target), results[0]), daemon=True)]
     threads[0].start()
     wait_started(mark)  # the slot is taken: the next connections wait in the queue
     for i in range(count):
@@ -262,17 +281,25 @@ def server(workdir: Path) -> Iterator[Callable[..., Server]]:
         srv.stop()
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 30.0,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], cwd: Path, timeout: float = 30.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``monoceros ARGS`` to completion (for commands that exit by themselves)."""
     full_env = dict(os.environ)
     full_env.pop("MONOCEROS_CMD_ARGS", None)
     full_env.pop("GUNICORN_CMD_ARGS", None)
     if env:
         full_env.update(env)
-    return subprocess.run([MONOCEROS, *args], cwd=str(cwd), capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, env=full_env,
-                          start_new_session=True)
+    return subprocess.run(
+        [MONOCEROS, *args],
+        cwd=str(cwd),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=full_env,
+        start_new_session=True,
+    )
 
 
 def missing(under_ci: str, elsewhere: str) -> NoReturn:
@@ -294,8 +321,14 @@ def find_nginx() -> str:
 class Nginx:
     """A private nginx (one worker, foreground, own process group) with a generated config."""
 
-    def __init__(self, locations: str, workdir: Path, upstream: str,
-                 http_block: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        locations: str,
+        workdir: Path,
+        upstream: str,
+        http_block: str | None = None,
+        port: int | None = None,
+    ) -> None:
         """Serve ``locations`` in front of ``upstream``, or a whole ``http_block`` as given
         (an example config whose ``listen`` already names ``port``)."""
         exe = find_nginx()
@@ -303,13 +336,16 @@ class Nginx:
         for sub in ("logs", "tmp"):
             (self.dir / sub).mkdir(parents=True)
         self.port = port or free_port()
-        servers = http_block or f"""
+        servers = (
+            http_block
+            or f"""
     upstream backend {{ server {upstream}; keepalive 8; }}
     server {{
         listen 127.0.0.1:{self.port};
         server_name test.example;
         {locations}
     }}"""
+        )
         user = "user root;" if os.geteuid() == 0 else ""
         conf = f"""
 {user}
@@ -332,9 +368,13 @@ http {{
         self.conf = self.dir / "nginx.conf"
         self.conf.write_text(conf)
         self._err = open(self.dir / "logs" / "stderr", "wb")
-        self.proc = subprocess.Popen([exe, "-p", str(self.dir), "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=self._err,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [exe, "-p", str(self.dir), "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=self._err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
         def up() -> bool:
             if self.proc.poll() is not None:
@@ -344,6 +384,7 @@ http {{
                 return True
             except OSError:
                 return False
+
         assert wait_for(up, 15), self.error_log()
 
     def error_log(self) -> str:
@@ -354,13 +395,20 @@ http {{
                 out += p.read_text(errors="replace")
         return out
 
-    def request(self, path: str, method: str = "GET", body: bytes | None = None,
-                headers: dict[str, str] | None = None, timeout: float = 30.0,
-                encode_chunked: bool = False) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self,
+        path: str,
+        method: str = "GET",
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30.0,
+        encode_chunked: bool = False,
+    ) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            conn.request(method, path, body=body, headers=headers or {},
-                         encode_chunked=encode_chunked)
+            conn.request(
+                method, path, body=body, headers=headers or {}, encode_chunked=encode_chunked
+            )
             r = conn.getresponse()
             return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
         finally:
@@ -382,8 +430,9 @@ def nginx(workdir: Path) -> Iterator[Callable[..., Nginx]]:
     """``nginx(locations, upstream[, http_block, port])`` starts nginx in front of ``upstream``."""
     started: list[Nginx] = []
 
-    def start(locations: str, upstream: str, http_block: str | None = None,
-              port: int | None = None) -> Nginx:
+    def start(
+        locations: str, upstream: str, http_block: str | None = None, port: int | None = None
+    ) -> Nginx:
         ngx = Nginx(locations, workdir, upstream, http_block, port)
         started.append(ngx)
         return ngx

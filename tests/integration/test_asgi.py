@@ -61,6 +61,7 @@ def read_one(reader: _Reader, method: str = "GET") -> tuple[int, dict[str, str],
 
 # ----------------------------------------------------------------------------- HTTP/1.1
 
+
 def test_keepalive_pipelining_chunked_and_no_body_statuses(server: Callable[..., Server]) -> None:
     srv = start(server)
     with srv.connect() as s:
@@ -68,10 +69,14 @@ def test_keepalive_pipelining_chunked_and_no_body_statuses(server: Callable[...,
         s.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\n\r\n" * 3)  # pipelined
         pids = {read_one(reader)[2] for _ in range(3)}
         assert len(pids) == 1
-        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                  b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        s.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        )
         st, _, body = read_one(reader)
-        assert st == 200 and json.loads(body)["sha256"] == hashlib.sha256(b"hello world").hexdigest()
+        assert (
+            st == 200 and json.loads(body)["sha256"] == hashlib.sha256(b"hello world").hexdigest()
+        )
         s.sendall(b"GET /stream?mib=1 HTTP/1.1\r\nHost: t\r\n\r\n")
         st, hdrs, body = read_one(reader)
         assert hdrs.get("transfer-encoding") == "chunked" and body == BLOCK * 16
@@ -91,7 +96,9 @@ def test_keepalive_pipelining_chunked_and_no_body_statuses(server: Callable[...,
 def test_expect_100_continue_is_sent_when_the_app_reads(server: Callable[..., Server]) -> None:
     srv = start(server)
     with srv.connect() as s:
-        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+        s.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+        )
         assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
         s.sendall(b"abc")
         st, _, body = read_one(_Reader(s))
@@ -103,7 +110,9 @@ def test_16mib_upload_slow_reader_and_32mib_download(server: Callable[..., Serve
     payload = os.urandom(16 * MiB)
     st, _, body = srv.request("/echo?delay=0.005", "POST", payload, timeout=60)
     assert st == 200 and json.loads(body) == {
-        "len": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+        "len": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+    }
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
     conn.request("GET", "/stream?mib=32")
     data = conn.getresponse().read()
@@ -180,6 +189,7 @@ def test_max_requests_restarts_the_worker(server: Callable[..., Server]) -> None
     def restarted() -> bool:
         pids.add(srv.get_ok("/pid"))
         return len(pids) > 1
+
     assert wait_for(restarted, 15), srv.log()
     assert "Autorestarting worker after current request." in srv.log()
 
@@ -196,8 +206,10 @@ def test_blocked_loop_gets_the_worker_replaced(server: Callable[..., Server]) ->
 
 # ----------------------------------------------------------------------------- lifespan
 
-def test_lifespan_once_per_worker_and_graceful_term(server: Callable[..., Server],
-                                                    workdir: Path) -> None:
+
+def test_lifespan_once_per_worker_and_graceful_term(
+    server: Callable[..., Server], workdir: Path
+) -> None:
     events = workdir / "events"
     srv = start(server, ["--workers", "2"], env={"ASGI_EVENTS": str(events)})
     pids = set(srv.wait_workers(2))
@@ -219,13 +231,26 @@ def test_lifespan_once_per_worker_and_graceful_term(server: Callable[..., Server
 
 
 @pytest.mark.parametrize("protocol", ["http", "uwsgi"])
-def test_term_serves_the_connections_already_queued(server: Callable[..., Server],
-                                                    protocol: str) -> None:
+def test_term_serves_the_connections_already_queued(
+    server: Callable[..., Server], protocol: str
+) -> None:
     """At the worker_connections cap new connections wait in the listen queue; a graceful stop
     takes them in and serves them instead of leaving them to be reset (nginx would answer 502
     and not retry a POST)."""
-    srv = start(server, ["--worker-connections", "1", "--workers", "1", "--graceful-timeout",
-                         "10", "--protocol", protocol], wait=False)
+    srv = start(
+        server,
+        [
+            "--worker-connections",
+            "1",
+            "--workers",
+            "1",
+            "--graceful-timeout",
+            "10",
+            "--protocol",
+            protocol,
+        ],
+        wait=False,
+    )
     addr = ("127.0.0.1", srv.port)
 
     def request(path: str, body: bytes = b"") -> bytes:
@@ -233,32 +258,42 @@ def test_term_serves_the_connections_already_queued(server: Callable[..., Server
             payload = packet(good_env(path, body, "POST" if body else "GET"), body)
         else:
             method = "POST" if body else "GET"
-            payload = (f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
-                       f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+            payload = (
+                f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
         return exchange(addr, payload, timeout=15)
 
     assert wait_for(lambda: status_of(request("/pid")) == 200, 20), srv.log()
-    results = term_with_queued(srv, request,
-                               lambda: request("/echo", b"q" * 1000))
+    results = term_with_queued(srv, request, lambda: request("/echo", b"q" * 1000))
     assert [status_of(r) if isinstance(r, bytes) else r for r in results] == [200] * 5, results
     assert srv.wait_exit(15) == 0
     assert clean(srv.log()), srv.log()
 
 
 @pytest.mark.parametrize("protocol", ["http", "uwsgi"])
-def test_term_still_serves_a_new_connections_first_request(server: Callable[..., Server],
-                                                           workdir: Path, protocol: str) -> None:
+def test_term_still_serves_a_new_connections_first_request(
+    server: Callable[..., Server], workdir: Path, protocol: str
+) -> None:
     """A connection accepted just before the stop (its request still on the way, as when
     nginx has just connected) gets its request served; a kept-alive idle one is closed.
     (Over a UNIX socket: on TCP, deferred accept keeps such a connection in the kernel until
     its bytes arrive.)"""
     path = str(workdir / "asgi.sock")
-    srv = start(server, ["--workers", "1", "--graceful-timeout", "10", "--protocol", protocol],
-                wait=False, bind=f"unix:{path}")
+    srv = start(
+        server,
+        ["--workers", "1", "--graceful-timeout", "10", "--protocol", protocol],
+        wait=False,
+        bind=f"unix:{path}",
+    )
     addr = path
-    ready = packet(good_env("/pid")) if protocol == "uwsgi" else (
-        b"GET /pid HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    ready = (
+        packet(good_env("/pid"))
+        if protocol == "uwsgi"
+        else (b"GET /pid HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    )
     assert wait_for(lambda: status_of(exchange(addr, ready, timeout=2)) == 200, 20), srv.log()
+
     def connect() -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(10)
@@ -299,10 +334,13 @@ def test_failed_startup_stops_the_master(server: Callable[..., Server]) -> None:
 
 # ----------------------------------------------------------------------------- WebSockets
 
+
 def ws_open(sock: socket.socket, path: str = "/ws", extra: str = "") -> bytes:
     key = "dGhlIHNhbXBsZSBub25jZQ=="
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n".encode())
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n".encode()
+    )
     head = b""
     while b"\r\n\r\n" not in head:
         data = sock.recv(1)
@@ -389,15 +427,24 @@ def test_websocket_echo_direct(server: Callable[..., Server], workdir: Path) -> 
 def test_websocket_handshakes_are_in_the_access_log(server: Callable[..., Server]) -> None:
     """One access log line per handshake: 101 when accepted, 403 when the app refuses, 400 for
     a bad handshake (the WebSocket's own lifetime is not a request)."""
-    srv = start(server, ["--access-logfile", "-", "--access-logformat",
-                         'ws %(m)s "%(U)s" %(s)s %({sec-websocket-protocol}o)s'])
+    srv = start(
+        server,
+        [
+            "--access-logfile",
+            "-",
+            "--access-logformat",
+            'ws %(m)s "%(U)s" %(s)s %({sec-websocket-protocol}o)s',
+        ],
+    )
     with srv.connect() as s:
         ws_open(s, "/ws/scope", "Sec-WebSocket-Protocol: chat\r\n")
     with srv.connect() as s:
         assert ws_open(s, "/ws/deny").startswith(b"HTTP/1.1 403")
     with srv.connect() as s:
-        s.sendall(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
-                  b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        s.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
         assert s.recv(4096).startswith(b"HTTP/1.1 400")
     expected = ['ws GET "/ws/scope" 101 chat', 'ws GET "/ws/deny" 403 -', 'ws GET "/ws" 400 -']
     assert wait_for(lambda: all(line in srv.log() for line in expected), 5), srv.log()
@@ -435,8 +482,9 @@ location / {{
 }}"""
 
 
-def test_websocket_through_nginx_proxy_pass(server: Callable[..., Server],
-                                            nginx: Callable[..., Nginx]) -> None:
+def test_websocket_through_nginx_proxy_pass(
+    server: Callable[..., Server], nginx: Callable[..., Nginx]
+) -> None:
     srv = start(server)
     ngx = nginx(WS_PROXY, f"127.0.0.1:{srv.port}")
     with socket.create_connection(("127.0.0.1", ngx.port), timeout=10) as s:
@@ -446,23 +494,28 @@ def test_websocket_through_nginx_proxy_pass(server: Callable[..., Server],
 
 # ----------------------------------------------------------------------------- uWSGI
 
-def uwsgi_server(server: Callable[..., Server], args: list[str] | None = None,
-                 **kw: Any) -> tuple[Server, tuple[str, int]]:
+
+def uwsgi_server(
+    server: Callable[..., Server], args: list[str] | None = None, **kw: Any
+) -> tuple[Server, tuple[str, int]]:
     srv = start(server, ["--protocol", "uwsgi", *(args or [])], wait=False, **kw)
     addr = ("127.0.0.1", srv.port)
     assert wait_for(lambda: status_of(exchange(addr, packet(good_env()), timeout=2)) == 200, 20), (
-        srv.log())
+        srv.log()
+    )
     return srv, addr
 
 
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
-def test_uwsgi_through_nginx(server: Callable[..., Server], nginx: Callable[..., Nginx],
-                             workdir: Path, transport: str) -> None:
+def test_uwsgi_through_nginx(
+    server: Callable[..., Server], nginx: Callable[..., Nginx], workdir: Path, transport: str
+) -> None:
     if transport == "unix":
         sock = workdir / "asgi-uwsgi.sock"
         srv = start(server, ["--protocol", "uwsgi"], wait=False, bind=f"unix:{sock}")
-        assert wait_for(lambda: status_of(
-            exchange(str(sock), packet(good_env()), timeout=2)) == 200, 20), srv.log()
+        assert wait_for(
+            lambda: status_of(exchange(str(sock), packet(good_env()), timeout=2)) == 200, 20
+        ), srv.log()
         upstream = f"unix:{sock}"
     else:
         srv, _ = uwsgi_server(server)
@@ -493,9 +546,15 @@ def test_uwsgi_through_nginx(server: Callable[..., Server], nginx: Callable[...,
 
 def test_uwsgi_scope_from_raw_packets(server: Callable[..., Server]) -> None:
     _srv, addr = uwsgi_server(server)
-    env = {**good_env("/m/x/caf\u00c3\u00a9"), "SCRIPT_NAME": "/m", "HTTPS": "on",
-           "REQUEST_URI": "/m/x/caf%C3%A9?a=1", "QUERY_STRING": "a=1",
-           "CONTENT_TYPE": "text/plain", "HTTP_X_FORWARDED_FOR": "1.2.3.4"}
+    env = {
+        **good_env("/m/x/caf\u00c3\u00a9"),
+        "SCRIPT_NAME": "/m",
+        "HTTPS": "on",
+        "REQUEST_URI": "/m/x/caf%C3%A9?a=1",
+        "QUERY_STRING": "a=1",
+        "CONTENT_TYPE": "text/plain",
+        "HTTP_X_FORWARDED_FOR": "1.2.3.4",
+    }
     raw = exchange(addr, packet(env))
     assert b"Transfer-Encoding" not in raw.partition(b"\r\n\r\n")[0]
     scope = json.loads(body_of(raw))
@@ -509,13 +568,17 @@ def test_uwsgi_scope_from_raw_packets(server: Callable[..., Server]) -> None:
     assert exchange(addr, b"\x64\x00\x00\x00") == b"\x64\x00\x00\x01"
 
 
-@pytest.mark.parametrize("data,status,reason", [
-    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 501, "looks like HTTP"),
-    (b"\x00\x05\x00\x00\xff\xff\xff\xff\xff", 400, "overruns"),
-    (packet({"REQUEST_METHOD": "GE T", "PATH_INFO": "/"}), 400, "REQUEST_METHOD"),
-])
-def test_uwsgi_malformed_packets_and_allow_list(server: Callable[..., Server], data: bytes,
-                                                status: int, reason: str) -> None:
+@pytest.mark.parametrize(
+    "data,status,reason",
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 501, "looks like HTTP"),
+        (b"\x00\x05\x00\x00\xff\xff\xff\xff\xff", 400, "overruns"),
+        (packet({"REQUEST_METHOD": "GE T", "PATH_INFO": "/"}), 400, "REQUEST_METHOD"),
+    ],
+)
+def test_uwsgi_malformed_packets_and_allow_list(
+    server: Callable[..., Server], data: bytes, status: int, reason: str
+) -> None:
     srv, addr = uwsgi_server(server)
     assert status_of(exchange(addr, data)) == status
     assert wait_for(lambda: "[WARNING] Invalid uWSGI header:" in srv.log(), 5)
@@ -530,16 +593,22 @@ def test_uwsgi_malformed_packets_and_allow_list(server: Callable[..., Server], d
 
 # ----------------------------------------------------------------------------- a real framework
 
+
 def test_starlette_app(server: Callable[..., Server], nginx: Callable[..., Nginx]) -> None:
     import starlette  # noqa: F401  (a test dependency: missing it must fail, not skip)
+
     assert (APPS / "starlette_app.py").exists()
     hp, up = free_port(), free_port()
-    srv = server([*ASGI, "--bind", f"uwsgi://127.0.0.1:{up}", "--bind", f"http://127.0.0.1:{hp}"],
-                 app="starlette_app:app", bind=f"127.0.0.1:{hp}")
+    srv = server(
+        [*ASGI, "--bind", f"uwsgi://127.0.0.1:{up}", "--bind", f"http://127.0.0.1:{hp}"],
+        app="starlette_app:app",
+        bind=f"127.0.0.1:{hp}",
+    )
     st, _, body = srv.request("/items/42?q=x")
     assert st == 200 and json.loads(body) == {"item": 42, "q": "x", "started": True}
-    st, _, body = srv.request("/echo", "POST", b'{"a": [1, 2]}',
-                              headers={"Content-Type": "application/json"})
+    st, _, body = srv.request(
+        "/echo", "POST", b'{"a": [1, 2]}', headers={"Content-Type": "application/json"}
+    )
     assert st == 200 and json.loads(body) == {"got": {"a": [1, 2]}}
     assert srv.request("/missing")[0] == 404
     with srv.connect() as s:

@@ -41,15 +41,22 @@ def recorded(events: Path, line: str, timeout: float) -> bool:
     return wait_for(lambda: line in read_events(events), timeout)
 
 
-def uwsgi_backend(server: Callable[..., Server], workdir: Path, transport: str,
-                  events: Path) -> tuple[Server, str | tuple[str, int], str]:
+def uwsgi_backend(
+    server: Callable[..., Server], workdir: Path, transport: str, events: Path
+) -> tuple[Server, str | tuple[str, int], str]:
     """An asgi worker on a uwsgi listener: (server, address for raw packets, nginx upstream)."""
     bind = f"unix:{workdir / 'asgi-uwsgi.sock'}" if transport == "unix" else None
-    srv = server(["--worker-class", "asgi", "--protocol", "uwsgi", "--workers", "1"], app=APP,
-                 wait=False, bind=bind, env={"ASGI_EVENTS": str(events)})
+    srv = server(
+        ["--worker-class", "asgi", "--protocol", "uwsgi", "--workers", "1"],
+        app=APP,
+        wait=False,
+        bind=bind,
+        env={"ASGI_EVENTS": str(events)},
+    )
     addr: str | tuple[str, int] = srv.unix_path or ("127.0.0.1", srv.port)
-    assert wait_for(lambda: status_of(exchange(addr, packet(good_env()), timeout=2)) == 200,
-                    20), srv.log()
+    assert wait_for(lambda: status_of(exchange(addr, packet(good_env()), timeout=2)) == 200, 20), (
+        srv.log()
+    )
     upstream = f"unix:{addr}" if isinstance(addr, str) else f"127.0.0.1:{srv.port}"
     return srv, addr, upstream
 
@@ -90,8 +97,8 @@ def clean(log: str) -> bool:
 
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
 def test_client_leaving_nginx_reaches_the_waiting_app(
-        server: Callable[..., Server], nginx: Callable[..., Nginx], workdir: Path,
-        transport: str) -> None:
+    server: Callable[..., Server], nginx: Callable[..., Nginx], workdir: Path, transport: str
+) -> None:
     events = workdir / "events"
     srv, _, upstream = uwsgi_backend(server, workdir, transport, events)
     ngx = nginx(UWSGI_LOCATION.format(params=nginx_uwsgi_params()), upstream)
@@ -103,7 +110,10 @@ def test_client_leaving_nginx_reaches_the_waiting_app(
             s.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
             assert recorded(events, f"http-waiting{tag} {len(body)}", 10), srv.log()
         assert recorded(events, f"http-disconnect{tag} ", PROMPT), (
-            tag, read_events(events), srv.log())
+            tag,
+            read_events(events),
+            srv.log(),
+        )
         assert recorded(events, f"http-answered{tag} ", PROMPT), tag
     # a server-sent event stream: the client reads the first event and leaves
     with socket.create_connection(("127.0.0.1", ngx.port), timeout=10) as s:
@@ -130,7 +140,8 @@ CASES: list[tuple[str, int, int, Callable[[socket.socket], Any]]] = [
 
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
 def test_uwsgi_client_leaving_after_a_body_reaches_the_app(
-        server: Callable[..., Server], workdir: Path, transport: str) -> None:
+    server: Callable[..., Server], workdir: Path, transport: str
+) -> None:
     events = workdir / "events"
     srv, addr, _ = uwsgi_backend(server, workdir, transport, events)
     for tag, size, sent, leave in CASES:
@@ -141,7 +152,10 @@ def test_uwsgi_client_leaving_after_a_body_reaches_the_app(
             assert recorded(events, f"http-waiting{tag} {size}", 10), (tag, srv.log())
         leave(s)
         assert recorded(events, f"http-disconnect{tag} ", PROMPT), (
-            tag, read_events(events), srv.log())
+            tag,
+            read_events(events),
+            srv.log(),
+        )
         assert recorded(events, f"http-answered{tag} ", PROMPT), tag
     assert status_of(exchange(addr, packet(good_env()))) == 200
     assert clean(srv.log()), srv.log()

@@ -58,10 +58,17 @@ def test_gunicorn_conf_with_hooks(server: Callable[..., Server], workdir: Path) 
     srv.signal(signal.SIGTERM)
     assert srv.wait_exit(15) == 0
     log = srv.log()
-    for line in ("hook on_starting", "hook when_ready", "hook post_fork",
-                 "hook pre_request GET /env", "hook worker_exit", "hook on_exit",
-                 "unknown setting 'worker'", "did you mean 'workers'?",
-                 '127.0.0.1 "GET /env?x=1 HTTP/1.1" 200'):
+    for line in (
+        "hook on_starting",
+        "hook when_ready",
+        "hook post_fork",
+        "hook pre_request GET /env",
+        "hook worker_exit",
+        "hook on_exit",
+        "unknown setting 'worker'",
+        "did you mean 'workers'?",
+        '127.0.0.1 "GET /env?x=1 HTTP/1.1" 200',
+    ):
         assert line in log, (line, log)
     assert "multiprocessing" not in log
 

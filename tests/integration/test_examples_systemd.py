@@ -135,13 +135,26 @@ def _start_activated(workdir: Path) -> tuple[Path, Path, Path, subprocess.Popen[
         fd = sock.fileno()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.pop("MONOCEROS_CMD_ARGS", None)
-        cmd = ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"', *exec_start(),
-               "--pid", str(pidfile)]
+        cmd = [
+            "sh",
+            "-c",
+            'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"',
+            *exec_start(),
+            "--pid",
+            str(pidfile),
+        ]
         with open(log, "wb") as logf:  # the child keeps its own copy
-            proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, pass_fds=(3,),
-                                    preexec_fn=lambda: os.dup2(fd, 3), start_new_session=True,
-                                    cwd=str(APP_DIR))
+            proc = subprocess.Popen(
+                cmd,
+                env=env,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(3,),
+                preexec_fn=lambda: os.dup2(fd, 3),
+                start_new_session=True,
+                cwd=str(APP_DIR),
+            )
     finally:
         sock.close()
     return listen, pidfile, log, proc
@@ -212,11 +225,18 @@ def test_units_pass_systemd_analyze_verify(workdir: Path) -> None:
     # verify checks that ExecStart's program exists: use this machine's monoceros
     (workdir / SERVICE.name).write_text(text.replace(original, MONOCEROS))
     shutil.copy(SOCKET, workdir / SOCKET.name)
-    result = subprocess.run([analyze, "verify", "--man=no", str(workdir / SOCKET.name),
-                             str(workdir / SERVICE.name)], capture_output=True, text=True,
-                            timeout=60, stdin=subprocess.DEVNULL)
-    about_ours = [line for line in (result.stdout + result.stderr).splitlines()
-                  if SERVICE.name in line or SOCKET.name in line]
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", str(workdir / SOCKET.name), str(workdir / SERVICE.name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    about_ours = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if SERVICE.name in line or SOCKET.name in line
+    ]
     assert result.returncode == 0 and not about_ours, result.stdout + result.stderr
 
 
@@ -224,5 +244,5 @@ def test_the_deploy_page_shows_the_units_as_they_are() -> None:
     page = (REPO / "docs" / "deploy.md").read_text()
     for path in (SOCKET, SERVICE):
         text = path.read_text()
-        unit_body = text[text.index("[Unit]"):]
+        unit_body = text[text.index("[Unit]") :]
         assert f"`examples/systemd/{path.name}`:\n\n```ini\n{unit_body}```" in page, path.name

@@ -94,7 +94,7 @@ def test_pipelined_requests_answered_in_order(server: Callable[..., Server]) -> 
 
 
 def test_streamed_body_is_chunked_for_http11_and_closes_for_http10(
-    server: Callable[..., Server]
+    server: Callable[..., Server],
 ) -> None:
     srv = server([*GTHREAD, "--workers", "1"])
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
@@ -257,8 +257,9 @@ def test_max_requests_counts_kept_alive_requests(server: Callable[..., Server]) 
     assert wait_for(lambda: srv.get_ok("/pid") not in pids, 10)
 
 
-def _uwsgi_server(server: Callable[..., Server], args: list[str],
-                  source: str | None = None) -> Server:
+def _uwsgi_server(
+    server: Callable[..., Server], args: list[str], source: str | None = None
+) -> Server:
     srv = server([*GTHREAD, "--protocol", "uwsgi", *args], wait=False)
     addr = ("127.0.0.1", srv.port)
 
@@ -289,8 +290,9 @@ def test_uwsgi_one_request_per_connection_and_silent(server: Callable[..., Serve
 
 
 def test_uwsgi_allow_list_and_malformed_packet(server: Callable[..., Server]) -> None:
-    srv = _uwsgi_server(server, ["--workers", "1", "--uwsgi-allow-from", "127.0.0.2"],
-                        source="127.0.0.2")
+    srv = _uwsgi_server(
+        server, ["--workers", "1", "--uwsgi-allow-from", "127.0.0.2"], source="127.0.0.2"
+    )
     addr = ("127.0.0.1", srv.port)
     assert status_of(exchange(addr, packet(good_env()), source="127.0.0.1")) == 403
     assert status_of(exchange(addr, packet(good_env()), source="127.0.0.2")) == 200
@@ -320,10 +322,23 @@ def test_uwsgi_requests_run_in_parallel(server: Callable[..., Server]) -> None:
 def test_term_serves_the_connections_already_queued(server: Callable[..., Server]) -> None:
     """At the worker_connections cap new connections wait in the listen queue; a graceful stop
     takes them and serves them instead of resetting them."""
-    srv = server(["-k", "gthread", "--threads", "1", "--worker-connections", "1", "--workers",
-                  "1", "--graceful-timeout", "10"])
+    srv = server(
+        [
+            "-k",
+            "gthread",
+            "--threads",
+            "1",
+            "--worker-connections",
+            "1",
+            "--workers",
+            "1",
+            "--graceful-timeout",
+            "10",
+        ]
+    )
     results = term_with_queued(
-        srv, lambda target: srv.request(target, timeout=15)[0],
+        srv,
+        lambda target: srv.request(target, timeout=15)[0],
         lambda: srv.request("/echo", "POST", b"y" * 1000, timeout=15)[0],
     )
     assert results == [200] * 5, results

@@ -20,13 +20,10 @@ def test_gunicorn_conf_py_and_gunicorn_cmd_args_are_found(
 ) -> None:
     port = free_port()
     (workdir / "gunicorn.conf.py").write_text(f"bind = '127.0.0.1:{port}'\nworkers = 3\n")
-    srv = server(env={"GUNICORN_CMD_ARGS": "--workers 2"}, bind=f"127.0.0.1:{port}",
-                 bind_arg=False)
+    srv = server(env={"GUNICORN_CMD_ARGS": "--workers 2"}, bind=f"127.0.0.1:{port}", bind_arg=False)
     assert len(srv.wait_workers(2)) == 2  # the variable beats the file, as in gunicorn
-    line = (f"Using config file {workdir / 'gunicorn.conf.py'} and arguments from "
-            "$GUNICORN_CMD_ARGS")
-    assert [text for text in srv.log().splitlines() if line in text and "[INFO]" in text], (
-        srv.log())
+    line = f"Using config file {workdir / 'gunicorn.conf.py'} and arguments from $GUNICORN_CMD_ARGS"
+    assert [text for text in srv.log().splitlines() if line in text and "[INFO]" in text], srv.log()
 
 
 def test_uvicorn_worker_class_serves_an_asgi_app(server: Callable[..., Server]) -> None:
@@ -69,7 +66,8 @@ def test_gunicorn_only_settings_warn_once_per_start(
     old = srv.wait_workers(1)
     srv.signal(signal.SIGHUP)
     assert wait_for(lambda: len(srv.workers()) == 1 and not set(old) & set(srv.workers()), 20), (
-        srv.log())
+        srv.log()
+    )
     srv.get_ok()
     log = srv.log()
     for name in ("http_protocols", "dirty_workers", "asgi_disconnect_grace_period"):
@@ -83,16 +81,19 @@ def test_tls_settings_refuse_to_start(workdir: Path) -> None:
     conf = workdir / "tls.py"
     conf.write_text("certfile = '/etc/ssl/site.pem'\nkeyfile = '/etc/ssl/site.key'\n")
     base = ["--chdir", str(APPS), "--bind", f"127.0.0.1:{free_port()}", "app:app"]
-    for extra in (["-c", str(conf)], ["-c", str(conf), "--check-config"], ["--certfile", "c.pem"],
-                  ["--proxy-protocol"]):
+    for extra in (
+        ["-c", str(conf)],
+        ["-c", str(conf), "--check-config"],
+        ["--certfile", "c.pem"],
+        ["--proxy-protocol"],
+    ):
         r = run_cli([*extra, *base], workdir)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1, (extra, r.stderr)
         assert lines[0].startswith("monoceros: error: ") and "not" in lines[0], lines
 
 
-def env_of(srv: Server | Nginx, path: str, headers: dict[str, str] | None = None
-           ) -> dict[str, str]:
+def env_of(srv: Server | Nginx, path: str, headers: dict[str, str] | None = None) -> dict[str, str]:
     st, _, body = srv.request(path, headers=headers)
     assert st == 200, (st, body)
     return json.loads(body)  # type: ignore[no-any-return]
@@ -112,8 +113,7 @@ def test_script_name_header_sets_the_asgi_root_path(server: Callable[..., Server
     srv = server(["-k", "asgi"], app="starlette_app:app")
     st, _, body = srv.request("/prefix/items/7", headers=header)
     assert st == 200 and json.loads(body)["item"] == 7
-    untrusted = server(["-k", "asgi", "--forwarded-allow-ips", "10.9.9.9"],
-                       app="starlette_app:app")
+    untrusted = server(["-k", "asgi", "--forwarded-allow-ips", "10.9.9.9"], app="starlette_app:app")
     assert untrusted.request("/prefix/items/7", headers=header)[0] == 404
 
 
@@ -135,4 +135,7 @@ def test_nginx_proxy_pass_mounts_the_app_under_a_prefix(
     ngx = nginx(PREFIX_LOCATION, srv.bind)
     env = env_of(ngx, "/prefix/env/users/1?x=1")
     assert (env["SCRIPT_NAME"], env["PATH_INFO"], env["QUERY_STRING"]) == (
-        "/prefix", "/env/users/1", "x=1")
+        "/prefix",
+        "/env/users/1",
+        "x=1",
+    )

@@ -63,8 +63,14 @@ def on_exit(server):
 KINDS = [("sync", "app:app"), ("gthread", "app:app"), ("asgi", "asgi_app:app")]
 
 
-def _start(server: Callable[..., Server], workdir: Path, conf_text: str, args: list[str],
-           app: str = "app:app", wait: bool = True) -> Server:
+def _start(
+    server: Callable[..., Server],
+    workdir: Path,
+    conf_text: str,
+    args: list[str],
+    app: str = "app:app",
+    wait: bool = True,
+) -> Server:
     port = free_port()
     conf = workdir / "gunicorn.conf.py"
     conf.write_text(conf_text.format(port=port))
@@ -119,16 +125,19 @@ def test_check_config_names_a_missing_attribute(workdir: Path) -> None:
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = [line for line in r.stderr.splitlines() if "error:" in line]
     assert len(lines) == 1, r.stderr
-    assert re.search(r"gunicorn\.conf\.py:3: the when_ready hook reads server\.no_such_thing",
-                     lines[0]), lines[0]
+    assert re.search(
+        r"gunicorn\.conf\.py:3: the when_ready hook reads server\.no_such_thing", lines[0]
+    ), lines[0]
 
 
 def test_check_config_passes_the_template_hooks(workdir: Path) -> None:
     conf = workdir / "gunicorn.conf.py"
     conf.write_text(TEMPLATE_HOOKS.format(port=free_port()))
     for kind in ("sync", "gthread", "asgi"):
-        r = run_cli(["app:app", "--chdir", str(APPS), "-c", str(conf), "-k", kind,
-                     "--check-config"], workdir)
+        r = run_cli(
+            ["app:app", "--chdir", str(APPS), "-c", str(conf), "-k", kind, "--check-config"],
+            workdir,
+        )
         assert r.returncode == 0, (kind, r.stderr)
         assert "error" not in r.stderr and "warning" not in r.stderr, (kind, r.stderr)
 

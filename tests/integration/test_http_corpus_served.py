@@ -41,9 +41,16 @@ def listener(request: pytest.FixtureRequest) -> Iterator[tuple[str, Server]]:
 
 
 def _params() -> list[object]:
-    return [pytest.param(case, id=case.name, marks=[pytest.mark.xfail(
-        reason=case.xfail_listener, strict=True)] if case.xfail_listener else [])
-        for case in CASES]
+    return [
+        pytest.param(
+            case,
+            id=case.name,
+            marks=[pytest.mark.xfail(reason=case.xfail_listener, strict=True)]
+            if case.xfail_listener
+            else [],
+        )
+        for case in CASES
+    ]
 
 
 def read_one(f: BufferedReader, method: str) -> tuple[int, dict[str, str], bytes] | None:
@@ -95,7 +102,9 @@ def test_listener(listener: tuple[str, Server], case: Case) -> None:
             assert status == case.status, (body[:300], srv.log()[seen:])
             if want.target.split(b"?")[0] == b"/echo":
                 assert json.loads(body) == {
-                    "len": len(want.body), "sha256": hashlib.sha256(want.body).hexdigest()}
+                    "len": len(want.body),
+                    "sha256": hashlib.sha256(want.body).hexdigest(),
+                }
         if kind == "sync":
             assert f.read() == b"", "the sync worker answers one request per connection"
         f.close()

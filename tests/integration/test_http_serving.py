@@ -53,10 +53,12 @@ def test_environ_over_tcp(server: Callable[..., Server]) -> None:
 
 def test_wsgiref_validator_accepts_our_environ_and_calls(server: Callable[..., Server]) -> None:
     srv = server()
-    for raw in (b"GET /validate/x?q=1 HTTP/1.1\r\nHost: x\r\n\r\n",
-                b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
-                b"Content-Length: 3\r\n\r\nabc",
-                b"GET /validate HTTP/1.0\r\n\r\n"):
+    for raw in (
+        b"GET /validate/x?q=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: 3\r\n\r\nabc",
+        b"GET /validate HTTP/1.0\r\n\r\n",
+    ):
         with srv.connect() as s:
             s.sendall(raw)
             st, _, body = read_response(s)
@@ -69,10 +71,14 @@ def test_post_bodies_content_length_and_chunked(server: Callable[..., Server]) -
     payload = BLOCK * 64  # 4 MiB
     st, _, body = srv.request("/echo", "POST", payload, timeout=30)
     assert st == 200 and json.loads(body) == {
-        "len": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+        "len": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+    }
     with srv.connect() as s:
-        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                  b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n")
+        s.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+        )
         st, _, body = read_response(s)
     assert json.loads(body)["sha256"] == hashlib.sha256(b"hello world").hexdigest()
 
@@ -80,8 +86,9 @@ def test_post_bodies_content_length_and_chunked(server: Callable[..., Server]) -
 def test_expect_100_continue_is_sent_when_the_app_reads(server: Callable[..., Server]) -> None:
     srv = server()
     with srv.connect() as s:
-        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-                  b"Content-Length: 5\r\n\r\n")
+        s.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+        )
         assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
         s.sendall(b"hello")
         st, _, body = read_response(s)
@@ -104,9 +111,12 @@ def test_head_has_no_body(server: Callable[..., Server]) -> None:
 
 def test_bad_requests_get_400_and_the_worker_keeps_serving(server: Callable[..., Server]) -> None:
     srv = server(["--workers", "1"])
-    for raw in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n",
-                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-                b"\x00\x10\x00\x00binary"):
+    for raw in (
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"\x00\x10\x00\x00binary",
+    ):
         with srv.connect() as s:
             s.sendall(raw)
             st, _, body = read_response(s)

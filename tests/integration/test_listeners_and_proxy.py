@@ -30,8 +30,10 @@ def test_ipv6_listener(server: Callable[..., Server]) -> None:
         pytest.skip("no IPv6 on this machine")
     port = free_port("::1")
     srv = server(bind=f"[::1]:{port}", wait=False)
+
     def conn() -> socket.socket:
         return socket.create_connection(("::1", port), timeout=5)
+
     assert wait_for(lambda: _try(lambda: http_get(conn)), 15), srv.log()
     assert json.loads(http_get(conn, "/env"))["REMOTE_ADDR"] == "::1"
 
@@ -44,20 +46,34 @@ def _try(fn: Callable[[], object]) -> bool:
         return False
 
 
-def _spawn_with_socket(sock: socket.socket, args: list[str], env: dict[str, str],
-                       workdir: Path, systemd: bool) -> subprocess.Popen[bytes]:
+def _spawn_with_socket(
+    sock: socket.socket, args: list[str], env: dict[str, str], workdir: Path, systemd: bool
+) -> subprocess.Popen[bytes]:
     fd = sock.fileno()
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", **env)
     log = open(workdir / "server.log", "wb")
     if systemd:
         # systemd passes the sockets from fd 3 and names the pid that may use them
         cmd = ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"', MONOCEROS, *args]
-        return subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
-                                pass_fds=(3,), preexec_fn=lambda: os.dup2(fd, 3),
-                                start_new_session=True, cwd=str(workdir))
-    return subprocess.Popen([MONOCEROS, *args, "--bind", f"fd://{fd}"], env=full_env,
-                            stdout=log, stderr=subprocess.STDOUT, pass_fds=(fd,),
-                            start_new_session=True, cwd=str(workdir))
+        return subprocess.Popen(
+            cmd,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(3,),
+            preexec_fn=lambda: os.dup2(fd, 3),
+            start_new_session=True,
+            cwd=str(workdir),
+        )
+    return subprocess.Popen(
+        [MONOCEROS, *args, "--bind", f"fd://{fd}"],
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        pass_fds=(fd,),
+        start_new_session=True,
+        cwd=str(workdir),
+    )
 
 
 @pytest.mark.parametrize("systemd", [False, True], ids=["fd", "systemd"])
@@ -69,20 +85,25 @@ def test_inherited_socket(workdir: Path, systemd: bool) -> None:
     proc = _spawn_with_socket(sock, ["app:app", "--chdir", str(APPS)], {}, workdir, systemd)
     sock.close()
     try:
+
         def conn() -> socket.socket:
             return socket.create_connection(("127.0.0.1", port), timeout=5)
+
         assert wait_for(lambda: _try(lambda: http_get(conn)), 15), (
-            workdir / "server.log").read_text()
+            workdir / "server.log"
+        ).read_text()
         assert http_get(conn, "/").startswith(b"Hello")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         assert proc.wait(15) == 0
 
 
-def test_behind_nginx_proxy_pass(server: Callable[..., Server],
-                                 nginx: Callable[..., Nginx]) -> None:
+def test_behind_nginx_proxy_pass(
+    server: Callable[..., Server], nginx: Callable[..., Nginx]
+) -> None:
     srv = server(["--workers", "2"])
-    ngx = nginx("""
+    ngx = nginx(
+        """
         location / {
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -96,7 +117,9 @@ def test_behind_nginx_proxy_pass(server: Callable[..., Server],
             proxy_set_header Connection "";
             proxy_request_buffering off;
             proxy_buffering off;
-        }""", srv.bind)
+        }""",
+        srv.bind,
+    )
     for _ in range(20):
         st, _, body = ngx.request("/")
         assert (st, body) == (200, b"Hello, World!")
@@ -108,8 +131,13 @@ def test_behind_nginx_proxy_pass(server: Callable[..., Server],
         st, _, body = ngx.request(path, "POST", payload)
         assert st == 200 and json.loads(body)["sha256"] == hashlib.sha256(payload).hexdigest()
     chunks = [os.urandom(70_000), os.urandom(10)]
-    st, _, body = ngx.request("/nobuf/echo", "POST", iter(chunks),  # type: ignore[arg-type]
-                              headers={"Transfer-Encoding": "chunked"}, encode_chunked=True)
+    st, _, body = ngx.request(
+        "/nobuf/echo",
+        "POST",
+        iter(chunks),  # type: ignore[arg-type]
+        headers={"Transfer-Encoding": "chunked"},
+        encode_chunked=True,
+    )
     assert st == 200 and json.loads(body)["len"] == 70_010
     st, _, body = ngx.request("/stream?mib=16")
     assert st == 200 and len(body) == 16 * 1024 * 1024
@@ -127,11 +155,13 @@ def test_user_and_group_drop_privileges(server: Callable[..., Server]) -> None:
     with open(f"/proc/{pid}/status") as f:
         uid_line = next(line for line in f if line.startswith("Uid:"))
     import pwd
+
     assert int(uid_line.split()[1]) == pwd.getpwnam("nobody").pw_uid
 
 
 def _has_group(name: str) -> bool:
     import grp
+
     try:
         grp.getgrnam(name)
         return True
@@ -139,8 +169,9 @@ def _has_group(name: str) -> bool:
         return False
 
 
-def test_capture_output_sends_print_to_the_error_log(server: Callable[..., Server],
-                                                     workdir: Path) -> None:
+def test_capture_output_sends_print_to_the_error_log(
+    server: Callable[..., Server], workdir: Path
+) -> None:
     errlog = workdir / "error.log"
     srv = server(["--capture-output", "--error-logfile", str(errlog)])
     srv.get_ok("/print")
@@ -175,8 +206,7 @@ def test_defer_accept_keeps_a_silent_client_off_the_worker(
 def test_defer_accept_is_set_on_tcp_listeners_only(tmp_path: Path) -> None:
     from monoceros.listeners import bind_all
 
-    listeners = bind_all(["127.0.0.1:0", f"unix:{tmp_path / 's.sock'}"], "http",
-                         defer_accept=1)
+    listeners = bind_all(["127.0.0.1:0", f"unix:{tmp_path / 's.sock'}"], "http", defer_accept=1)
     plain = bind_all(["127.0.0.1:0"], "http", defer_accept=0)
     try:
         tcp = listeners[0].sock
@@ -212,11 +242,18 @@ def _as_unprivileged_owner(cmd: list[str]) -> list[str]:
 
 
 def _bind_fails(workdir: Path, address: str) -> str:
-    cmd = _as_unprivileged_owner(
-        [MONOCEROS, "app:app", "--chdir", str(APPS), "--bind", address])
+    cmd = _as_unprivileged_owner([MONOCEROS, "app:app", "--chdir", str(APPS), "--bind", address])
     env = {k: v for k, v in os.environ.items() if k != "MONOCEROS_CMD_ARGS"}
-    r = subprocess.run(cmd, cwd=str(workdir), capture_output=True, text=True, timeout=30,
-                       stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    r = subprocess.run(
+        cmd,
+        cwd=str(workdir),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
     out = r.stdout + r.stderr
     assert r.returncode != 0, out
     assert "Traceback" not in out, out

@@ -10,12 +10,12 @@ import pytest
 
 from conftest import Server, wait_for
 
-APP = '''
+APP = """
 def app(environ, start_response):
     body = b"{text}"
     start_response("200 OK", [("Content-Length", str(len(body)))])
     return [body]
-'''
+"""
 
 
 def body_or_none(srv: Server) -> bytes | None:
@@ -27,12 +27,15 @@ def body_or_none(srv: Server) -> bytes | None:
 
 
 @pytest.mark.parametrize("engine", ["auto", "poll"])
-def test_editing_the_app_reloads_it(server: Callable[..., Server], workdir: Path,
-                                    engine: str) -> None:
+def test_editing_the_app_reloads_it(
+    server: Callable[..., Server], workdir: Path, engine: str
+) -> None:
     src = workdir / f"devapp_{engine}.py"
     src.write_text(APP.format(text="one"))
-    srv = server(["--reload", "--reload-engine", engine, "--chdir", str(workdir),
-                  "--workers", "1"], app=f"devapp_{engine}:app")
+    srv = server(
+        ["--reload", "--reload-engine", engine, "--chdir", str(workdir), "--workers", "1"],
+        app=f"devapp_{engine}:app",
+    )
     assert srv.get_ok("/") == b"one"
     time.sleep(1.1)  # a new mtime, even on coarse filesystems
     src.write_text(APP.format(text="two"))

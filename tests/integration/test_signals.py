@@ -45,17 +45,19 @@ def test_term_serves_the_connections_already_queued(server: Callable[..., Server
     them, and nginx answers 502 without retrying a POST)."""
     srv = server(["--workers", "1", "--graceful-timeout", "10"])
     results = term_with_queued(
-        srv, lambda target: srv.request(target, timeout=15),
-        lambda: srv.request("/echo", "POST", b"x" * 1000, timeout=15), count=5,
+        srv,
+        lambda target: srv.request(target, timeout=15),
+        lambda: srv.request("/echo", "POST", b"x" * 1000, timeout=15),
+        count=5,
     )
     assert all(isinstance(r, tuple) and r[0] == 200 for r in results), results
     assert srv.wait_exit(15) == 0
 
 
-@pytest.mark.parametrize("kind", [[], ["-k", "gthread", "--threads", "4"]],
-                         ids=["sync", "gthread"])
-def test_term_kills_what_outlives_graceful_timeout(server: Callable[..., Server],
-                                                   kind: list[str]) -> None:
+@pytest.mark.parametrize("kind", [[], ["-k", "gthread", "--threads", "4"]], ids=["sync", "gthread"])
+def test_term_kills_what_outlives_graceful_timeout(
+    server: Callable[..., Server], kind: list[str]
+) -> None:
     srv = server([*kind, "--workers", "1", "--graceful-timeout", "1"])
     in_background(lambda: srv.request("/slow?s=30", timeout=30))
     time.sleep(0.5)
@@ -258,11 +260,19 @@ def test_usr2_upgrade_then_winch_and_term_without_failing_a_request(
     def new_master() -> int:
         kids = [p for p in srv.workers() if p not in old_workers]
         return kids[0] if kids else 0
-    assert wait_for(lambda: new_master() != 0 and pidfile.exists()
-                    and pidfile.read_text().strip() == str(new_master()), 20), srv.log()
+
+    assert wait_for(
+        lambda: (
+            new_master() != 0
+            and pidfile.exists()
+            and pidfile.read_text().strip() == str(new_master())
+        ),
+        20,
+    ), srv.log()
     master2 = new_master()
     assert (workdir / "up.pid.oldbin").read_text().strip() == str(old_master)
     from conftest import children_of
+
     assert wait_for(lambda: len(children_of(master2)) == 2, 20), srv.log()
     srv.signal(signal.SIGWINCH)  # old workers finish and leave
     assert wait_for(lambda: not old_workers & set(srv.workers()), 20), srv.log()
@@ -319,8 +329,10 @@ def _upgrade_serves(srv: Server) -> None:
     def new_master() -> int:
         kids = [p for p in srv.workers() if p not in old_workers]
         return kids[0] if kids else 0
-    assert wait_for(lambda: new_master() != 0 and len(children_of(new_master())) == 1, 20), \
+
+    assert wait_for(lambda: new_master() != 0 and len(children_of(new_master())) == 1, 20), (
         srv.log()
+    )
     master2 = new_master()
     try:
         srv.signal(signal.SIGWINCH)
@@ -346,9 +358,7 @@ def test_usr2_from_a_directory_holding_a_monoceros_folder(
     _upgrade_serves(srv)
 
 
-def test_usr2_when_started_as_python_dash_m(
-    server: Callable[..., Server], workdir: Path
-) -> None:
+def test_usr2_when_started_as_python_dash_m(server: Callable[..., Server], workdir: Path) -> None:
     """The new master imports the package from where the old one's came from."""
     import sys
 

@@ -17,9 +17,11 @@ import pytest
 from conftest import Nginx, Server, children_of, wait_for
 from uwsgi_support import nginx_uwsgi_params
 
-KIND_ARGS = {"sync": ["--worker-class", "sync"],
-             "gthread": ["--worker-class", "gthread", "--threads", "4"],
-             "asgi": ["--worker-class", "asgi"]}
+KIND_ARGS = {
+    "sync": ["--worker-class", "sync"],
+    "gthread": ["--worker-class", "gthread", "--threads", "4"],
+    "asgi": ["--worker-class", "asgi"],
+}
 KIND_APPS = {"sync": "app:app", "gthread": "app:app", "asgi": "asgi_app:app"}
 
 
@@ -79,10 +81,15 @@ def test_hups_and_a_usr2_upgrade_under_load_fail_no_request(
     deploy(conf, "v1", 2)
     sock = workdir / "soak.sock"
     pidfile = workdir / "soak.pid"
-    srv = server(["-c", str(conf), "--pid", str(pidfile), "--protocol", "uwsgi",
-                  *KIND_ARGS[kind]], app=KIND_APPS[kind], bind=f"unix:{sock}", wait=False)
-    ngx = nginx(f"location / {{ include {nginx_uwsgi_params()}; uwsgi_pass backend; }}",
-                f"unix:{sock}")
+    srv = server(
+        ["-c", str(conf), "--pid", str(pidfile), "--protocol", "uwsgi", *KIND_ARGS[kind]],
+        app=KIND_APPS[kind],
+        bind=f"unix:{sock}",
+        wait=False,
+    )
+    ngx = nginx(
+        f"location / {{ include {nginx_uwsgi_params()}; uwsgi_pass backend; }}", f"unix:{sock}"
+    )
     assert wait_for(lambda: _version(ngx.port) == b"v1", 20), srv.log()
     load = Load(ngx.port)
     new_master = 0

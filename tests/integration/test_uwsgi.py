@@ -63,22 +63,37 @@ class Stack:
         return request_facts(body)
 
 
-def start_stack(server: Callable[..., Server], nginx: Callable[..., Nginx], workdir: Path,
-                kind: str, transport: str, example_name: str = "nginx/uwsgi-tcp.conf",
-                extra: tuple[str, ...] = ()) -> Stack:
+def start_stack(
+    server: Callable[..., Server],
+    nginx: Callable[..., Nginx],
+    workdir: Path,
+    kind: str,
+    transport: str,
+    example_name: str = "nginx/uwsgi-tcp.conf",
+    extra: tuple[str, ...] = (),
+) -> Stack:
     if transport == "unix":
         sock = workdir / f"mono-{time.monotonic_ns()}.sock"
-        srv = server([*kind_args(kind), "--protocol", "uwsgi", *extra], bind=f"unix:{sock}",
-                     wait=False, app=APP_OF[kind])
+        srv = server(
+            [*kind_args(kind), "--protocol", "uwsgi", *extra],
+            bind=f"unix:{sock}",
+            wait=False,
+            app=APP_OF[kind],
+        )
         upstream = f"unix:{sock}"
     else:
         port = free_port()
-        srv = server([*kind_args(kind), "--protocol", "uwsgi", *extra],
-                     bind=f"127.0.0.1:{port}", wait=False, app=APP_OF[kind])
+        srv = server(
+            [*kind_args(kind), "--protocol", "uwsgi", *extra],
+            bind=f"127.0.0.1:{port}",
+            wait=False,
+            app=APP_OF[kind],
+        )
         upstream = f"127.0.0.1:{port}"
     addr: str | tuple[str, int] = str(sock) if transport == "unix" else ("127.0.0.1", port)
     assert wait_for(lambda: status_of(exchange(addr, packet(good_env()), timeout=2)) == 200, 20), (
-        srv.log())
+        srv.log()
+    )
     listen = free_port()
     replacements = {
         "listen 80;": f"listen 127.0.0.1:{listen};",
@@ -95,15 +110,21 @@ def start_stack(server: Callable[..., Server], nginx: Callable[..., Nginx], work
     return Stack(srv, ngx, kind)
 
 
-@pytest.fixture(params=[(k, t) for k in WORKER_KINDS for t in ("tcp", "unix")],
-                ids=lambda p: f"{p[0]}-{p[1]}")
-def stack(request: pytest.FixtureRequest, server: Callable[..., Server],
-          nginx: Callable[..., Nginx], workdir: Path) -> Stack:
+@pytest.fixture(
+    params=[(k, t) for k in WORKER_KINDS for t in ("tcp", "unix")], ids=lambda p: f"{p[0]}-{p[1]}"
+)
+def stack(
+    request: pytest.FixtureRequest,
+    server: Callable[..., Server],
+    nginx: Callable[..., Nginx],
+    workdir: Path,
+) -> Stack:
     kind, transport = request.param
     return start_stack(server, nginx, workdir, kind, transport)
 
 
 # ----------------------------------------------------------------------------- environ
+
 
 def test_environ_through_nginx(stack: Stack) -> None:
     target = "/env/caf%C3%A9/%2561dmin?q=caf%C3%A9&x=%20"
@@ -135,8 +156,11 @@ def test_environ_through_nginx(stack: Stack) -> None:
 
 
 def test_post_content_type_and_length(stack: Stack) -> None:
-    kw = {"method": "POST", "body": b"a=1&b=2",
-          "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+    kw = {
+        "method": "POST",
+        "body": b"a=1&b=2",
+        "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+    }
     if stack.kind == "asgi":
         seen = stack.facts("/env", **kw)
         assert seen["content-type"] == "application/x-www-form-urlencoded"
@@ -151,8 +175,10 @@ def test_post_content_type_and_length(stack: Stack) -> None:
 def test_repeated_headers_are_joined(stack: Stack) -> None:
     conn = socket.create_connection(("127.0.0.1", stack.ngx.port), timeout=10)
     with conn:
-        conn.sendall(b"GET /env HTTP/1.1\r\nHost: example.com\r\nX-A: one\r\nX-A: two\r\n"
-                     b"Cookie: c1=1\r\nCookie: c2=2\r\nConnection: close\r\n\r\n")
+        conn.sendall(
+            b"GET /env HTTP/1.1\r\nHost: example.com\r\nX-A: one\r\nX-A: two\r\n"
+            b"Cookie: c1=1\r\nCookie: c2=2\r\nConnection: close\r\n\r\n"
+        )
         raw = b""
         while data := conn.recv(65536):
             raw += data
@@ -161,8 +187,9 @@ def test_repeated_headers_are_joined(stack: Stack) -> None:
     assert seen["cookie"] == "c1=1; c2=2"
 
 
-def test_script_name_prefix_example(server: Callable[..., Server], nginx: Callable[..., Nginx],
-                                    workdir: Path) -> None:
+def test_script_name_prefix_example(
+    server: Callable[..., Server], nginx: Callable[..., Nginx], workdir: Path
+) -> None:
     st = start_stack(server, nginx, workdir, "sync", "tcp", "nginx/uwsgi-prefix.conf")
     env = st.env("/app/env/users/1?x=1")
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/app", "/env/users/1")
@@ -178,23 +205,44 @@ def test_modifier1_30_strips_script_name(server: Callable[..., Server]) -> None:
         assert (data["SCRIPT_NAME"], data["PATH_INFO"]) == ("/m", "/env")
 
 
-def test_https_through_nginx_ssl_example(server: Callable[..., Server],
-                                        nginx: Callable[..., Nginx], workdir: Path) -> None:
+def test_https_through_nginx_ssl_example(
+    server: Callable[..., Server], nginx: Callable[..., Nginx], workdir: Path
+) -> None:
     cert, key = workdir / "cert.pem", workdir / "key.pem"
-    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
-                           "1", "-subj", "/CN=example.com", "-keyout", str(key), "-out",
-                           str(cert)], capture_output=True, timeout=60)
+    made = subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=example.com",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        capture_output=True,
+        timeout=60,
+    )
     assert made.returncode == 0, made.stderr
     port = free_port()
     srv = server(["--protocol", "uwsgi"], bind=f"127.0.0.1:{port}", wait=False)
     listen = free_port()
-    text = example("nginx/uwsgi-ssl.conf", {
-        "listen 443 ssl;": f"listen 127.0.0.1:{listen} ssl;",
-        "/etc/ssl/certs/example.com.pem": str(cert),
-        "/etc/ssl/private/example.com.key": str(key),
-        "include /etc/nginx/uwsgi_params;": f"include {nginx_uwsgi_params()};",
-        "server 127.0.0.1:8000;": f"server 127.0.0.1:{port};",
-    })
+    text = example(
+        "nginx/uwsgi-ssl.conf",
+        {
+            "listen 443 ssl;": f"listen 127.0.0.1:{listen} ssl;",
+            "/etc/ssl/certs/example.com.pem": str(cert),
+            "/etc/ssl/private/example.com.key": str(key),
+            "include /etc/nginx/uwsgi_params;": f"include {nginx_uwsgi_params()};",
+            "server 127.0.0.1:8000;": f"server 127.0.0.1:{port};",
+        },
+    )
     nginx("", "", http_block=text, port=listen)
     import http.client
     import ssl
@@ -214,6 +262,7 @@ def test_https_through_nginx_ssl_example(server: Callable[..., Server],
             return body
         finally:
             conn.close()
+
     assert wait_for(lambda: _ok(fetch), 20), srv.log()
     env = json.loads(fetch())
     assert env["HTTPS"] == "on" and env["wsgi.url_scheme"] == "https"
@@ -227,34 +276,44 @@ def _ok(fn: Callable[[], bytes]) -> bool:
         return False
 
 
-def test_static_example_serves_files_and_app(server: Callable[..., Server],
-                                             nginx: Callable[..., Nginx], workdir: Path) -> None:
+def test_static_example_serves_files_and_app(
+    server: Callable[..., Server], nginx: Callable[..., Nginx], workdir: Path
+) -> None:
     st = start_stack(server, nginx, workdir, "sync", "tcp", "nginx/uwsgi-static.conf")
     assert st.get("/static/logo.txt")[2] == b"static file"
     assert st.get("/")[2] == b"Hello, World!"
 
 
-def test_load_balancing_example(server: Callable[..., Server], nginx: Callable[..., Nginx],
-                                workdir: Path) -> None:
+def test_load_balancing_example(
+    server: Callable[..., Server], nginx: Callable[..., Nginx], workdir: Path
+) -> None:
     ports = [free_port(), free_port()]
-    srvs = [server(["--protocol", "uwsgi", "--workers", "1"], bind=f"127.0.0.1:{p}", wait=False)
-            for p in ports]
+    srvs = [
+        server(["--protocol", "uwsgi", "--workers", "1"], bind=f"127.0.0.1:{p}", wait=False)
+        for p in ports
+    ]
     for p in ports:
-        assert wait_for(lambda p=p: status_of(
-            exchange(("127.0.0.1", p), packet(good_env()), timeout=2)) == 200, 20)
+        assert wait_for(
+            lambda p=p: status_of(exchange(("127.0.0.1", p), packet(good_env()), timeout=2)) == 200,
+            20,
+        )
     listen = free_port()
-    text = example("nginx/uwsgi-load-balancing.conf", {
-        "listen 80;": f"listen 127.0.0.1:{listen};",
-        "include /etc/nginx/uwsgi_params;": f"include {nginx_uwsgi_params()};",
-        "server 127.0.0.1:8000;": f"server 127.0.0.1:{ports[0]};",
-        "server 127.0.0.1:8001;": f"server 127.0.0.1:{ports[1]};",
-    })
+    text = example(
+        "nginx/uwsgi-load-balancing.conf",
+        {
+            "listen 80;": f"listen 127.0.0.1:{listen};",
+            "include /etc/nginx/uwsgi_params;": f"include {nginx_uwsgi_params()};",
+            "server 127.0.0.1:8000;": f"server 127.0.0.1:{ports[0]};",
+            "server 127.0.0.1:8001;": f"server 127.0.0.1:{ports[1]};",
+        },
+    )
     ngx = nginx("", "", http_block=text, port=listen)
     pids = {ngx.request("/pid")[2] for _ in range(20)}
     assert len(pids) == 2, (pids, [s.log() for s in srvs])
 
 
 # ----------------------------------------------------------------------------- bodies
+
 
 def test_16mib_upload_and_32mib_download(stack: Stack) -> None:
     payload = os.urandom(16 * MiB)
@@ -271,14 +330,22 @@ def test_16mib_upload_and_32mib_download(stack: Stack) -> None:
 def test_chunked_client_upload(stack: Stack) -> None:
     parts = [os.urandom(70_000), os.urandom(1), os.urandom(300_000)]
     whole = b"".join(parts)
-    st, _, body = stack.get("/echo", method="POST", body=iter(parts),
-                            headers={"Transfer-Encoding": "chunked"}, encode_chunked=True)
+    st, _, body = stack.get(
+        "/echo",
+        method="POST",
+        body=iter(parts),
+        headers={"Transfer-Encoding": "chunked"},
+        encode_chunked=True,
+    )
     assert st == 200 and json.loads(body)["sha256"] == hashlib.sha256(whole).hexdigest()
 
 
 def test_response_is_never_chunked(stack: Stack) -> None:
-    raw = exchange(("127.0.0.1", stack.ngx.port),
-                   b"GET /stream?mib=1 HTTP/1.0\r\nHost: example.com\r\n\r\n", timeout=20)
+    raw = exchange(
+        ("127.0.0.1", stack.ngx.port),
+        b"GET /stream?mib=1 HTTP/1.0\r\nHost: example.com\r\n\r\n",
+        timeout=20,
+    )
     head, _, body = raw.partition(b"\r\n\r\n")
     assert b" 200 " in head.split(b"\r\n")[0] and len(body) == MiB
 
@@ -290,16 +357,26 @@ def test_head_has_no_body(stack: Stack) -> None:
 
 # ----------------------------------------------------------------------------- the allow-list
 
-@pytest.mark.parametrize("allow,allowed", [
-    (None, False), ("127.0.0.2", True), ("127.0.0.0/8", True), ("*", True), ("10.0.0.0/8", False),
-])
-def test_allow_list_from_127_0_0_2(server: Callable[..., Server], allow: str | None,
-                                   allowed: bool) -> None:
+
+@pytest.mark.parametrize(
+    "allow,allowed",
+    [
+        (None, False),
+        ("127.0.0.2", True),
+        ("127.0.0.0/8", True),
+        ("*", True),
+        ("10.0.0.0/8", False),
+    ],
+)
+def test_allow_list_from_127_0_0_2(
+    server: Callable[..., Server], allow: str | None, allowed: bool
+) -> None:
     extra = ["--uwsgi-allow-from", allow] if allow else []
     srv = server(["--protocol", "uwsgi", "--workers", "1", *extra], wait=False)
     addr = ("127.0.0.1", srv.port)
-    assert wait_for(lambda: status_of(exchange(addr, packet(good_env()), timeout=2)) is not None,
-                    20), srv.log()
+    assert wait_for(
+        lambda: status_of(exchange(addr, packet(good_env()), timeout=2)) is not None, 20
+    ), srv.log()
     raw = exchange(addr, packet(good_env()), source="127.0.0.2")
     if allowed:
         assert status_of(raw) == 200
@@ -312,10 +389,12 @@ def test_allow_list_from_127_0_0_2(server: Callable[..., Server], allow: str | N
 
 def test_unix_socket_peers_are_always_allowed(server: Callable[..., Server], workdir: Path) -> None:
     sock = workdir / "u.sock"
-    srv = server(["--protocol", "uwsgi", "--uwsgi-allow-from", "10.1.1.1"], bind=f"unix:{sock}",
-                 wait=False)
-    assert wait_for(lambda: status_of(exchange(str(sock), packet(good_env()), timeout=2)) == 200,
-                    20), srv.log()
+    srv = server(
+        ["--protocol", "uwsgi", "--uwsgi-allow-from", "10.1.1.1"], bind=f"unix:{sock}", wait=False
+    )
+    assert wait_for(
+        lambda: status_of(exchange(str(sock), packet(good_env()), timeout=2)) == 200, 20
+    ), srv.log()
 
 
 def test_ipv4_mapped_peer_on_a_dual_stack_bind(server: Callable[..., Server]) -> None:
@@ -325,7 +404,8 @@ def test_ipv4_mapped_peer_on_a_dual_stack_bind(server: Callable[..., Server]) ->
     srv = server(["--protocol", "uwsgi"], bind=f"[::]:{port}", wait=False)
     addr = ("127.0.0.1", port)
     assert wait_for(lambda: status_of(exchange(addr, packet(good_env()), timeout=2)) == 200, 20), (
-        srv.log())  # the peer is ::ffff:127.0.0.1, matching the 127.0.0.1 entry
+        srv.log()
+    )  # the peer is ::ffff:127.0.0.1, matching the 127.0.0.1 entry
     assert status_of(exchange(addr, packet(good_env()), source="127.0.0.2")) == 403
 
 
@@ -372,8 +452,9 @@ def test_truncated_packet_is_reported(server: Callable[..., Server]) -> None:
 def test_ping_gets_pong(server: Callable[..., Server]) -> None:
     srv = server(["--protocol", "uwsgi"], wait=False)
     addr = ("127.0.0.1", srv.port)
-    assert wait_for(lambda: exchange(addr, b"\x64\x00\x00\x00", timeout=2) == b"\x64\x00\x00\x01",
-                    20), srv.log()
+    assert wait_for(
+        lambda: exchange(addr, b"\x64\x00\x00\x00", timeout=2) == b"\x64\x00\x00\x01", 20
+    ), srv.log()
 
 
 def test_clean_log_after_200_requests_through_nginx(stack: Stack) -> None:
@@ -387,10 +468,13 @@ def test_clean_log_after_200_requests_through_nginx(stack: Stack) -> None:
 
 # ----------------------------------------------------------------------------- per-listener protocol
 
+
 def test_one_instance_serves_uwsgi_and_http(server: Callable[..., Server]) -> None:
     up, hp = free_port(), free_port()
-    srv = server(["--bind", f"uwsgi://127.0.0.1:{up}", "--bind", f"http://127.0.0.1:{hp}"],
-                 bind=f"127.0.0.1:{hp}")
+    srv = server(
+        ["--bind", f"uwsgi://127.0.0.1:{up}", "--bind", f"http://127.0.0.1:{hp}"],
+        bind=f"127.0.0.1:{hp}",
+    )
     assert srv.get_ok("/") == b"Hello, World!"  # HTTP on hp
     assert status_of(exchange(("127.0.0.1", up), packet(good_env("/")))) == 200
     log = srv.log()
@@ -400,22 +484,31 @@ def test_one_instance_serves_uwsgi_and_http(server: Callable[..., Server]) -> No
 
 # ----------------------------------------------------------------------------- other front ends
 
+
 @pytest.fixture(params=WORKER_KINDS)
-def apache_stack(request: pytest.FixtureRequest, server: Callable[..., Server],
-                 workdir: Path) -> Iterator[tuple[Server, Apache]]:
+def apache_stack(
+    request: pytest.FixtureRequest, server: Callable[..., Server], workdir: Path
+) -> Iterator[tuple[Server, Apache]]:
     port = free_port()
-    srv = server([*kind_args(request.param), "--protocol", "uwsgi"], bind=f"127.0.0.1:{port}",
-                 wait=False, app=APP_OF[request.param])
-    assert wait_for(lambda: status_of(
-        exchange(("127.0.0.1", port), packet(good_env()), timeout=2)) == 200, 20)
+    srv = server(
+        [*kind_args(request.param), "--protocol", "uwsgi"],
+        bind=f"127.0.0.1:{port}",
+        wait=False,
+        app=APP_OF[request.param],
+    )
+    assert wait_for(
+        lambda: status_of(exchange(("127.0.0.1", port), packet(good_env()), timeout=2)) == 200, 20
+    )
     apache = Apache(workdir, port)
     yield srv, apache
     apache.stop()
 
 
-def _http(port: int, path: str, method: str = "GET", body: bytes | None = None
-          ) -> tuple[int, bytes]:
+def _http(
+    port: int, path: str, method: str = "GET", body: bytes | None = None
+) -> tuple[int, bytes]:
     import http.client
+
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         conn.request(method, path, body=body)
@@ -445,10 +538,15 @@ def test_apache_mod_proxy_uwsgi(apache_stack: tuple[Server, Apache]) -> None:
 @pytest.mark.parametrize("kind", WORKER_KINDS)
 def test_uwsgi_router(server: Callable[..., Server], workdir: Path, kind: str) -> None:
     port = free_port()
-    srv = server([*kind_args(kind), "--protocol", "uwsgi", "--header-timeout", "2"],
-                 bind=f"127.0.0.1:{port}", wait=False, app=APP_OF[kind])
-    assert wait_for(lambda: status_of(
-        exchange(("127.0.0.1", port), packet(good_env()), timeout=2)) == 200, 20)
+    srv = server(
+        [*kind_args(kind), "--protocol", "uwsgi", "--header-timeout", "2"],
+        bind=f"127.0.0.1:{port}",
+        wait=False,
+        app=APP_OF[kind],
+    )
+    assert wait_for(
+        lambda: status_of(exchange(("127.0.0.1", port), packet(good_env()), timeout=2)) == 200, 20
+    )
     for extra in ((), ("--http-chunked-input",)):
         router = UwsgiRouter(workdir, f"127.0.0.1:{port}", extra)
         try:
@@ -463,9 +561,15 @@ def test_uwsgi_router(server: Callable[..., Server], workdir: Path, kind: str) -
     router = UwsgiRouter(workdir, f"127.0.0.1:{port}")
     try:
         import http.client
+
         conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=30)
-        conn.request("POST", "/echo", body=iter([b"z" * 100]), encode_chunked=True,
-                     headers={"Transfer-Encoding": "chunked"})
+        conn.request(
+            "POST",
+            "/echo",
+            body=iter([b"z" * 100]),
+            encode_chunked=True,
+            headers={"Transfer-Encoding": "chunked"},
+        )
         t0 = time.monotonic()
         assert conn.getresponse().status == 400
         assert time.monotonic() - t0 < 8
@@ -477,10 +581,16 @@ def test_uwsgi_router(server: Callable[..., Server], workdir: Path, kind: str) -
     router = UwsgiRouter(workdir, f"127.0.0.1:{port}", ("--http-chunked-input",))
     try:
         import http.client
+
         conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=30)
         parts = [b"x" * 5000, b"y" * 10]
-        conn.request("POST", "/echo", body=iter(parts), encode_chunked=True,
-                     headers={"Transfer-Encoding": "chunked"})
+        conn.request(
+            "POST",
+            "/echo",
+            body=iter(parts),
+            encode_chunked=True,
+            headers={"Transfer-Encoding": "chunked"},
+        )
         data = json.loads(conn.getresponse().read())
         conn.close()
         assert data["sha256"] == hashlib.sha256(b"".join(parts)).hexdigest()
@@ -515,15 +625,30 @@ def test_response_ends_before_a_slow_post_request_hook(
     def hooks_done() -> int:
         return done.read_text().count("done") if done.exists() else 0
 
-    srv = server(["--worker-class", kind, "--workers", "1", "--protocol", protocol,
-                  "-c", str(conf), "--access-logfile", "-"], wait=False)
+    srv = server(
+        [
+            "--worker-class",
+            kind,
+            "--workers",
+            "1",
+            "--protocol",
+            protocol,
+            "-c",
+            str(conf),
+            "--access-logfile",
+            "-",
+        ],
+        wait=False,
+    )
     body = os.urandom(4096) if method == "POST" else b""
     path = "/echo-exact" if body else "/pid"
     if protocol == "uwsgi":
         payload = packet(good_env(path, body, method), body)
     else:
-        payload = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        payload = (
+            f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
     addr = ("127.0.0.1", srv.port)
     assert wait_for(lambda: status_of(exchange(addr, payload, timeout=2)) == 200, 20), srv.log()
     assert wait_for(lambda: hooks_done() >= 1, 10), srv.log()  # the worker is free again

@@ -26,8 +26,9 @@ KINDS = {
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_max_requests_recycles_under_sequential_traffic(server: Callable[..., Server],
-                                                        kind: str) -> None:
+def test_max_requests_recycles_under_sequential_traffic(
+    server: Callable[..., Server], kind: str
+) -> None:
     """One new connection per request, one after the other: every request is answered, and
     no worker serves more than max_requests (+ the slack) of them."""
     args, app, slack = KINDS[kind]
@@ -46,10 +47,10 @@ def test_max_requests_recycles_under_sequential_traffic(server: Callable[..., Se
 
 # ----------------------------------------------------------------------------- worker timeout
 
-ABORT_HOOK = '''
+ABORT_HOOK = """
 def worker_abort(worker):
     worker.log.info("worker_abort hook ran in %s", worker.pid)
-'''
+"""
 
 
 def line_of(text: str, path: Path = APPS / "app.py") -> int:
@@ -58,8 +59,9 @@ def line_of(text: str, path: Path = APPS / "app.py") -> int:
     return next(i for i, line in enumerate(lines, 1) if text in line)
 
 
-def timeout_server(server: Callable[..., Server], workdir: Path, args: list[str],
-                   wait: bool = True) -> Server:
+def timeout_server(
+    server: Callable[..., Server], workdir: Path, args: list[str], wait: bool = True
+) -> Server:
     """A sync worker with ``--timeout 2`` and a worker_abort hook that logs."""
     conf = workdir / "abort.conf.py"
     conf.write_text(ABORT_HOOK)
@@ -75,7 +77,8 @@ def assert_aborted_in(log: str, request: str, where: str) -> None:
 
 
 def test_sync_timeout_answers_500_and_logs_the_stuck_request(
-        server: Callable[..., Server], workdir: Path) -> None:
+    server: Callable[..., Server], workdir: Path
+) -> None:
     srv = timeout_server(server, workdir, [])
     before = srv.get_ok("/pid")
     status, headers, body = srv.request("/slow?s=30", timeout=20)
@@ -86,8 +89,9 @@ def test_sync_timeout_answers_500_and_logs_the_stuck_request(
     assert srv.get_ok("/pid") != before  # a new worker serves the next request
 
 
-def test_sync_timeout_with_a_failing_worker_abort_hook(server: Callable[..., Server],
-                                                      workdir: Path) -> None:
+def test_sync_timeout_with_a_failing_worker_abort_hook(
+    server: Callable[..., Server], workdir: Path
+) -> None:
     """The hook's exception is logged; the stuck request is still reported and answered."""
     conf = workdir / "abort.conf.py"
     conf.write_text("def worker_abort(worker):\n    raise RuntimeError('hook broke')\n")
@@ -99,8 +103,7 @@ def test_sync_timeout_with_a_failing_worker_abort_hook(server: Callable[..., Ser
     assert "[ERROR] Error handling request GET /slow?s=30\nTraceback" in log, log
 
 
-def test_sync_timeout_answers_500_over_uwsgi(server: Callable[..., Server],
-                                             workdir: Path) -> None:
+def test_sync_timeout_answers_500_over_uwsgi(server: Callable[..., Server], workdir: Path) -> None:
     srv = timeout_server(server, workdir, ["--protocol", "uwsgi"], wait=False)
     addr = ("127.0.0.1", srv.port)
 
@@ -118,7 +121,8 @@ def test_sync_timeout_answers_500_over_uwsgi(server: Callable[..., Server],
 
 
 def test_sync_timeout_after_the_response_started_logs_and_closes(
-        server: Callable[..., Server], workdir: Path) -> None:
+    server: Callable[..., Server], workdir: Path
+) -> None:
     srv = timeout_server(server, workdir, [])
     with srv.connect(timeout=20) as s:
         s.sendall(b"GET /started-then-slow?s=30 HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -132,7 +136,8 @@ def test_sync_timeout_after_the_response_started_logs_and_closes(
 
 
 def test_gthread_timeout_logs_the_stack_of_the_stuck_request(
-        server: Callable[..., Server], workdir: Path) -> None:
+    server: Callable[..., Server], workdir: Path
+) -> None:
     srv = timeout_server(server, workdir, ["-k", "gthread", "--threads", "2"])
     before = srv.get_ok("/pid")
     with pytest.raises(OSError):  # http.client's RemoteDisconnected is a ConnectionError
@@ -146,12 +151,12 @@ def test_gthread_timeout_logs_the_stack_of_the_stuck_request(
 
 # ----------------------------------------------------------------------------- listen queue
 
-WORKER_HOOK = '''
+WORKER_HOOK = """
 import sys
 
 def post_worker_init(worker):
     sys.modules[worker.cfg.wsgi_app.split(":")[0]].WORKER = worker  # /hold waits on .alive
-'''
+"""
 
 
 def hold(srv: Server, name: str, hold_dir: Path) -> tuple[socket.socket, int]:
@@ -171,7 +176,8 @@ def release(hold_dir: Path, name: str, how: str = "now") -> None:
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_worker_retired_by_ttou_leaves_the_listen_queue_to_the_others(
-        server: Callable[..., Server], workdir: Path, kind: str) -> None:
+    server: Callable[..., Server], workdir: Path, kind: str
+) -> None:
     """TTOU retires the oldest worker while the master keeps the listeners open: it finishes
     its request and exits without taking the connections queued meanwhile; the worker that
     stays serves them, and none fails."""
@@ -181,8 +187,11 @@ def test_worker_retired_by_ttou_leaves_the_listen_queue_to_the_others(
     hold_dir.mkdir()
     conf = workdir / "hook.conf.py"
     conf.write_text(WORKER_HOOK)
-    srv = server(["-c", str(conf), "--workers", "1", "--graceful-timeout", "20", *args],
-                 app=app, env={"HOLD_DIR": str(hold_dir)})
+    srv = server(
+        ["-c", str(conf), "--workers", "1", "--graceful-timeout", "20", *args],
+        app=app,
+        env={"HOLD_DIR": str(hold_dir)},
+    )
     oldest = srv.wait_workers(1)[0]
     srv.signal(signal.SIGTTIN)
     srv.wait_workers(2)

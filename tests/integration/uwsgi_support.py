@@ -29,8 +29,10 @@ APP_OF = {"sync": "app:app", "gthread": "app:app", "asgi": "asgi_app:app"}
 def packet(env: dict[str, str], body: bytes = b"", modifier1: int = 0) -> bytes:
     """A uWSGI request packet (vars as given, in order) followed by ``body``."""
     block = b"".join(
-        len(k.encode("latin-1")).to_bytes(2, "little") + k.encode("latin-1")
-        + len(v.encode("latin-1")).to_bytes(2, "little") + v.encode("latin-1")
+        len(k.encode("latin-1")).to_bytes(2, "little")
+        + k.encode("latin-1")
+        + len(v.encode("latin-1")).to_bytes(2, "little")
+        + v.encode("latin-1")
         for k, v in env.items()
     )
     return bytes([modifier1]) + len(block).to_bytes(2, "little") + b"\x00" + block + body
@@ -39,16 +41,24 @@ def packet(env: dict[str, str], body: bytes = b"", modifier1: int = 0) -> bytes:
 def good_env(path: str = "/pid", body: bytes = b"", method: str = "GET") -> dict[str, str]:
     """The vars nginx would send for a simple request."""
     return {
-        "REQUEST_METHOD": method, "REQUEST_URI": path, "PATH_INFO": path.split("?")[0],
-        "QUERY_STRING": path.partition("?")[2], "SERVER_PROTOCOL": "HTTP/1.1",
-        "SERVER_NAME": "test", "SERVER_PORT": "80", "REMOTE_ADDR": "10.9.8.7",
-        "REMOTE_PORT": "4242", "HTTP_HOST": "test",
-        "CONTENT_LENGTH": str(len(body)) if body else "", "CONTENT_TYPE": "",
+        "REQUEST_METHOD": method,
+        "REQUEST_URI": path,
+        "PATH_INFO": path.split("?")[0],
+        "QUERY_STRING": path.partition("?")[2],
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "SERVER_NAME": "test",
+        "SERVER_PORT": "80",
+        "REMOTE_ADDR": "10.9.8.7",
+        "REMOTE_PORT": "4242",
+        "HTTP_HOST": "test",
+        "CONTENT_LENGTH": str(len(body)) if body else "",
+        "CONTENT_TYPE": "",
     }
 
 
-def exchange(addr: str | tuple[str, int], payload: bytes, source: str | None = None,
-             timeout: float = 10.0) -> bytes:
+def exchange(
+    addr: str | tuple[str, int], payload: bytes, source: str | None = None, timeout: float = 10.0
+) -> bytes:
     """Send ``payload`` like a front end (no half-close) and read until the server closes."""
     if isinstance(addr, str):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -68,8 +78,13 @@ def exchange(addr: str | tuple[str, int], payload: bytes, source: str | None = N
             if not data:
                 break
             chunks.append(data)
-    except (ConnectionResetError, BrokenPipeError, ConnectionRefusedError, FileNotFoundError,
-            TimeoutError):
+    except (
+        ConnectionResetError,
+        BrokenPipeError,
+        ConnectionRefusedError,
+        FileNotFoundError,
+        TimeoutError,
+    ):
         pass  # nothing (more) to read: the caller checks what arrived
     finally:
         s.close()
@@ -83,19 +98,30 @@ def request_facts(body: bytes) -> dict[str, str]:
     joined with ", ", cookies with "; ")."""
     data = json.loads(body)
     if "REQUEST_METHOD" in data:
-        headers = {k[5:].lower().replace("_", "-"): v for k, v in data.items()
-                   if k.startswith("HTTP_")}
-        return {"method": data["REQUEST_METHOD"], "path": data["PATH_INFO"],
-                "query": data["QUERY_STRING"], "script": data["SCRIPT_NAME"], **headers}
+        headers = {
+            k[5:].lower().replace("_", "-"): v for k, v in data.items() if k.startswith("HTTP_")
+        }
+        return {
+            "method": data["REQUEST_METHOD"],
+            "path": data["PATH_INFO"],
+            "query": data["QUERY_STRING"],
+            "script": data["SCRIPT_NAME"],
+            **headers,
+        }
     joined: dict[str, str] = {}
     for name, value in data["headers"]:
         sep = "; " if name == "cookie" else ", "
         joined[name] = joined[name] + sep + value if name in joined else value
     path, root = data["path"], data["root_path"]
     assert path.startswith(root), data  # ASGI's path holds root_path, PATH_INFO does not
-    path = path[len(root):].encode("utf-8").decode("latin-1")  # as WSGI's latin-1 PATH_INFO
-    return {"method": data["method"], "path": path, "query": data["query_string"],
-            "script": root, **joined}
+    path = path[len(root) :].encode("utf-8").decode("latin-1")  # as WSGI's latin-1 PATH_INFO
+    return {
+        "method": data["method"],
+        "path": path,
+        "query": data["query_string"],
+        "script": root,
+        **joined,
+    }
 
 
 def status_of(raw: bytes) -> int | None:
@@ -128,13 +154,18 @@ def nginx_uwsgi_params() -> str:
 
 def find_apache() -> tuple[str, str]:
     """(apache2 binary, modules dir); fails under CI when missing, skips elsewhere."""
-    exe = shutil.which("apache2") or shutil.which("httpd") or (
-        "/usr/sbin/apache2" if os.path.exists("/usr/sbin/apache2") else None)
+    exe = (
+        shutil.which("apache2")
+        or shutil.which("httpd")
+        or ("/usr/sbin/apache2" if os.path.exists("/usr/sbin/apache2") else None)
+    )
     for mods in ("/usr/lib/apache2/modules", "/usr/lib64/httpd/modules", "/usr/lib/httpd/modules"):
         if exe and os.path.exists(os.path.join(mods, "mod_proxy_uwsgi.so")):
             return exe, mods
-    missing("Apache with mod_proxy_uwsgi is required under CI (scripts/test installs it)",
-            "Apache with mod_proxy_uwsgi is not installed")
+    missing(
+        "Apache with mod_proxy_uwsgi is required under CI (scripts/test installs it)",
+        "Apache with mod_proxy_uwsgi is not installed",
+    )
 
 
 class Apache:
@@ -145,13 +176,18 @@ class Apache:
         self.dir = workdir / f"apache-{time.monotonic_ns()}"
         (self.dir / "logs").mkdir(parents=True)
         self.port = free_port()
-        vhost = example("apache/mod-proxy-uwsgi.conf", {
-            "<VirtualHost *:80>": f"<VirtualHost 127.0.0.1:{self.port}>",
-            "127.0.0.1:8000": f"127.0.0.1:{upstream_port}",
-        })
+        vhost = example(
+            "apache/mod-proxy-uwsgi.conf",
+            {
+                "<VirtualHost *:80>": f"<VirtualHost 127.0.0.1:{self.port}>",
+                "127.0.0.1:8000": f"127.0.0.1:{upstream_port}",
+            },
+        )
         user = ""
         if os.geteuid() == 0:
-            user = "User nobody\nGroup nogroup" if _group("nogroup") else "User nobody\nGroup nobody"
+            user = (
+                "User nobody\nGroup nogroup" if _group("nogroup") else "User nobody\nGroup nobody"
+            )
         conf = f"""
 ServerRoot {self.dir}
 DefaultRuntimeDir {self.dir}
@@ -171,14 +207,21 @@ Timeout 10
 """
         (self.dir / "httpd.conf").write_text(conf)
         self._err = open(self.dir / "logs" / "stderr", "wb")
-        self.proc = subprocess.Popen([exe, "-f", str(self.dir / "httpd.conf"), "-DFOREGROUND"],
-                                     stdout=subprocess.DEVNULL, stderr=self._err,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [exe, "-f", str(self.dir / "httpd.conf"), "-DFOREGROUND"],
+            stdout=subprocess.DEVNULL,
+            stderr=self._err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         assert wait_for(lambda: _listening(self.port, self.proc), 15), self.error_log()
 
     def error_log(self) -> str:
-        return "".join((self.dir / "logs" / n).read_text(errors="replace")
-                       for n in ("error.log", "stderr") if (self.dir / "logs" / n).exists())
+        return "".join(
+            (self.dir / "logs" / n).read_text(errors="replace")
+            for n in ("error.log", "stderr")
+            if (self.dir / "logs" / n).exists()
+        )
 
     def stop(self) -> None:
         _stop_group(self.proc, signal.SIGTERM)
@@ -190,8 +233,10 @@ def find_uwsgi() -> str:
     for candidate in (str(Path(sys.executable).parent / "uwsgi"), shutil.which("uwsgi")):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    missing("the uwsgi binary is required under CI (pip install '.[test]' installs it)",
-            "the uwsgi binary (uWSGI HTTP router) is not installed")
+    missing(
+        "the uwsgi binary is required under CI (pip install '.[test]' installs it)",
+        "the uwsgi binary (uWSGI HTTP router) is not installed",
+    )
 
 
 class UwsgiRouter:
@@ -202,11 +247,27 @@ class UwsgiRouter:
         self.port = free_port()
         self.log_path = workdir / f"router-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")
-        cmd = [exe, "--http", f"127.0.0.1:{self.port}", "--http-to", upstream, "--master",
-               "--die-on-term", "--disable-logging", "--http-timeout", "10", *extra]
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=str(workdir),
-                                     start_new_session=True)
+        cmd = [
+            exe,
+            "--http",
+            f"127.0.0.1:{self.port}",
+            "--http-to",
+            upstream,
+            "--master",
+            "--die-on-term",
+            "--disable-logging",
+            "--http-timeout",
+            "10",
+            *extra,
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(workdir),
+            start_new_session=True,
+        )
         assert wait_for(lambda: _listening(self.port, self.proc), 15), self.log_path.read_text()
 
     def stop(self) -> None:
@@ -216,6 +277,7 @@ class UwsgiRouter:
 
 def _group(name: str) -> bool:
     import grp
+
     try:
         grp.getgrnam(name)
         return True

@@ -133,12 +133,15 @@ def test_factory_without_arguments(make_module: MakeModule) -> None:
 def test_factory_with_literal_arguments(make_module: MakeModule) -> None:
     name = make_module(FACTORY)
     app = load_app(f'{name}:create(1, "x", key=True, items=[1, (2, 3)], opt=None)')
-    assert app({}, None) == [repr(((1, "x"), {"key": True, "items": [1, (2, 3)],
-                                             "opt": None})).encode()]
+    assert app({}, None) == [
+        repr(((1, "x"), {"key": True, "items": [1, (2, 3)], "opt": None})).encode()
+    ]
 
 
-@pytest.mark.parametrize("call", ["create(os.environ)", "create(x=print)", "create(1 + f())",
-                                  "create(*args)", "create(**opts)"])
+@pytest.mark.parametrize(
+    "call",
+    ["create(os.environ)", "create(x=print)", "create(1 + f())", "create(*args)", "create(**opts)"],
+)
 def test_factory_arguments_must_be_literals(make_module: MakeModule, call: str) -> None:
     name = make_module(FACTORY)
     message = load_error(f"{name}:{call}")
@@ -224,8 +227,11 @@ def test_other_errors_inside_the_app_propagate(make_module: MakeModule) -> None:
         ("mod:apps[0]", "Failed to parse 'apps[0]' as an attribute name or function call."),
         ("mod:make()()", "Function reference must be a (dotted) name: 'make()()'."),
         ("my-app:app", "Invalid module name 'my-app' in 'my-app:app'."),
-        ("src/app:app", "Invalid module name 'src/app' in 'src/app:app'. Use a dotted module "
-                        "name; --chdir or --pythonpath add directories."),
+        (
+            "src/app:app",
+            "Invalid module name 'src/app' in 'src/app:app'. Use a dotted module "
+            "name; --chdir or --pythonpath add directories.",
+        ),
     ],
 )
 def test_malformed_specs(spec: str, message: str) -> None:
@@ -238,7 +244,10 @@ def test_malformed_specs(spec: str, message: str) -> None:
 def test_parsed_spec_parts() -> None:
     spec = parse_app_spec(" pkg.mod:obj.make(1, key='v') ")
     assert (spec.module, spec.attrs, spec.args, spec.kwargs) == (
-        "pkg.mod", ("obj", "make"), (1,), {"key": "v"}
+        "pkg.mod",
+        ("obj", "make"),
+        (1,),
+        {"key": "v"},
     )
     assert spec.is_factory and spec.target == "obj.make(1, key='v')"
     plain = parse_app_spec("pkg.mod")

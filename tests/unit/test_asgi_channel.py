@@ -26,17 +26,29 @@ from monoceros.logs import Logger
 from monoceros.protocols.http import HttpLimits
 
 HELLO = b"Hello, World!"
-START = {"type": "http.response.start", "status": 200,
-         "headers": [(b"content-type", b"text/plain"), (b"x-a", b"b")]}
+START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-type", b"text/plain"), (b"x-a", b"b")],
+}
 
 
 def make_ctx(app: Any, loop: asyncio.AbstractEventLoop, tmp_path: Path) -> ServerContext:
     cfg = Config({})
     cfg.set("errorlog", str(tmp_path / "error.log"))
     return ServerContext(
-        app, Logger(cfg), loop, limits=HttpLimits(), keepalive=5.0, header_timeout=0.0,
-        uwsgi_allowed=AddressMatcher(["*"]), uwsgi_max_vars=65535, ws_max_message_size=1 << 20,
-        forwarded_allow_ips=AddressMatcher([]), secure_scheme_headers={}, max_requests=1 << 30,
+        app,
+        Logger(cfg),
+        loop,
+        limits=HttpLimits(),
+        keepalive=5.0,
+        header_timeout=0.0,
+        uwsgi_allowed=AddressMatcher(["*"]),
+        uwsgi_max_vars=65535,
+        ws_max_message_size=1 << 20,
+        forwarded_allow_ips=AddressMatcher([]),
+        secure_scheme_headers={},
+        max_requests=1 << 30,
     )
 
 
@@ -163,15 +175,17 @@ def test_the_transport_connection_passes_calls_to_its_transport(tmp_path: Path) 
     asyncio.run(main())
 
 
-def run_cycle(app: Any, tmp_path: Path, *, uwsgi: bool, paused: bool = False,
-              body: bytes = b"") -> list[tuple[Any, ...]]:
+def run_cycle(
+    app: Any, tmp_path: Path, *, uwsgi: bool, paused: bool = False, body: bytes = b""
+) -> list[tuple[Any, ...]]:
     async def main() -> list[tuple[Any, ...]]:
         ctx = make_ctx(app, asyncio.get_running_loop(), tmp_path)
         channel = Recorder(ctx)
         channel.paused = paused
         scope = {"type": "http", "method": "GET", "path": "/", "query_string": b""}
-        cycle = HttpCycle(channel, scope, keep_alive=not uwsgi, expect_100=False, http11=True,
-                          uwsgi=uwsgi)
+        cycle = HttpCycle(
+            channel, scope, keep_alive=not uwsgi, expect_100=False, http11=True, uwsgi=uwsgi
+        )
         if body:
             cycle.feed(body)
         cycle.end()
@@ -225,8 +239,9 @@ def test_the_body_is_read_through_the_channel(tmp_path: Path) -> None:
         ctx = make_ctx(wait_for_the_end, asyncio.get_running_loop(), tmp_path)
         channel = Recorder(ctx)
         scope = {"type": "http", "method": "POST", "path": "/", "query_string": b""}
-        cycle = HttpCycle(channel, scope, keep_alive=False, expect_100=False, http11=True,
-                          uwsgi=True)
+        cycle = HttpCycle(
+            channel, scope, keep_alive=False, expect_100=False, http11=True, uwsgi=True
+        )
         cycle.feed(HELLO)
         cycle.end()
         task = asyncio.ensure_future(cycle.run())
@@ -239,10 +254,13 @@ def test_the_body_is_read_through_the_channel(tmp_path: Path) -> None:
         return channel.calls
 
     calls = asyncio.run(main())
-    assert got == [{"type": "http.request", "body": HELLO, "more_body": False},
-                   {"type": "http.disconnect"}]
+    assert got == [
+        {"type": "http.request", "body": HELLO, "more_body": False},
+        {"type": "http.disconnect"},
+    ]
     assert calls == [
-        ("buffered", 13), ("resume_reading",),
+        ("buffered", 13),
+        ("resume_reading",),
         ("write", b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-a: b\r\n\r\nx"),
         ("watch_peer",),
         ("close",),  # the response was cut short: closing tells the front end

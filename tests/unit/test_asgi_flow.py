@@ -35,15 +35,24 @@ def make_ctx(app: Any, loop: asyncio.AbstractEventLoop, tmp_path: Path) -> Serve
     cfg = Config({})
     cfg.set("errorlog", str(tmp_path / "error.log"))
     return ServerContext(
-        app, Logger(cfg), loop, limits=HttpLimits(), keepalive=5.0, header_timeout=0.0,
-        uwsgi_allowed=AddressMatcher(["*"]), uwsgi_max_vars=65535,
-        ws_max_message_size=MiB, forwarded_allow_ips=AddressMatcher([]),
-        secure_scheme_headers={}, max_requests=1 << 30,
+        app,
+        Logger(cfg),
+        loop,
+        limits=HttpLimits(),
+        keepalive=5.0,
+        header_timeout=0.0,
+        uwsgi_allowed=AddressMatcher(["*"]),
+        uwsgi_max_vars=65535,
+        ws_max_message_size=MiB,
+        forwarded_allow_ips=AddressMatcher([]),
+        secure_scheme_headers={},
+        max_requests=1 << 30,
     )
 
 
-async def serve(app: Any, factory: Factory, request: bytes, body: bytes, tmp_path: Path,
-                read_delay: float = 0.0) -> tuple[bytes, list[HttpProtocol | UwsgiProtocol]]:
+async def serve(
+    app: Any, factory: Factory, request: bytes, body: bytes, tmp_path: Path, read_delay: float = 0.0
+) -> tuple[bytes, list[HttpProtocol | UwsgiProtocol]]:
     """Serve one connection; the client sends ``request`` + ``body`` and reads to EOF."""
     loop = asyncio.get_running_loop()
     server_sock, client_sock = socket.socketpair()
@@ -62,7 +71,7 @@ async def serve(app: Any, factory: Factory, request: bytes, body: bytes, tmp_pat
         writer.write(request)
         view = memoryview(body)
         for i in range(0, len(body), 65536):
-            writer.write(view[i:i + 65536])
+            writer.write(view[i : i + 65536])
             await writer.drain()
 
     up = asyncio.create_task(upload())
@@ -91,6 +100,7 @@ def slow_echo(seen: list[bool], protos: list[Any]) -> Any:
         out = f"{n} {h.hexdigest()}".encode()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": out})
+
     return app
 
 
@@ -105,8 +115,10 @@ def test_16mib_upload_to_a_slow_reader_pauses_and_never_stalls(kind: str, tmp_pa
     protos: list[Any] = []
     app = slow_echo(seen, protos)
     if kind == "http":
-        head = (b"POST /up HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
-                b"Content-Length: %d\r\n\r\n" % len(payload))
+        head = (
+            b"POST /up HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(payload)
+        )
 
         def factory(ctx: ServerContext) -> asyncio.Protocol:
             proto = HttpProtocol(ctx, HttpScopeBuilder("", AddressMatcher([]), {}))
@@ -114,8 +126,10 @@ def test_16mib_upload_to_a_slow_reader_pauses_and_never_stalls(kind: str, tmp_pa
             return proto
     else:
         env = {"REQUEST_METHOD": "POST", "PATH_INFO": "/up", "CONTENT_LENGTH": str(len(payload))}
-        block = b"".join(len(k).to_bytes(2, "little") + k.encode() + len(v).to_bytes(2, "little")
-                         + v.encode() for k, v in env.items())
+        block = b"".join(
+            len(k).to_bytes(2, "little") + k.encode() + len(v).to_bytes(2, "little") + v.encode()
+            for k, v in env.items()
+        )
         head = b"\x00" + len(block).to_bytes(2, "little") + b"\x00" + block
 
         def factory(ctx: ServerContext) -> asyncio.Protocol:

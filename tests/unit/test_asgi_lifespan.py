@@ -35,6 +35,7 @@ def speaking(events: list[str], fail: str | None = None) -> Any:
             else:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
     return app
 
 

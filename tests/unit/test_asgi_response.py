@@ -9,10 +9,16 @@ import pytest
 from monoceros.asgi.response import ResponseError, build_head, error_response, status_line
 
 
-def head(status: int = 200, headers: list[tuple[bytes, bytes]] | None = None, **kw: Any
-         ) -> tuple[bytes, Any]:
-    opts: dict[str, Any] = {"first_body": b"hello", "head_only": False, "keep_alive": True,
-                               "http11": True, "uwsgi": False}
+def head(
+    status: int = 200, headers: list[tuple[bytes, bytes]] | None = None, **kw: Any
+) -> tuple[bytes, Any]:
+    opts: dict[str, Any] = {
+        "first_body": b"hello",
+        "head_only": False,
+        "keep_alive": True,
+        "http11": True,
+        "uwsgi": False,
+    }
     opts.update(kw)
     return build_head(status, headers or [], **opts)
 
@@ -41,8 +47,13 @@ def test_streamed_body_is_chunked_on_http11_and_close_delimited_elsewhere() -> N
 
 
 def test_app_framing_and_hop_by_hop_headers_are_the_servers() -> None:
-    raw, framing = head(headers=[(b"Transfer-Encoding", b"chunked"), (b"Connection", b"close"),
-                                 (b"Content-Length", b"5")])
+    raw, framing = head(
+        headers=[
+            (b"Transfer-Encoding", b"chunked"),
+            (b"Connection", b"close"),
+            (b"Content-Length", b"5"),
+        ]
+    )
     assert b"Transfer-Encoding: chunked" not in raw and b"content-length: 5" in lines(raw)
     assert b"connection: close" in lines(raw) and not framing.keep_alive
 
@@ -64,16 +75,19 @@ def test_http10_keep_alive_is_announced() -> None:
     assert b"connection: keep-alive" in lines(raw)
 
 
-@pytest.mark.parametrize("headers,match", [
-    ([(b"x-a", b"1\r\nSet-Cookie: evil=1")], "header injection"),
-    ([(b"x-a", b"1\nx")], "header injection"),
-    ([(b"x-a", b"a\x00b")], "header injection"),
-    ([(b"bad name", b"v")], "invalid response header name"),
-    ([(b"x-a\r\n", b"v")], "invalid response header name"),
-    ([("x-a", "str")], "must be bytes"),
-    ([(b"content-length", b"abc")], "invalid Content-Length"),
-    ([(b"only-one",)], r"not a \(name, value\) pair"),
-])
+@pytest.mark.parametrize(
+    "headers,match",
+    [
+        ([(b"x-a", b"1\r\nSet-Cookie: evil=1")], "header injection"),
+        ([(b"x-a", b"1\nx")], "header injection"),
+        ([(b"x-a", b"a\x00b")], "header injection"),
+        ([(b"bad name", b"v")], "invalid response header name"),
+        ([(b"x-a\r\n", b"v")], "invalid response header name"),
+        ([("x-a", "str")], "must be bytes"),
+        ([(b"content-length", b"abc")], "invalid Content-Length"),
+        ([(b"only-one",)], r"not a \(name, value\) pair"),
+    ],
+)
 def test_bad_headers_are_refused(headers: list[tuple[bytes, ...]], match: str) -> None:
     with pytest.raises(ResponseError, match=match):
         head(headers=headers)  # type: ignore[arg-type]

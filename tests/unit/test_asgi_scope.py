@@ -26,8 +26,12 @@ def http_head(raw: bytes) -> HttpRequest:
     return event
 
 
-def http_scope(raw: bytes, peer: object = ("10.0.0.1", 5555), trusted: str = "10.0.0.1",
-               state: dict[str, Any] | None = None) -> dict[str, Any]:
+def http_scope(
+    raw: bytes,
+    peer: object = ("10.0.0.1", 5555),
+    trusted: str = "10.0.0.1",
+    state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     builder = HttpScopeBuilder(("127.0.0.1", 8000), AddressMatcher([trusted]), SECURE)
     return builder.build(http_head(raw), peer, state)
 
@@ -39,8 +43,9 @@ def uwsgi_scope(name: str) -> dict[str, Any]:
 
 
 def test_http_scope_basics() -> None:
-    scope = http_scope(b"GET /p%20q/caf%C3%A9?x=1%202 HTTP/1.1\r\nHost: h\r\nX-Up: A\r\n\r\n",
-                       state={"db": 1})
+    scope = http_scope(
+        b"GET /p%20q/caf%C3%A9?x=1%202 HTTP/1.1\r\nHost: h\r\nX-Up: A\r\n\r\n", state={"db": 1}
+    )
     assert scope["type"] == "http" and scope["method"] == "GET"
     assert scope["path"] == "/p q/caf\u00e9" and scope["raw_path"] == b"/p%20q/caf%C3%A9"
     assert scope["query_string"] == b"x=1%202" and scope["root_path"] == ""
@@ -68,20 +73,26 @@ def test_http_absolute_form_target() -> None:
     assert (scope["path"], scope["raw_path"], scope["query_string"]) == ("/x/y", b"/x/y", b"z=1")
 
 
-@pytest.mark.parametrize("peer,trusted,scheme", [
-    (("10.0.0.1", 1), "10.0.0.1", "https"),
-    (("10.0.0.2", 1), "10.0.0.1", "http"),  # an untrusted client cannot claim https
-    ("", "10.0.0.1", "https"),  # a UNIX socket peer is the local proxy
-])
+@pytest.mark.parametrize(
+    "peer,trusted,scheme",
+    [
+        (("10.0.0.1", 1), "10.0.0.1", "https"),
+        (("10.0.0.2", 1), "10.0.0.1", "http"),  # an untrusted client cannot claim https
+        ("", "10.0.0.1", "https"),  # a UNIX socket peer is the local proxy
+    ],
+)
 def test_http_scheme_from_trusted_proxies(peer: object, trusted: str, scheme: str) -> None:
-    scope = http_scope(b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https\r\n\r\n",
-                       peer=peer, trusted=trusted)
+    scope = http_scope(
+        b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https\r\n\r\n", peer=peer, trusted=trusted
+    )
     assert scope["scheme"] == scheme
 
 
 def test_http_websocket_upgrade_scope() -> None:
-    scope = http_scope(b"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
-                       b"Connection: Upgrade\r\nSec-WebSocket-Protocol: a, b\r\n\r\n")
+    scope = http_scope(
+        b"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Protocol: a, b\r\n\r\n"
+    )
     assert scope["type"] == "websocket" and scope["scheme"] == "ws"
     assert "method" not in scope and scope["subprotocols"] == ["a", "b"]
 
@@ -99,6 +110,7 @@ def test_http_invalid_absolute_target() -> None:
 
 
 # ----------------------------------------------------------------------------- uWSGI captures
+
 
 def test_uwsgi_path_is_what_nginx_decoded_as_utf8_text() -> None:
     scope = uwsgi_scope("nginx-get-percent-utf8")
@@ -161,21 +173,30 @@ def test_access_environ_from_a_scope() -> None:
 # --- gunicorn's forwarder_headers: a trusted proxy's SCRIPT_NAME header -------------------
 
 
-def mounted_scope(raw: bytes, peer: object = ("10.0.0.1", 5555),
-                  forwarders: list[str] | None = None) -> dict[str, Any]:
+def mounted_scope(
+    raw: bytes, peer: object = ("10.0.0.1", 5555), forwarders: list[str] | None = None
+) -> dict[str, Any]:
     names = ["SCRIPT_NAME", "PATH_INFO"] if forwarders is None else forwarders
     builder = HttpScopeBuilder(("127.0.0.1", 8000), AddressMatcher(["10.0.0.1"]), SECURE, names)
     return builder.build(http_head(raw), peer, None)
 
 
 def test_http_script_name_header_from_a_trusted_proxy_is_root_path() -> None:
-    scope = mounted_scope(b"GET /prefix/a%20b?q=1 HTTP/1.1\r\nHost: h\r\nSCRIPT_NAME: /prefix/\r\n\r\n")
+    scope = mounted_scope(
+        b"GET /prefix/a%20b?q=1 HTTP/1.1\r\nHost: h\r\nSCRIPT_NAME: /prefix/\r\n\r\n"
+    )
     assert (scope["root_path"], scope["path"], scope["raw_path"]) == (
-        "/prefix", "/prefix/a b", b"/prefix/a%20b")
+        "/prefix",
+        "/prefix/a b",
+        b"/prefix/a%20b",
+    )
     # the proxy stripped the prefix: path still includes root_path (ASGI 2.4)
     scope = mounted_scope(b"GET /a HTTP/1.1\r\nHost: h\r\nscript_name: /prefix\r\n\r\n")
     assert (scope["root_path"], scope["path"], scope["raw_path"]) == (
-        "/prefix", "/prefix/a", b"/prefix/a")
+        "/prefix",
+        "/prefix/a",
+        b"/prefix/a",
+    )
 
 
 def test_http_script_name_header_is_ignored_from_others_and_when_not_listed() -> None:

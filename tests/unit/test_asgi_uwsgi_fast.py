@@ -31,42 +31,73 @@ HELLO = b"Hello, World!"
 
 
 def packet(env: dict[str, str], body: bytes = b"", modifier1: int = 0) -> bytes:
-    block = b"".join(len(k).to_bytes(2, "little") + k.encode("latin-1")
-                     + len(v).to_bytes(2, "little") + v.encode("latin-1")
-                     for k, v in env.items())
+    block = b"".join(
+        len(k).to_bytes(2, "little")
+        + k.encode("latin-1")
+        + len(v).to_bytes(2, "little")
+        + v.encode("latin-1")
+        for k, v in env.items()
+    )
     return bytes((modifier1,)) + len(block).to_bytes(2, "little") + b"\x00" + block + body
 
 
 def env(path: str = "/", method: str = "GET", **extra: str) -> dict[str, str]:
-    return {"REQUEST_METHOD": method, "PATH_INFO": path, "SERVER_PROTOCOL": "HTTP/1.1",
-            "REMOTE_ADDR": "10.0.0.1", "REMOTE_PORT": "4242", **extra}
+    return {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "10.0.0.1",
+        "REMOTE_PORT": "4242",
+        **extra,
+    }
 
 
 async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain")],
+        }
+    )
     await send({"type": "http.response.body", "body": HELLO})
 
 
 class Harness:
     """A context, a fast path on it, and a record of what it handed over and closed."""
 
-    def __init__(self, app: Any, loop: asyncio.AbstractEventLoop, tmp_path: Path,
-                 *, tcp: bool = False, allowed: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        loop: asyncio.AbstractEventLoop,
+        tmp_path: Path,
+        *,
+        tcp: bool = False,
+        allowed: list[str] | None = None,
+    ) -> None:
         cfg = Config({})
         cfg.set("errorlog", str(tmp_path / "error.log"))
         self.ctx = ServerContext(
-            app, Logger(cfg), loop, limits=HttpLimits(), keepalive=5.0, header_timeout=0.0,
-            uwsgi_allowed=AddressMatcher(allowed or ["*"]), uwsgi_max_vars=65535,
-            ws_max_message_size=MiB, forwarded_allow_ips=AddressMatcher([]),
-            secure_scheme_headers={}, max_requests=1 << 30,
+            app,
+            Logger(cfg),
+            loop,
+            limits=HttpLimits(),
+            keepalive=5.0,
+            header_timeout=0.0,
+            uwsgi_allowed=AddressMatcher(allowed or ["*"]),
+            uwsgi_max_vars=65535,
+            ws_max_message_size=MiB,
+            forwarded_allow_ips=AddressMatcher([]),
+            secure_scheme_headers={},
+            max_requests=1 << 30,
         )
         self.ctx.state = {"db": "ready"}
         self.closed = 0
         self.ctx.on_connection_closed = self._closed
         self.handed: list[tuple[socket.socket, bytes]] = []
-        self.fast = UwsgiFastPath(self.ctx, UwsgiScopeBuilder("/run/app.sock"), self._hand_over,
-                                  tcp=tcp)
+        self.fast = UwsgiFastPath(
+            self.ctx, UwsgiScopeBuilder("/run/app.sock"), self._hand_over, tcp=tcp
+        )
 
     def _closed(self) -> None:
         self.closed += 1
@@ -117,8 +148,9 @@ def test_a_whole_request_is_served_on_the_bare_socket(tmp_path: Path) -> None:
         return raw, h
 
     raw, h = run(main())
-    assert raw == (b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 13\r\n\r\n"
-                   + HELLO)
+    assert raw == (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 13\r\n\r\n" + HELLO
+    )
     assert not h.handed and h.closed == 1 and not h.ctx.connections
     scope, message = seen
     assert scope["path"] == "/x" and scope["query_string"] == b"a=1"
@@ -131,8 +163,11 @@ def test_a_body_in_the_packet_is_received_whole(tmp_path: Path) -> None:
 
     async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
         message = await receive()
-        out = b"%d %d %s" % (message["more_body"], len(message["body"]),
-                             hashlib.sha256(message["body"]).hexdigest().encode())
+        out = b"%d %d %s" % (
+            message["more_body"],
+            len(message["body"]),
+            hashlib.sha256(message["body"]).hexdigest().encode(),
+        )
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": out})
 
@@ -150,17 +185,21 @@ def test_a_body_in_the_packet_is_received_whole(tmp_path: Path) -> None:
     assert not h.handed and h.closed == 1
 
 
-@pytest.mark.parametrize("sent,why", [
-    (b"", "nothing readable yet"),
-    (packet(env())[:9], "a partial packet"),
-    (packet(env("/up", "POST", CONTENT_LENGTH="10"), b"12345"), "half the body"),
-    (packet(env("/up", "POST", HTTP_TRANSFER_ENCODING="chunked"), b"5\r\nhello"), "chunked"),
-    (b"\x64\x00\x00\x00", "a ping"),
-    (b"GET / HTTP/1.1\r\n\r\n", "a malformed packet"),
-    (packet(env(HTTP_UPGRADE="websocket", HTTP_CONNECTION="Upgrade")), "a WebSocket upgrade"),
-])
+@pytest.mark.parametrize(
+    "sent,why",
+    [
+        (b"", "nothing readable yet"),
+        (packet(env())[:9], "a partial packet"),
+        (packet(env("/up", "POST", CONTENT_LENGTH="10"), b"12345"), "half the body"),
+        (packet(env("/up", "POST", HTTP_TRANSFER_ENCODING="chunked"), b"5\r\nhello"), "chunked"),
+        (b"\x64\x00\x00\x00", "a ping"),
+        (b"GET / HTTP/1.1\r\n\r\n", "a malformed packet"),
+        (packet(env(HTTP_UPGRADE="websocket", HTTP_CONNECTION="Upgrade")), "a WebSocket upgrade"),
+    ],
+)
 def test_what_is_not_whole_and_plain_is_handed_over_with_its_bytes(
-        sent: bytes, why: str, tmp_path: Path) -> None:
+    sent: bytes, why: str, tmp_path: Path
+) -> None:
     async def main() -> Harness:
         h = Harness(hello, asyncio.get_running_loop(), tmp_path)
         server, client = socket.socketpair()
@@ -181,8 +220,7 @@ def test_what_is_not_whole_and_plain_is_handed_over_with_its_bytes(
 
 def test_a_peer_outside_the_allow_list_is_handed_over_unread(tmp_path: Path) -> None:
     async def main() -> Harness:
-        h = Harness(hello, asyncio.get_running_loop(), tmp_path, tcp=True,
-                    allowed=["127.0.0.1"])
+        h = Harness(hello, asyncio.get_running_loop(), tmp_path, tcp=True, allowed=["127.0.0.1"])
         server, client = socket.socketpair()
         client.sendall(packet(env()))
         h.fast.serve(server, ("10.1.2.3", 5555))
@@ -320,11 +358,10 @@ def test_the_protocol_takes_over_with_the_bytes_already_read(tmp_path: Path) -> 
         whole = packet(env("/up", "POST", CONTENT_LENGTH=str(len(payload))), payload)
         client.sendall(whole[:1000])
         harness.fast.serve(server, "")
-        (sock, data), = harness.handed
+        ((sock, data),) = harness.handed
         assert data == whole[:1000]
         builder = UwsgiScopeBuilder("")
-        await loop.connect_accepted_socket(
-            lambda: UwsgiProtocol(harness.ctx, builder, data), sock)
+        await loop.connect_accepted_socket(lambda: UwsgiProtocol(harness.ctx, builder, data), sock)
         client.setblocking(False)
         await loop.sock_sendall(client, whole[1000:])
         return await read_all(client)
@@ -335,7 +372,8 @@ def test_the_protocol_takes_over_with_the_bytes_already_read(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("path", ["bare socket", "protocol"])
 def test_an_eof_after_the_request_reaches_an_app_waiting_for_the_disconnect(
-        path: str, tmp_path: Path) -> None:
+    path: str, tmp_path: Path
+) -> None:
     """Front ends never half-close: EOF after a whole request is the client gone, on both paths,
     and the application's answer after it is dropped without an error."""
     got: list[str] = []
@@ -357,7 +395,8 @@ def test_an_eof_after_the_request_reaches_an_app_waiting_for_the_disconnect(
         client.sendall(packet(env("/wait", "POST", CONTENT_LENGTH=str(len(body))), body))
         if path == "protocol":
             await loop.connect_accepted_socket(
-                lambda: UwsgiProtocol(h.ctx, UwsgiScopeBuilder(""), b""), server)
+                lambda: UwsgiProtocol(h.ctx, UwsgiScopeBuilder(""), b""), server
+            )
         else:
             h.fast.serve(server, "")
         await asyncio.wait_for(waiting.wait(), 10)

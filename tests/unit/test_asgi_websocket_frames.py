@@ -69,13 +69,18 @@ def test_server_frame_length_encodings(size: int) -> None:
 
 
 def test_byte_by_byte_feeding_and_fragments_with_a_control_frame_between() -> None:
-    data = (client(OP_TEXT, b"caf", fin=False) + client(OP_PING, b"p")
-            + client(OP_CONT, "\u00e9!".encode()))
+    data = (
+        client(OP_TEXT, b"caf", fin=False)
+        + client(OP_PING, b"p")
+        + client(OP_CONT, "\u00e9!".encode())
+    )
     parser = FrameParser()
     for i in range(len(data)):
-        parser.receive_data(data[i:i + 1])
-    assert messages(parser) == [Message(OP_PING, b"p"), Message(OP_TEXT, "caf\u00e9!".encode(),
-                                                                "caf\u00e9!")]
+        parser.receive_data(data[i : i + 1])
+    assert messages(parser) == [
+        Message(OP_PING, b"p"),
+        Message(OP_TEXT, "caf\u00e9!".encode(), "caf\u00e9!"),
+    ]
     assert parser.buffered == 0
 
 
@@ -89,15 +94,18 @@ def test_utf8_split_across_fragments_is_fine_but_invalid_text_is_1007() -> None:
     assert info.value.code == 1007
 
 
-@pytest.mark.parametrize("raw,reason", [
-    (encode_frame(OP_TEXT, b"x"), "not masked"),
-    (bytes([0xC1, 0x80]) + KEY, "reserved bits"),
-    (bytes([0x83, 0x80]) + KEY, "reserved opcode"),
-    (client(OP_PING, b"p", fin=False), "fragmented control"),
-    (client(OP_PING, b"p" * 126), "longer than 125"),
-    (client(OP_CONT, b"x"), "continuation frame without"),
-    (client(OP_TEXT, b"a", fin=False) + client(OP_TEXT, b"b"), "inside a fragmented"),
-])
+@pytest.mark.parametrize(
+    "raw,reason",
+    [
+        (encode_frame(OP_TEXT, b"x"), "not masked"),
+        (bytes([0xC1, 0x80]) + KEY, "reserved bits"),
+        (bytes([0x83, 0x80]) + KEY, "reserved opcode"),
+        (client(OP_PING, b"p", fin=False), "fragmented control"),
+        (client(OP_PING, b"p" * 126), "longer than 125"),
+        (client(OP_CONT, b"x"), "continuation frame without"),
+        (client(OP_TEXT, b"a", fin=False) + client(OP_TEXT, b"b"), "inside a fragmented"),
+    ],
+)
 def test_protocol_violations_are_1002(raw: bytes, reason: str) -> None:
     with pytest.raises(WebSocketError) as info:
         FrameParser().receive_data(raw)

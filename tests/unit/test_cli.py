@@ -23,12 +23,20 @@ WSGI_APP = "def app(environ, start_response):\n    return [b'x']\n"
 def run(args: list[str], cwd: Path, **extra_env: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
     env.update(extra_env)
-    return subprocess.run([sys.executable, "-m", "monoceros", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "monoceros", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
-def assert_one_error_line(result: subprocess.CompletedProcess[str], status: int,
-                          message: str) -> None:
+def assert_one_error_line(
+    result: subprocess.CompletedProcess[str], status: int, message: str
+) -> None:
     assert result.returncode == status, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [f"monoceros: error: {message}"]
@@ -46,8 +54,7 @@ def test_bad_app_path_exits_4(tmp_path: Path) -> None:
 
 def test_bad_setting_value_exits_2(tmp_path: Path) -> None:
     result = run(["-w", "abc", "myapp:app"], tmp_path)
-    assert_one_error_line(result, USAGE_ERROR,
-                          "workers: expected a positive integer, got 'abc'")
+    assert_one_error_line(result, USAGE_ERROR, "workers: expected a positive integer, got 'abc'")
     assert USAGE_ERROR == 2
 
 
@@ -58,15 +65,18 @@ def test_bad_option_exits_2(tmp_path: Path) -> None:
 
 def test_bad_env_args_exit_2(tmp_path: Path) -> None:
     result = run(["myapp:app"], tmp_path, MONOCEROS_CMD_ARGS="--workers")
-    assert_one_error_line(result, USAGE_ERROR,
-                          "MONOCEROS_CMD_ARGS: argument -w/--workers: expected one argument")
+    assert_one_error_line(
+        result, USAGE_ERROR, "MONOCEROS_CMD_ARGS: argument -w/--workers: expected one argument"
+    )
 
 
 def test_missing_app_module_exits_2(tmp_path: Path) -> None:
     result = run([], tmp_path)
-    assert_one_error_line(result, USAGE_ERROR,
-                          "no application given: pass APP_MODULE (e.g. myapp:app) or set "
-                          "wsgi_app in the config file")
+    assert_one_error_line(
+        result,
+        USAGE_ERROR,
+        "no application given: pass APP_MODULE (e.g. myapp:app) or set wsgi_app in the config file",
+    )
 
 
 def test_missing_config_file_exits_2(tmp_path: Path) -> None:
@@ -77,8 +87,9 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
 def test_config_file_that_raises_exits_2(tmp_path: Path) -> None:
     path = str(DATA / "raises.conf.py")
     result = run(["-c", path, "myapp:app"], tmp_path)
-    assert_one_error_line(result, USAGE_ERROR,
-                          f"config file {path!r}, line 4: ZeroDivisionError: division by zero")
+    assert_one_error_line(
+        result, USAGE_ERROR, f"config file {path!r}, line 4: ZeroDivisionError: division by zero"
+    )
 
 
 def test_check_config_with_a_good_app_exits_0(tmp_path: Path) -> None:
@@ -88,18 +99,19 @@ def test_check_config_with_a_good_app_exits_0(tmp_path: Path) -> None:
 
 
 def test_check_config_with_an_app_that_does_not_load(tmp_path: Path) -> None:
-    (tmp_path / "factoryapp.py").write_text("def make(name):\n    return print\n",
-                                            encoding="utf-8")
+    (tmp_path / "factoryapp.py").write_text("def make(name):\n    return print\n", encoding="utf-8")
     result = run(["--check-config", "factoryapp:make()"], tmp_path)
     assert_one_error_line(
-        result, APP_LOAD_ERROR,
+        result,
+        APP_LOAD_ERROR,
         "Failed to call factory 'make()' in 'factoryapp': missing a required argument: 'name'.",
     )
 
 
 def test_check_config_shows_the_traceback_of_a_broken_app(tmp_path: Path) -> None:
-    (tmp_path / "brokenapp.py").write_text("import monoceros_missing_dependency\n",
-                                           encoding="utf-8")
+    (tmp_path / "brokenapp.py").write_text(
+        "import monoceros_missing_dependency\n", encoding="utf-8"
+    )
     result = run(["--check-config", "brokenapp:app"], tmp_path)
     assert result.returncode == APP_LOAD_ERROR
     assert "Traceback" in result.stderr
@@ -153,14 +165,15 @@ def test_check_config_prints_warnings(clean: Path, capsys: pytest.CaptureFixture
     assert exit_status(["--check-config", "-c", "typo.conf.py", "cli_test_app:app"]) == 0
     assert capsys.readouterr().err.splitlines() == [
         f"monoceros: Using config file {clean / 'typo.conf.py'}",
-        "monoceros: warning: unknown setting 'worker' in typo.conf.py (did you mean 'workers'?)"
+        "monoceros: warning: unknown setting 'worker' in typo.conf.py (did you mean 'workers'?)",
     ]
 
 
 def test_app_module_from_the_config_file(clean: Path) -> None:
     (clean / "cli_test_conf_app.py").write_text(WSGI_APP, encoding="utf-8")
-    (clean / "monoceros.conf.py").write_text("wsgi_app = 'cli_test_conf_app:app'\n",
-                                             encoding="utf-8")
+    (clean / "monoceros.conf.py").write_text(
+        "wsgi_app = 'cli_test_conf_app:app'\n", encoding="utf-8"
+    )
     assert exit_status(["--check-config"]) == 0
 
 
@@ -199,13 +212,17 @@ def test_main_hands_the_config_to_the_arbiter(
     (clean / "cli_test_run_app.py").write_text(WSGI_APP, encoding="utf-8")
     assert exit_status(["-w", "2", "cli_test_run_app:app"]) == 7
     [cfg] = recording_arbiter.created
-    assert (cfg.workers, cfg.wsgi_app, cfg.argv) == (2, "cli_test_run_app:app",
-                                                     ["-w", "2", "cli_test_run_app:app"])
+    assert (cfg.workers, cfg.wsgi_app, cfg.argv) == (
+        2,
+        "cli_test_run_app:app",
+        ["-w", "2", "cli_test_run_app:app"],
+    )
     assert "cli_test_run_app" not in sys.modules  # only the master's cheap check ran
 
 
 def test_bad_app_never_reaches_the_arbiter(
-    clean: Path, recording_arbiter: type[_RecordingArbiter],
+    clean: Path,
+    recording_arbiter: type[_RecordingArbiter],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert exit_status(["cli_test_missing:app"]) == APP_LOAD_ERROR

@@ -118,10 +118,21 @@ GUNICORN_FLAGS: dict[str, tuple[str, ...]] = {
 }
 
 HOOK_ARITIES = {
-    "on_starting": 1, "on_reload": 1, "when_ready": 1, "pre_fork": 2, "post_fork": 2,
-    "post_worker_init": 1, "worker_int": 1, "worker_abort": 1, "pre_exec": 1,
-    "pre_request": 2, "post_request": 4, "child_exit": 2, "worker_exit": 2,
-    "nworkers_changed": 3, "on_exit": 1,
+    "on_starting": 1,
+    "on_reload": 1,
+    "when_ready": 1,
+    "pre_fork": 2,
+    "post_fork": 2,
+    "post_worker_init": 1,
+    "worker_int": 1,
+    "worker_abort": 1,
+    "pre_exec": 1,
+    "pre_request": 2,
+    "post_request": 4,
+    "child_exit": 2,
+    "worker_exit": 2,
+    "nworkers_changed": 3,
+    "on_exit": 1,
 }
 
 
@@ -183,9 +194,7 @@ def test_every_setting_is_typed_on_config() -> None:
 
 
 def test_hooks_have_gunicorns_arities() -> None:
-    assert {name: len(SETTINGS_BY_NAME[name].params or ()) for name in HOOK_NAMES} == (
-        HOOK_ARITIES
-    )
+    assert {name: len(SETTINGS_BY_NAME[name].params or ()) for name in HOOK_NAMES} == (HOOK_ARITIES)
 
 
 def test_gunicorn_only_names_are_not_settings() -> None:
@@ -214,7 +223,8 @@ def test_bad_web_concurrency_is_a_readable_error() -> None:
 def test_forwarded_allow_ips_from_environment() -> None:
     assert Config({"FORWARDED_ALLOW_IPS": "*"}).forwarded_allow_ips == ["*"]
     assert Config({"FORWARDED_ALLOW_IPS": "10.0.0.1, 10.0.0.2"}).forwarded_allow_ips == [
-        "10.0.0.1", "10.0.0.2",
+        "10.0.0.1",
+        "10.0.0.2",
     ]
 
 
@@ -262,30 +272,41 @@ def test_zero_is_refused_where_it_makes_no_sense(cfg: Config, name: str) -> None
 
 def test_asgi_settings(cfg: Config) -> None:
     assert (cfg.asgi_loop, cfg.asgi_lifespan, cfg.ws_max_message_size) == (
-        "auto", "auto", 16 * 1024 * 1024)
+        "auto",
+        "auto",
+        16 * 1024 * 1024,
+    )
     cfg.set("asgi_loop", " UVLOOP ")
     cfg.set("asgi_lifespan", "off")
     cfg.set("ws_max_message_size", "1024")
     assert (cfg.asgi_loop, cfg.asgi_lifespan, cfg.ws_max_message_size) == ("uvloop", "off", 1024)
     assert error_of(cfg, "asgi_loop", "trio") == (
-        "asgi_loop: expected one of auto, asyncio, uvloop, got 'trio'")
+        "asgi_loop: expected one of auto, asyncio, uvloop, got 'trio'"
+    )
     assert error_of(cfg, "asgi_lifespan", True) == (
-        "asgi_lifespan: expected one of auto, on, off, got True")
+        "asgi_lifespan: expected one of auto, on, off, got True"
+    )
     assert error_of(cfg, "ws_max_message_size", 0) == (
-        "ws_max_message_size: expected a positive integer, got 0")
+        "ws_max_message_size: expected a positive integer, got 0"
+    )
 
 
 def test_protocol_and_uwsgi_settings(cfg: Config) -> None:
     assert (cfg.protocol, cfg.uwsgi_allow_ips, cfg.uwsgi_max_vars_size) == (
-        "http", ["127.0.0.1", "::1"], 65535)
+        "http",
+        ["127.0.0.1", "::1"],
+        65535,
+    )
     cfg.set("protocol", "UWSGI")
     assert cfg.protocol == "uwsgi"
     assert error_of(cfg, "protocol", "fastcgi") == (
-        "protocol: expected one of http, uwsgi, got 'fastcgi'")
+        "protocol: expected one of http, uwsgi, got 'fastcgi'"
+    )
     cfg.set("uwsgi_allow_ips", "10.0.0.0/8,192.168.1.5")
     assert cfg.uwsgi_allow_ips == ["10.0.0.0/8", "192.168.1.5"]
     assert error_of(cfg, "uwsgi_max_vars_size", 70000).startswith(
-        "uwsgi_max_vars_size: expected an integer from 1 to 65535")
+        "uwsgi_max_vars_size: expected an integer from 1 to 65535"
+    )
 
 
 def test_header_timeout_is_float_seconds(cfg: Config) -> None:
@@ -319,8 +340,10 @@ def test_sendfile_is_tristate(cfg: Config) -> None:
     assert cfg.sendfile is None
 
 
-@pytest.mark.parametrize("value, expected", [("0o22", 0o22), ("022", 0o22), ("18", 18),
-                                             (0o27, 0o27), ("0", 0), ("0x12", 0o22)])
+@pytest.mark.parametrize(
+    "value, expected",
+    [("0o22", 0o22), ("022", 0o22), ("18", 18), (0o27, 0o27), ("0", 0), ("0x12", 0o22)],
+)
 def test_umask_spellings(cfg: Config, value: Any, expected: int) -> None:
     cfg.set("umask", value)
     assert cfg.umask == expected
@@ -347,8 +370,9 @@ def test_unknown_worker_class_lists_the_available_ones(cfg: Config) -> None:
     )
 
 
-@pytest.mark.parametrize("kind", ["gevent", "eventlet", "tornado",
-                                  "gunicorn.workers.ggevent.GeventWorker"])
+@pytest.mark.parametrize(
+    "kind", ["gevent", "eventlet", "tornado", "gunicorn.workers.ggevent.GeventWorker"]
+)
 def test_gunicorns_other_workers_are_named_unsupported(cfg: Config, kind: str) -> None:
     available = ", ".join(sorted(WORKER_CLASSES))
     assert error_of(cfg, "worker_class", kind) == (

@@ -72,8 +72,11 @@ FLAG_CASES: list[tuple[list[str], str, Any]] = [
     (["--websocket-max-message-size", "4096"], "ws_max_message_size", 4096),
     (["--reload"], "reload", True),
     (["--reload-engine", "poll"], "reload_engine", "poll"),
-    (["--reload-extra-file", "a.html", "--reload-extra-file", "b.txt"], "reload_extra_files",
-     ["a.html", "b.txt"]),
+    (
+        ["--reload-extra-file", "a.html", "--reload-extra-file", "b.txt"],
+        "reload_extra_files",
+        ["a.html", "b.txt"],
+    ),
     (["--check-config"], "check_config", True),
     (["--print-config"], "print_config", True),
     (["--preload"], "preload_app", True),
@@ -85,10 +88,16 @@ FLAG_CASES: list[tuple[list[str], str, Any]] = [
     (["-u", "123"], "user", 123),
     (["-g", "456"], "group", 456),
     (["-m", "022"], "umask", 0o22),
-    (["--forwarded-allow-ips", "10.0.0.1,10.0.0.2"], "forwarded_allow_ips",
-     ["10.0.0.1", "10.0.0.2"]),
-    (["--forwarder-headers", "script_name,REMOTE_USER"], "forwarder_headers",
-     ["SCRIPT_NAME", "REMOTE_USER"]),
+    (
+        ["--forwarded-allow-ips", "10.0.0.1,10.0.0.2"],
+        "forwarded_allow_ips",
+        ["10.0.0.1", "10.0.0.2"],
+    ),
+    (
+        ["--forwarder-headers", "script_name,REMOTE_USER"],
+        "forwarder_headers",
+        ["SCRIPT_NAME", "REMOTE_USER"],
+    ),
     (["--pythonpath", "a,b"], "pythonpath", "a,b"),
     (["--access-logfile", "-"], "accesslog", "-"),
     (["--access-logformat", "%(h)s"], "access_log_format", "%(h)s"),
@@ -160,41 +169,54 @@ def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unknown_option_suggests_the_closest(in_tmp: Path) -> None:
     with pytest.raises(UsageError) as info:
         load_config(["--wokers=3"], {})
-    assert str(info.value) == (
-        "unrecognized arguments: --wokers=3 (did you mean '--workers'?)"
-    )
+    assert str(info.value) == ("unrecognized arguments: --wokers=3 (did you mean '--workers'?)")
     with pytest.raises(UsageError) as info:
         load_config(["--zzz", "app:app"], {})
     assert str(info.value) == "unrecognized arguments: --zzz"
 
 
 def test_gunicorn_only_option_is_warned_about_and_ignored(in_tmp: Path) -> None:
-    cfg = load_config(["--spew", "--statsd-host", "localhost:8125", "app:app",
-                       "--log-syslog-prefix=x", "-R"], {})
+    cfg = load_config(
+        ["--spew", "--statsd-host", "localhost:8125", "app:app", "--log-syslog-prefix=x", "-R"], {}
+    )
     assert cfg.wsgi_app == "app:app"  # the option's value was not taken for APP_MODULE
     assert cfg.warnings == [
         f"gunicorn option {flag} on the command line is not supported by monoceros; ignored"
-        for flag in ("--spew", "--statsd-host", "--log-syslog-prefix",
-                     "--enable-stdio-inheritance")
+        for flag in ("--spew", "--statsd-host", "--log-syslog-prefix", "--enable-stdio-inheritance")
     ]
 
 
 def test_gunicorn_only_option_at_gunicorns_default_is_silent(in_tmp: Path) -> None:
-    argv = ["--statsd-prefix", "", "--header-map", "DROP", "--http-protocols", "h1",
-            "--proxy-protocol", "off", "--cert-reqs", "0", "--suppress-ragged-eofs"]
+    argv = [
+        "--statsd-prefix",
+        "",
+        "--header-map",
+        "DROP",
+        "--http-protocols",
+        "h1",
+        "--proxy-protocol",
+        "off",
+        "--cert-reqs",
+        "0",
+        "--suppress-ragged-eofs",
+    ]
     assert load_config(argv, {}).warnings == []
 
 
-@pytest.mark.parametrize(("argv", "flag"), [
-    (["--certfile", "c.pem"], "--certfile"),
-    (["--keyfile=k.pem"], "--keyfile"),
-    (["--ca-certs", "ca.pem"], "--ca-certs"),
-    (["--cert-reqs", "2"], "--cert-reqs"),
-    (["--proxy-protocol"], "--proxy-protocol"),
-    (["--proxy-protocol", "v2"], "--proxy-protocol"),
-])
-def test_gunicorn_options_that_would_fail_open_are_refused(in_tmp: Path, argv: list[str],
-                                                           flag: str) -> None:
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--certfile", "c.pem"], "--certfile"),
+        (["--keyfile=k.pem"], "--keyfile"),
+        (["--ca-certs", "ca.pem"], "--ca-certs"),
+        (["--cert-reqs", "2"], "--cert-reqs"),
+        (["--proxy-protocol"], "--proxy-protocol"),
+        (["--proxy-protocol", "v2"], "--proxy-protocol"),
+    ],
+)
+def test_gunicorn_options_that_would_fail_open_are_refused(
+    in_tmp: Path, argv: list[str], flag: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         load_config([*argv, "app:app"], {})
     assert str(info.value).startswith(f"option {flag} (on the command line): ")
@@ -264,8 +286,9 @@ def test_environment_defaults_flow_through(in_tmp: Path) -> None:
 
 
 def test_precedence_defaults_file_env_cli(in_tmp: Path) -> None:
-    conf = write(in_tmp / "prec.conf.py",
-                 "workers = 2\ntimeout = 11\nkeepalive = 7\nbacklog = 99\n")
+    conf = write(
+        in_tmp / "prec.conf.py", "workers = 2\ntimeout = 11\nkeepalive = 7\nbacklog = 99\n"
+    )
     env = {ENV_ARGS_VAR: "-t 12 --keep-alive 8", "WEB_CONCURRENCY": "5"}
     cfg = load_config(["-c", conf, "--keep-alive", "9"], env)
     assert cfg.graceful_timeout == 30  # default
@@ -341,8 +364,14 @@ def test_a_gunicorn_config_file_loads_unchanged(in_tmp: Path) -> None:
     assert cfg.forwarded_allow_ips == ["*"]
     assert cfg.secure_scheme_headers == {"X-FORWARDED-PROTO": "https"}
     assert cfg.pidfile == str(DATA / "legacy.pid")  # __file__ is set
-    for hook in ("when_ready", "post_fork", "pre_request", "post_request", "worker_int",
-                 "worker_abort"):
+    for hook in (
+        "when_ready",
+        "post_fork",
+        "pre_request",
+        "post_request",
+        "worker_int",
+        "worker_abort",
+    ):
         assert cfg.hook_is_set(hook), hook
     assert not cfg.hook_is_set("on_starting")
 
@@ -386,9 +415,7 @@ def test_config_file_that_raises(in_tmp: Path) -> None:
     path = str(DATA / "raises.conf.py")
     with pytest.raises(ConfigError) as info:
         load_config(["-c", path], {})
-    assert str(info.value) == (
-        f"config file {path!r}, line 4: ZeroDivisionError: division by zero"
-    )
+    assert str(info.value) == (f"config file {path!r}, line 4: ZeroDivisionError: division by zero")
 
 
 def test_config_file_with_a_syntax_error(in_tmp: Path) -> None:
@@ -422,8 +449,11 @@ def test_bad_hook_in_a_config_file(in_tmp: Path) -> None:
 
 
 def test_config_file_namespace_is_fresh_each_time(in_tmp: Path) -> None:
-    conf = write(in_tmp / "fresh.py", "try:\n    seen\nexcept NameError:\n    seen = 1\n"
-                 "else:\n    raise RuntimeError('namespace reused')\n")
+    conf = write(
+        in_tmp / "fresh.py",
+        "try:\n    seen\nexcept NameError:\n    seen = 1\n"
+        "else:\n    raise RuntimeError('namespace reused')\n",
+    )
     load_config(["-c", conf], {})
     load_config(["-c", conf], {})
 
@@ -524,21 +554,36 @@ def test_gunicorn_settings_at_gunicorns_defaults_are_silent(in_tmp: Path) -> Non
 
 
 def test_gunicorn_settings_at_other_values_are_warned_about(in_tmp: Path) -> None:
-    conf = write(in_tmp / "g.py", "http_protocols = 'h2,h1'\ndirty_workers = 2\n"
-                 "root_path = '/api'\ncontrol_socket = '/run/g.ctl'\n"
-                 "def on_dirty_starting(arbiter):\n    pass\n")
+    conf = write(
+        in_tmp / "g.py",
+        "http_protocols = 'h2,h1'\ndirty_workers = 2\n"
+        "root_path = '/api'\ncontrol_socket = '/run/g.ctl'\n"
+        "def on_dirty_starting(arbiter):\n    pass\n",
+    )
     assert load_config(["-c", conf], {}).warnings == [
         f"gunicorn setting {name!r} in {conf} is not supported by monoceros; ignored"
-        for name in ("http_protocols", "dirty_workers", "root_path", "control_socket",
-                     "on_dirty_starting")
+        for name in (
+            "http_protocols",
+            "dirty_workers",
+            "root_path",
+            "control_socket",
+            "on_dirty_starting",
+        )
     ]
 
 
-@pytest.mark.parametrize("line", [
-    "certfile = 'c.pem'", "keyfile = 'k.pem'", "ca_certs = 'ca.pem'", "cert_reqs = 2",
-    "proxy_protocol = True", "proxy_protocol = 'v1'",
-    "def ssl_context(conf, factory):\n    return factory()",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "certfile = 'c.pem'",
+        "keyfile = 'k.pem'",
+        "ca_certs = 'ca.pem'",
+        "cert_reqs = 2",
+        "proxy_protocol = True",
+        "proxy_protocol = 'v1'",
+        "def ssl_context(conf, factory):\n    return factory()",
+    ],
+)
 def test_gunicorn_settings_that_would_fail_open_are_refused(in_tmp: Path, line: str) -> None:
     conf = write(in_tmp / "g.py", line + "\n")
     with pytest.raises(ConfigError) as info:

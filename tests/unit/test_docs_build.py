@@ -19,8 +19,13 @@ def test_mkdocs_strict_build(tmp_path: Path) -> None:
         if not found:
             pytest.fail("mkdocs is part of the test extras: pip install -e '.[test]'")
         mkdocs = Path(found)
-    result = subprocess.run([str(mkdocs), "build", "--strict", "-d", str(tmp_path / "site")],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(mkdocs), "build", "--strict", "-d", str(tmp_path / "site")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr + result.stdout
 
 

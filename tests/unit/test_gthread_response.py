@@ -56,7 +56,7 @@ def test_http11_body_without_length_is_chunked(pair: tuple[socket.socket, socket
 
 
 def test_chunked_body_is_incomplete_until_its_last_chunk(
-    pair: tuple[socket.socket, socket.socket]
+    pair: tuple[socket.socket, socket.socket],
 ) -> None:
     a, _ = pair
     resp = kept(a)
@@ -79,7 +79,7 @@ def test_http10_body_without_length_closes(pair: tuple[socket.socket, socket.soc
 
 
 def test_head_response_without_length_keeps_alive(
-    pair: tuple[socket.socket, socket.socket]
+    pair: tuple[socket.socket, socket.socket],
 ) -> None:
     a, b = pair
     resp = kept(a, head_only=True)
@@ -111,7 +111,7 @@ def test_application_connection_close_is_heard(pair: tuple[socket.socket, socket
 
 
 def test_stopping_worker_turns_keep_alive_into_close(
-    pair: tuple[socket.socket, socket.socket]
+    pair: tuple[socket.socket, socket.socket],
 ) -> None:
     a, b = pair
     resp = kept(a)
@@ -122,7 +122,7 @@ def test_stopping_worker_turns_keep_alive_into_close(
 
 
 def test_client_awaiting_continue_gets_a_closing_response(
-    pair: tuple[socket.socket, socket.socket]
+    pair: tuple[socket.socket, socket.socket],
 ) -> None:
     a, b = pair
 
@@ -140,7 +140,7 @@ def test_client_awaiting_continue_gets_a_closing_response(
 
 
 def test_file_without_length_is_chunked_not_sendfile(
-    pair: tuple[socket.socket, socket.socket]
+    pair: tuple[socket.socket, socket.socket],
 ) -> None:
     from monoceros.wsgi.response import FileWrapper
 
@@ -158,7 +158,7 @@ def test_file_without_length_is_chunked_not_sendfile(
 
 
 def test_header_injection_still_caught_with_chunked_head(
-    pair: tuple[socket.socket, socket.socket]
+    pair: tuple[socket.socket, socket.socket],
 ) -> None:
     from monoceros.wsgi.response import ResponseError
 

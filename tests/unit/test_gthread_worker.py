@@ -134,8 +134,10 @@ def test_unread_body_is_drained_before_the_next_request(
         return [environ["PATH_INFO"].encode()]
 
     worker.app = lazy
-    b.sendall(b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbodyGET /g HTTP/1.1\r\n"
-              b"Host: t\r\n\r\n")
+    b.sendall(
+        b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbodyGET /g HTTP/1.1\r\n"
+        b"Host: t\r\n\r\n"
+    )
     assert worker._step_http(conn_of(worker, a), _Progress()) is True
     out = read_available(b)
     assert out.count(b"HTTP/1.1 200") == 2 and out.endswith(b"/g")

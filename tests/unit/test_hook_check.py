@@ -26,7 +26,10 @@ def test_reads_on_each_parameter_are_found_by_position() -> None:
         w.tmp.notify()
 
     assert _reads(post_fork, ("server", "worker")) == [
-        ("server", "log"), ("server", "address"), ("worker", "pid"), ("worker", "tmp"),
+        ("server", "log"),
+        ("server", "address"),
+        ("worker", "pid"),
+        ("worker", "tmp"),
     ]
 
 
@@ -98,15 +101,18 @@ def test_check_hooks_reports_only_missing_attributes() -> None:
         worker.tmp.notify()
         worker.log.info("%s %s %s", worker.timeout, worker.nr, worker.missing_too)
 
-    findings = check_hooks(_config(when_ready=when_ready, post_worker_init=post_worker_init),
-                           OWNERS)
+    findings = check_hooks(
+        _config(when_ready=when_ready, post_worker_init=post_worker_init), OWNERS
+    )
     assert [(f.hook, f.use.param, f.use.name) for f in findings] == [
         ("when_ready", "server", "no_such_thing"),
         ("post_worker_init", "worker", "missing_too"),
     ]
     assert str(findings[0]).startswith(f"{Path(__file__)}:")
-    assert "the when_ready hook reads server.no_such_thing, which monoceros's Arbiter does " \
-           "not have" in str(findings[0])
+    assert (
+        "the when_ready hook reads server.no_such_thing, which monoceros's Arbiter does "
+        "not have" in str(findings[0])
+    )
 
 
 def test_an_attribute_one_hook_sets_is_allowed_in_the_others() -> None:
@@ -135,13 +141,47 @@ def test_check_hooks_calls_no_hook() -> None:
 
 
 #: what hooks in gunicorn config files read on ``server`` (the Arbiter) and ``worker``
-GUNICORN_SERVER = ("address", "LISTENERS", "WORKERS", "timeout", "master_pid", "pid",
-                   "proc_name", "cfg", "log", "app", "num_workers", "worker_age", "reexec_pid",
-                   "master_name", "pidfile", "systemd", "worker_class", "kill_worker",
-                   "WORKER_BOOT_ERROR", "APP_LOAD_ERROR")
-GUNICORN_WORKER = ("age", "pid", "ppid", "sockets", "app", "timeout", "cfg", "booted",
-                   "aborted", "reloader", "nr", "max_requests", "alive", "log", "tmp", "wsgi",
-                   "notify")
+GUNICORN_SERVER = (
+    "address",
+    "LISTENERS",
+    "WORKERS",
+    "timeout",
+    "master_pid",
+    "pid",
+    "proc_name",
+    "cfg",
+    "log",
+    "app",
+    "num_workers",
+    "worker_age",
+    "reexec_pid",
+    "master_name",
+    "pidfile",
+    "systemd",
+    "worker_class",
+    "kill_worker",
+    "WORKER_BOOT_ERROR",
+    "APP_LOAD_ERROR",
+)
+GUNICORN_WORKER = (
+    "age",
+    "pid",
+    "ppid",
+    "sockets",
+    "app",
+    "timeout",
+    "cfg",
+    "booted",
+    "aborted",
+    "reloader",
+    "nr",
+    "max_requests",
+    "alive",
+    "log",
+    "tmp",
+    "wsgi",
+    "notify",
+)
 
 
 def test_gunicorns_attributes_exist() -> None:
@@ -182,6 +222,5 @@ def test_docs_list_every_attribute(cls: type, prefix: str) -> None:
     text = DOCS.read_text()
     names = set(inspect.get_annotations(cls))
     names |= {n for n, v in vars(cls).items() if isinstance(v, property) or n.isupper()}
-    missing = sorted(n for n in names if not n.startswith("_")
-                     and f"`{prefix}.{n}`" not in text)
+    missing = sorted(n for n in names if not n.startswith("_") and f"`{prefix}.{n}`" not in text)
     assert not missing, missing

@@ -20,10 +20,16 @@ from monoceros.workers.sync import SyncWorker
 
 def test_server_address_is_parsed_as_gunicorn_does() -> None:
     cfg = Config(environ={})
-    cfg.set("bind", ["127.0.0.1:8001", "uwsgi://[::1]:9000", "unix:/run/app.sock", "fd://3",
-                     ":7000"])
-    assert Arbiter(cfg).address == [("127.0.0.1", 8001), ("::1", 9000), "/run/app.sock", 3,
-                                    ("0.0.0.0", 7000)]
+    cfg.set(
+        "bind", ["127.0.0.1:8001", "uwsgi://[::1]:9000", "unix:/run/app.sock", "fd://3", ":7000"]
+    )
+    assert Arbiter(cfg).address == [
+        ("127.0.0.1", 8001),
+        ("::1", 9000),
+        "/run/app.sock",
+        3,
+        ("0.0.0.0", 7000),
+    ]
 
 
 def test_server_settings_views() -> None:
@@ -32,7 +38,11 @@ def test_server_settings_views() -> None:
     cfg.set("proc_name", "shop")
     server = Arbiter(cfg)
     assert (server.timeout, server.proc_name, server.master_pid, server.master_name) == (
-        12, "shop", 0, "Master")
+        12,
+        "shop",
+        0,
+        "Master",
+    )
     assert server.WORKERS == {} and server.LISTENERS is server.listeners
     assert server.worker_class is SyncWorker
 
@@ -70,10 +80,14 @@ def test_listener_str_is_gunicorns(tmp_path: Path) -> None:
     path = str(tmp_path / "s.sock")
     unix.bind(path)
     try:
-        assert str(Listener(tcp, BindSpec("tcp", "127.0.0.1", port), "http")) == \
-            f"http://127.0.0.1:{port}"
-        assert str(Listener(tcp, BindSpec("tcp", "127.0.0.1", port), "uwsgi")) == \
-            f"uwsgi://127.0.0.1:{port}"
+        assert (
+            str(Listener(tcp, BindSpec("tcp", "127.0.0.1", port), "http"))
+            == f"http://127.0.0.1:{port}"
+        )
+        assert (
+            str(Listener(tcp, BindSpec("tcp", "127.0.0.1", port), "uwsgi"))
+            == f"uwsgi://127.0.0.1:{port}"
+        )
         assert str(Listener(unix, BindSpec("unix", path=path), "http")) == f"unix:{path}"
     finally:
         tcp.close()

@@ -21,8 +21,14 @@ CASES = load_cases()
 
 
 def _params() -> list[object]:
-    return [pytest.param(case, id=case.name, marks=[pytest.mark.xfail(
-        reason=case.xfail, strict=True)] if case.xfail else []) for case in CASES]
+    return [
+        pytest.param(
+            case,
+            id=case.name,
+            marks=[pytest.mark.xfail(reason=case.xfail, strict=True)] if case.xfail else [],
+        )
+        for case in CASES
+    ]
 
 
 def parse(raw: bytes, step: int) -> tuple[list[tuple[HttpRequest, bytes]], int | None]:
@@ -75,16 +81,21 @@ def test_the_corpus_is_whole() -> None:
     expects = {p.stem for p in HERE.glob("*.expect")}
     assert https == expects
     assert len(CASES) >= 40
-    assert sum(c.error is None for c in CASES) >= 15 and sum(c.error is not None for c in CASES) >= 15
+    assert (
+        sum(c.error is None for c in CASES) >= 15 and sum(c.error is not None for c in CASES) >= 15
+    )
     assert {400, 414, 431} <= {c.error for c in CASES}
 
 
-@pytest.mark.parametrize("text", [
-    "request: GET / HTTP/1.1\nerror: 400\n",  # both
-    "# nothing\n",  # neither
-    "request: GET / 1.1\n",  # not a version
-    "error: 400\nstatus: 200\nwhatever: 1\n",  # unknown key
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "request: GET / HTTP/1.1\nerror: 400\n",  # both
+        "# nothing\n",  # neither
+        "request: GET / 1.1\n",  # not a version
+        "error: 400\nstatus: 200\nwhatever: 1\n",  # unknown key
+    ],
+)
 def test_a_bad_expect_file_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_expect("bad", b"", text)

@@ -166,51 +166,79 @@ def test_readme_names_every_group() -> None:
 
 # ----------------------------------------------------------------------------- the checker itself
 
+
 def _tree(tmp_path: Path, files: dict[str, str]) -> list[Import]:
     for name, text in files.items():
         p = tmp_path.joinpath(*name.split("/"))
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text)
-    return [imp for p in sorted((tmp_path / "monoceros").rglob("*.py"))
-            for imp in imports_of(p, tmp_path)]
+    return [
+        imp
+        for p in sorted((tmp_path / "monoceros").rglob("*.py"))
+        for imp in imports_of(p, tmp_path)
+    ]
 
 
-@pytest.mark.parametrize(("files", "expected"), [
-    # a protocol parser reaching up into the WSGI glue
-    ({"monoceros/protocols/new_parser.py": "from ..wsgi.body import Input\n"},
-     ["monoceros.protocols.new_parser (line 1) imports monoceros.wsgi.body: "
-      "'protocols' imports nothing else from monoceros"]),
-    # wsgi reaching up into a worker, inside a function and absolutely
-    ({"monoceros/wsgi/x.py": "def f():\n    import monoceros.workers.sync\n"},
-     ["monoceros.wsgi.x (line 2) imports monoceros.workers.sync: 'workers' is above 'wsgi'"]),
-    # config importing anything but its own table
-    ({"monoceros/config.py": "from monoceros.app import load_app\n"},
-     ["monoceros.config (line 1) imports monoceros.app: 'app' is above 'config'"]),
-    # the peers
-    ({"monoceros/wsgi/y.py": "from ..asgi import scope\n"},
-     ["monoceros.wsgi.y (line 1) imports monoceros.asgi: "
-      "'wsgi' and 'asgi' are peers in one layer"]),
-    # an unknown top-level module
-    ({"monoceros/metrics.py": "from . import config\n", "monoceros/config.py": ""},
-     ["monoceros.metrics (line 1) imports monoceros.config: place 'metrics' in LAYERS and in "
-      "README.md"]),
-])
-def test_checker_fails_an_upward_import(tmp_path: Path, files: dict[str, str],
-                                        expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        # a protocol parser reaching up into the WSGI glue
+        (
+            {"monoceros/protocols/new_parser.py": "from ..wsgi.body import Input\n"},
+            [
+                "monoceros.protocols.new_parser (line 1) imports monoceros.wsgi.body: "
+                "'protocols' imports nothing else from monoceros"
+            ],
+        ),
+        # wsgi reaching up into a worker, inside a function and absolutely
+        (
+            {"monoceros/wsgi/x.py": "def f():\n    import monoceros.workers.sync\n"},
+            ["monoceros.wsgi.x (line 2) imports monoceros.workers.sync: 'workers' is above 'wsgi'"],
+        ),
+        # config importing anything but its own table
+        (
+            {"monoceros/config.py": "from monoceros.app import load_app\n"},
+            ["monoceros.config (line 1) imports monoceros.app: 'app' is above 'config'"],
+        ),
+        # the peers
+        (
+            {"monoceros/wsgi/y.py": "from ..asgi import scope\n"},
+            [
+                "monoceros.wsgi.y (line 1) imports monoceros.asgi: "
+                "'wsgi' and 'asgi' are peers in one layer"
+            ],
+        ),
+        # an unknown top-level module
+        (
+            {"monoceros/metrics.py": "from . import config\n", "monoceros/config.py": ""},
+            [
+                "monoceros.metrics (line 1) imports monoceros.config: place 'metrics' in LAYERS and in "
+                "README.md"
+            ],
+        ),
+    ],
+)
+def test_checker_fails_an_upward_import(
+    tmp_path: Path, files: dict[str, str], expected: list[str]
+) -> None:
     assert violations(_tree(tmp_path, files)) == expected
 
 
 def test_checker_passes_downward_and_own_package_imports(tmp_path: Path) -> None:
-    found = _tree(tmp_path, {
-        "monoceros/__init__.py": "",
-        "monoceros/config.py": "",
-        "monoceros/protocols/__init__.py": "",
-        "monoceros/protocols/new.py": "from . import errors\nfrom .errors import X\n",
-        "monoceros/protocols/errors.py": "import os\n",
-        "monoceros/workers/new_kind.py": (
-            "from ..protocols.new import P\nfrom .. import config\nfrom monoceros import x\n"),
-        "monoceros/cli.py": "from monoceros.workers import new_kind\n",
-    })
+    found = _tree(
+        tmp_path,
+        {
+            "monoceros/__init__.py": "",
+            "monoceros/config.py": "",
+            "monoceros/protocols/__init__.py": "",
+            "monoceros/protocols/new.py": "from . import errors\nfrom .errors import X\n",
+            "monoceros/protocols/errors.py": "import os\n",
+            "monoceros/workers/new_kind.py": (
+                "from ..protocols.new import P\nfrom .. import config\nfrom monoceros import x\n"
+            ),
+            "monoceros/cli.py": "from monoceros.workers import new_kind\n",
+        },
+    )
     assert {(i.importer, i.imported) for i in found} == {
         ("monoceros.protocols.new", "monoceros.protocols.errors"),
         ("monoceros.workers.new_kind", "monoceros.protocols.new"),

@@ -88,9 +88,14 @@ ENVIRON: dict[str, Any] = {
 RESPONSE_HEADERS = [("Content-Type", "text/html"), ("X-Request-Id", "abc123")]
 
 
-def render(fmt: str, environ: Mapping[str, Any] = ENVIRON, status: str | int = "201 Created",
-           headers: Any = RESPONSE_HEADERS, length: int | None = 1234,
-           request_time: float = 2.0345678) -> str:
+def render(
+    fmt: str,
+    environ: Mapping[str, Any] = ENVIRON,
+    status: str | int = "201 Created",
+    headers: Any = RESPONSE_HEADERS,
+    length: int | None = 1234,
+    request_time: float = 2.0345678,
+) -> str:
     return AccessFormat(fmt).render(environ, status, headers, length, request_time)
 
 
@@ -124,8 +129,9 @@ def test_error_line_format(make_logger: Callable[..., Logger], tmp_path: Path) -
         ("critical", ["CRITICAL"]),
     ],
 )
-def test_levels(make_logger: Callable[..., Logger], tmp_path: Path, loglevel: str,
-                written: list[str]) -> None:
+def test_levels(
+    make_logger: Callable[..., Logger], tmp_path: Path, loglevel: str, written: list[str]
+) -> None:
     path = tmp_path / "error.log"
     log = make_logger(errorlog=str(path), loglevel=loglevel)
     log.debug("d")
@@ -152,13 +158,16 @@ def test_exception_appends_traceback(make_logger: Callable[..., Logger], tmp_pat
         log.exception("Error handling request %s", "/x")
     text = path.read_text()
     assert ERROR_LINE.match(text.splitlines()[0]).group(3, 4) == (  # type: ignore[union-attr]
-        "ERROR", "Error handling request /x")
+        "ERROR",
+        "Error handling request /x",
+    )
     assert "Traceback (most recent call last):" in text
     assert text.rstrip().endswith("RuntimeError: boom")
 
 
-def test_error_attribute_is_the_logger_and_callable(make_logger: Callable[..., Logger],
-                                                   tmp_path: Path) -> None:
+def test_error_attribute_is_the_logger_and_callable(
+    make_logger: Callable[..., Logger], tmp_path: Path
+) -> None:
     path = tmp_path / "error.log"
     log = make_logger(errorlog=str(path))
     assert log.error is logging.getLogger(ERROR_LOGGER)
@@ -166,12 +175,15 @@ def test_error_attribute_is_the_logger_and_callable(make_logger: Callable[..., L
     log.error("as a method: %s", 1)
     log.error.warning("as the logger: %s", 2)
     assert [line.split("] ", 2)[2] for line in lines(path)] == [
-        "[ERROR] as a method: 1", "[WARNING] as the logger: 2"]
+        "[ERROR] as a method: 1",
+        "[WARNING] as the logger: 2",
+    ]
 
 
 @pytest.mark.parametrize("errorlog", ["-", None])
-def test_error_log_dash_is_stderr(make_logger: Callable[..., Logger],
-                                  capsys: pytest.CaptureFixture[str], errorlog: str | None) -> None:
+def test_error_log_dash_is_stderr(
+    make_logger: Callable[..., Logger], capsys: pytest.CaptureFixture[str], errorlog: str | None
+) -> None:
     log = make_logger(errorlog=errorlog)
     log.info("to stderr")
     out, err = capsys.readouterr()
@@ -208,8 +220,9 @@ def test_logs_do_not_propagate_to_root(make_logger: Callable[..., Logger], tmp_p
 # -- access log: plumbing ----------------------------------------------------------------------
 
 
-def test_access_log_off_by_default(make_logger: Callable[..., Logger],
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_access_log_off_by_default(
+    make_logger: Callable[..., Logger], capsys: pytest.CaptureFixture[str]
+) -> None:
     log = make_logger()
     assert log.access_enabled is False
     log.access(ENVIRON, "200 OK", [], 10, 0.1)
@@ -217,8 +230,9 @@ def test_access_log_off_by_default(make_logger: Callable[..., Logger],
     assert ours(ACCESS_LOGGER) == []
 
 
-def test_access_log_dash_is_stdout(make_logger: Callable[..., Logger],
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_access_log_dash_is_stdout(
+    make_logger: Callable[..., Logger], capsys: pytest.CaptureFixture[str]
+) -> None:
     log = make_logger(accesslog="-", access_log_format="%(m)s %(s)s")
     assert log.access_enabled is True
     log.access(ENVIRON, "404 Not Found", [], None, 0.1)
@@ -248,8 +262,9 @@ def test_access_lines_reach_handlers_and_filters_added_by_the_user(
     assert [r.getMessage() for r in extra.buffer] == ["POST 201"]
 
 
-def test_access_log_follows_a_reopened_file(make_logger: Callable[..., Logger],
-                                            tmp_path: Path) -> None:
+def test_access_log_follows_a_reopened_file(
+    make_logger: Callable[..., Logger], tmp_path: Path
+) -> None:
     path = tmp_path / "access.log"
     log = make_logger(accesslog=str(path), access_log_format="%(s)s")
     log.access(ENVIRON, "200 OK", [], 10, 0.1)
@@ -282,11 +297,11 @@ class Unprintable:
         raise ValueError("no text for this one")
 
 
-def test_bad_line_is_reported_not_raised(make_logger: Callable[..., Logger],
-                                         tmp_path: Path) -> None:
+def test_bad_line_is_reported_not_raised(
+    make_logger: Callable[..., Logger], tmp_path: Path
+) -> None:
     error, access = tmp_path / "e.log", tmp_path / "a.log"
-    log = make_logger(errorlog=str(error), accesslog=str(access),
-                      access_log_format="%({x_n}e)s")
+    log = make_logger(errorlog=str(error), accesslog=str(access), access_log_format="%({x_n}e)s")
     log.access({"X_N": 5}, "200 OK", [], 0, 0.0)
     log.access({"X_N": Unprintable()}, "200 OK", [], 0, 0.0)
     assert lines(access) == ["5"]
@@ -295,8 +310,9 @@ def test_bad_line_is_reported_not_raised(make_logger: Callable[..., Logger],
     assert "ValueError: no text for this one" in text
 
 
-def test_invalid_format_is_refused_at_setup(make_logger: Callable[..., Logger],
-                                            tmp_path: Path) -> None:
+def test_invalid_format_is_refused_at_setup(
+    make_logger: Callable[..., Logger], tmp_path: Path
+) -> None:
     with pytest.raises(ValueError, match="access_log_format"):
         make_logger(accesslog="-", access_log_format="%(h)d")
     with pytest.raises(ValueError, match="access_log_format"):
@@ -355,8 +371,19 @@ def test_atom_p_is_pid() -> None:
 
 @pytest.mark.parametrize(
     "atom",
-    ["h", "u", "m", "U", "q", "H", "f", "a", "{x-forwarded-for}i", "{x-request-id}o",
-     "{no-such-variable-hopefully}e"],
+    [
+        "h",
+        "u",
+        "m",
+        "U",
+        "q",
+        "H",
+        "f",
+        "a",
+        "{x-forwarded-for}i",
+        "{x-request-id}o",
+        "{no-such-variable-hopefully}e",
+    ],
 )
 def test_missing_values_are_dash(atom: str) -> None:
     assert render(f"%({atom})s", environ={}, headers=[]) == "-"
@@ -391,8 +418,10 @@ def test_request_line_target(environ: dict[str, str], expected: str) -> None:
     assert render("%(r)s", environ=environ) == f"GET {expected} HTTP/1.0"
 
 
-@pytest.mark.parametrize(("status", "expected"), [
-    ("200 OK", "200"), ("404 Not Found", "404"), (204, "204"), ("599", "599")])
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [("200 OK", "200"), ("404 Not Found", "404"), (204, "204"), ("599", "599")],
+)
 def test_status(status: str | int, expected: str) -> None:
     assert render("%(s)s", status=status) == expected
 
@@ -423,7 +452,8 @@ def test_response_header_last_value_wins() -> None:
 
 
 def test_environ_variable_falls_back_to_process_environment(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("MONOCEROS_TEST_DEPLOY", "blue")
     assert render("%({MONOCEROS_TEST_DEPLOY}e)s", environ={}) == "blue"
     environ = {"MONOCEROS_TEST_DEPLOY": "green"}
@@ -459,7 +489,8 @@ def test_values_are_escaped() -> None:
         "HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b'm"al:pw').decode(),
     }
     assert render('"%(a)s" "%(r)s" %(U)s %(u)s', environ=environ) == (
-        '"evil\\" agent" "GET /x\\"y HTTP/1.1" /line\\x0abreak\\x1b[31m\\x7f m\\"al')
+        '"evil\\" agent" "GET /x\\"y HTTP/1.1" /line\\x0abreak\\x1b[31m\\x7f m\\"al'
+    )
     assert escape("café ünïcode") == "café ünïcode"
     assert escape("\xa0\x85") == "\xa0\x85"
 
@@ -507,8 +538,9 @@ def test_clf_time_matches_strftime_in_c_locale() -> None:
 # -- setup twice, reopen, errors ---------------------------------------------------------------
 
 
-def test_setup_twice_installs_no_duplicate_handlers(make_logger: Callable[..., Logger],
-                                                   tmp_path: Path) -> None:
+def test_setup_twice_installs_no_duplicate_handlers(
+    make_logger: Callable[..., Logger], tmp_path: Path
+) -> None:
     error, access = tmp_path / "e.log", tmp_path / "a.log"
     log = make_logger(errorlog=str(error), accesslog=str(access), access_log_format="%(m)s")
     cfg = make_cfg(errorlog=str(error), accesslog=str(access), access_log_format="%(m)s")
@@ -522,8 +554,9 @@ def test_setup_twice_installs_no_duplicate_handlers(make_logger: Callable[..., L
     assert lines(access) == ["POST"]
 
 
-def test_second_logger_instance_replaces_the_first(make_logger: Callable[..., Logger],
-                                                   tmp_path: Path) -> None:
+def test_second_logger_instance_replaces_the_first(
+    make_logger: Callable[..., Logger], tmp_path: Path
+) -> None:
     make_logger(errorlog=str(tmp_path / "one.log"))
     log = make_logger(errorlog=str(tmp_path / "two.log"))
     log.info("hello")
@@ -532,8 +565,9 @@ def test_second_logger_instance_replaces_the_first(make_logger: Callable[..., Lo
     assert len(lines(tmp_path / "two.log")) == 1
 
 
-def test_setup_again_turns_access_log_off(make_logger: Callable[..., Logger],
-                                          tmp_path: Path) -> None:
+def test_setup_again_turns_access_log_off(
+    make_logger: Callable[..., Logger], tmp_path: Path
+) -> None:
     access = tmp_path / "a.log"
     log = make_logger(accesslog=str(access), access_log_format="%(m)s")
     log.setup(make_cfg(accesslog=None))
@@ -555,14 +589,17 @@ def test_reopen_after_rename(make_logger: Callable[..., Logger], tmp_path: Path)
     log.info("after")
     log.access({"PATH_INFO": "/after"}, "200 OK", [], 0, 0.0)
     assert [line.split("] ")[-1] for line in lines(tmp_path / "error.log.1")] == [
-        "before", "between"]
+        "before",
+        "between",
+    ]
     assert [line.split("] ")[-1] for line in lines(error)] == ["after"]
     assert lines(tmp_path / "access.log.1") == ["/before"]
     assert lines(access) == ["/after"]
 
 
-def test_reopen_also_reopens_application_file_handlers(make_logger: Callable[..., Logger],
-                                                       tmp_path: Path) -> None:
+def test_reopen_also_reopens_application_file_handlers(
+    make_logger: Callable[..., Logger], tmp_path: Path
+) -> None:
     app_path = tmp_path / "app.log"
     app_log = logging.getLogger("monoceros_test_app")
     app_log.propagate = False
@@ -579,8 +616,9 @@ def test_reopen_also_reopens_application_file_handlers(make_logger: Callable[...
         handler.close()
 
 
-def test_reopen_failure_names_the_path_and_keeps_logging(make_logger: Callable[..., Logger],
-                                                         tmp_path: Path) -> None:
+def test_reopen_failure_names_the_path_and_keeps_logging(
+    make_logger: Callable[..., Logger], tmp_path: Path
+) -> None:
     logdir = tmp_path / "logs"
     logdir.mkdir()
     error = logdir / "error.log"
@@ -593,8 +631,9 @@ def test_reopen_failure_names_the_path_and_keeps_logging(make_logger: Callable[.
 
 
 @pytest.mark.parametrize("setting", ["errorlog", "accesslog"])
-def test_unwritable_path_names_the_path(make_logger: Callable[..., Logger], tmp_path: Path,
-                                        setting: str) -> None:
+def test_unwritable_path_names_the_path(
+    make_logger: Callable[..., Logger], tmp_path: Path, setting: str
+) -> None:
     missing = tmp_path / "no-such-dir" / "x.log"
     with pytest.raises(OSError, match=re.escape(str(missing))) as info:
         make_logger(**{setting: str(missing)})
@@ -604,8 +643,9 @@ def test_unwritable_path_names_the_path(make_logger: Callable[..., Logger], tmp_
         make_logger(**{setting: str(tmp_path)})
 
 
-def test_failed_setup_keeps_previous_configuration(make_logger: Callable[..., Logger],
-                                                   tmp_path: Path) -> None:
+def test_failed_setup_keeps_previous_configuration(
+    make_logger: Callable[..., Logger], tmp_path: Path
+) -> None:
     error = tmp_path / "e.log"
     log = make_logger(errorlog=str(error))
     with pytest.raises(OSError):
@@ -613,8 +653,11 @@ def test_failed_setup_keeps_previous_configuration(make_logger: Callable[..., Lo
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
         with pytest.raises(OSError):
-            log.setup(make_cfg(errorlog=str(tmp_path / "new.log"),
-                               accesslog=str(tmp_path / "nope" / "a.log")))
+            log.setup(
+                make_cfg(
+                    errorlog=str(tmp_path / "new.log"), accesslog=str(tmp_path / "nope" / "a.log")
+                )
+            )
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
     log.debug("not written: the level stayed at info")
@@ -626,8 +669,11 @@ def test_failed_setup_keeps_previous_configuration(make_logger: Callable[..., Lo
 
 def test_close_on_exec(make_logger: Callable[..., Logger], tmp_path: Path) -> None:
     log = make_logger(errorlog=str(tmp_path / "e.log"), accesslog=str(tmp_path / "a.log"))
-    fds = [h.stream.fileno() for name in (ERROR_LOGGER, ACCESS_LOGGER)  # type: ignore[attr-defined]
-           for h in ours(name)]
+    fds = [
+        h.stream.fileno()
+        for name in (ERROR_LOGGER, ACCESS_LOGGER)  # type: ignore[attr-defined]
+        for h in ours(name)
+    ]
     assert len(fds) == 2
     for fd in fds:
         os.set_inheritable(fd, True)

@@ -56,8 +56,10 @@ def test_byte_by_byte_gives_the_same_events(split: int) -> None:
 
 
 def test_chunked_body_with_extensions_and_trailers() -> None:
-    raw = (b"POST /e HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-           b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n")
+    raw = (
+        b"POST /e HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )
     evs = events(raw)
     assert evs[0].chunked and evs[0].content_length is None  # type: ignore[attr-defined]
     assert body_of(evs) == b"hello world"
@@ -107,7 +109,9 @@ def test_header_field_size_limit_is_431() -> None:
 
 
 def test_header_count_limit() -> None:
-    raw = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(5)) + b"\r\n"
+    raw = (
+        b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(5)) + b"\r\n"
+    )
     assert events(raw, HttpLimits(fields=6))
     with pytest.raises(HeadersTooLarge, match="limit_request_fields"):
         events(raw, HttpLimits(fields=5))

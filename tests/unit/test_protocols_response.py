@@ -29,8 +29,9 @@ DATE = "Thu, 01 Jan 1970 00:00:00 GMT"
 TITLE = Spelling("srv/1", title_case=True, announce_keep_alive=True)
 LOWER = Spelling("srv/1", title_case=False, announce_keep_alive=False)
 TOKEN = st.text("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzXYZ", min_size=1, max_size=20)
-VALUE = st.text(st.characters(min_codepoint=32, max_codepoint=255, blacklist_characters="\x7f"),
-                max_size=30)
+VALUE = st.text(
+    st.characters(min_codepoint=32, max_codepoint=255, blacklist_characters="\x7f"), max_size=30
+)
 
 
 @pytest.fixture(autouse=True)
@@ -38,10 +39,17 @@ def fixed_date(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(writer, "http_date", lambda: DATE)
 
 
-def head(headers: Any, spelling: Spelling = TITLE, status: int = 200, **kw: Any
-         ) -> tuple[bytes, writer.Framing]:
-    opts: dict[str, Any] = {"text": True, "whole_body": 13, "head_only": False,
-                            "keep_alive": False, "http11": True, "uwsgi": False}
+def head(
+    headers: Any, spelling: Spelling = TITLE, status: int = 200, **kw: Any
+) -> tuple[bytes, writer.Framing]:
+    opts: dict[str, Any] = {
+        "text": True,
+        "whole_body": 13,
+        "head_only": False,
+        "keep_alive": False,
+        "http11": True,
+        "uwsgi": False,
+    }
     opts.update(kw)
     return response_head(status_line(status), status, headers, spelling, **opts)
 
@@ -49,13 +57,18 @@ def head(headers: Any, spelling: Spelling = TITLE, status: int = 200, **kw: Any
 def test_wsgi_heads_byte_for_byte() -> None:
     hs = [("Content-Type", "text/plain"), ("X-A", "1")]
     assert head(hs, uwsgi=True)[0] == (
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-A: 1\r\nContent-Length: 13\r\n\r\n")
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-A: 1\r\nContent-Length: 13\r\n\r\n"
+    )
     assert head(hs)[0] == (
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-A: 1\r\nContent-Length: 13\r\n"
-        b"Date: " + DATE.encode() + b"\r\nServer: srv/1\r\nConnection: close\r\n\r\n")
+        b"Date: " + DATE.encode() + b"\r\nServer: srv/1\r\nConnection: close\r\n\r\n"
+    )
     raw, framing = head(hs, whole_body=None, keep_alive=True)
-    assert raw.endswith(b"X-A: 1\r\nTransfer-Encoding: chunked\r\nDate: " + DATE.encode()
-                        + b"\r\nServer: srv/1\r\nConnection: keep-alive\r\n\r\n")
+    assert raw.endswith(
+        b"X-A: 1\r\nTransfer-Encoding: chunked\r\nDate: "
+        + DATE.encode()
+        + b"\r\nServer: srv/1\r\nConnection: keep-alive\r\n\r\n"
+    )
     assert framing.chunked and framing.keep_alive and framing.length is None
 
 
@@ -66,54 +79,73 @@ def test_asgi_heads_byte_for_byte() -> None:
     assert head(hs, LOWER, text=False, uwsgi=True)[0] == start + b"\r\n"
     assert head(hs, LOWER, text=False, keep_alive=True)[0] == start + end + b"\r\n"
     assert head(hs, LOWER, text=False, keep_alive=True, http11=False)[0] == (
-        start + end + b"connection: keep-alive\r\n\r\n")
+        start + end + b"connection: keep-alive\r\n\r\n"
+    )
     assert head(hs, LOWER, text=False)[0] == start + end + b"connection: close\r\n\r\n"
 
 
-@pytest.mark.parametrize("status,length,whole,opts,expected", [
-    # (has_body, length, chunked, keep_alive)
-    (200, None, 5, {}, (True, 5, False, True)),
-    (200, 7, 5, {}, (True, 7, False, True)),
-    (200, None, None, {}, (True, None, True, True)),
-    (200, None, None, {"http11": False}, (True, None, False, False)),
-    (200, None, None, {"keep_alive": False}, (True, None, False, False)),
-    (200, None, None, {"uwsgi": True}, (True, None, False, False)),
-    (200, 3, None, {"uwsgi": True}, (True, 3, False, False)),
-    (200, None, 5, {"head_only": True}, (False, 5, False, True)),
-    (200, None, 0, {"head_only": True}, (False, None, False, True)),
-    (200, None, None, {"head_only": True}, (False, None, False, True)),
-    (200, 42, None, {"head_only": True}, (False, 42, False, True)),
-    (204, 9, 0, {}, (False, None, False, True)),
-    (304, None, None, {}, (False, None, False, True)),
-    (101, None, None, {}, (False, None, False, True)),
-])
-def test_framing_rules(status: int, length: int | None, whole: int | None,
-                       opts: dict[str, bool], expected: tuple[Any, ...]) -> None:
+@pytest.mark.parametrize(
+    "status,length,whole,opts,expected",
+    [
+        # (has_body, length, chunked, keep_alive)
+        (200, None, 5, {}, (True, 5, False, True)),
+        (200, 7, 5, {}, (True, 7, False, True)),
+        (200, None, None, {}, (True, None, True, True)),
+        (200, None, None, {"http11": False}, (True, None, False, False)),
+        (200, None, None, {"keep_alive": False}, (True, None, False, False)),
+        (200, None, None, {"uwsgi": True}, (True, None, False, False)),
+        (200, 3, None, {"uwsgi": True}, (True, 3, False, False)),
+        (200, None, 5, {"head_only": True}, (False, 5, False, True)),
+        (200, None, 0, {"head_only": True}, (False, None, False, True)),
+        (200, None, None, {"head_only": True}, (False, None, False, True)),
+        (200, 42, None, {"head_only": True}, (False, 42, False, True)),
+        (204, 9, 0, {}, (False, None, False, True)),
+        (304, None, None, {}, (False, None, False, True)),
+        (101, None, None, {}, (False, None, False, True)),
+    ],
+)
+def test_framing_rules(
+    status: int,
+    length: int | None,
+    whole: int | None,
+    opts: dict[str, bool],
+    expected: tuple[Any, ...],
+) -> None:
     kw = {"head_only": False, "keep_alive": True, "http11": True, "uwsgi": False, **opts}
     f = frame(status, length, whole, **kw)
     assert (f.has_body, f.length, f.chunked, f.keep_alive) == expected
 
 
 def test_app_framing_headers_are_the_servers() -> None:
-    raw, framing = head([("Connection", "Close"), ("Transfer-Encoding", "chunked"),
-                         ("Keep-Alive", "5"), ("Upgrade", "x"), ("Content-Length", "2")],
-                        keep_alive=True)
+    raw, framing = head(
+        [
+            ("Connection", "Close"),
+            ("Transfer-Encoding", "chunked"),
+            ("Keep-Alive", "5"),
+            ("Upgrade", "x"),
+            ("Content-Length", "2"),
+        ],
+        keep_alive=True,
+    )
     assert raw.count(b"Connection") == 1 and b"Connection: close" in raw
     assert b"chunked" not in raw and b"Keep-Alive" not in raw and b"Upgrade" not in raw
     assert b"Content-Length: 2\r\n" in raw and framing.length == 2 and not framing.keep_alive
 
 
-@pytest.mark.parametrize("headers,text,match", [
-    ([("X", "a\x00b")], True, "header injection"),
-    ([("Bad Name", "v")], True, "invalid response header name"),
-    ([("Caf\u00e9\u20ac", "v")], True, "invalid response header name"),
-    ([("X", "\u20ac")], True, "not latin-1"),
-    ([(b"x", b"v")], True, "must be str"),
-    (["xyz"], True, "not a"),
-    ([("x", "v")], False, "must be bytes"),
-    ([(b"content-length", b"-1")], False, "invalid Content-Length"),
-    ([("Content-Length", "five")], True, "invalid Content-Length"),
-])
+@pytest.mark.parametrize(
+    "headers,text,match",
+    [
+        ([("X", "a\x00b")], True, "header injection"),
+        ([("Bad Name", "v")], True, "invalid response header name"),
+        ([("Caf\u00e9\u20ac", "v")], True, "invalid response header name"),
+        ([("X", "\u20ac")], True, "not latin-1"),
+        ([(b"x", b"v")], True, "must be str"),
+        (["xyz"], True, "not a"),
+        ([("x", "v")], False, "must be bytes"),
+        ([(b"content-length", b"-1")], False, "invalid Content-Length"),
+        ([("Content-Length", "five")], True, "invalid Content-Length"),
+    ],
+)
 def test_bad_headers_are_refused(headers: Any, text: bool, match: str) -> None:
     with pytest.raises(ResponseError, match=match):
         head(headers, text=text)
@@ -137,12 +169,19 @@ def test_error_response_byte_for_byte() -> None:
     assert error_response(431, "too many") == (
         b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
         b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 41\r\n\r\n"
-        b"Request Header Fields Too Large\ntoo many\n")
+        b"Request Header Fields Too Large\ntoo many\n"
+    )
 
 
 @SETTINGS
-@given(name=TOKEN, before=VALUE, bad=st.sampled_from("\r\n\x00"), after=VALUE,
-       text=st.booleans(), uwsgi=st.booleans())
+@given(
+    name=TOKEN,
+    before=VALUE,
+    bad=st.sampled_from("\r\n\x00"),
+    after=VALUE,
+    text=st.booleans(),
+    uwsgi=st.booleans(),
+)
 def test_no_value_with_cr_lf_or_nul_gets_through(
     name: str, before: str, bad: str, after: str, text: bool, uwsgi: bool
 ) -> None:
@@ -156,6 +195,7 @@ def test_no_value_with_cr_lf_or_nul_gets_through(
 
 def parse(raw: bytes) -> tuple[dict[bytes, bytes], bytes, bool]:
     """Headers, body and completeness of one response, read by llhttp."""
+
     class Reader:
         headers: dict[bytes, bytes] = {}
         body = b""
@@ -177,17 +217,21 @@ def parse(raw: bytes) -> tuple[dict[bytes, bytes], bytes, bool]:
 
 
 @SETTINGS
-@given(body=st.binary(max_size=300), given_length=st.booleans(),
-       headers=st.lists(st.tuples(TOKEN, VALUE), max_size=4, unique_by=lambda h: h[0].lower()),
-       spelling=st.sampled_from([TITLE, LOWER]))
+@given(
+    body=st.binary(max_size=300),
+    given_length=st.booleans(),
+    headers=st.lists(st.tuples(TOKEN, VALUE), max_size=4, unique_by=lambda h: h[0].lower()),
+    spelling=st.sampled_from([TITLE, LOWER]),
+)
 def test_content_length_frames_exactly_the_body(
     body: bytes, given_length: bool, headers: list[tuple[str, str]], spelling: Spelling
 ) -> None:
     headers = [(f"x-{n}", v.strip(" \t")) for n, v in headers]
     if given_length:
         headers.append(("Content-Length", str(len(body))))
-    raw, framing = head(headers, spelling, keep_alive=True,
-                        whole_body=None if given_length else len(body))
+    raw, framing = head(
+        headers, spelling, keep_alive=True, whole_body=None if given_length else len(body)
+    )
     assert framing.length == len(body) and not framing.chunked and framing.keep_alive
     parsed, got, complete = parse(raw + body)
     assert complete and got == body and parsed[b"content-length"] == b"%d" % len(body)
@@ -196,8 +240,10 @@ def test_content_length_frames_exactly_the_body(
 
 
 @SETTINGS
-@given(pieces=st.lists(st.binary(min_size=1, max_size=200), max_size=8),
-       cut=st.integers(min_value=1, max_value=50))
+@given(
+    pieces=st.lists(st.binary(min_size=1, max_size=200), max_size=8),
+    cut=st.integers(min_value=1, max_value=50),
+)
 def test_chunks_round_trip_through_the_decoder(pieces: list[bytes], cut: int) -> None:
     raw, framing = head([], whole_body=None, keep_alive=True)
     assert framing.chunked

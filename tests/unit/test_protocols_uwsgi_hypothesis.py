@@ -307,9 +307,7 @@ def framed_packet(request: Request, m1: int) -> tuple[bytes, int]:
 
 @SETTINGS
 @given(requests(), st.sampled_from([0, 30]), st.data())
-def test_any_split_same_events_both_ways(
-    request: Request, m1: int, data: st.DataObject
-) -> None:
+def test_any_split_same_events_both_ways(request: Request, m1: int, data: st.DataObject) -> None:
     """A packet fed in any split gives the same head, body and end as fed whole, whether a
     parser reads it from the first byte or continues after parse_head."""
     packet, _ = framed_packet(request, m1)

@@ -94,8 +94,8 @@ def listener(tmp_path: Path) -> Iterator[Listener]:
 
 
 @pytest.mark.parametrize(
-    ("code", "retry"), [(code, True) for code in sorted(ACCEPT_RETRY)]
-    + [(code, False) for code in BACK_OFF]
+    ("code", "retry"),
+    [(code, True) for code in sorted(ACCEPT_RETRY)] + [(code, False) for code in BACK_OFF],
 )
 def test_a_lost_connection_is_retried_at_once_and_anything_else_logged_and_paused(
     listener: Listener, code: int, retry: bool, monkeypatch: pytest.MonkeyPatch
@@ -107,7 +107,9 @@ def test_a_lost_connection_is_retried_at_once_and_anything_else_logged_and_pause
     if retry:
         assert worker.log.error.lines == [] and slept == []
     else:
-        assert worker.log.error.lines == [f"accept() failed on {listener.name}: [Errno {code}] lost"]
+        assert worker.log.error.lines == [
+            f"accept() failed on {listener.name}: [Errno {code}] lost"
+        ]
         assert slept == [ACCEPT_BACKOFF] and ACCEPT_BACKOFF > 0
 
 
@@ -159,8 +161,15 @@ def test_the_asgi_acceptor_stops_accepting_for_the_pause_then_resumes(tmp_path: 
 
     loop = asyncio.new_event_loop()
     accepted: list[socket.socket] = []
-    acceptor = Acceptor(loop, [lst], {}, 10, Logger(Config()), policy,
-                        {lst.sock.fileno(): lambda conn, peer: accepted.append(conn)})
+    acceptor = Acceptor(
+        loop,
+        [lst],
+        {},
+        10,
+        Logger(Config()),
+        policy,
+        {lst.sock.fileno(): lambda conn, peer: accepted.append(conn)},
+    )
     client = connect(tmp_path / "s")
     try:
         acceptor.start()
@@ -181,8 +190,15 @@ def test_stopping_the_asgi_acceptor_cancels_a_pending_resume(tmp_path: Path) -> 
     lst = listening(tmp_path / "s")
     lst.sock.setblocking(False)
     loop = asyncio.new_event_loop()
-    acceptor = Acceptor(loop, [lst], {}, 10, Logger(Config()), lambda lst, exc: False,
-                        {lst.sock.fileno(): lambda conn, peer: conn.close()})
+    acceptor = Acceptor(
+        loop,
+        [lst],
+        {},
+        10,
+        Logger(Config()),
+        lambda lst, exc: False,
+        {lst.sock.fileno(): lambda conn, peer: conn.close()},
+    )
     client = connect(tmp_path / "s")
     try:
         acceptor.start()
@@ -284,8 +300,9 @@ def test_take_listen_queue_takes_at_most_backlog_per_listener_in_order(tmp_path:
         sock.close()
 
 
-def test_take_listen_queue_takes_nothing_past_its_deadline(listener: Listener,
-                                                           tmp_path: Path) -> None:
+def test_take_listen_queue_takes_nothing_past_its_deadline(
+    listener: Listener, tmp_path: Path
+) -> None:
     client = connect(tmp_path / "s")
     worker = make_worker(Worker, [listener])
     taken: list[socket.socket] = []
@@ -297,7 +314,9 @@ def test_take_listen_queue_takes_nothing_past_its_deadline(listener: Listener,
     client.close()
 
 
-@pytest.mark.parametrize(("timeout", "most", "wait"), [(30, 1.0, 1.0), (1, 1.0, 0.5), (0, 0.25, 0.25)])
+@pytest.mark.parametrize(
+    ("timeout", "most", "wait"), [(30, 1.0, 1.0), (1, 1.0, 0.5), (0, 0.25, 0.25)]
+)
 def test_an_idle_worker_waits_half_the_timeout_at_most(
     listener: Listener, timeout: int, most: float, wait: float
 ) -> None:

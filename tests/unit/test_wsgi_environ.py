@@ -20,14 +20,17 @@ def head(raw: bytes) -> HttpRequest:
 
 
 def build(raw: bytes, peer: Any = ("10.1.2.3", 5555), trusted: str = "127.0.0.1") -> dict[str, Any]:
-    b = HttpEnvironBuilder(base_environ(True, False), ("127.0.0.1", 8000),
-                           AddressMatcher(trusted.split(",")), SECURE)
+    b = HttpEnvironBuilder(
+        base_environ(True, False), ("127.0.0.1", 8000), AddressMatcher(trusted.split(",")), SECURE
+    )
     return b.build(head(raw), peer)
 
 
 def test_pep3333_keys() -> None:
-    env = build(b"GET /p%20q/caf%C3%A9?x=1%202 HTTP/1.1\r\nHost: example.com:8080\r\n"
-                b"X-Custom: v\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n")
+    env = build(
+        b"GET /p%20q/caf%C3%A9?x=1%202 HTTP/1.1\r\nHost: example.com:8080\r\n"
+        b"X-Custom: v\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n"
+    )
     assert env["REQUEST_METHOD"] == "GET"
     assert env["PATH_INFO"] == b"/p q/caf\xc3\xa9".decode("latin-1")
     assert env["QUERY_STRING"] == "x=1%202"
@@ -47,13 +50,17 @@ def test_percent_decoded_once_only() -> None:
 
 
 def test_repeated_headers_are_joined() -> None:
-    env = build(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: one\r\nX-A: two\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n")
+    env = build(
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-A: one\r\nX-A: two\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n"
+    )
     assert env["HTTP_X_A"] == "one, two"
     assert env["HTTP_COOKIE"] == "a=1; b=2"
 
 
 def test_underscore_headers_are_dropped() -> None:
-    env = build(b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.1.1.1\r\nX_Forwarded_For: 6.6.6.6\r\n\r\n")
+    env = build(
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.1.1.1\r\nX_Forwarded_For: 6.6.6.6\r\n\r\n"
+    )
     assert env["HTTP_X_FORWARDED_FOR"] == "1.1.1.1"
 
 
@@ -84,10 +91,16 @@ def test_secure_scheme_only_from_trusted_peers() -> None:
 FORWARDERS = ["SCRIPT_NAME", "PATH_INFO"]
 
 
-def forwarded(raw: bytes, peer: Any = ("127.0.0.1", 5555),
-              forwarders: list[str] | None = FORWARDERS) -> dict[str, Any]:
-    b = HttpEnvironBuilder(base_environ(True, False), ("127.0.0.1", 8000),
-                           AddressMatcher(["127.0.0.1"]), SECURE, forwarders)
+def forwarded(
+    raw: bytes, peer: Any = ("127.0.0.1", 5555), forwarders: list[str] | None = FORWARDERS
+) -> dict[str, Any]:
+    b = HttpEnvironBuilder(
+        base_environ(True, False),
+        ("127.0.0.1", 8000),
+        AddressMatcher(["127.0.0.1"]),
+        SECURE,
+        forwarders,
+    )
     return b.build(head(raw), peer)
 
 

@@ -14,7 +14,9 @@ from unit_support import received, socket_pair
 pair = pytest.fixture(name="pair")(socket_pair)
 
 
-def test_single_body_gets_length_date_server_and_close(pair: tuple[socket.socket, socket.socket]) -> None:
+def test_single_body_gets_length_date_server_and_close(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
     a, b = pair
     resp = Response(a, head_only=False, uwsgi=False)
     resp.start_response("200 OK", [("Content-Type", "text/plain")])
@@ -59,7 +61,9 @@ def test_body_is_truncated_to_content_length(pair: tuple[socket.socket, socket.s
     assert received(a, b).endswith(b"\r\n\r\nabcd")
 
 
-def test_hop_by_hop_headers_from_the_app_are_dropped(pair: tuple[socket.socket, socket.socket]) -> None:
+def test_hop_by_hop_headers_from_the_app_are_dropped(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
     a, b = pair
     resp = Response(a, head_only=False, uwsgi=True)
     resp.start_response("200 OK", [("Transfer-Encoding", "chunked"), ("Connection", "keep-alive")])

@@ -49,8 +49,11 @@ def app(environ, start_response):
                 break
             h.update(chunk)
             n += len(chunk)
-        return _reply(start_response, json.dumps({"len": n, "sha256": h.hexdigest()}).encode(),
-                      ctype="application/json")
+        return _reply(
+            start_response,
+            json.dumps({"len": n, "sha256": h.hexdigest()}).encode(),
+            ctype="application/json",
+        )
     if path == "/echo-exact":  # reads exactly CONTENT_LENGTH bytes, as frameworks do
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
@@ -128,6 +131,8 @@ def _started_then_slow(seconds):
 
 def factory(greeting="Hello"):
     """An application factory taking a literal argument."""
+
     def inner(environ, start_response):
         return _reply(start_response, greeting.encode())
+
     return inner

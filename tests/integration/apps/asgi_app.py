@@ -44,8 +44,13 @@ async def _hold(name):
 
 
 async def _reply(send, body, status=200, ctype=b"text/plain", extra=()):
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", ctype), *extra]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", ctype), *extra],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -125,15 +130,25 @@ async def app(scope, receive, send):
         return await _reply(send, body, ctype=b"application/json")
     if path == "/stream":  # no Content-Length: chunked on HTTP/1.1, close-delimited on uwsgi
         mib = int(_q(scope, "mib", "1"))
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/octet-stream")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/octet-stream")],
+            }
+        )
         for _ in range(mib * 16):
             await send({"type": "http.response.body", "body": BLOCK, "more_body": True})
         return await send({"type": "http.response.body", "body": b""})
     if path == "/file":  # a known length sent in pieces: app.py's file_wrapper route
         mib = int(_q(scope, "mib", "1"))
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"%d" % (mib * 1024 * 1024))]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"%d" % (mib * 1024 * 1024))],
+            }
+        )
         for _ in range(mib * 16):
             await send({"type": "http.response.body", "body": BLOCK, "more_body": True})
         return await send({"type": "http.response.body", "body": b""})
@@ -164,15 +179,20 @@ async def app(scope, receive, send):
         _record(f"http-answered{tag}")
         return
     if path == "/sse":  # server-sent events every ?every=S seconds until the client leaves
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream"),
-                                (b"x-accel-buffering", b"no")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream"), (b"x-accel-buffering", b"no")],
+            }
+        )
         await receive()  # the (empty) body
         every = float(_q(scope, "every", "30"))
         n = 0
         while True:
-            await send({"type": "http.response.body", "body": b"data: %d\n\n" % n,
-                        "more_body": True})
+            await send(
+                {"type": "http.response.body", "body": b"data: %d\n\n" % n, "more_body": True}
+            )
             n += 1
             try:
                 message = await asyncio.wait_for(receive(), every)

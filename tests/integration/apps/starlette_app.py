@@ -18,9 +18,13 @@ async def lifespan(app):
 
 
 async def item(request: Request) -> JSONResponse:
-    return JSONResponse({"item": request.path_params["item_id"],
-                         "q": request.query_params.get("q"),
-                         "started": request.state.started})
+    return JSONResponse(
+        {
+            "item": request.path_params["item_id"],
+            "q": request.query_params.get("q"),
+            "started": request.state.started,
+        }
+    )
 
 
 async def pid(request: Request) -> PlainTextResponse:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APPS, Server, term_with_queued, wait_for
+from conftest import APPS, Server, slow_target, term_with_queued, wait_for, wait_started
 
 
 def in_background(fn: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
@@ -30,8 +30,9 @@ def in_background(fn: Callable[[], object]) -> tuple[threading.Thread, list[obje
 
 def test_term_lets_the_request_in_flight_finish(server: Callable[..., Server]) -> None:
     srv = server(["--workers", "1", "--graceful-timeout", "10"])
-    t, out = in_background(lambda: srv.request("/slow?s=1.5", timeout=10))
-    time.sleep(0.5)
+    target, mark = slow_target(srv, 1.5)
+    t, out = in_background(lambda: srv.request(target, timeout=10))
+    wait_started(mark)
     srv.signal(signal.SIGTERM)
     t.join(10)
     assert out and out[0][:1] == (200,) and out[0][2] == b"slept", out  # type: ignore[index]
@@ -59,23 +60,23 @@ def test_term_kills_what_outlives_graceful_timeout(
     server: Callable[..., Server], kind: list[str]
 ) -> None:
     srv = server([*kind, "--workers", "1", "--graceful-timeout", "1"])
-    in_background(lambda: srv.request("/slow?s=30", timeout=30))
-    time.sleep(0.5)
+    target, mark = slow_target(srv, 30)
+    in_background(lambda: srv.request(target, timeout=30))
+    wait_started(mark)
     t0 = time.monotonic()
     srv.signal(signal.SIGTERM)
     assert srv.wait_exit(10) == 0
-    assert time.monotonic() - t0 < 6
+    assert time.monotonic() - t0 < 6  # graceful 1 s + kill, far from the request's 30 s
 
 
 def test_int_and_quit_stop_fast(server: Callable[..., Server]) -> None:
     for sig in (signal.SIGINT, signal.SIGQUIT):
         srv = server(["--workers", "2", "--graceful-timeout", "30"])
-        t, out = in_background(lambda srv=srv: srv.request("/slow?s=20", timeout=30))
-        time.sleep(0.5)
-        t0 = time.monotonic()
+        target, mark = slow_target(srv, 20)
+        t, out = in_background(lambda srv=srv, target=target: srv.request(target, timeout=30))
+        wait_started(mark)
         srv.signal(sig)
-        assert srv.wait_exit(10) == 0
-        assert time.monotonic() - t0 < 5
+        assert srv.wait_exit(10) == 0  # the request's 20 s and graceful 30 s were not awaited
         t.join(10)
         assert out and isinstance(out[0], Exception)  # the in-flight request was cut
 
@@ -84,8 +85,9 @@ def test_ttin_ttou_change_the_worker_count(server: Callable[..., Server]) -> Non
     srv = server(["--workers", "2"])
     srv.wait_workers(2)
     # requests in flight while the count changes: a retired worker finishes its request
-    t, out = in_background(lambda: srv.request("/slow?s=1.5", timeout=10))
-    time.sleep(0.3)
+    target, mark = slow_target(srv, 1.5)
+    t, out = in_background(lambda: srv.request(target, timeout=10))
+    wait_started(mark)
     srv.signal(signal.SIGTTIN)
     srv.wait_workers(3)
     srv.signal(signal.SIGTTOU)
@@ -93,8 +95,8 @@ def test_ttin_ttou_change_the_worker_count(server: Callable[..., Server]) -> Non
     srv.signal(signal.SIGTTOU)
     srv.wait_workers(1)
     srv.signal(signal.SIGTTOU)  # never below one
-    time.sleep(1)
-    assert len(srv.workers()) == 1
+    assert wait_for(lambda: srv.log().count("Handling signal: ttou") == 3, 10), srv.log()
+    assert srv.wait_workers(1) and len(srv.workers()) == 1
     assert srv.get_ok("/") == b"Hello, World!"
     t.join(10)
     assert out and out[0][:1] == (200,), out  # type: ignore[index]
@@ -134,9 +136,9 @@ def test_hup_replaces_workers_without_failing_a_request(
     t = threading.Thread(target=load, daemon=True)
     t.start()
     conf.write_text("workers = 3\nraw_env = ['APP_VERSION=v2']\n")
-    for _ in range(3):
+    for i in range(1, 4):  # three HUPs under load, each handled before the next is sent
         srv.signal(signal.SIGHUP)
-        time.sleep(1.0)
+        assert wait_for(lambda i=i: srv.log().count("Handling signal: hup") == i, 10), srv.log()
     assert wait_for(lambda: len(srv.workers()) == 3 and not old & set(srv.workers()), 15)
     stop.set()
     t.join(20)
@@ -155,7 +157,7 @@ def test_hup_with_a_broken_app_keeps_the_old_workers(
     conf.write_text("wsgi_app = 'broken_import:app'\n")
     srv.signal(signal.SIGHUP)
     assert wait_for(lambda: "Reload abandoned" in srv.log(), 15), srv.log()
-    time.sleep(0.5)
+    time.sleep(0.5)  # an idle period on purpose: nothing replaces the old workers after it
     assert srv.workers() == old and srv.proc.poll() is None
     assert srv.get_ok("/") == b"Hello, World!"
 
@@ -166,8 +168,9 @@ def test_usr1_reopens_log_files(server: Callable[..., Server], workdir: Path) ->
     srv.get_ok("/first")
     assert wait_for(lambda: access.exists() and "/first" in access.read_text(), 5)
     access.rename(workdir / "access.log.1")
-    t, out = in_background(lambda: srv.request("/slow?s=1", timeout=10))  # in flight
-    time.sleep(0.3)
+    target, mark = slow_target(srv, 1)
+    t, out = in_background(lambda: srv.request(target, timeout=10))
+    wait_started(mark)  # in flight
     srv.signal(signal.SIGUSR1)
     t.join(10)
     assert out and out[0][:1] == (200,), out  # type: ignore[index]
@@ -238,6 +241,7 @@ def test_usr2_upgrade_then_winch_and_term_without_failing_a_request(
     old_workers = set(srv.wait_workers(2))
     errors: list[object] = []
     seen: set[bytes] = set()
+    served: list[bytes] = []
     stop = threading.Event()
 
     def load() -> None:
@@ -249,6 +253,7 @@ def test_usr2_upgrade_then_winch_and_term_without_failing_a_request(
                 if st != 200:
                     errors.append(st)
                 seen.add(body)
+                served.append(body)
             except Exception as exc:
                 errors.append(exc)
 
@@ -278,7 +283,8 @@ def test_usr2_upgrade_then_winch_and_term_without_failing_a_request(
     assert wait_for(lambda: not old_workers & set(srv.workers()), 20), srv.log()
     srv.signal(signal.SIGTERM)  # the old master goes; the new one keeps the socket
     assert srv.wait_exit(20) == 0
-    time.sleep(0.5)
+    after_exit = len(served)
+    assert wait_for(lambda: len(served) >= after_exit + 20, 20), srv.log()  # the new one alone
     stop.set()
     t.join(30)
     try:

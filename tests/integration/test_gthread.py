@@ -9,8 +9,16 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from conftest import Server, term_with_queued, wait_for
+from conftest import (
+    Server,
+    listen_queue,
+    slow_target,
+    term_with_queued,
+    wait_for,
+    wait_started,
+)
 from uwsgi_support import body_of, exchange, good_env, packet, status_of
 
 GTHREAD = ["-k", "gthread", "--threads", "4"]
@@ -119,28 +127,37 @@ def test_http10_keep_alive_when_asked_and_framed(server: Callable[..., Server]) 
     srv = server([*GTHREAD, "--workers", "1"])
     with srv.connect() as s:
         s.sendall(b"GET /version HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-        time.sleep(0.3)
+        s.settimeout(10)
+        data = b""
+        while not data.endswith(b"\r\n\r\nv1"):  # the first answer, whole: not pipelined
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
         s.sendall(b"GET /version HTTP/1.0\r\n\r\n")
-        data = read_until_closed(s)
+        data += read_until_closed(s)
     assert data.count(b"HTTP/1.1 200 OK") == 2
     assert data.count(b"Connection: keep-alive") == 1 and data.count(b"Connection: close") == 1
 
 
-def test_threads_serve_concurrently(server: Callable[..., Server]) -> None:
-    srv = server([*GTHREAD, "--workers", "1"])
+def test_threads_serve_concurrently(server: Callable[..., Server], workdir: Path) -> None:
+    """Four requests are in the application at once: each holds until all four are in."""
+    srv = server([*GTHREAD, "--workers", "1"], env={"HOLD_DIR": str(workdir)})
     results: list[object] = []
+    names = [f"c{i}" for i in range(4)]
 
-    def slow() -> None:
-        results.append(srv.request("/slow?s=1", timeout=10)[0])
+    def hold(name: str) -> None:
+        results.append(srv.request(f"/hold?name={name}", timeout=40)[0])
 
-    threads = [threading.Thread(target=slow) for _ in range(4)]
-    t0 = time.monotonic()
+    threads = [threading.Thread(target=hold, args=(n,), daemon=True) for n in names]
     for t in threads:
         t.start()
+    in_app = lambda: all((workdir / f"{n}.pid").exists() for n in names)  # noqa: E731
+    assert wait_for(in_app, 15), srv.log()  # none can return before the four are in
+    for n in names:
+        (workdir / f"{n}.go").write_text("now")
     for t in threads:
         t.join(15)
     assert results == [200] * 4
-    assert time.monotonic() - t0 < 2.5  # four 1 s requests in parallel, not 4 s in a row
 
 
 def test_idle_keep_alive_connection_closed_after_keepalive(server: Callable[..., Server]) -> None:
@@ -166,13 +183,13 @@ def test_slow_head_dropped_after_header_timeout(server: Callable[..., Server]) -
 
 def test_worker_connections_cap_stops_accepting(server: Callable[..., Server]) -> None:
     srv = server([*GTHREAD, "--workers", "1", "--worker-connections", "1", "--keep-alive", "30"])
-    time.sleep(0.5)  # wait_ready's own connection is closed and counted out
-    holder = srv.connect()
+    holder = srv.connect()  # accepted once wait_ready's own connection is counted out
     holder.sendall(b"GET /version HTTP/1.1\r\nHost: t\r\n\r\n")
     assert holder.recv(65536).startswith(b"HTTP/1.1 200 OK")  # now idle, kept alive
     waiting = srv.connect()
     waiting.sendall(b"GET /version HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    waiting.settimeout(1.0)
+    assert wait_for(lambda: listen_queue(srv.port) == 1, 10)  # left in the listen queue
+    waiting.settimeout(1.0)  # and still there a second later: an idle period on purpose
     try:
         early = waiting.recv(65536)
     except TimeoutError:
@@ -187,17 +204,19 @@ def test_worker_connections_cap_stops_accepting(server: Callable[..., Server]) -
 def test_term_lets_requests_in_flight_finish(server: Callable[..., Server]) -> None:
     srv = server([*GTHREAD, "--workers", "1", "--graceful-timeout", "10"])
     results: list[object] = []
+    targets = [slow_target(srv, 1.5) for _ in range(2)]
 
-    def slow() -> None:
+    def slow(target: str) -> None:
         try:
-            results.append(srv.request("/slow?s=1.5", timeout=10))
+            results.append(srv.request(target, timeout=10))
         except Exception as exc:
             results.append(exc)
 
-    threads = [threading.Thread(target=slow) for _ in range(2)]
+    threads = [threading.Thread(target=slow, args=(target,)) for target, _ in targets]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    for _, mark in targets:
+        wait_started(mark)
     srv.signal(signal.SIGTERM)
     for t in threads:
         t.join(10)
@@ -209,14 +228,15 @@ def test_term_lets_requests_in_flight_finish(server: Callable[..., Server]) -> N
 def test_hung_request_reported_with_its_request_line(server: Callable[..., Server]) -> None:
     srv = server([*GTHREAD, "--workers", "1", "--timeout", "2"])
     victim = srv.wait_workers(1)[0]
-    in_background(lambda: srv.request("/slow?s=60&x=1", timeout=60))
-    time.sleep(0.5)
+    target, mark = slow_target(srv, 60)
+    in_background(lambda: srv.request(target, timeout=60))
+    wait_started(mark)
     assert srv.get_ok("/version") == b"v1"  # the other threads keep serving meanwhile
     assert wait_for(lambda: "WORKER TIMEOUT" in srv.log(), 15), srv.log()
     assert wait_for(lambda: len(srv.workers()) == 1 and victim not in srv.workers(), 15)
     log = srv.log()
     assert f"WORKER TIMEOUT (pid:{victim})" in log
-    assert "GET /slow?s=60&x=1 HTTP/1.1 from 127.0.0.1" in log, log
+    assert f"GET {target} HTTP/1.1 from 127.0.0.1" in log, log
     assert srv.get_ok("/version") == b"v1"
 
 
@@ -227,11 +247,11 @@ def test_busy_worker_is_not_aborted(server: Callable[..., Server]) -> None:
     with srv.connect() as s:
         s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 50\r\n\r\n")
         for _ in range(5):
-            time.sleep(0.5)
+            time.sleep(0.5)  # the client trickles: the scenario
             s.sendall(b"x" * 10)
         data = read_until_closed(s, 2)
     assert b'"len": 50' in data
-    time.sleep(1.0)
+    time.sleep(1.0)  # an idle period on purpose: past the 2 s timeout since the upload began
     assert srv.workers() == [victim] and "WORKER TIMEOUT" not in srv.log()
 
 
@@ -282,9 +302,11 @@ def test_uwsgi_one_request_per_connection_and_silent(server: Callable[..., Serve
     assert raw.count(b"HTTP/1.1 200") == 1 and body_of(raw) == b"v1"
     # a front end that connects and closes, or closes right after its request: nothing logged
     socket.create_connection(addr, timeout=5).close()
+    target, mark = slow_target(srv, 0.2)
     with socket.create_connection(addr, timeout=5) as s:
-        s.sendall(packet(good_env("/slow?s=0.2")))
-    time.sleep(0.8)
+        s.sendall(packet(good_env(target)))
+    wait_started(mark)
+    time.sleep(0.6)  # the reply meets a closed connection: an idle period for an error to show
     log = srv.log()
     assert "Traceback" not in log and "[ERROR]" not in log, log
 

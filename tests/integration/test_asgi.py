@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,17 @@ import pytest
 from monoceros.protocols.websocket import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT
 from monoceros.protocols.websocket import encode_frame as _frame
 
-from conftest import APPS, Nginx, Server, free_port, term_with_queued, wait_for
+from conftest import (
+    APPS,
+    Nginx,
+    Server,
+    free_port,
+    listen_queue,
+    slow_target,
+    term_with_queued,
+    wait_for,
+    wait_started,
+)
 from uwsgi_support import body_of, exchange, good_env, nginx_uwsgi_params, packet, status_of
 
 MiB = 1024 * 1024
@@ -170,16 +181,23 @@ def test_keepalive_idle_timeout(server: Callable[..., Server]) -> None:
 def test_worker_connections_is_a_cap(server: Callable[..., Server]) -> None:
     srv = start(server, ["--worker-connections", "2", "--workers", "1"])
     busy = [srv.connect(), srv.connect()]
-    time.sleep(0.3)
+    marks = []
     for s in busy:
-        s.sendall(b"GET /slow?s=1.5 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    time.sleep(0.2)
-    t0 = time.monotonic()
-    assert srv.get_ok("/pid")  # waits in the backlog until a slot frees
-    assert time.monotonic() - t0 > 0.8
+        target, mark = slow_target(srv, 1.5)
+        marks.append(mark)
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+    for mark in marks:
+        wait_started(mark)  # both slots are taken
+    third: list[bytes] = []
+    t = threading.Thread(target=lambda: third.append(srv.get_ok("/pid")), daemon=True)
+    t.start()
+    assert wait_for(lambda: listen_queue(srv.port) == 1, 10)  # waits in the backlog
+    assert third == []  # not answered while both slots are taken
     for s in busy:
         assert status_of(s.recv(4096)) == 200
         s.close()
+    t.join(15)  # then a slot frees and it is served
+    assert len(third) == 1 and third[0], third
 
 
 def test_max_requests_restarts_the_worker(server: Callable[..., Server]) -> None:
@@ -217,8 +235,9 @@ def test_lifespan_once_per_worker_and_graceful_term(
     state = json.loads(srv.get_ok("/state"))
     assert state["started_by"] in pids
     slow = srv.connect()
-    slow.sendall(b"GET /slow?s=1 HTTP/1.1\r\nHost: t\r\n\r\n")
-    time.sleep(0.2)
+    target, mark = slow_target(srv, 1)
+    slow.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    wait_started(mark)
     srv.signal(signal.SIGTERM)
     assert status_of(slow.recv(4096)) == 200  # in flight: finished, not cut
     slow.close()
@@ -305,10 +324,16 @@ def test_term_still_serves_a_new_connections_first_request(
         idle = connect()
         idle.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\n\r\n")
         assert status_of(idle.recv(4096)) == 200  # kept alive, now idle
+    worker = srv.wait_workers(1)[0]
+    before = _sockets_of(worker)
     fresh = connect()
-    time.sleep(0.3)  # accepted by the worker, nothing sent yet
+    assert wait_for(lambda: _sockets_of(worker) == before + 1, 10)  # accepted, nothing sent yet
     srv.signal(signal.SIGTERM)
-    time.sleep(0.3)
+    if idle is not None:
+        assert idle.recv(4096) == b""  # the stop is under way: it closed the idle one
+        idle.close()
+    else:
+        time.sleep(0.3)  # the stop under way (uwsgi has no idle connection to observe it by)
     fresh.sendall(ready)
     chunks = []
     while True:
@@ -318,10 +343,18 @@ def test_term_still_serves_a_new_connections_first_request(
         chunks.append(data)
     fresh.close()
     assert status_of(b"".join(chunks)) == 200, chunks
-    if idle is not None:
-        assert idle.recv(4096) == b""  # closed by the stop, without a response
-        idle.close()
     assert srv.wait_exit(15) == 0
+
+
+def _sockets_of(pid: int) -> int:
+    """How many sockets process ``pid`` holds open."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return count
 
 
 def test_failed_startup_stops_the_master(server: Callable[..., Server]) -> None:

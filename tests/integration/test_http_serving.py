@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import Server, read_response
+from conftest import Server, read_response, slow_target, wait_for, wait_started
 
 BLOCK = bytes(range(256)) * 256
 
@@ -164,7 +165,16 @@ def test_ordinary_traffic_logs_no_errors(server: Callable[..., Server]) -> None:
             with srv.connect() as s:  # close before reading the response
                 s.sendall(b"GET /stream?mib=4 HTTP/1.1\r\nHost: x\r\n\r\n")
                 s.recv(10)
-    time.sleep(0.3)
+    # a sync worker serves one connection at a time: once each of the two has a new request,
+    # both are done with the ones cut above, and anything those logged is in the log
+    done = [slow_target(srv, 0.1) for _ in range(2)]
+    threads = [threading.Thread(target=srv.get_ok, args=(t,), daemon=True) for t, _ in done]
+    for t in threads:
+        t.start()
+    for _, mark in done:
+        wait_started(mark)
+    for t in threads:
+        t.join(10)
     log = srv.log()
     assert "[ERROR]" not in log and "Traceback" not in log, log
 
@@ -178,9 +188,4 @@ def test_access_log_to_stdout(server: Callable[..., Server]) -> None:
 
 
 def wait_line(srv: Server, text: str, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in srv.log():
-            return True
-        time.sleep(0.05)
-    return False
+    return wait_for(lambda: text in srv.log(), timeout)

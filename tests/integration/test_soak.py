@@ -40,6 +40,11 @@ class Load:
         for t in self._threads:
             t.start()
 
+    def served_more(self, n: int, timeout: float) -> bool:
+        """Wait until ``n`` more requests were answered (or failed) than now."""
+        target = self.count + n
+        return wait_for(lambda: self.count >= target, timeout)
+
     def _run(self) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
         for _ in range(1_000_000):
@@ -95,11 +100,11 @@ def test_hups_and_a_usr2_upgrade_under_load_fail_no_request(
     new_master = 0
     try:
         for n, version in enumerate(("v2", "v3", "v4"), start=2):
-            time.sleep(1.0)
+            assert load.served_more(30, 20), srv.log()  # each generation serves some load
             deploy(conf, version, 2 + n % 2)
             srv.signal(signal.SIGHUP)
         assert wait_for(lambda: _version(ngx.port) == b"v4", 20), srv.log()
-        time.sleep(1.0)
+        assert load.served_more(30, 20), srv.log()
         old_master = srv.pid
         deploy(conf, "v5", 2)
         srv.signal(signal.SIGUSR2)
@@ -110,7 +115,7 @@ def test_hups_and_a_usr2_upgrade_under_load_fail_no_request(
         assert wait_for(lambda: children_of(old_master) == [new_master], 20), srv.log()
         srv.signal(signal.SIGQUIT)
         assert srv.wait_exit(20) == 0
-        time.sleep(1.0)
+        assert load.served_more(30, 20), srv.log()  # the new master alone
     finally:
         load.stop()
     try:

@@ -48,10 +48,10 @@ def test_a_syntax_error_waits_for_the_fix(server: Callable[..., Server], workdir
     src.write_text(APP.format(text="one"))
     srv = server(["--reload", "--chdir", str(workdir), "--workers", "1"], app="devapp_fix:app")
     assert srv.get_ok("/") == b"one"
-    time.sleep(1.1)
+    time.sleep(1.1)  # a new mtime: the scenario, not a wait for the server
     src.write_text("def app(:\n")  # broken
     assert wait_for(lambda: "Waiting for a change" in srv.log(), 15), srv.log()
     assert srv.proc.poll() is None  # the master did not give up
-    time.sleep(1.1)
+    time.sleep(1.1)  # a new mtime again
     src.write_text(APP.format(text="fixed"))
     assert wait_for(lambda: body_or_none(srv) == b"fixed", 15), srv.log()

@@ -460,7 +460,7 @@ def test_ping_gets_pong(server: Callable[..., Server]) -> None:
 def test_clean_log_after_200_requests_through_nginx(stack: Stack) -> None:
     for _ in range(200):
         assert stack.get("/")[0] == 200
-    time.sleep(0.3)
+    time.sleep(0.3)  # an idle period on purpose: room for a late error (no event marks none)
     log = stack.srv.log()
     assert "[ERROR]" not in log and "Traceback" not in log and "[WARNING]" not in log, log
     assert "[error]" not in stack.ngx.error_log()
@@ -603,7 +603,7 @@ SLOW_HOOK = """
 import time
 
 def post_request(worker, req, environ, resp):
-    time.sleep(1.5)
+    time.sleep(1.5)  # the slow hook is the scenario; the test orders events through the done file
     with open({done!r}, "a") as f:
         f.write("done\\n")
 """

@@ -13,7 +13,7 @@ def test_child_beats_are_seen_by_the_parent() -> None:
     hb = Heartbeat()
     start = hb.last_beat()
     assert not hb.is_booted()
-    time.sleep(0.02)
+    time.sleep(0.02)  # the clock moves on: the child's beat is later than ``start``
     pid = os.fork()
     if pid == 0:  # the worker side
         try:

@@ -62,7 +62,7 @@ def test_worker_tmp_maps_onto_the_heartbeat() -> None:
     heartbeat = Heartbeat()
     tmp = WorkerTmp(heartbeat)
     before = tmp.last_update()
-    time.sleep(0.01)
+    time.sleep(0.01)  # the clock moves on: the next beat is later than ``before``
     tmp.notify()
     assert before < tmp.last_update() == heartbeat.last_beat() <= time.monotonic()
     with pytest.raises(io.UnsupportedOperation):

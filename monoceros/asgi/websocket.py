@@ -14,6 +14,7 @@ import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
+from ..protocols.response import error_response
 from ..protocols.websocket import (
     OP_BINARY,
     OP_CLOSE,
@@ -28,7 +29,7 @@ from ..protocols.websocket import (
 )
 from .access import access_environ, access_headers
 from .flow import wake
-from .response import build_head, error_response
+from .response import build_head
 
 if TYPE_CHECKING:
     from .channel import Channel

@@ -221,8 +221,7 @@ class SyncWorker(BlockingWorker):
         try:
             req = self._read_head(conn, parser)
         except ProtocolError as exc:
-            self.log.info("Invalid HTTP request from %s: %s", peer or listener.name, exc.reason)
-            self.send_error(conn, exc.status, exc.reason)
+            self.http_invalid(listener, conn, peer, exc)
             return
         if req is None:
             return  # connected and closed without a request: nothing to say

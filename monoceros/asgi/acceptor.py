@@ -79,7 +79,9 @@ class Acceptor:
             return
         self.accepting = True
         for listener in self.listeners:
-            self.loop.add_reader(listener.sock.fileno(), self._accept, listener)
+            self.loop.add_reader(
+                listener.sock.fileno(), self._accept_from, listener, _ACCEPT_BATCH, True
+            )
 
     def stop(self) -> None:
         """Stop accepting; connections wait in the listen backlog."""
@@ -104,9 +106,6 @@ class Acceptor:
         self._resume = self.loop.call_later(seconds, self.start)
 
     # ------------------------------------------------------------------ accepting
-
-    def _accept(self, listener: Listener) -> None:
-        self._accept_from(listener, _ACCEPT_BATCH, capped=True)
 
     def take_queued(self, limit: int) -> int:
         """Graceful stop: accept and serve the connections already waiting in the listen queues.

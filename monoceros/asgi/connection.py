@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .flow import HIGH_WATER, LOW_WATER, WriteFlow
 
@@ -30,7 +30,6 @@ class TransportConnection(WriteFlow, asyncio.Protocol):
     transport: asyncio.Transport
     cycle: HttpCycle | None
     ws: WebSocketSession | None
-    peer: Any
     deadline: float
     read_paused: bool
     write: Callable[[bytes], None]
@@ -95,27 +94,12 @@ class TransportConnection(WriteFlow, asyncio.Protocol):
     def watch_peer(self) -> None:
         """A transport always watches its peer."""
 
-    def peer_label(self) -> str:
-        """The peer's address, for log lines."""
-        peer = self.peer
-        if isinstance(peer, tuple):
-            return str(peer[0])
-        return "a local peer"
-
     # ------------------------------------------------------------------ the worker's view
 
     @property
     def busy(self) -> bool:
         """True while a request or a WebSocket is in progress."""
         return self.ws is not None or self.cycle is not None
-
-    def on_deadline(self) -> None:
-        """The connection's deadline passed (each protocol knows which one)."""
-        raise NotImplementedError
-
-    def shutdown(self) -> None:
-        """Graceful stop (each protocol knows how)."""
-        raise NotImplementedError
 
     def websocket_deadline(self) -> bool:
         """At a deadline with a WebSocket in progress: close if our Close went unanswered.

@@ -84,8 +84,8 @@ class ServerContext:
         """Register an open connection."""
         self.connections.add(conn)
 
-    def discard(self, conn: Connection) -> None:
-        """Forget a closed connection."""
+    def discard(self, conn: object) -> None:
+        """Forget a closed connection (anything that was added)."""
         self.connections.discard(conn)
         if self.on_connection_closed is not None:
             self.on_connection_closed()

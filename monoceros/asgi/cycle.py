@@ -15,9 +15,10 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any, Final
 
+from ..protocols.response import LAST_CHUNK, Framing, ResponseError, chunk, error_response
 from .access import access_environ, access_headers
 from .flow import wake
-from .response import LAST_CHUNK, Framing, ResponseError, build_head, chunk, error_response
+from .response import build_head
 
 if TYPE_CHECKING:
     from .channel import Channel

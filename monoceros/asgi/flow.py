@@ -14,7 +14,7 @@ Writing (:class:`WriteFlow`, a base of both connection kinds): the writer's buff
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+from typing import Any, Final
 
 __all__ = ["wake", "HIGH_WATER", "LOW_WATER", "WriteFlow"]
 
@@ -33,13 +33,22 @@ LOW_WATER: Final = 64 * 1024
 
 
 class WriteFlow:
-    """Write pausing and draining of one connection (a base of both connection kinds)."""
+    """Write pausing and draining of one connection (a base of both connection kinds), and the
+    peer's label for log lines."""
 
     __slots__ = ("_drain_waiter", "closed", "write_paused")
     # set by the subclass's constructor: no extra call per connection
     write_paused: bool
     closed: bool
     _drain_waiter: asyncio.Future[None] | None
+    peer: Any
+
+    def peer_label(self) -> str:
+        """The peer's address (the client's, or the front end's for uwsgi), for log lines."""
+        peer = self.peer
+        if isinstance(peer, tuple):
+            return str(peer[0])
+        return "a local peer"
 
     def pause_writing(self) -> None:
         """The write buffer is above its high-water mark."""

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 from ..protocols.errors import ProtocolError
 from ..protocols.events import NEED_DATA, Data, EndOfMessage
 from ..protocols.http import HttpParser, HttpRequest
+from ..protocols.response import error_response
 from .connection import TransportConnection
 from .cycle import HttpCycle
-from .response import error_response
 from .scope import HttpScopeBuilder
 from .websocket import WebSocketSession
 

@@ -1,7 +1,7 @@
 """ASGI response heads: bytes headers through the shared writer, spelled in lower case.
 
 The rules (validation, hop-by-hop fields, framing) are :mod:`monoceros.protocols.response`'s;
-this module gives the ASGI side its entry point and its error responses.
+this module gives the ASGI side its entry point.
 """
 
 from __future__ import annotations
@@ -10,26 +10,9 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from .. import SERVER_SOFTWARE
-from ..protocols.response import (
-    LAST_CHUNK,
-    Framing,
-    ResponseError,
-    Spelling,
-    chunk,
-    error_response,
-    response_head,
-    status_line,
-)
+from ..protocols.response import Framing, Spelling, response_head, status_line
 
-__all__ = [
-    "LAST_CHUNK",
-    "Framing",
-    "ResponseError",
-    "build_head",
-    "chunk",
-    "error_response",
-    "status_line",
-]
+__all__ = ["build_head"]
 
 _SPELLING: Final = Spelling(SERVER_SOFTWARE, title_case=False, announce_keep_alive=False)
 

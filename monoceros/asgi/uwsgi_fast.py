@@ -174,13 +174,6 @@ class FastConnection(WriteFlow):
         """The response is complete: close once it is sent (the body was read whole)."""
         self.close()
 
-    def peer_label(self) -> str:
-        """The front end's address, for log lines."""
-        peer = self.peer
-        if isinstance(peer, tuple):
-            return str(peer[0])
-        return "a local peer"
-
     # ------------------------------------------------------------------ as its transport
 
     def write(self, data: bytes, flags: int = _DONTWAIT) -> None:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 from ..protocols.errors import MissingChunkedBody, ProtocolError, TruncatedPacket
 from ..protocols.events import NEED_DATA, Data, EndOfMessage
+from ..protocols.response import error_response
 from ..protocols.uwsgi import PONG, Ping, UwsgiParser, UwsgiRequest
 from .connection import TransportConnection
 from .cycle import HttpCycle
-from .response import error_response
 from .scope import UwsgiScopeBuilder
 from .websocket import WebSocketSession
 

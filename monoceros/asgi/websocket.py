@@ -14,6 +14,7 @@ import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
+from ..protocols.response import error_response
 from ..protocols.websocket import (
     OP_BINARY,
     OP_CLOSE,
@@ -28,7 +29,7 @@ from ..protocols.websocket import (
 )
 from .access import access_environ, access_headers
 from .flow import wake
-from .response import build_head, error_response
+from .response import build_head
 
 if TYPE_CHECKING:
     from .channel import Channel
@@ -78,9 +79,7 @@ class WebSocketSession:
             self.ctx.log.info(
                 "Invalid WebSocket handshake from %s: %s", self.conn.peer_label(), reason
             )
-            self._write(error_response(400, reason))
-            self._log_handshake(400)
-            self.conn.close()
+            self._refuse(400, reason)
             self.closed = True
             return
         self._key = key
@@ -182,9 +181,9 @@ class WebSocketSession:
             )
             if not self.accepted and not self.close_sent:
                 self.close_sent = True
-                self._write(error_response(500))
-                self._log_handshake(500)
-            elif not self.close_sent:
+                self._refuse(500)
+                return
+            if not self.close_sent:
                 self.close_sent = True
                 self._write(encode_frame(OP_CLOSE, close_payload(1011)))
             self.conn.close()
@@ -192,9 +191,7 @@ class WebSocketSession:
         if not self.close_sent:
             self.close_sent = True
             if not self.accepted:
-                self._write(error_response(403))
-                self._log_handshake(403)
-                self.conn.close()
+                self._refuse(403)
                 return
             self._write(encode_frame(OP_CLOSE, close_payload(1000)))
         if self.closed:
@@ -249,9 +246,7 @@ class WebSocketSession:
                 return
             self.close_sent = True
             if not self.accepted:
-                self._write(error_response(403))
-                self._log_handshake(403)
-                self.conn.close()
+                self._refuse(403)
                 return
             code = message.get("code") or 1000
             if not self.closed:
@@ -261,6 +256,12 @@ class WebSocketSession:
                 self.conn.deadline = self.ctx.loop.time() + _CLOSE_WAIT
             return
         raise RuntimeError(f"unexpected ASGI message {kind!r} on a WebSocket")
+
+    def _refuse(self, status: int, reason: str = "") -> None:
+        """Answer the handshake with an HTTP error instead of accepting it, log it, close."""
+        self._write(error_response(status, reason))
+        self._log_handshake(status)
+        self.conn.close()
 
     def _log_handshake(self, status: int, headers: Any = ()) -> None:
         """The access log line of the handshake: 101 once accepted, else how it was refused

@@ -290,8 +290,7 @@ class BlockingWorker(Worker):
         try:
             environ = self.builders[listener.sock.fileno()].build(req, peer)
         except ProtocolError as exc:
-            self.log.info("Invalid HTTP request from %s: %s", peer or listener.name, exc.reason)
-            self.send_error(conn, exc.status, exc.reason)
+            self.http_invalid(listener, conn, peer, exc)
             return False
         if req.content_length == 0 and not req.chunked:
             body: Any = EMPTY_INPUT
@@ -301,6 +300,13 @@ class BlockingWorker(Worker):
         return self.serve(
             conn, environ, body, beater, keep_alive=keep_alive, http10=req.version == "1.0"
         )
+
+    def http_invalid(
+        self, listener: Listener, conn: socket.socket, peer: Any, exc: ProtocolError
+    ) -> None:
+        """Log and answer a malformed HTTP request."""
+        self.log.info("Invalid HTTP request from %s: %s", peer or listener.name, exc.reason)
+        self.send_error(conn, exc.status, exc.reason)
 
     def uwsgi_forbidden(self, listener: Listener, conn: socket.socket, peer: Any) -> bool:
         """Refuse (403) a TCP peer outside ``uwsgi_allow_ips``; True when it was refused."""

@@ -424,10 +424,7 @@ class ThreadWorker(BlockingWorker):
             try:
                 event = parser.next_event()
             except ProtocolError as exc:
-                self.log.info(
-                    "Invalid HTTP request from %s: %s", conn.peer or listener.name, exc.reason
-                )
-                self.send_error(sock, exc.status, exc.reason)
+                self.http_invalid(listener, sock, conn.peer, exc)
                 return False
             if event is NEED_DATA:
                 try:

@@ -179,8 +179,7 @@ class SyncWorker(BlockingWorker):
         deadline = 0.0
         while True:
             if data is None:
-                deadline = self._wait_for_head(conn, deadline, "request head")
-                data = self._recv_head(conn, "request head")
+                data, deadline = self._recv_head(conn, deadline, "request head")
             parser.receive_data(data)
             event = parser.next_event()
             if event is not NEED_DATA:
@@ -191,35 +190,30 @@ class SyncWorker(BlockingWorker):
                 return None
             data = None
 
-    def _wait_for_head(self, conn: socket.socket, deadline: float, what: str) -> float:
-        """Before a waiting ``recv`` of head bytes: bound it by what is left of header_timeout.
+    def _recv_head(self, conn: socket.socket, deadline: float, what: str) -> tuple[bytes, float]:
+        """A waiting ``recv`` of head bytes, bounded by what is left of header_timeout.
 
-        Returns the deadline (set on the first wait). The kernel does the timing (one
-        ``setsockopt``, no ``poll``); without a header_timeout the wait is unbounded, which also
-        clears the accept timeout the socket inherited from its listener.
+        Returns the bytes and the deadline (set on the first wait). The kernel does the timing
+        (one ``setsockopt``, no ``poll``); without a header_timeout the wait is unbounded, which
+        also clears the accept timeout the socket inherited from its listener.
         """
-        if not self.header_timeout:
+        timeout = self.header_timeout
+        if timeout:
+            now = time.monotonic()
             if not deadline:
-                wait_in_kernel(conn, None)
-            return 1.0
-        now = time.monotonic()
-        if not deadline:
-            deadline = now + self.header_timeout
-        remaining = deadline - now
-        if remaining <= 0:
-            raise ClientDisconnected(
-                f"no complete {what} within header_timeout ({self.header_timeout:g}s)"
-            )
-        wait_in_kernel(conn, remaining)
-        return deadline
-
-    def _recv_head(self, conn: socket.socket, what: str) -> bytes:
-        """A waiting ``recv`` of head bytes; its timeout is the header_timeout's."""
+                deadline = now + timeout
+            remaining = deadline - now
+            if remaining <= 0:
+                raise ClientDisconnected(f"no complete {what} within header_timeout ({timeout:g}s)")
+            wait_in_kernel(conn, remaining)
+        elif not deadline:
+            wait_in_kernel(conn, None)
+            deadline = 1.0
         try:
-            return conn.recv(_RECV)
+            return conn.recv(_RECV), deadline
         except (TimeoutError, BlockingIOError):
             raise ClientDisconnected(
-                f"no complete {what} within header_timeout ({self.header_timeout:g}s)"
+                f"no complete {what} within header_timeout ({timeout:g}s)"
             ) from None
 
     def _handle_http(self, listener: Listener, conn: socket.socket, peer: Any) -> None:
@@ -227,8 +221,7 @@ class SyncWorker(BlockingWorker):
         try:
             req = self._read_head(conn, parser)
         except ProtocolError as exc:
-            self.log.info("Invalid HTTP request from %s: %s", peer or listener.name, exc.reason)
-            self.send_error(conn, exc.status, exc.reason)
+            self.http_invalid(listener, conn, peer, exc)
             return
         if req is None:
             return  # connected and closed without a request: nothing to say
@@ -249,8 +242,7 @@ class SyncWorker(BlockingWorker):
                     parsed = parse_head(buf, max_vars)
                     if parsed is not None:
                         break
-                deadline = self._wait_for_head(conn, deadline, "uWSGI packet")
-                data = self._recv_head(conn, "uWSGI packet")
+                data, deadline = self._recv_head(conn, deadline, "uWSGI packet")
                 if not data:
                     if not buf:
                         return  # connected and closed: a health check, nothing to say

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from monoceros.asgi.response import ResponseError, build_head, error_response, status_line
+from monoceros.asgi.response import build_head
+from monoceros.protocols.response import ResponseError, error_response, status_line
 
 
 def head(

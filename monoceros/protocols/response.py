@@ -44,6 +44,7 @@ __all__ = [
     "Framing",
     "ResponseError",
     "Spelling",
+    "STATUS_LINES_BY_TEXT",
     "carries_body",
     "chunk",
     "error_response",
@@ -98,6 +99,10 @@ def status_line(status: int) -> bytes:
         if len(_STATUS_LINES) < _CACHE_MAX:
             _STATUS_LINES[status] = line
     return line
+
+
+STATUS_LINES_BY_TEXT: Final = _STATUS_TEXT_LINES
+""":func:`status_line_of`'s cache, for a caller that looks it up before calling (per request)."""
 
 
 def status_line_of(status: str) -> tuple[int, bytes]:
@@ -197,8 +202,9 @@ def frame(
 ) -> Framing:
     """The framing of a response: ``length`` is the application's Content-Length (or None),
     ``whole_body`` the size of the body when it is sent in one piece (None when streamed)."""
-    has_body = carries_body(status, head_only)
-    if status < 200 or status in _NO_BODY:
+    bodiless = status < 200 or status in _NO_BODY  # carries_body's rule, inline: per request
+    has_body = not (head_only or bodiless)
+    if bodiless:
         length = None
     elif length is None and whole_body is not None and (has_body or whole_body):
         length = whole_body
@@ -246,7 +252,12 @@ def response_head(
             value = _checked_value(value, item, text)
         if kind:
             if kind == _CONTENT_LENGTH:
-                length = _content_length(value)
+                try:  # inline, not a helper: once per response
+                    length = int(value)
+                except ValueError:
+                    length = -1
+                if length < 0:
+                    raise ResponseError(f"invalid Content-Length {value!r}")
             elif kind == _CONNECTION and close in value.lower():
                 keep_alive = False  # the application asked to close: heard, written by us
             continue
@@ -315,16 +326,6 @@ def _checked_value(value: Any, item: Any, text: bool) -> Any:
         return bytes(value)
     kind = "str" if text else "bytes"
     raise ResponseError(f"response header {item!r}: name and value must be {kind}")
-
-
-def _content_length(value: str | bytes) -> int:
-    try:
-        length = int(value)
-    except ValueError:
-        length = -1
-    if length < 0:
-        raise ResponseError(f"invalid Content-Length {value!r}")
-    return length
 
 
 def _injection(headers: Iterable[Any]) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Final
 from .. import SERVER_SOFTWARE
 from ..protocols.response import (
     LAST_CHUNK,
+    STATUS_LINES_BY_TEXT,
     ResponseError,
     Spelling,
     carries_body,
@@ -77,6 +78,7 @@ class Response:
         "body",
         "chunked",
         "ended",
+        "has_body",
         "headers_sent",
         "head_only",
         "headers",
@@ -108,6 +110,8 @@ class Response:
         self.uwsgi = uwsgi
         self.status: str | None = None
         self.status_code = 0
+        #: False for HEAD requests and statuses that never carry one (set by start_response)
+        self.has_body = False
         self._line = b""
         self.headers: list[tuple[str, str]] = []
         self.headers_sent = False
@@ -189,7 +193,9 @@ class Response:
                 exc_info = None  # break the reference cycle
         elif self.status is not None:
             raise ResponseError("start_response() called a second time without exc_info")
-        self.status_code, self._line = status_line_of(status)
+        known = STATUS_LINES_BY_TEXT.get(status)  # status_line_of's cache, without a call
+        self.status_code, self._line = known if known is not None else status_line_of(status)
+        self.has_body = carries_body(self.status_code, self.head_only)
         self.status = status
         self.headers = headers
         return self.write
@@ -223,11 +229,6 @@ class Response:
         self.chunked = framing.chunked
         self.keep_alive = framing.keep_alive
         return head
-
-    @property
-    def has_body(self) -> bool:
-        """False for HEAD requests and for statuses that never carry a body."""
-        return carries_body(self.status_code, self.head_only)
 
     # ------------------------------------------------------------------ body
 

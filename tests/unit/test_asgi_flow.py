@@ -23,31 +23,11 @@ from monoceros.asgi.flow import HIGH_WATER
 from monoceros.asgi.http_protocol import HttpProtocol
 from monoceros.asgi.scope import HttpScopeBuilder, UwsgiScopeBuilder
 from monoceros.asgi.uwsgi_protocol import UwsgiProtocol
-from monoceros.config import Config
-from monoceros.logs import Logger
-from monoceros.protocols.http import HttpLimits
+
+from unit_support import make_ctx
 
 MiB = 1024 * 1024
 Factory = Callable[[ServerContext], asyncio.Protocol]
-
-
-def make_ctx(app: Any, loop: asyncio.AbstractEventLoop, tmp_path: Path) -> ServerContext:
-    cfg = Config({})
-    cfg.set("errorlog", str(tmp_path / "error.log"))
-    return ServerContext(
-        app,
-        Logger(cfg),
-        loop,
-        limits=HttpLimits(),
-        keepalive=5.0,
-        header_timeout=0.0,
-        uwsgi_allowed=AddressMatcher(["*"]),
-        uwsgi_max_vars=65535,
-        ws_max_message_size=MiB,
-        forwarded_allow_ips=AddressMatcher([]),
-        secure_scheme_headers={},
-        max_requests=1 << 30,
-    )
 
 
 async def serve(

@@ -17,14 +17,11 @@ from typing import Any
 
 import pytest
 
-from monoceros.addresses import AddressMatcher
-from monoceros.asgi.context import ServerContext
 from monoceros.asgi.scope import UwsgiScopeBuilder
 from monoceros.asgi.uwsgi_fast import WRITE_HIGH, FastConnection, UwsgiFastPath
 from monoceros.asgi.uwsgi_protocol import UwsgiProtocol
-from monoceros.config import Config
-from monoceros.logs import Logger
-from monoceros.protocols.http import HttpLimits
+
+from unit_support import make_ctx
 
 MiB = 1024 * 1024
 HELLO = b"Hello, World!"
@@ -75,22 +72,7 @@ class Harness:
         tcp: bool = False,
         allowed: list[str] | None = None,
     ) -> None:
-        cfg = Config({})
-        cfg.set("errorlog", str(tmp_path / "error.log"))
-        self.ctx = ServerContext(
-            app,
-            Logger(cfg),
-            loop,
-            limits=HttpLimits(),
-            keepalive=5.0,
-            header_timeout=0.0,
-            uwsgi_allowed=AddressMatcher(allowed or ["*"]),
-            uwsgi_max_vars=65535,
-            ws_max_message_size=MiB,
-            forwarded_allow_ips=AddressMatcher([]),
-            secure_scheme_headers={},
-            max_requests=1 << 30,
-        )
+        self.ctx = make_ctx(app, loop, tmp_path, allowed)
         self.ctx.state = {"db": "ready"}
         self.closed = 0
         self.ctx.on_connection_closed = self._closed

@@ -7,9 +7,18 @@ fixture with ``pair = pytest.fixture(name="pair")(socket_pair)``.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from monoceros.addresses import AddressMatcher
+from monoceros.asgi.context import ServerContext
+from monoceros.config import Config
+from monoceros.logs import Logger
+from monoceros.protocols.http import HttpLimits
 
 
 def socket_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
@@ -39,3 +48,29 @@ def encode(
         struct.pack("<H", len(k)) + k + struct.pack("<H", len(v)) + v for k, v in pairs
     )
     return struct.pack("<BHB", modifier1, len(block), modifier2) + block + body
+
+
+def make_ctx(
+    app: Any,
+    loop: asyncio.AbstractEventLoop,
+    tmp_path: Path,
+    allowed: list[str] | None = None,
+) -> ServerContext:
+    """An asgi ServerContext for unit tests: errors logged under ``tmp_path``, uwsgi peers in
+    ``allowed`` (all by default), a 1 MiB WebSocket message limit, no max_requests in reach."""
+    cfg = Config({})
+    cfg.set("errorlog", str(tmp_path / "error.log"))
+    return ServerContext(
+        app,
+        Logger(cfg),
+        loop,
+        limits=HttpLimits(),
+        keepalive=5.0,
+        header_timeout=0.0,
+        uwsgi_allowed=AddressMatcher(allowed or ["*"]),
+        uwsgi_max_vars=65535,
+        ws_max_message_size=1 << 20,
+        forwarded_allow_ips=AddressMatcher([]),
+        secure_scheme_headers={},
+        max_requests=1 << 30,
+    )

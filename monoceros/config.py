@@ -16,7 +16,7 @@ import os
 import pwd
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 from monoceros.gunicorn_only import GUNICORN_ONLY
@@ -95,11 +95,12 @@ class Setting:
     """One row of the settings table."""
 
     name: str
-    section: str
     flags: tuple[str, ...]
     default: Any
     doc: str
     validator: Validator
+    #: the documentation section and ``--help`` group, set by the table's ``_section``
+    section: str = ""
     action: str = "store"
     metavar: str | None = None
     const: Any = None
@@ -501,42 +502,21 @@ def _noop_hook(name: str) -> Hook:
 _INT = "INT"
 
 
-def _setting(
-    name: str,
-    section: str,
-    flags: tuple[str, ...],
-    default: Any,
-    doc: str,
-    validator: Validator,
-    **extra: Any,
-) -> Setting:
-    return Setting(
-        name=name,
-        section=section,
-        flags=flags,
-        default=default,
-        doc=doc,
-        validator=validator,
-        **extra,
-    )
-
-
 def _int_setting(
-    name: str, section: str, flags: tuple[str, ...], default: int, doc: str, positive: bool = False
+    name: str, flags: tuple[str, ...], default: int, doc: str, positive: bool = False
 ) -> Setting:
     validator = _positive_int if positive else _non_negative_int
-    return _setting(name, section, flags, default, doc, validator, metavar=_INT)
+    return Setting(name, flags, default, doc, validator, metavar=_INT)
 
 
-def _flag(name: str, section: str, flags: tuple[str, ...], doc: str) -> Setting:
-    return _setting(name, section, flags, False, doc, _bool, action="store_true")
+def _flag(name: str, flags: tuple[str, ...], doc: str) -> Setting:
+    return Setting(name, flags, False, doc, _bool, action="store_true")
 
 
 def _hook(name: str, params: tuple[str, ...], doc: str) -> Setting:
     validator = _post_request if name == "post_request" else _hook_validator(params)
-    return _setting(
+    return Setting(
         name,
-        "Server Hooks",
         (),
         _noop_hook(name),
         doc,
@@ -546,475 +526,455 @@ def _hook(name: str, params: tuple[str, ...], doc: str) -> Setting:
     )
 
 
+def _section(section: str, *settings: Setting) -> tuple[Setting, ...]:
+    """The settings of one documentation section (``--help`` group), in table order."""
+    return tuple(replace(setting, section=section) for setting in settings)
+
+
 _DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
 SETTINGS: tuple[Setting, ...] = (
-    # Config File
-    _setting(
-        "config",
+    *_section(
         "Config File",
-        ("-c", "--config"),
-        None,
-        "The Python config file to load (a path, or file:PATH, or python:MODULE).",
-        _optional_path,
-        metavar="CONFIG",
-        default_doc="`./monoceros.conf.py` when that file exists, else none",
+        Setting(
+            "config",
+            ("-c", "--config"),
+            None,
+            "The Python config file to load (a path, or file:PATH, or python:MODULE).",
+            _optional_path,
+            metavar="CONFIG",
+            default_doc="`./monoceros.conf.py` when that file exists, else none",
+        ),
+        Setting(
+            "wsgi_app",
+            (),
+            None,
+            "The application to serve, as module:name (the positional APP_MODULE sets it).",
+            _optional_str,
+            metavar="STRING",
+        ),
     ),
-    _setting(
-        "wsgi_app",
-        "Config File",
-        (),
-        None,
-        "The application to serve, as module:name (the positional APP_MODULE sets it).",
-        _optional_str,
-        metavar="STRING",
-    ),
-    # Server Socket
-    _setting(
-        "bind",
+    *_section(
         "Server Socket",
-        ("-b", "--bind"),
-        ["127.0.0.1:8000"],
-        "Address to listen on: HOST, HOST:PORT, unix:PATH or fd://FD.",
-        _bind,
-        action="append",
-        metavar="ADDRESS",
-        env="PORT",
-        default_factory=_default_bind,
-        default_doc="`['127.0.0.1:8000']`, or `['0.0.0.0:$PORT']` when `PORT` is set",
+        Setting(
+            "bind",
+            ("-b", "--bind"),
+            ["127.0.0.1:8000"],
+            "Address to listen on: HOST, HOST:PORT, unix:PATH or fd://FD.",
+            _bind,
+            action="append",
+            metavar="ADDRESS",
+            env="PORT",
+            default_factory=_default_bind,
+            default_doc="`['127.0.0.1:8000']`, or `['0.0.0.0:$PORT']` when `PORT` is set",
+        ),
+        _int_setting(
+            "backlog",
+            ("--backlog",),
+            2048,
+            "The maximum number of pending connections.",
+            positive=True,
+        ),
+        _int_setting(
+            "defer_accept",
+            ("--defer-accept",),
+            1,
+            "Seconds the kernel holds a new TCP connection until its first bytes arrive "
+            "(TCP_DEFER_ACCEPT, Linux), so a worker wakes only for a request it can read "
+            "at once and a silent client does not hold a sync worker. 0 turns it off "
+            "(uWSGI's --no-defer-accept). Sockets monoceros binds itself only: UNIX "
+            "sockets and sockets passed in (systemd, fd://) are left as they are.",
+        ),
+        Setting(
+            "protocol",
+            ("--protocol",),
+            "http",
+            "Wire protocol of plain bind addresses: http, or uwsgi for nginx uwsgi_pass and "
+            "Apache mod_proxy_uwsgi (a bind of uwsgi://ADDR or http://ADDR sets its own).",
+            _protocol,
+            metavar="STRING",
+        ),
+        Setting(
+            "uwsgi_allow_ips",
+            ("--uwsgi-allow-from",),
+            "127.0.0.1,::1",
+            "Comma-separated IPs or CIDR networks allowed to send uWSGI requests ('*' allows "
+            "all; UNIX socket peers are always allowed).",
+            _ip_list,
+            metavar="STRING",
+        ),
+        Setting(
+            "uwsgi_max_vars_size",
+            ("--uwsgi-max-vars-size",),
+            65535,
+            "Largest uWSGI vars block accepted, in bytes (65535, the wire maximum, by default).",
+            _vars_size,
+            metavar=_INT,
+        ),
     ),
-    _int_setting(
-        "backlog",
-        "Server Socket",
-        ("--backlog",),
-        2048,
-        "The maximum number of pending connections.",
-        positive=True,
-    ),
-    _int_setting(
-        "defer_accept",
-        "Server Socket",
-        ("--defer-accept",),
-        1,
-        "Seconds the kernel holds a new TCP connection until its first bytes arrive "
-        "(TCP_DEFER_ACCEPT, Linux), so a worker wakes only for a request it can read "
-        "at once and a silent client does not hold a sync worker. 0 turns it off "
-        "(uWSGI's --no-defer-accept). Sockets monoceros binds itself only: UNIX "
-        "sockets and sockets passed in (systemd, fd://) are left as they are.",
-    ),
-    _setting(
-        "protocol",
-        "Server Socket",
-        ("--protocol",),
-        "http",
-        "Wire protocol of plain bind addresses: http, or uwsgi for nginx uwsgi_pass and "
-        "Apache mod_proxy_uwsgi (a bind of uwsgi://ADDR or http://ADDR sets its own).",
-        _protocol,
-        metavar="STRING",
-    ),
-    _setting(
-        "uwsgi_allow_ips",
-        "Server Socket",
-        ("--uwsgi-allow-from",),
-        "127.0.0.1,::1",
-        "Comma-separated IPs or CIDR networks allowed to send uWSGI requests ('*' allows "
-        "all; UNIX socket peers are always allowed).",
-        _ip_list,
-        metavar="STRING",
-    ),
-    _setting(
-        "uwsgi_max_vars_size",
-        "Server Socket",
-        ("--uwsgi-max-vars-size",),
-        65535,
-        "Largest uWSGI vars block accepted, in bytes (65535, the wire maximum, by default).",
-        _vars_size,
-        metavar=_INT,
-    ),
-    # Worker Processes
-    _setting(
-        "workers",
+    *_section(
         "Worker Processes",
-        ("-w", "--workers"),
-        1,
-        "The number of worker processes.",
-        _positive_int,
-        metavar=_INT,
-        env="WEB_CONCURRENCY",
-        default_factory=_default_workers,
-        default_doc="`$WEB_CONCURRENCY` when set, else `1`",
+        Setting(
+            "workers",
+            ("-w", "--workers"),
+            1,
+            "The number of worker processes.",
+            _positive_int,
+            metavar=_INT,
+            env="WEB_CONCURRENCY",
+            default_factory=_default_workers,
+            default_doc="`$WEB_CONCURRENCY` when set, else `1`",
+        ),
+        Setting(
+            "worker_class",
+            ("-k", "--worker-class"),
+            "sync",
+            "The kind of worker: "
+            + ", ".join(sorted(WORKER_CLASSES))
+            + " (gunicorn's dotted class paths are accepted too).",
+            _worker_class,
+            metavar="STRING",
+        ),
+        _int_setting(
+            "threads",
+            ("--threads",),
+            1,
+            "The number of threads per worker (threaded workers only).",
+            positive=True,
+        ),
+        _int_setting(
+            "worker_connections",
+            ("--worker-connections",),
+            1000,
+            "The maximum number of simultaneous clients per worker (non-sync workers).",
+            positive=True,
+        ),
+        _int_setting(
+            "max_requests",
+            ("--max-requests",),
+            0,
+            "Restart a worker after this many requests (0 disables).",
+        ),
+        _int_setting(
+            "max_requests_jitter",
+            ("--max-requests-jitter",),
+            0,
+            "Add randint(0, this) to max_requests per worker, to stagger restarts.",
+        ),
+        _int_setting(
+            "timeout",
+            ("-t", "--timeout"),
+            30,
+            "Kill and restart a worker silent for this many seconds (0 disables).",
+        ),
+        _int_setting(
+            "graceful_timeout",
+            ("--graceful-timeout",),
+            30,
+            "Seconds a worker gets to finish its requests after a graceful stop.",
+        ),
+        _int_setting(
+            "keepalive",
+            ("--keep-alive",),
+            2,
+            "Seconds to wait for the next request on a keep-alive connection.",
+        ),
+        Setting(
+            "asgi_loop",
+            ("--asgi-loop",),
+            "auto",
+            "Event loop of the asgi worker: auto (uvloop when installed), asyncio or uvloop.",
+            _choice(ASGI_LOOPS),
+            metavar="STRING",
+        ),
+        Setting(
+            "asgi_lifespan",
+            ("--asgi-lifespan",),
+            "auto",
+            "ASGI lifespan protocol: auto (used when the app speaks it), on (required) or off.",
+            _choice(ASGI_LIFESPANS),
+            metavar="STRING",
+        ),
+        _int_setting(
+            "ws_max_message_size",
+            ("--ws-max-message-size", "--websocket-max-message-size"),
+            16 * 1024 * 1024,
+            "Largest WebSocket message the asgi worker accepts, in bytes (close 1009 above); "
+            "gunicorn's websocket_max_message_size is accepted as another name.",
+            positive=True,
+        ),
     ),
-    _setting(
-        "worker_class",
-        "Worker Processes",
-        ("-k", "--worker-class"),
-        "sync",
-        "The kind of worker: "
-        + ", ".join(sorted(WORKER_CLASSES))
-        + " (gunicorn's dotted class paths are accepted too).",
-        _worker_class,
-        metavar="STRING",
-    ),
-    _int_setting(
-        "threads",
-        "Worker Processes",
-        ("--threads",),
-        1,
-        "The number of threads per worker (threaded workers only).",
-        positive=True,
-    ),
-    _int_setting(
-        "worker_connections",
-        "Worker Processes",
-        ("--worker-connections",),
-        1000,
-        "The maximum number of simultaneous clients per worker (non-sync workers).",
-        positive=True,
-    ),
-    _int_setting(
-        "max_requests",
-        "Worker Processes",
-        ("--max-requests",),
-        0,
-        "Restart a worker after this many requests (0 disables).",
-    ),
-    _int_setting(
-        "max_requests_jitter",
-        "Worker Processes",
-        ("--max-requests-jitter",),
-        0,
-        "Add randint(0, this) to max_requests per worker, to stagger restarts.",
-    ),
-    _int_setting(
-        "timeout",
-        "Worker Processes",
-        ("-t", "--timeout"),
-        30,
-        "Kill and restart a worker silent for this many seconds (0 disables).",
-    ),
-    _int_setting(
-        "graceful_timeout",
-        "Worker Processes",
-        ("--graceful-timeout",),
-        30,
-        "Seconds a worker gets to finish its requests after a graceful stop.",
-    ),
-    _int_setting(
-        "keepalive",
-        "Worker Processes",
-        ("--keep-alive",),
-        2,
-        "Seconds to wait for the next request on a keep-alive connection.",
-    ),
-    _setting(
-        "asgi_loop",
-        "Worker Processes",
-        ("--asgi-loop",),
-        "auto",
-        "Event loop of the asgi worker: auto (uvloop when installed), asyncio or uvloop.",
-        _choice(ASGI_LOOPS),
-        metavar="STRING",
-    ),
-    _setting(
-        "asgi_lifespan",
-        "Worker Processes",
-        ("--asgi-lifespan",),
-        "auto",
-        "ASGI lifespan protocol: auto (used when the app speaks it), on (required) or off.",
-        _choice(ASGI_LIFESPANS),
-        metavar="STRING",
-    ),
-    _int_setting(
-        "ws_max_message_size",
-        "Worker Processes",
-        ("--ws-max-message-size", "--websocket-max-message-size"),
-        16 * 1024 * 1024,
-        "Largest WebSocket message the asgi worker accepts, in bytes (close 1009 above); "
-        "gunicorn's websocket_max_message_size is accepted as another name.",
-        positive=True,
-    ),
-    # Security
-    _int_setting(
-        "limit_request_line",
+    *_section(
         "Security",
-        ("--limit-request-line",),
-        4094,
-        "The maximum size of the HTTP request line in bytes (0 = no limit).",
+        _int_setting(
+            "limit_request_line",
+            ("--limit-request-line",),
+            4094,
+            "The maximum size of the HTTP request line in bytes (0 = no limit).",
+        ),
+        _int_setting(
+            "limit_request_fields",
+            ("--limit-request-fields",),
+            100,
+            "The maximum number of header fields in a request.",
+        ),
+        _int_setting(
+            "limit_request_field_size",
+            ("--limit-request-field_size", "--limit-request-field-size"),
+            8190,
+            "The maximum size of one request header field in bytes (0 = no limit).",
+        ),
+        Setting(
+            "header_timeout",
+            ("--header-timeout",),
+            10.0,
+            "Seconds a client gets to send a complete request head (0 disables).",
+            _seconds,
+            metavar="FLOAT",
+        ),
     ),
-    _int_setting(
-        "limit_request_fields",
-        "Security",
-        ("--limit-request-fields",),
-        100,
-        "The maximum number of header fields in a request.",
-    ),
-    _int_setting(
-        "limit_request_field_size",
-        "Security",
-        ("--limit-request-field_size", "--limit-request-field-size"),
-        8190,
-        "The maximum size of one request header field in bytes (0 = no limit).",
-    ),
-    _setting(
-        "header_timeout",
-        "Security",
-        ("--header-timeout",),
-        10.0,
-        "Seconds a client gets to send a complete request head (0 disables).",
-        _seconds,
-        metavar="FLOAT",
-    ),
-    # Debugging
-    _flag(
-        "check_config",
+    *_section(
         "Debugging",
-        ("--check-config",),
-        "Check the configuration and that the application loads, then exit.",
+        _flag(
+            "check_config",
+            ("--check-config",),
+            "Check the configuration and that the application loads, then exit.",
+        ),
+        _flag(
+            "print_config",
+            ("--print-config",),
+            "Print every setting as fully resolved, then exit.",
+        ),
+        _flag(
+            "reload",
+            ("--reload",),
+            "Restart workers when a source file changes (development only).",
+        ),
+        Setting(
+            "reload_engine",
+            ("--reload-engine",),
+            "auto",
+            "How --reload watches files: auto (inotify when available), inotify or poll.",
+            _reload_engine,
+            metavar="STRING",
+        ),
+        Setting(
+            "reload_extra_files",
+            ("--reload-extra-file",),
+            [],
+            "More files (templates, configs) whose change triggers a --reload restart.",
+            _reload_files,
+            action="append",
+            metavar="FILES",
+        ),
     ),
-    _flag(
-        "print_config",
-        "Debugging",
-        ("--print-config",),
-        "Print every setting as fully resolved, then exit.",
-    ),
-    # Server Mechanics
-    _flag(
-        "preload_app",
+    *_section(
         "Server Mechanics",
-        ("--preload",),
-        "Load the application in the master before forking workers.",
+        _flag(
+            "preload_app",
+            ("--preload",),
+            "Load the application in the master before forking workers.",
+        ),
+        Setting(
+            "sendfile",
+            ("--no-sendfile",),
+            None,
+            "Use sendfile() for file responses unless this is False (--no-sendfile).",
+            _optional_bool,
+            action="store_const",
+            const=False,
+        ),
+        _flag(
+            "reuse_port",
+            ("--reuse-port",),
+            "Set SO_REUSEPORT on the listening sockets.",
+        ),
+        Setting(
+            "chdir",
+            ("--chdir",),
+            ".",
+            "Change to this directory before loading the application.",
+            _directory,
+            metavar="DIR",
+            default_factory=lambda environ: os.getcwd(),
+            default_doc="the current directory",
+        ),
+        _flag(
+            "daemon",
+            ("-D", "--daemon"),
+            "Detach from the terminal and run in the background.",
+        ),
+        Setting(
+            "raw_env",
+            ("-e", "--env"),
+            [],
+            "Set an environment variable in the server, as KEY=VALUE.",
+            _raw_env,
+            action="append",
+            metavar="ENV",
+        ),
+        Setting(
+            "pidfile",
+            ("-p", "--pid"),
+            None,
+            "Write the master's PID to this file.",
+            _optional_path,
+            metavar="FILE",
+        ),
+        Setting(
+            "user",
+            ("-u", "--user"),
+            None,
+            "Run workers as this user (a name or a numeric uid).",
+            _user,
+            metavar="USER",
+            default_doc="the current effective user (`os.geteuid()`)",
+        ),
+        Setting(
+            "group",
+            ("-g", "--group"),
+            None,
+            "Run workers as this group (a name or a numeric gid).",
+            _group,
+            metavar="GROUP",
+            default_doc="the current effective group (`os.getegid()`)",
+        ),
+        Setting(
+            "umask",
+            ("-m", "--umask"),
+            0,
+            "The umask for files the server writes, e.g. 0o22, 022 or 18.",
+            _umask,
+            metavar=_INT,
+        ),
+        Setting(
+            "secure_scheme_headers",
+            (),
+            {"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
+            "Headers (upper-case name to value) a trusted proxy sets on HTTPS requests.",
+            _header_dict,
+        ),
+        Setting(
+            "forwarded_allow_ips",
+            ("--forwarded-allow-ips",),
+            "127.0.0.1,::1",
+            "Comma-separated proxy IPs or CIDR networks trusted for secure_scheme_headers "
+            "('*' trusts all).",
+            _ip_list,
+            metavar="STRING",
+            env="FORWARDED_ALLOW_IPS",
+            default_factory=_default_forwarded_allow_ips,
+            default_doc="`$FORWARDED_ALLOW_IPS` when set, else `'127.0.0.1,::1'`",
+        ),
+        Setting(
+            "forwarder_headers",
+            ("--forwarder-headers",),
+            "SCRIPT_NAME,PATH_INFO",
+            "Header names with '_' (comma-separated, '*' for all) that a proxy in "
+            "forwarded_allow_ips may send; other such headers are dropped. A SCRIPT_NAME "
+            "header sets where the application is mounted (WSGI SCRIPT_NAME, ASGI root_path).",
+            _header_names,
+            metavar="STRING",
+        ),
+        Setting(
+            "pythonpath",
+            ("--pythonpath",),
+            None,
+            "Comma-separated directories to prepend to the Python path.",
+            _optional_str,
+            metavar="STRING",
+        ),
     ),
-    _flag(
-        "reload",
-        "Debugging",
-        ("--reload",),
-        "Restart workers when a source file changes (development only).",
-    ),
-    _setting(
-        "reload_engine",
-        "Debugging",
-        ("--reload-engine",),
-        "auto",
-        "How --reload watches files: auto (inotify when available), inotify or poll.",
-        _reload_engine,
-        metavar="STRING",
-    ),
-    _setting(
-        "reload_extra_files",
-        "Debugging",
-        ("--reload-extra-file",),
-        [],
-        "More files (templates, configs) whose change triggers a --reload restart.",
-        _reload_files,
-        action="append",
-        metavar="FILES",
-    ),
-    _setting(
-        "sendfile",
-        "Server Mechanics",
-        ("--no-sendfile",),
-        None,
-        "Use sendfile() for file responses unless this is False (--no-sendfile).",
-        _optional_bool,
-        action="store_const",
-        const=False,
-    ),
-    _flag(
-        "reuse_port",
-        "Server Mechanics",
-        ("--reuse-port",),
-        "Set SO_REUSEPORT on the listening sockets.",
-    ),
-    _setting(
-        "chdir",
-        "Server Mechanics",
-        ("--chdir",),
-        ".",
-        "Change to this directory before loading the application.",
-        _directory,
-        metavar="DIR",
-        default_factory=lambda environ: os.getcwd(),
-        default_doc="the current directory",
-    ),
-    _flag(
-        "daemon",
-        "Server Mechanics",
-        ("-D", "--daemon"),
-        "Detach from the terminal and run in the background.",
-    ),
-    _setting(
-        "raw_env",
-        "Server Mechanics",
-        ("-e", "--env"),
-        [],
-        "Set an environment variable in the server, as KEY=VALUE.",
-        _raw_env,
-        action="append",
-        metavar="ENV",
-    ),
-    _setting(
-        "pidfile",
-        "Server Mechanics",
-        ("-p", "--pid"),
-        None,
-        "Write the master's PID to this file.",
-        _optional_path,
-        metavar="FILE",
-    ),
-    _setting(
-        "user",
-        "Server Mechanics",
-        ("-u", "--user"),
-        None,
-        "Run workers as this user (a name or a numeric uid).",
-        _user,
-        metavar="USER",
-        default_doc="the current effective user (`os.geteuid()`)",
-    ),
-    _setting(
-        "group",
-        "Server Mechanics",
-        ("-g", "--group"),
-        None,
-        "Run workers as this group (a name or a numeric gid).",
-        _group,
-        metavar="GROUP",
-        default_doc="the current effective group (`os.getegid()`)",
-    ),
-    _setting(
-        "umask",
-        "Server Mechanics",
-        ("-m", "--umask"),
-        0,
-        "The umask for files the server writes, e.g. 0o22, 022 or 18.",
-        _umask,
-        metavar=_INT,
-    ),
-    _setting(
-        "secure_scheme_headers",
-        "Server Mechanics",
-        (),
-        {"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
-        "Headers (upper-case name to value) a trusted proxy sets on HTTPS requests.",
-        _header_dict,
-    ),
-    _setting(
-        "forwarded_allow_ips",
-        "Server Mechanics",
-        ("--forwarded-allow-ips",),
-        "127.0.0.1,::1",
-        "Comma-separated proxy IPs or CIDR networks trusted for secure_scheme_headers "
-        "('*' trusts all).",
-        _ip_list,
-        metavar="STRING",
-        env="FORWARDED_ALLOW_IPS",
-        default_factory=_default_forwarded_allow_ips,
-        default_doc="`$FORWARDED_ALLOW_IPS` when set, else `'127.0.0.1,::1'`",
-    ),
-    _setting(
-        "forwarder_headers",
-        "Server Mechanics",
-        ("--forwarder-headers",),
-        "SCRIPT_NAME,PATH_INFO",
-        "Header names with '_' (comma-separated, '*' for all) that a proxy in "
-        "forwarded_allow_ips may send; other such headers are dropped. A SCRIPT_NAME "
-        "header sets where the application is mounted (WSGI SCRIPT_NAME, ASGI root_path).",
-        _header_names,
-        metavar="STRING",
-    ),
-    _setting(
-        "pythonpath",
-        "Server Mechanics",
-        ("--pythonpath",),
-        None,
-        "Comma-separated directories to prepend to the Python path.",
-        _optional_str,
-        metavar="STRING",
-    ),
-    # Logging
-    _setting(
-        "accesslog",
+    *_section(
         "Logging",
-        ("--access-logfile",),
-        None,
-        "The access log file ('-' for stdout); unset means no access log.",
-        _optional_path,
-        metavar="FILE",
+        Setting(
+            "accesslog",
+            ("--access-logfile",),
+            None,
+            "The access log file ('-' for stdout); unset means no access log.",
+            _optional_path,
+            metavar="FILE",
+        ),
+        Setting(
+            "access_log_format",
+            ("--access-logformat",),
+            _DEFAULT_ACCESS_LOG_FORMAT,
+            "The access log line format (gunicorn's atoms).",
+            _str,
+            metavar="STRING",
+        ),
+        Setting(
+            "errorlog",
+            ("--error-logfile", "--log-file"),
+            "-",
+            "The error log file ('-' for stderr).",
+            _optional_path,
+            metavar="FILE",
+        ),
+        Setting(
+            "loglevel",
+            ("--log-level",),
+            "info",
+            "The error log level: " + ", ".join(LOG_LEVELS) + ".",
+            _log_level,
+            metavar="LEVEL",
+        ),
+        _flag(
+            "capture_output",
+            ("--capture-output",),
+            "Redirect the application's stdout and stderr to the error log.",
+        ),
     ),
-    _setting(
-        "access_log_format",
-        "Logging",
-        ("--access-logformat",),
-        _DEFAULT_ACCESS_LOG_FORMAT,
-        "The access log line format (gunicorn's atoms).",
-        _str,
-        metavar="STRING",
-    ),
-    _setting(
-        "errorlog",
-        "Logging",
-        ("--error-logfile", "--log-file"),
-        "-",
-        "The error log file ('-' for stderr).",
-        _optional_path,
-        metavar="FILE",
-    ),
-    _setting(
-        "loglevel",
-        "Logging",
-        ("--log-level",),
-        "info",
-        "The error log level: " + ", ".join(LOG_LEVELS) + ".",
-        _log_level,
-        metavar="LEVEL",
-    ),
-    _flag(
-        "capture_output",
-        "Logging",
-        ("--capture-output",),
-        "Redirect the application's stdout and stderr to the error log.",
-    ),
-    # Process Naming
-    _setting(
-        "proc_name",
+    *_section(
         "Process Naming",
-        ("-n", "--name"),
-        None,
-        "The process title base (used with setproctitle).",
-        _optional_str,
-        metavar="STRING",
-        default_doc="the application spec, else `'monoceros'`",
+        Setting(
+            "proc_name",
+            ("-n", "--name"),
+            None,
+            "The process title base (used with setproctitle).",
+            _optional_str,
+            metavar="STRING",
+            default_doc="the application spec, else `'monoceros'`",
+        ),
     ),
-    # Server Hooks
-    _hook("on_starting", ("server",), "Called just before the master process is initialised."),
-    _hook("on_reload", ("server",), "Called when workers are recycled on SIGHUP."),
-    _hook("when_ready", ("server",), "Called just after the server is started."),
-    _hook("pre_fork", ("server", "worker"), "Called just before a worker is forked."),
-    _hook("post_fork", ("server", "worker"), "Called in the worker just after it is forked."),
-    _hook(
-        "post_worker_init", ("worker",), "Called just after a worker has loaded the application."
+    *_section(
+        "Server Hooks",
+        _hook("on_starting", ("server",), "Called just before the master process is initialised."),
+        _hook("on_reload", ("server",), "Called when workers are recycled on SIGHUP."),
+        _hook("when_ready", ("server",), "Called just after the server is started."),
+        _hook("pre_fork", ("server", "worker"), "Called just before a worker is forked."),
+        _hook("post_fork", ("server", "worker"), "Called in the worker just after it is forked."),
+        _hook(
+            "post_worker_init",
+            ("worker",),
+            "Called just after a worker has loaded the application.",
+        ),
+        _hook("worker_int", ("worker",), "Called when a worker exits on SIGINT or SIGQUIT."),
+        _hook(
+            "worker_abort",
+            ("worker",),
+            "Called when a worker receives SIGABRT (generally on timeout).",
+        ),
+        _hook("pre_exec", ("server",), "Called just before a new master process is exec'd."),
+        _hook("pre_request", ("worker", "req"), "Called just before a worker handles a request."),
+        _hook(
+            "post_request",
+            ("worker", "req", "environ", "resp"),
+            "Called after a worker has handled a request.",
+        ),
+        _hook(
+            "child_exit",
+            ("server", "worker"),
+            "Called in the master just after a worker has exited.",
+        ),
+        _hook("worker_exit", ("server", "worker"), "Called in the worker just before it exits."),
+        _hook(
+            "nworkers_changed",
+            ("server", "new_value", "old_value"),
+            "Called when the number of workers changes (old_value is None the first time).",
+        ),
+        _hook("on_exit", ("server",), "Called just before the server exits."),
     ),
-    _hook("worker_int", ("worker",), "Called when a worker exits on SIGINT or SIGQUIT."),
-    _hook(
-        "worker_abort", ("worker",), "Called when a worker receives SIGABRT (generally on timeout)."
-    ),
-    _hook("pre_exec", ("server",), "Called just before a new master process is exec'd."),
-    _hook("pre_request", ("worker", "req"), "Called just before a worker handles a request."),
-    _hook(
-        "post_request",
-        ("worker", "req", "environ", "resp"),
-        "Called after a worker has handled a request.",
-    ),
-    _hook(
-        "child_exit", ("server", "worker"), "Called in the master just after a worker has exited."
-    ),
-    _hook("worker_exit", ("server", "worker"), "Called in the worker just before it exits."),
-    _hook(
-        "nworkers_changed",
-        ("server", "new_value", "old_value"),
-        "Called when the number of workers changes (old_value is None the first time).",
-    ),
-    _hook("on_exit", ("server",), "Called just before the server exits."),
 )
 """The settings table, in documentation order."""
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import TypeAlias
 
-__all__ = ["AddressMatcher"]
+__all__ = ["AddressMatcher", "PeerAddress"]
+
+PeerAddress: TypeAlias = "tuple[str, int] | tuple[str, int, int, int] | str"
+"""A socket address as ``accept()`` and ``getsockname()`` give it: ``(host, port)`` for IPv4,
+``(host, port, flowinfo, scope_id)`` for IPv6, a path for a UNIX socket (``""`` for an unnamed
+peer)."""
 
 
 class AddressMatcher:

@@ -13,7 +13,10 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from .config import Config
 
 from .access_log import AccessFormat
 
@@ -144,7 +147,7 @@ class Logger:
     ``access_enabled`` before calling :meth:`access`.
     """
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: Config) -> None:
         self.error: ErrorLogger = _error_logger()
         self.error.propagate = False
         self._access_log = logging.getLogger(ACCESS_LOGGER)
@@ -158,7 +161,7 @@ class Logger:
         self._saved_stdio: tuple[int, int] | None = None
         self.setup(cfg)
 
-    def setup(self, cfg: Any) -> None:
+    def setup(self, cfg: Config) -> None:
         """(Re)configure from ``cfg``; on error, raise and keep the previous configuration."""
         level_name = str(cfg.loglevel).lower()
         if level_name not in LOG_LEVELS:

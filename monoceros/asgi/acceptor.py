@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
-from typing import Any
 
+from ..addresses import PeerAddress
 from ..listeners import Listener
 from ..logs import Logger
 
@@ -30,7 +30,7 @@ __all__ = ["Acceptor"]
 _ACCEPT_BATCH = 64
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
-DirectHandler = Callable[[socket.socket, Any], None]
+DirectHandler = Callable[[socket.socket, PeerAddress], None]
 AcceptFailed = Callable[[Listener, OSError], bool]
 """The accept-error policy: True to accept again at once."""
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..logs import Logger
 
 from ..addresses import AddressMatcher
 from ..protocols.http import HttpLimits
@@ -37,7 +40,7 @@ class ServerContext:
     def __init__(
         self,
         app: Callable[..., Any],
-        log: Any,
+        log: Logger,
         loop: asyncio.AbstractEventLoop,
         *,
         limits: HttpLimits,

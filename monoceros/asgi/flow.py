@@ -14,7 +14,9 @@ Writing (:class:`WriteFlow`, a base of both connection kinds): the writer's buff
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Final
+from typing import Final
+
+from ..addresses import PeerAddress
 
 __all__ = ["wake", "HIGH_WATER", "LOW_WATER", "WriteFlow"]
 
@@ -41,7 +43,7 @@ class WriteFlow:
     write_paused: bool
     closed: bool
     _drain_waiter: asyncio.Future[None] | None
-    peer: Any
+    peer: PeerAddress
 
     def peer_label(self) -> str:
         """The peer's address (the client's, or the front end's for uwsgi), for log lines."""

@@ -8,7 +8,10 @@ startup (an application that does not speak lifespan); ``on`` makes that a faile
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..logs import Logger
 
 from ..config import ASGI_LIFESPANS as LIFESPAN_MODES
 from .scope import ASGI_VERSION
@@ -23,7 +26,7 @@ class LifespanFailure(Exception):
 class Lifespan:
     """Runs the application's lifespan task and talks to it."""
 
-    def __init__(self, app: Any, mode: str, log: Any) -> None:
+    def __init__(self, app: Any, mode: str, log: Logger) -> None:
         if mode not in LIFESPAN_MODES:
             raise ValueError(f"unknown lifespan mode {mode!r}")
         self.app = app

@@ -19,8 +19,9 @@ import asyncio
 import socket
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
+from ..addresses import PeerAddress
 from ..protocols.errors import ProtocolError
 from ..protocols.uwsgi import UwsgiRequest, parse_head
 from ..socket_waits import SEND_THEN_CLOSE
@@ -66,7 +67,7 @@ class UwsgiFastPath:
         self._max_vars = ctx.uwsgi_max_vars
         self._tcp = tcp
 
-    def serve(self, sock: socket.socket, peer: Any) -> None:
+    def serve(self, sock: socket.socket, peer: PeerAddress) -> None:
         """Serve one freshly accepted connection (counted open by the acceptor)."""
         ctx = self._ctx
         if self._tcp and peer[0] not in ctx.uwsgi_allowed:
@@ -153,7 +154,7 @@ class FastConnection(WriteFlow):
         "sock",
     )
 
-    def __init__(self, ctx: ServerContext, sock: socket.socket, peer: Any) -> None:
+    def __init__(self, ctx: ServerContext, sock: socket.socket, peer: PeerAddress) -> None:
         self.ctx = ctx
         self.sock = sock
         self.peer = peer

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ..addresses import PeerAddress
 from ..heartbeat import Heartbeat
 from ..listeners import Listener
 from ..reloader import Reloader, module_files
@@ -375,7 +376,9 @@ class Worker:
         return self.graceful_stop and not self.heartbeat.listeners_kept()
 
     def take_listen_queue(
-        self, take: Callable[[Listener, socket.socket, Any], None], deadline: float = float("inf")
+        self,
+        take: Callable[[Listener, socket.socket, PeerAddress], None],
+        deadline: float = float("inf"),
     ) -> None:
         """Accept what waits in each listener's queue, without waiting, and give each
         connection and its peer address to ``take``: at most ``backlog`` connections per

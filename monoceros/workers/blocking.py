@@ -17,7 +17,8 @@ import socket
 import time
 from typing import Any, Protocol
 
-from ..addresses import AddressMatcher
+from ..addresses import AddressMatcher, PeerAddress
+from ..config import Hook
 from ..listeners import Listener
 from ..protocols.errors import MissingChunkedBody, ProtocolError
 from ..protocols.events import NEED_DATA, Data
@@ -195,9 +196,11 @@ class BlockingWorker(Worker):
     io_timeout: float | None
     use_sendfile: bool
     access_log: bool
-    pre_request: Any
-    post_request: Any
-    builders: dict[int, Any]
+    pre_request: Hook | None
+    post_request: Hook | None
+    #: environ builders by listening socket fd, one table per protocol
+    http_builders: dict[int, HttpEnvironBuilder]
+    uwsgi_builders: dict[int, UwsgiEnvironBuilder]
     uwsgi_allowed: AddressMatcher
     uwsgi_max_vars: int
 
@@ -218,13 +221,14 @@ class BlockingWorker(Worker):
         self.post_request = cfg.post_request if cfg.hook_is_set("post_request") else None
         base = base_environ(cfg.workers > 1, multithread)
         trusted = AddressMatcher(cfg.forwarded_allow_ips)
-        self.builders = {}
+        self.http_builders = {}
+        self.uwsgi_builders = {}
         for listener in self.listeners:
             sockname = listener.sock.getsockname()
             if listener.protocol == "uwsgi":
-                self.builders[listener.sock.fileno()] = UwsgiEnvironBuilder(base, sockname)
+                self.uwsgi_builders[listener.sock.fileno()] = UwsgiEnvironBuilder(base, sockname)
             else:
-                self.builders[listener.sock.fileno()] = HttpEnvironBuilder(
+                self.http_builders[listener.sock.fileno()] = HttpEnvironBuilder(
                     base, sockname, trusted, cfg.secure_scheme_headers, cfg.forwarder_headers
                 )
         self.uwsgi_allowed = AddressMatcher(cfg.uwsgi_allow_ips)
@@ -238,7 +242,9 @@ class BlockingWorker(Worker):
 
     # ------------------------------------------------------------------ connection errors
 
-    def log_connection_error(self, exc: BaseException, peer: Any, listener: Listener) -> None:
+    def log_connection_error(
+        self, exc: BaseException, peer: PeerAddress, listener: Listener
+    ) -> None:
         """Log what ended a connection (call it while handling ``exc``): quietly for a peer
         that left, with the traceback for anything else."""
         who = peer or listener.name
@@ -280,7 +286,7 @@ class BlockingWorker(Worker):
         self,
         listener: Listener,
         conn: socket.socket,
-        peer: Any,
+        peer: PeerAddress,
         parser: HttpParser,
         req: HttpRequest,
         beater: Beater,
@@ -288,7 +294,7 @@ class BlockingWorker(Worker):
     ) -> bool:
         """Serve a parsed HTTP request; True when the connection may carry another one."""
         try:
-            environ = self.builders[listener.sock.fileno()].build(req, peer)
+            environ = self.http_builders[listener.sock.fileno()].build(req, peer)
         except ProtocolError as exc:
             self.http_invalid(listener, conn, peer, exc)
             return False
@@ -302,13 +308,13 @@ class BlockingWorker(Worker):
         )
 
     def http_invalid(
-        self, listener: Listener, conn: socket.socket, peer: Any, exc: ProtocolError
+        self, listener: Listener, conn: socket.socket, peer: PeerAddress, exc: ProtocolError
     ) -> None:
         """Log and answer a malformed HTTP request."""
         self.log.info("Invalid HTTP request from %s: %s", peer or listener.name, exc.reason)
         self.send_error(conn, exc.status, exc.reason)
 
-    def uwsgi_forbidden(self, listener: Listener, conn: socket.socket, peer: Any) -> bool:
+    def uwsgi_forbidden(self, listener: Listener, conn: socket.socket, peer: PeerAddress) -> bool:
         """Refuse (403) a TCP peer outside ``uwsgi_allow_ips``; True when it was refused."""
         if peer and peer[0] not in self.uwsgi_allowed:  # UNIX peers ("") are always allowed
             self.log.warning("Forbidden uWSGI request from %s", peer[0])
@@ -317,7 +323,7 @@ class BlockingWorker(Worker):
         return False
 
     def uwsgi_invalid(
-        self, listener: Listener, conn: socket.socket, peer: Any, exc: ProtocolError
+        self, listener: Listener, conn: socket.socket, peer: PeerAddress, exc: ProtocolError
     ) -> None:
         """Log and answer a malformed uWSGI packet."""
         self.log.warning(
@@ -335,7 +341,7 @@ class BlockingWorker(Worker):
         beater: Beater,
     ) -> None:
         """Serve a parsed uWSGI request whose packet (and maybe some body) is in ``buf``."""
-        environ = self.builders[listener.sock.fileno()].build(head.environ)
+        environ = self.uwsgi_builders[listener.sock.fileno()].build(head.environ)
         if head.content_length or head.chunked:
             # the uWSGI router may announce a chunked body it never sends: header_timeout
             timeout = self.header_timeout or self.io_timeout if head.chunked else self.io_timeout

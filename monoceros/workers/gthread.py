@@ -28,8 +28,8 @@ import threading
 import time
 import traceback
 from types import FrameType
-from typing import Any
 
+from ..addresses import PeerAddress
 from ..listeners import Listener
 from ..protocols.errors import ProtocolError
 from ..protocols.events import NEED_DATA
@@ -67,7 +67,7 @@ class _Conn:
         self,
         sock: socket.socket,
         listener: Listener,
-        peer: Any,
+        peer: PeerAddress,
         head_deadline: float,
         parser: HttpParser | None,
     ) -> None:
@@ -96,9 +96,9 @@ class _Progress:
         self.since = 0.0
         self.started = 0.0
         self.request: HttpRequest | UwsgiRequest | None = None
-        self.peer: Any = None
+        self.peer: PeerAddress | None = None
 
-    def begin(self, request: HttpRequest | UwsgiRequest, peer: Any) -> None:
+    def begin(self, request: HttpRequest | UwsgiRequest, peer: PeerAddress) -> None:
         """A request starts being served."""
         self.request = request
         self.peer = peer
@@ -242,7 +242,7 @@ class ThreadWorker(BlockingWorker):
         self,
         listener: Listener,
         client: socket.socket,
-        peer: Any,
+        peer: PeerAddress,
         uwsgi: bool,
         header_timeout: float | None,
     ) -> None:
@@ -255,7 +255,7 @@ class ThreadWorker(BlockingWorker):
             _Conn(client, listener, peer, deadline, None if uwsgi else HttpParser(self.limits))
         )
 
-    def _take_queued(self, listener: Listener, client: socket.socket, peer: Any) -> None:
+    def _take_queued(self, listener: Listener, client: socket.socket, peer: PeerAddress) -> None:
         """Graceful stop: hand a connection from the listen queue to the pool (beyond
         ``worker_connections`` if need be), so closing the listeners does not reset it."""
         self._enqueue(listener, client, peer, listener.protocol == "uwsgi", self.header_timeout)

@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any
 
+from ..addresses import PeerAddress
 from ..listeners import Listener
 from ..protocols.errors import ProtocolError
 from ..protocols.events import NEED_DATA
@@ -44,7 +45,7 @@ class SyncWorker(BlockingWorker):
 
     # ------------------------------------------------------------------ accept loop
 
-    def _make_poller(self) -> Any:
+    def _make_poller(self) -> select.epoll | select.poll:
         if hasattr(select, "epoll"):
             poller = select.epoll()
             exclusive = getattr(select, "EPOLLEXCLUSIVE", 0)
@@ -155,11 +156,12 @@ class SyncWorker(BlockingWorker):
                 if self.reopen_logs:
                     self.reopen_log_files()
         finally:
-            poller.close() if use_epoll else None
+            if isinstance(poller, select.epoll):
+                poller.close()
 
     # ------------------------------------------------------------------ one connection
 
-    def _handle(self, listener: Listener, conn: socket.socket, peer: Any) -> None:
+    def _handle(self, listener: Listener, conn: socket.socket, peer: PeerAddress) -> None:
         try:
             if listener.protocol == "uwsgi":
                 self._handle_uwsgi(listener, conn, peer)
@@ -216,7 +218,7 @@ class SyncWorker(BlockingWorker):
                 f"no complete {what} within header_timeout ({timeout:g}s)"
             ) from None
 
-    def _handle_http(self, listener: Listener, conn: socket.socket, peer: Any) -> None:
+    def _handle_http(self, listener: Listener, conn: socket.socket, peer: PeerAddress) -> None:
         parser = HttpParser(self.limits)
         try:
             req = self._read_head(conn, parser)
@@ -227,7 +229,7 @@ class SyncWorker(BlockingWorker):
             return  # connected and closed without a request: nothing to say
         self.http_request(listener, conn, peer, parser, req, self.heartbeat, False)
 
-    def _handle_uwsgi(self, listener: Listener, conn: socket.socket, peer: Any) -> None:
+    def _handle_uwsgi(self, listener: Listener, conn: socket.socket, peer: PeerAddress) -> None:
         if peer and self.uwsgi_forbidden(listener, conn, peer):
             return
         try:

@@ -163,17 +163,17 @@ class Spelling:
         self._names = spell("Date: "), f"\r\n{spell('Server')}: {server}\r\n"
         self._lines = (spell("Connection: close\r\n\r\n"), spell("Connection: keep-alive\r\n\r\n"))
         self._announce = announce_keep_alive
-        self._tails: tuple[str, tuple[bytes, bytes, bytes]] = ("", (b"", b"", b""))
+        self._tails: tuple[int, tuple[bytes, bytes, bytes]] = (0, (b"", b"", b""))
 
     def tail(self, keep_alive: bool, http11: bool) -> bytes:
         """Date, Server and Connection lines and the blank line that ends an HTTP head."""
-        date = http_date()
         tails = self._tails
-        if tails[0] != date:  # once a second: the three endings for this Date
+        if tails[0] != int(time.time()):  # once a second: the three endings for this Date
+            date = http_date()
             start = f"{self._names[0]}{date}{self._names[1]}"
             close, keep = (f"{start}{line}".encode("latin-1") for line in self._lines)
-            tails = (date, (close, keep, keep if self._announce else f"{start}\r\n".encode()))
-            self._tails = tails
+            ends = (close, keep, keep if self._announce else f"{start}\r\n".encode())
+            tails = self._tails = (_date[0], ends)
         return tails[1][0 if not keep_alive else 2 if http11 else 1]
 
 

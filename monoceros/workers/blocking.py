@@ -25,7 +25,7 @@ from ..protocols.events import NEED_DATA, Data
 from ..protocols.http import HttpLimits, HttpParser, HttpRequest, error_response
 from ..protocols.uwsgi import UwsgiParser, UwsgiRequest
 from ..socket_waits import wait_in_kernel
-from ..wsgi.body import EMPTY_INPUT, ClientDisconnected, Input
+from ..wsgi.body import EMPTY_INPUT, ClientDisconnected, EmptyInput, Input
 from ..wsgi.environ import HttpEnvironBuilder, UwsgiEnvironBuilder, base_environ
 from ..wsgi.hook_request import HookRequest
 from ..wsgi.response import FileWrapper, Response, ResponseError
@@ -342,11 +342,16 @@ class BlockingWorker(Worker):
     ) -> None:
         """Serve a parsed uWSGI request whose packet (and maybe some body) is in ``buf``."""
         environ = self.uwsgi_builders[listener.sock.fileno()].build(head.environ)
-        if head.content_length or head.chunked:
+        length = head.content_length
+        body: Input | EmptyInput
+        if length and not head.chunked and len(buf) - used >= length:
+            # the whole body came with the vars (nginx writes a small body with them): no parser
+            body = Input.whole(buf[used : used + length])
+        elif length or head.chunked:
             # the uWSGI router may announce a chunked body it never sends: header_timeout
             timeout = self.header_timeout or self.io_timeout if head.chunked else self.io_timeout
             parser = UwsgiParser.after_head(head, buf[used:])
-            body: Any = Input(_UwsgiBody(conn, parser, beater, timeout))
+            body = Input(_UwsgiBody(conn, parser, beater, timeout))
         else:
             body = EMPTY_INPUT
         environ["wsgi.input"] = body

@@ -94,7 +94,6 @@ class SyncWorker(BlockingWorker):
         family, kind, proto = int(sock.family), int(sock.type), sock.proto
         new_socket = socket.socket
         handle = self._handle
-        check_max_requests = self.check_max_requests
         while self.alive:
             try:
                 fd, peer = accept()
@@ -112,7 +111,8 @@ class SyncWorker(BlockingWorker):
             heartbeat.beat()
             if self.reopen_logs:  # a USR1 that came during the request
                 self.reopen_log_files()
-            check_max_requests()
+            if self.nr >= self.max_requests:  # the check's own test first: no call per request
+                self.check_max_requests()
 
     def _serve_listeners(self) -> None:
         """Several listeners: non-blocking accepts, epoll (EPOLLEXCLUSIVE) between them."""

@@ -29,6 +29,14 @@ class Input:
         self._buf = b""
         self._done = False
 
+    @classmethod
+    def whole(cls, data: bytes) -> Input:
+        """A body that is all here already (it came with the head): reads never pull."""
+        body = cls(bytes)  # a pull that would say "the end": never called
+        body._buf = data
+        body._done = True
+        return body
+
     def _more(self) -> bool:
         """Pull one more piece into the buffer; False once the body is exhausted."""
         if self._done:

@@ -109,6 +109,16 @@ def post(body: bytes = b"", length: int | None = None, chunked: bool = False) ->
     return encode(pairs, body=body)
 
 
+def test_body_that_came_with_the_vars_is_served_without_a_read(
+    worker: tuple[BlockingWorker, Recorder, Serve],
+) -> None:
+    """nginx writes a small body with the vars: the app gets it whole, and bytes after it (none
+    come from a front end) are not read as body."""
+    _, _, serve = worker
+    out = exchange(serve, post(b"hello=world") + b"extra")
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"\r\n\r\nhello=world")
+
+
 def test_large_body_over_many_reads(worker: tuple[BlockingWorker, Recorder, Serve]) -> None:
     """A body larger than one read arrives whole, byte for byte."""
     _, _, serve = worker

@@ -53,6 +53,14 @@ def test_disconnect_propagates() -> None:
         Input(broken).read(10)
 
 
+def test_a_body_given_whole_never_pulls() -> None:
+    inp = Input.whole(b"ab\ncd")
+    assert not inp.exhausted and not inp.awaiting_continue
+    assert inp.readline() == b"ab\n" and inp.read(1) == b"c" and inp.read() == b"d"
+    assert inp.read() == b"" and inp.exhausted
+    assert Input.whole(b"xyz").drain(2) is False and Input.whole(b"xy").drain(2) is True
+
+
 def test_empty_input() -> None:
     assert EMPTY_INPUT.read() == b"" and EMPTY_INPUT.readline() == b""
     assert list(EMPTY_INPUT) == [] and EMPTY_INPUT.exhausted

@@ -134,19 +134,28 @@ def _fail(expected: str, value: Any) -> NoReturn:
     raise ValueError(f"expected {expected}, got {value!r}")
 
 
-def _parse_int(value: Any, expected: str) -> int:
-    if isinstance(value, bool):
-        _fail(expected, value)
-    if isinstance(value, int):
+def _number(value: Any, expected: str, kinds: tuple[type, ...], parse: Callable[[str], Any]) -> Any:
+    """``value`` itself when it is one of ``kinds`` (never a bool), a string through ``parse``."""
+    if isinstance(value, kinds) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
-        text = value.strip()
-        for base in (10, 0):
-            try:
-                return int(text, base)
-            except ValueError:
-                continue
+        try:
+            return parse(value.strip())
+        except ValueError:
+            pass
     _fail(expected, value)
+
+
+def _int_text(text: str) -> int:
+    """Decimal (leading zeros allowed), else an integer literal such as 0x1F or 0o22."""
+    try:
+        return int(text, 10)
+    except ValueError:
+        return int(text, 0)
+
+
+def _parse_int(value: Any, expected: str) -> int:
+    return _number(value, expected, (int,), _int_text)
 
 
 def _int_at_least(minimum: int) -> Validator:
@@ -167,17 +176,7 @@ _non_negative_int = _int_at_least(0)
 
 def _seconds(value: Any) -> float:
     expected = "a non-negative number of seconds"
-    if isinstance(value, bool):
-        _fail(expected, value)
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            _fail(expected, value)
-    else:
-        _fail(expected, value)
+    number = float(_number(value, expected, (int, float), float))
     if not math.isfinite(number) or number < 0:
         _fail(expected, value)
     return number
@@ -203,18 +202,14 @@ def _optional_bool(value: Any) -> bool | None:
     return None if value is None else _bool(value)
 
 
-def _optional_str(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value.strip()
-    _fail("a string", value)
-
-
 def _str(value: Any) -> str:
     if isinstance(value, str):
         return value.strip()
     _fail("a string", value)
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else _str(value)
 
 
 def _optional_path(value: Any) -> str | None:
@@ -310,12 +305,6 @@ def _header_names(value: Any) -> list[str]:
 PROTOCOLS: tuple[str, ...] = ("http", "uwsgi")
 
 
-def _protocol(value: Any) -> str:
-    if isinstance(value, str) and value.strip().lower() in PROTOCOLS:
-        return value.strip().lower()
-    _fail("one of " + ", ".join(PROTOCOLS), value)
-
-
 def _choice(choices: tuple[str, ...]) -> Validator:
     expected = "one of " + ", ".join(choices)
 
@@ -344,40 +333,21 @@ def _vars_size(value: Any) -> int:
 RELOAD_ENGINES: tuple[str, ...] = ("auto", "inotify", "poll")
 
 
-def _reload_engine(value: Any) -> str:
-    if isinstance(value, str) and value.strip().lower() in RELOAD_ENGINES:
-        return value.strip().lower()
-    _fail("one of " + ", ".join(RELOAD_ENGINES), value)
-
-
 def _reload_files(value: Any) -> list[str]:
     return _str_list(value, "a list of file paths")
 
 
-def _log_level(value: Any) -> str:
-    expected = "one of " + ", ".join(LOG_LEVELS)
-    if isinstance(value, str) and value.strip().lower() in LOG_LEVELS:
-        return value.strip().lower()
-    _fail(expected, value)
-
-
 def _umask(value: Any) -> int:
     expected = "a file mode mask such as 0o22, 022 or 18"
-    if isinstance(value, bool):
-        _fail(expected, value)
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        try:
-            number = int(text, 8) if re.fullmatch(r"0[0-7]+", text) else int(text, 0)
-        except ValueError:
-            _fail(expected, value)
-    else:
-        _fail(expected, value)
+    number = _number(value, expected, (int,), _octal_text)
     if not 0 <= number <= 0o777:
         _fail(expected, value)
     return number
+
+
+def _octal_text(text: str) -> int:
+    """``022`` is octal (as chmod reads it); ``0o22``, ``0x12`` and ``18`` as Python reads them."""
+    return int(text, 8) if re.fullmatch(r"0[0-7]+", text) else int(text, 0)
 
 
 def _account(kind: str, lookup: Callable[[str], int], current: Callable[[], int]) -> Validator:
@@ -591,7 +561,7 @@ SETTINGS: tuple[Setting, ...] = (
             "http",
             "Wire protocol of plain bind addresses: http, or uwsgi for nginx uwsgi_pass and "
             "Apache mod_proxy_uwsgi (a bind of uwsgi://ADDR or http://ADDR sets its own).",
-            _protocol,
+            _choice(PROTOCOLS),
             metavar="STRING",
         ),
         Setting(
@@ -755,7 +725,7 @@ SETTINGS: tuple[Setting, ...] = (
             ("--reload-engine",),
             "auto",
             "How --reload watches files: auto (inotify when available), inotify or poll.",
-            _reload_engine,
+            _choice(RELOAD_ENGINES),
             metavar="STRING",
         ),
         Setting(
@@ -916,7 +886,7 @@ SETTINGS: tuple[Setting, ...] = (
             ("--log-level",),
             "info",
             "The error log level: " + ", ".join(LOG_LEVELS) + ".",
-            _log_level,
+            _choice(LOG_LEVELS),
             metavar="LEVEL",
         ),
         _flag(

@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from . import __version__
@@ -58,19 +59,17 @@ class HaltServer(Exception):
         self.exit_status = exit_status
 
 
+@dataclass(slots=True, eq=False)
 class WorkerRecord:
     """What the master knows about one live worker."""
 
-    __slots__ = ("abort_sent", "age", "heartbeat", "pid", "retiring", "term_sent", "worker")
-
-    def __init__(self, pid: int, age: int, heartbeat: Heartbeat, worker: Worker) -> None:
-        self.pid = pid
-        self.age = age
-        self.heartbeat = heartbeat
-        self.worker = worker
-        self.retiring = False
-        self.term_sent = False
-        self.abort_sent = 0.0
+    pid: int
+    age: int
+    heartbeat: Heartbeat
+    worker: Worker
+    retiring: bool = False
+    term_sent: bool = False
+    abort_sent: float = 0.0
 
 
 class Arbiter:
@@ -180,16 +179,28 @@ class Arbiter:
 
     def kill_worker(self, pid: int, sig: int) -> None:
         """Send ``sig`` to worker ``pid`` (one that is gone is forgotten)."""
-        self._kill(pid, sig)
+        try:
+            os.kill(pid, sig)
+        except OSError as exc:
+            if exc.errno == errno.ESRCH:
+                record = self.workers.pop(pid, None)
+                if record is not None:
+                    record.heartbeat.close()
 
     def _hook(self, name: str, *args: Any) -> None:
         """Run server hook ``name``. An exception is logged with its traceback and stops the
         master: these are the hooks whose exceptions end gunicorn's master too."""
+        if not self._logged_hook(name, *args):
+            raise HaltServer(f"The {name} hook failed.")
+
+    def _logged_hook(self, name: str, *args: Any) -> bool:
+        """Run server hook ``name``; False when it raised (its traceback is logged)."""
         try:
             getattr(self.cfg, name)(*args)
         except Exception:
             self.log.exception("Exception in the %s hook", name)
-            raise HaltServer(f"The {name} hook failed.") from None
+            return False
+        return True
 
     # ------------------------------------------------------------------ start / run
 
@@ -487,7 +498,8 @@ class Arbiter:
             self._child_reset()
             worker.pid = os.getpid()
             self.log.info("Booting worker with pid: %s", worker.pid)
-            self._post_fork(worker)
+            if not self._logged_hook("post_fork", self, worker):
+                sys.exit(WORKER_BOOT_ERROR)  # the worker did not boot: the master stops (gunicorn)
             worker.init_process()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -503,15 +515,6 @@ class Arbiter:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
-
-    def _post_fork(self, worker: Worker) -> None:
-        """Run the post_fork hook in the child; if it raises, the worker did not boot (which
-        stops the master, as in gunicorn)."""
-        try:
-            self.cfg.post_fork(self, worker)
-        except Exception:
-            self.log.exception("Exception in the post_fork hook")
-            sys.exit(WORKER_BOOT_ERROR)
 
     def _child_reset(self) -> None:
         """In a fresh child: forget the master's signal plumbing and drop privileges."""
@@ -577,13 +580,10 @@ class Arbiter:
     def _child_exit(self, worker: Worker) -> None:
         """Run the child_exit hook: its exception stops the master, as in gunicorn, unless the
         master is stopping already (then it is logged)."""
-        if not self._stopping:
+        if self._stopping:
+            self._logged_hook("child_exit", self, worker)
+        else:
             self._hook("child_exit", self, worker)
-            return
-        try:
-            self.cfg.child_exit(self, worker)
-        except Exception:
-            self.log.exception("Exception in the child_exit hook")
 
     def _upgrade_ended(self, status: int) -> None:
         """The new master of a USR2 upgrade exited: take the pidfile back and carry on."""
@@ -606,7 +606,7 @@ class Arbiter:
             for w in list(self.workers.values()):
                 if not w.retiring:
                     w.retiring = w.term_sent = True
-                    self._kill(w.pid, signal.SIGTERM)
+                    self.kill_worker(w.pid, signal.SIGTERM)
                 elif not w.term_sent:
                     w.retiring = False
             return
@@ -621,7 +621,7 @@ class Arbiter:
         for record in list(self.workers.values()):
             if record.abort_sent:
                 if now - record.abort_sent > _ABORT_GRACE:
-                    self._kill(record.pid, signal.SIGKILL)
+                    self.kill_worker(record.pid, signal.SIGKILL)
                 continue
             silent = now - record.heartbeat.last_beat()
             if silent <= timeout:
@@ -634,7 +634,7 @@ class Arbiter:
             )
             record.abort_sent = now
             record.worker.aborted = True
-            self._kill(record.pid, signal.SIGABRT)
+            self.kill_worker(record.pid, signal.SIGABRT)
 
     def manage_workers(self) -> None:
         """Keep ``num_workers`` active workers; retire extras, oldest first."""
@@ -652,21 +652,12 @@ class Arbiter:
                     record.term_sent = True
                     if set(record.worker.listeners) <= set(self.listeners):
                         record.heartbeat.keep_listeners()  # its listen queue is not its to serve
-                    self._kill(record.pid, signal.SIGTERM)
+                    self.kill_worker(record.pid, signal.SIGTERM)
 
     def kill_workers(self, sig: int) -> None:
         """Send ``sig`` to every worker."""
         for pid in list(self.workers):
-            self._kill(pid, sig)
-
-    def _kill(self, pid: int, sig: int) -> None:
-        try:
-            os.kill(pid, sig)
-        except OSError as exc:
-            if exc.errno == errno.ESRCH:
-                record = self.workers.pop(pid, None)
-                if record is not None:
-                    record.heartbeat.close()
+            self.kill_worker(pid, sig)
 
     # ------------------------------------------------------------------ reload / stop
 
@@ -779,12 +770,7 @@ class Arbiter:
         if self.pidfile is not None:
             self.pidfile.unlink()
             self.pidfile = None
-        try:
-            self.cfg.on_exit(self)
-        except Exception:
-            self.log.exception("Exception in the on_exit hook")
-            return False
-        return True
+        return self._logged_hook("on_exit", self)
 
 
 def _parsed_address(value: str) -> Any:

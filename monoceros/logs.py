@@ -112,16 +112,10 @@ def _install(log: logging.Logger, handler: logging.Handler | None, fmt: logging.
 
 
 def _file_handlers() -> list[logging.FileHandler]:
-    loggers = [logging.getLogger()]
-    for log in list(logging.Logger.manager.loggerDict.values()):
-        if isinstance(log, logging.Logger):
-            loggers.append(log)
-    seen: dict[int, logging.FileHandler] = {}
-    for log in loggers:
-        for handler in log.handlers:
-            if isinstance(handler, logging.FileHandler):
-                seen[id(handler)] = handler
-    return list(seen.values())
+    """Every FileHandler of every logger, once each."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    handlers = [h for log in loggers if isinstance(log, logging.Logger) for h in log.handlers]
+    return list(dict.fromkeys(h for h in handlers if isinstance(h, logging.FileHandler)))
 
 
 def _reopen(handler: logging.FileHandler) -> None:

@@ -955,7 +955,9 @@ HOOK_NAMES: tuple[str, ...] = tuple(setting.name for setting in SETTINGS if sett
 """The names of the server hooks."""
 
 
-def _show(value: Any) -> str:
+def _show(setting: Setting, value: Any) -> str:
+    if setting.is_hook and value is setting.default:
+        return "<no-op>"
     if callable(value):
         return f"<{getattr(value, '__qualname__', type(value).__name__)}()>"
     return repr(value)
@@ -1089,14 +1091,10 @@ class Config:
 
     def describe(self) -> list[str]:
         """Every setting as a ``name = value`` line, sorted by name (for ``--print-config``)."""
-        lines = []
-        for name in sorted(SETTINGS_BY_NAME):
-            value = self.__dict__[name]
-            if SETTINGS_BY_NAME[name].is_hook and not self.hook_is_set(name):
-                lines.append(f"{name} = <no-op>")
-            else:
-                lines.append(f"{name} = {_show(value)}")
-        return lines
+        return [
+            f"{name} = {_show(setting, self.__dict__[name])}"
+            for name, setting in sorted(SETTINGS_BY_NAME.items())
+        ]
 
     def __repr__(self) -> str:
         return f"<Config wsgi_app={self.__dict__.get('wsgi_app')!r}>"

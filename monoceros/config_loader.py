@@ -21,7 +21,6 @@ import os
 import shlex
 import traceback
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any, NoReturn
 
 from monoceros import __version__
@@ -194,15 +193,6 @@ def _resolve_config_path(given: str) -> str:
     return os.path.abspath(path)
 
 
-def _error_line(tb: TracebackType | None, filename: str) -> int | None:
-    lines = [line for frame, line in traceback.walk_tb(tb) if frame.f_code.co_filename == filename]
-    return lines[-1] if lines else None
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _exec_config_file(path: str, shown: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as file:
@@ -225,9 +215,10 @@ def _exec_config_file(path: str, shown: str) -> dict[str, Any]:
     try:
         exec(code, namespace)
     except Exception as exc:
-        line = _error_line(exc.__traceback__, path)
-        where = f", line {line}" if line is not None else ""
-        detail = _one_line(str(exc))
+        tb = traceback.walk_tb(exc.__traceback__)
+        lines = [line for frame, line in tb if frame.f_code.co_filename == path]
+        where = f", line {lines[-1]}" if lines else ""
+        detail = " ".join(str(exc).split())
         what = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
         raise ConfigError(f"config file {shown!r}{where}: {what}", "config") from None
     return namespace

@@ -353,15 +353,12 @@ class Arbiter:
         """Wait up to a second for a signal (the wake-up pipe makes it immediate)."""
         import select
 
-        try:
-            ready, _, _ = select.select([self._wakeup_r], [], [], 1.0)
-        except InterruptedError:
-            return
+        ready, _, _ = select.select([self._wakeup_r], [], [], 1.0)  # retried on EINTR (PEP 475)
         if ready:
             try:
                 while os.read(self._wakeup_r, 4096):
                     pass
-            except (BlockingIOError, InterruptedError):
+            except BlockingIOError:
                 pass
 
     # ------------------------------------------------------------------ signal handlers
@@ -466,11 +463,8 @@ class Arbiter:
 
     def spawn_workers(self) -> None:
         """Spawn workers until there are ``num_workers`` that are not retiring."""
-        while self._active_count() < self.num_workers:
+        while sum(not w.retiring for w in self.workers.values()) < self.num_workers:
             self.spawn_worker()
-
-    def _active_count(self) -> int:
-        return sum(1 for w in self.workers.values() if not w.retiring)
 
     def spawn_worker(self) -> int:
         """Fork one worker; return its pid (in the master)."""

@@ -409,38 +409,28 @@ def _describe_callable(func: Callable[..., object]) -> str:
         return name
 
 
-def _hook_validator(params: tuple[str, ...]) -> Validator:
+def _hook_validator(params: tuple[str, ...], *fewer: int) -> Validator:
+    """A hook taking ``params``, or only the first ``fewer`` of them (post_request's older
+    forms in gunicorn: 3 and 2), wrapped then to take them all."""
     expected = f"a function taking ({', '.join(params)})"
 
     def validate(value: Any) -> Hook:
         if not callable(value):
             _fail(expected, value)
-        if not _accepts(value, len(params)):
+        count = next((n for n in (len(params), *fewer) if _accepts(value, n)), None)
+        if count is None:
             raise ValueError(f"expected {expected}, got {_describe_callable(value)}")
-        return value
+        if count == len(params):
+            return value
+        func: Hook = value
+
+        @functools.wraps(func)
+        def adapted(*args: Any) -> object:
+            return func(*args[:count])
+
+        return adapted
 
     return validate
-
-
-def _post_request(value: Any) -> Hook:
-    """Accept gunicorn's 4-, 3- and 2-argument forms, always returning a 4-argument callable."""
-    expected = "a function taking (worker, req, environ, resp)"
-    if not callable(value):
-        _fail(expected, value)
-    for count in (4, 3, 2):
-        if _accepts(value, count):
-            break
-    else:
-        raise ValueError(f"expected {expected}, got {_describe_callable(value)}")
-    if count == 4:
-        return value
-    func: Hook = value
-
-    @functools.wraps(func)
-    def adapted(worker: Any, req: Any, environ: Any, resp: Any) -> object:
-        return func(*(worker, req, environ, resp)[:count])
-
-    return adapted
 
 
 # --- defaults that depend on the environment ------------------------------------------------
@@ -484,7 +474,7 @@ def _flag(name: str, flags: tuple[str, ...], doc: str) -> Setting:
 
 
 def _hook(name: str, params: tuple[str, ...], doc: str) -> Setting:
-    validator = _post_request if name == "post_request" else _hook_validator(params)
+    validator = _hook_validator(params, *((3, 2) if name == "post_request" else ()))
     return Setting(
         name,
         (),

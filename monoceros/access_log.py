@@ -23,6 +23,7 @@ __all__ = [
     "basic_auth_user",
     "clf_time",
     "escape",
+    "request_target",
 ]
 
 DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
@@ -104,7 +105,8 @@ def _time(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
     return clf_time()
 
 
-def _target(env: Mapping[str, Any]) -> str:
+def request_target(env: Mapping[str, Any]) -> str:
+    """The request target as the client (or front end) sent it, else rebuilt from the environ."""
     target = env.get("RAW_URI") or env.get("REQUEST_URI")
     if target:
         return str(target)
@@ -112,13 +114,13 @@ def _target(env: Mapping[str, Any]) -> str:
     query = env.get("QUERY_STRING")
     if query:
         return f"{path}?{query}"
-    return path or "-"
+    return path
 
 
 def _request_line(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
     method = env.get("REQUEST_METHOD") or "-"
     protocol = env.get("SERVER_PROTOCOL") or "-"
-    return escape(f"{method} {_target(env)} {protocol}")
+    return escape(f"{method} {request_target(env) or '-'} {protocol}")
 
 
 def _status(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:

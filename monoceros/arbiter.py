@@ -238,8 +238,6 @@ class Arbiter:
             self.log.error("%s", exc.reason)
             self.stop(graceful=False)
             status = exc.exit_status
-        except SystemExit:
-            raise
         except Exception:
             self.log.exception("Unhandled exception in the master loop")
             self.stop(graceful=False)

@@ -114,11 +114,11 @@ def _not_found(spec: AppSpec, missing: str | None) -> AppLoadError:
     return AppLoadError(f"No module named {spec.module!r}.{hint}")
 
 
-def _is_requested(spec: AppSpec, missing: str | None) -> bool:
-    """Whether a missing module is the requested one or one of its parents."""
-    if missing is None:
-        return False
-    return spec.module == missing or spec.module.startswith(missing + ".")
+def _raise_if_requested(spec: AppSpec, exc: ModuleNotFoundError) -> None:
+    """AppLoadError when the missing module is the requested one or one of its parents."""
+    missing = exc.name
+    if missing is not None and (spec.module == missing or spec.module.startswith(missing + ".")):
+        raise _not_found(spec, missing) from None
 
 
 def check_app_spec(spec: str) -> None:
@@ -127,8 +127,7 @@ def check_app_spec(spec: str) -> None:
     try:
         found = importlib.util.find_spec(parsed.module)
     except ModuleNotFoundError as exc:
-        if _is_requested(parsed, exc.name):
-            raise _not_found(parsed, exc.name) from None
+        _raise_if_requested(parsed, exc)
         raise
     except ValueError:  # already imported, with __spec__ None (e.g. __main__)
         return
@@ -177,8 +176,7 @@ def load_app(spec: str) -> Callable[..., Any]:
     try:
         module = importlib.import_module(parsed.module)
     except ModuleNotFoundError as exc:
-        if _is_requested(parsed, exc.name):
-            raise _not_found(parsed, exc.name) from None
+        _raise_if_requested(parsed, exc)
         raise
     if parsed.attrs is None:
         for name in DEFAULT_NAMES:

@@ -162,22 +162,18 @@ def _remove_stale_unix_socket(path: str) -> None:
     except OSError as exc:
         if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
             raise BindError(f"bind: unix:{path}: cannot check it: {exc.strerror}") from None
-        _unlink_stale(path)  # nobody listens: a leftover of a crashed server
+        try:
+            os.unlink(path)  # nobody listens: a leftover of a crashed server
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise BindError(
+                f"bind: unix:{path}: cannot remove the stale socket file: {err.strerror}"
+            ) from None
         return
     finally:
         probe.close()
     raise BindError(f"bind: unix:{path}: in use by another server")
-
-
-def _unlink_stale(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise BindError(
-            f"bind: unix:{path}: cannot remove the stale socket file: {exc.strerror}"
-        ) from None
 
 
 def set_defer_accept(sock: socket.socket, seconds: int) -> None:

@@ -226,12 +226,10 @@ def _str_list(value: Any, expected: str) -> list[str]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
         _fail(expected, value)
-    result: list[str] = []
     for item in items:
         if not isinstance(item, str) or not item.strip():
             _fail(expected, item)
-        result.append(item.strip())
-    return result
+    return [item.strip() for item in items]
 
 
 def _bind(value: Any) -> list[str]:
@@ -273,12 +271,10 @@ def _header_dict(value: Any) -> dict[str, str]:
     expected = "a dict of header name to value"
     if not isinstance(value, Mapping):
         _fail(expected, value)
-    result: dict[str, str] = {}
     for key, item in value.items():
         if not isinstance(key, str) or not isinstance(item, str) or not key.strip():
             _fail(expected, value)
-        result[key.strip().upper()] = item
-    return result
+    return {key.strip().upper(): item for key, item in value.items()}
 
 
 def _worker_class(value: Any) -> str:

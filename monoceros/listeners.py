@@ -59,12 +59,9 @@ def parse_bind(value: str, default_port: int = 8000) -> BindSpec:
     """Parse one ``--bind`` value into a :class:`BindSpec`."""
     text = value.strip()
     protocol = None
-    for scheme in ("http", "uwsgi"):
-        prefix = scheme + "://"
-        if text.startswith(prefix):
-            protocol = scheme
-            text = text[len(prefix) :]
-            break
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme in ("http", "uwsgi"):
+        protocol, text = scheme, rest
     if not text:
         raise BindError(f"bind: empty address in {value!r}")
     if text.startswith("unix:"):

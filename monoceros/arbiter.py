@@ -383,18 +383,16 @@ class Arbiter:
 
     def handle_ttin(self) -> None:
         """One worker more."""
-        old = self.num_workers
-        self.num_workers += 1
-        self._hook("nworkers_changed", self, self.num_workers, old)
-        self.manage_workers()
+        self._set_num_workers(self.num_workers + 1)
 
     def handle_ttou(self) -> None:
         """One worker less (never fewer than one)."""
-        if self.num_workers <= 1:
-            return
-        old = self.num_workers
-        self.num_workers -= 1
-        self._hook("nworkers_changed", self, self.num_workers, old)
+        if self.num_workers > 1:
+            self._set_num_workers(self.num_workers - 1)
+
+    def _set_num_workers(self, count: int) -> None:
+        old, self.num_workers = self.num_workers, count
+        self._hook("nworkers_changed", self, count, old)
         self.manage_workers()
 
     def handle_usr2(self) -> None:

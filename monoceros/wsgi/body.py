@@ -45,12 +45,9 @@ class Input:
         if size is None or size < 0:
             parts = [self._buf]
             self._buf = b""
-            while not self._done:
-                chunk = self._pull()
-                if not chunk:
-                    self._done = True
-                    break
-                parts.append(chunk)
+            while self._more():
+                parts.append(self._buf)
+                self._buf = b""
             return b"".join(parts)
         if not self._buf and size:
             self._more()
@@ -110,12 +107,9 @@ class Input:
         """Read and discard what is left, up to ``max_bytes``; True when the body is exhausted."""
         seen = len(self._buf)
         self._buf = b""
-        while not self._done and seen <= max_bytes:
-            chunk = self._pull()
-            if not chunk:
-                self._done = True
-                break
-            seen += len(chunk)
+        while seen <= max_bytes and self._more():
+            seen += len(self._buf)
+            self._buf = b""
         return self._done and seen <= max_bytes
 
     @property

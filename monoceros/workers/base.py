@@ -259,9 +259,7 @@ class Worker:
 
     def _init_signals(self) -> None:
         for name in _IGNORED_SIGNALS:
-            sig = getattr(signal, name, None)
-            if sig is not None:
-                signal.signal(sig, signal.SIG_IGN)
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
         signal.signal(signal.SIGTERM, self._handle_term)
         signal.signal(signal.SIGINT, self._handle_quit)
         signal.signal(signal.SIGQUIT, self._handle_quit)

@@ -292,7 +292,7 @@ class Arbiter:
         except BindError as exc:
             raise HaltServer(str(exc)) from None
         for listener in self.listeners:
-            self.log.info("Listening at: %s://%s (%s)", listener.protocol, listener.name, self.pid)
+            self._listening(listener)
         self._give_files_to_worker_user()
         if cfg.threads > 1 and cfg.worker_class == "sync":
             # gunicorn's rule: more than one thread means the threaded worker
@@ -304,6 +304,9 @@ class Arbiter:
                 self.log.warning("--reload cannot reload code loaded in the master by --preload")
             self.app = self._load_app_in_master()
         self._hook("when_ready", self)  # as in gunicorn: before the first worker is forked
+
+    def _listening(self, listener: Listener) -> None:
+        self.log.info("Listening at: %s://%s (%s)", listener.protocol, listener.name, self.pid)
 
     def _give_files_to_worker_user(self) -> None:
         """Workers running as ``user``/``group`` must reopen the logs and own the sockets."""
@@ -681,9 +684,7 @@ class Arbiter:
             for listener in self.listeners:
                 if listener.spec.protocol is None:  # plain addresses follow the setting
                     listener.protocol = new_cfg.protocol
-                    self.log.info(
-                        "Listening at: %s://%s (%s)", listener.protocol, listener.name, self.pid
-                    )
+                    self._listening(listener)
         if new_cfg.defer_accept != old_cfg.defer_accept and new_cfg.bind == old_cfg.bind:
             for listener in self.listeners:
                 if listener.spec.kind == "tcp":
@@ -706,9 +707,7 @@ class Arbiter:
                     listener.close(unlink=True)
                 self.listeners = listeners
                 for listener in listeners:
-                    self.log.info(
-                        "Listening at: %s://%s (%s)", listener.protocol, listener.name, self.pid
-                    )
+                    self._listening(listener)
         if self.pidfile is not None and new_cfg.pidfile != old_cfg.pidfile:
             self.pidfile.rename(new_cfg.pidfile) if new_cfg.pidfile else self.pidfile.unlink()
         self._hook("on_reload", self)

@@ -437,14 +437,6 @@ def _default_bind(environ: Mapping[str, str]) -> list[str]:
     return [f"0.0.0.0:{port}"] if port else ["127.0.0.1:8000"]
 
 
-def _default_workers(environ: Mapping[str, str]) -> Any:
-    return environ.get("WEB_CONCURRENCY", 1)
-
-
-def _default_forwarded_allow_ips(environ: Mapping[str, str]) -> Any:
-    return environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
-
-
 def _noop_hook(name: str) -> Hook:
     def hook(*args: Any) -> None:
         """Default server hook: does nothing."""
@@ -578,7 +570,7 @@ SETTINGS: tuple[Setting, ...] = (
             _positive_int,
             metavar=_INT,
             env="WEB_CONCURRENCY",
-            default_factory=_default_workers,
+            default_factory=lambda environ: environ.get("WEB_CONCURRENCY", 1),
             default_doc="`$WEB_CONCURRENCY` when set, else `1`",
         ),
         Setting(
@@ -819,7 +811,7 @@ SETTINGS: tuple[Setting, ...] = (
             _ip_list,
             metavar="STRING",
             env="FORWARDED_ALLOW_IPS",
-            default_factory=_default_forwarded_allow_ips,
+            default_factory=lambda environ: environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
             default_doc="`$FORWARDED_ALLOW_IPS` when set, else `'127.0.0.1,::1'`",
         ),
         Setting(

@@ -85,14 +85,12 @@ class Input:
         """Read lines until the end (or until ``hint`` bytes have been read)."""
         lines: list[bytes] = []
         total = 0
-        while True:
-            line = self.readline()
-            if not line:
-                return lines
+        for line in self:
             lines.append(line)
             total += len(line)
             if 0 < hint <= total:
-                return lines
+                break
+        return lines
 
     def __iter__(self) -> Iterator[bytes]:
         return self

@@ -199,11 +199,8 @@ def _request_header(name: str) -> Getter:
 
 def _response_header(name: str) -> Getter:
     def get(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
-        found = None
-        for header, value in h:
-            if header.lower() == name:
-                found = value  # the last one wins, as in gunicorn
-        return "-" if found is None else escape(found)
+        found = [value for header, value in h if header.lower() == name]
+        return escape(found[-1]) if found else "-"  # the last one wins, as in gunicorn
 
     return get
 

@@ -7,6 +7,7 @@ Accepted forms: ``module:name``, ``module`` (tries ``application``, then ``app``
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -206,11 +207,9 @@ def current_dir() -> str:
     """
     cwd = os.getcwd()
     pwd = os.environ.get("PWD")
-    try:
+    with contextlib.suppress(OSError):
         if pwd and os.path.samefile(pwd, cwd):
             return pwd
-    except OSError:
-        pass
     return cwd
 
 

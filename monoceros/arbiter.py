@@ -9,6 +9,7 @@ acts on it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -356,11 +357,9 @@ class Arbiter:
 
         ready, _, _ = select.select([self._wakeup_r], [], [], 1.0)  # retried on EINTR (PEP 475)
         if ready:
-            try:
+            with contextlib.suppress(BlockingIOError):
                 while os.read(self._wakeup_r, 4096):
                     pass
-            except BlockingIOError:
-                pass
 
     # ------------------------------------------------------------------ signal handlers
 

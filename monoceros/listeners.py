@@ -8,6 +8,7 @@ server is removed; a live one (something answers on it) is an error.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -129,10 +130,8 @@ class Listener:
         path = self.spec.path if self.is_unix else ""
         self.sock.close()
         if unlink and self.unlink_on_close and path and not path.startswith("@"):
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(path)
-            except OSError:
-                pass
 
     def __repr__(self) -> str:
         return f"<Listener {self.protocol} {self.name}>"

@@ -9,6 +9,7 @@ descriptors 1 and 2 at the error log file). Error log lines look like gunicorn's
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -316,7 +317,5 @@ class Logger:
 def _flush_stdio() -> None:
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         if stream is not None:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-            except (OSError, ValueError):
-                pass

@@ -9,6 +9,7 @@ worker serves the connections waiting in the listen queues (:meth:`Worker.serves
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -236,10 +237,8 @@ class Worker:
         """Reloader thread: a watched file changed; stop serving so a fresh worker starts."""
         self.log.info("Worker reloading: %s modified", path)
         self.alive = False
-        try:
+        with contextlib.suppress(OSError):
             os.write(self._wakeup_w, b"r")  # wake a worker waiting in poll()
-        except OSError:
-            pass
 
     def _wait_for_a_fix(self, exc: BaseException) -> NoReturn:
         """--reload and the app does not import: keep watching, restart once a file changes."""
@@ -277,11 +276,9 @@ class Worker:
 
     def drain_wakeup(self) -> None:
         """Empty the signal wake-up pipe."""
-        try:
+        with contextlib.suppress(OSError):  # BlockingIOError once it is empty
             while os.read(self._wakeup_r, 4096):
                 pass
-        except (BlockingIOError, OSError):
-            pass
 
     def _handle_term(self, signum: int, frame: FrameType | None) -> None:
         """Graceful stop: finish the request in flight, accept no more."""

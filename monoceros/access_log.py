@@ -23,6 +23,7 @@ __all__ = [
     "basic_auth_user",
     "clf_time",
     "escape",
+    "request_target",
 ]
 
 DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
@@ -104,7 +105,8 @@ def _time(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
     return clf_time()
 
 
-def _target(env: Mapping[str, Any]) -> str:
+def request_target(env: Mapping[str, Any]) -> str:
+    """The request target as the client (or front end) sent it, else rebuilt from the environ."""
     target = env.get("RAW_URI") or env.get("REQUEST_URI")
     if target:
         return str(target)
@@ -112,13 +114,13 @@ def _target(env: Mapping[str, Any]) -> str:
     query = env.get("QUERY_STRING")
     if query:
         return f"{path}?{query}"
-    return path or "-"
+    return path
 
 
 def _request_line(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
     method = env.get("REQUEST_METHOD") or "-"
     protocol = env.get("SERVER_PROTOCOL") or "-"
-    return escape(f"{method} {_target(env)} {protocol}")
+    return escape(f"{method} {request_target(env) or '-'} {protocol}")
 
 
 def _status(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
@@ -148,16 +150,13 @@ def _micros(seconds: float) -> int:
     return int(seconds * 1_000_000) if seconds > 0 else 0
 
 
-def _seconds(env: Env, s: Status, h: Headers, n: Length, t: float) -> int:
-    return _micros(t) // 1_000_000
+def _duration(unit: int) -> Getter:
+    """The request time in whole units of ``unit`` microseconds (1_000: milliseconds)."""
 
+    def get(env: Env, s: Status, h: Headers, n: Length, t: float) -> int:
+        return _micros(t) // unit
 
-def _millis(env: Env, s: Status, h: Headers, n: Length, t: float) -> int:
-    return _micros(t) // 1_000
-
-
-def _microseconds(env: Env, s: Status, h: Headers, n: Length, t: float) -> int:
-    return _micros(t)
+    return get
 
 
 def _decimal(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
@@ -184,9 +183,9 @@ _ATOMS: dict[str, Getter] = {
     "b": _bytes_or_dash,
     "f": _environ_key("HTTP_REFERER"),
     "a": _environ_key("HTTP_USER_AGENT"),
-    "T": _seconds,
-    "M": _millis,
-    "D": _microseconds,
+    "T": _duration(1_000_000),
+    "M": _duration(1_000),
+    "D": _duration(1),
     "L": _decimal,
     "p": _pid,
 }
@@ -200,11 +199,8 @@ def _request_header(name: str) -> Getter:
 
 def _response_header(name: str) -> Getter:
     def get(env: Env, s: Status, h: Headers, n: Length, t: float) -> str:
-        found = None
-        for header, value in h:
-            if header.lower() == name:
-                found = value  # the last one wins, as in gunicorn
-        return "-" if found is None else escape(found)
+        found = [value for header, value in h if header.lower() == name]
+        return escape(found[-1]) if found else "-"  # the last one wins, as in gunicorn
 
     return get
 

@@ -7,6 +7,7 @@ Accepted forms: ``module:name``, ``module`` (tries ``application``, then ``app``
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -114,11 +115,11 @@ def _not_found(spec: AppSpec, missing: str | None) -> AppLoadError:
     return AppLoadError(f"No module named {spec.module!r}.{hint}")
 
 
-def _is_requested(spec: AppSpec, missing: str | None) -> bool:
-    """Whether a missing module is the requested one or one of its parents."""
-    if missing is None:
-        return False
-    return spec.module == missing or spec.module.startswith(missing + ".")
+def _raise_if_requested(spec: AppSpec, exc: ModuleNotFoundError) -> None:
+    """AppLoadError when the missing module is the requested one or one of its parents."""
+    missing = exc.name
+    if missing is not None and (spec.module == missing or spec.module.startswith(missing + ".")):
+        raise _not_found(spec, missing) from None
 
 
 def check_app_spec(spec: str) -> None:
@@ -127,8 +128,7 @@ def check_app_spec(spec: str) -> None:
     try:
         found = importlib.util.find_spec(parsed.module)
     except ModuleNotFoundError as exc:
-        if _is_requested(parsed, exc.name):
-            raise _not_found(parsed, exc.name) from None
+        _raise_if_requested(parsed, exc)
         raise
     except ValueError:  # already imported, with __spec__ None (e.g. __main__)
         return
@@ -177,8 +177,7 @@ def load_app(spec: str) -> Callable[..., Any]:
     try:
         module = importlib.import_module(parsed.module)
     except ModuleNotFoundError as exc:
-        if _is_requested(parsed, exc.name):
-            raise _not_found(parsed, exc.name) from None
+        _raise_if_requested(parsed, exc)
         raise
     if parsed.attrs is None:
         for name in DEFAULT_NAMES:
@@ -208,11 +207,9 @@ def current_dir() -> str:
     """
     cwd = os.getcwd()
     pwd = os.environ.get("PWD")
-    try:
+    with contextlib.suppress(OSError):
         if pwd and os.path.samefile(pwd, cwd):
             return pwd
-    except OSError:
-        pass
     return cwd
 
 

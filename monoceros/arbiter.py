@@ -9,12 +9,14 @@ acts on it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from . import __version__
@@ -58,19 +60,17 @@ class HaltServer(Exception):
         self.exit_status = exit_status
 
 
+@dataclass(slots=True, eq=False)
 class WorkerRecord:
     """What the master knows about one live worker."""
 
-    __slots__ = ("abort_sent", "age", "heartbeat", "pid", "retiring", "term_sent", "worker")
-
-    def __init__(self, pid: int, age: int, heartbeat: Heartbeat, worker: Worker) -> None:
-        self.pid = pid
-        self.age = age
-        self.heartbeat = heartbeat
-        self.worker = worker
-        self.retiring = False
-        self.term_sent = False
-        self.abort_sent = 0.0
+    pid: int
+    age: int
+    heartbeat: Heartbeat
+    worker: Worker
+    retiring: bool = False
+    term_sent: bool = False
+    abort_sent: float = 0.0
 
 
 class Arbiter:
@@ -180,16 +180,28 @@ class Arbiter:
 
     def kill_worker(self, pid: int, sig: int) -> None:
         """Send ``sig`` to worker ``pid`` (one that is gone is forgotten)."""
-        self._kill(pid, sig)
+        try:
+            os.kill(pid, sig)
+        except OSError as exc:
+            if exc.errno == errno.ESRCH:
+                record = self.workers.pop(pid, None)
+                if record is not None:
+                    record.heartbeat.close()
 
     def _hook(self, name: str, *args: Any) -> None:
         """Run server hook ``name``. An exception is logged with its traceback and stops the
         master: these are the hooks whose exceptions end gunicorn's master too."""
+        if not self._logged_hook(name, *args):
+            raise HaltServer(f"The {name} hook failed.")
+
+    def _logged_hook(self, name: str, *args: Any) -> bool:
+        """Run server hook ``name``; False when it raised (its traceback is logged)."""
         try:
             getattr(self.cfg, name)(*args)
         except Exception:
             self.log.exception("Exception in the %s hook", name)
-            raise HaltServer(f"The {name} hook failed.") from None
+            return False
+        return True
 
     # ------------------------------------------------------------------ start / run
 
@@ -227,8 +239,6 @@ class Arbiter:
             self.log.error("%s", exc.reason)
             self.stop(graceful=False)
             status = exc.exit_status
-        except SystemExit:
-            raise
         except Exception:
             self.log.exception("Unhandled exception in the master loop")
             self.stop(graceful=False)
@@ -283,7 +293,7 @@ class Arbiter:
         except BindError as exc:
             raise HaltServer(str(exc)) from None
         for listener in self.listeners:
-            self.log.info("Listening at: %s://%s (%s)", listener.protocol, listener.name, self.pid)
+            self._listening(listener)
         self._give_files_to_worker_user()
         if cfg.threads > 1 and cfg.worker_class == "sync":
             # gunicorn's rule: more than one thread means the threaded worker
@@ -295,6 +305,9 @@ class Arbiter:
                 self.log.warning("--reload cannot reload code loaded in the master by --preload")
             self.app = self._load_app_in_master()
         self._hook("when_ready", self)  # as in gunicorn: before the first worker is forked
+
+    def _listening(self, listener: Listener) -> None:
+        self.log.info("Listening at: %s://%s (%s)", listener.protocol, listener.name, self.pid)
 
     def _give_files_to_worker_user(self) -> None:
         """Workers running as ``user``/``group`` must reopen the logs and own the sockets."""
@@ -342,16 +355,11 @@ class Arbiter:
         """Wait up to a second for a signal (the wake-up pipe makes it immediate)."""
         import select
 
-        try:
-            ready, _, _ = select.select([self._wakeup_r], [], [], 1.0)
-        except InterruptedError:
-            return
+        ready, _, _ = select.select([self._wakeup_r], [], [], 1.0)  # retried on EINTR (PEP 475)
         if ready:
-            try:
+            with contextlib.suppress(BlockingIOError):
                 while os.read(self._wakeup_r, 4096):
                     pass
-            except (BlockingIOError, InterruptedError):
-                pass
 
     # ------------------------------------------------------------------ signal handlers
 
@@ -377,18 +385,16 @@ class Arbiter:
 
     def handle_ttin(self) -> None:
         """One worker more."""
-        old = self.num_workers
-        self.num_workers += 1
-        self._hook("nworkers_changed", self, self.num_workers, old)
-        self.manage_workers()
+        self._set_num_workers(self.num_workers + 1)
 
     def handle_ttou(self) -> None:
         """One worker less (never fewer than one)."""
-        if self.num_workers <= 1:
-            return
-        old = self.num_workers
-        self.num_workers -= 1
-        self._hook("nworkers_changed", self, self.num_workers, old)
+        if self.num_workers > 1:
+            self._set_num_workers(self.num_workers - 1)
+
+    def _set_num_workers(self, count: int) -> None:
+        old, self.num_workers = self.num_workers, count
+        self._hook("nworkers_changed", self, count, old)
         self.manage_workers()
 
     def handle_usr2(self) -> None:
@@ -455,11 +461,8 @@ class Arbiter:
 
     def spawn_workers(self) -> None:
         """Spawn workers until there are ``num_workers`` that are not retiring."""
-        while self._active_count() < self.num_workers:
+        while sum(not w.retiring for w in self.workers.values()) < self.num_workers:
             self.spawn_worker()
-
-    def _active_count(self) -> int:
-        return sum(1 for w in self.workers.values() if not w.retiring)
 
     def spawn_worker(self) -> int:
         """Fork one worker; return its pid (in the master)."""
@@ -487,7 +490,8 @@ class Arbiter:
             self._child_reset()
             worker.pid = os.getpid()
             self.log.info("Booting worker with pid: %s", worker.pid)
-            self._post_fork(worker)
+            if not self._logged_hook("post_fork", self, worker):
+                sys.exit(WORKER_BOOT_ERROR)  # the worker did not boot: the master stops (gunicorn)
             worker.init_process()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -503,15 +507,6 @@ class Arbiter:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
-
-    def _post_fork(self, worker: Worker) -> None:
-        """Run the post_fork hook in the child; if it raises, the worker did not boot (which
-        stops the master, as in gunicorn)."""
-        try:
-            self.cfg.post_fork(self, worker)
-        except Exception:
-            self.log.exception("Exception in the post_fork hook")
-            sys.exit(WORKER_BOOT_ERROR)
 
     def _child_reset(self) -> None:
         """In a fresh child: forget the master's signal plumbing and drop privileges."""
@@ -577,13 +572,10 @@ class Arbiter:
     def _child_exit(self, worker: Worker) -> None:
         """Run the child_exit hook: its exception stops the master, as in gunicorn, unless the
         master is stopping already (then it is logged)."""
-        if not self._stopping:
+        if self._stopping:
+            self._logged_hook("child_exit", self, worker)
+        else:
             self._hook("child_exit", self, worker)
-            return
-        try:
-            self.cfg.child_exit(self, worker)
-        except Exception:
-            self.log.exception("Exception in the child_exit hook")
 
     def _upgrade_ended(self, status: int) -> None:
         """The new master of a USR2 upgrade exited: take the pidfile back and carry on."""
@@ -606,7 +598,7 @@ class Arbiter:
             for w in list(self.workers.values()):
                 if not w.retiring:
                     w.retiring = w.term_sent = True
-                    self._kill(w.pid, signal.SIGTERM)
+                    self.kill_worker(w.pid, signal.SIGTERM)
                 elif not w.term_sent:
                     w.retiring = False
             return
@@ -621,7 +613,7 @@ class Arbiter:
         for record in list(self.workers.values()):
             if record.abort_sent:
                 if now - record.abort_sent > _ABORT_GRACE:
-                    self._kill(record.pid, signal.SIGKILL)
+                    self.kill_worker(record.pid, signal.SIGKILL)
                 continue
             silent = now - record.heartbeat.last_beat()
             if silent <= timeout:
@@ -634,7 +626,7 @@ class Arbiter:
             )
             record.abort_sent = now
             record.worker.aborted = True
-            self._kill(record.pid, signal.SIGABRT)
+            self.kill_worker(record.pid, signal.SIGABRT)
 
     def manage_workers(self) -> None:
         """Keep ``num_workers`` active workers; retire extras, oldest first."""
@@ -652,21 +644,12 @@ class Arbiter:
                     record.term_sent = True
                     if set(record.worker.listeners) <= set(self.listeners):
                         record.heartbeat.keep_listeners()  # its listen queue is not its to serve
-                    self._kill(record.pid, signal.SIGTERM)
+                    self.kill_worker(record.pid, signal.SIGTERM)
 
     def kill_workers(self, sig: int) -> None:
         """Send ``sig`` to every worker."""
         for pid in list(self.workers):
-            self._kill(pid, sig)
-
-    def _kill(self, pid: int, sig: int) -> None:
-        try:
-            os.kill(pid, sig)
-        except OSError as exc:
-            if exc.errno == errno.ESRCH:
-                record = self.workers.pop(pid, None)
-                if record is not None:
-                    record.heartbeat.close()
+            self.kill_worker(pid, sig)
 
     # ------------------------------------------------------------------ reload / stop
 
@@ -700,9 +683,7 @@ class Arbiter:
             for listener in self.listeners:
                 if listener.spec.protocol is None:  # plain addresses follow the setting
                     listener.protocol = new_cfg.protocol
-                    self.log.info(
-                        "Listening at: %s://%s (%s)", listener.protocol, listener.name, self.pid
-                    )
+                    self._listening(listener)
         if new_cfg.defer_accept != old_cfg.defer_accept and new_cfg.bind == old_cfg.bind:
             for listener in self.listeners:
                 if listener.spec.kind == "tcp":
@@ -725,9 +706,7 @@ class Arbiter:
                     listener.close(unlink=True)
                 self.listeners = listeners
                 for listener in listeners:
-                    self.log.info(
-                        "Listening at: %s://%s (%s)", listener.protocol, listener.name, self.pid
-                    )
+                    self._listening(listener)
         if self.pidfile is not None and new_cfg.pidfile != old_cfg.pidfile:
             self.pidfile.rename(new_cfg.pidfile) if new_cfg.pidfile else self.pidfile.unlink()
         self._hook("on_reload", self)
@@ -779,12 +758,7 @@ class Arbiter:
         if self.pidfile is not None:
             self.pidfile.unlink()
             self.pidfile = None
-        try:
-            self.cfg.on_exit(self)
-        except Exception:
-            self.log.exception("Exception in the on_exit hook")
-            return False
-        return True
+        return self._logged_hook("on_exit", self)
 
 
 def _parsed_address(value: str) -> Any:

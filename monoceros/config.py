@@ -134,19 +134,28 @@ def _fail(expected: str, value: Any) -> NoReturn:
     raise ValueError(f"expected {expected}, got {value!r}")
 
 
-def _parse_int(value: Any, expected: str) -> int:
-    if isinstance(value, bool):
-        _fail(expected, value)
-    if isinstance(value, int):
+def _number(value: Any, expected: str, kinds: tuple[type, ...], parse: Callable[[str], Any]) -> Any:
+    """``value`` itself when it is one of ``kinds`` (never a bool), a string through ``parse``."""
+    if isinstance(value, kinds) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
-        text = value.strip()
-        for base in (10, 0):
-            try:
-                return int(text, base)
-            except ValueError:
-                continue
+        try:
+            return parse(value.strip())
+        except ValueError:
+            pass
     _fail(expected, value)
+
+
+def _int_text(text: str) -> int:
+    """Decimal (leading zeros allowed), else an integer literal such as 0x1F or 0o22."""
+    try:
+        return int(text, 10)
+    except ValueError:
+        return int(text, 0)
+
+
+def _parse_int(value: Any, expected: str) -> int:
+    return _number(value, expected, (int,), _int_text)
 
 
 def _int_at_least(minimum: int) -> Validator:
@@ -167,17 +176,7 @@ _non_negative_int = _int_at_least(0)
 
 def _seconds(value: Any) -> float:
     expected = "a non-negative number of seconds"
-    if isinstance(value, bool):
-        _fail(expected, value)
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            _fail(expected, value)
-    else:
-        _fail(expected, value)
+    number = float(_number(value, expected, (int, float), float))
     if not math.isfinite(number) or number < 0:
         _fail(expected, value)
     return number
@@ -203,18 +202,14 @@ def _optional_bool(value: Any) -> bool | None:
     return None if value is None else _bool(value)
 
 
-def _optional_str(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value.strip()
-    _fail("a string", value)
-
-
 def _str(value: Any) -> str:
     if isinstance(value, str):
         return value.strip()
     _fail("a string", value)
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else _str(value)
 
 
 def _optional_path(value: Any) -> str | None:
@@ -231,12 +226,10 @@ def _str_list(value: Any, expected: str) -> list[str]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
         _fail(expected, value)
-    result: list[str] = []
     for item in items:
         if not isinstance(item, str) or not item.strip():
             _fail(expected, item)
-        result.append(item.strip())
-    return result
+    return [item.strip() for item in items]
 
 
 def _bind(value: Any) -> list[str]:
@@ -278,12 +271,10 @@ def _header_dict(value: Any) -> dict[str, str]:
     expected = "a dict of header name to value"
     if not isinstance(value, Mapping):
         _fail(expected, value)
-    result: dict[str, str] = {}
     for key, item in value.items():
         if not isinstance(key, str) or not isinstance(item, str) or not key.strip():
             _fail(expected, value)
-        result[key.strip().upper()] = item
-    return result
+    return {key.strip().upper(): item for key, item in value.items()}
 
 
 def _worker_class(value: Any) -> str:
@@ -308,12 +299,6 @@ def _header_names(value: Any) -> list[str]:
 
 
 PROTOCOLS: tuple[str, ...] = ("http", "uwsgi")
-
-
-def _protocol(value: Any) -> str:
-    if isinstance(value, str) and value.strip().lower() in PROTOCOLS:
-        return value.strip().lower()
-    _fail("one of " + ", ".join(PROTOCOLS), value)
 
 
 def _choice(choices: tuple[str, ...]) -> Validator:
@@ -344,40 +329,21 @@ def _vars_size(value: Any) -> int:
 RELOAD_ENGINES: tuple[str, ...] = ("auto", "inotify", "poll")
 
 
-def _reload_engine(value: Any) -> str:
-    if isinstance(value, str) and value.strip().lower() in RELOAD_ENGINES:
-        return value.strip().lower()
-    _fail("one of " + ", ".join(RELOAD_ENGINES), value)
-
-
 def _reload_files(value: Any) -> list[str]:
     return _str_list(value, "a list of file paths")
 
 
-def _log_level(value: Any) -> str:
-    expected = "one of " + ", ".join(LOG_LEVELS)
-    if isinstance(value, str) and value.strip().lower() in LOG_LEVELS:
-        return value.strip().lower()
-    _fail(expected, value)
-
-
 def _umask(value: Any) -> int:
     expected = "a file mode mask such as 0o22, 022 or 18"
-    if isinstance(value, bool):
-        _fail(expected, value)
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        try:
-            number = int(text, 8) if re.fullmatch(r"0[0-7]+", text) else int(text, 0)
-        except ValueError:
-            _fail(expected, value)
-    else:
-        _fail(expected, value)
+    number = _number(value, expected, (int,), _octal_text)
     if not 0 <= number <= 0o777:
         _fail(expected, value)
     return number
+
+
+def _octal_text(text: str) -> int:
+    """``022`` is octal (as chmod reads it); ``0o22``, ``0x12`` and ``18`` as Python reads them."""
+    return int(text, 8) if re.fullmatch(r"0[0-7]+", text) else int(text, 0)
 
 
 def _account(kind: str, lookup: Callable[[str], int], current: Callable[[], int]) -> Validator:
@@ -439,38 +405,28 @@ def _describe_callable(func: Callable[..., object]) -> str:
         return name
 
 
-def _hook_validator(params: tuple[str, ...]) -> Validator:
+def _hook_validator(params: tuple[str, ...], *fewer: int) -> Validator:
+    """A hook taking ``params``, or only the first ``fewer`` of them (post_request's older
+    forms in gunicorn: 3 and 2), wrapped then to take them all."""
     expected = f"a function taking ({', '.join(params)})"
 
     def validate(value: Any) -> Hook:
         if not callable(value):
             _fail(expected, value)
-        if not _accepts(value, len(params)):
+        count = next((n for n in (len(params), *fewer) if _accepts(value, n)), None)
+        if count is None:
             raise ValueError(f"expected {expected}, got {_describe_callable(value)}")
-        return value
+        if count == len(params):
+            return value
+        func: Hook = value
+
+        @functools.wraps(func)
+        def adapted(*args: Any) -> object:
+            return func(*args[:count])
+
+        return adapted
 
     return validate
-
-
-def _post_request(value: Any) -> Hook:
-    """Accept gunicorn's 4-, 3- and 2-argument forms, always returning a 4-argument callable."""
-    expected = "a function taking (worker, req, environ, resp)"
-    if not callable(value):
-        _fail(expected, value)
-    for count in (4, 3, 2):
-        if _accepts(value, count):
-            break
-    else:
-        raise ValueError(f"expected {expected}, got {_describe_callable(value)}")
-    if count == 4:
-        return value
-    func: Hook = value
-
-    @functools.wraps(func)
-    def adapted(worker: Any, req: Any, environ: Any, resp: Any) -> object:
-        return func(*(worker, req, environ, resp)[:count])
-
-    return adapted
 
 
 # --- defaults that depend on the environment ------------------------------------------------
@@ -479,14 +435,6 @@ def _post_request(value: Any) -> Hook:
 def _default_bind(environ: Mapping[str, str]) -> list[str]:
     port = environ.get("PORT")
     return [f"0.0.0.0:{port}"] if port else ["127.0.0.1:8000"]
-
-
-def _default_workers(environ: Mapping[str, str]) -> Any:
-    return environ.get("WEB_CONCURRENCY", 1)
-
-
-def _default_forwarded_allow_ips(environ: Mapping[str, str]) -> Any:
-    return environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 
 def _noop_hook(name: str) -> Hook:
@@ -514,7 +462,7 @@ def _flag(name: str, flags: tuple[str, ...], doc: str) -> Setting:
 
 
 def _hook(name: str, params: tuple[str, ...], doc: str) -> Setting:
-    validator = _post_request if name == "post_request" else _hook_validator(params)
+    validator = _hook_validator(params, *((3, 2) if name == "post_request" else ()))
     return Setting(
         name,
         (),
@@ -591,7 +539,7 @@ SETTINGS: tuple[Setting, ...] = (
             "http",
             "Wire protocol of plain bind addresses: http, or uwsgi for nginx uwsgi_pass and "
             "Apache mod_proxy_uwsgi (a bind of uwsgi://ADDR or http://ADDR sets its own).",
-            _protocol,
+            _choice(PROTOCOLS),
             metavar="STRING",
         ),
         Setting(
@@ -622,7 +570,7 @@ SETTINGS: tuple[Setting, ...] = (
             _positive_int,
             metavar=_INT,
             env="WEB_CONCURRENCY",
-            default_factory=_default_workers,
+            default_factory=lambda environ: environ.get("WEB_CONCURRENCY", 1),
             default_doc="`$WEB_CONCURRENCY` when set, else `1`",
         ),
         Setting(
@@ -755,7 +703,7 @@ SETTINGS: tuple[Setting, ...] = (
             ("--reload-engine",),
             "auto",
             "How --reload watches files: auto (inotify when available), inotify or poll.",
-            _reload_engine,
+            _choice(RELOAD_ENGINES),
             metavar="STRING",
         ),
         Setting(
@@ -863,7 +811,7 @@ SETTINGS: tuple[Setting, ...] = (
             _ip_list,
             metavar="STRING",
             env="FORWARDED_ALLOW_IPS",
-            default_factory=_default_forwarded_allow_ips,
+            default_factory=lambda environ: environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
             default_doc="`$FORWARDED_ALLOW_IPS` when set, else `'127.0.0.1,::1'`",
         ),
         Setting(
@@ -916,7 +864,7 @@ SETTINGS: tuple[Setting, ...] = (
             ("--log-level",),
             "info",
             "The error log level: " + ", ".join(LOG_LEVELS) + ".",
-            _log_level,
+            _choice(LOG_LEVELS),
             metavar="LEVEL",
         ),
         _flag(
@@ -985,7 +933,9 @@ HOOK_NAMES: tuple[str, ...] = tuple(setting.name for setting in SETTINGS if sett
 """The names of the server hooks."""
 
 
-def _show(value: Any) -> str:
+def _show(setting: Setting, value: Any) -> str:
+    if setting.is_hook and value is setting.default:
+        return "<no-op>"
     if callable(value):
         return f"<{getattr(value, '__qualname__', type(value).__name__)}()>"
     return repr(value)
@@ -1119,14 +1069,10 @@ class Config:
 
     def describe(self) -> list[str]:
         """Every setting as a ``name = value`` line, sorted by name (for ``--print-config``)."""
-        lines = []
-        for name in sorted(SETTINGS_BY_NAME):
-            value = self.__dict__[name]
-            if SETTINGS_BY_NAME[name].is_hook and not self.hook_is_set(name):
-                lines.append(f"{name} = <no-op>")
-            else:
-                lines.append(f"{name} = {_show(value)}")
-        return lines
+        return [
+            f"{name} = {_show(setting, self.__dict__[name])}"
+            for name, setting in sorted(SETTINGS_BY_NAME.items())
+        ]
 
     def __repr__(self) -> str:
         return f"<Config wsgi_app={self.__dict__.get('wsgi_app')!r}>"

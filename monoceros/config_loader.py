@@ -19,8 +19,8 @@ import importlib.util
 import inspect
 import os
 import shlex
+import traceback
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any, NoReturn
 
 from monoceros import __version__
@@ -193,19 +193,6 @@ def _resolve_config_path(given: str) -> str:
     return os.path.abspath(path)
 
 
-def _error_line(tb: TracebackType | None, filename: str) -> int | None:
-    line = None
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == filename:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _exec_config_file(path: str, shown: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as file:
@@ -228,9 +215,10 @@ def _exec_config_file(path: str, shown: str) -> dict[str, Any]:
     try:
         exec(code, namespace)
     except Exception as exc:
-        line = _error_line(exc.__traceback__, path)
-        where = f", line {line}" if line is not None else ""
-        detail = _one_line(str(exc))
+        tb = traceback.walk_tb(exc.__traceback__)
+        lines = [line for frame, line in tb if frame.f_code.co_filename == path]
+        where = f", line {lines[-1]}" if lines else ""
+        detail = " ".join(str(exc).split())
         what = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
         raise ConfigError(f"config file {shown!r}{where}: {what}", "config") from None
     return namespace
@@ -281,7 +269,7 @@ def _apply_config_file(
             cfg.warnings.append(f"setting 'config' in {shown} has no effect; use -c")
         elif target in SETTINGS_BY_NAME:
             if target not in overridden:
-                _set_from_file(cfg, target, value, shown)
+                _set(cfg, target, value, f"in {shown}")
         elif name in GUNICORN_ONLY:
             _gunicorn_only(cfg, GUNICORN_ONLY[name], value, f"setting {name!r}", f"in {shown}")
         elif not (inspect.ismodule(value) or inspect.isclass(value)):
@@ -291,11 +279,14 @@ def _apply_config_file(
     return namespace
 
 
-def _set_from_file(cfg: Config, name: str, value: Any, shown: str) -> None:
+def _set(cfg: Config, name: str, value: Any, where: str | None) -> None:
+    """``cfg.set``; its error says ``where`` the value came from, unless that is None."""
     try:
         cfg.set(name, value)
     except ConfigError as exc:
-        raise ConfigError(f"{exc} (in {shown})", name) from None
+        if where is None:
+            raise
+        raise ConfigError(f"{exc} ({where})", name) from None
 
 
 def _apply_options(
@@ -304,15 +295,11 @@ def _apply_options(
     source: str | None,
     overridden: frozenset[str] = frozenset(),
 ) -> None:
+    where = None if source is None else f"from {source}"
     for setting in SETTINGS:
         if setting.name in options and setting.name not in overridden:
-            try:
-                cfg.set(setting.name, options[setting.name])
-            except ConfigError as exc:
-                if source is None:
-                    raise
-                raise ConfigError(f"{exc} (from {source})", setting.name) from None
-    shown = "on the command line" if source is None else f"from {source}"
+            _set(cfg, setting.name, options[setting.name], where)
+    shown = where or "on the command line"
     for dest, value in options.items():
         if dest.startswith(_GUNICORN_DEST):
             row = GUNICORN_ONLY[dest[len(_GUNICORN_DEST) :]]
@@ -337,10 +324,7 @@ def _worker_class_notice(given: Any) -> str | None:
 
 
 def _default_config_file() -> str | None:
-    for name in (DEFAULT_CONFIG_FILE, GUNICORN_CONFIG_FILE):
-        if os.path.isfile(name):
-            return name
-    return None
+    return next(filter(os.path.isfile, (DEFAULT_CONFIG_FILE, GUNICORN_CONFIG_FILE)), None)
 
 
 def load_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Config:

@@ -61,14 +61,7 @@ class GunicornOnly:
         return default in ("off", False, None, "", 0) and not value and value is not True
 
 
-def _row(
-    name: str,
-    default: Any,
-    flags: tuple[str, ...] = (),
-    kind: str = "value",
-    refuse: str | None = None,
-) -> GunicornOnly:
-    return GunicornOnly(name, default, flags, kind, refuse)
+_row = GunicornOnly
 
 
 _ROWS: tuple[GunicornOnly, ...] = (

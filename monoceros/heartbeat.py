@@ -52,9 +52,7 @@ class Heartbeat:
 
     def last_beat(self) -> float:
         """Monotonic time of the last beat (master side); never earlier than one read before."""
-        value = self._confirmed_read(0)
-        if value > self._seen:
-            self._seen = value
+        self._seen = max(self._seen, self._confirmed_read(0))
         return self._seen
 
     def is_booted(self) -> bool:

@@ -8,6 +8,7 @@ server is removed; a live one (something answers on it) is an error.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -59,12 +60,9 @@ def parse_bind(value: str, default_port: int = 8000) -> BindSpec:
     """Parse one ``--bind`` value into a :class:`BindSpec`."""
     text = value.strip()
     protocol = None
-    for scheme in ("http", "uwsgi"):
-        prefix = scheme + "://"
-        if text.startswith(prefix):
-            protocol = scheme
-            text = text[len(prefix) :]
-            break
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme in ("http", "uwsgi"):
+        protocol, text = scheme, rest
     if not text:
         raise BindError(f"bind: empty address in {value!r}")
     if text.startswith("unix:"):
@@ -132,10 +130,8 @@ class Listener:
         path = self.spec.path if self.is_unix else ""
         self.sock.close()
         if unlink and self.unlink_on_close and path and not path.startswith("@"):
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(path)
-            except OSError:
-                pass
 
     def __repr__(self) -> str:
         return f"<Listener {self.protocol} {self.name}>"
@@ -162,22 +158,18 @@ def _remove_stale_unix_socket(path: str) -> None:
     except OSError as exc:
         if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
             raise BindError(f"bind: unix:{path}: cannot check it: {exc.strerror}") from None
-        _unlink_stale(path)  # nobody listens: a leftover of a crashed server
+        try:
+            os.unlink(path)  # nobody listens: a leftover of a crashed server
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise BindError(
+                f"bind: unix:{path}: cannot remove the stale socket file: {err.strerror}"
+            ) from None
         return
     finally:
         probe.close()
     raise BindError(f"bind: unix:{path}: in use by another server")
-
-
-def _unlink_stale(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise BindError(
-            f"bind: unix:{path}: cannot remove the stale socket file: {exc.strerror}"
-        ) from None
 
 
 def set_defer_accept(sock: socket.socket, seconds: int) -> None:
@@ -265,16 +257,14 @@ def systemd_sockets(environ: dict[str, str] | None = None) -> list[socket.socket
 INHERIT_ENV = "MONOCEROS_FD"
 
 
+@dataclass(slots=True, eq=False)
 class Inherited:
     """A listening socket handed over by the master that re-executed us (USR2)."""
 
-    __slots__ = ("bound", "owned", "protocol", "sock")
-
-    def __init__(self, sock: socket.socket, protocol: str, owned: bool, bound: bool) -> None:
-        self.sock = sock
-        self.protocol = protocol
-        self.owned = owned
-        self.bound = bound
+    sock: socket.socket
+    protocol: str
+    owned: bool
+    bound: bool
 
 
 def inherited_sockets(environ: dict[str, str] | None = None) -> list[Inherited]:
@@ -334,47 +324,39 @@ def bind_all(
     re-executed us (``upgraded``: those still in ``binds`` are kept, new addresses are bound,
     the others are closed); close what was opened on failure."""
     listeners: list[Listener] = []
+    adopted: list[Listener] = []
     try:
-        if upgraded:
-            adopted = []
-            for item in upgraded:
-                sock = item.sock
-                name = sock.getsockname() if sock.family == socket.AF_UNIX else None
-                if isinstance(name, str) and name:
-                    listener = Listener(sock, BindSpec("unix", path=name), item.protocol)
-                    listener.unlink_on_close = item.owned
-                else:
-                    listener = Listener(sock, BindSpec("fd", fd=sock.fileno()), item.protocol)
-                adopted.append(listener)
-            if not binds or not all(item.bound for item in upgraded):
-                return adopted  # systemd or fd:// sockets: the bind setting does not apply
-            for value in binds:
-                spec = parse_bind(value)
-                match = next((lst for lst in adopted if same_address(lst, spec)), None)
-                if match is not None:
-                    adopted.remove(match)
-                    if spec.protocol:
-                        match.protocol = spec.protocol
-                    listeners.append(match)
-                    continue
-                sock = _bind_one(spec, backlog, reuse_port, umask, defer_accept)
-                listener = Listener(sock, spec, spec.protocol or default_protocol)
-                listener.unlink_on_close = spec.kind == "unix"
-                listeners.append(listener)
-            for leftover in adopted:  # no longer configured: the old master may still use it
-                leftover.close(unlink=False)
-            return listeners
-        if inherited:
+        for item in upgraded or ():
+            sock = item.sock
+            name = sock.getsockname() if sock.family == socket.AF_UNIX else None
+            if isinstance(name, str) and name:
+                listener = Listener(sock, BindSpec("unix", path=name), item.protocol)
+                listener.unlink_on_close = item.owned
+            else:
+                listener = Listener(sock, BindSpec("fd", fd=sock.fileno()), item.protocol)
+            adopted.append(listener)
+        if adopted and (not binds or not all(item.bound for item in upgraded or ())):
+            return adopted  # systemd or fd:// sockets: the bind setting does not apply
+        if inherited and not adopted:
             for sock in inherited:
                 spec = BindSpec("fd", fd=sock.fileno())
                 listeners.append(Listener(sock, spec, default_protocol))
             return listeners
         for value in binds:
             spec = parse_bind(value)
+            match = next((lst for lst in adopted if same_address(lst, spec)), None)
+            if match is not None:
+                adopted.remove(match)
+                if spec.protocol:
+                    match.protocol = spec.protocol
+                listeners.append(match)
+                continue
             sock = _bind_one(spec, backlog, reuse_port, umask, defer_accept)
             listener = Listener(sock, spec, spec.protocol or default_protocol)
             listener.unlink_on_close = spec.kind == "unix"
             listeners.append(listener)
+        for leftover in adopted:  # no longer configured: the old master may still use it
+            leftover.close(unlink=False)
     except BaseException:
         for listener in listeners:
             listener.close(unlink=True)

@@ -9,6 +9,7 @@ descriptors 1 and 2 at the error log file). Error log lines look like gunicorn's
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -112,16 +113,10 @@ def _install(log: logging.Logger, handler: logging.Handler | None, fmt: logging.
 
 
 def _file_handlers() -> list[logging.FileHandler]:
-    loggers = [logging.getLogger()]
-    for log in list(logging.Logger.manager.loggerDict.values()):
-        if isinstance(log, logging.Logger):
-            loggers.append(log)
-    seen: dict[int, logging.FileHandler] = {}
-    for log in loggers:
-        for handler in log.handlers:
-            if isinstance(handler, logging.FileHandler):
-                seen[id(handler)] = handler
-    return list(seen.values())
+    """Every FileHandler of every logger, once each."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    handlers = [h for log in loggers if isinstance(log, logging.Logger) for h in log.handlers]
+    return list(dict.fromkeys(h for h in handlers if isinstance(h, logging.FileHandler)))
 
 
 def _reopen(handler: logging.FileHandler) -> None:
@@ -322,7 +317,5 @@ class Logger:
 def _flush_stdio() -> None:
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         if stream is not None:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-            except (OSError, ValueError):
-                pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
@@ -54,11 +55,9 @@ class Pidfile:
 
     def unlink(self) -> None:
         """Remove the file if it still names this process."""
-        try:
+        with contextlib.suppress(OSError):
             if self.read() == self.pid:
                 os.unlink(self.path)
-        except OSError:
-            pass
 
 
 def _alive(pid: int) -> bool:

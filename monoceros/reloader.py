@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import select
 import struct
@@ -131,20 +132,15 @@ class Reloader(threading.Thread):
             os.close(fd)
 
 
-_LIBC: ctypes.CDLL | bool | None = False
-
-
+@functools.cache
 def _libc_inotify() -> ctypes.CDLL | None:
     """libc with the inotify functions, or None where there is no inotify."""
-    global _LIBC
-    if _LIBC is False:
-        _LIBC = None
-        if sys.platform.startswith("linux"):
-            try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-                libc.inotify_init1.argtypes = [ctypes.c_int]
-                libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-                _LIBC = libc
-            except (OSError, AttributeError):
-                _LIBC = None
-    return _LIBC if isinstance(_LIBC, ctypes.CDLL) else None
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.inotify_init1.argtypes = [ctypes.c_int]
+        libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+    except (OSError, AttributeError):
+        return None
+    return libc

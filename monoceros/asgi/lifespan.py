@@ -35,9 +35,9 @@ class Lifespan:
         self.state: dict[str, Any] = {}
         self.supported = False
         self._task: asyncio.Task[None] | None = None
-        self._incoming: asyncio.Queue[dict[str, Any]] | None = None
-        self._startup_done: asyncio.Event | None = None
-        self._shutdown_done: asyncio.Event | None = None
+        self._incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._startup_done = asyncio.Event()
+        self._shutdown_done = asyncio.Event()
         self._failure: str | None = None
         self._shutdown_failure: str | None = None
         self._error: BaseException | None = None
@@ -46,9 +46,6 @@ class Lifespan:
         """Run startup; raise :class:`LifespanFailure` when it failed."""
         if self.mode == "off":
             return
-        self._incoming = asyncio.Queue()
-        self._startup_done = asyncio.Event()
-        self._shutdown_done = asyncio.Event()
         self._incoming.put_nowait({"type": "lifespan.startup"})
         self._task = asyncio.get_running_loop().create_task(self._main())
         await self._startup_done.wait()
@@ -69,7 +66,6 @@ class Lifespan:
         """Run shutdown (at most ``timeout`` seconds) when startup succeeded."""
         if not self.supported or self._task is None or self._task.done():
             return
-        assert self._incoming is not None and self._shutdown_done is not None
         self._incoming.put_nowait({"type": "lifespan.shutdown"})
         try:
             await asyncio.wait_for(self._shutdown_done.wait(), timeout or None)
@@ -81,7 +77,6 @@ class Lifespan:
             self.log.error("Application shutdown failed: %s", self._shutdown_failure)
 
     async def _main(self) -> None:
-        assert self._startup_done is not None and self._shutdown_done is not None
         scope = {"type": "lifespan", "asgi": ASGI_VERSION, "state": self.state}
         try:
             await self.app(scope, self._receive, self._send)
@@ -99,11 +94,9 @@ class Lifespan:
             self._shutdown_done.set()
 
     async def _receive(self) -> dict[str, Any]:
-        assert self._incoming is not None
         return await self._incoming.get()
 
     async def _send(self, message: dict[str, Any]) -> None:
-        assert self._startup_done is not None and self._shutdown_done is not None
         kind = message["type"]
         if kind == "lifespan.startup.complete":
             self._startup_done.set()

@@ -114,10 +114,7 @@ class WebSocketSession:
                     self._fail(exc.code)
                     return
                 if not self.close_sent:
-                    self.close_sent = True
-                    self._write(
-                        encode_frame(OP_CLOSE, close_payload(None if code == 1005 else code))
-                    )
+                    self._send_close(None if code == 1005 else code)
                 self._disconnect(code, reason)
                 self.conn.close()
                 return
@@ -136,14 +133,18 @@ class WebSocketSession:
     def shutdown(self) -> None:
         """Graceful stop of the worker: going away (1001)."""
         if self.accepted and not self.close_sent and not self.closed:
-            self.close_sent = True
-            self._write(encode_frame(OP_CLOSE, close_payload(1001)))
+            self._send_close(1001)
             self.conn.deadline = self.ctx.loop.time() + _CLOSE_WAIT
 
     def _write(self, data: bytes) -> None:
         conn = self.conn
         if not conn.is_closing():
             conn.write(data)
+
+    def _send_close(self, code: int | None, reason: str = "") -> None:
+        """Send this side's Close frame (``close_sent``: once)."""
+        self.close_sent = True
+        self._write(encode_frame(OP_CLOSE, close_payload(code, reason)))
 
     # ------------------------------------------------------------------ queue
 
@@ -160,8 +161,7 @@ class WebSocketSession:
 
     def _fail(self, code: int) -> None:
         if not self.close_sent and self.accepted:
-            self.close_sent = True
-            self._write(encode_frame(OP_CLOSE, close_payload(code)))
+            self._send_close(code)
         self._disconnect(code, "")
         self.conn.close()
 
@@ -184,8 +184,7 @@ class WebSocketSession:
                 self._refuse(500)
                 return
             if not self.close_sent:
-                self.close_sent = True
-                self._write(encode_frame(OP_CLOSE, close_payload(1011)))
+                self._send_close(1011)
             self.conn.close()
             return
         if not self.close_sent:
@@ -193,7 +192,7 @@ class WebSocketSession:
             if not self.accepted:
                 self._refuse(403)
                 return
-            self._write(encode_frame(OP_CLOSE, close_payload(1000)))
+            self._send_close(1000)
         if self.closed:
             self.conn.close()
         else:
@@ -248,11 +247,8 @@ class WebSocketSession:
             if not self.accepted:
                 self._refuse(403)
                 return
-            code = message.get("code") or 1000
             if not self.closed:
-                self._write(
-                    encode_frame(OP_CLOSE, close_payload(code, message.get("reason") or ""))
-                )
+                self._send_close(message.get("code") or 1000, message.get("reason") or "")
                 self.conn.deadline = self.ctx.loop.time() + _CLOSE_WAIT
             return
         raise RuntimeError(f"unexpected ASGI message {kind!r} on a WebSocket")

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import struct
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Final
 
 __all__ = [
@@ -59,23 +60,13 @@ class WebSocketError(Exception):
         self.code = code
 
 
+@dataclass(slots=True, unsafe_hash=True)
 class Message:
     """One complete message or control frame: ``opcode``, its payload, and ``text`` if text."""
 
-    __slots__ = ("data", "opcode", "text")
-
-    def __init__(self, opcode: int, data: bytes, text: str | None = None) -> None:
-        self.opcode = opcode
-        self.data = data
-        self.text = text
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Message) and other.opcode == self.opcode and other.data == self.data
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.opcode, self.data))
+    opcode: int
+    data: bytes
+    text: str | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         return f"Message(opcode={self.opcode}, data={self.data[:40]!r})"
@@ -119,13 +110,8 @@ def close_payload(code: int | None, reason: str = "") -> bytes:
     """The payload of a Close frame (empty when ``code`` is None); the reason is cut to fit."""
     if code is None:
         return b""
-    raw = reason.encode("utf-8")[:123]
-    while raw:
-        try:
-            raw.decode("utf-8")
-            break
-        except UnicodeDecodeError:  # cut inside a character: drop its partial bytes
-            raw = raw[:-1]
+    # cut to 123 bytes; a character cut in two loses its partial bytes
+    raw = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
     return _U16.pack(code) + raw
 
 
@@ -192,18 +178,14 @@ class FrameParser:
         fin = bool(b0 & 0x80)
         length = b1 & 0x7F
         pos = 2
-        if length == 126:
-            if n < 4:
+        if length >= 126:  # the length follows: 2 bytes for 126, 8 bytes for 127
+            extended = _U16 if length == 126 else _U64
+            pos += extended.size
+            if n < pos:
                 return False
-            length = _U16.unpack_from(buf, 2)[0]
-            pos = 4
-        elif length == 127:
-            if n < 10:
-                return False
-            length = _U64.unpack_from(buf, 2)[0]
+            length = extended.unpack_from(buf, 2)[0]
             if length >> 63:
                 raise WebSocketError("frame length with the most significant bit set")
-            pos = 10
         self._check_frame(opcode, fin, length)
         end = pos + 4 + length
         if n < end:

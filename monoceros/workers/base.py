@@ -9,6 +9,7 @@ worker serves the connections waiting in the listen queues (:meth:`Worker.serves
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -17,6 +18,7 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -201,12 +203,8 @@ class Worker:
             self.app = self._load_app()
         if self.cfg.reload:
             self._start_reloader(module_files())
-        try:
-            self.cfg.post_worker_init(self)
-        except Exception:
-            # gunicorn: the worker did not boot, so the master stops
-            self.log.exception("Exception in the post_worker_init hook")
-            sys.exit(WORKER_BOOT_ERROR)
+        if not self._run_hook("post_worker_init"):
+            sys.exit(WORKER_BOOT_ERROR)  # gunicorn: the worker did not boot, so the master stops
         self.booted = True
         self.heartbeat.booted()
         self.run()
@@ -218,10 +216,9 @@ class Worker:
         try:
             return load_app(spec)
         except AppLoadError as exc:
-            if self.cfg.reload:
-                self.log.error("%s", exc)
-                self._wait_for_a_fix(exc)
             self.log.error("%s", exc)
+            if self.cfg.reload:
+                self._wait_for_a_fix(exc)
             sys.exit(APP_LOAD_ERROR)
         except Exception as exc:
             self.log.exception("Exception while loading the application %s", spec)
@@ -240,22 +237,17 @@ class Worker:
         """Reloader thread: a watched file changed; stop serving so a fresh worker starts."""
         self.log.info("Worker reloading: %s modified", path)
         self.alive = False
-        try:
+        with contextlib.suppress(OSError):
             os.write(self._wakeup_w, b"r")  # wake a worker waiting in poll()
-        except OSError:
-            pass
 
     def _wait_for_a_fix(self, exc: BaseException) -> NoReturn:
         """--reload and the app does not import: keep watching, restart once a file changes."""
         files = module_files()
+        files.update(frame.f_code.co_filename for frame, _ in traceback.walk_tb(exc.__traceback__))
         broken = getattr(exc, "filename", None)
-        tb = exc.__traceback__
-        while tb is not None:
-            files.add(os.path.abspath(tb.tb_frame.f_code.co_filename))
-            tb = tb.tb_next
         if broken:
-            files.add(os.path.abspath(broken))
-        files = {f for f in files if os.path.exists(f)}
+            files.add(broken)
+        files = {os.path.abspath(f) for f in files if os.path.exists(f)}
         self.log.info("Waiting for a change to %s file(s) to try again (--reload)", len(files))
         self.heartbeat.booted()  # alive and watching: not a boot failure
         self._start_reloader(files)
@@ -266,9 +258,7 @@ class Worker:
 
     def _init_signals(self) -> None:
         for name in _IGNORED_SIGNALS:
-            sig = getattr(signal, name, None)
-            if sig is not None:
-                signal.signal(sig, signal.SIG_IGN)
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
         signal.signal(signal.SIGTERM, self._handle_term)
         signal.signal(signal.SIGINT, self._handle_quit)
         signal.signal(signal.SIGQUIT, self._handle_quit)
@@ -286,11 +276,9 @@ class Worker:
 
     def drain_wakeup(self) -> None:
         """Empty the signal wake-up pipe."""
-        try:
+        with contextlib.suppress(OSError):  # BlockingIOError once it is empty
             while os.read(self._wakeup_r, 4096):
                 pass
-        except (BlockingIOError, OSError):
-            pass
 
     def _handle_term(self, signum: int, frame: FrameType | None) -> None:
         """Graceful stop: finish the request in flight, accept no more."""
@@ -300,12 +288,7 @@ class Worker:
     def _handle_quit(self, signum: int, frame: FrameType | None) -> None:
         """Fast stop."""
         self.alive = False
-        try:
-            self.cfg.worker_int(self)
-        except Exception:
-            self.log.exception("Exception in the worker_int hook")
-            sys.exit(1)
-        sys.exit(0)
+        sys.exit(0 if self._run_hook("worker_int") else 1)
 
     def _handle_usr1(self, signum: int, frame: FrameType | None) -> None:
         """Reopen log files: flagged here, done by the serving loop between requests."""
@@ -322,11 +305,17 @@ class Worker:
     def _handle_abort(self, signum: int, frame: FrameType | None) -> None:
         """The master found this worker unresponsive (timeout)."""
         self.alive = False
-        try:
-            self.cfg.worker_abort(self)
-        except Exception:
-            self.log.exception("Exception in the worker_abort hook")
+        self._run_hook("worker_abort")
         raise WorkerAborted
+
+    def _run_hook(self, name: str) -> bool:
+        """Run worker hook ``name``; False when it raised (its traceback is logged)."""
+        try:
+            getattr(self.cfg, name)(self)
+        except Exception:
+            self.log.exception("Exception in the %s hook", name)
+            return False
+        return True
 
     def parent_changed(self) -> bool:
         """True when the master died and this worker was re-parented."""

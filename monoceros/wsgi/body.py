@@ -53,12 +53,9 @@ class Input:
         if size is None or size < 0:
             parts = [self._buf]
             self._buf = b""
-            while not self._done:
-                chunk = self._pull()
-                if not chunk:
-                    self._done = True
-                    break
-                parts.append(chunk)
+            while self._more():
+                parts.append(self._buf)
+                self._buf = b""
             return b"".join(parts)
         if not self._buf and size:
             self._more()
@@ -96,14 +93,12 @@ class Input:
         """Read lines until the end (or until ``hint`` bytes have been read)."""
         lines: list[bytes] = []
         total = 0
-        while True:
-            line = self.readline()
-            if not line:
-                return lines
+        for line in self:
             lines.append(line)
             total += len(line)
             if 0 < hint <= total:
-                return lines
+                break
+        return lines
 
     def __iter__(self) -> Iterator[bytes]:
         return self
@@ -118,12 +113,9 @@ class Input:
         """Read and discard what is left, up to ``max_bytes``; True when the body is exhausted."""
         seen = len(self._buf)
         self._buf = b""
-        while not self._done and seen <= max_bytes:
-            chunk = self._pull()
-            if not chunk:
-                self._done = True
-                break
-            seen += len(chunk)
+        while seen <= max_bytes and self._more():
+            seen += len(self._buf)
+            self._buf = b""
         return self._done and seen <= max_bytes
 
     @property

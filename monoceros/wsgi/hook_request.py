@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..access_log import request_target
+
 __all__ = ["HookRequest"]
 
 
@@ -29,16 +31,7 @@ class HookRequest:
     @property
     def uri(self) -> str:
         """The raw request target as the client (or front end) sent it."""
-        env = self.environ
-        uri = env.get("RAW_URI") or env.get("REQUEST_URI")
-        if uri:
-            return str(uri)
-        query = env.get("QUERY_STRING", "")
-        return (
-            str(env.get("SCRIPT_NAME", ""))
-            + str(env.get("PATH_INFO", ""))
-            + (f"?{query}" if query else "")
-        )
+        return request_target(self.environ)
 
     @property
     def path(self) -> str:

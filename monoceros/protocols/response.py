@@ -78,7 +78,8 @@ _TEXT: Final = (": ", "\r\n", "close", str)
 _BYTES: Final = (b": ", b"\r\n", b"close", bytes)
 
 _STATUS_LINES: dict[int, bytes] = {}
-_STATUS_TEXT_LINES: dict[str, tuple[int, bytes]] = {}
+STATUS_LINES_BY_TEXT: dict[str, tuple[int, bytes]] = {}
+""":func:`status_line_of`'s cache, for a caller that looks it up before calling (per request)."""
 
 
 def reason_phrase(status: int) -> str:
@@ -101,13 +102,9 @@ def status_line(status: int) -> bytes:
     return line
 
 
-STATUS_LINES_BY_TEXT: Final = _STATUS_TEXT_LINES
-""":func:`status_line_of`'s cache, for a caller that looks it up before calling (per request)."""
-
-
 def status_line_of(status: str) -> tuple[int, bytes]:
     """The code and status line of a PEP 3333 status string (``"200 OK"``), checked (cached)."""
-    known = _STATUS_TEXT_LINES.get(status)
+    known = STATUS_LINES_BY_TEXT.get(status)
     if known is not None:
         return known
     if status.__class__ is not str:
@@ -121,8 +118,8 @@ def status_line_of(status: str) -> tuple[int, bytes]:
         known = int(code), f"HTTP/1.1 {status}\r\n".encode("latin-1")
     except UnicodeEncodeError:
         raise ResponseError(f"invalid status {status!r}: not latin-1") from None
-    if len(_STATUS_TEXT_LINES) < _CACHE_MAX:
-        _STATUS_TEXT_LINES[status] = known
+    if len(STATUS_LINES_BY_TEXT) < _CACHE_MAX:
+        STATUS_LINES_BY_TEXT[status] = known
     return known
 
 

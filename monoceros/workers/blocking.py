@@ -42,11 +42,10 @@ __all__ = [
 
 RECV_SIZE = 65536
 """Bytes asked of each ``recv``."""
-#: at most this many unread request-body bytes are drained after a response (so a close does
-#: not reset the connection under the response, or so a kept-alive connection can be reused);
-#: beyond it the connection is just closed
 DRAIN_LIMIT = 1 << 20
-"""Unread request-body bytes read and discarded after a response, at most."""
+"""Unread request-body bytes read and discarded after a response, at most (so a close does not
+reset the connection under the response, or a kept-alive one can be reused); beyond it the
+connection is just closed."""
 
 _QUIET_ERRNOS = frozenset(
     (errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ESHUTDOWN)

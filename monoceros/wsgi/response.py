@@ -23,13 +23,12 @@ from ..protocols.response import (
     Spelling,
     carries_body,
     chunk,
-    http_date,
     response_head,
     status_line_of,
 )
 from ..socket_waits import SEND_THEN_CLOSE, wait_in_kernel
 
-__all__ = ["FileWrapper", "Response", "ResponseError", "http_date"]
+__all__ = ["FileWrapper", "Response", "ResponseError"]
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 

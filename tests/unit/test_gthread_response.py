@@ -10,8 +10,9 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
+from monoceros.protocols.response import http_date
 from monoceros.wsgi.body import Input
-from monoceros.wsgi.response import Response, http_date
+from monoceros.wsgi.response import Response
 
 from unit_support import received, socket_pair
 

@@ -7,7 +7,8 @@ import tempfile
 
 import pytest
 
-from monoceros.wsgi.response import FileWrapper, Response, ResponseError, http_date
+from monoceros.protocols.response import http_date
+from monoceros.wsgi.response import FileWrapper, Response, ResponseError
 
 from unit_support import received, socket_pair
 

@@ -5,9 +5,12 @@ front end's CGI vars (:class:`~monoceros.protocols.uwsgi.UwsgiRequest`), used as
 sent them: ``path`` is PATH_INFO as the front end decoded it, turned into text as UTF-8 (its
 latin-1 ``str`` is encoded back to the wire bytes first), never percent-decoded a second time.
 Bytes that are not UTF-8 become U+FFFD ('replace'), as in an HTTP path. ``path`` includes
-``root_path`` (ASGI 2.4), so frameworks that strip the mount point find it there. Over HTTP,
-a ``SCRIPT_NAME`` header from a proxy in ``forwarded_allow_ips`` sets ``root_path`` (gunicorn's
-``forwarder_headers``); ``path`` gets it prepended when the proxy already stripped it.
+``root_path`` (ASGI 2.4), so frameworks that strip the mount point find it there.
+
+Over HTTP, header names with ``_`` are dropped as in the WSGI environ, except the
+``forwarder_headers`` of a proxy in ``forwarded_allow_ips``; such a ``SCRIPT_NAME`` header sets
+``root_path``, and ``path`` gets it prepended when the proxy already stripped it. Contradictory
+``secure_scheme_headers`` of a trusted proxy are refused (see :mod:`monoceros.protocols.forwarded`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,12 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from ..addresses import AddressMatcher
+from ..protocols.forwarded import (
+    forwarded_scheme,
+    forwarder_names,
+    is_forwarder,
+    secure_scheme_table,
+)
 from ..protocols.http import HttpRequest, decoded_path, split_target
 from ..protocols.uwsgi import url_scheme
 
@@ -25,7 +34,8 @@ ASGI_VERSION: Final = {"version": "3.0", "spec_version": "2.4"}
 """The ``asgi`` key of every scope."""
 
 _WS_SCHEMES: Final = {"http": "ws", "https": "wss"}
-#: header name as sent -> lower-case name (bounded: clients use a small set)
+#: header name as sent -> lower-case name (bounded: clients use a small set); names with ``_``
+#: are never cached, so that :func:`_lower` sees each of them
 _LOWER: dict[bytes, bytes] = {}
 #: uWSGI var name -> header name, or b"" for vars that are not headers
 _VAR_HEADERS: dict[str, bytes] = {
@@ -34,8 +44,9 @@ _VAR_HEADERS: dict[str, bytes] = {
 }
 
 
-#: set once a header name with ``_`` was seen: until then no request is searched for one
-_UNDERSCORE_SEEN: list[bool] = [False]
+#: set by :func:`_lower` when the head being turned into a scope has a name with ``_``; the
+#: builder checks and clears it, so a request without one pays a single flag test
+_UNDERSCORED: list[bool] = [False]
 
 
 def _lower(name: bytes) -> bytes:
@@ -43,19 +54,10 @@ def _lower(name: bytes) -> bytes:
     if low is None:
         low = name.lower()
         if b"_" in low:
-            _UNDERSCORE_SEEN[0] = True
-        if len(_LOWER) < 2048:
+            _UNDERSCORED[0] = True
+        elif len(_LOWER) < 2048:
             _LOWER[name] = low
     return low
-
-
-def _forwarded_root_path(headers: list[tuple[bytes, bytes]]) -> bytes | None:
-    """The value of the last ``script_name`` header, if any (lower-case names)."""
-    found = None
-    for name, value in headers:
-        if name == b"script_name":
-            found = value
-    return found
 
 
 def _mounted(root: bytes, raw_path: bytes) -> tuple[str, bytes]:
@@ -93,7 +95,7 @@ def is_websocket_upgrade(method: str, headers: list[tuple[bytes, bytes]]) -> boo
 class HttpScopeBuilder:
     """Builds the scopes of HTTP/1.x requests arriving on one listener."""
 
-    __slots__ = ("_mount", "_secure", "_server", "_trusted")
+    __slots__ = ("_forwarders", "_mount", "_secure", "_server", "_trusted")
 
     def __init__(
         self,
@@ -102,19 +104,20 @@ class HttpScopeBuilder:
         secure_scheme_headers: Mapping[str, str],
         forwarder_headers: list[str] | None = None,
     ) -> None:
-        names = {name.upper() for name in forwarder_headers or []}
+        self._forwarders = forwarder_names(forwarder_headers or [])
         #: a trusted proxy's SCRIPT_NAME header sets root_path (gunicorn's forwarder_headers)
-        self._mount = "SCRIPT_NAME" in names or "*" in names
+        self._mount = is_forwarder(b"SCRIPT_NAME", self._forwarders)
         if isinstance(sockname, tuple):
             self._server: tuple[str, int | None] = (str(sockname[0]), int(sockname[1]))
         else:
             path = sockname.decode("latin-1") if isinstance(sockname, bytes) else str(sockname)
             self._server = (path, None)
         self._trusted = forwarded_allow_ips
-        self._secure = [
-            (k.lower().encode("latin-1"), v.lower().encode("latin-1"))
-            for k, v in secure_scheme_headers.items()
-        ]
+        #: lower-case header name -> (its name in the setting, the value that means https)
+        self._secure = {
+            name.lower().encode("latin-1"): (name, https_value)
+            for name, https_value in secure_scheme_table(secure_scheme_headers)
+        }
 
     def build(self, req: HttpRequest, peer: Any, state: dict[str, Any] | None) -> dict[str, Any]:
         """The scope of ``req`` from ``peer``; ``type`` is "websocket" for a WebSocket upgrade."""
@@ -122,16 +125,17 @@ class HttpScopeBuilder:
         path = _text(decoded_path(raw_path))
         headers = [(_lower(name), value) for name, value in req.headers]
         client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
-        scheme = "http"
         trusted = client is None or client[0] in self._trusted
-        if self._secure and trusted:
-            scheme = self._scheme(headers)
         root_path = ""
-        if _UNDERSCORE_SEEN[0] and self._mount and trusted:
-            root = _forwarded_root_path(headers)
+        if _UNDERSCORED[0]:
+            _UNDERSCORED[0] = False
+            headers, root = self._forwarded(headers, trusted)
             if root is not None:
                 root_path, raw_path = _mounted(root, raw_path)
                 path = _text(decoded_path(raw_path))
+        scheme = "http"
+        if self._secure and trusted:
+            scheme = self._scheme(headers)
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": ASGI_VERSION,
@@ -152,12 +156,34 @@ class HttpScopeBuilder:
             _to_websocket(scope)
         return scope
 
-    def _scheme(self, headers: list[tuple[bytes, bytes]]) -> str:
+    def _forwarded(
+        self, headers: list[tuple[bytes, bytes]], trusted: bool
+    ) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
+        """``headers`` without the names with ``_``, but for the forwarder headers of a trusted
+        peer; and the value of the last ``SCRIPT_NAME`` among those when it mounts the app."""
+        forwarders = self._forwarders if trusted else None
+        kept = []
+        root = None
         for name, value in headers:
-            for secure_name, secure_value in self._secure:
-                if name == secure_name and value.lower() == secure_value:
-                    return "https"
-        return "http"
+            if b"_" not in name:
+                kept.append((name, value))
+            elif is_forwarder(name, forwarders):
+                kept.append((name, value))
+                if name == b"script_name" and self._mount:
+                    root = value
+        return kept, root
+
+    def _scheme(self, headers: list[tuple[bytes, bytes]]) -> str:
+        secure = self._secure
+        sent = None
+        for name, value in headers:  # a loop, not a comprehension: no call when none is sent
+            if name in secure:
+                item = (*secure[name], value.decode("latin-1"))
+                if sent is None:
+                    sent = [item]
+                else:
+                    sent.append(item)
+        return forwarded_scheme(sent) if sent else "http"
 
 
 class UwsgiScopeBuilder:

@@ -310,7 +310,8 @@ class BlockingWorker(Worker):
         self, listener: Listener, conn: socket.socket, peer: PeerAddress, exc: ProtocolError
     ) -> None:
         """Log and answer a malformed HTTP request."""
-        self.log.info("Invalid HTTP request from %s: %s", peer or listener.name, exc.reason)
+        who = peer[0] if isinstance(peer, tuple) else peer or listener.name  # as the asgi worker
+        self.log.info("Invalid HTTP request from %s: %s", who, exc.reason)
         self.send_error(conn, exc.status, exc.reason)
 
     def uwsgi_forbidden(self, listener: Listener, conn: socket.socket, peer: PeerAddress) -> bool:

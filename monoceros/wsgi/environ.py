@@ -13,6 +13,12 @@ from typing import Any, Final
 
 from .. import SERVER_SOFTWARE
 from ..addresses import AddressMatcher
+from ..protocols.forwarded import (
+    forwarded_scheme,
+    forwarder_names,
+    is_forwarder,
+    secure_scheme_table,
+)
 from ..protocols.http import HttpRequest, decoded_path, split_target
 from ..protocols.uwsgi import url_scheme
 from .response import FileWrapper
@@ -36,7 +42,8 @@ def _header_key(name: bytes) -> str | None:
 
     Names with ``_`` are dropped, as gunicorn and nginx do by default: ``X_Forwarded_For`` and
     ``X-Forwarded-For`` would otherwise land on the same key and let a client shadow a proxy's
-    header.
+    header (the forwarder headers of a trusted proxy are kept by the caller; see
+    :mod:`monoceros.protocols.forwarded`).
     """
     key = _HEADER_KEYS.get(name, "")
     if key != "":
@@ -93,11 +100,6 @@ def mount_point(script_name: str, path: str) -> tuple[str, str]:
     return script_name, path
 
 
-def _forwarder_names(names: list[str]) -> frozenset[bytes] | None:
-    """The header names (as bytes, upper-case) a trusted proxy may send with ``_``."""
-    return frozenset(name.upper().encode("latin-1") for name in names) or None
-
-
 class HttpEnvironBuilder:
     """Builds the environ of HTTP/1.x requests arriving on one listener."""
 
@@ -119,7 +121,7 @@ class HttpEnvironBuilder:
         forwarder_headers: list[str] | None = None,
     ) -> None:
         self._base = base
-        self._forwarders = _forwarder_names(forwarder_headers or [])
+        self._forwarders = forwarder_names(forwarder_headers or [])
         if isinstance(sockname, tuple):
             self._server_name = str(sockname[0])
             self._server_port = str(sockname[1])
@@ -127,10 +129,11 @@ class HttpEnvironBuilder:
             self._server_name = "localhost"
             self._server_port = "80"
         self._trusted = forwarded_allow_ips
-        self._secure_headers = {
-            "HTTP_" + k.upper().replace("-", "_"): v.lower()
-            for k, v in secure_scheme_headers.items()
-        }
+        #: (environ key, header name, the value that means https) per secure scheme header
+        self._secure_headers = [
+            ("HTTP_" + name.replace("-", "_"), name, https_value)
+            for name, https_value in secure_scheme_table(secure_scheme_headers)
+        ]
 
     def build(self, req: HttpRequest, peer: Any) -> dict[str, Any]:
         """The environ for ``req`` from ``peer`` (wsgi.input is set by the caller)."""
@@ -181,11 +184,11 @@ class HttpEnvironBuilder:
             env["REMOTE_ADDR"] = ""
         scheme = "http"
         if self._secure_headers and (ip is None or ip in self._trusted):
-            for secure_key, secure_value in self._secure_headers.items():
-                sent = env.get(secure_key)
-                if sent is not None and sent.lower() == secure_value:
-                    scheme = "https"
-                    break
+            sent = [
+                (name, https, env[key]) for key, name, https in self._secure_headers if key in env
+            ]
+            if sent:  # repeated headers are joined in env: forwarded_scheme reads them as lists
+                scheme = forwarded_scheme(sent)
         env["wsgi.url_scheme"] = scheme
         if mount is not None:
             env["SCRIPT_NAME"], env["PATH_INFO"] = mount_point(mount, path.decode("latin-1"))
@@ -197,12 +200,11 @@ class HttpEnvironBuilder:
         Returns True when it is a SCRIPT_NAME the caller must apply as the mount point. As in
         gunicorn, the header also stays in the environ as ``HTTP_<NAME>``.
         """
-        upper = name.upper()
-        forwarders = self._forwarders
-        if forwarders is None or (upper not in forwarders and b"*" not in forwarders):
+        if not is_forwarder(name, self._forwarders):
             return False
         if isinstance(peer, tuple) and peer[0] not in self._trusted:
             return False
+        upper = name.upper()
         key = "HTTP_" + upper.decode("latin-1")
         text = value.decode("latin-1")
         env[key] = env[key] + ", " + text if key in env else text

@@ -10,9 +10,11 @@ import pytest
 from monoceros.addresses import AddressMatcher
 from monoceros.asgi.access import access_environ
 from monoceros.asgi.scope import HttpScopeBuilder, UwsgiScopeBuilder
-from monoceros.protocols.errors import InvalidHTTPRequest
+from monoceros.protocols.errors import InvalidHTTPRequest, ProtocolError
+from monoceros.protocols.forwarded import ContradictorySchemeHeaders
 from monoceros.protocols.http import HttpParser, HttpRequest
 from monoceros.protocols.uwsgi import UwsgiRequest, parse_head
+from monoceros.wsgi.environ import HttpEnvironBuilder, UwsgiEnvironBuilder, base_environ
 
 CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "uwsgi-packets"
 SECURE = {"X-FORWARDED-PROTO": "https"}
@@ -203,3 +205,102 @@ def test_http_script_name_header_is_ignored_from_others_and_when_not_listed() ->
     raw = b"GET /prefix/a HTTP/1.1\r\nHost: h\r\nSCRIPT_NAME: /prefix\r\n\r\n"
     for scope in (mounted_scope(raw, peer=("10.9.9.9", 1)), mounted_scope(raw, forwarders=[])):
         assert (scope["root_path"], scope["path"]) == ("", "/prefix/a")
+
+
+# --- header names with "_": one policy with the WSGI environ (issue 13) -------------------
+
+
+def test_http_underscore_headers_are_dropped() -> None:
+    """Django's ASGI handler makes ``X_Forwarded_For`` and ``X-Forwarded-For`` one META key:
+    the name with ``_`` is dropped, as the WSGI workers (and gunicorn, and nginx) drop it."""
+    scope = mounted_scope(
+        b"GET / HTTP/1.1\r\nHost: h\r\nX_Forwarded_For: 6.6.6.6\r\nX-Forwarded-For: 1.1.1.1\r\n"
+        b"X_Other: 1\r\n\r\n"
+    )
+    assert scope["headers"] == [(b"host", b"h"), (b"x-forwarded-for", b"1.1.1.1")]
+    # the next request, without such a name, is built the usual way
+    assert http_scope(b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\n")["headers"] == [
+        (b"host", b"h"),
+        (b"x-a", b"1"),
+    ]
+
+
+def test_http_forwarder_headers_of_a_trusted_proxy_are_kept() -> None:
+    raw = b"GET /a HTTP/1.1\r\nHost: h\r\nPATH_INFO: /z\r\nSCRIPT_NAME: /p\r\nX_Other: 1\r\n\r\n"
+    assert mounted_scope(raw)["headers"] == [
+        (b"host", b"h"),
+        (b"path_info", b"/z"),
+        (b"script_name", b"/p"),
+    ]
+    assert mounted_scope(raw, forwarders=["*"])["headers"][-1] == (b"x_other", b"1")
+    # from an untrusted peer, or not listed: dropped like any other
+    for scope in (mounted_scope(raw, peer=("10.9.9.9", 1)), mounted_scope(raw, forwarders=[])):
+        assert scope["headers"] == [(b"host", b"h")] and scope["root_path"] == ""
+    # listed but SCRIPT_NAME is not: kept as a header, no mount point
+    scope = mounted_scope(raw, forwarders=["SCRIPT_NAME_X", "script_name_y", "PATH_INFO"])
+    assert scope["headers"] == [(b"host", b"h"), (b"path_info", b"/z")]
+
+
+def test_http_underscore_headers_agree_with_the_wsgi_environ() -> None:
+    """The scope's headers are the environ's HTTP_* keys, whatever the trust and the setting."""
+    raw = (
+        b"GET /p/a HTTP/1.1\r\nHost: h\r\nX_Forwarded_For: 6.6.6.6\r\nX-Forwarded-For: 1.1.1.1\r\n"
+        b"SCRIPT_NAME: /p\r\nPath_Info: /z\r\nX-Up: A\r\n\r\n"
+    )
+    req = http_head(raw)
+    for peer in (("10.0.0.1", 1), ("10.9.9.9", 1), ""):
+        for names in (["SCRIPT_NAME", "PATH_INFO"], [], ["*"], ["Path_Info"]):
+            trusted = AddressMatcher(["10.0.0.1"])
+            scope = HttpScopeBuilder(("127.0.0.1", 8000), trusted, SECURE, names).build(
+                req, peer, None
+            )
+            env = HttpEnvironBuilder(
+                base_environ(True, False), ("127.0.0.1", 8000), trusted, SECURE, names
+            ).build(req, peer)
+            from_scope: dict[str, str] = {}
+            for n, v in scope["headers"]:  # joined as the environ joins a repeated header
+                key = "HTTP_" + n.decode().upper().replace("-", "_")
+                from_scope[key] = (
+                    from_scope[key] + ", " + v.decode() if key in from_scope else v.decode()
+                )
+            from_env = {k: v for k, v in env.items() if k.startswith("HTTP_")}
+            assert from_scope == from_env, (peer, names)
+            assert scope["root_path"] == env["SCRIPT_NAME"], (peer, names)
+
+
+def test_uwsgi_headers_are_the_environ_http_vars() -> None:
+    """Over uwsgi the front end already made every name an ``HTTP_*`` var (nginx drops names
+    with ``_`` unless ``underscores_in_headers on``): both interfaces pass them all on."""
+    for capture in sorted(CAPTURES.glob("*.bin")):
+        try:
+            parsed = parse_head(capture.read_bytes())
+        except ProtocolError:
+            continue  # the captures of broken packets
+        if parsed is None or not isinstance(parsed[0], UwsgiRequest):
+            continue
+        vars_environ = parsed[0].environ
+        scope = UwsgiScopeBuilder(("127.0.0.1", 9000)).build(vars_environ, None)
+        env = UwsgiEnvironBuilder(base_environ(True, False), ("127.0.0.1", 9000)).build(
+            vars_environ
+        )
+        from_scope = {
+            "HTTP_" + n.decode().upper().replace("-", "_"): v.decode("latin-1")
+            for n, v in scope["headers"]
+            if n not in (b"content-type", b"content-length")
+        }
+        # uwsgi_curl sends HTTP_X-CUSTOM-HEADER: the environ keeps the var as sent
+        from_env = {k.replace("-", "_"): v for k, v in env.items() if k.startswith("HTTP_")}
+        assert from_scope == from_env, capture.name
+
+
+# --- contradictory secure scheme headers (gunicorn: 400 "Contradictory scheme headers") ----
+
+
+def test_http_contradictory_scheme_headers_from_a_trusted_proxy_are_refused() -> None:
+    raw = (
+        b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: http\r\n\r\n"
+    )
+    with pytest.raises(ContradictorySchemeHeaders):
+        http_scope(raw)
+    # from an untrusted client they mean nothing: no error, scheme http
+    assert http_scope(raw, peer=("10.0.0.2", 1))["scheme"] == "http"

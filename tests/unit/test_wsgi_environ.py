@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from monoceros.addresses import AddressMatcher
+from monoceros.protocols.forwarded import ContradictorySchemeHeaders
 from monoceros.protocols.http import NEED_DATA, HttpParser, HttpRequest
 from monoceros.wsgi.environ import HttpEnvironBuilder, base_environ, split_host
 
@@ -84,6 +87,23 @@ def test_secure_scheme_only_from_trusted_peers() -> None:
     assert build(raw, peer=("127.0.0.1", 1))["wsgi.url_scheme"] == "https"
     assert build(raw, trusted="10.0.0.0/8")["wsgi.url_scheme"] == "https"
     assert build(raw, peer="")["wsgi.url_scheme"] == "https"  # UNIX socket peers are local
+
+
+def test_contradictory_scheme_headers_from_a_trusted_proxy_are_refused() -> None:
+    """gunicorn's 400 "Contradictory scheme headers" (its tests/requests/invalid/019)."""
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Ssl: off\r\n\r\n"
+    with pytest.raises(ContradictorySchemeHeaders) as info:
+        build(raw, peer=("127.0.0.1", 1))
+    assert info.value.status == 400
+    assert build(raw)["wsgi.url_scheme"] == "http"  # an untrusted client's headers mean nothing
+    # a repeated header is joined in the environ, and read back as a list
+    raw = (
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: http\r\n\r\n"
+    )
+    with pytest.raises(ContradictorySchemeHeaders):
+        build(raw, peer=("127.0.0.1", 1))
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Ssl: on\r\n\r\n"
+    assert build(raw, peer=("127.0.0.1", 1))["wsgi.url_scheme"] == "https"
 
 
 # --- gunicorn's forwarder_headers: a trusted proxy's SCRIPT_NAME header -------------------

@@ -1,0 +1,74 @@
+"""The proxy-header policy every worker shares: forwarder header names and the secure scheme."""
+
+from __future__ import annotations
+
+import pytest
+
+from monoceros.protocols.errors import InvalidHTTPRequest, ProtocolError
+from monoceros.protocols.forwarded import (
+    ContradictorySchemeHeaders,
+    forwarded_scheme,
+    forwarder_names,
+    is_forwarder,
+    secure_scheme_table,
+)
+
+PROTO = ("X-FORWARDED-PROTO", "https")
+SSL = ("X-FORWARDED-SSL", "on")
+
+
+def test_forwarder_names_any_case() -> None:
+    names = forwarder_names(["SCRIPT_NAME", "path_info "])
+    assert names == frozenset({b"SCRIPT_NAME", b"PATH_INFO"})
+    assert is_forwarder(b"Script_Name", names) and is_forwarder(b"path_info", names)
+    assert not is_forwarder(b"x_forwarded_for", names)
+
+
+def test_forwarder_star_and_empty() -> None:
+    assert is_forwarder(b"x_anything", forwarder_names(["*"]))
+    assert forwarder_names([]) is None
+    assert not is_forwarder(b"script_name", None)
+
+
+def test_secure_scheme_table() -> None:
+    assert secure_scheme_table({"X-Forwarded-Proto": "HTTPS"}) == [("X-FORWARDED-PROTO", "https")]
+
+
+@pytest.mark.parametrize(
+    ("sent", "scheme"),
+    [
+        ([], "http"),
+        ([(*PROTO, "https")], "https"),
+        ([(*PROTO, "HTTPS")], "https"),  # any case, as before
+        ([(*PROTO, "http")], "http"),
+        ([(*PROTO, "ftp")], "http"),  # anything but the https value says http
+        ([(*PROTO, "https"), (*SSL, "on")], "https"),
+        ([(*PROTO, "http"), (*SSL, "off")], "http"),
+        ([(*PROTO, "https"), (*PROTO, "https")], "https"),  # repeated, agreeing
+        ([(*PROTO, "https, https")], "https"),  # the same, combined (RFC 9110 5.3)
+        ([(*PROTO, " https ,\thttps")], "https"),
+        ([(*PROTO, ""), (*SSL, "on")], "https"),  # empty list elements are ignored (5.6.1)
+        ([(*PROTO, ",https,")], "https"),
+    ],
+)
+def test_forwarded_scheme(sent: list[tuple[str, str, str]], scheme: str) -> None:
+    assert forwarded_scheme(sent) == scheme
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        [(*PROTO, "https"), (*SSL, "off")],  # gunicorn's tests/requests/invalid/019
+        [(*PROTO, "http"), (*SSL, "on")],
+        [(*PROTO, "https"), (*PROTO, "http")],  # a repeated header that disagrees
+        [(*PROTO, "https, http")],  # the same, combined (RFC 9110 5.3)
+    ],
+)
+def test_contradictory_scheme_headers_are_a_400(sent: list[tuple[str, str, str]]) -> None:
+    with pytest.raises(ContradictorySchemeHeaders) as info:
+        forwarded_scheme(sent)
+    exc = info.value
+    assert isinstance(exc, InvalidHTTPRequest) and isinstance(exc, ProtocolError)
+    assert exc.status == 400
+    assert exc.reason.startswith("Contradictory scheme headers: X-FORWARDED-")
+    assert "says https" in exc.reason and "says http" in exc.reason

@@ -15,6 +15,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any, Final
 
+from ..protocols.errors import ProtocolError
 from ..protocols.response import LAST_CHUNK, Framing, ResponseError, chunk, error_response
 from .access import access_environ, access_headers
 from .flow import wake
@@ -296,6 +297,8 @@ class HttpCycle:
             return
         if kind == "http.response.start":
             if self.response_started:
+                if self.response_complete and self.disconnected:
+                    return  # the server answered (a bad body) or the client left: not the app's bug
                 raise RuntimeError("http.response.start sent twice")
             self.response_started = True
             status = message["status"]
@@ -342,12 +345,33 @@ class HttpCycle:
             )
 
     def fail(self, status: int, reason: str) -> None:
-        """The request broke its framing while the app ran: answer ``status`` if still possible."""
+        """The request broke its framing while the app ran: answer ``status`` if still possible.
+
+        The application then sees ``http.disconnect``; a response it still sends is dropped.
+        """
         if not self.response_started:
             self.response_started = True
             self._status = status
+            self._headers = ()
             if not self.conn.is_closing():
                 self.conn.write(error_response(status, reason))
             self.response_complete = True
+            self._log_access()
         self.keep_alive = False
         self.lost()
+
+    def body_error(self, exc: ProtocolError) -> None:
+        """The request body broke its framing: one log line (the WSGI workers' line), then
+        :meth:`fail` with the error's status."""
+        client = self.scope.get("client")
+        query = self.scope.get("query_string")
+        target = self.scope.get("raw_path", b"").decode("latin-1")
+        if query:
+            target += "?" + query.decode("latin-1")
+        self.conn.ctx.log.info(
+            "Invalid request body from %s for %s: %s",
+            client[0] if client else "a local peer",
+            target,
+            exc.reason,
+        )
+        self.fail(exc.status, exc.reason)

@@ -171,11 +171,11 @@ class HttpProtocol(TransportConnection):
         self._process()
 
     def _bad_request(self, exc: ProtocolError) -> None:
-        self.ctx.log.info("Invalid HTTP request from %s: %s", self.peer_label(), exc.reason)
         cycle = self.cycle
-        if cycle is not None:
-            cycle.fail(exc.status, exc.reason)
+        if cycle is not None:  # the body of the request being served
+            cycle.body_error(exc)
         else:
+            self.ctx.log.info("Invalid HTTP request from %s: %s", self.peer_label(), exc.reason)
             self.transport.write(error_response(exc.status, exc.reason))
         self.transport.close()
         self.closed = True

@@ -175,8 +175,7 @@ class UwsgiProtocol(TransportConnection):
             cycle.lost()
             self.transport.close()
             return
-        self.ctx.log.info("Invalid request body from %s: %s", self.peer_label(), exc.reason)
-        cycle.fail(exc.status, exc.reason)
+        cycle.body_error(exc)
         self.transport.close()
 
     def _refuse(self, status: int, reason: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from ..addresses import AddressMatcher, PeerAddress
 from ..config import Hook
 from ..listeners import Listener
-from ..protocols.errors import MissingChunkedBody, ProtocolError
+from ..protocols.errors import MissingChunkedBody, ProtocolError, TruncatedPacket
 from ..protocols.events import NEED_DATA, Data
 from ..protocols.http import HttpLimits, HttpParser, HttpRequest, error_response
 from ..protocols.uwsgi import UwsgiParser, UwsgiRequest
@@ -392,7 +392,7 @@ class BlockingWorker(Worker):
             resp.should_close = self.stopping
         self.nr += 1
         result: Any = None
-        failed = False
+        failed: Exception | None = None
         assert self.app is not None
         try:
             if self.pre_request is not None:  # its exception is answered like the app's: a 500
@@ -416,7 +416,7 @@ class BlockingWorker(Worker):
         except (ClientDisconnected, ConnectionError, TimeoutError):
             raise
         except Exception as exc:
-            failed = True
+            failed = exc
             self._app_error(conn, environ, resp, exc)
         except WorkerAborted:
             self._aborted(conn, environ, resp)
@@ -442,7 +442,8 @@ class BlockingWorker(Worker):
             except Exception:
                 self.log.exception("Exception in the post_request hook")
         if body is not EMPTY_INPUT and not body.exhausted and not body.awaiting_continue:
-            drained = self._drain(conn, body)
+            # a body that broke its framing under the app was answered and logged already
+            drained = not isinstance(failed, ProtocolError) and self._drain(conn, body, environ)
         else:
             drained = body is EMPTY_INPUT or body.exhausted
         return resp.keep_alive and drained and not failed and resp.complete
@@ -453,12 +454,7 @@ class BlockingWorker(Worker):
         where = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
         if isinstance(exc, ProtocolError):
             # the body broke its framing while the app read it: the client's fault, not the app's
-            self.log.info(
-                "Invalid request body from %s for %s: %s",
-                environ.get("REMOTE_ADDR") or "a local peer",
-                where,
-                exc.reason,
-            )
+            self._bad_body(environ, exc)
             if not resp.headers_sent:
                 resp.status, resp.status_code = f"{exc.status} Bad Request", exc.status
                 resp.headers = []
@@ -490,12 +486,25 @@ class BlockingWorker(Worker):
         resp.headers = []
         self.send_error(conn, 500, "")
 
-    def _drain(self, conn: socket.socket, body: Any) -> bool:
+    def _bad_body(self, environ: dict[str, Any], exc: ProtocolError) -> None:
+        """The one log line of a request body that broke its framing (the asgi worker's too)."""
+        self.log.info(
+            "Invalid request body from %s for %s: %s",
+            environ.get("REMOTE_ADDR") or "a local peer",
+            environ.get("REQUEST_URI") or environ.get("PATH_INFO", ""),
+            exc.reason,
+        )
+
+    def _drain(self, conn: socket.socket, body: Any, environ: dict[str, Any]) -> bool:
         """Read what the app left of the body; True when it was read to its end."""
         try:
             conn.settimeout(1.0)
             return bool(body.drain(DRAIN_LIMIT))
-        except (OSError, ProtocolError):
+        except OSError:
+            return False
+        except ProtocolError as exc:  # the response is out: the log line is all that is left
+            if not isinstance(exc, TruncatedPacket):  # a front end that left: not worth a line
+                self._bad_body(environ, exc)
             return False
 
 

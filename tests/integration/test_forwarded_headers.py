@@ -1,5 +1,6 @@
 """One proxy-header policy for every worker kind, on a real HTTP listener (issue 13): header
-names with ``_`` and contradictory ``secure_scheme_headers``, with the log line they leave.
+names with ``_``, contradictory ``secure_scheme_headers``, and a request body that breaks its
+chunked framing, with the log line each leaves.
 
 The tests connect from 127.0.0.1, a trusted peer by default (``forwarded_allow_ips``); the
 ``untrusted`` servers trust another address only. One server of each kind per module.
@@ -136,3 +137,46 @@ def test_agreeing_scheme_headers_say_https(servers: tuple[str, Server, Server]) 
     kind, trusted, _ = servers
     headers = [("X-Forwarded-Proto", "https"), ("X-Forwarded-Ssl", "on")]
     assert meta(kind, trusted, headers)["scheme"] == "https"
+
+
+# ------------------------------------------------------------------ a bad chunked request body
+
+
+BAD_CHUNK = (
+    b"POST %s HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+)
+
+
+def test_a_bad_chunk_size_is_one_log_line_on_every_worker(
+    servers: tuple[str, Server, Server],
+) -> None:
+    """An application reading the body: 400, and the same single INFO line on every worker."""
+    _, trusted, _ = servers
+    seen = len(trusted.log())
+    status, body = raw_request(trusted, BAD_CHUNK % b"/echo")
+    assert (status, body) == (400, b"Bad Request\nInvalid character in chunk size\n")
+    line = "[INFO] Invalid request body from 127.0.0.1 for /echo: Invalid character in chunk size"
+    log = new_log(trusted, seen, line)
+    assert log.count("Invalid request body") == 1, log
+    assert "[ERROR]" not in log and "Traceback" not in log, log
+
+
+def test_asgi_app_answering_after_a_bad_chunk_is_not_an_app_error(
+    servers: tuple[str, Server, Server],
+) -> None:
+    """The asgi worker sees the bad chunk before the application answers: 400 from the server,
+    the application's own response is dropped, no "http.response.start sent twice" ERROR.
+    The WSGI workers read the body only when the app does: this app answers first (200), and
+    the bad chunk, met while the rest of the body is read away, still gets its log line."""
+    kind, trusted, _ = servers
+    seen = len(trusted.log())
+    path = ENV_PATH[kind].encode()  # these paths answer without reading the body
+    status, _ = raw_request(trusted, BAD_CHUNK % path)
+    assert status == (400 if kind == "asgi" else 200)
+    line = (
+        f"[INFO] Invalid request body from 127.0.0.1 for {path.decode()}: "
+        "Invalid character in chunk size"
+    )
+    log = new_log(trusted, seen, line)
+    assert log.count("Invalid request body") == 1, log
+    assert "[ERROR]" not in log and "Traceback" not in log, log

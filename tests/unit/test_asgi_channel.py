@@ -21,6 +21,8 @@ from monoceros.asgi.http_protocol import HttpProtocol
 from monoceros.asgi.scope import HttpScopeBuilder, UwsgiScopeBuilder
 from monoceros.asgi.uwsgi_fast import FastConnection
 from monoceros.asgi.uwsgi_protocol import UwsgiProtocol
+from monoceros.protocols.errors import InvalidHTTPRequest
+from monoceros.protocols.response import error_response
 
 from unit_support import make_ctx
 
@@ -254,3 +256,46 @@ def test_an_app_error_before_the_head_is_a_500(tmp_path: Path) -> None:
     calls = run_cycle(broken, tmp_path, uwsgi=True)
     assert calls[0][0] == "write" and calls[0][1].startswith(b"HTTP/1.1 500 ")
     assert calls[1:] == [("response_done",)]
+
+
+@pytest.mark.parametrize("client", [("10.0.0.9", 1), None])
+def test_a_bad_body_before_the_response_is_a_400_and_one_log_line(
+    client: tuple[str, int] | None, tmp_path: Path
+) -> None:
+    """The body broke its framing (the protocol calls ``body_error``) before the app answered:
+    the server answers 400, the app's ``receive()`` says ``http.disconnect`` and the response
+    it sends anyway is dropped, not an "http.response.start sent twice" error."""
+    got: list[dict[str, Any]] = []
+
+    async def answers_anyway(scope: Any, receive: Any, send: Any) -> None:
+        got.append(await receive())
+        await send(START)
+        await send({"type": "http.response.body", "body": HELLO})
+
+    async def main() -> list[tuple[Any, ...]]:
+        ctx = make_ctx(answers_anyway, asyncio.get_running_loop(), tmp_path)
+        channel = Recorder(ctx)
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/up",
+            "raw_path": b"/up",
+            "query_string": b"a=1",
+            "client": client,
+        }
+        cycle = HttpCycle(
+            channel, scope, keep_alive=True, expect_100=False, http11=True, uwsgi=False
+        )
+        task = asyncio.ensure_future(cycle.run())
+        cycle.body_error(InvalidHTTPRequest("Invalid character in chunk size"))
+        await asyncio.wait_for(task, 10)
+        assert not cycle.keep_alive
+        return channel.calls
+
+    calls = asyncio.run(main())
+    assert got == [{"type": "http.disconnect"}]
+    assert calls == [("write", error_response(400, "Invalid character in chunk size"))]
+    who = client[0] if client else "a local peer"
+    log = (tmp_path / "error.log").read_text()
+    assert log.count("\n") == 1 and "[INFO] Invalid request body from " in log
+    assert log.endswith(f" {who} for /up?a=1: Invalid character in chunk size\n")

@@ -184,10 +184,15 @@ class HttpEnvironBuilder:
             env["REMOTE_ADDR"] = ""
         scheme = "http"
         if self._secure_headers and (ip is None or ip in self._trusted):
-            sent = [
-                (name, https, env[key]) for key, name, https in self._secure_headers if key in env
-            ]
-            if sent:  # repeated headers are joined in env: forwarded_scheme reads them as lists
+            sent = None
+            for secure_key, secure_name, https in self._secure_headers:  # cheaper than a listcomp
+                if secure_key in env:
+                    item = (secure_name, https, env[secure_key])
+                    if sent is None:
+                        sent = [item]
+                    else:
+                        sent.append(item)
+            if sent is not None:  # a repeated header is joined in env: read back as a list
                 scheme = forwarded_scheme(sent)
         env["wsgi.url_scheme"] = scheme
         if mount is not None:

@@ -8,10 +8,10 @@ from typing import TypeAlias
 
 __all__ = ["AddressMatcher", "PeerAddress"]
 
-PeerAddress: TypeAlias = "tuple[str, int] | tuple[str, int, int, int] | str"
+PeerAddress: TypeAlias = "tuple[str, int] | tuple[str, int, int, int] | str | bytes"
 """A socket address as ``accept()`` and ``getsockname()`` give it: ``(host, port)`` for IPv4,
 ``(host, port, flowinfo, scope_id)`` for IPv6, a path for a UNIX socket (``""`` for an unnamed
-peer)."""
+peer, bytes for an abstract-namespace name)."""
 
 
 class AddressMatcher:

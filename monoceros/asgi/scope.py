@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ..addresses import AddressMatcher
+from ..addresses import AddressMatcher, PeerAddress
 from ..protocols.forwarded import (
     forwarded_scheme,
     forwarder_names,
@@ -99,7 +99,7 @@ class HttpScopeBuilder:
 
     def __init__(
         self,
-        sockname: Any,
+        sockname: PeerAddress,
         forwarded_allow_ips: AddressMatcher,
         secure_scheme_headers: Mapping[str, str],
         forwarder_headers: list[str] | None = None,
@@ -107,11 +107,7 @@ class HttpScopeBuilder:
         self._forwarders = forwarder_names(forwarder_headers or [])
         #: a trusted proxy's SCRIPT_NAME header sets root_path (gunicorn's forwarder_headers)
         self._mount = is_forwarder(b"SCRIPT_NAME", self._forwarders)
-        if isinstance(sockname, tuple):
-            self._server: tuple[str, int | None] = (str(sockname[0]), int(sockname[1]))
-        else:
-            path = sockname.decode("latin-1") if isinstance(sockname, bytes) else str(sockname)
-            self._server = (path, None)
+        self._server = _server_of(sockname)
         self._trusted = forwarded_allow_ips
         #: lower-case header name -> (its name in the setting, the value that means https)
         self._secure = {
@@ -191,12 +187,8 @@ class UwsgiScopeBuilder:
 
     __slots__ = ("_server",)
 
-    def __init__(self, sockname: Any) -> None:
-        if isinstance(sockname, tuple):
-            self._server: tuple[str, int | None] = (str(sockname[0]), int(sockname[1]))
-        else:
-            path = sockname.decode("latin-1") if isinstance(sockname, bytes) else str(sockname)
-            self._server = (path, None)
+    def __init__(self, sockname: PeerAddress) -> None:
+        self._server = _server_of(sockname)
 
     def build(self, env: Mapping[str, str], state: dict[str, Any] | None) -> dict[str, Any]:
         """The scope of one request from its vars; ``type`` "websocket" for an upgrade."""
@@ -244,6 +236,13 @@ class UwsgiScopeBuilder:
         if "websocket" in env.get("HTTP_UPGRADE", "").lower() and method == "GET":
             _to_websocket(scope)
         return scope
+
+
+def _server_of(sockname: PeerAddress) -> tuple[str, int | None]:
+    """The ``server`` of a listening address: (host, port), or (path, None) on a UNIX socket."""
+    if isinstance(sockname, tuple):
+        return str(sockname[0]), int(sockname[1])
+    return (sockname.decode("latin-1") if isinstance(sockname, bytes) else sockname), None
 
 
 def _port(value: str | None) -> int | None:

@@ -124,7 +124,7 @@ class _Progress:
             line = f"{env.get('REQUEST_METHOD', '?')} {uri} {env.get('SERVER_PROTOCOL', '')}"
         else:
             line = "?"
-        peer = self.peer[0] if isinstance(self.peer, tuple) else self.peer or "a local peer"
+        peer = self.peer[0] if isinstance(self.peer, tuple) else "a local peer"
         return f"{line.rstrip()} from {peer}"
 
 

@@ -12,7 +12,7 @@ import sys
 from typing import Any, Final
 
 from .. import SERVER_SOFTWARE
-from ..addresses import AddressMatcher
+from ..addresses import AddressMatcher, PeerAddress
 from ..protocols.forwarded import (
     forwarded_scheme,
     forwarder_names,
@@ -115,7 +115,7 @@ class HttpEnvironBuilder:
     def __init__(
         self,
         base: dict[str, Any],
-        sockname: Any,
+        sockname: PeerAddress,
         forwarded_allow_ips: AddressMatcher,
         secure_scheme_headers: dict[str, str],
         forwarder_headers: list[str] | None = None,
@@ -225,7 +225,7 @@ class UwsgiEnvironBuilder:
 
     __slots__ = ("_base",)
 
-    def __init__(self, base: dict[str, Any], sockname: Any) -> None:
+    def __init__(self, base: dict[str, Any], sockname: PeerAddress) -> None:
         defaults = dict(base)
         if isinstance(sockname, tuple):
             name, port = str(sockname[0]), str(sockname[1])

@@ -61,6 +61,8 @@ _STAND_IN_METHOD: Final = b"GET"
 _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: llhttp's reasons for a method it does not take on an HTTP/1.x request line
 _METHOD_REASONS: Final = frozenset(("Invalid method for HTTP/x.x request",))
+#: llhttp's reasons for an HTTP version it does not parse (the second: HTTP/2's preface)
+_VERSION_REASONS: Final = frozenset(("Invalid HTTP version", "Pause on PRI/Upgrade"))
 #: llhttp reports RTSP/1.0 and ICE/1.0 request lines as version 1.0: an HTTP/1.0 head holds this
 _HTTP10_LINE_END: Final = b" HTTP/1.0\r\n"
 #: stand-in heads that start a parser on the body of an Upgrade offer with a body
@@ -276,7 +278,7 @@ class HttpParser:
                 reason in _METHOD_REASONS
             ):
                 return self._extension_method()
-            if reason == "Invalid HTTP version":
+            if reason in _VERSION_REASONS:
                 raise VersionNotSupported("only HTTP/1.0 and HTTP/1.1 are served")
             raise InvalidHTTPRequest(reason)
         except ProtocolError as error:

@@ -300,9 +300,9 @@ class HttpParser:
         limit = self._limits.line or _DEFAULT_LIMITS.line
         sp = head.find(b" ", start, start + limit + 1)
         method = head[start:] if sp < 0 else head[start:sp]
-        if method and not _TOKEN.fullmatch(method):
+        if (method or sp >= 0) and not _TOKEN.fullmatch(method):
             raise InvalidHTTPRequest(f"invalid method {method[:40]!r}")
-        if sp < 0:
+        if sp < 0:  # still arriving
             if len(method) > limit:
                 raise RequestLineTooLong(
                     f"request line is longer than limit_request_line ({limit} bytes)"
@@ -502,7 +502,10 @@ def _body_length(head: bytes, lines: list[bytes], start: int) -> int:
         name, _, value = line.partition(b":")
         name = name.lower()
         if name == b"content-length":
-            return int(value)
+            try:
+                return int(value)
+            except ValueError:  # llhttp took it, so it cannot be: stay on the safe side
+                raise InvalidHTTPRequest("invalid Content-Length") from None
         if name == b"transfer-encoding":
             buf = bytearray(head[start:])
             decoder = ChunkedDecoder(error=InvalidHTTPRequest)

@@ -138,6 +138,9 @@ BAD = {
     "nul_in_value": b"GET / HTTP/1.1\r\nHost: x\r\nX-Nul: a\x00b\r\n\r\n",
     "bad_header_name": b"GET / HTTP/1.1\r\nHost: x\r\nX Bad(): v\r\n\r\n",
     "garbage": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    "no_method": b" / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "method_with_separator": b"GE;T / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "no_method_after_a_request": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n / HTTP/1.1\r\nHost: x\r\n\r\n",
     "uwsgi_packet": b"\x00\x10\x00\x00\x0e\x00REQUEST_METHOD\x03\x00GET",
 }
 

@@ -137,7 +137,7 @@ class HttpProtocol(TransportConnection):
         cycle = HttpCycle(
             self,
             scope,
-            keep_alive=req.keep_alive and ctx.keepalive > 0 and ctx.alive and not req.upgrade,
+            keep_alive=req.keep_alive and ctx.keepalive > 0 and ctx.alive,
             expect_100=req.expect_continue,
             http11=req.version == "1.1",
             uwsgi=False,

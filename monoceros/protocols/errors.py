@@ -36,6 +36,18 @@ class HeadersTooLarge(InvalidHTTPRequest):
     status = 431
 
 
+class MethodNotImplemented(InvalidHTTPRequest):
+    """A method the server never serves, such as CONNECT (501)."""
+
+    status = 501
+
+
+class VersionNotSupported(InvalidHTTPRequest):
+    """An HTTP version other than 1.0 and 1.1, such as HTTP/2.0 on an HTTP/1.1 wire (505)."""
+
+    status = 505
+
+
 class InvalidUWSGIHeader(ProtocolError):
     """A malformed uWSGI packet (400): the base of the uwsgi error kinds below."""
 

@@ -440,7 +440,6 @@ class ThreadWorker(BlockingWorker):
             req = event
             keep_alive = (
                 req.keep_alive
-                and not req.upgrade
                 and self.alive
                 and self.keepalive > 0
                 and self.nr + 1 < self.max_requests

@@ -99,3 +99,49 @@ def test_the_corpus_is_whole() -> None:
 def test_a_bad_expect_file_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_expect("bad", b"", text)
+
+
+def parse_cut(raw: bytes, cut: int) -> tuple[list[tuple[HttpRequest, bytes]], int | None]:
+    """Like :func:`parse`, the bytes fed in two pieces cut at ``cut``."""
+    parser = HttpParser()
+    done: list[tuple[HttpRequest, bytes]] = []
+    body = b""
+    try:
+        for piece in (raw[:cut], raw[cut:]):
+            parser.receive_data(piece)
+            while (event := parser.next_event()) is not NEED_DATA:
+                if isinstance(event, HttpRequest):
+                    head, body = event, b""
+                elif isinstance(event, Data):
+                    body += event.data
+                else:
+                    done.append((head, body))
+    except ProtocolError as exc:
+        return done, exc.status
+    return done, None
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if len(c.raw) < 1024], ids=lambda c: c.name)
+def test_every_cut_gives_the_whole_result(case: Case) -> None:
+    """Fed in two pieces cut at any byte, a request gives what it gives whole (the extension
+    method and Upgrade paths re-read kept bytes: a cut must not change what they see)."""
+
+    def key(
+        result: tuple[list[tuple[HttpRequest, bytes]], int | None],
+    ) -> tuple[list[tuple[object, ...]], int | None]:
+        done, error = result
+        return [(r.method, r.target, r.version, r.headers, b) for r, b in done], error
+
+    whole = key(parse(case.raw, 0))
+    for cut in range(1, len(case.raw)):
+        got = key(parse_cut(case.raw, cut))
+        if case.name in CUT_REFUSED and got != whole:
+            # the known limit: an extension method in a read that began inside a body is
+            # refused (where llhttp's body ended in that read is not known), never misread
+            assert got == (whole[0][: CUT_REFUSED[case.name]], 400), cut
+            continue
+        assert got == whole, cut
+
+
+#: cases with an extension method behind a body: how many requests come before it
+CUT_REFUSED = {"extension_method_pipelined": 2}

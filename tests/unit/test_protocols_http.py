@@ -138,6 +138,9 @@ BAD = {
     "nul_in_value": b"GET / HTTP/1.1\r\nHost: x\r\nX-Nul: a\x00b\r\n\r\n",
     "bad_header_name": b"GET / HTTP/1.1\r\nHost: x\r\nX Bad(): v\r\n\r\n",
     "garbage": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    "no_method": b" / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "method_with_separator": b"GE;T / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "no_method_after_a_request": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n / HTTP/1.1\r\nHost: x\r\n\r\n",
     "uwsgi_packet": b"\x00\x10\x00\x00\x0e\x00REQUEST_METHOD\x03\x00GET",
 }
 
@@ -177,3 +180,56 @@ def test_not_at_message_end_while_the_body_is_incomplete() -> None:
     parser.next_event()
     assert not parser.at_message_end
     assert parser.next_event() is NEED_DATA
+
+
+UPGRADE = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+
+
+def test_an_upgrade_offer_holds_what_follows_for_the_worker_that_takes_it() -> None:
+    parser = HttpParser()
+    parser.receive_data(UPGRADE + b"\x81\x05hello")
+    req = parser.next_event()
+    assert isinstance(req, HttpRequest) and req.upgrade
+    parser.receive_data(b"\x81\x01!")
+    assert parser.upgraded_data == b"\x81\x05hello\x81\x01!"
+
+
+def test_an_upgrade_offer_not_taken_goes_on_as_http() -> None:
+    evs = events(UPGRADE + b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    reqs = [e for e in evs if isinstance(e, HttpRequest)]
+    assert [r.target for r in reqs] == [b"/ws", b"/next"] and reqs[0].upgrade
+    assert sum(isinstance(e, EndOfMessage) for e in evs) == 2
+
+
+@pytest.mark.parametrize("split", [1, 3, 50])
+def test_an_upgrade_offer_with_a_body_is_an_ordinary_request(split: int) -> None:
+    raw = (
+        b"POST /e HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+        b"Content-Length: 5\r\n\r\nhelloGET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    evs = events(raw, split=split)
+    reqs = [e for e in evs if isinstance(e, HttpRequest)]
+    assert [r.target for r in reqs] == [b"/e", b"/next"]
+    assert not reqs[0].upgrade and reqs[0].content_length == 5
+    assert body_of(evs) == b"hello"
+
+
+@pytest.mark.parametrize("split", [1, 2, 5])
+def test_an_extension_method_arriving_in_pieces(split: int) -> None:
+    evs = events(b"\r\nLONGMETHOD /x HTTP/1.1\r\nHost: x\r\n\r\n", split=split)
+    assert isinstance(evs[0], HttpRequest) and evs[0].method == "LONGMETHOD"
+
+
+def test_an_extension_method_longer_than_the_request_line_limit_is_414() -> None:
+    with pytest.raises(RequestLineTooLong):
+        events(b"X" * 200, HttpLimits(line=100))
+
+
+def test_an_extension_method_right_behind_a_body_split_across_reads_is_refused() -> None:
+    """The known limit: where llhttp's body ended in that read is not known."""
+    parser = HttpParser()
+    parser.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+    parser.receive_data(b"cdFOO / HTTP/1.1\r\nHost: x\r\n\r\n")
+    with pytest.raises(InvalidHTTPRequest):
+        while parser.next_event() is not NEED_DATA:
+            pass

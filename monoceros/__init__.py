@@ -1,4 +1,7 @@
 """monoceros: a pre-fork WSGI/ASGI server speaking HTTP/1.1 and the uWSGI protocol."""
 
 __version__ = "0.1.0.dev0"
-SERVER_SOFTWARE = f"monoceros/{__version__}"
+SERVER = "monoceros"
+"""The ``Server`` response header: the name only, as gunicorn sends ``Server: gunicorn``."""
+SERVER_SOFTWARE = f"{SERVER}/{__version__}"
+"""The environ's ``SERVER_SOFTWARE``: name and version, as gunicorn's ``gunicorn/23.0.0``."""

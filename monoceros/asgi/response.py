@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final
 
-from .. import SERVER_SOFTWARE
+from .. import SERVER
 from ..protocols.response import Framing, Spelling, response_head, status_line
 
 __all__ = ["build_head"]
 
-_SPELLING: Final = Spelling(SERVER_SOFTWARE, title_case=False, announce_keep_alive=False)
+_SPELLING: Final = Spelling(SERVER, title_case=False, announce_keep_alive=False)
 
 
 def build_head(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Final
 
-from .. import SERVER_SOFTWARE
+from .. import SERVER
 from ..protocols.response import (
     LAST_CHUNK,
     STATUS_LINES_BY_TEXT,
@@ -37,7 +37,7 @@ _DONTWAIT: Final = getattr(socket, "MSG_DONTWAIT", 0)
 #: the most a single sendall() is given once the client is slower than us (io_timeout bounds it)
 _SLICE: Final = 1 << 20
 
-_SPELLING: Final = Spelling(SERVER_SOFTWARE, title_case=True, announce_keep_alive=True)
+_SPELLING: Final = Spelling(SERVER, title_case=True, announce_keep_alive=True)
 
 
 class FileWrapper:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from monoceros import __version__
 from monoceros.addresses import AddressMatcher
 from monoceros.protocols.forwarded import ContradictorySchemeHeaders
 from monoceros.protocols.http import NEED_DATA, HttpParser, HttpRequest
@@ -46,6 +47,8 @@ def test_pep3333_keys() -> None:
     assert "HTTP_CONTENT_TYPE" not in env and "HTTP_CONTENT_LENGTH" not in env
     assert env["wsgi.url_scheme"] == "http" and env["wsgi.version"] == (1, 0)
     assert env["SCRIPT_NAME"] == ""
+    assert env["SERVER_SOFTWARE"] == f"monoceros/{__version__}"  # as gunicorn: the version here,
+    # the name only in the Server header
 
 
 def test_percent_decoded_once_only() -> None:

@@ -61,9 +61,12 @@ def _lower(name: bytes) -> bytes:
 
 
 def _mounted(root: bytes, raw_path: bytes) -> tuple[str, bytes]:
-    """root_path and raw_path for a proxy's SCRIPT_NAME: raw_path always starts with it."""
+    """root_path and raw_path for a proxy's SCRIPT_NAME: raw_path always starts with it, then
+    ``/`` or nothing (``/application`` is not under ``/app``: it becomes ``/app/application``,
+    a path the proxy already stripped, as the WSGI environ's PATH_INFO ``/application``)."""
     root = root.rstrip(b"/")
-    if not raw_path.startswith(root):
+    cut = len(root)
+    if not (raw_path.startswith(root) and raw_path[cut : cut + 1] in (b"", b"/")):
         raw_path = root + raw_path
     return _text(root), raw_path
 

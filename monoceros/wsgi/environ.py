@@ -83,7 +83,7 @@ def base_environ(multiprocess: bool, multithread: bool, errors: Any = None) -> d
         "wsgi.file_wrapper": FileWrapper,
         "wsgi.input_terminated": True,
         "SERVER_SOFTWARE": SERVER_SOFTWARE,
-        "SCRIPT_NAME": os.environ.get("SCRIPT_NAME", ""),
+        "SCRIPT_NAME": os.environ.get("SCRIPT_NAME", "").rstrip("/"),
     }
 
 
@@ -91,12 +91,14 @@ def mount_point(script_name: str, path: str) -> tuple[str, str]:
     """SCRIPT_NAME and PATH_INFO for an application mounted at ``script_name``.
 
     A trailing ``/`` of the mount point is dropped; the path loses the mount point when it
-    starts with it (a proxy passing the full path), and is kept whole when it does not (a
-    proxy that already stripped it).
+    starts with it followed by ``/`` or nothing (a proxy passing the full path), and is kept
+    whole otherwise (a proxy that already stripped it): ``/application`` is not under ``/app``.
     """
     script_name = script_name.rstrip("/")
     if script_name and path.startswith(script_name):
-        return script_name, path[len(script_name) :]
+        rest = path[len(script_name) :]
+        if not rest or rest[0] == "/":
+            return script_name, rest
     return script_name, path
 
 
@@ -145,8 +147,8 @@ class HttpEnvironBuilder:
         path = decoded_path(raw_path)
         path_info = path.decode("latin-1")
         script_name = env["SCRIPT_NAME"]
-        if script_name and path_info.startswith(script_name):
-            path_info = path_info[len(script_name) :]
+        if script_name:  # the SCRIPT_NAME environment variable (base_environ): a mount point
+            script_name, path_info = mount_point(script_name, path_info)
         env["REQUEST_METHOD"] = req.method
         env["PATH_INFO"] = path_info
         env["QUERY_STRING"] = query.decode("latin-1")

@@ -3,6 +3,7 @@ carry, where the mount point ends, the Server header, and log lines a request ca
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Callable
 
@@ -55,3 +56,36 @@ def test_server_header_names_monoceros_without_its_version(
     srv = start(server, kind)
     lines = [line.lower() for line in head_of(get(srv, "/head?case=ok"))]
     assert b"server: monoceros" in lines, lines
+
+
+# ------------------------------------------------------------------ 10: the mount point
+
+
+def body_json(response: bytes) -> dict[str, str]:
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), response
+    return dict(json.loads(body))
+
+
+@pytest.mark.parametrize("kind", ["sync", "gthread"])
+def test_script_name_from_the_environment_ends_at_a_slash(
+    server: Callable[..., Server], kind: str
+) -> None:
+    srv = start(server, kind, env={"SCRIPT_NAME": "/app"})
+    mounted = body_json(get(srv, "/app/x"))
+    assert (mounted["SCRIPT_NAME"], mounted["PATH_INFO"]) == ("/app", "/x")
+    outside = body_json(get(srv, "/application"))  # was PATH_INFO 'lication'
+    assert (outside["SCRIPT_NAME"], outside["PATH_INFO"]) == ("/app", "/application")
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_script_name_header_mount_ends_at_a_slash(server: Callable[..., Server], kind: str) -> None:
+    """A trusted proxy's (loopback is trusted by default) SCRIPT_NAME header: ``/application``
+    is outside ``/app`` for WSGI's PATH_INFO and for ASGI's path/root_path alike."""
+    srv = start(server, kind)
+    raw = b"GET /application HTTP/1.1\r\nHost: t\r\nSCRIPT_NAME: /app\r\nConnection: close\r\n\r\n"
+    seen = body_json(exchange(srv, raw))
+    if kind == "asgi":
+        assert (seen["root_path"], seen["path"]) == ("/app", "/app/application")
+    else:
+        assert (seen["SCRIPT_NAME"], seen["PATH_INFO"]) == ("/app", "/application")

@@ -201,6 +201,27 @@ def test_http_script_name_header_from_a_trusted_proxy_is_root_path() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("target", "root_path", "path"),
+    [
+        (b"/app", "/app", "/app"),
+        (b"/app/", "/app", "/app/"),
+        (b"/app/x", "/app", "/app/x"),
+        # not inside the mount (no "/" after the prefix): the proxy stripped it, as for "/a"
+        (b"/application", "/app", "/app/application"),
+        (b"/app-x/y", "/app", "/app/app-x/y"),
+    ],
+)
+def test_http_script_name_header_mount_ends_at_a_slash(
+    target: bytes, root_path: str, path: str
+) -> None:
+    """``/application`` is not under root_path ``/app``: a framework stripping root_path from
+    path must not find ``lication`` (issue 18)."""
+    scope = mounted_scope(b"GET %s HTTP/1.1\r\nHost: h\r\nSCRIPT_NAME: /app\r\n\r\n" % target)
+    assert (scope["root_path"], scope["path"]) == (root_path, path)
+    assert scope["raw_path"] == path.encode()
+
+
 def test_http_script_name_header_is_ignored_from_others_and_when_not_listed() -> None:
     raw = b"GET /prefix/a HTTP/1.1\r\nHost: h\r\nSCRIPT_NAME: /prefix\r\n\r\n"
     for scope in (mounted_scope(raw, peer=("10.9.9.9", 1)), mounted_scope(raw, forwarders=[])):

@@ -10,7 +10,7 @@ from monoceros import __version__
 from monoceros.addresses import AddressMatcher
 from monoceros.protocols.forwarded import ContradictorySchemeHeaders
 from monoceros.protocols.http import NEED_DATA, HttpParser, HttpRequest
-from monoceros.wsgi.environ import HttpEnvironBuilder, base_environ, split_host
+from monoceros.wsgi.environ import HttpEnvironBuilder, base_environ, mount_point, split_host
 
 SECURE = {"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}
 
@@ -109,6 +109,40 @@ def test_contradictory_scheme_headers_from_a_trusted_proxy_are_refused() -> None
     assert build(raw, peer=("127.0.0.1", 1))["wsgi.url_scheme"] == "https"
 
 
+@pytest.mark.parametrize(
+    ("script_name", "target", "expected"),
+    [
+        ("/app", "/app/x", ("/app", "/x")),
+        ("/app", "/app", ("/app", "")),
+        ("/app/", "/app/x", ("/app", "/x")),  # a trailing "/" of the mount point is dropped
+        # not inside the mount: the path is kept whole (issue 18: it was "lication")
+        ("/app", "/application", ("/app", "/application")),
+        ("/app", "/app-x/y", ("/app", "/app-x/y")),
+        ("/app", "/other", ("/app", "/other")),
+        ("/", "/x", ("", "/x")),
+    ],
+)
+def test_script_name_from_the_environment_ends_at_a_slash(
+    monkeypatch: pytest.MonkeyPatch, script_name: str, target: str, expected: tuple[str, str]
+) -> None:
+    monkeypatch.setenv("SCRIPT_NAME", script_name)
+    env = build(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target.encode())
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/app/x", ("/app", "/x")),
+        ("/app", ("/app", "")),
+        ("/application", ("/app", "/application")),
+        ("/x", ("/app", "/x")),
+    ],
+)
+def test_mount_point_ends_at_a_slash(path: str, expected: tuple[str, str]) -> None:
+    assert mount_point("/app/", path) == expected
+
+
 # --- gunicorn's forwarder_headers: a trusted proxy's SCRIPT_NAME header -------------------
 
 FORWARDERS = ["SCRIPT_NAME", "PATH_INFO"]
@@ -137,6 +171,9 @@ def test_script_name_header_from_a_trusted_proxy_mounts_the_app() -> None:
     # UNIX socket peers are trusted, as for secure_scheme_headers
     env = forwarded(b"GET /p/x HTTP/1.1\r\nHost: h\r\nSCRIPT_NAME: /p\r\n\r\n", peer="")
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/p", "/x")
+    # "/prefixed" is not under "/prefix": kept whole (issue 18)
+    env = forwarded(b"GET /prefixed HTTP/1.1\r\nHost: h\r\nSCRIPT_NAME: /prefix\r\n\r\n")
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/prefix", "/prefixed")
 
 
 def test_script_name_header_is_dropped_from_others_and_when_not_listed() -> None:

@@ -3,11 +3,15 @@
 Every worker builds its response head with :func:`response_head`, so the rules live here once:
 
 - **Status line**: ``HTTP/1.1 <code> <reason>``; :func:`status_line` for an int (ASGI, reason from
-  the standard table), :func:`status_line_of` for a PEP 3333 status string (its own reason).
-- **Header fields**: a name must be a token, a value must hold no CR, LF or NUL (no response
-  splitting); otherwise :class:`~.errors.ResponseError`. The application's ``Content-Length`` is
-  read, its ``Connection: close`` heard, and the hop-by-hop fields (:data:`HOP_BY_HOP`) dropped:
-  the server owns framing and connection management.
+  the standard table), :func:`status_line_of` for a PEP 3333 status string (its own reason,
+  which holds no control character but HTAB). A status of the code alone (``"200"``) gets the
+  space the status-line needs before its empty reason (``HTTP/1.1 200 \\r\\n``; gunicorn
+  serves it too, as ``HTTP/1.1 200\\r\\n``).
+- **Header fields**: a name must be a token, a value VCHAR, obs-text, SP and HTAB only (RFC 9110
+  5.5): no CR or LF (response splitting), no NUL, ESC, DEL or other control; a negative
+  Content-Length is refused too. Otherwise :class:`~.errors.ResponseError`. The application's
+  ``Content-Length`` is read, its ``Connection: close`` heard, and the hop-by-hop fields
+  (:data:`HOP_BY_HOP`) dropped: the server owns framing and connection management.
 - **Framing** (:func:`frame`): ``1xx``, ``204`` and ``304`` never carry a body or a length; a
   HEAD response carries no body but keeps a length it was given. A body sent whole gets a
   Content-Length when it has none. Without a length a body kept alive on HTTP/1.1 is chunked, and
@@ -20,8 +24,8 @@ Every worker builds its response head with :func:`response_head`, so the rules l
 WSGI headers are str (latin-1), ASGI headers bytes: :func:`response_head` takes either (``text``
 says which) and runs one loop over them, joining the application's lines in their own type and
 encoding them once. Converting each WSGI name and value to bytes first would cost two encodes
-per header on every request; the checks that follow (CR/LF/NUL counts on the joined block, the
-token check cached per name) then run on bytes for both.
+per header on every request; the checks that follow (one ``translate`` of the joined block that
+keeps only its control characters, the token check cached per name) then run on bytes for both.
 
 All caches are bounded and safe to share between threads: each update is one dict insertion or
 one store of an immutable tuple.
@@ -65,6 +69,10 @@ LAST_CHUNK: Final = b"0\r\n\r\n"
 """The end of a chunked body (no trailers)."""
 
 _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+#: the controls a field value or reason phrase may not hold: CTL but HTAB (RFC 9110 5.5)
+_CTL_TEXT: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: every byte but those controls: ``block.translate(None, _NOT_CTL)`` keeps only the controls
+_NOT_CTL: Final = bytes(b for b in range(256) if not _CTL_TEXT.match(chr(b)))
 _NO_BODY: Final = frozenset((204, 304))
 _CACHE_MAX: Final = 1024
 
@@ -110,12 +118,13 @@ def status_line_of(status: str) -> tuple[int, bytes]:
     if status.__class__ is not str:
         raise ResponseError(f"status must be a str, got {type(status).__name__}")
     code = status[:3]
-    if not (code.isdigit() and len(code) == 3 and (len(status) == 3 or status[3] == " ")):
+    if not (code.isascii() and code.isdigit() and len(code) == 3) or status[3:4] not in ("", " "):
         raise ResponseError(f"invalid status {status!r}: expected '<3 digits> <reason>'")
-    if "\n" in status or "\r" in status or "\x00" in status:
-        raise ResponseError(f"invalid status {status!r}: contains CR, LF or NUL")
-    try:
-        known = int(code), f"HTTP/1.1 {status}\r\n".encode("latin-1")
+    if _CTL_TEXT.search(status):
+        raise ResponseError(f"invalid status {status!r}: contains a control character")
+    try:  # the code alone: the status-line still needs its SP before the (empty) reason
+        text = status if len(status) > 3 else status + " "
+        known = int(code), f"HTTP/1.1 {text}\r\n".encode("latin-1")
     except UnicodeEncodeError:
         raise ResponseError(f"invalid status {status!r}: not latin-1") from None
     if len(STATUS_LINES_BY_TEXT) < _CACHE_MAX:
@@ -266,9 +275,9 @@ def response_head(
             raise ResponseError(f"a response header is not latin-1: {exc}") from None
     else:
         block = b"".join(parts)
-    # One scan instead of one per value: every legitimate CR and LF ends a line of ours.
-    fields = len(parts) >> 2
-    if block.count(b"\n") != fields or block.count(b"\r") != fields or b"\x00" in block:
+    # One pass instead of one per value: keep only the controls (not HTAB); names are tokens,
+    # so the only ones allowed are our own CR LF ending each of the len(parts) / 4 lines.
+    if len(block.translate(None, _NOT_CTL)) != len(parts) >> 1:
         raise ResponseError(_injection(headers))
     framing = frame(
         status,
@@ -326,11 +335,15 @@ def _checked_value(value: Any, item: Any, text: bool) -> Any:
 
 
 def _injection(headers: Iterable[Any]) -> str:
-    """Name the header whose value holds CR, LF or NUL, for the error message."""
+    """Name the header whose value holds a control character, for the error message."""
     for name, value in headers:
-        if any(c in value for c in (("\r", "\n", "\x00") if isinstance(value, str) else b"\r\n\0")):
-            return f"response header {name!r} holds CR, LF or NUL (header injection refused)"
-    return "a response header holds CR, LF or NUL (header injection refused)"
+        text = value if isinstance(value, str) else bytes(value).decode("latin-1")
+        if _CTL_TEXT.search(text):
+            return (
+                f"response header {name!r} holds a control character (header injection "
+                f"refused; RFC 9110 5.5 allows none but HTAB): {value!r}"
+            )
+    return "a response header holds a control character (header injection refused)"
 
 
 def chunk(data: bytes) -> bytes:

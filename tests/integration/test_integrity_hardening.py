@@ -89,3 +89,47 @@ def test_script_name_header_mount_ends_at_a_slash(server: Callable[..., Server],
         assert (seen["root_path"], seen["path"]) == ("/app", "/app/application")
     else:
         assert (seen["SCRIPT_NAME"], seen["PATH_INFO"]) == ("/app", "/application")
+
+
+# ------------------------------------------------------------------ 9: what a head may carry
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_response_heads_with_control_characters_or_a_negative_length_are_refused(
+    server: Callable[..., Server], kind: str
+) -> None:
+    """RFC 9110 5.5: a field value is VCHAR, obs-text, SP and HTAB; any other control (NUL,
+    ESC, DEL, VT) is refused with a 500 and a log line, as a negative Content-Length is (it cut
+    the body and kept the connection). One writer, so every worker kind says the same."""
+    srv = start(server, kind)
+    cases = ["nul-value", "esc-value", "del-value", "vt-value", "negative-length"]
+    if kind != "asgi":  # an ASGI status is an int: no reason phrase from the application
+        cases.append("ctl-reason")
+    for case in cases:
+        response = get(srv, f"/head?case={case}", keep_alive=True)
+        assert response.startswith(b"HTTP/1.1 500 "), (case, response)
+        assert b"\x1b" not in response and b"\x00" not in response and b"\x7f" not in response
+        assert b"Connection: close" in response, (case, response)
+    log = srv.log()
+    assert log.count("Bad response from the") == len(cases), log
+    assert "\x1b" not in log and "\x00" not in log and "\x7f" not in log
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_tab_and_obs_text_values_are_sent(server: Callable[..., Server], kind: str) -> None:
+    srv = start(server, kind)
+    lines = [line.lower() for line in head_of(get(srv, "/head?case=tab-value"))]
+    assert lines[0] == b"http/1.1 200 ok", lines
+    assert b"x-tab: a\tb" in lines and b"x-obs: caf\xe9" in lines, lines
+
+
+@pytest.mark.parametrize("kind", ["sync", "gthread"])
+def test_a_bare_status_code_gets_the_space_the_status_line_needs(
+    server: Callable[..., Server], kind: str
+) -> None:
+    """``start_response("200", ...)``: served (gunicorn serves it too) with the status line
+    ``HTTP/1.1 200 \\r\\n`` that RFC 9112 4 requires (gunicorn writes ``HTTP/1.1 200\\r\\n``)."""
+    srv = start(server, kind)
+    response = get(srv, "/head?case=bare-status")
+    assert response.startswith(b"HTTP/1.1 200 \r\n"), response
+    assert response.endswith(b"\r\n\r\nbare"), response

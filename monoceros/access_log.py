@@ -3,8 +3,17 @@
 A format such as ``%(h)s "%(r)s" %(s)s`` is scanned once by :class:`AccessFormat`; each request
 then builds only the atoms the format names and renders them with one ``%`` operation. Atoms
 whose source is absent render as ``-``; unknown atoms render as ``-`` too. String values that come
-from the peer or the application have ``"`` escaped as ``\\"`` (as gunicorn does) and ASCII
-control characters escaped as ``\\xHH`` (so a request cannot forge extra log lines).
+from the peer or the application go through :func:`escape`.
+
+**Escaping, for every log line** (the error log's request-derived values go through
+:func:`log_safe`, the same rule without the quote): a character that is not printable
+(``str.isprintable``: the C0 controls, DEL, the C1 controls U+0080-U+009F, and beyond Latin-1
+the line and paragraph separators, bidirectional and zero-width format characters, unassigned
+code points) is written ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN``; a backslash is doubled, so
+a client's literal ``\\x0a`` reads ``\\\\x0a`` and cannot pass for an escaped newline; the access
+log also escapes ``"`` as ``\\"`` (as gunicorn does). Printable non-ASCII text such as ``é``
+stays as it is. So a request cannot forge a log line, nor send a terminal escape sequence to
+whoever reads the log. A clean value costs one ``isprintable()`` and one or two ``in`` tests.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ __all__ = [
     "basic_auth_user",
     "clf_time",
     "escape",
+    "log_safe",
     "request_target",
 ]
 
@@ -35,21 +45,45 @@ Length = int | None
 Getter = Callable[[Env, Status, Headers, Length, float], object]
 
 _KEY = re.compile(r"%(?:%|\(([^)]*)\))")
-_UNSAFE = re.compile(r'["\x00-\x1f\x7f]')
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _clf_cache: tuple[int, str] = (-1, "")
 
 
-def _escape_char(match: re.Match[str]) -> str:
-    char = match.group()
-    return '\\"' if char == '"' else f"\\x{ord(char):02x}"
+def _escaped(text: str, quote: bool) -> str:
+    """``text`` with each unprintable character, backslash (and ``"`` when ``quote``) escaped."""
+    out = []
+    for char in text:
+        if char == "\\":
+            out.append("\\\\")
+        elif char == '"' and quote:
+            out.append('\\"')
+        elif char.isprintable():
+            out.append(char)
+        else:
+            code = ord(char)
+            if code < 0x100:
+                out.append(f"\\x{code:02x}")
+            elif code < 0x10000:
+                out.append(f"\\u{code:04x}")
+            else:
+                out.append(f"\\U{code:08x}")
+    return "".join(out)
 
 
 def escape(value: str) -> str:
-    """Escape ``"`` as ``\\"`` and ASCII control characters as ``\\xHH``."""
-    if '"' not in value and value.isprintable():  # the common case, without a regex
+    """An access log value: unprintable characters as ``\\xNN``, ``\\`` and ``"`` escaped."""
+    if value.isprintable() and '"' not in value and "\\" not in value:  # the common case
         return value
-    return _UNSAFE.sub(_escape_char, value)
+    return _escaped(value, True)
+
+
+def log_safe(value: object) -> str:
+    """A request-derived value for an error log line: ``str(value)`` with unprintable
+    characters as ``\\xNN`` (``\\uNNNN``) and ``\\`` doubled (see the module's docstring)."""
+    text = value if isinstance(value, str) else str(value)
+    if text.isprintable() and "\\" not in text:
+        return text
+    return _escaped(text, False)
 
 
 def clf_time(now: float | None = None) -> str:

@@ -15,6 +15,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any, Final
 
+from ..access_log import log_safe
 from ..protocols.errors import ProtocolError
 from ..protocols.response import LAST_CHUNK, Framing, ResponseError, chunk, error_response
 from .access import access_environ, access_headers
@@ -152,7 +153,7 @@ class HttpCycle:
         scope = self.scope
         query = scope.get("query_string")
         path = scope.get("path", "")
-        return (
+        return log_safe(
             f"{scope.get('method', '')} {path}?{query.decode('latin-1')}"
             if query
             else (f"{scope.get('method', '')} {path}")
@@ -370,8 +371,8 @@ class HttpCycle:
             target += "?" + query.decode("latin-1")
         self.conn.ctx.log.info(
             "Invalid request body from %s for %s: %s",
-            client[0] if client else "a local peer",
-            target,
-            exc.reason,
+            log_safe(client[0] if client else "a local peer"),
+            log_safe(target),
+            log_safe(exc.reason),
         )
         self.fail(exc.status, exc.reason)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from ..access_log import log_safe
 from ..protocols.errors import ProtocolError
 from ..protocols.events import NEED_DATA, Data, EndOfMessage
 from ..protocols.http import HttpParser, HttpRequest
@@ -175,7 +176,9 @@ class HttpProtocol(TransportConnection):
         if cycle is not None:  # the body of the request being served
             cycle.body_error(exc)
         else:
-            self.ctx.log.info("Invalid HTTP request from %s: %s", self.peer_label(), exc.reason)
+            self.ctx.log.info(
+                "Invalid HTTP request from %s: %s", self.peer_label(), log_safe(exc.reason)
+            )
             self.transport.write(error_response(exc.status, exc.reason))
         self.transport.close()
         self.closed = True

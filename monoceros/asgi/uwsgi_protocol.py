@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from ..access_log import log_safe
 from ..protocols.errors import MissingChunkedBody, ProtocolError, TruncatedPacket
 from ..protocols.events import NEED_DATA, Data, EndOfMessage
 from ..protocols.response import error_response
@@ -167,11 +168,13 @@ class UwsgiProtocol(TransportConnection):
     def _protocol_error(self, exc: ProtocolError) -> None:
         cycle = self.cycle
         if cycle is None:
-            self.ctx.log.warning("Invalid uWSGI header: %s from %s", exc.reason, self.peer_label())
+            self.ctx.log.warning(
+                "Invalid uWSGI header: %s from %s", log_safe(exc.reason), self.peer_label()
+            )
             self._refuse(exc.status, exc.reason)
             return
         if isinstance(exc, TruncatedPacket):
-            self.ctx.log.debug("Client %s: %s", self.peer_label(), exc.reason)
+            self.ctx.log.debug("Client %s: %s", self.peer_label(), log_safe(exc.reason))
             cycle.lost()
             self.transport.close()
             return
@@ -205,7 +208,9 @@ class UwsgiProtocol(TransportConnection):
             return
         if self.chunked and not cycle.response_complete:
             exc = MissingChunkedBody()
-            self.ctx.log.warning("Invalid uWSGI header: %s from %s", exc.reason, self.peer_label())
+            self.ctx.log.warning(
+                "Invalid uWSGI header: %s from %s", log_safe(exc.reason), self.peer_label()
+            )
             cycle.fail(exc.status, exc.reason)
             self.transport.close()
 

@@ -14,6 +14,7 @@ import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
+from ..access_log import log_safe
 from ..protocols.response import error_response
 from ..protocols.websocket import (
     OP_BINARY,
@@ -177,7 +178,7 @@ class WebSocketSession:
             await self.ctx.app(self.scope, self.receive, self.send)
         except Exception:
             self.ctx.log.exception(
-                "Exception in ASGI application (WebSocket %s)", self.scope.get("path", "")
+                "Exception in ASGI application (WebSocket %s)", log_safe(self.scope.get("path", ""))
             )
             if not self.accepted and not self.close_sent:
                 self.close_sent = True

@@ -20,6 +20,7 @@ import socket
 import sys
 from types import FrameType
 
+from ..access_log import log_safe
 from ..addresses import AddressMatcher
 from ..asgi.acceptor import Acceptor, DirectHandler, ProtocolFactory
 from ..asgi.context import ServerContext
@@ -244,7 +245,7 @@ def _running_request(frame: FrameType | None) -> str | None:
             if isinstance(owner, HttpCycle):
                 return f"the handler of {owner.describe()}"
             if isinstance(owner, WebSocketSession):
-                return f"the WebSocket handler of {owner.scope.get('path', '')}"
+                return f"the WebSocket handler of {log_safe(owner.scope.get('path', ''))}"
         frame = frame.f_back
         depth += 1
     return None

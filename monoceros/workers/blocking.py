@@ -17,6 +17,7 @@ import socket
 import time
 from typing import Any, Protocol
 
+from ..access_log import log_safe
 from ..addresses import AddressMatcher, PeerAddress
 from ..config import Hook
 from ..listeners import Listener
@@ -311,7 +312,7 @@ class BlockingWorker(Worker):
     ) -> None:
         """Log and answer a malformed HTTP request."""
         who = peer[0] if isinstance(peer, tuple) else peer or listener.name  # as the asgi worker
-        self.log.info("Invalid HTTP request from %s: %s", who, exc.reason)
+        self.log.info("Invalid HTTP request from %s: %s", who, log_safe(exc.reason))
         self.send_error(conn, exc.status, exc.reason)
 
     def uwsgi_forbidden(self, listener: Listener, conn: socket.socket, peer: PeerAddress) -> bool:
@@ -327,7 +328,9 @@ class BlockingWorker(Worker):
     ) -> None:
         """Log and answer a malformed uWSGI packet."""
         self.log.warning(
-            "Invalid uWSGI header: %s from %s", exc.reason, peer[0] if peer else listener.name
+            "Invalid uWSGI header: %s from %s",
+            log_safe(exc.reason),
+            peer[0] if peer else listener.name,
         )
         self.send_error(conn, exc.status, exc.reason)
 
@@ -451,7 +454,7 @@ class BlockingWorker(Worker):
     def _app_error(
         self, conn: socket.socket, environ: dict[str, Any], resp: Response, exc: Exception
     ) -> None:
-        where = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
+        where = log_safe(environ.get("REQUEST_URI") or environ.get("PATH_INFO", ""))
         if isinstance(exc, ProtocolError):
             # the body broke its framing while the app read it: the client's fault, not the app's
             self._bad_body(environ, exc)
@@ -490,9 +493,9 @@ class BlockingWorker(Worker):
         """The one log line of a request body that broke its framing (the asgi worker's too)."""
         self.log.info(
             "Invalid request body from %s for %s: %s",
-            environ.get("REMOTE_ADDR") or "a local peer",
-            environ.get("REQUEST_URI") or environ.get("PATH_INFO", ""),
-            exc.reason,
+            log_safe(environ.get("REMOTE_ADDR") or "a local peer"),  # a uwsgi var: the peer's
+            log_safe(environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")),
+            log_safe(exc.reason),
         )
 
     def _drain(self, conn: socket.socket, body: Any, environ: dict[str, Any]) -> bool:
@@ -509,12 +512,12 @@ class BlockingWorker(Worker):
 
 
 def request_line(environ: dict[str, Any]) -> str:
-    """``METHOD /path?query`` of a request, as the client sent it, for the error log."""
+    """``METHOD /path?query`` of a request, as the client sent it, escaped for the error log."""
     uri = environ.get("REQUEST_URI")
     if not uri:
         query = environ.get("QUERY_STRING")
         uri = environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
-    return f"{environ.get('REQUEST_METHOD', '?')} {uri}"
+    return log_safe(f"{environ.get('REQUEST_METHOD', '?')} {uri}")
 
 
 def _as_bytes(data: Any) -> bytes:

@@ -29,6 +29,7 @@ import time
 import traceback
 from types import FrameType
 
+from ..access_log import log_safe
 from ..addresses import PeerAddress
 from ..listeners import Listener
 from ..protocols.errors import ProtocolError
@@ -125,7 +126,7 @@ class _Progress:
         else:
             line = "?"
         peer = self.peer[0] if isinstance(self.peer, tuple) else "a local peer"
-        return f"{line.rstrip()} from {peer}"
+        return f"{log_safe(line.rstrip())} from {peer}"
 
 
 class ThreadWorker(BlockingWorker):

@@ -133,3 +133,54 @@ def test_a_bare_status_code_gets_the_space_the_status_line_needs(
     response = get(srv, "/head?case=bare-status")
     assert response.startswith(b"HTTP/1.1 200 \r\n"), response
     assert response.endswith(b"\r\n\r\nbare"), response
+
+
+# ------------------------------------------------------------------ 7: log lines
+
+
+FORGED = "[2026-01-01 00:00:00 +0000] [1] [CRITICAL] forged"
+#: the path (and header values) of the forging request: a newline with a fake error log line,
+#: a terminal escape, C1 controls (NEL, CSI), a literal backslash sequence, and an é to keep
+EVIL_PATH = "/raise%0a" + FORGED.replace(" ", "%20") + "%1b[31m%C2%85%C2%9b%5Cx0a-caf%C3%A9"
+#: followed by a raw backslash sequence (llhttp refuses raw controls and bytes above 0x7f in a
+#: target): the WSGI workers' error log shows the target as sent (REQUEST_URI)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_request_values_cannot_forge_log_lines(server: Callable[..., Server], kind: str) -> None:
+    """Every request-derived value is escaped in the error log and the access log: C0, DEL, C1
+    and backslash as ``\\xNN``/``\\\\``; a printable é stays (issue 18, 7)."""
+    srv = start(
+        server,
+        kind,
+        "--access-logfile",
+        "-",
+        "--access-logformat",
+        "access %(U)s %(a)s %(f)s",
+    )
+    raw = (
+        b"GET " + EVIL_PATH.encode() + b"\\x0a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+        b"User-Agent: ua\xc2\x85\xc2\x9b-\\x0a\r\nReferer: ref\\x0a\r\n\r\n"
+    )
+    assert exchange(srv, raw).startswith(b"HTTP/1.1 500 ")
+    # a bad request line whose reason quotes the target (an error log line without an app)
+    exchange(srv, b"GET /a\x1b[31m\\x0a HTTP/1.1\r\nHost: t\r\n\r\n")
+    log = srv.log_path.read_bytes().decode("utf-8", "replace")
+    lines = log.split("\n")  # only LF ends a line (str.splitlines would split at NEL too)
+    assert not [line for line in lines if line.startswith(FORGED[:12])], log
+    for raw_char in ("\x1b", "\x85", "\x9b", "\x0b"):
+        assert raw_char not in log, (raw_char, log)
+    error_lines = [line for line in lines if "forged" in line and not line.startswith("access ")]
+    assert len(error_lines) == 1, log
+    if kind == "asgi":  # the decoded path
+        assert "\\x0a[2026-01-01" in error_lines[0] and "\\x1b[31m" in error_lines[0], log
+        assert "\\x85\\x9b\\\\x0a-café\\\\x0a" in error_lines[0], log
+    else:  # the target as sent, read as latin-1
+        assert "%0a[2026-01-01" in error_lines[0] and "-caf%C3%A9\\\\x0a" in error_lines[0], log
+    access = [line for line in lines if line.startswith("access /raise")]
+    assert len(access) == 1, log
+    assert "\\x0a[2026-01-01" in access[0] and "\\x1b[31m" in access[0], access
+    assert "\\\\x0a-caf" in access[0] and " ref\\\\x0a" in access[0], access
+    assert "\\x85" in access[0] and "\\x9b" in access[0], access
+    if kind == "asgi":  # the scope's path is UTF-8 text: é kept as it is
+        assert "-café" in access[0], access

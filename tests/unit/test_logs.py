@@ -24,8 +24,10 @@ from monoceros.access_log import (
     basic_auth_user,
     clf_time,
     escape,
+    log_safe,
 )
 from monoceros.logs import ACCESS_LOGGER, ERROR_LOGGER, Logger
+from monoceros.workers.blocking import request_line
 
 ERROR_LINE = re.compile(
     r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4})\] \[(\d+)\] \[([A-Z]+)\] (.*)$"
@@ -492,7 +494,41 @@ def test_values_are_escaped() -> None:
         '"evil\\" agent" "GET /x\\"y HTTP/1.1" /line\\x0abreak\\x1b[31m\\x7f m\\"al'
     )
     assert escape("café ünïcode") == "café ünïcode"
-    assert escape("\xa0\x85") == "\xa0\x85"
+
+
+@pytest.mark.parametrize(
+    ("value", "access", "error"),
+    [
+        ("café ünïcode 日本", "café ünïcode 日本", "café ünïcode 日本"),  # printable: kept
+        (
+            "a\nb\r\x00\x1b[31m\x7f",
+            "a\\x0ab\\x0d\\x00\\x1b[31m\\x7f",
+            "a\\x0ab\\x0d\\x00\\x1b[31m\\x7f",
+        ),
+        # C1 controls (NEL ends a line for some readers, CSI starts a terminal sequence), NBSP
+        ("\x85\x9b\xa0", "\\x85\\x9b\\xa0", "\\x85\\x9b\\xa0"),
+        # a client's literal backslash sequence cannot pass for an escaped character
+        ("\\x0a", "\\\\x0a", "\\\\x0a"),
+        ('say "hi"', 'say \\"hi\\"', 'say "hi"'),  # the quote only where values are quoted
+        # line/paragraph separators, a bidi override, a tag character
+        (
+            "\u2028\u2029\u202e\U000e0001",
+            "\\u2028\\u2029\\u202e\\U000e0001",
+            "\\u2028\\u2029\\u202e\\U000e0001",
+        ),
+    ],
+)
+def test_one_escaping_rule_for_access_and_error_log(value: str, access: str, error: str) -> None:
+    assert escape(value) == access
+    assert log_safe(value) == error
+    assert log_safe(value.encode("utf-8")) == log_safe(repr(value.encode("utf-8")))  # str() first
+    for escaped in (escape(value), log_safe(value)):
+        assert escaped.isprintable() and "\n" not in escaped
+
+
+def test_request_line_of_the_error_log_is_escaped() -> None:
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/a\n[x] [CRITICAL] b\\", "QUERY_STRING": ""}
+    assert request_line(environ) == "GET /a\\x0a[x] [CRITICAL] b\\\\"
 
 
 def test_format_keeps_literals_and_percent_escapes() -> None:

@@ -484,7 +484,16 @@ class Arbiter:
             worker.pid = pid  # the master's copy, as hooks (child_exit) see it
             self.workers[pid] = WorkerRecord(pid, self.worker_age, heartbeat, worker)
             return pid
-        # ---- in the child
+        # ---- in the child: from here on nothing may return into the master's code, whatever
+        # the application did (a closed stdout makes the last flush raise): os._exit ends it
+        code = 1
+        try:
+            code = self._worker_process(worker)
+        finally:
+            os._exit(code)
+
+    def _worker_process(self, worker: Worker) -> int:
+        """The forked child's whole life: boot, serve, worker_exit; returns the exit status."""
         code = 0
         try:
             self._child_reset()
@@ -496,17 +505,21 @@ class Arbiter:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except BaseException:
-            self.log.exception("Exception in worker process")
+            with contextlib.suppress(BaseException):
+                self.log.exception("Exception in worker process")
             code = 1 if worker.booted else WORKER_BOOT_ERROR
-        finally:
-            try:
-                self.log.info("Worker exiting (pid: %s)", os.getpid())
-                self.cfg.worker_exit(self, worker)
-            except BaseException:
+        try:
+            self.log.info("Worker exiting (pid: %s)", os.getpid())
+            self.cfg.worker_exit(self, worker)
+        except BaseException:
+            with contextlib.suppress(BaseException):
                 self.log.exception("Exception in the worker_exit hook")
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # closed by the application (ValueError, EBADF), or None
+                pass
+        return code
 
     def _child_reset(self) -> None:
         """In a fresh child: forget the master's signal plumbing and drop privileges."""

@@ -1,0 +1,60 @@
+"""The process model under stress, through the real command: what a worker does on its way out
+never runs master code, a dead worker is replaced at once, an orphaned worker leaves, a restart
+waits for its port, and a uwsgi socket everyone may connect to is said so."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import Server, wait_for
+
+KINDS = {
+    "sync": (["-k", "sync"], "app:app"),
+    "gthread": (["-k", "gthread", "--threads", "2"], "app:app"),
+    "asgi": (["-k", "asgi"], "asgi_app:app"),
+}
+
+
+def gone(pid: int) -> bool:
+    """Whether ``pid`` exited (a zombie counts: it serves nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+# ----------------------------------------------------------------------------- stdout closed
+
+
+@pytest.mark.parametrize("how", ["file", "fd"])
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_worker_whose_app_closed_stdout_exits_without_running_master_code(
+    server: Callable[..., Server], workdir: Path, kind: str, how: str
+) -> None:
+    """The app closes stdout, the worker is recycled (max_requests 1): flushing stdout on the
+    way out fails, and the worker still leaves by os._exit. The socket file and the pidfile
+    stay, no worker logs the master's last words, and the next requests are served."""
+    args, app = KINDS[kind]
+    sock_path = workdir / "app.sock"
+    pidfile = workdir / "app.pid"
+    srv = server(
+        [*args, "--workers", "1", "--max-requests", "1", "--pid", str(pidfile)],
+        app=app,
+        bind=f"unix:{sock_path}",
+        env={"PYTHONUNBUFFERED": ""},  # block-buffered stdout: something is left to flush
+    )
+    status, _, body = srv.request(f"/close-stdout?how={how}")
+    assert status == 200 and body.startswith(b"closed "), (status, body, srv.log())
+    first = int(body.split()[1])
+    assert wait_for(lambda: gone(first), 15), srv.log()
+    for _ in range(3):
+        status, _, body = srv.request("/pid")
+        assert status == 200 and body.isdigit() and int(body) != first, (status, body, srv.log())
+    assert sock_path.exists() and pidfile.read_text().strip() == str(srv.pid), srv.log()
+    log = srv.log()
+    assert "master loop" not in log and "Shutting down" not in log, log
+    assert f"Worker exiting (pid: {first})" in log, log

@@ -364,8 +364,11 @@ class Arbiter:
     # ------------------------------------------------------------------ signal handlers
 
     def handle_chld(self) -> None:
-        """A child exited: reap it (respawning happens in manage_workers)."""
+        """A child exited: reap it and fork its replacement now, not at the next wake-up
+        (unless another signal is queued: a stop is acted on before anything is forked)."""
         self.reap_workers()
+        if not self._signals:
+            self.manage_workers()
 
     def handle_hup(self) -> None:
         """Reload the configuration and replace the workers gracefully."""

@@ -113,24 +113,18 @@ def _close_stdout(how):
 
 def _hold_fds(seconds):
     """Take every free descriptor for ``seconds`` (from a thread, so the reply leaves first),
-    and the one this request's connection frees once it closes."""
+    also those freed meanwhile (a blocked accept() holds one number while it waits, and frees
+    it whenever it times out)."""
     import threading
 
     def hold():
-        start = time.monotonic()
+        deadline = time.monotonic() + seconds
         held = []
-        while len(held) < 100_000:
+        while time.monotonic() < deadline and len(held) < 100_000:
             try:
                 held.append(os.open(os.devnull, os.O_RDONLY))
             except OSError:
-                break
-        for _ in range(400):  # 2 s at most for the closing connection's descriptor
-            try:
-                held.append(os.open(os.devnull, os.O_RDONLY))
-                break
-            except OSError:
-                time.sleep(0.005)
-        time.sleep(max(0.0, seconds - (time.monotonic() - start)))
+                time.sleep(0.001)
         for fd in held:
             os.close(fd)
 

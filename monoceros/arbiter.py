@@ -24,6 +24,8 @@ from .app import current_dir
 from .config import Config, ConfigError
 from .heartbeat import Heartbeat
 from .listeners import (
+    BIND_ATTEMPTS,
+    BIND_RETRY_DELAY,
     INHERIT_ENV,
     BindError,
     Listener,
@@ -289,6 +291,7 @@ class Arbiter:
                 activated,
                 upgraded,
                 defer_accept=cfg.defer_accept,
+                retry=self._bind_retry,
             )
         except BindError as exc:
             raise HaltServer(str(exc)) from None
@@ -305,6 +308,19 @@ class Arbiter:
                 self.log.warning("--reload cannot reload code loaded in the master by --preload")
             self.app = self._load_app_in_master()
         self._hook("when_ready", self)  # as in gunicorn: before the first worker is forked
+
+    def _bind_retry(self, exc: BindError, attempt: int) -> None:
+        """An address is in use at start: say so and try again in a second, as gunicorn does
+        (a restart right after a stop, while the old workers let go); not once told to stop."""
+        if any(sig in self._signals for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)):
+            raise exc
+        self.log.error(
+            "%s; retrying in %g s (attempt %s of %s)",
+            exc,
+            BIND_RETRY_DELAY,
+            attempt,
+            BIND_ATTEMPTS,
+        )
 
     def _listening(self, listener: Listener) -> None:
         self.log.info("Listening at: %s://%s (%s)", listener.protocol, listener.name, self.pid)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -83,3 +84,46 @@ def test_a_killed_worker_is_replaced_at_once(server: Callable[..., Server], kind
         assert served_by != victim
     # typically 0.05-0.15 s (the replacement's boot included); 1.0-1.2 s before
     assert max(figures) < 0.8, (figures, srv.log())
+
+
+# ----------------------------------------------------------------------------- orphans
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_an_orphaned_worker_under_steady_traffic_leaves_and_frees_the_port(
+    server: Callable[..., Server], kind: str
+) -> None:
+    """SIGKILL the master while its worker serves back-to-back requests: the worker notices
+    within about a second and exits, and a new server started at once on the same port binds
+    it (retrying while the orphan still holds it) and serves."""
+    args, app = KINDS[kind]
+    srv = server([*args, "--workers", "1"], app=app)
+    worker = int(srv.get_ok("/pid"))
+    stop = threading.Event()
+    served: list[int] = []
+
+    def traffic() -> None:
+        deadline = time.monotonic() + 30
+        while not stop.is_set() and time.monotonic() < deadline and len(served) < 100_000:
+            try:
+                served.append(srv.request("/pid", timeout=5)[0])
+            except OSError:
+                time.sleep(0.01)  # refused once the worker left: keep the pace bounded
+
+    thread = threading.Thread(target=traffic, daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: len(served) >= 20, 10), served
+        start = time.monotonic()
+        os.kill(srv.pid, signal.SIGKILL)
+        srv.proc.wait(5)
+        restarted = server([*args, "--workers", "1"], app=app, bind=srv.bind, wait=False)
+        assert wait_for(lambda: gone(worker), 10), srv.log()
+        left_after = time.monotonic() - start
+    finally:
+        stop.set()
+        thread.join(10)
+    assert left_after < 2.0, (left_after, srv.log())
+    assert f"Parent changed, shutting down: <Worker {worker}>" in srv.log(), srv.log()
+    restarted.wait_ready()  # the orphan is gone: only the new server can answer
+    assert int(restarted.get_ok("/pid")) != worker

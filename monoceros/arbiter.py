@@ -32,6 +32,7 @@ from .listeners import (
     bind_all,
     inherit_env,
     inherited_sockets,
+    open_to_every_user,
     parse_bind,
     set_defer_accept,
     systemd_sockets,
@@ -324,6 +325,21 @@ class Arbiter:
 
     def _listening(self, listener: Listener) -> None:
         self.log.info("Listening at: %s://%s (%s)", listener.protocol, listener.name, self.pid)
+        if listener.protocol == "uwsgi" and open_to_every_user(listener):
+            # gunicorn's default (umask 0) kept, but a UNIX uwsgi peer is trusted with
+            # REMOTE_ADDR and HTTPS: say who else can be that peer
+            fix = (
+                "bind a socket file instead"
+                if listener.name.startswith("unix:@")  # no permissions to tighten
+                else "use --umask 007 and a group nginx is in (--group), or a directory only "
+                "they can enter"
+            )
+            self.log.warning(
+                "%s: every local user can connect to this uwsgi socket and set REMOTE_ADDR and "
+                "HTTPS (a UNIX socket peer is trusted); %s (docs/deploy.md)",
+                listener.name,
+                fix,
+            )
 
     def _give_files_to_worker_user(self) -> None:
         """Workers running as ``user``/``group`` must reopen the logs and own the sockets."""

@@ -29,6 +29,7 @@ __all__ = [
     "bind_all",
     "inherit_env",
     "inherited_sockets",
+    "open_to_every_user",
     "parse_bind",
     "set_defer_accept",
     "systemd_sockets",
@@ -159,6 +160,32 @@ class Listener:
     def __str__(self) -> str:
         """The address as gunicorn prints a listener: ``http://HOST:PORT`` or ``unix:PATH``."""
         return self.name if self.is_unix else f"{self.protocol}://{self.name}"
+
+
+def open_to_every_user(listener: Listener) -> bool:
+    """Whether every local user can connect to this UNIX listener: an abstract socket (no
+    permissions at all), or a socket file others may write to in directories they may enter.
+    False for TCP listeners and when in doubt (the file cannot be examined)."""
+    if not listener.is_unix:
+        return False
+    name = listener.sock.getsockname()
+    if isinstance(name, bytes) or name.startswith("\0"):
+        return True  # abstract: anyone in the network namespace
+    if not name:
+        return False  # unnamed
+    try:
+        if not os.stat(name).st_mode & stat.S_IWOTH:
+            return False
+        folder = os.path.dirname(os.path.abspath(name))
+        while True:
+            if not os.stat(folder).st_mode & stat.S_IXOTH:
+                return False  # a directory others cannot enter keeps them out
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return True
+            folder = parent
+    except OSError:
+        return False
 
 
 def _remove_stale_unix_socket(path: str) -> None:

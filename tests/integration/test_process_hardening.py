@@ -127,3 +127,35 @@ def test_an_orphaned_worker_under_steady_traffic_leaves_and_frees_the_port(
     assert f"Parent changed, shutting down: <Worker {worker}>" in srv.log(), srv.log()
     restarted.wait_ready()  # the orphan is gone: only the new server can answer
     assert int(restarted.get_ok("/pid")) != worker
+
+
+# ----------------------------------------------------------------------------- open uwsgi sockets
+
+OPEN_SOCKET = "every local user can connect to this uwsgi socket"
+
+
+@pytest.mark.parametrize(
+    ("bind", "args", "warned"),
+    [
+        ("uwsgi://unix:{dir}/app.sock", [], True),  # gunicorn's default umask 0: kept, said
+        ("uwsgi://unix:{dir}/app.sock", ["--umask", "007"], False),
+        ("unix:{dir}/app.sock", [], False),  # HTTP: a UNIX peer is not trusted with more
+        ("uwsgi://unix:{dir}/closed/app.sock", [], False),  # a directory others cannot enter
+        ("uwsgi://unix:@monoceros-{pid}", [], True),  # abstract: no permissions at all
+    ],
+)
+def test_a_uwsgi_socket_everyone_can_connect_to_is_said_at_start(
+    server: Callable[..., Server], workdir: Path, bind: str, args: list[str], warned: bool
+) -> None:
+    workdir.chmod(0o711)  # others may pass through the test's own directory
+    (workdir / "closed").mkdir(mode=0o700)
+    address = bind.format(dir=workdir, pid=os.getpid())
+    srv = server(["--workers", "1", "--bind", address, *args], wait=False)
+    assert wait_for(lambda: "Booting worker" in srv.log(), 15), srv.log()
+    log = srv.log()
+    lines = [line for line in log.splitlines() if OPEN_SOCKET in line]
+    assert len(lines) == (1 if warned else 0), log
+    if warned:
+        assert "[WARNING]" in lines[0]
+        fix = "bind a socket file" if "@" in address else "use --umask 007 and a group nginx is in"
+        assert fix in lines[0], lines[0]

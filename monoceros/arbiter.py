@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import signal
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +39,7 @@ from .listeners import (
     set_defer_accept,
     systemd_sockets,
 )
-from .logs import Logger
+from .logs import ACCESS_LOGGER, ERROR_LOGGER, Logger
 from .pidfile import Pidfile, PidfileError
 from .workers.base import APP_LOAD_ERROR, WORKER_BOOT_ERROR, Worker
 
@@ -342,21 +344,43 @@ class Arbiter:
             )
 
     def _give_files_to_worker_user(self) -> None:
-        """Workers running as ``user``/``group`` must reopen the logs and own the sockets."""
+        """Workers running as ``user``/``group`` must reopen the logs and own the sockets.
+
+        Created as root, these files are handed over without trusting their paths again: a
+        user who may write to their directory could have put a symlink there since, and
+        ``chown(path)`` would follow it and hand over any file on the system. A log file is
+        changed through the descriptor the master has open on it (``fchown``). A UNIX socket
+        file cannot be reached through the socket's descriptor (``fchown`` on a socket changes
+        the socket's own inode, not the file ``bind()`` created, and ``bind()`` cannot create
+        it with another owner), so it is changed by path without following a symlink
+        (``lchown``), and only while it is still a socket owned by the master's user.
+        """
         cfg = self.cfg
         if (cfg.user, cfg.group) == (os.geteuid(), os.getegid()):
             return
-        paths = [p for p in (cfg.errorlog, cfg.accesslog) if p and p != "-"]
-        paths += [
-            lst.spec.path
-            for lst in self.listeners
-            if lst.is_unix and lst.unlink_on_close and not lst.spec.path.startswith("@")
-        ]
-        for path in paths:
+        for handler in _log_files():
+            stream = handler.stream
+            if stream is None:
+                continue
             try:
-                os.chown(path, cfg.user, cfg.group)
+                os.fchown(stream.fileno(), cfg.user, cfg.group)
+            except (OSError, ValueError) as exc:
+                self._not_given(handler.baseFilename, exc)
+        for listener in self.listeners:
+            path = listener.spec.path
+            if not (listener.is_unix and listener.unlink_on_close and path[:1] not in ("", "@")):
+                continue
+            try:
+                st = os.lstat(path)
+                if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
+                    raise OSError(errno.EPERM, "no longer the socket this master created")
+                os.chown(path, cfg.user, cfg.group, follow_symlinks=False)
             except OSError as exc:
-                self.log.warning("Could not give %s to uid %s: %s", path, cfg.user, exc.strerror)
+                self._not_given(path, exc)
+
+    def _not_given(self, path: str, exc: Exception) -> None:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        self.log.warning("Could not give %s to uid %s: %s", path, self.cfg.user, reason)
 
     def _load_app_in_master(self) -> Callable[..., Any]:
         from .app import AppLoadError, load_app
@@ -755,6 +779,7 @@ class Arbiter:
                 self.listeners = listeners
                 for listener in listeners:
                     self._listening(listener)
+        self._give_files_to_worker_user()  # log files and sockets this reload created
         if self.pidfile is not None and new_cfg.pidfile != old_cfg.pidfile:
             self.pidfile.rename(new_cfg.pidfile) if new_cfg.pidfile else self.pidfile.unlink()
         self._hook("on_reload", self)
@@ -807,6 +832,13 @@ class Arbiter:
             self.pidfile.unlink()
             self.pidfile = None
         return self._logged_hook("on_exit", self)
+
+
+def _log_files() -> list[logging.FileHandler]:
+    """The log files open in this process: the error and access loggers' file handlers."""
+    loggers = (logging.getLogger(ERROR_LOGGER), logging.getLogger(ACCESS_LOGGER))
+    found = [h for log in loggers for h in log.handlers if isinstance(h, logging.FileHandler)]
+    return list(dict.fromkeys(found))
 
 
 def _parsed_address(value: str) -> Any:

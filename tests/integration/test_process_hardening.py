@@ -159,3 +159,31 @@ def test_a_uwsgi_socket_everyone_can_connect_to_is_said_at_start(
         assert "[WARNING]" in lines[0]
         fix = "bind a socket file" if "@" in address else "use --umask 007 and a group nginx is in"
         assert fix in lines[0], lines[0]
+
+
+# ----------------------------------------------------------------------------- files given away
+
+
+def test_files_created_as_root_are_given_to_the_worker_user(
+    server: Callable[..., Server], workdir: Path
+) -> None:
+    """As root with --user/--group: the log files and the socket file belong to the workers'
+    user (given through the log files' descriptors, the socket by path without following)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch users")
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    sock = workdir / "app.sock"
+    logs = [workdir / "error.log", workdir / "access.log"]
+    srv = server(
+        [
+            *("--user", str(nobody.pw_uid), "--group", str(nobody.pw_gid), "--preload"),
+            *("--error-logfile", str(logs[0]), "--access-logfile", str(logs[1])),
+        ],
+        bind=f"unix:{sock}",
+    )
+    assert srv.get_ok("/") == b"Hello, World!"
+    for path in (sock, *logs):
+        st = os.lstat(path)
+        assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid), path

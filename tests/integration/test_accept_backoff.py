@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APPS, MONOCEROS, Server, wait_for
+from conftest import APPS, MONOCEROS, Server, free_port, wait_for
 
 #: runs ``monoceros ARGS`` with RLIMIT_NOFILE lowered to $NOFILE (soft and hard)
 LIMITED = [
@@ -76,10 +76,20 @@ def test_idle_connections_beyond_the_descriptor_limit(
 def test_a_sync_worker_out_of_descriptors(server: Callable[..., Server], workdir: Path) -> None:
     """The application takes every descriptor for a while: a connection waits in the listen
     queue meanwhile, the sync worker backs off with one log line per interval at most, then
-    serves it."""
-    srv = limited(server, workdir, ["-k", "sync"], "app:app")
+    serves it. Two listeners, so the worker waits in epoll: a blocking accept() (one listener)
+    holds a descriptor number while it waits, so it never meets EMFILE this way."""
+    first, second = (f"127.0.0.1:{free_port()}" for _ in range(2))
+    binds = ["--bind", first, "--bind", second]
+    srv = server(
+        ["--chdir", str(APPS), "-k", "sync", "--workers", "1", *binds, "app:app"],
+        app="",
+        bind=first,
+        program=LIMITED,
+        env={"NOFILE": str(NOFILE)},
+    )
     pid = int(srv.get_ok("/pid"))
-    assert srv.get_ok("/hold-fds?s=4") == b"holding"
+    assert srv.get_ok("/hold-fds?s=5") == b"holding"
+    assert wait_for(lambda: len(os.listdir(f"/proc/{pid}/fd")) >= NOFILE, 5), srv.log()
     with srv.connect(timeout=15) as client:
         client.sendall(b"GET /pid HTTP/1.1\r\nHost: test\r\n\r\n")
         cpu, lines = measure(srv, pid)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import signal
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -24,17 +26,20 @@ from .app import current_dir
 from .config import Config, ConfigError
 from .heartbeat import Heartbeat
 from .listeners import (
+    BIND_ATTEMPTS,
+    BIND_RETRY_DELAY,
     INHERIT_ENV,
     BindError,
     Listener,
     bind_all,
     inherit_env,
     inherited_sockets,
+    open_to_every_user,
     parse_bind,
     set_defer_accept,
     systemd_sockets,
 )
-from .logs import Logger
+from .logs import ACCESS_LOGGER, ERROR_LOGGER, Logger
 from .pidfile import Pidfile, PidfileError
 from .workers.base import APP_LOAD_ERROR, WORKER_BOOT_ERROR, Worker
 
@@ -289,6 +294,7 @@ class Arbiter:
                 activated,
                 upgraded,
                 defer_accept=cfg.defer_accept,
+                retry=self._bind_retry,
             )
         except BindError as exc:
             raise HaltServer(str(exc)) from None
@@ -306,25 +312,75 @@ class Arbiter:
             self.app = self._load_app_in_master()
         self._hook("when_ready", self)  # as in gunicorn: before the first worker is forked
 
+    def _bind_retry(self, exc: BindError, attempt: int) -> None:
+        """An address is in use at start: say so and try again in a second, as gunicorn does
+        (a restart right after a stop, while the old workers let go); not once told to stop."""
+        if any(sig in self._signals for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)):
+            raise exc
+        self.log.error(
+            "%s; retrying in %g s (attempt %s of %s)",
+            exc,
+            BIND_RETRY_DELAY,
+            attempt,
+            BIND_ATTEMPTS,
+        )
+
     def _listening(self, listener: Listener) -> None:
         self.log.info("Listening at: %s://%s (%s)", listener.protocol, listener.name, self.pid)
+        if listener.protocol == "uwsgi" and open_to_every_user(listener):
+            # gunicorn's default (umask 0) kept, but a UNIX uwsgi peer is trusted with
+            # REMOTE_ADDR and HTTPS: say who else can be that peer
+            fix = (
+                "bind a socket file instead"
+                if listener.name.startswith("unix:@")  # no permissions to tighten
+                else "use --umask 007 and a group nginx is in (--group), or a directory only "
+                "they can enter"
+            )
+            self.log.warning(
+                "%s: every local user can connect to this uwsgi socket and set REMOTE_ADDR and "
+                "HTTPS (a UNIX socket peer is trusted); %s (docs/deploy.md)",
+                listener.name,
+                fix,
+            )
 
     def _give_files_to_worker_user(self) -> None:
-        """Workers running as ``user``/``group`` must reopen the logs and own the sockets."""
+        """Workers running as ``user``/``group`` must reopen the logs and own the sockets.
+
+        Created as root, these files are handed over without trusting their paths again: a
+        user who may write to their directory could have put a symlink there since, and
+        ``chown(path)`` would follow it and hand over any file on the system. A log file is
+        changed through the descriptor the master has open on it (``fchown``). A UNIX socket
+        file cannot be reached through the socket's descriptor (``fchown`` on a socket changes
+        the socket's own inode, not the file ``bind()`` created, and ``bind()`` cannot create
+        it with another owner), so it is changed by path without following a symlink
+        (``lchown``), and only while it is still a socket owned by the master's user.
+        """
         cfg = self.cfg
         if (cfg.user, cfg.group) == (os.geteuid(), os.getegid()):
             return
-        paths = [p for p in (cfg.errorlog, cfg.accesslog) if p and p != "-"]
-        paths += [
-            lst.spec.path
-            for lst in self.listeners
-            if lst.is_unix and lst.unlink_on_close and not lst.spec.path.startswith("@")
-        ]
-        for path in paths:
+        for handler in _log_files():
+            stream = handler.stream
+            if stream is None:
+                continue
             try:
-                os.chown(path, cfg.user, cfg.group)
+                os.fchown(stream.fileno(), cfg.user, cfg.group)
+            except (OSError, ValueError) as exc:
+                self._not_given(handler.baseFilename, exc)
+        for listener in self.listeners:
+            path = listener.spec.path
+            if not (listener.is_unix and listener.unlink_on_close and path[:1] not in ("", "@")):
+                continue
+            try:
+                st = os.lstat(path)
+                if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
+                    raise OSError(errno.EPERM, "no longer the socket this master created")
+                os.chown(path, cfg.user, cfg.group, follow_symlinks=False)
             except OSError as exc:
-                self.log.warning("Could not give %s to uid %s: %s", path, cfg.user, exc.strerror)
+                self._not_given(path, exc)
+
+    def _not_given(self, path: str, exc: Exception) -> None:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        self.log.warning("Could not give %s to uid %s: %s", path, self.cfg.user, reason)
 
     def _load_app_in_master(self) -> Callable[..., Any]:
         from .app import AppLoadError, load_app
@@ -364,8 +420,11 @@ class Arbiter:
     # ------------------------------------------------------------------ signal handlers
 
     def handle_chld(self) -> None:
-        """A child exited: reap it (respawning happens in manage_workers)."""
+        """A child exited: reap it and fork its replacement now, not at the next wake-up
+        (unless another signal is queued: a stop is acted on before anything is forked)."""
         self.reap_workers()
+        if not self._signals:
+            self.manage_workers()
 
     def handle_hup(self) -> None:
         """Reload the configuration and replace the workers gracefully."""
@@ -484,7 +543,16 @@ class Arbiter:
             worker.pid = pid  # the master's copy, as hooks (child_exit) see it
             self.workers[pid] = WorkerRecord(pid, self.worker_age, heartbeat, worker)
             return pid
-        # ---- in the child
+        # ---- in the child: from here on nothing may return into the master's code, whatever
+        # the application did (a closed stdout makes the last flush raise): os._exit ends it
+        code = 1
+        try:
+            code = self._worker_process(worker)
+        finally:
+            os._exit(code)
+
+    def _worker_process(self, worker: Worker) -> int:
+        """The forked child's whole life: boot, serve, worker_exit; returns the exit status."""
         code = 0
         try:
             self._child_reset()
@@ -496,17 +564,21 @@ class Arbiter:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except BaseException:
-            self.log.exception("Exception in worker process")
+            with contextlib.suppress(BaseException):
+                self.log.exception("Exception in worker process")
             code = 1 if worker.booted else WORKER_BOOT_ERROR
-        finally:
-            try:
-                self.log.info("Worker exiting (pid: %s)", os.getpid())
-                self.cfg.worker_exit(self, worker)
-            except BaseException:
+        try:
+            self.log.info("Worker exiting (pid: %s)", os.getpid())
+            self.cfg.worker_exit(self, worker)
+        except BaseException:
+            with contextlib.suppress(BaseException):
                 self.log.exception("Exception in the worker_exit hook")
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # closed by the application (ValueError, EBADF), or None
+                pass
+        return code
 
     def _child_reset(self) -> None:
         """In a fresh child: forget the master's signal plumbing and drop privileges."""
@@ -707,6 +779,7 @@ class Arbiter:
                 self.listeners = listeners
                 for listener in listeners:
                     self._listening(listener)
+        self._give_files_to_worker_user()  # log files and sockets this reload created
         if self.pidfile is not None and new_cfg.pidfile != old_cfg.pidfile:
             self.pidfile.rename(new_cfg.pidfile) if new_cfg.pidfile else self.pidfile.unlink()
         self._hook("on_reload", self)
@@ -759,6 +832,13 @@ class Arbiter:
             self.pidfile.unlink()
             self.pidfile = None
         return self._logged_hook("on_exit", self)
+
+
+def _log_files() -> list[logging.FileHandler]:
+    """The log files open in this process: the error and access loggers' file handlers."""
+    loggers = (logging.getLogger(ERROR_LOGGER), logging.getLogger(ACCESS_LOGGER))
+    found = [h for log in loggers for h in log.handlers if isinstance(h, logging.FileHandler)]
+    return list(dict.fromkeys(found))
 
 
 def _parsed_address(value: str) -> Any:

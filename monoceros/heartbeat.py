@@ -40,9 +40,11 @@ class Heartbeat:
         #: the latest beat the master has read (master side): beats only move forward
         self._seen = now
 
-    def beat(self) -> None:
-        """Record that the worker is alive now (worker side): one aligned 8-byte store."""
-        self._slots[0] = time.monotonic()
+    def beat(self) -> float:
+        """Record that the worker is alive now (worker side): one aligned 8-byte store.
+        Returns that ``time.monotonic()``, for a caller timing something else by it."""
+        self._slots[0] = now = time.monotonic()
+        return now
 
     def booted(self) -> None:
         """Record that the worker finished booting and serves requests (worker side)."""

@@ -13,10 +13,15 @@ import errno
 import os
 import socket
 import stat
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = [
+    "BIND_ATTEMPTS",
+    "BIND_RETRY_DELAY",
     "BindError",
+    "BindRetry",
     "BindSpec",
     "Listener",
     "INHERIT_ENV",
@@ -24,6 +29,7 @@ __all__ = [
     "bind_all",
     "inherit_env",
     "inherited_sockets",
+    "open_to_every_user",
     "parse_bind",
     "set_defer_accept",
     "systemd_sockets",
@@ -33,7 +39,22 @@ SD_LISTEN_FDS_START = 3
 
 
 class BindError(Exception):
-    """An address cannot be parsed or bound; the message is one readable line."""
+    """An address cannot be parsed or bound; the message is one readable line, ``errno`` the
+    system's reason when there is one (``EADDRINUSE``: someone else listens there)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = code
+
+
+#: how many times a bind that finds its address in use is tried at start, a second apart
+#: (gunicorn's patience: a restart right after a stop waits for the old processes to let go)
+BIND_ATTEMPTS = 5
+BIND_RETRY_DELAY = 1.0
+
+BindRetry = Callable[[BindError, int], None]
+"""Called before each new attempt with the error and the number of the attempt to come; it
+logs, and may raise to give up."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +162,32 @@ class Listener:
         return self.name if self.is_unix else f"{self.protocol}://{self.name}"
 
 
+def open_to_every_user(listener: Listener) -> bool:
+    """Whether every local user can connect to this UNIX listener: an abstract socket (no
+    permissions at all), or a socket file others may write to in directories they may enter.
+    False for TCP listeners and when in doubt (the file cannot be examined)."""
+    if not listener.is_unix:
+        return False
+    name = listener.sock.getsockname()
+    if isinstance(name, bytes) or name.startswith("\0"):
+        return True  # abstract: anyone in the network namespace
+    if not name:
+        return False  # unnamed
+    try:
+        if not os.stat(name).st_mode & stat.S_IWOTH:
+            return False
+        folder = os.path.dirname(os.path.abspath(name))
+        while True:
+            if not os.stat(folder).st_mode & stat.S_IXOTH:
+                return False  # a directory others cannot enter keeps them out
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return True
+            folder = parent
+    except OSError:
+        return False
+
+
 def _remove_stale_unix_socket(path: str) -> None:
     """Remove a socket file nobody listens on; BindError (one line) for anything else."""
     try:
@@ -169,7 +216,7 @@ def _remove_stale_unix_socket(path: str) -> None:
         return
     finally:
         probe.close()
-    raise BindError(f"bind: unix:{path}: in use by another server")
+    raise BindError(f"bind: unix:{path}: in use by another server", errno.EADDRINUSE)
 
 
 def set_defer_accept(sock: socket.socket, seconds: int) -> None:
@@ -204,7 +251,7 @@ def _bind_one(
             sock.bind("\0" + path[1:] if path.startswith("@") else path)
         except OSError as exc:
             sock.close()
-            raise BindError(f"bind: unix:{path}: {exc.strerror}") from None
+            raise BindError(f"bind: unix:{path}: {exc.strerror}", exc.errno) from None
         finally:
             os.umask(old)
         sock.listen(backlog)
@@ -229,8 +276,30 @@ def _bind_one(
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
-        raise BindError(f"bind: {spec}: {exc.strerror}") from None
+        raise BindError(f"bind: {spec}: {exc.strerror}", exc.errno) from None
     return sock
+
+
+def _bind_patiently(
+    spec: BindSpec,
+    backlog: int,
+    reuse_port: bool,
+    umask: int,
+    defer_accept: int,
+    retry: BindRetry | None,
+) -> socket.socket:
+    """:func:`_bind_one`, tried :data:`BIND_ATTEMPTS` times while the address is in use (only
+    when ``retry`` is given)."""
+    attempt = 1
+    while True:
+        try:
+            return _bind_one(spec, backlog, reuse_port, umask, defer_accept)
+        except BindError as exc:
+            if retry is None or exc.errno != errno.EADDRINUSE or attempt >= BIND_ATTEMPTS:
+                raise
+            attempt += 1
+            retry(exc, attempt)
+            time.sleep(BIND_RETRY_DELAY)
 
 
 def systemd_sockets(environ: dict[str, str] | None = None) -> list[socket.socket]:
@@ -319,10 +388,12 @@ def bind_all(
     inherited: list[socket.socket] | None = None,
     upgraded: list[Inherited] | None = None,
     defer_accept: int = 0,
+    retry: BindRetry | None = None,
 ) -> list[Listener]:
     """Bind every address, or adopt sockets from systemd (``inherited``) or from the master that
     re-executed us (``upgraded``: those still in ``binds`` are kept, new addresses are bound,
-    the others are closed); close what was opened on failure."""
+    the others are closed); close what was opened on failure. With ``retry``, an address in
+    use is tried again, a second apart, :data:`BIND_ATTEMPTS` times in all."""
     listeners: list[Listener] = []
     adopted: list[Listener] = []
     try:
@@ -351,7 +422,7 @@ def bind_all(
                     match.protocol = spec.protocol
                 listeners.append(match)
                 continue
-            sock = _bind_one(spec, backlog, reuse_port, umask, defer_accept)
+            sock = _bind_patiently(spec, backlog, reuse_port, umask, defer_accept, retry)
             listener = Listener(sock, spec, spec.protocol or default_protocol)
             listener.unlink_on_close = spec.kind == "unix"
             listeners.append(listener)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCEPT_BACKOFF",
+    "ACCEPT_LOG_INTERVAL",
     "ACCEPT_RETRY",
     "APP_LOAD_ERROR",
     "WORKER_BOOT_ERROR",
@@ -51,6 +52,10 @@ client gave up), or a signal came; the next connection in the queue is unaffecte
 ACCEPT_BACKOFF = 0.1
 """Seconds without accepting after any other ``accept()`` error (EMFILE, ENFILE, ENOBUFS, ENOMEM:
 out of descriptors or memory), so the worker does not spin on a queue it cannot take from."""
+
+ACCEPT_LOG_INTERVAL = 5.0
+"""Seconds between two log lines about the same ``accept()`` error on the same listener: the
+first is logged at once, the next ones once per interval with how many there were."""
 
 _IGNORED_SIGNALS = ("SIGHUP", "SIGTTIN", "SIGTTOU", "SIGUSR2", "SIGWINCH")
 
@@ -170,6 +175,8 @@ class Worker:
         self.max_requests = cfg.max_requests + jitter if cfg.max_requests > 0 else sys.maxsize
         self._wakeup_r = -1
         self._wakeup_w = -1
+        #: (listener name, errno) -> (monotonic time of the last line, failures since then)
+        self._accept_errors: dict[tuple[str, int | None], tuple[float, int]] = {}
 
     @property
     def sockets(self) -> list[Listener]:
@@ -335,9 +342,33 @@ class Worker:
         otherwise log it, pause accepting for :data:`ACCEPT_BACKOFF` seconds, and False."""
         if exc.errno in ACCEPT_RETRY:
             return True
-        self.log.error("accept() failed on %s: %s", listener.name, exc)
+        self._log_accept_error(listener, exc)
         self.pause_accepting(ACCEPT_BACKOFF)
         return False
+
+    def _log_accept_error(self, listener: Listener, exc: OSError) -> None:
+        """Log the first such failure at once, then one line per :data:`ACCEPT_LOG_INTERVAL`
+        with the count: a worker out of descriptors fails ten times a second for as long as it
+        lasts, and a line each time would bury everything else."""
+        now = time.monotonic()
+        key = (listener.name, exc.errno)
+        last = self._accept_errors.get(key)
+        if last is None:
+            self.log.error("accept() failed on %s: %s", listener.name, exc)
+            self._accept_errors[key] = (now, 0)
+            return
+        since, count = last[0], last[1] + 1
+        if now - since < ACCEPT_LOG_INTERVAL:
+            self._accept_errors[key] = (since, count)
+            return
+        self._accept_errors[key] = (now, 0)
+        self.log.error(
+            "accept() failed on %s: %s (%s times in the last %.0f s)",
+            listener.name,
+            exc,
+            count,
+            now - since,
+        )
 
     def pause_accepting(self, seconds: float) -> None:
         """Accept nothing for ``seconds``: a worker on blocking sockets sleeps."""

@@ -56,8 +56,8 @@ _QUIET_ERRNOS = frozenset(
 class Beater(Protocol):
     """What records progress while a request waits on its peer."""
 
-    def beat(self) -> None:
-        """Record progress now."""
+    def beat(self) -> object:
+        """Record progress now (what it returns is not used)."""
 
 
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)

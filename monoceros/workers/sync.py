@@ -94,6 +94,9 @@ class SyncWorker(BlockingWorker):
         family, kind, proto = int(sock.family), int(sock.type), sock.proto
         new_socket = socket.socket
         handle = self._handle
+        # the master is looked for at most every `wait` seconds, busy or idle, by the clock the
+        # heartbeat reads anyway: a compare per request (an orphan under steady traffic served on)
+        next_check = time.monotonic() + wait
         while self.alive:
             try:
                 fd, peer = accept()
@@ -108,7 +111,11 @@ class SyncWorker(BlockingWorker):
                 self.accept_failed(listener, exc)
                 continue
             handle(listener, new_socket(family, kind, proto, fd), peer)
-            heartbeat.beat()
+            now = heartbeat.beat()
+            if now >= next_check:
+                next_check = now + wait
+                if self.parent_changed():
+                    return
             if self.reopen_logs:  # a USR1 that came during the request
                 self.reopen_log_files()
             if self.nr >= self.max_requests:  # the check's own test first: no call per request
@@ -123,9 +130,14 @@ class SyncWorker(BlockingWorker):
         poller = self._make_poller()
         socks = [listener.sock for listener in self.listeners]
         by_fd = {listener.sock.fileno(): listener for listener in self.listeners}
+        next_check = time.monotonic() + wait
         try:
             while self.alive:
-                heartbeat.beat()
+                now = heartbeat.beat()
+                if now >= next_check:  # busy or idle: the master is looked for every `wait` s
+                    next_check = now + wait
+                    if self.parent_changed():
+                        return
                 served = False
                 for sock in socks:
                     listener = by_fd[sock.fileno()]
@@ -146,8 +158,6 @@ class SyncWorker(BlockingWorker):
                         self.check_max_requests()
                 if served or not self.alive:
                     continue
-                if self.parent_changed():
-                    return
                 try:
                     poller.poll(poll_timeout)
                 except InterruptedError:

@@ -96,7 +96,7 @@ class Response:
         sock: socket.socket,
         head_only: bool,
         uwsgi: bool,
-        beat: Callable[[], None] | None = None,
+        beat: Callable[[], object] | None = None,
         io_timeout: float | None = None,
     ) -> None:
         self._sock = sock

@@ -22,7 +22,7 @@ from monoceros.heartbeat import Heartbeat
 from monoceros.listeners import BindSpec, Listener
 from monoceros.logs import Logger
 from monoceros.workers.asgi import AsgiWorker
-from monoceros.workers.base import ACCEPT_BACKOFF, ACCEPT_RETRY, Worker
+from monoceros.workers.base import ACCEPT_BACKOFF, ACCEPT_LOG_INTERVAL, ACCEPT_RETRY, Worker
 from monoceros.workers.gthread import ThreadWorker
 from monoceros.workers.sync import SyncWorker
 
@@ -220,7 +220,8 @@ def test_the_asgi_worker_pauses_its_acceptor_unless_stopping(listener: Listener)
     assert worker.accept_failed(listener, OSError(errno.EMFILE, "full")) is False
     worker.alive = False  # graceful stop taking the listen queue: no resume timer
     assert worker.accept_failed(listener, OSError(errno.EMFILE, "full")) is False
-    assert paused == [ACCEPT_BACKOFF] and len(worker.log.error.lines) == 2
+    # the second failure within the log interval is counted, not logged
+    assert paused == [ACCEPT_BACKOFF] and len(worker.log.error.lines) == 1
 
 
 # ---------------------------------------------------------------------- max_requests
@@ -321,3 +322,27 @@ def test_an_idle_worker_waits_half_the_timeout_at_most(
     listener: Listener, timeout: int, most: float, wait: float
 ) -> None:
     assert make_worker(Worker, [listener], timeout=timeout).idle_wait(most) == wait
+
+
+def test_a_lasting_accept_error_is_logged_once_per_interval_with_a_count(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten failures a second for 12 s: the first line at once, then one per interval saying
+    how many there were; another listener or another error has its own count."""
+    worker = make_worker(Worker, [listener])
+    clock = [1000.0]
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    monkeypatch.setattr("time.monotonic", lambda: clock[0])
+    emfile = OSError(errno.EMFILE, "Too many open files")
+    for _ in range(121):
+        assert worker.accept_failed(listener, emfile) is False
+        clock[0] += 0.1
+    worker.accept_failed(listener, OSError(errno.ENOBUFS, "No buffer space"))
+    prefix = f"accept() failed on {listener.name}: [Errno {errno.EMFILE}] Too many open files"
+    assert worker.log.error.lines == [
+        prefix,
+        f"{prefix} (50 times in the last 5 s)",
+        f"{prefix} (50 times in the last 5 s)",
+        f"accept() failed on {listener.name}: [Errno {errno.ENOBUFS}] No buffer space",
+    ]
+    assert ACCEPT_LOG_INTERVAL == 5.0

@@ -89,11 +89,47 @@ def app(environ, start_response):
         return environ["wsgi.file_wrapper"](f, 65536)
     if path == "/raise":
         raise RuntimeError("deliberate failure")
+    if path == "/close-stdout":  # an app that closes its stdout (?how=file|fd)
+        return _reply(start_response, _close_stdout(_q(environ, "how", "file")))
+    if path == "/hold-fds":  # takes every free descriptor for ?s= seconds (a thread gives
+        return _reply(start_response, _hold_fds(float(_q(environ, "s", "2"))))  # them back)
     if path == "/print":
         print("printed by the app")
         sys.stdout.flush()
         return _reply(start_response, b"printed")
     return _reply(start_response, b"Hello, World!")
+
+
+def _close_stdout(how):
+    """Close stdout the way some applications do: the file object, or descriptor 1 with
+    something still in the buffer."""
+    if how == "fd":
+        sys.stdout.write("left in the buffer")
+        os.close(1)
+    else:
+        sys.stdout.close()
+    return f"closed {os.getpid()}".encode()
+
+
+def _hold_fds(seconds):
+    """Take every free descriptor for ``seconds`` (from a thread, so the reply leaves first),
+    also those freed meanwhile (a blocked accept() holds one number while it waits, and frees
+    it whenever it times out)."""
+    import threading
+
+    def hold():
+        deadline = time.monotonic() + seconds
+        held = []
+        while time.monotonic() < deadline and len(held) < 100_000:
+            try:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                time.sleep(0.001)
+        for fd in held:
+            os.close(fd)
+
+    threading.Thread(target=hold, daemon=True).start()
+    return b"holding"
 
 
 def _mark_started(path):

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import sys
 import time
 from urllib.parse import parse_qs
 
@@ -203,6 +204,13 @@ async def app(scope, receive, send):
                 return
     if path == "/raise":
         raise RuntimeError("deliberate failure")
+    if path == "/close-stdout":  # an app that closes its stdout (?how=file|fd)
+        if _q(scope, "how", "file") == "fd":
+            sys.stdout.write("left in the buffer")
+            os.close(1)
+        else:
+            sys.stdout.close()
+        return await _reply(send, f"closed {os.getpid()}".encode())
     if path == "/inject":
         return await _reply(send, b"x", extra=[(b"x-bad", b"a\r\nSet-Cookie: evil=1")])
     if path == "/status":

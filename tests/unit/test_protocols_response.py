@@ -7,12 +7,13 @@ from typing import Any
 
 import httptools
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from monoceros.protocols import response as writer
 from monoceros.protocols.chunked import ChunkedDecoder
 from monoceros.protocols.response import (
+    HOP_BY_HOP,
     LAST_CHUNK,
     ResponseError,
     Spelling,
@@ -193,6 +194,8 @@ def test_error_response_byte_for_byte() -> None:
 def test_no_value_with_a_control_character_gets_through(
     name: str, before: str, bad: str, after: str, text: bool, uwsgi: bool
 ) -> None:
+    # the server's own fields are dropped or parsed, never written as given: not this test's
+    assume(name.lower() not in {"content-length", *(h.decode() for h in HOP_BY_HOP)})
     value = before + bad + after
     headers: Any = [("X-Ok", "1"), (name, value)]
     if not text:

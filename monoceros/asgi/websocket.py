@@ -5,7 +5,10 @@ denies the upgrade with ``403``. Frames are parsed by the sans-IO
 :class:`~monoceros.protocols.websocket.FrameParser`: pings are answered here, a Close is echoed,
 violations close with their code (1002, 1007, 1009 for a message over ``ws_max_message_size``).
 Received messages wait in a queue; past :data:`QUEUE_HIGH` bytes reading pauses until the
-application catches up. The session knows its connection only as a :class:`~.channel.Channel`.
+application catches up. While the client does not take what is written (the
+connection's writes are paused) reading pauses too, and only the latest ping is answered, once
+writes resume (RFC 6455 §5.5.3). The session knows its connection only as a
+:class:`~.channel.Channel`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ..protocols.websocket import (
     OP_BINARY,
     OP_CLOSE,
     OP_PING,
+    OP_PONG,
     OP_TEXT,
     FrameParser,
     WebSocketError,
@@ -57,6 +61,8 @@ class WebSocketSession:
         self.accepted = False
         self.close_sent = False
         self.closed = False
+        self._pong: bytes | None = None
+        """The payload of the latest ping not answered yet (writes were paused)."""
         self._waiter: asyncio.Future[None] | None = None
         self._start = self.ctx.loop.time() if self.ctx.access_log else 0.0
 
@@ -98,6 +104,7 @@ class WebSocketSession:
             self.ctx.log.debug("WebSocket from %s: %s", self.conn.peer_label(), exc.reason)
             self._fail(exc.code)
             return
+        conn = self.conn
         while (msg := self.parser.next_message()) is not None:
             op = msg.opcode
             if op == OP_TEXT:
@@ -105,8 +112,12 @@ class WebSocketSession:
             elif op == OP_BINARY:
                 self._put({"type": "websocket.receive", "bytes": msg.data}, len(msg.data))
             elif op == OP_PING:
-                if not self.close_sent:
-                    self._write(encode_frame(0xA, msg.data))
+                if self.close_sent:
+                    pass
+                elif conn.write_paused:  # the client is not reading: answer its latest ping only
+                    self._pong = msg.data
+                else:
+                    self._write(encode_frame(OP_PONG, msg.data))
             elif op == OP_CLOSE:
                 try:
                     code, reason = parse_close(msg.data)
@@ -118,8 +129,21 @@ class WebSocketSession:
                 self._disconnect(code, reason)
                 self.conn.close()
                 return
-        if self.queued > QUEUE_HIGH:
-            self.conn.pause_reading()
+        if self.queued > QUEUE_HIGH or conn.write_paused:
+            conn.pause_reading()
+
+    def writable(self) -> None:
+        """Writes are accepted again: answer the latest ping held back, read again."""
+        pong, self._pong = self._pong, None
+        if pong is not None and not self.close_sent:
+            self._write(encode_frame(OP_PONG, pong))
+        self._resume()
+
+    def _resume(self) -> None:
+        """Read again unless the application is behind or the client is not reading."""
+        conn = self.conn
+        if self.queued < QUEUE_HIGH // 4 and not conn.write_paused:
+            conn.resume_reading()
 
     def eof_received(self) -> bool | None:
         """The peer closed without a Close frame."""
@@ -210,8 +234,7 @@ class WebSocketSession:
         if message["type"] == "websocket.receive":
             data = message.get("text") or message.get("bytes") or b""
             self.queued -= len(data)
-            if self.queued < QUEUE_HIGH // 4:
-                self.conn.resume_reading()
+            self._resume()
         return message
 
     async def send(self, message: dict[str, Any]) -> None:

@@ -3,9 +3,9 @@
 The handshake answer (``101``) is written when the application accepts; before that, closing
 denies the upgrade with ``403``. Frames are parsed by the sans-IO
 :class:`~monoceros.protocols.websocket.FrameParser`: pings are answered here, a Close is echoed,
-violations close with their code (1002, 1007, 1009 for a message over ``ws_max_message_size``).
-Received messages wait in a queue; past :data:`QUEUE_HIGH` bytes reading pauses until the
-application catches up. While the client does not take what is written (the
+violations close with their code (1002, 1007, 1009 for a message over ``ws_max_message_size`` or
+in too many fragments). Received messages wait in a queue; past :data:`QUEUE_HIGH` bytes reading
+pauses until the application catches up. While the client does not take what is written (the
 connection's writes are paused) reading pauses too, and only the latest ping is answered, once
 writes resume (RFC 6455 §5.5.3). The session knows its connection only as a
 :class:`~.channel.Channel`.
@@ -101,8 +101,7 @@ class WebSocketSession:
         try:
             self.parser.receive_data(data)
         except WebSocketError as exc:
-            self.ctx.log.debug("WebSocket from %s: %s", self.conn.peer_label(), exc.reason)
-            self._fail(exc.code)
+            self._violation(exc)
             return
         conn = self.conn
         while (msg := self.parser.next_message()) is not None:
@@ -131,6 +130,13 @@ class WebSocketSession:
                 return
         if self.queued > QUEUE_HIGH or conn.write_paused:
             conn.pause_reading()
+
+    def _violation(self, exc: WebSocketError) -> None:
+        """The client broke the protocol or a limit: one log line, then close with the code."""
+        # a limit (1009) is the server's policy, worth seeing at INFO; a broken frame is not
+        log = self.ctx.log.info if exc.code == 1009 else self.ctx.log.debug
+        log("WebSocket from %s closed with %d: %s", self.conn.peer_label(), exc.code, exc.reason)
+        self._fail(exc.code)
 
     def writable(self) -> None:
         """Writes are accepted again: answer the latest ping held back, read again."""

@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from monoceros.protocols.websocket import OP_BINARY, OP_PING
+from monoceros.protocols.websocket import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING
 from monoceros.protocols.websocket import encode_frame as _frame
 
-from conftest import Server
+from conftest import Server, wait_for
 
 MB = 1024 * 1024
 ASGI = ["--worker-class", "asgi", "--workers", "1"]
@@ -170,6 +170,8 @@ def test_pipelined_requests_wait_while_the_client_does_not_read(
 
 # ----------------------------------------------------------------------------- WebSockets
 
+FRAGMENT_LIMIT = 65536  # monoceros.protocols.websocket.MAX_FRAGMENTS
+
 
 def test_ping_flood_from_a_client_that_does_not_read(server: Callable[..., Server]) -> None:
     """13 MB of pings, never reading the pongs: while writes are paused only the latest ping
@@ -209,3 +211,48 @@ def read_until_binary(s: socket.socket, frames: list[tuple[int, bytes]]) -> None
         frames.append(ws_recv(s))
         if frames[-1][0] == OP_BINARY:
             return
+
+
+def test_fragments_cost_their_payload_and_their_number_is_bounded(
+    server: Callable[..., Server],
+) -> None:
+    """Eight messages of 65,000 one-byte fragments held open at once cost about their payload
+    (was about 55 bytes a fragment: +28 MB here); a message in more than 65,536 frames — here
+    zero-length continuations, which add nothing to its size — is closed with 1009 and a log
+    line."""
+    srv = start(server)
+    pid = worker_of(srv)
+    n = 65_000
+    fragments = b"".join(_frame(OP_CONT, b"y", fin=False, mask=os.urandom(4)) for _ in range(n))
+    clients = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(8)]
+    try:
+        for s in clients:
+            ws_open(s)
+        before = rss(pid)
+        for i, s in enumerate(clients):
+            ws_send(s, OP_BINARY, b"x", fin=False)
+            s.sendall(fragments)
+            ws_send(s, OP_PING, b"%d" % i)  # answered once the fragments before it are parsed
+        for i, s in enumerate(clients):
+            assert ws_recv(s) == (0xA, b"%d" % i)
+        grown = growth(pid, before, "8 messages of 65,000 fragments")
+        assert grown < 8 * MB, f"worker RSS grew by {grown / MB:.1f} MB"
+        for s in clients:
+            ws_send(s, OP_CONT, b"z")
+            assert ws_recv(s) == (OP_BINARY, b"x" + b"y" * n + b"z")
+    finally:
+        for s in clients:
+            s.close()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        ws_open(s)
+        empty = _frame(OP_CONT, b"", fin=False, mask=os.urandom(4))
+        ws_send(s, OP_BINARY, b"x", fin=False)
+        s.sendall(empty * (FRAGMENT_LIMIT - 1))  # 65,536 frames: still allowed
+        ws_send(s, OP_PING, b"alive")
+        assert ws_recv(s) == (0xA, b"alive")
+        s.sendall(empty)  # one more
+        ws_send(s, OP_PING, b"never answered")
+        assert ws_recv(s) == (OP_CLOSE, (1009).to_bytes(2, "big"))
+    line = f"closed with 1009: message in more than the limit of {FRAGMENT_LIMIT} fragments"
+    assert wait_for(lambda: line in srv.log(), 5), srv.log()
+    assert "[ERROR]" not in srv.log(), srv.log()

@@ -1,7 +1,8 @@
 """One WebSocket connection as ASGI ``websocket.*`` messages, over HTTP/1.1 or a uwsgi tunnel.
 
 The handshake answer (``101``) is written when the application accepts; before that, closing
-denies the upgrade with ``403``. Frames are parsed by the sans-IO
+denies the upgrade with ``403``, and frames the client already sent wait unread (nothing may go
+out before the answer). Frames are parsed by the sans-IO
 :class:`~monoceros.protocols.websocket.FrameParser`: pings are answered here, a Close is echoed,
 violations close with their code (1002, 1007, 1009 for a message over ``ws_max_message_size`` or
 in too many fragments). Received messages wait in a queue; past :data:`QUEUE_HIGH` bytes reading
@@ -61,6 +62,8 @@ class WebSocketSession:
         self.accepted = False
         self.close_sent = False
         self.closed = False
+        self._early: bytearray | None = bytearray()
+        """Bytes from the client before the application accepted (None once it did)."""
         self._pong: bytes | None = None
         """The payload of the latest ping not answered yet (writes were paused)."""
         self._waiter: asyncio.Future[None] | None = None
@@ -95,8 +98,15 @@ class WebSocketSession:
         self.ctx.loop.create_task(self.run())
 
     def data_received(self, data: bytes) -> None:
-        """Frames from the client."""
+        """Frames from the client (held until the application accepted)."""
         if self.closed:
+            return
+        early = self._early
+        if early is not None:  # nothing but the handshake answer may go out first
+            if not self.close_sent:  # (after a refusal they are never read)
+                early += data
+                if len(early) > QUEUE_HIGH:
+                    self.conn.pause_reading()
             return
         try:
             self.parser.receive_data(data)
@@ -148,7 +158,7 @@ class WebSocketSession:
     def _resume(self) -> None:
         """Read again unless the application is behind or the client is not reading."""
         conn = self.conn
-        if self.queued < QUEUE_HIGH // 4 and not conn.write_paused:
+        if self.queued < QUEUE_HIGH // 4 and not conn.write_paused and self._early is None:
             conn.resume_reading()
 
     def eof_received(self) -> bool | None:
@@ -268,6 +278,10 @@ class WebSocketSession:
             if not self.closed:
                 self._write(head)
             self._log_handshake(101, headers)
+            early, self._early = self._early, None
+            if early:  # frames that came with or after the handshake: their turn now
+                self.data_received(bytes(early))
+            self._resume()
             return
         if kind == "websocket.close":
             if self.close_sent:
@@ -283,7 +297,9 @@ class WebSocketSession:
         raise RuntimeError(f"unexpected ASGI message {kind!r} on a WebSocket")
 
     def _refuse(self, status: int, reason: str = "") -> None:
-        """Answer the handshake with an HTTP error instead of accepting it, log it, close."""
+        """Answer the handshake with an HTTP error instead of accepting it, log it, close
+        (the frames the client sent meanwhile are dropped unread)."""
+        self._early = bytearray()
         self._write(error_response(status, reason))
         self._log_handshake(status)
         self.conn.close()

@@ -256,3 +256,26 @@ def test_fragments_cost_their_payload_and_their_number_is_bounded(
     line = f"closed with 1009: message in more than the limit of {FRAGMENT_LIMIT} fragments"
     assert wait_for(lambda: line in srv.log(), 5), srv.log()
     assert "[ERROR]" not in srv.log(), srv.log()
+
+
+def test_frames_sent_with_the_handshake_wait_for_the_answer(server: Callable[..., Server]) -> None:
+    """A ping in the same write as the upgrade request is answered after the 101, never before
+    it; a refused handshake (403) is all that is written."""
+    srv = start(server)
+    ping = _frame(OP_PING, b"client bytes", mask=os.urandom(4))
+    text = _frame(0x1, b"hi", mask=os.urandom(4))
+    with srv.connect() as s:
+        s.sendall(UPGRADE.format(path="/ws").encode() + ping + text)
+        assert read_head(s).startswith(b"HTTP/1.1 101")
+        assert ws_recv(s) == (0xA, b"client bytes")
+        assert ws_recv(s) == (0x1, b"hi")
+    with srv.connect() as s:
+        s.sendall(UPGRADE.format(path="/ws/deny").encode() + ping)
+        s.shutdown(socket.SHUT_WR)
+        answer = b""
+        while data := s.recv(65536):
+            answer += data
+        assert answer.startswith(b"HTTP/1.1 403") and b"client bytes" not in answer, answer
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert len(body) == int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    assert "[ERROR]" not in srv.log(), srv.log()

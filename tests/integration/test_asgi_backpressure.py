@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from monoceros.protocols.websocket import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING
 from monoceros.protocols.websocket import encode_frame as _frame
 
@@ -28,8 +30,14 @@ UPGRADE = (
 )
 
 
-def start(server: Callable[..., Server], app: str = "asgi_app:app", **kw: Any) -> Server:
-    return server(ASGI, app=app, **kw)
+#: both event loops: their transports pause and resume a protocol's writing each their own way
+LOOPS = pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+
+
+def start(
+    server: Callable[..., Server], app: str = "asgi_app:app", loop: str = "auto", **kw: Any
+) -> Server:
+    return server([*ASGI, "--asgi-loop", loop], app=app, **kw)
 
 
 def worker_of(srv: Server) -> int:
@@ -142,13 +150,14 @@ def ws_open(s: socket.socket, path: str = "/ws") -> None:
 # ----------------------------------------------------------------------------- pipelining
 
 
+@LOOPS
 def test_pipelined_requests_wait_while_the_client_does_not_read(
-    server: Callable[..., Server],
+    server: Callable[..., Server], loop: str
 ) -> None:
     """1000 pipelined GETs for 100 kB each (45 kB sent) from a client that does not read: the
     next request is not started while the write buffer is full (was +100 MB, linear), and every
     response arrives, in order, once the client reads."""
-    srv = start(server)
+    srv = start(server, loop=loop)
     pid = worker_of(srv)
     srv.get_ok("/bytes?n=100000")
     before = rss(pid)
@@ -174,11 +183,14 @@ def test_pipelined_requests_wait_while_the_client_does_not_read(
 FRAGMENT_LIMIT = 65536  # monoceros.protocols.websocket.MAX_FRAGMENTS
 
 
-def test_ping_flood_from_a_client_that_does_not_read(server: Callable[..., Server]) -> None:
+@LOOPS
+def test_ping_flood_from_a_client_that_does_not_read(
+    server: Callable[..., Server], loop: str
+) -> None:
     """13 MB of pings, never reading the pongs: while writes are paused only the latest ping
     is answered and reading stops (was +16 MB). Once the client reads, the rest is served:
     pongs in order, the last ping answered, then the echo of a message sent after them."""
-    srv = start(server)
+    srv = start(server, loop=loop)
     pid = worker_of(srv)
     count = 100_000
     pings = [i.to_bytes(4, "big") + os.urandom(121) for i in range(count)]

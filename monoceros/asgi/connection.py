@@ -94,6 +94,26 @@ class TransportConnection(WriteFlow, asyncio.Protocol):
     def watch_peer(self) -> None:
         """A transport always watches its peer."""
 
+    # ------------------------------------------------------------------ writes held back
+
+    def pause_writing(self) -> None:
+        """The write buffer is above its high-water mark: a WebSocket also stops reading (the
+        pongs and echoes a client sends for would pile up unsent)."""
+        self.write_paused = True
+        if self.ws is not None:
+            self.pause_reading()
+
+    def resume_writing(self) -> None:
+        """The write buffer drained: wake the waiting writer, then carry on what was held."""
+        WriteFlow.resume_writing(self)
+        if not self.closed:
+            self.writable()
+
+    def writable(self) -> None:
+        """Writes are accepted again: the WebSocket sends its pending pong and reads again."""
+        if self.ws is not None:
+            self.ws.writable()
+
     # ------------------------------------------------------------------ the worker's view
 
     @property

@@ -42,6 +42,7 @@ class HttpCycle:
         "_headers",
         "_start",
         "_status",
+        "_told_gone",
         "_waiter",
         "body_done",
         "conn",
@@ -85,6 +86,7 @@ class HttpCycle:
         self._body: list[bytes] = []
         self._buffered = 0
         self._end_sent = False
+        self._told_gone = False
         self._waiter: asyncio.Future[None] | None = None
         self._status = 0
         self._headers: Any = ()
@@ -131,6 +133,15 @@ class HttpCycle:
                 pass
             elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
+            elif self._told_gone:  # e.g. Starlette's ClientDisconnect: the client's doing
+                ctx.log.info(
+                    "Client %s left during %s; the application then stopped with %s",
+                    self.conn.peer_label(),
+                    self._where(),
+                    f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__,
+                )
+                if not self.response_complete:
+                    self._abort()
             else:
                 self._app_failed(exc)
         else:
@@ -193,6 +204,7 @@ class HttpCycle:
     async def receive(self) -> dict[str, Any]:
         """ASGI ``receive``: the next piece of the body, then ``http.disconnect`` when gone."""
         if self.disconnected or self.response_complete:
+            self._told_gone = self.disconnected
             return _DISCONNECT
         if self.expect_100:
             self.expect_100 = False
@@ -208,8 +220,10 @@ class HttpCycle:
                     self.conn.watch_peer()
                 while not self.disconnected and not self.response_complete:
                     await self._wait()
+                self._told_gone = self.disconnected
                 return _DISCONNECT
             if self.disconnected:
+                self._told_gone = True
                 return _DISCONNECT
             self.conn.resume_reading()  # never wait on a paused reader
             await self._wait()

@@ -44,6 +44,7 @@ class HttpProtocol(TransportConnection):
         self.idle = False
         self.closed = False
         self._pipelined = 0
+        self._held = False
 
     # ------------------------------------------------------------------ asyncio callbacks
 
@@ -165,11 +166,29 @@ class HttpProtocol(TransportConnection):
     def _next(self) -> None:
         self.cycle = None
         self._pipelined = 0
+        if self.write_paused:
+            # the client does not read its responses: start no other until it has taken this
+            # one (no deadline meanwhile, as for a response being sent to a slow reader)
+            self._held = True
+            self.deadline = 0.0
+            self.pause_reading()
+            return
         ctx = self.ctx
         self.idle = True
         self.deadline = ctx.loop.time() + ctx.keepalive
         self.resume_reading()
         self._process()
+
+    def writable(self) -> None:
+        """Writes are accepted again: a WebSocket carries on, a held pipelined request starts."""
+        if self.ws is not None:
+            self.ws.writable()
+        elif self._held:
+            self._held = False
+            if self.ctx.alive:
+                self._next()
+            else:
+                self.transport.close()
 
     def _bad_request(self, exc: ProtocolError) -> None:
         cycle = self.cycle

@@ -1,11 +1,15 @@
 """One WebSocket connection as ASGI ``websocket.*`` messages, over HTTP/1.1 or a uwsgi tunnel.
 
 The handshake answer (``101``) is written when the application accepts; before that, closing
-denies the upgrade with ``403``. Frames are parsed by the sans-IO
+denies the upgrade with ``403``, and frames the client already sent wait unread (nothing may go
+out before the answer). Frames are parsed by the sans-IO
 :class:`~monoceros.protocols.websocket.FrameParser`: pings are answered here, a Close is echoed,
-violations close with their code (1002, 1007, 1009 for a message over ``ws_max_message_size``).
-Received messages wait in a queue; past :data:`QUEUE_HIGH` bytes reading pauses until the
-application catches up. The session knows its connection only as a :class:`~.channel.Channel`.
+violations close with their code (1002, 1007, 1009 for a message over ``ws_max_message_size`` or
+in too many fragments). Received messages wait in a queue; past :data:`QUEUE_HIGH` bytes reading
+pauses until the application catches up. While the client does not take what is written (the
+connection's writes are paused) reading pauses too, and only the latest ping is answered, once
+writes resume (RFC 6455 §5.5.3). The session knows its connection only as a
+:class:`~.channel.Channel`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from ..protocols.websocket import (
     OP_BINARY,
     OP_CLOSE,
     OP_PING,
+    OP_PONG,
     OP_TEXT,
     FrameParser,
     WebSocketError,
@@ -58,6 +63,10 @@ class WebSocketSession:
         self.accepted = False
         self.close_sent = False
         self.closed = False
+        self._early: bytearray | None = bytearray()
+        """Bytes from the client before the application accepted (None once it did)."""
+        self._pong: bytes | None = None
+        """The payload of the latest ping not answered yet (writes were paused)."""
         self._waiter: asyncio.Future[None] | None = None
         self._start = self.ctx.loop.time() if self.ctx.access_log else 0.0
 
@@ -90,15 +99,22 @@ class WebSocketSession:
         self.ctx.loop.create_task(self.run())
 
     def data_received(self, data: bytes) -> None:
-        """Frames from the client."""
+        """Frames from the client (held until the application accepted)."""
         if self.closed:
+            return
+        early = self._early
+        if early is not None:  # nothing but the handshake answer may go out first
+            if not self.close_sent:  # (after a refusal they are never read)
+                early += data
+                if len(early) > QUEUE_HIGH:
+                    self.conn.pause_reading()
             return
         try:
             self.parser.receive_data(data)
         except WebSocketError as exc:
-            self.ctx.log.debug("WebSocket from %s: %s", self.conn.peer_label(), exc.reason)
-            self._fail(exc.code)
+            self._violation(exc)
             return
+        conn = self.conn
         while (msg := self.parser.next_message()) is not None:
             op = msg.opcode
             if op == OP_TEXT:
@@ -106,8 +122,12 @@ class WebSocketSession:
             elif op == OP_BINARY:
                 self._put({"type": "websocket.receive", "bytes": msg.data}, len(msg.data))
             elif op == OP_PING:
-                if not self.close_sent:
-                    self._write(encode_frame(0xA, msg.data))
+                if self.close_sent:
+                    pass
+                elif conn.write_paused:  # the client is not reading: answer its latest ping only
+                    self._pong = msg.data
+                else:
+                    self._write(encode_frame(OP_PONG, msg.data))
             elif op == OP_CLOSE:
                 try:
                     code, reason = parse_close(msg.data)
@@ -119,8 +139,28 @@ class WebSocketSession:
                 self._disconnect(code, reason)
                 self.conn.close()
                 return
-        if self.queued > QUEUE_HIGH:
-            self.conn.pause_reading()
+        if self.queued > QUEUE_HIGH or conn.write_paused:
+            conn.pause_reading()
+
+    def _violation(self, exc: WebSocketError) -> None:
+        """The client broke the protocol or a limit: one log line, then close with the code."""
+        # a limit (1009) is the server's policy, worth seeing at INFO; a broken frame is not
+        log = self.ctx.log.info if exc.code == 1009 else self.ctx.log.debug
+        log("WebSocket from %s closed with %d: %s", self.conn.peer_label(), exc.code, exc.reason)
+        self._fail(exc.code)
+
+    def writable(self) -> None:
+        """Writes are accepted again: answer the latest ping held back, read again."""
+        pong, self._pong = self._pong, None
+        if pong is not None and not self.close_sent:
+            self._write(encode_frame(OP_PONG, pong))
+        self._resume()
+
+    def _resume(self) -> None:
+        """Read again unless the application is behind or the client is not reading."""
+        conn = self.conn
+        if self.queued < QUEUE_HIGH // 4 and not conn.write_paused and self._early is None:
+            conn.resume_reading()
 
     def eof_received(self) -> bool | None:
         """The peer closed without a Close frame."""
@@ -211,8 +251,7 @@ class WebSocketSession:
         if message["type"] == "websocket.receive":
             data = message.get("text") or message.get("bytes") or b""
             self.queued -= len(data)
-            if self.queued < QUEUE_HIGH // 4:
-                self.conn.resume_reading()
+            self._resume()
         return message
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -240,6 +279,10 @@ class WebSocketSession:
             if not self.closed:
                 self._write(head)
             self._log_handshake(101, headers)
+            early, self._early = self._early, None
+            if early:  # frames that came with or after the handshake: their turn now
+                self.data_received(bytes(early))
+            self._resume()
             return
         if kind == "websocket.close":
             if self.close_sent:
@@ -255,7 +298,9 @@ class WebSocketSession:
         raise RuntimeError(f"unexpected ASGI message {kind!r} on a WebSocket")
 
     def _refuse(self, status: int, reason: str = "") -> None:
-        """Answer the handshake with an HTTP error instead of accepting it, log it, close."""
+        """Answer the handshake with an HTTP error instead of accepting it, log it, close
+        (the frames the client sent meanwhile are dropped unread)."""
+        self._early = bytearray()
         self._write(error_response(status, reason))
         self._log_handshake(status)
         self.conn.close()

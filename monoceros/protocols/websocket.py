@@ -24,6 +24,7 @@ __all__ = [
     "OP_PING",
     "OP_PONG",
     "OP_TEXT",
+    "MAX_FRAGMENTS",
     "FrameParser",
     "Message",
     "WebSocketError",
@@ -40,6 +41,10 @@ OP_BINARY: Final = 0x2
 OP_CLOSE: Final = 0x8
 OP_PING: Final = 0x9
 OP_PONG: Final = 0xA
+
+MAX_FRAGMENTS: Final = 65536
+"""Frames one message may come in (4 MiB in 64-byte fragments, the most Autobahn sends); more
+closes with 1009: a zero-length continuation frame costs the client 6 bytes and no limit."""
 
 _GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _DATA_OPS: Final = frozenset((OP_TEXT, OP_BINARY))
@@ -136,23 +141,28 @@ class FrameParser:
 
     Client frames must be masked; reserved bits and opcodes are refused (no extension is
     negotiated); control frames must be final and at most 125 bytes; a message larger than
-    ``max_message_size`` raises code 1009; a text message that is not UTF-8 raises 1007.
+    ``max_message_size`` or in more than ``max_fragments`` frames raises code 1009; a text
+    message that is not UTF-8 raises 1007. A fragmented message is joined in one buffer as it
+    arrives: its memory is its payload, however small the fragments.
     """
 
-    __slots__ = ("_buf", "_fragments", "_frag_op", "_frag_size", "_max", "_messages")
+    __slots__ = ("_buf", "_frag", "_frag_op", "_frames", "_max", "_max_frames", "_messages")
 
-    def __init__(self, max_message_size: int = 16 * 1024 * 1024) -> None:
+    def __init__(
+        self, max_message_size: int = 16 * 1024 * 1024, max_fragments: int = MAX_FRAGMENTS
+    ) -> None:
         self._buf = bytearray()
         self._max = max_message_size
+        self._max_frames = max_fragments
         self._frag_op = 0
-        self._fragments: list[bytes] = []
-        self._frag_size = 0
+        self._frag = bytearray()
+        self._frames = 0
         self._messages: deque[Message] = deque()
 
     @property
     def buffered(self) -> int:
         """Bytes received and not yet turned into a message."""
-        return len(self._buf) + self._frag_size
+        return len(self._buf) + len(self._frag)
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the client; raise :class:`WebSocketError` on a violation."""
@@ -206,12 +216,16 @@ class FrameParser:
         if opcode == OP_CONT:
             if not self._frag_op:
                 raise WebSocketError("continuation frame without a message to continue")
+            if self._frames >= self._max_frames:
+                raise WebSocketError(
+                    f"message in more than the limit of {self._max_frames} fragments", 1009
+                )
         elif opcode in _DATA_OPS:
             if self._frag_op:
                 raise WebSocketError("new data frame inside a fragmented message")
         else:
             raise WebSocketError(f"reserved opcode {opcode:#x}")
-        if self._frag_size + length > self._max:
+        if len(self._frag) + length > self._max:
             raise WebSocketError(f"message larger than the limit of {self._max} bytes", 1009)
 
     def _frame(self, opcode: int, fin: bool, payload: bytes) -> None:
@@ -221,16 +235,17 @@ class FrameParser:
         if opcode != OP_CONT:
             self._frag_op = opcode
         if not fin:
-            self._fragments.append(payload)
-            self._frag_size += len(payload)
+            self._frag += payload
+            self._frames += 1
             return
-        if self._fragments:
-            self._fragments.append(payload)
-            payload = b"".join(self._fragments)
-            self._fragments = []
         op = self._frag_op
         self._frag_op = 0
-        self._frag_size = 0
+        if self._frames:  # the last fragment: the message is the buffer
+            self._frames = 0
+            buf = self._frag
+            buf += payload
+            self._frag = bytearray()
+            payload = bytes(buf)
         text = None
         if op == OP_TEXT:
             try:

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monoceros.protocols.websocket import (
+    MAX_FRAGMENTS,
     OP_BINARY,
     OP_CLOSE,
     OP_CONT,
@@ -121,6 +122,31 @@ def test_message_size_limit_is_1009_and_counts_fragments() -> None:
     assert info.value.code == 1009
     with pytest.raises(WebSocketError):  # refused from the header, before the payload arrives
         FrameParser(max_message_size=10).receive_data(client(OP_BINARY, b"z" * 100)[:4])
+
+
+def test_fragment_count_limit_is_1009_and_counts_empty_continuations() -> None:
+    """Zero-length continuation frames add nothing to the size: the frame count bounds them."""
+    parser = FrameParser(max_fragments=4)
+    parser.receive_data(client(OP_TEXT, b"a", fin=False) + client(OP_CONT, b"", fin=False) * 2)
+    parser.receive_data(client(OP_CONT, b"b"))  # the 4th frame: allowed
+    assert [(m.opcode, m.text) for m in messages(parser)] == [(OP_TEXT, "ab")]
+    parser.receive_data(client(OP_BINARY, b"", fin=False) + client(OP_CONT, b"", fin=False) * 3)
+    with pytest.raises(WebSocketError) as info:  # a 5th frame
+        parser.receive_data(client(OP_CONT, b""))
+    assert info.value.code == 1009 and "4 fragments" in info.value.reason
+    assert MAX_FRAGMENTS == 65536  # 4 MiB in 64-byte fragments (Autobahn 9.3.1) still passes
+
+
+def test_fragments_are_joined_in_one_buffer_as_they_come() -> None:
+    """The memory of a fragmented message is its payload: no object per fragment."""
+    parser = FrameParser()
+    parser.receive_data(client(OP_BINARY, b"x", fin=False))
+    parser.receive_data(b"".join(client(OP_CONT, bytes([i % 256]), fin=False) for i in range(999)))
+    assert parser.buffered == 1000
+    parser.receive_data(client(OP_CONT, b"end"))
+    (msg,) = messages(parser)
+    assert msg.data == b"x" + bytes(i % 256 for i in range(999)) + b"end"
+    assert type(msg.data) is bytes and parser.buffered == 0
 
 
 def test_close_payloads() -> None:

@@ -153,6 +153,8 @@ async def app(scope, receive, send):
         for _ in range(mib * 16):
             await send({"type": "http.response.body", "body": BLOCK, "more_body": True})
         return await send({"type": "http.response.body", "body": b""})
+    if path == "/bytes":  # ?n=N bytes in one body message (so with a Content-Length)
+        return await _reply(send, b"b" * int(_q(scope, "n", "100000")))
     if path == "/hello":  # app.py's answer to any other path, Content-Length included
         body = b"Hello, World!"
         return await _reply(send, body, extra=[(b"content-length", b"%d" % len(body))])

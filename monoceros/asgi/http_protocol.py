@@ -176,6 +176,7 @@ class HttpProtocol(TransportConnection):
             cycle.body_error(exc)
         else:
             self.ctx.log.info("Invalid HTTP request from %s: %s", self.peer_label(), exc.reason)
+            self.ctx.metrics.answered(exc.status, False)
             self.transport.write(error_response(exc.status, exc.reason))
         self.transport.close()
         self.closed = True

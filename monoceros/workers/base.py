@@ -27,6 +27,7 @@ from ..addresses import PeerAddress
 from ..heartbeat import Heartbeat
 from ..listeners import Listener
 from ..reloader import Reloader, module_files
+from ..worker_metrics import WorkerMetrics
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -135,6 +136,8 @@ class Worker:
     #: gunicorn's heartbeat file, here a view of the shared-memory heartbeat
     tmp: WorkerTmp
     heartbeat: Heartbeat
+    #: the shared-memory request counts the master's stats listener reports (monoceros's own)
+    metrics: WorkerMetrics
     graceful_stop: bool
     reopen_logs: bool
 
@@ -170,6 +173,12 @@ class Worker:
         self.max_requests = cfg.max_requests + jitter if cfg.max_requests > 0 else sys.maxsize
         self._wakeup_r = -1
         self._wakeup_w = -1
+        # made here, in the master, before the fork: the master reads what the worker counts
+        self.metrics = self.new_metrics()
+
+    def new_metrics(self) -> WorkerMetrics:
+        """This kind's counting block: one request slot per request it can have in flight."""
+        return WorkerMetrics(1)
 
     @property
     def sockets(self) -> list[Listener]:
@@ -355,6 +364,7 @@ class Worker:
             return False
         self.log.info("Autorestarting worker after current request.")
         self.alive = False
+        self.metrics.exiting("max_requests")
         return True
 
     def serves_listen_queue(self) -> bool:

@@ -98,11 +98,12 @@ class StatsServer:
     def wait(self, fds: list[int], timeout: float) -> list[int]:
         """Wait up to ``timeout`` seconds for one of ``fds`` to be readable, serving the stats
         listener meanwhile; returns the ready ones among ``fds`` (maybe none)."""
-        end = self._clock() + timeout
+        end = time.monotonic() + timeout
         while True:
             readable, writable, earliest = self.wants()
-            now = self._clock()
-            wait = end - now if earliest is None else min(end, earliest) - now
+            wait = end - time.monotonic()
+            if earliest is not None:
+                wait = min(wait, earliest - self._clock())
             try:
                 ready_r, ready_w, _ = select.select([*fds, *readable], writable, [], max(0.0, wait))
             except InterruptedError:  # pragma: no cover - retried by PEP 475
@@ -110,7 +111,7 @@ class StatsServer:
             mine = [fd for fd in ready_r if fd not in fds] + ready_w
             self.serve_ready(mine)
             theirs = [fd for fd in ready_r if fd in fds]
-            if theirs or self._clock() >= end:
+            if theirs or time.monotonic() >= end:
                 return theirs
 
     @property

@@ -41,6 +41,8 @@ from .listeners import (
 )
 from .logs import ACCESS_LOGGER, ERROR_LOGGER, Logger
 from .pidfile import Pidfile, PidfileError
+from .stats_render import MasterStats, ServerView
+from .stats_server import StatsServer
 from .workers.base import APP_LOAD_ERROR, WORKER_BOOT_ERROR, Worker
 
 __all__ = ["Arbiter", "HaltServer"]
@@ -74,6 +76,8 @@ class WorkerRecord:
     heartbeat: Heartbeat
     worker: Worker
     retiring: bool = False
+    #: retired to be replaced (HUP, or WINCH after USR2): a "reload" restart
+    replaced: bool = False
     term_sent: bool = False
     abort_sent: float = 0.0
 
@@ -135,6 +139,9 @@ class Arbiter:
         self._wakeup_r = -1
         self._wakeup_w = -1
         self._stopping = False
+        self._stats = MasterStats()
+        self._stats_server: StatsServer | None = None
+        self._stats_listener: Listener | None = None
 
     # ------------------------------------------------------------------ gunicorn's names for hooks
 
@@ -192,6 +199,7 @@ class Arbiter:
                 record = self.workers.pop(pid, None)
                 if record is not None:
                     record.heartbeat.close()
+                    self._stats.worker_gone(record.worker.metrics, self._restart_reason(record))
 
     def _hook(self, name: str, *args: Any) -> None:
         """Run server hook ``name``. An exception is logged with its traceback and stops the
@@ -300,6 +308,7 @@ class Arbiter:
             raise HaltServer(str(exc)) from None
         for listener in self.listeners:
             self._listening(listener)
+        self._start_stats_server()
         self._give_files_to_worker_user()
         if cfg.threads > 1 and cfg.worker_class == "sync":
             # gunicorn's rule: more than one thread means the threaded worker
@@ -324,6 +333,48 @@ class Arbiter:
             attempt,
             BIND_ATTEMPTS,
         )
+
+    # ------------------------------------------------------------------ the stats listener
+
+    def _start_stats_server(self) -> None:
+        """Bind ``stats_bind`` and serve it from the master's loop (see stats_server)."""
+        value = self.cfg.stats_bind
+        if not value or self._stats_server is not None:
+            return
+        try:
+            listener = _stats_listener(value, self.cfg.umask)
+        except BindError as exc:
+            if not self.upgraded_from:
+                raise HaltServer(str(exc)) from None
+            if not getattr(self, "_stats_bind_warned", False):
+                self._stats_bind_warned = True
+                self.log.warning("Stats listener: %s; retrying while the old master has it", exc)
+            return
+        self._stats_listener = listener
+        self._stats_server = StatsServer(listener.sock, self._stats.routes(self._stats_view))
+        self.log.info("Stats listener at: http://%s (%s)", listener.name, self.pid)
+
+    def _stats_view(self) -> ServerView:
+        """What a scrape reports, read now."""
+        return self._stats.view(
+            self.pid,
+            [(r.pid, r.age, r.heartbeat, r.worker.metrics) for r in self.workers.values()],
+            [(lst.name, lst.protocol, lst.sock) for lst in self.listeners],
+            num_workers=self.num_workers,
+            stopping=self._stopping,
+            timeout=self.cfg.timeout,
+        )
+
+    def _restart_reason(self, record: WorkerRecord) -> str | None:
+        """Why a reaped worker went, for monoceros_worker_restarts_total (None: not counted,
+        a stop or a TTOU); the worker's own word (max_requests) wins over this."""
+        if record.abort_sent:
+            return "timeout"
+        if record.replaced:
+            return "reload"
+        if self._stopping or record.retiring:
+            return None
+        return "crash"
 
     def _listening(self, listener: Listener) -> None:
         self.log.info("Listening at: %s://%s (%s)", listener.protocol, listener.name, self.pid)
@@ -407,11 +458,17 @@ class Arbiter:
         if len(self._signals) < 10 and not (signum == signal.SIGCHLD and signum in self._signals):
             self._signals.append(signum)
 
-    def sleep(self) -> None:
-        """Wait up to a second for a signal (the wake-up pipe makes it immediate)."""
+    def sleep(self, seconds: float = 1.0) -> None:
+        """Wait up to ``seconds`` for a signal (the wake-up pipe makes it immediate), serving
+        the stats listener meanwhile."""
         import select
 
-        ready, _, _ = select.select([self._wakeup_r], [], [], 1.0)  # retried on EINTR (PEP 475)
+        if self._stats_server is None and self.cfg.stats_bind:
+            self._start_stats_server()  # a USR2 upgrade's old master held the address
+        if self._stats_server is not None:
+            ready = self._stats_server.wait([self._wakeup_r], seconds)
+        else:  # retried on EINTR (PEP 475)
+            ready, _, _ = select.select([self._wakeup_r], [], [], seconds)
         if ready:
             with contextlib.suppress(BlockingIOError):
                 while os.read(self._wakeup_r, 4096):
@@ -470,6 +527,8 @@ class Arbiter:
             self.log.info("WINCH ignored: no USR2 upgrade is running and not daemonized")
             return
         self.log.info("Stopping this master's workers gracefully (WINCH)")
+        for record in self.workers.values():
+            record.replaced = True
         self.num_workers = 0
         self.manage_workers()
 
@@ -583,6 +642,9 @@ class Arbiter:
     def _child_reset(self) -> None:
         """In a fresh child: forget the master's signal plumbing and drop privileges."""
         signal.set_wakeup_fd(-1)
+        if self._stats_server is not None:  # its connections must close when the master's do
+            self._stats_server.close()
+            self._stats_server = None
         for fd in (self._wakeup_r, self._wakeup_w):
             os.close(fd)
         self._signals = []
@@ -613,6 +675,7 @@ class Arbiter:
             code = os.waitstatus_to_exitcode(status)
             booted = record.heartbeat.is_booted()
             record.heartbeat.close()
+            self._stats.worker_gone(record.worker.metrics, self._restart_reason(record))
             if code < 0:
                 signame = _signal_name(-code)
                 if -code == signal.SIGKILL and record.abort_sent:
@@ -785,7 +848,7 @@ class Arbiter:
         self._hook("on_reload", self)
         self.num_workers = new_cfg.workers
         for record in self.workers.values():
-            record.retiring = True
+            record.retiring = record.replaced = True
         self.spawn_workers()
         # the old workers are told to stop by manage_workers once the new ones have booted
 
@@ -806,7 +869,7 @@ class Arbiter:
             if graceful and any(s in self._signals for s in (signal.SIGINT, signal.SIGQUIT)):
                 self._signals.clear()
                 self.kill_workers(signal.SIGQUIT)
-            time.sleep(0.05)
+            self.sleep(0.05)  # /readyz answers 503 meanwhile
         if self.workers:
             self.log.warning(
                 "Killing %s worker(s) still running after %.0fs", len(self.workers), limit
@@ -825,6 +888,10 @@ class Arbiter:
 
     def _cleanup(self) -> bool:
         """Close the listeners, remove the pidfile, run on_exit; False if on_exit raised."""
+        if self._stats_server is not None and self._stats_listener is not None:
+            self._stats_server.close()
+            self._stats_listener.close(unlink=self._sockets_are_ours())
+            self._stats_server = None
         for listener in self.listeners:
             listener.close(unlink=self._sockets_are_ours())
         self.listeners = []
@@ -839,6 +906,14 @@ def _log_files() -> list[logging.FileHandler]:
     loggers = (logging.getLogger(ERROR_LOGGER), logging.getLogger(ACCESS_LOGGER))
     found = [h for log in loggers for h in log.handlers if isinstance(h, logging.FileHandler)]
     return list(dict.fromkeys(found))
+
+
+def _stats_listener(value: str, umask: int) -> Listener:
+    """Bind the stats listener's address (``--bind`` syntax, HTTP only)."""
+    spec = parse_bind(value, default_port=9100)
+    if spec.kind == "fd" or spec.protocol == "uwsgi":
+        raise BindError(f"stats_bind: {value!r}: give HOST:PORT, [V6]:PORT or unix:PATH")
+    return bind_all([str(spec)], "http", 64, False, umask)[0]
 
 
 def _parsed_address(value: str) -> Any:

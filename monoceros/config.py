@@ -874,6 +874,19 @@ SETTINGS: tuple[Setting, ...] = (
         ),
     ),
     *_section(
+        "Observability",
+        Setting(
+            "stats_bind",
+            ("--stats-bind",),
+            None,
+            "Address of the master's stats listener (HOST:PORT, [V6]:PORT or unix:PATH), "
+            "serving /metrics (Prometheus), /stats (JSON), /healthz and /readyz. The master "
+            "answers it, so it answers while every worker is busy. Unset: no listener.",
+            _optional_str,
+            metavar="ADDRESS",
+        ),
+    ),
+    *_section(
         "Process Naming",
         Setting(
             "proc_name",
@@ -952,6 +965,7 @@ class Config:
     uwsgi_max_vars_size: int
     backlog: int
     defer_accept: int
+    stats_bind: str | None
     workers: int
     worker_class: str
     threads: int

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 from ..addresses import AddressMatcher
 from ..protocols.http import HttpLimits
+from ..worker_metrics import WorkerMetrics
 
 __all__ = ["Connection", "ServerContext"]
 
@@ -74,6 +75,8 @@ class ServerContext:
         self.max_requests = max_requests
         self.on_request: Callable[[], None] | None = None
         """Called once per request started (the worker counts towards max_requests)."""
+        self.metrics = WorkerMetrics(1)
+        """The worker's shared counting block (the worker sets its own)."""
         self.on_connection_closed: Callable[[], None] | None = None
         """Called when a connection closes (the worker may accept again under the cap)."""
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..access_log import log_safe
 from ..protocols.errors import ProtocolError
 from ..protocols.response import LAST_CHUNK, Framing, ResponseError, chunk, error_response
+from ..worker_metrics import Recorder
 from .access import access_environ, access_headers
 from .flow import wake
 from .response import build_head
@@ -40,6 +41,7 @@ class HttpCycle:
         "_end_sent",
         "_framing",
         "_headers",
+        "_rec",
         "_start",
         "_status",
         "_told_gone",
@@ -92,6 +94,7 @@ class HttpCycle:
         self._headers: Any = ()
         self._framing: Framing | None = None
         self._start = 0.0
+        self._rec: Recorder | None = None
 
     # ------------------------------------------------------------------ fed by the protocol
 
@@ -124,10 +127,14 @@ class HttpCycle:
     async def run(self) -> None:
         """Call the application and make sure a response (or a closed connection) results."""
         ctx = self.conn.ctx
-        if ctx.access_log:
-            self._start = time.monotonic()
+        self._start = start = time.monotonic()
+        self._rec = rec = ctx.metrics.take()
+        scope = self.scope
+        query = scope.get("query_string")
+        path = scope.get("raw_path") or b""
+        rec.begin(scope["method"], path + b"?" + query if query else path, start)
         try:
-            await ctx.app(self.scope, self.receive, self.send)
+            await ctx.app(scope, self.receive, self.send)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError) and self.disconnected:
                 pass
@@ -159,6 +166,12 @@ class HttpCycle:
                         self._where(),
                     )
                 self._abort()
+        finally:
+            rec = self._rec
+            if rec is not None:  # no response: the peer left before one started
+                self._rec = None
+                rec.abandon()
+                ctx.metrics.give(rec)
 
     def _where(self) -> str:
         scope = self.scope
@@ -349,7 +362,13 @@ class HttpCycle:
         self.conn.response_done(self)
 
     def _log_access(self) -> None:
+        """The response is over (sent, cut short or refused): count it, log it."""
         ctx = self.conn.ctx
+        rec = self._rec
+        if rec is not None:
+            self._rec = None
+            rec.end(self._start, self._status or 500, self.uwsgi)
+            ctx.metrics.give(rec)
         if ctx.access_log:
             ctx.log.access(
                 access_environ(self.scope),

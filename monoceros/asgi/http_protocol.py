@@ -198,6 +198,7 @@ class HttpProtocol(TransportConnection):
             self.ctx.log.info(
                 "Invalid HTTP request from %s: %s", self.peer_label(), log_safe(exc.reason)
             )
+            self.ctx.metrics.answered(exc.status, False)
             self.transport.write(error_response(exc.status, exc.reason))
         self.transport.close()
         self.closed = True

@@ -183,6 +183,7 @@ class UwsgiProtocol(TransportConnection):
 
     def _refuse(self, status: int, reason: str) -> None:
         self.done = True
+        self.ctx.metrics.answered(status, True)
         self.transport.write(error_response(status, reason))
         self.transport.close()
 

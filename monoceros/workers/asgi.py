@@ -34,6 +34,7 @@ from ..asgi.uwsgi_protocol import UwsgiProtocol
 from ..asgi.websocket import WebSocketSession
 from ..listeners import Listener
 from ..protocols.http import HttpLimits
+from ..worker_metrics import MAX_SLOTS, WorkerMetrics
 from .base import WORKER_BOOT_ERROR, Worker
 
 __all__ = ["AsgiWorker"]
@@ -45,6 +46,10 @@ class AsgiWorker(Worker):
     loop: asyncio.AbstractEventLoop
     ctx: ServerContext
     acceptor: Acceptor
+
+    def new_metrics(self) -> WorkerMetrics:
+        """A request slot per connection, up to MAX_SLOTS (more in flight: counted only)."""
+        return WorkerMetrics(max(1, min(self.cfg.worker_connections, MAX_SLOTS)))
 
     def run(self) -> None:
         """Build the loop and serve until told to stop."""
@@ -74,6 +79,7 @@ class AsgiWorker(Worker):
             secure_scheme_headers=cfg.secure_scheme_headers,
             max_requests=self.max_requests,
         )
+        self.ctx.metrics = self.metrics
         self.ctx.on_request = self._on_request
         self.ctx.on_connection_closed = self._on_connection_closed
         self._stop: asyncio.Future[None] = loop.create_future()

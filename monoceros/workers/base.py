@@ -27,6 +27,7 @@ from ..addresses import PeerAddress
 from ..heartbeat import Heartbeat
 from ..listeners import Listener
 from ..reloader import Reloader, module_files
+from ..worker_metrics import WorkerMetrics
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -140,6 +141,8 @@ class Worker:
     #: gunicorn's heartbeat file, here a view of the shared-memory heartbeat
     tmp: WorkerTmp
     heartbeat: Heartbeat
+    #: the shared-memory request counts the master's stats listener reports (monoceros's own)
+    metrics: WorkerMetrics
     graceful_stop: bool
     reopen_logs: bool
 
@@ -177,6 +180,12 @@ class Worker:
         self._wakeup_w = -1
         #: (listener name, errno) -> (monotonic time of the last line, failures since then)
         self._accept_errors: dict[tuple[str, int | None], tuple[float, int]] = {}
+        # made here, in the master, before the fork: the master reads what the worker counts
+        self.metrics = self.new_metrics()
+
+    def new_metrics(self) -> WorkerMetrics:
+        """This kind's counting block: one request slot per request it can have in flight."""
+        return WorkerMetrics(1)
 
     @property
     def sockets(self) -> list[Listener]:
@@ -386,6 +395,7 @@ class Worker:
             return False
         self.log.info("Autorestarting worker after current request.")
         self.alive = False
+        self.metrics.exiting("max_requests")
         return True
 
     def serves_listen_queue(self) -> bool:

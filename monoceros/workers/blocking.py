@@ -26,6 +26,7 @@ from ..protocols.events import NEED_DATA, Data
 from ..protocols.http import HttpLimits, HttpParser, HttpRequest, error_response
 from ..protocols.uwsgi import UwsgiParser, UwsgiRequest
 from ..socket_waits import wait_in_kernel
+from ..worker_metrics import Recorder
 from ..wsgi.body import EMPTY_INPUT, ClientDisconnected, EmptyInput, Input
 from ..wsgi.environ import HttpEnvironBuilder, UwsgiEnvironBuilder, base_environ
 from ..wsgi.hook_request import HookRequest
@@ -203,6 +204,8 @@ class BlockingWorker(Worker):
     uwsgi_builders: dict[int, UwsgiEnvironBuilder]
     uwsgi_allowed: AddressMatcher
     uwsgi_max_vars: int
+    #: the one request slot of a single-threaded worker; None: each thread's beater has one
+    recorder: Recorder | None
 
     def setup_serving(self, multithread: bool) -> None:
         """Read the settings every request needs; build one environ builder per listener."""
@@ -233,6 +236,7 @@ class BlockingWorker(Worker):
                 )
         self.uwsgi_allowed = AddressMatcher(cfg.uwsgi_allow_ips)
         self.uwsgi_max_vars = cfg.uwsgi_max_vars_size
+        self.recorder = None if multithread else self.metrics.recorders[0]
         for listener in self.listeners:
             listener.sock.setblocking(False)
 
@@ -313,12 +317,14 @@ class BlockingWorker(Worker):
         """Log and answer a malformed HTTP request."""
         who = peer[0] if isinstance(peer, tuple) else peer or listener.name  # as the asgi worker
         self.log.info("Invalid HTTP request from %s: %s", who, log_safe(exc.reason))
+        self.metrics.answered(exc.status, False)
         self.send_error(conn, exc.status, exc.reason)
 
     def uwsgi_forbidden(self, listener: Listener, conn: socket.socket, peer: PeerAddress) -> bool:
         """Refuse (403) a TCP peer outside ``uwsgi_allow_ips``; True when it was refused."""
         if peer and peer[0] not in self.uwsgi_allowed:  # UNIX peers ("") are always allowed
             self.log.warning("Forbidden uWSGI request from %s", peer[0])
+            self.metrics.answered(403, True)
             self.send_error(conn, 403, "")
             return True
         return False
@@ -332,6 +338,7 @@ class BlockingWorker(Worker):
             log_safe(exc.reason),
             peer[0] if peer else listener.name,
         )
+        self.metrics.answered(exc.status, True)
         self.send_error(conn, exc.status, exc.reason)
 
     def uwsgi_request(
@@ -381,7 +388,11 @@ class BlockingWorker(Worker):
         Returns True when the response kept the connection open and it can carry another
         request: complete, framed, and the request body read to its end.
         """
-        start = time.monotonic() if self.access_log else 0.0
+        start = time.monotonic()
+        rec = self.recorder if self.recorder is not None else beater.recorder  # type: ignore[attr-defined]
+        rec.begin(
+            environ["REQUEST_METHOD"], environ.get("REQUEST_URI") or environ["PATH_INFO"], start
+        )
         hook_req = None
         if self.pre_request is not None or self.post_request is not None:
             hook_req = HookRequest(environ)
@@ -417,12 +428,17 @@ class BlockingWorker(Worker):
             else:
                 resp.send_iterable(_checked(result))
         except (ClientDisconnected, ConnectionError, TimeoutError):
+            if resp.headers_sent:  # a response cut short by the peer: it was sent all the same
+                rec.end(start, resp.status_code, uwsgi)
+            else:
+                rec.abandon()
             raise
         except Exception as exc:
             failed = exc
             self._app_error(conn, environ, resp, exc)
         except WorkerAborted:
             self._aborted(conn, environ, resp)
+            rec.end(start, resp.status_code or 500, uwsgi)
             raise
         finally:
             close = None if result.__class__ is list else getattr(result, "close", None)
@@ -431,6 +447,7 @@ class BlockingWorker(Worker):
                     close()
                 except Exception:
                     self.log.exception("Error closing the response iterable")
+        rec.end(start, resp.status_code or 500, uwsgi)
         if self.access_log:
             self.log.access(
                 environ,

@@ -36,6 +36,7 @@ from ..protocols.errors import ProtocolError
 from ..protocols.events import NEED_DATA
 from ..protocols.http import HttpParser, HttpRequest
 from ..protocols.uwsgi import PONG, Ping, UwsgiRequest, parse_head, truncated_head
+from ..worker_metrics import Recorder, WorkerMetrics
 from .blocking import RECV_SIZE, BlockingWorker
 
 __all__ = ["ThreadWorker"]
@@ -90,9 +91,11 @@ class _Conn:
 class _Progress:
     """What one pool thread is serving, and when that request last moved (0.0: idle)."""
 
-    __slots__ = ("peer", "request", "since", "started", "thread")
+    __slots__ = ("peer", "recorder", "request", "since", "started", "thread")
 
-    def __init__(self) -> None:
+    def __init__(self, recorder: Recorder | None = None) -> None:
+        #: this thread's request slot in the worker's counting block (a private one if none)
+        self.recorder = recorder or WorkerMetrics(1, threaded=True).recorders[0]
         self.thread = threading.get_ident()
         self.since = 0.0
         self.started = 0.0
@@ -132,6 +135,10 @@ class _Progress:
 class ThreadWorker(BlockingWorker):
     """Serve many connections with a thread pool; HTTP/1.1 keep-alive and pipelining."""
 
+    def new_metrics(self) -> WorkerMetrics:
+        """One request slot per pool thread; the counters under a lock."""
+        return WorkerMetrics(max(1, self.cfg.threads), threaded=True)
+
     def run(self) -> None:
         """Start the pool and serve until told to stop."""
         if not hasattr(select, "epoll"):
@@ -144,7 +151,7 @@ class ThreadWorker(BlockingWorker):
         self._progress: list[_Progress] = []
         self._poller = select.epoll()
         self._threads = [
-            threading.Thread(target=self._work, name=f"monoceros-{i}", daemon=True)
+            threading.Thread(target=self._work, args=(i,), name=f"monoceros-{i}", daemon=True)
             for i in range(cfg.threads)
         ]
         for thread in self._threads:
@@ -369,8 +376,8 @@ class ThreadWorker(BlockingWorker):
             conn.registered = True
             self._poller.register(fd, _PARK)
 
-    def _work(self) -> None:
-        progress = _Progress()
+    def _work(self, index: int = 0) -> None:
+        progress = _Progress(self.metrics.recorders[index])
         self._progress.append(progress)
         jobs = self._jobs
         while True:

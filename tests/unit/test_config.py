@@ -61,6 +61,7 @@ GUNICORN_DEFAULTS: dict[str, Any] = {
     "errorlog": "-",
     "loglevel": "info",
     "capture_output": False,
+    "stats_bind": None,
 }
 
 # gunicorn's command-line flags (gunicorn/config.py), plus our own header_timeout and the
@@ -70,6 +71,7 @@ GUNICORN_FLAGS: dict[str, tuple[str, ...]] = {
     "bind": ("-b", "--bind"),
     "backlog": ("--backlog",),
     "defer_accept": ("--defer-accept",),  # ours: uWSGI's deferred accept, on by default
+    "stats_bind": ("--stats-bind",),  # ours: the master's stats listener
     "workers": ("-w", "--workers"),
     "worker_class": ("-k", "--worker-class"),
     "threads": ("--threads",),

@@ -50,6 +50,7 @@ FLAG_CASES: list[tuple[list[str], str, Any]] = [
     (["-b", "0.0.0.0:80", "--bind", "unix:/tmp/s"], "bind", ["0.0.0.0:80", "unix:/tmp/s"]),
     (["--backlog", "64"], "backlog", 64),
     (["--defer-accept", "0"], "defer_accept", 0),
+    (["--stats-bind", "127.0.0.1:9100"], "stats_bind", "127.0.0.1:9100"),
     (["-k", "sync"], "worker_class", "sync"),
     (["--threads", "4"], "threads", 4),
     (["--worker-connections", "10"], "worker_connections", 10),

@@ -25,10 +25,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("__main__",),  # python -m monoceros
     ("cli", "docs_settings"),  # the command lines
     ("arbiter", "hook_check"),  # the master, and what --check-config runs beside it
-    ("workers",),  # one worker class per I/O model
+    ("workers", "stats_render"),  # one worker class per I/O model; the master's stats views
     ("wsgi", "asgi"),  # the application interfaces: peers, neither imports the other
     ("app", "config_loader", "listeners", "logs", "heartbeat", "pidfile", "reloader"),
-    ("access_log", "addresses", "socket_waits"),  # small leaf helpers
+    # small leaf helpers; the stats listener and the workers' shared counting blocks
+    ("access_log", "addresses", "socket_waits", "stats_server", "worker_metrics"),
     ("protocols",),  # sans-IO parsing: see PURE
     ("config",),
     ("gunicorn_only", "__init__"),  # config's table of gunicorn-only settings; the version

@@ -1,0 +1,361 @@
+"""Request counts of one worker in shared memory: written by the worker, read by the master.
+
+Like :mod:`monoceros.heartbeat`, the master maps one anonymous shared block per worker before
+forking (the :class:`~monoceros.workers.base.Worker` object creates it), so counting costs no
+system call: each request makes two method calls, :meth:`WorkerMetrics.begin` and
+:meth:`WorkerMetrics.end`, which store into aligned 8-byte slots through ``memoryview`` casts
+(one load and one store each, never ``struct.pack_into``, which clears before it writes).
+
+The block holds, per protocol (HTTP, uWSGI): a counter per status code 0-999, the duration
+histogram's bucket counts (not cumulative) and the duration sum; then one *request slot* per
+request that can be in flight at once (1 for sync, ``threads`` for gthread, up to
+:data:`MAX_SLOTS` for asgi): ``METHOD path`` (cut to 240 bytes) and its start (monotonic; 0.0
+while free). A request that finds every slot taken is counted all the same, as an
+"overflow" in-flight request without a description.
+
+Single writer: the sync and asgi workers write from one thread; the gthread worker turns on
+:meth:`WorkerMetrics.thread_safe`, which puts the counter updates under a lock (request slots
+are handed out from a list, whose ``pop``/``append`` need no lock).
+
+The master reads with :meth:`WorkerMetrics.snapshot`. A request slot is read start, text, start
+again: ``end`` zeroes the start before a later ``begin`` rewrites the text, so two equal
+non-zero starts mean the text belongs to them.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+import threading
+import time
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from typing import Final
+
+__all__ = [
+    "BUCKETS",
+    "MAX_SLOTS",
+    "PROTOCOLS",
+    "RESTART_REASONS",
+    "TEXT_SIZE",
+    "CurrentRequest",
+    "Totals",
+    "WorkerMetrics",
+    "WorkerSample",
+    "Recorder",
+    "metrics_for",
+]
+
+#: protocol label values, in the order of the block's sections
+PROTOCOLS: Final = ("http", "uwsgi")
+#: upper bounds of the duration histogram's finite buckets, in seconds (+Inf follows)
+BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: why a worker was replaced: every label value of monoceros_worker_restarts_total
+RESTART_REASONS: Final = ("crash", "timeout", "max_requests", "memory", "lifetime", "reload")
+#: bytes of ``METHOD path`` kept per request slot (longer ones are cut)
+TEXT_SIZE: Final = 256
+#: request slots of an asgi worker at most (more requests in flight are counted, not described)
+MAX_SLOTS: Final = 256
+
+_STATUSES = 1000
+_NBUCKETS = len(BUCKETS) + 1
+# slot indices (8 bytes each) of the fixed part
+_OVERFLOW = 0  # requests in flight that found no free request slot
+_EXIT_REASON = 1  # 1 + index in RESTART_REASONS once the worker says why it exits, else 0
+_COUNTS = 8
+_UWSGI = _COUNTS + _STATUSES  # the uWSGI counters follow the HTTP ones
+_HIST = _COUNTS + 2 * _STATUSES
+_SUMS = _HIST + 2 * _NBUCKETS
+_REQS = _SUMS + 2
+# a request slot, TEXT_SIZE bytes: "METHOD path" padded with NULs, then the start (d); written
+# by one pack_into, which clears the slot first (the start reads 0.0, "free", for that moment)
+_REQ_SHIFT = 5
+_REQ_SLOTS = 1 << _REQ_SHIFT
+_TEXT_MAX = TEXT_SIZE - 16
+_START = _TEXT_MAX // 8
+_PACK_SLOT = struct.Struct(f"@{_TEXT_MAX}sd").pack_into
+_FIRST_BOUND = BUCKETS[0]
+_READ_TRIES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentRequest:
+    """A request in flight: its method, path (as sent, maybe cut) and monotonic start."""
+
+    method: str
+    path: str
+    start: float
+
+
+@dataclass(slots=True)
+class WorkerSample:
+    """What one read of a worker's block found (master side)."""
+
+    #: (protocol, status) -> responses sent; only non-zero entries
+    counts: dict[tuple[str, int], int]
+    #: protocol -> histogram bucket counts (not cumulative, +Inf last)
+    buckets: dict[str, list[int]]
+    #: protocol -> sum of the request durations, seconds
+    sums: dict[str, float]
+    #: requests in flight (described or not)
+    in_flight: int
+    #: the described requests in flight, oldest first
+    current: list[CurrentRequest]
+    #: why the worker said it exits (a RESTART_REASONS value), else None
+    exit_reason: str | None
+
+    @property
+    def requests(self) -> int:
+        """Responses sent, every status and protocol."""
+        return sum(self.counts.values())
+
+
+@dataclass(slots=True)
+class Totals:
+    """Counts summed over workers: the departed workers' total, or a scrape's grand total."""
+
+    counts: dict[tuple[str, int], int] = field(default_factory=dict)
+    buckets: dict[str, list[int]] = field(
+        default_factory=lambda: {p: [0] * _NBUCKETS for p in PROTOCOLS}
+    )
+    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PROTOCOLS, 0.0))
+
+    def add(self, other: WorkerSample | Totals) -> None:
+        """Add another worker's (or total's) counts to these."""
+        for key, value in other.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + value
+        for proto, values in other.buckets.items():
+            mine = self.buckets[proto]
+            for i, value in enumerate(values):
+                mine[i] += value
+        for proto, seconds in other.sums.items():
+            self.sums[proto] += seconds
+
+    def copy(self) -> Totals:
+        """An independent copy."""
+        out = Totals()
+        out.add(self)
+        return out
+
+
+class Recorder:
+    """Records the requests of one request slot: those of the sync worker, of one gthread pool
+    thread, or one asgi request at a time (:meth:`WorkerMetrics.take`)."""
+
+    __slots__ = ("_d", "_map", "_offset", "_q", "_start")
+
+    def __init__(self, block: WorkerMetrics, slot: int) -> None:
+        self._map = block._map
+        self._q = block._q
+        self._d = block._d
+        index = _REQS + (slot << _REQ_SHIFT)
+        self._offset = index << 3
+        self._start = index + _START
+
+    def begin(self, method: str, path: str | bytes, start: float) -> None:
+        """A request started at ``start`` (monotonic). ``path``: a WSGI environ's latin-1
+        ``str``, or bytes."""
+        try:
+            text = (
+                f"{method} {path}".encode("latin-1")
+                if path.__class__ is str
+                else method.encode("latin-1") + b" " + path  # type: ignore[operator]
+            )
+        except UnicodeEncodeError:
+            text = (method + " " + str(path)).encode("latin-1", "replace")
+        # one call writes the text (cut or padded with NULs), then the start after it
+        _PACK_SLOT(self._map, self._offset, text, start)
+
+    def end(self, start: float, status: int, uwsgi: bool) -> None:
+        """The request started at ``start`` was answered with ``status``; ``uwsgi``: over the
+        uWSGI protocol."""
+        duration = time.monotonic() - start
+        self._d[self._start] = 0.0
+        if not 0 < status < 1000:  # _STATUSES
+            status = 0
+        q = self._q
+        if uwsgi:
+            q[_UWSGI + status] += 1
+            if duration > _FIRST_BOUND:  # the first bucket is derived: total minus the others
+                q[_HIST + _NBUCKETS + bisect_left(BUCKETS, duration)] += 1
+            self._d[_SUMS + 1] += duration
+        else:
+            q[_COUNTS + status] += 1
+            if duration > _FIRST_BOUND:
+                q[_HIST + bisect_left(BUCKETS, duration)] += 1
+            self._d[_SUMS] += duration
+
+    def abandon(self) -> None:
+        """The request ended without a response (the peer left): counted nowhere."""
+        self._d[self._start] = 0.0
+
+
+class _LockedRecorder(Recorder):
+    """A recorder whose counter updates share a lock with the worker's other threads."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, block: WorkerMetrics, slot: int, lock: threading.Lock) -> None:
+        super().__init__(block, slot)
+        self._lock = lock
+
+    def end(self, start: float, status: int, uwsgi: bool) -> None:
+        """As :meth:`Recorder.end`, the counters under the lock (written out again: a call to
+        the parent's would cost more than the lock)."""
+        duration = time.monotonic() - start
+        self._d[self._start] = 0.0
+        if not 0 < status < 1000:  # _STATUSES
+            status = 0
+        q = self._q
+        with self._lock:
+            if uwsgi:
+                q[_UWSGI + status] += 1
+                if duration > _FIRST_BOUND:
+                    q[_HIST + _NBUCKETS + bisect_left(BUCKETS, duration)] += 1
+                self._d[_SUMS + 1] += duration
+            else:
+                q[_COUNTS + status] += 1
+                if duration > _FIRST_BOUND:
+                    q[_HIST + bisect_left(BUCKETS, duration)] += 1
+                self._d[_SUMS] += duration
+
+
+class _OverflowRecorder(Recorder):
+    """Stands in when every request slot is taken (asgi): counts, describes nothing."""
+
+    __slots__ = ()
+
+    def begin(self, method: str, path: str | bytes, start: float) -> None:
+        """One more request in flight, without a description."""
+        self._q[_OVERFLOW] += 1
+
+    def end(self, start: float, status: int, uwsgi: bool) -> None:
+        """Count the response; one request less in flight."""
+        self._q[_OVERFLOW] -= 1
+        self._d[self._start] = start  # the scratch slot: Recorder.end zeroes it
+        Recorder.end(self, start, status, uwsgi)
+
+    def abandon(self) -> None:
+        """One request less in flight."""
+        self._q[_OVERFLOW] -= 1
+
+
+class WorkerMetrics:
+    """One worker's shared counting block; see the module's docstring."""
+
+    __slots__ = ("_bytes", "_d", "_free", "_lock", "_map", "_overflow", "_q", "recorders")
+
+    def __init__(self, slots: int = 1, threaded: bool = False) -> None:
+        #: one more slot than asked: the overflow recorder's scratch slot, never described
+        self._map = mmap.mmap(-1, (_REQS + (slots + 1) * _REQ_SLOTS) * 8)
+        self._q = memoryview(self._map).cast("Q")
+        self._d = memoryview(self._map).cast("d")
+        self._bytes = memoryview(self._map)
+        self._lock = threading.Lock() if threaded else None
+        #: the request slots' recorders, one per request that can be in flight at once
+        self.recorders: list[Recorder] = [
+            Recorder(self, i) if self._lock is None else _LockedRecorder(self, i, self._lock)
+            for i in range(slots)
+        ]
+        #: free recorders for :meth:`take`, lowest slot last (few pages are touched)
+        self._free = self.recorders[::-1]
+        self._overflow = _OverflowRecorder(self, slots)
+
+    @property
+    def slots(self) -> int:
+        """How many requests can be described at once."""
+        return len(self.recorders)
+
+    # ------------------------------------------------------------------ worker side
+
+    def take(self) -> Recorder:
+        """A free recorder for one request (asgi); hand it back with :meth:`give`."""
+        free = self._free
+        return free.pop() if free else self._overflow
+
+    def give(self, recorder: Recorder) -> None:
+        """The request of a recorder from :meth:`take` ended."""
+        if recorder is not self._overflow:
+            self._free.append(recorder)
+
+    def answered(self, status: int, uwsgi: bool) -> None:
+        """Count a response sent without a request reaching the application (a malformed
+        request, a refused peer): duration 0."""
+        if self._lock is None:
+            self._overflow.begin("", b"", 0.0)
+            self._overflow.end(time.monotonic(), status, uwsgi)
+        else:
+            with self._lock:
+                self._overflow.begin("", b"", 0.0)
+                self._overflow.end(time.monotonic(), status, uwsgi)
+
+    def exiting(self, reason: str) -> None:
+        """Say why the worker exits (a :data:`RESTART_REASONS` value), for the master."""
+        self._q[_EXIT_REASON] = 1 + RESTART_REASONS.index(reason)
+
+    # ------------------------------------------------------------------ master side
+
+    def snapshot(self) -> WorkerSample:
+        """Read the whole block (master side)."""
+        q = self._q
+        raw = q[_COUNTS:_HIST].tolist()
+        counts: dict[tuple[str, int], int] = {}
+        totals = [0] * len(PROTOCOLS)
+        for index, value in enumerate(raw):
+            if value:
+                proto, status = divmod(index, _STATUSES)
+                counts[(PROTOCOLS[proto], status)] = value
+                totals[proto] += value
+        hist = q[_HIST:_SUMS].tolist()
+        buckets = {}
+        for i, proto_name in enumerate(PROTOCOLS):
+            values = hist[i * _NBUCKETS : (i + 1) * _NBUCKETS]
+            values[0] = max(0, totals[i] - sum(values[1:]))
+            buckets[proto_name] = values
+        sums = {p: float(self._d[_SUMS + i]) for i, p in enumerate(PROTOCOLS)}
+        current = [r for r in map(self._read_slot, range(self.slots)) if r is not None]
+        current.sort(key=lambda r: r.start)
+        overflow = int(q[_OVERFLOW])
+        if overflow > 1 << 62:  # a decrement seen before its increment: never negative
+            overflow = 0
+        reason = int(q[_EXIT_REASON])
+        return WorkerSample(
+            counts,
+            buckets,
+            sums,
+            len(current) + overflow,
+            current,
+            RESTART_REASONS[reason - 1] if 0 < reason <= len(RESTART_REASONS) else None,
+        )
+
+    def _read_slot(self, slot: int) -> CurrentRequest | None:
+        d = self._d
+        index = _REQS + (slot << _REQ_SHIFT)
+        offset = index << 3
+        for _ in range(_READ_TRIES):
+            start = float(d[index + _START])
+            if not start:
+                return None
+            text = bytes(self._bytes[offset : offset + _TEXT_MAX])
+            if float(d[index + _START]) == start:
+                method, _, path = text.rstrip(b"\0").decode("latin-1").partition(" ")
+                return CurrentRequest(method, path, start)
+        return None
+
+    def close(self) -> None:
+        """Release the mapping (master side, after the worker was reaped)."""
+        self.recorders = []
+        self._free = []
+        for view in (self._q, self._d, self._bytes):
+            view.release()
+        self._map.close()
+
+
+def metrics_for(worker_class: str, threads: int, worker_connections: int) -> WorkerMetrics:
+    """The block for a worker of this kind: one request slot per request it can have in
+    flight (1 for sync, ``threads`` for gthread, ``worker_connections`` up to MAX_SLOTS)."""
+    if worker_class == "gthread":
+        return WorkerMetrics(max(1, threads), threaded=True)
+    if worker_class == "asgi":
+        return WorkerMetrics(max(1, min(worker_connections, MAX_SLOTS)))
+    return WorkerMetrics(1)

@@ -2,20 +2,24 @@
 
 Like :mod:`monoceros.heartbeat`, the master maps one anonymous shared block per worker before
 forking (the :class:`~monoceros.workers.base.Worker` object creates it), so counting costs no
-system call: each request makes two method calls, :meth:`WorkerMetrics.begin` and
-:meth:`WorkerMetrics.end`, which store into aligned 8-byte slots through ``memoryview`` casts
-(one load and one store each, never ``struct.pack_into``, which clears before it writes).
+system call: each request makes two method calls, :meth:`Recorder.begin` and
+:meth:`Recorder.end`, which store into aligned 8-byte slots through ``memoryview`` casts (a
+counter is one load and one store), and one ``struct.pack_into`` of the request's description.
 
-The block holds, per protocol (HTTP, uWSGI): a counter per status code 0-999, the duration
-histogram's bucket counts (not cumulative) and the duration sum; then one *request slot* per
+The block holds *counter sections*: per protocol (HTTP, uWSGI), a counter per status code 0-999,
+the duration histogram's bucket counts (not cumulative) and the duration sum. A single-threaded
+worker has one section; the gthread worker one per pool thread, plus one for the responses
+counted with :meth:`WorkerMetrics.answered` (under a lock), so no thread ever updates a
+counter another thread writes, and a request costs no lock. The master adds the sections up.
+Then comes one *request slot* per
 request that can be in flight at once (1 for sync, ``threads`` for gthread, up to
 :data:`MAX_SLOTS` for asgi): ``METHOD path`` (cut to 240 bytes) and its start (monotonic; 0.0
 while free). A request that finds every slot taken is counted all the same, as an
 "overflow" in-flight request without a description.
 
-Single writer: the sync and asgi workers write from one thread; the gthread worker turns on
-:meth:`WorkerMetrics.thread_safe`, which puts the counter updates under a lock (request slots
-are handed out from a list, whose ``pop``/``append`` need no lock).
+Single writer per counter: the sync and asgi workers write from one thread, each gthread pool
+thread into its own section (request slots are handed out from a list, whose ``pop`` and
+``append`` need no lock).
 
 The master reads with :meth:`WorkerMetrics.snapshot`. A request slot is read start, text, start
 again: ``end`` zeroes the start before a later ``begin`` rewrites the text, so two equal
@@ -62,11 +66,12 @@ _NBUCKETS = len(BUCKETS) + 1
 # slot indices (8 bytes each) of the fixed part
 _OVERFLOW = 0  # requests in flight that found no free request slot
 _EXIT_REASON = 1  # 1 + index in RESTART_REASONS once the worker says why it exits, else 0
-_COUNTS = 8
-_UWSGI = _COUNTS + _STATUSES  # the uWSGI counters follow the HTTP ones
-_HIST = _COUNTS + 2 * _STATUSES
+_FIXED = 8  # the first counter section starts here
+# within a counter section: HTTP counters, uWSGI counters, histograms, the two sums
+_UWSGI = _STATUSES
+_HIST = 2 * _STATUSES
 _SUMS = _HIST + 2 * _NBUCKETS
-_REQS = _SUMS + 2
+_SECTION = _SUMS + 2
 # a request slot, TEXT_SIZE bytes: "METHOD path" padded with NULs, then the start (d); written
 # by one pack_into, which clears the slot first (the start reads 0.0, "free", for that moment)
 _REQ_SHIFT = 5
@@ -142,13 +147,15 @@ class Recorder:
     """Records the requests of one request slot: those of the sync worker, of one gthread pool
     thread, or one asgi request at a time (:meth:`WorkerMetrics.take`)."""
 
-    __slots__ = ("_d", "_map", "_offset", "_q", "_start")
+    __slots__ = ("_c", "_d", "_map", "_offset", "_q", "_start")
 
-    def __init__(self, block: WorkerMetrics, slot: int) -> None:
+    def __init__(self, block: WorkerMetrics, slot: int, section: int) -> None:
         self._map = block._map
         self._q = block._q
         self._d = block._d
-        index = _REQS + (slot << _REQ_SHIFT)
+        #: where this recorder's counter section starts
+        self._c = _FIXED + section * _SECTION
+        index = block._reqs + (slot << _REQ_SHIFT)
         self._offset = index << 3
         self._start = index + _START
 
@@ -170,54 +177,26 @@ class Recorder:
         """The request started at ``start`` was answered with ``status``; ``uwsgi``: over the
         uWSGI protocol."""
         duration = time.monotonic() - start
-        self._d[self._start] = 0.0
+        d = self._d
+        d[self._start] = 0.0
         if not 0 < status < 1000:  # _STATUSES
             status = 0
         q = self._q
+        c = self._c
         if uwsgi:
-            q[_UWSGI + status] += 1
+            q[c + _UWSGI + status] += 1
             if duration > _FIRST_BOUND:  # the first bucket is derived: total minus the others
-                q[_HIST + _NBUCKETS + bisect_left(BUCKETS, duration)] += 1
-            self._d[_SUMS + 1] += duration
+                q[c + _HIST + _NBUCKETS + bisect_left(BUCKETS, duration)] += 1
+            d[c + _SUMS + 1] += duration
         else:
-            q[_COUNTS + status] += 1
+            q[c + status] += 1
             if duration > _FIRST_BOUND:
-                q[_HIST + bisect_left(BUCKETS, duration)] += 1
-            self._d[_SUMS] += duration
+                q[c + _HIST + bisect_left(BUCKETS, duration)] += 1
+            d[c + _SUMS] += duration
 
     def abandon(self) -> None:
         """The request ended without a response (the peer left): counted nowhere."""
         self._d[self._start] = 0.0
-
-
-class _LockedRecorder(Recorder):
-    """A recorder whose counter updates share a lock with the worker's other threads."""
-
-    __slots__ = ("_lock",)
-
-    def __init__(self, block: WorkerMetrics, slot: int, lock: threading.Lock) -> None:
-        super().__init__(block, slot)
-        self._lock = lock
-
-    def end(self, start: float, status: int, uwsgi: bool) -> None:
-        """As :meth:`Recorder.end`, the counters under the lock (written out again: a call to
-        the parent's would cost more than the lock)."""
-        duration = time.monotonic() - start
-        self._d[self._start] = 0.0
-        if not 0 < status < 1000:  # _STATUSES
-            status = 0
-        q = self._q
-        with self._lock:
-            if uwsgi:
-                q[_UWSGI + status] += 1
-                if duration > _FIRST_BOUND:
-                    q[_HIST + _NBUCKETS + bisect_left(BUCKETS, duration)] += 1
-                self._d[_SUMS + 1] += duration
-            else:
-                q[_COUNTS + status] += 1
-                if duration > _FIRST_BOUND:
-                    q[_HIST + bisect_left(BUCKETS, duration)] += 1
-                self._d[_SUMS] += duration
 
 
 class _OverflowRecorder(Recorder):
@@ -243,23 +222,36 @@ class _OverflowRecorder(Recorder):
 class WorkerMetrics:
     """One worker's shared counting block; see the module's docstring."""
 
-    __slots__ = ("_bytes", "_d", "_free", "_lock", "_map", "_overflow", "_q", "recorders")
+    __slots__ = (
+        "_bytes",
+        "_d",
+        "_free",
+        "_lock",
+        "_map",
+        "_overflow",
+        "_q",
+        "_reqs",
+        "_sections",
+        "recorders",
+    )
 
     def __init__(self, slots: int = 1, threaded: bool = False) -> None:
+        #: threaded: a counter section per recorder, and one for answered() and the overflow
+        self._sections = slots + 1 if threaded else 1
+        self._reqs = _FIXED + self._sections * _SECTION
         #: one more slot than asked: the overflow recorder's scratch slot, never described
-        self._map = mmap.mmap(-1, (_REQS + (slots + 1) * _REQ_SLOTS) * 8)
+        self._map = mmap.mmap(-1, (self._reqs + (slots + 1) * _REQ_SLOTS) * 8)
         self._q = memoryview(self._map).cast("Q")
         self._d = memoryview(self._map).cast("d")
         self._bytes = memoryview(self._map)
         self._lock = threading.Lock() if threaded else None
         #: the request slots' recorders, one per request that can be in flight at once
         self.recorders: list[Recorder] = [
-            Recorder(self, i) if self._lock is None else _LockedRecorder(self, i, self._lock)
-            for i in range(slots)
+            Recorder(self, i, i if threaded else 0) for i in range(slots)
         ]
         #: free recorders for :meth:`take`, lowest slot last (few pages are touched)
         self._free = self.recorders[::-1]
-        self._overflow = _OverflowRecorder(self, slots)
+        self._overflow = _OverflowRecorder(self, slots, self._sections - 1)
 
     @property
     def slots(self) -> int:
@@ -298,7 +290,15 @@ class WorkerMetrics:
     def snapshot(self) -> WorkerSample:
         """Read the whole block (master side)."""
         q = self._q
-        raw = q[_COUNTS:_HIST].tolist()
+        d = self._d
+        raw = [0] * _SECTION
+        sums_raw = [0.0, 0.0]
+        for first in range(_FIXED, self._reqs, _SECTION):
+            raw = list(map(int.__add__, raw, q[first : first + _SECTION].tolist()))
+            sums_raw[0] += float(d[first + _SUMS])
+            sums_raw[1] += float(d[first + _SUMS + 1])
+        hist = raw[_HIST:_SUMS]
+        raw = raw[:_HIST]
         counts: dict[tuple[str, int], int] = {}
         totals = [0] * len(PROTOCOLS)
         for index, value in enumerate(raw):
@@ -306,13 +306,12 @@ class WorkerMetrics:
                 proto, status = divmod(index, _STATUSES)
                 counts[(PROTOCOLS[proto], status)] = value
                 totals[proto] += value
-        hist = q[_HIST:_SUMS].tolist()
         buckets = {}
         for i, proto_name in enumerate(PROTOCOLS):
             values = hist[i * _NBUCKETS : (i + 1) * _NBUCKETS]
             values[0] = max(0, totals[i] - sum(values[1:]))
             buckets[proto_name] = values
-        sums = {p: float(self._d[_SUMS + i]) for i, p in enumerate(PROTOCOLS)}
+        sums = dict(zip(PROTOCOLS, sums_raw, strict=True))
         current = [r for r in map(self._read_slot, range(self.slots)) if r is not None]
         current.sort(key=lambda r: r.start)
         overflow = int(q[_OVERFLOW])
@@ -330,7 +329,7 @@ class WorkerMetrics:
 
     def _read_slot(self, slot: int) -> CurrentRequest | None:
         d = self._d
-        index = _REQS + (slot << _REQ_SHIFT)
+        index = self._reqs + (slot << _REQ_SHIFT)
         offset = index << 3
         for _ in range(_READ_TRIES):
             start = float(d[index + _START])

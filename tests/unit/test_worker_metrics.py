@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 
 from monoceros.stats_render import (
@@ -68,6 +69,30 @@ def test_threaded_block_and_exit_reason() -> None:
     m.exiting("max_requests")
     s = m.snapshot()
     assert s.counts == {("http", 503): 1} and s.exit_reason == "max_requests"
+    m.close()
+
+
+def test_threads_count_exactly_without_a_lock() -> None:
+    """Each gthread pool thread writes its own counter section: concurrent requests lose no
+    count, and answered() (under the lock) adds to its own section."""
+    m = WorkerMetrics(4, threaded=True)
+
+    def serve(index: int) -> None:
+        rec = m.recorders[index]
+        for _ in range(20_000):
+            rec.begin("GET", "/", 1.0)
+            rec.end(time.monotonic(), 200, index % 2 == 1)
+            if index == 0:
+                m.answered(400, False)
+
+    threads = [threading.Thread(target=serve, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    s = m.snapshot()
+    assert s.counts == {("http", 200): 40_000, ("uwsgi", 200): 40_000, ("http", 400): 20_000}
+    assert sum(s.buckets["http"]) == 60_000 and s.in_flight == 0
     m.close()
 
 

@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 from types import FrameType
+from typing import Any
 
 from ..access_log import log_safe
 from ..addresses import AddressMatcher
@@ -34,7 +35,7 @@ from ..asgi.uwsgi_protocol import UwsgiProtocol
 from ..asgi.websocket import WebSocketSession
 from ..listeners import Listener
 from ..protocols.http import HttpLimits
-from .base import WORKER_BOOT_ERROR, Worker, stack_of
+from .base import WORKER_BOOT_ERROR, Worker, WorkerAborted, stack_of
 
 __all__ = ["AsgiWorker"]
 
@@ -224,6 +225,7 @@ class AsgiWorker(Worker):
             what or "code outside any request handler",
             stack_of(frame, "the event loop", handler),
         )
+        self.loop.set_exception_handler(_quiet_abort)  # that stack was logged: not twice
         super()._handle_abort(signum, frame)
 
 
@@ -235,6 +237,14 @@ def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
     if pending:
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     loop.run_until_complete(loop.shutdown_asyncgens())
+
+
+def _quiet_abort(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The loop's exception handler once the worker is aborted: the task the abort was raised
+    in is collected at exit with "Task exception was never retrieved" and the same stack
+    again; say nothing of it, and the rest as asyncio does."""
+    if not isinstance(context.get("exception"), WorkerAborted):
+        loop.default_exception_handler(context)
 
 
 def _running_request(frame: FrameType | None) -> tuple[str | None, FrameType | None]:

@@ -104,6 +104,7 @@ def test_asgi_timeout_logs_the_stack_of_the_blocked_loop(server: Callable[..., S
     assert where("stuck_in_app", "time.sleep(seconds)") + "\n" in stack, log
     assert where("asgi_app", "# blocks the loop") in stack, log  # the app's caller, above it
     assert "still running" not in log, log  # it left on SIGABRT: no faulthandler dump needed
+    assert "Task exception was never retrieved" not in log, log  # the stack once, not twice
 
 
 def test_gthread_logs_a_stuck_request_once_and_goes_on_serving(

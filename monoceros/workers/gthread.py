@@ -100,14 +100,14 @@ class _Progress:
         self.started = 0.0
         self.request: HttpRequest | UwsgiRequest | None = None
         self.peer: PeerAddress | None = None
-        #: the request in flight was logged as stuck already (once per request)
-        self.reported = False
+        #: ``started`` of the last request logged as stuck (each is logged once): kept by the
+        #: main thread, so serving a request stores nothing more
+        self.reported = 0.0
 
     def begin(self, request: HttpRequest | UwsgiRequest, peer: PeerAddress) -> None:
         """A request starts being served."""
         self.request = request
         self.peer = peer
-        self.reported = False
         self.started = self.since = time.monotonic()
 
     def beat(self) -> None:
@@ -272,18 +272,18 @@ class ThreadWorker(BlockingWorker):
         seconds, with the stack of the thread serving it; the worker goes on (gunicorn's
         gthread semantics: one hung thread does not stop the worker)."""
         for progress in self._progress:
-            since = progress.since
-            if not since or now - since <= timeout or progress.reported:
+            since, started = progress.since, progress.started
+            if not since or now - since <= timeout or progress.reported == started:
                 continue
             frame = sys._current_frames().get(progress.thread)
             if progress.since != since:
                 continue  # it moved, or ended, meanwhile
-            progress.reported = True
+            progress.reported = started
             self.log.warning(
                 "Worker (pid:%s): request in flight for %.1fs (%.1fs without progress, "
                 "timeout %ss); the worker goes on serving: %s\n%s",
                 self.pid,
-                now - progress.started,
+                now - started,
                 now - since,
                 timeout,
                 progress.describe(),

@@ -41,9 +41,10 @@ def faulthandler_where(function: str, text: str) -> str:
 
 
 def start(server: Callable[..., Server], kind: str) -> tuple[Server, int]:
-    """One worker of ``kind`` with ``--timeout 2``, and its pid."""
+    """One worker of ``kind`` with ``--timeout 2``, and its pid (a stop at the end of a test
+    gives a thread still stuck one second)."""
     args, app = KINDS[kind]
-    srv = server([*args, "--workers", "1", "--timeout", "2"], app=app)
+    srv = server([*args, "--workers", "1", "--timeout", "2", "--graceful-timeout", "1"], app=app)
     return srv, srv.wait_workers(1)[0]
 
 

@@ -43,7 +43,7 @@ from .logs import ACCESS_LOGGER, ERROR_LOGGER, Logger
 from .pidfile import Pidfile, PidfileError
 from .stats_render import MasterStats, ServerView
 from .stats_server import StatsServer
-from .workers.base import APP_LOAD_ERROR, WORKER_BOOT_ERROR, Worker
+from .workers.base import APP_LOAD_ERROR, STACKS_SIGNAL, WORKER_BOOT_ERROR, Worker
 
 __all__ = ["Arbiter", "HaltServer"]
 
@@ -54,8 +54,10 @@ _SIGNAL_NAMES = {getattr(signal, "SIG" + name): name.lower() for name in _HANDLE
 _BLOCKED_AROUND_FORK = {getattr(signal, "SIG" + name) for name in _HANDLED} | {signal.SIGABRT}
 #: a worker that dies this many times in a row before finishing its boot stops the master
 _MAX_BOOT_FAILURES = 5
-#: seconds between SIGABRT and SIGKILL for a worker that timed out
+#: seconds a worker that timed out gets to exit after SIGABRT; then it is asked for its stacks
 _ABORT_GRACE = 2.0
+#: seconds between that request (STACKS_SIGNAL) and SIGKILL: faulthandler writes from C at once
+_STACKS_GRACE = 0.5
 
 
 class HaltServer(Exception):
@@ -80,6 +82,7 @@ class WorkerRecord:
     replaced: bool = False
     term_sent: bool = False
     abort_sent: float = 0.0
+    stacks_sent: float = 0.0
 
 
 class Arbiter:
@@ -748,7 +751,7 @@ class Arbiter:
         for record in list(self.workers.values()):
             if record.abort_sent:
                 if now - record.abort_sent > _ABORT_GRACE:
-                    self.kill_worker(record.pid, signal.SIGKILL)
+                    self._kill_stuck(record, now)
                 continue
             silent = now - record.heartbeat.last_beat()
             if silent <= timeout:
@@ -762,6 +765,21 @@ class Arbiter:
             record.abort_sent = now
             record.worker.aborted = True
             self.kill_worker(record.pid, signal.SIGABRT)
+
+    def _kill_stuck(self, record: WorkerRecord, now: float) -> None:
+        """A worker alive ``_ABORT_GRACE`` after SIGABRT is stuck where no Python signal handler
+        runs (C code): have it write its threads' stacks (faulthandler), then SIGKILL it."""
+        if STACKS_SIGNAL is not None and not record.stacks_sent:
+            self.log.error(
+                "Worker (pid:%s) still running %.0fs after SIGABRT (stuck outside Python, e.g. "
+                "in C code); its threads' stacks follow, then SIGKILL",
+                record.pid,
+                now - record.abort_sent,
+            )
+            record.stacks_sent = now
+            self.kill_worker(record.pid, STACKS_SIGNAL)
+        elif now - record.stacks_sent > _STACKS_GRACE:
+            self.kill_worker(record.pid, signal.SIGKILL)
 
     def manage_workers(self) -> None:
         """Keep ``num_workers`` active workers; retire extras, oldest first."""

@@ -288,6 +288,15 @@ class Logger:
         self._access_format = None
         self.access_enabled = False
 
+    def error_fileno(self) -> int:
+        """The descriptor the error log writes to: its file's, or stderr's (2) when it logs to
+        stderr or its stream has none. For writers below logging (``faulthandler``)."""
+        for handler in self.error.handlers:
+            if getattr(handler, _MARK, False) and isinstance(handler, logging.StreamHandler):
+                with contextlib.suppress(AttributeError, OSError, ValueError):
+                    return int(handler.stream.fileno())
+        return 2
+
     def _error_stream(self) -> IO[str] | None:
         for handler in self.error.handlers:
             if isinstance(handler, _LogFile) and getattr(handler, _MARK, False):

@@ -5,7 +5,7 @@ when a connection closes. A uwsgi request that is whole when accepted is served 
 socket (:mod:`monoceros.asgi.uwsgi_fast`); every other connection gets a transport. A timer
 beats the heartbeat and enforces connection deadlines; a handler that blocks the loop stops the
 beats, the master sends SIGABRT after ``timeout``, and the log names the request that was
-running. Lifespan startup runs before the first accept (a
+running, with the stack it was stuck in. Lifespan startup runs before the first accept (a
 failure exits with status 3, which stops the master); graceful TERM stops accepting, lets the
 requests in flight finish within ``graceful_timeout``, then runs lifespan shutdown. Accept
 errors, ``max_requests`` and the listen queue on a stop follow every kind's policy
@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 from types import FrameType
+from typing import Any
 
 from ..access_log import log_safe
 from ..addresses import AddressMatcher
@@ -35,7 +36,7 @@ from ..asgi.websocket import WebSocketSession
 from ..listeners import Listener
 from ..protocols.http import HttpLimits
 from ..worker_metrics import MAX_SLOTS, WorkerMetrics
-from .base import WORKER_BOOT_ERROR, Worker
+from .base import WORKER_BOOT_ERROR, Worker, WorkerAborted, stack_of
 
 __all__ = ["AsgiWorker"]
 
@@ -221,13 +222,16 @@ class AsgiWorker(Worker):
     # ------------------------------------------------------------------ timeout
 
     def _handle_abort(self, signum: int, frame: FrameType | None) -> None:
-        """The master found this worker unresponsive: say which request blocked the loop."""
-        what = _running_request(frame)
+        """The master found this worker unresponsive: log which request blocked the loop, with
+        the stack the loop was stuck in (down to the application's line)."""
+        what, handler = _running_request(frame)
         self.log.error(
-            "Worker (pid:%s) timed out; the event loop was blocked by %s",
+            "Worker (pid:%s) timed out; the event loop was blocked by %s\n%s",
             self.pid,
             what or "code outside any request handler",
+            stack_of(frame, "the event loop", handler),
         )
+        self.loop.set_exception_handler(_quiet_abort)  # that stack was logged: not twice
         super()._handle_abort(signum, frame)
 
 
@@ -241,17 +245,27 @@ def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_until_complete(loop.shutdown_asyncgens())
 
 
-def _running_request(frame: FrameType | None) -> str | None:
-    """Walk the interrupted stack to the ASGI request (or WebSocket) being handled."""
+def _quiet_abort(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The loop's exception handler once the worker is aborted: the task the abort was raised
+    in is collected at exit with "Task exception was never retrieved" and the same stack
+    again; say nothing of it, and the rest as asyncio does."""
+    if not isinstance(context.get("exception"), WorkerAborted):
+        loop.default_exception_handler(context)
+
+
+def _running_request(frame: FrameType | None) -> tuple[str | None, FrameType | None]:
+    """Walk the interrupted stack to the ASGI request (or WebSocket) being handled: what it is,
+    and the frame of its handler's ``run`` (where the request's stack begins)."""
     run_codes = (HttpCycle.run.__code__, WebSocketSession.run.__code__)
     depth = 0
     while frame is not None and depth < 200:
         if frame.f_code in run_codes:
             owner = frame.f_locals.get("self")
             if isinstance(owner, HttpCycle):
-                return f"the handler of {owner.describe()}"
+                return f"the handler of {owner.describe()}", frame
             if isinstance(owner, WebSocketSession):
-                return f"the WebSocket handler of {log_safe(owner.scope.get('path', ''))}"
+                path = log_safe(owner.scope.get("path", ""))
+                return f"the WebSocket handler of {path}", frame
         frame = frame.f_back
         depth += 1
-    return None
+    return None, None

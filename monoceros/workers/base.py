@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import faulthandler
 import io
 import os
 import random
@@ -38,10 +39,12 @@ __all__ = [
     "ACCEPT_LOG_INTERVAL",
     "ACCEPT_RETRY",
     "APP_LOAD_ERROR",
+    "STACKS_SIGNAL",
     "WORKER_BOOT_ERROR",
     "Worker",
     "WorkerAborted",
     "WorkerTmp",
+    "stack_of",
 ]
 
 WORKER_BOOT_ERROR = 3
@@ -57,6 +60,13 @@ out of descriptors or memory), so the worker does not spin on a queue it cannot 
 ACCEPT_LOG_INTERVAL = 5.0
 """Seconds between two log lines about the same ``accept()`` error on the same listener: the
 first is logged at once, the next ones once per interval with how many there were."""
+
+STACKS_SIGNAL: int | None = getattr(signal, "SIGPWR", None)
+"""The signal on which a worker writes the stack of each of its threads to the error log, from
+C (:mod:`faulthandler`), so also while it is stuck in C code where no Python signal handler
+runs. The master sends it to a timed-out worker still alive after the abort grace, before
+SIGKILL; ``kill -PWR <worker pid>`` asks a live worker for its stacks. SIGPWR (Linux): no
+gunicorn signal uses it, and the kernel sends it to nothing but PID 1. None elsewhere: no dump."""
 
 _IGNORED_SIGNALS = ("SIGHUP", "SIGTTIN", "SIGTTOU", "SIGUSR2", "SIGWINCH")
 
@@ -178,6 +188,8 @@ class Worker:
         self.max_requests = cfg.max_requests + jitter if cfg.max_requests > 0 else sys.maxsize
         self._wakeup_r = -1
         self._wakeup_w = -1
+        #: the worker's own copy of the error log's descriptor, where faulthandler writes
+        self._stacks_fd = -1
         #: (listener name, errno) -> (monotonic time of the last line, failures since then)
         self._accept_errors: dict[tuple[str, int | None], tuple[float, int]] = {}
         # made here, in the master, before the fork: the master reads what the worker counts
@@ -281,6 +293,7 @@ class Worker:
         signal.signal(signal.SIGUSR1, self._handle_usr1)
         signal.signal(signal.SIGABRT, self._handle_abort)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self._register_stacks()
         # A pipe the C-level signal handler writes to, so a worker waiting in poll() wakes at once.
         self._wakeup_r, self._wakeup_w = os.pipe()
         for fd in (self._wakeup_r, self._wakeup_w):
@@ -289,6 +302,20 @@ class Worker:
         signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
         # The master blocked signals around fork(); from here on they reach these handlers.
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+    def _register_stacks(self) -> None:
+        """On :data:`STACKS_SIGNAL`, write every thread's stack to the error log (from C).
+
+        faulthandler keeps a descriptor number, not the file: it gets a copy of the error log's
+        descriptor that :meth:`reopen_log_files` points at the new file, so a rotation never
+        leaves it writing to a closed (or reused) descriptor."""
+        if STACKS_SIGNAL is None:
+            return
+        try:
+            self._stacks_fd = os.dup(self.log.error_fileno())
+        except OSError:  # no error log descriptor at all: nowhere to write stacks
+            return
+        faulthandler.register(STACKS_SIGNAL, file=self._stacks_fd, all_threads=True)
 
     def drain_wakeup(self) -> None:
         """Empty the signal wake-up pipe."""
@@ -317,6 +344,9 @@ class Worker:
             self.log.reopen_files()
         except OSError as exc:
             self.log.error("Could not reopen log files: %s", exc)
+        if self._stacks_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.dup2(self.log.error_fileno(), self._stacks_fd, inheritable=False)
 
     def _handle_abort(self, signum: int, frame: FrameType | None) -> None:
         """The master found this worker unresponsive (timeout)."""
@@ -425,3 +455,21 @@ class Worker:
                     break
                 take(listener, conn, peer)
                 self.heartbeat.beat()
+
+
+def stack_of(frame: FrameType | None, whose: str, outermost: FrameType | None = None) -> str:
+    """``whose`` stack, formatted as a traceback is (``File "...", line N, in function`` and the
+    source line; most recent call last), for the error log: from ``outermost`` when it is one
+    of the callers (the frames below it are the server's own), else from the thread's start,
+    down to ``frame``."""
+    if frame is None:
+        return f"(no stack of {whose}: it finished meanwhile)"
+    frames = []
+    walk: FrameType | None = frame
+    while walk is not None:
+        frames.append((walk, walk.f_lineno))
+        if walk is outermost:
+            break
+        walk = walk.f_back
+    summary = traceback.StackSummary.extract(reversed(frames))
+    return f"Stack of {whose} (most recent call last):\n" + "".join(summary.format()).rstrip("\n")

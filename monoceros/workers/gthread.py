@@ -10,9 +10,11 @@ by the thread itself, so nothing passes through the main thread). Idle kept-aliv
 are closed after ``keepalive`` seconds, heads that do not complete within ``header_timeout``
 seconds are dropped, and no more connections are accepted while ``worker_connections`` are open.
 
-Liveness: the main thread beats the heartbeat while no request has gone ``timeout`` seconds
-without progress (body bytes read, response bytes written). When one has, it stops beating; the
-master aborts the worker (SIGABRT) and the worker logs the request line(s) in flight first.
+Liveness, as in gunicorn: the main thread beats the heartbeat while its loop runs, so one hung
+request does not stop the worker. A request that goes ``timeout`` seconds without progress (body
+bytes read, response bytes written) is logged once at WARNING with the stack of the thread
+serving it, and the worker goes on serving the others. Only a main thread that cannot run (the
+GIL held in C code) lets the master abort the worker; it then logs the requests in flight.
 
 Accept errors, ``max_requests`` and the listen queue on a stop follow every kind's policy
 (:mod:`monoceros.workers.base`); the main thread applies it between two polls.
@@ -26,7 +28,6 @@ import socket
 import sys
 import threading
 import time
-import traceback
 from types import FrameType
 
 from ..access_log import log_safe
@@ -37,6 +38,7 @@ from ..protocols.events import NEED_DATA
 from ..protocols.http import HttpParser, HttpRequest
 from ..protocols.uwsgi import PONG, Ping, UwsgiRequest, parse_head, truncated_head
 from ..worker_metrics import Recorder, WorkerMetrics
+from .base import stack_of
 from .blocking import RECV_SIZE, BlockingWorker
 
 __all__ = ["ThreadWorker"]
@@ -91,7 +93,7 @@ class _Conn:
 class _Progress:
     """What one pool thread is serving, and when that request last moved (0.0: idle)."""
 
-    __slots__ = ("peer", "recorder", "request", "since", "started", "thread")
+    __slots__ = ("peer", "recorder", "reported", "request", "since", "started", "thread")
 
     def __init__(self, recorder: Recorder | None = None) -> None:
         #: this thread's request slot in the worker's counting block (a private one if none)
@@ -101,6 +103,9 @@ class _Progress:
         self.started = 0.0
         self.request: HttpRequest | UwsgiRequest | None = None
         self.peer: PeerAddress | None = None
+        #: ``started`` of the last request logged as stuck (each is logged once): kept by the
+        #: main thread, so serving a request stores nothing more
+        self.reported = 0.0
 
     def begin(self, request: HttpRequest | UwsgiRequest, peer: PeerAddress) -> None:
         """A request starts being served."""
@@ -211,8 +216,9 @@ class ThreadWorker(BlockingWorker):
             if now < next_tick and self.alive:
                 continue
             next_tick = now + wait
-            if self._healthy(now, timeout):
-                heartbeat.beat()
+            heartbeat.beat()
+            if timeout > 0:
+                self._report_stuck(now, timeout)
             self._expire(now)
             if self.reopen_logs:
                 self.reopen_log_files()
@@ -268,15 +274,28 @@ class ThreadWorker(BlockingWorker):
         ``worker_connections`` if need be), so closing the listeners does not reset it."""
         self._enqueue(listener, client, peer, listener.protocol == "uwsgi", self.header_timeout)
 
-    def _healthy(self, now: float, timeout: int) -> bool:
-        """False when a request in flight made no progress for ``timeout`` seconds."""
-        if timeout <= 0:
-            return True
+    def _report_stuck(self, now: float, timeout: int) -> None:
+        """Log once, at WARNING, each request in flight that made no progress for ``timeout``
+        seconds, with the stack of the thread serving it; the worker goes on (gunicorn's
+        gthread semantics: one hung thread does not stop the worker)."""
         for progress in self._progress:
-            since = progress.since
-            if since and now - since > timeout:
-                return False
-        return True
+            since, started = progress.since, progress.started
+            if not since or now - since <= timeout or progress.reported == started:
+                continue
+            frame = sys._current_frames().get(progress.thread)
+            if progress.since != since:
+                continue  # it moved, or ended, meanwhile
+            progress.reported = started
+            self.log.warning(
+                "Worker (pid:%s): request in flight for %.1fs (%.1fs without progress, "
+                "timeout %ss); the worker goes on serving: %s\n%s",
+                self.pid,
+                now - started,
+                now - since,
+                timeout,
+                progress.describe(),
+                stack_of(frame, "the thread serving it"),
+            )
 
     def _expire(self, now: float) -> None:
         """Close parked connections past their deadline (idle keep-alive, slow heads)."""
@@ -331,7 +350,7 @@ class ThreadWorker(BlockingWorker):
                     now - progress.started,
                     now - progress.since,
                     progress.describe(),
-                    _stack_of(frames.get(progress.thread)),
+                    stack_of(frames.get(progress.thread), "the thread serving it"),
                 )
         super()._handle_abort(signum, frame)
 
@@ -499,12 +518,3 @@ class ThreadWorker(BlockingWorker):
         self._begin(conn, progress, head)
         self.uwsgi_request(listener, sock, buf, head, used, progress)
         return False
-
-
-def _stack_of(frame: FrameType | None) -> str:
-    """A thread's stack, formatted as a traceback is (most recent call last)."""
-    if frame is None:
-        return "(the thread's stack is gone: it finished meanwhile)"
-    return "Stack of the thread serving it (most recent call last):\n" + "".join(
-        traceback.format_stack(frame)
-    ).rstrip("\n")

@@ -226,18 +226,19 @@ def test_term_lets_requests_in_flight_finish(server: Callable[..., Server]) -> N
 
 
 def test_hung_request_reported_with_its_request_line(server: Callable[..., Server]) -> None:
-    srv = server([*GTHREAD, "--workers", "1", "--timeout", "2"])
+    """gunicorn's semantics: one hung thread does not stop the worker; the request is logged
+    once at WARNING (the stack is tested in test_stuck_stacks.py)."""
+    srv = server([*GTHREAD, "--workers", "1", "--timeout", "2", "--graceful-timeout", "1"])
     victim = srv.wait_workers(1)[0]
     target, mark = slow_target(srv, 60)
     in_background(lambda: srv.request(target, timeout=60))
     wait_started(mark)
-    assert srv.get_ok("/version") == b"v1"  # the other threads keep serving meanwhile
-    assert wait_for(lambda: "WORKER TIMEOUT" in srv.log(), 15), srv.log()
-    assert wait_for(lambda: len(srv.workers()) == 1 and victim not in srv.workers(), 15)
+    line = f"the worker goes on serving: GET {target} HTTP/1.1 from 127.0.0.1\n"
+    assert wait_for(lambda: line in srv.log(), 15), srv.log()
+    assert srv.get_ok("/pid") == str(victim).encode()  # the other threads keep serving
     log = srv.log()
-    assert f"WORKER TIMEOUT (pid:{victim})" in log
-    assert f"GET {target} HTTP/1.1 from 127.0.0.1" in log, log
-    assert srv.get_ok("/version") == b"v1"
+    assert f"[{victim}] [WARNING] Worker (pid:{victim}): request in flight for " in log, log
+    assert "WORKER TIMEOUT" not in log and srv.workers() == [victim], log
 
 
 def test_busy_worker_is_not_aborted(server: Callable[..., Server]) -> None:
@@ -252,7 +253,9 @@ def test_busy_worker_is_not_aborted(server: Callable[..., Server]) -> None:
         data = read_until_closed(s, 2)
     assert b'"len": 50' in data
     time.sleep(1.0)  # an idle period on purpose: past the 2 s timeout since the upload began
-    assert srv.workers() == [victim] and "WORKER TIMEOUT" not in srv.log()
+    log = srv.log()
+    assert srv.workers() == [victim] and "WORKER TIMEOUT" not in log, log
+    assert "the worker goes on serving" not in log, log  # a request that moves is not stuck
 
 
 def test_max_requests_recycles_the_worker(server: Callable[..., Server]) -> None:

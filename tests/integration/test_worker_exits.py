@@ -135,20 +135,6 @@ def test_sync_timeout_after_the_response_started_logs_and_closes(
     assert_aborted_in(srv.log(), "GET /started-then-slow?s=30", where)
 
 
-def test_gthread_timeout_logs_the_stack_of_the_stuck_request(
-    server: Callable[..., Server], workdir: Path
-) -> None:
-    srv = timeout_server(server, workdir, ["-k", "gthread", "--threads", "2"])
-    before = srv.get_ok("/pid")
-    with pytest.raises(OSError):  # http.client's RemoteDisconnected is a ConnectionError
-        srv.request("/slow?s=30", timeout=20)
-    log = srv.log()
-    assert "when the worker was aborted: GET /slow?s=30 HTTP/1.1 from 127.0.0.1\n" in log, log
-    assert f'app.py", line {line_of("time.sleep(float(_q(environ")}, in app' in log, log
-    assert "worker_abort hook ran in" in log, log
-    assert wait_for(lambda: srv.get_ok("/pid") != before, 20), srv.log()
-
-
 # ----------------------------------------------------------------------------- listen queue
 
 WORKER_HOOK = """

@@ -154,15 +154,33 @@ def test_progress_names_the_request_in_flight() -> None:
     assert progress.since == 0.0 and progress.request is None
 
 
-def test_healthy_until_a_request_stalls(worker: ThreadWorker) -> None:
+def test_a_stalled_request_is_reported_once_with_its_stack(
+    worker: ThreadWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines: list[str] = []
+    monkeypatch.setattr(worker.log, "warning", lambda msg, *args: lines.append(msg % args))
     stalled, moving = _Progress(), _Progress()
     worker._progress = [stalled, moving]
-    assert worker._healthy(100.0, 30)
-    stalled.since, moving.since = 50.0, 99.0
-    assert not worker._healthy(100.0, 30)
-    assert worker._healthy(100.0, 0)  # timeout disabled
-    stalled.since = 0.0
-    assert worker._healthy(100.0, 30)
+    req = HttpRequest("GET", b"/slow?s=1", "1.1", [], True, False, 0, False, False)
+    stalled.begin(req, ("10.0.0.1", 5555))
+    moving.begin(req, ("10.0.0.2", 5555))
+    worker._report_stuck(stalled.since + 1, 30)
+    assert lines == []
+    stalled.started, stalled.since, moving.since = 40.0, 50.0, 99.0
+    worker._report_stuck(100.0, 30)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        "Worker (pid:[booting]): request in flight for 60.0s (50.0s without progress, timeout "
+        "30s); the worker goes on serving: GET /slow?s=1 HTTP/1.1 from 10.0.0.1\n"
+        "Stack of the thread serving it (most recent call last):\n"
+    )
+    assert "in test_a_stalled_request_is_reported_once_with_its_stack\n" in lines[0]
+    worker._report_stuck(200.0, 30)  # still stuck, later: not again; the other one is new
+    assert len(lines) == 2 and "from 10.0.0.2\n" in lines[1], lines
+    stalled.begin(req, ("10.0.0.1", 5555))  # its next request is reported on its own
+    stalled.since = 50.0
+    worker._report_stuck(200.0, 30)
+    assert len(lines) == 3, lines
 
 
 def test_connections_awaiting_their_first_request_count_towards_max_requests(

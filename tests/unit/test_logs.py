@@ -194,6 +194,24 @@ def test_error_log_dash_is_stderr(
     assert err.endswith("[INFO] to stderr\n")
 
 
+def test_error_fileno_is_the_error_log_file_then_the_reopened_one(
+    make_logger: Callable[..., Logger], tmp_path: Path
+) -> None:
+    """The descriptor faulthandler writes worker stacks to follows the error log file."""
+    path = tmp_path / "error.log"
+    log = make_logger(errorlog=str(path))
+    fd = log.error_fileno()
+    assert os.fstat(fd).st_ino == path.stat().st_ino
+    path.rename(tmp_path / "error.log.1")
+    log.reopen_files()
+    assert os.fstat(log.error_fileno()).st_ino == path.stat().st_ino
+
+
+def test_error_fileno_of_a_stderr_error_log(make_logger: Callable[..., Logger]) -> None:
+    log = make_logger(errorlog="-")
+    assert log.error_fileno() == sys.stderr.fileno()
+
+
 class ListHandler(logging.Handler):
     """Keeps the records it is given."""
 

@@ -180,6 +180,10 @@ class WebSocketSession:
     def _write(self, data: bytes) -> None:
         conn = self.conn
         if not conn.is_closing():
+            pong = self._pong
+            if pong is not None:  # a held-back pong goes before what is written after its ping
+                self._pong = None
+                conn.write(encode_frame(OP_PONG, pong))
             conn.write(data)
 
     def _send_close(self, code: int | None, reason: str = "") -> None:

@@ -178,7 +178,6 @@ class Recorder:
         uWSGI protocol."""
         duration = time.monotonic() - start
         d = self._d
-        d[self._start] = 0.0
         if not 0 < status < 1000:  # _STATUSES
             status = 0
         q = self._q
@@ -193,6 +192,7 @@ class Recorder:
             if duration > _FIRST_BOUND:
                 q[c + _HIST + bisect_left(BUCKETS, duration)] += 1
             d[c + _SUMS] += duration
+        d[self._start] = 0.0  # free last: a worker seen idle has counted its responses
 
     def abandon(self) -> None:
         """The request ended without a response (the peer left): counted nowhere."""
@@ -210,9 +210,9 @@ class _OverflowRecorder(Recorder):
 
     def end(self, start: float, status: int, uwsgi: bool) -> None:
         """Count the response; one request less in flight."""
-        self._q[_OVERFLOW] -= 1
         self._d[self._start] = start  # the scratch slot: Recorder.end zeroes it
         Recorder.end(self, start, status, uwsgi)
+        self._q[_OVERFLOW] -= 1  # after the count, as Recorder.end frees its slot last
 
     def abandon(self) -> None:
         """One request less in flight."""

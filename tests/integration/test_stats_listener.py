@@ -72,6 +72,10 @@ def test_counts_every_response_and_shows_the_request_in_flight(
     server: Callable[..., Server], kind: str
 ) -> None:
     srv, uwsgi_port, stats_port = _start(server, kind, "-w", "1")
+    # the start-up probe's response may still be on its way into the counts (gthread counts
+    # after sending): a worker seen idle has counted it
+    idle = 'monoceros_workers{state="idle"}'
+    assert wait_for(lambda: _metrics(stats_port).get(idle) == 1, 10)
     before = _metrics(stats_port)
     for _ in range(5):
         srv.get_ok("/pid")

@@ -23,7 +23,7 @@ PACKAGE = REPO / "monoceros"
 #: top to bottom; a group may import its own modules and groups of LOWER layers only
 LAYERS: list[tuple[str, ...]] = [
     ("__main__",),  # python -m monoceros
-    ("cli", "docs_settings"),  # the command lines
+    ("cli", "docs_settings", "top"),  # the command lines
     ("arbiter", "hook_check"),  # the master, and what --check-config runs beside it
     ("workers", "stats_render"),  # one worker class per I/O model; the master's stats views
     ("wsgi", "asgi"),  # the application interfaces: peers, neither imports the other

@@ -113,3 +113,30 @@ def test_statsd_final_send_on_stop_and_unix_socket(
             total += sum(int(x.split(":")[1].split("|")[0]) for x in lines if "requests:" in x)
     assert total == 3
     assert "statsd" not in srv.log().lower(), srv.log()
+
+
+@pytest.mark.parametrize(
+    ("args", "app"),
+    [(["-k", "gthread", "--threads", "4"], "app:app"), (["-k", "asgi"], "asgi_app:app")],
+)
+def test_statsd_counts_other_worker_kinds(
+    server: Callable[..., Server], receiver: socket.socket, args: list[str], app: str
+) -> None:
+    port = receiver.getsockname()[1]
+    srv = server([*args, "--statsd-host", f"127.0.0.1:{port}"], app=app, wait=False)
+    assert _read(receiver, 20), srv.log()  # the master's first send: no request so far
+    for _ in range(4):
+        srv.get_ok("/pid")
+    srv.signal(signal.SIGTERM)
+    assert srv.wait_exit(20) == 0, srv.log()
+    counts: Counter[str] = Counter()
+    for _ in range(100):
+        lines = _read(receiver, 0.01)
+        if not lines:
+            break
+        for line in lines:
+            name, _, rest = line.partition(":")
+            if rest.endswith("|c"):
+                counts[name] += int(rest[:-2])
+    assert counts["gunicorn.requests"] == 4, (counts, srv.log())
+    assert counts["gunicorn.request.status.200"] == 4

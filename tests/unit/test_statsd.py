@@ -156,3 +156,22 @@ def test_level_counter_counts_master_then_into_a_block() -> None:
         block.close()
     finally:
         log.removeFilter(counter)
+
+
+def test_configure_keeps_the_counts_sent_so_far() -> None:
+    current = totals({("http", 200): 2})
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as one,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as two,
+    ):
+        for sock in (one, two):
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(5)
+        sender = StatsdSender(f"127.0.0.1:{one.getsockname()[1]}", "", "", logging.getLogger("t"))
+        sender.tick(lambda: (current, 1), force=True)
+        assert one.recv(2048).startswith(b"gunicorn.requests:2|c\n")
+        sender.configure(f"127.0.0.1:{two.getsockname()[1]}", "new", "k:v")  # a HUP
+        current = totals({("http", 200): 3})
+        sender.tick(lambda: (current, 1), force=True)
+        assert two.recv(2048).startswith(b"new.gunicorn.requests:1|c|#k:v\n")
+        sender.close()

@@ -43,6 +43,8 @@ from .logs import ACCESS_LOGGER, ERROR_LOGGER, Logger
 from .pidfile import Pidfile, PidfileError
 from .stats_render import MasterStats, ServerView
 from .stats_server import StatsServer
+from .statsd import StatsdSender
+from .worker_metrics import Totals
 from .workers.base import APP_LOAD_ERROR, STACKS_SIGNAL, WORKER_BOOT_ERROR, Worker
 
 __all__ = ["Arbiter", "HaltServer"]
@@ -145,6 +147,8 @@ class Arbiter:
         self._stats = MasterStats()
         self._stats_server: StatsServer | None = None
         self._stats_listener: Listener | None = None
+        self._statsd: StatsdSender | None = None
+        self._statsd_failed = False
 
     # ------------------------------------------------------------------ gunicorn's names for hooks
 
@@ -237,6 +241,7 @@ class Arbiter:
                 sig = self._signals.pop(0) if self._signals else None
                 if sig is None:
                     self.sleep()
+                    self.send_statsd()
                     if self._signals:
                         continue  # act on a stop signal before respawning anything
                     self.reap_workers()
@@ -259,6 +264,7 @@ class Arbiter:
             self.log.exception("Unhandled exception in the master loop")
             self.stop(graceful=False)
             status = 1
+        self.send_statsd(final=True)  # what the last second counted
         self.log.info("Shutting down: %s", self.master_name)
         if not self._cleanup():
             status = status or 1  # gunicorn exits with the on_exit hook's exception
@@ -367,6 +373,37 @@ class Arbiter:
             stopping=self._stopping,
             timeout=self.cfg.timeout,
         )
+
+    # ------------------------------------------------------------------ statsd
+
+    def send_statsd(self, final: bool = False) -> None:
+        """Send statsd metrics (``statsd_host``) if a second passed since the last send, or
+        now if ``final``; an error is logged once and never stops the master."""
+        cfg = self.cfg
+        try:
+            if not cfg.statsd_host:
+                if self._statsd is not None:
+                    self._statsd.close()
+                    self._statsd = None
+                return
+            if self._statsd is None:
+                self._statsd = StatsdSender(
+                    cfg.statsd_host, cfg.statsd_prefix, cfg.dogstatsd_tags, self.log
+                )
+            else:
+                self._statsd.configure(cfg.statsd_host, cfg.statsd_prefix, cfg.dogstatsd_tags)
+            self._statsd.tick(self._statsd_totals, force=final)
+        except Exception:
+            if not self._statsd_failed:
+                self._statsd_failed = True
+                self.log.exception("Cannot send statsd metrics")
+
+    def _statsd_totals(self) -> tuple[Totals, int]:
+        """Every count since the master started (with the master's own log lines), and the
+        live workers."""
+        totals = self._stats.totals(r.worker.metrics for r in self.workers.values())
+        totals.add(Totals(logs=self.log.levels.counts()))
+        return totals, len(self.workers)
 
     def _restart_reason(self, record: WorkerRecord) -> str | None:
         """Why a reaped worker went, for monoceros_worker_restarts_total (None: not counted,
@@ -618,6 +655,7 @@ class Arbiter:
         code = 0
         try:
             self._child_reset()
+            self.log.levels.count_into(worker.metrics)  # the master reads what it counts
             worker.pid = os.getpid()
             self.log.info("Booting worker with pid: %s", worker.pid)
             if not self._logged_hook("post_fork", self, worker):
@@ -648,6 +686,9 @@ class Arbiter:
         if self._stats_server is not None:  # its connections must close when the master's do
             self._stats_server.close()
             self._stats_server = None
+        if self._statsd is not None:
+            self._statsd.close()
+            self._statsd = None
         for fd in (self._wakeup_r, self._wakeup_w):
             os.close(fd)
         self._signals = []

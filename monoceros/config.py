@@ -251,6 +251,41 @@ def _comma_list(value: Any, expected: str) -> list[str]:
     return _str_list(value, expected)
 
 
+def _statsd_host(value: Any) -> str | None:
+    """gunicorn's statsd address: ``HOST[:PORT]`` (port 8125 by default), ``[V6]:PORT`` or
+    ``unix:PATH`` (also ``unix://PATH``), as ``HOST:PORT`` or ``unix:PATH``."""
+    text = _optional_str(value)
+    if not text:
+        return None
+    expected = "HOST:PORT, [V6]:PORT or unix:PATH"
+    if text.startswith("unix:") and not text[5:].isdigit():  # gunicorn: unix:8125 is a host
+        path = text[7:] if text.startswith("unix://") else text[5:]
+        if not path:
+            _fail(expected, value)
+        return f"unix:{path}"
+    host, port = text, "8125"
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            _fail(expected, value)
+        port = rest[1:] or port
+        host = f"[{host}]"
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    elif ":" in text:
+        _fail(expected + " (write an IPv6 address in brackets)", value)
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        _fail(expected, value)
+    return f"{host}:{int(port)}"
+
+
+def _dogstatsd_tags(value: Any) -> str:
+    tags = ",".join(_comma_list(value, "comma-separated key:value tags"))
+    if not tags.isascii() or any(c in tags for c in "|#\n\r"):
+        _fail("comma-separated ASCII tags without '|' or '#'", value)
+    return tags
+
+
 def _ip_list(value: Any) -> list[str]:
     expected = "'*' or comma-separated IP addresses or CIDR networks"
     entries = _comma_list(value, expected)
@@ -872,6 +907,32 @@ SETTINGS: tuple[Setting, ...] = (
             ("--capture-output",),
             "Redirect the application's stdout and stderr to the error log.",
         ),
+        Setting(
+            "statsd_host",
+            ("--statsd-host",),
+            None,
+            "Where the master sends statsd metrics over UDP: HOST:PORT (port 8125 if left "
+            "out), [V6]:PORT, or unix:PATH for a UNIX datagram socket. Unset: no statsd.",
+            _statsd_host,
+            metavar="STATSD_ADDR",
+        ),
+        Setting(
+            "statsd_prefix",
+            ("--statsd-prefix",),
+            "",
+            "A prefix for the statsd metric names; a '.' is added between it and the name.",
+            _str,
+            metavar="STATSD_PREFIX",
+        ),
+        Setting(
+            "dogstatsd_tags",
+            ("--dogstatsd-tags",),
+            "",
+            "Comma-separated DogStatsD tags (key:value) appended to every statsd metric as "
+            "|#tag1,tag2.",
+            _dogstatsd_tags,
+            metavar="DOGSTATSD_TAGS",
+        ),
     ),
     *_section(
         "Observability",
@@ -1006,6 +1067,9 @@ class Config:
     errorlog: str | None
     loglevel: str
     capture_output: bool
+    statsd_host: str | None
+    statsd_prefix: str
+    dogstatsd_tags: str
     proc_name: str
     on_starting: Callable[[Any], object]
     on_reload: Callable[[Any], object]

@@ -100,9 +100,6 @@ _ROWS: tuple[GunicornOnly, ...] = (
     _row("syslog_prefix", None, ("--log-syslog-prefix",)),
     _row("syslog_facility", "user", ("--log-syslog-facility",)),
     _row("enable_stdio_inheritance", False, ("-R", "--enable-stdio-inheritance"), "flag"),
-    _row("statsd_host", None, ("--statsd-host",)),
-    _row("dogstatsd_tags", "", ("--dogstatsd-tags",)),
-    _row("statsd_prefix", "", ("--statsd-prefix",)),
     _row("enable_backlog_metric", False, ("--enable-backlog-metric",), "flag"),
     # Process naming
     _row("default_proc_name", "gunicorn"),

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from .config import Config
 
 from .access_log import AccessFormat
+from .worker_metrics import LOG_COUNTED, WorkerMetrics
 
 __all__ = [
     "ACCESS_LOGGER",
@@ -28,6 +30,7 @@ __all__ = [
     "ERROR_LOGGER",
     "LOG_LEVELS",
     "ErrorLogger",
+    "LevelCounter",
     "Logger",
 ]
 
@@ -65,6 +68,46 @@ def _error_logger() -> ErrorLogger:
             ErrorLogger if base is logging.Logger else type("ErrorLogger", (base, ErrorLogger), {})
         )
     return cast(ErrorLogger, log)
+
+
+class LevelCounter(logging.Filter):
+    """Counts the error log's records at the levels of ``LOG_COUNTED`` (for statsd's
+    ``gunicorn.log.<level>``): in the master, here; in a worker, into its shared block.
+    Only records the log level lets through are counted; an ERROR with a traceback counts
+    as ``exception`` (gunicorn's ``log.exception``), not ``error``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        #: the master's own counts, by LOG_COUNTED index
+        self._counts = [0] * len(LOG_COUNTED)
+        self._block: WorkerMetrics | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Count ``record``; never drops it."""
+        level = record.levelno
+        if level < logging.WARNING:
+            return True
+        if level >= logging.CRITICAL:
+            index = 0
+        elif level >= logging.ERROR:
+            index = 3 if record.exc_info else 1
+        else:
+            index = 2
+        with self._lock:
+            if self._block is None:
+                self._counts[index] += 1
+            else:
+                self._block.logged(index)
+        return True
+
+    def count_into(self, block: WorkerMetrics) -> None:
+        """Count into a worker's shared block from now on (in the forked worker)."""
+        self._block = block
+
+    def counts(self) -> dict[str, int]:
+        """This process's own counts by level (the master's)."""
+        return {name: n for name, n in zip(LOG_COUNTED, self._counts, strict=True) if n}
 
 
 class _LogFile(logging.FileHandler):
@@ -145,6 +188,11 @@ class Logger:
     def __init__(self, cfg: Config) -> None:
         self.error: ErrorLogger = _error_logger()
         self.error.propagate = False
+        for old in [f for f in self.error.filters if isinstance(f, LevelCounter)]:
+            self.error.removeFilter(old)
+        #: the error log's lines by level, for statsd
+        self.levels = LevelCounter()
+        self.error.addFilter(self.levels)
         self._access_log = logging.getLogger(ACCESS_LOGGER)
         self._access_log.propagate = False
         self._access_log.setLevel(logging.INFO)

@@ -3,7 +3,7 @@
 The master builds a :class:`ServerView` at each scrape (its workers' shared counting blocks
 read with :meth:`~monoceros.worker_metrics.WorkerMetrics.snapshot`, their RSS from ``/proc``,
 the listen queues from ``TCP_INFO``); :func:`prometheus` and :func:`stats_json` only format it.
-The view is also what later consumers read (a statsd sender diffs two views' totals).
+The statsd sender (:mod:`monoceros.statsd`) diffs two :meth:`MasterStats.totals`.
 """
 
 from __future__ import annotations
@@ -298,6 +298,13 @@ class MasterStats:
         if reason is not None:
             self.restarts[reason] += 1
         metrics.close()
+
+    def totals(self, blocks: Iterable[WorkerMetrics]) -> Totals:
+        """The departed workers' counts plus those of the live workers' ``blocks``."""
+        out = self.departed.copy()
+        for metrics in blocks:
+            out.add(metrics.snapshot())
+        return out
 
     def view(
         self,

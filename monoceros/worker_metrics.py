@@ -6,6 +6,8 @@ system call: each request makes two method calls, :meth:`Recorder.begin` and
 :meth:`Recorder.end`, which store into aligned 8-byte slots through ``memoryview`` casts (a
 counter is one load and one store), and one ``struct.pack_into`` of the request's description.
 
+Its fixed part also counts the worker's error-log lines by level (for statsd's
+``gunicorn.log.<level>``, written by :class:`monoceros.logs.LevelCounter` under its lock).
 The block holds *counter sections*: per protocol (HTTP, uWSGI), a counter per status code 0-999,
 the duration histogram's bucket counts (not cumulative) and the duration sum. A single-threaded
 worker has one section; the gthread worker one per pool thread, plus one for the responses
@@ -38,6 +40,7 @@ from typing import Final
 
 __all__ = [
     "BUCKETS",
+    "LOG_COUNTED",
     "MAX_SLOTS",
     "PROTOCOLS",
     "RESTART_REASONS",
@@ -56,6 +59,8 @@ PROTOCOLS: Final = ("http", "uwsgi")
 BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: why a worker was replaced: every label value of monoceros_worker_restarts_total
 RESTART_REASONS: Final = ("crash", "timeout", "max_requests", "memory", "lifetime", "reload")
+#: error-log levels counted for statsd's gunicorn.log.<level> (exception: an error with a traceback)
+LOG_COUNTED: Final = ("critical", "error", "warning", "exception")
 #: bytes of ``METHOD path`` kept per request slot (longer ones are cut)
 TEXT_SIZE: Final = 256
 #: request slots of an asgi worker at most (more requests in flight are counted, not described)
@@ -66,6 +71,7 @@ _NBUCKETS = len(BUCKETS) + 1
 # slot indices (8 bytes each) of the fixed part
 _OVERFLOW = 0  # requests in flight that found no free request slot
 _EXIT_REASON = 1  # 1 + index in RESTART_REASONS once the worker says why it exits, else 0
+_LOGS = 2  # error-log lines by LOG_COUNTED level (4 slots)
 _FIXED = 8  # the first counter section starts here
 # within a counter section: HTTP counters, uWSGI counters, histograms, the two sums
 _UWSGI = _STATUSES
@@ -108,6 +114,8 @@ class WorkerSample:
     current: list[CurrentRequest]
     #: why the worker said it exits (a RESTART_REASONS value), else None
     exit_reason: str | None
+    #: error-log lines by LOG_COUNTED level; only non-zero entries
+    logs: dict[str, int] = field(default_factory=dict)
 
     @property
     def requests(self) -> int:
@@ -124,6 +132,8 @@ class Totals:
         default_factory=lambda: {p: [0] * _NBUCKETS for p in PROTOCOLS}
     )
     sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PROTOCOLS, 0.0))
+    #: error-log lines by LOG_COUNTED level
+    logs: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: WorkerSample | Totals) -> None:
         """Add another worker's (or total's) counts to these."""
@@ -135,6 +145,8 @@ class Totals:
                 mine[i] += value
         for proto, seconds in other.sums.items():
             self.sums[proto] += seconds
+        for level, count in other.logs.items():
+            self.logs[level] = self.logs.get(level, 0) + count
 
     def copy(self) -> Totals:
         """An independent copy."""
@@ -285,6 +297,11 @@ class WorkerMetrics:
         """Say why the worker exits (a :data:`RESTART_REASONS` value), for the master."""
         self._q[_EXIT_REASON] = 1 + RESTART_REASONS.index(reason)
 
+    def logged(self, level: int) -> None:
+        """One more error-log line at ``LOG_COUNTED[level]`` (callers serialise: the log
+        filter holds a lock)."""
+        self._q[_LOGS + level] += 1
+
     # ------------------------------------------------------------------ master side
 
     def snapshot(self) -> WorkerSample:
@@ -318,6 +335,7 @@ class WorkerMetrics:
         if overflow > 1 << 62:  # a decrement seen before its increment: never negative
             overflow = 0
         reason = int(q[_EXIT_REASON])
+        logs = {name: int(q[_LOGS + i]) for i, name in enumerate(LOG_COUNTED) if q[_LOGS + i]}
         return WorkerSample(
             counts,
             buckets,
@@ -325,6 +343,7 @@ class WorkerMetrics:
             len(current) + overflow,
             current,
             RESTART_REASONS[reason - 1] if 0 < reason <= len(RESTART_REASONS) else None,
+            logs,
         )
 
     def _read_slot(self, slot: int) -> CurrentRequest | None:

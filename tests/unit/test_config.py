@@ -61,6 +61,9 @@ GUNICORN_DEFAULTS: dict[str, Any] = {
     "errorlog": "-",
     "loglevel": "info",
     "capture_output": False,
+    "statsd_host": None,
+    "statsd_prefix": "",
+    "dogstatsd_tags": "",
     "stats_bind": None,
 }
 
@@ -116,6 +119,9 @@ GUNICORN_FLAGS: dict[str, tuple[str, ...]] = {
     "errorlog": ("--error-logfile", "--log-file"),
     "loglevel": ("--log-level",),
     "capture_output": ("--capture-output",),
+    "statsd_host": ("--statsd-host",),
+    "statsd_prefix": ("--statsd-prefix",),
+    "dogstatsd_tags": ("--dogstatsd-tags",),
     "proc_name": ("-n", "--name"),
 }
 

@@ -106,6 +106,9 @@ FLAG_CASES: list[tuple[list[str], str, Any]] = [
     (["--log-file", "other.log"], "errorlog", "other.log"),
     (["--log-level", "debug"], "loglevel", "debug"),
     (["--capture-output"], "capture_output", True),
+    (["--statsd-host", "localhost:9125"], "statsd_host", "localhost:9125"),
+    (["--statsd-prefix=app"], "statsd_prefix", "app"),
+    (["--dogstatsd-tags", "env:prod,team:web"], "dogstatsd_tags", "env:prod,team:web"),
     (["-n", "web"], "proc_name", "web"),
     (["--worker-class", "gunicorn.workers.sync.SyncWorker"], "worker_class", "sync"),
     (["-k", "uvicorn.workers.UvicornWorker"], "worker_class", "asgi"),
@@ -178,19 +181,19 @@ def test_unknown_option_suggests_the_closest(in_tmp: Path) -> None:
 
 def test_gunicorn_only_option_is_warned_about_and_ignored(in_tmp: Path) -> None:
     cfg = load_config(
-        ["--spew", "--statsd-host", "localhost:8125", "app:app", "--log-syslog-prefix=x", "-R"], {}
+        ["--spew", "--log-config", "log.ini", "app:app", "--log-syslog-prefix=x", "-R"], {}
     )
     assert cfg.wsgi_app == "app:app"  # the option's value was not taken for APP_MODULE
     assert cfg.warnings == [
         f"gunicorn option {flag} on the command line is not supported by monoceros; ignored"
-        for flag in ("--spew", "--statsd-host", "--log-syslog-prefix", "--enable-stdio-inheritance")
+        for flag in ("--spew", "--log-config", "--log-syslog-prefix", "--enable-stdio-inheritance")
     ]
 
 
 def test_gunicorn_only_option_at_gunicorns_default_is_silent(in_tmp: Path) -> None:
     argv = [
-        "--statsd-prefix",
-        "",
+        "--log-syslog-facility",
+        "user",
         "--header-map",
         "DROP",
         "--http-protocols",
@@ -225,10 +228,9 @@ def test_gunicorn_options_that_would_fail_open_are_refused(
 
 
 def test_gunicorn_option_from_the_environment_names_the_variable(in_tmp: Path) -> None:
-    cfg = load_config([], {"GUNICORN_CMD_ARGS": "--statsd-host=h:1"})
+    cfg = load_config([], {"GUNICORN_CMD_ARGS": "--log-config=log.ini"})
     assert cfg.warnings == [
-        "gunicorn option --statsd-host from GUNICORN_CMD_ARGS is not supported by monoceros; "
-        "ignored"
+        "gunicorn option --log-config from GUNICORN_CMD_ARGS is not supported by monoceros; ignored"
     ]
     with pytest.raises(ConfigError, match=r"^option --certfile \(from MONOCEROS_CMD_ARGS\): TLS"):
         load_config([], {ENV_ARGS_VAR: "--certfile c.pem"})

@@ -25,7 +25,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("__main__",),  # python -m monoceros
     ("cli", "docs_settings", "top"),  # the command lines
     ("arbiter", "hook_check"),  # the master, and what --check-config runs beside it
-    ("workers", "stats_render"),  # one worker class per I/O model; the master's stats views
+    # one worker class per I/O model; the master's stats views and statsd sender
+    ("workers", "stats_render", "statsd"),
     ("wsgi", "asgi"),  # the application interfaces: peers, neither imports the other
     ("app", "config_loader", "listeners", "logs", "heartbeat", "pidfile", "reloader"),
     # small leaf helpers; the stats listener and the workers' shared counting blocks

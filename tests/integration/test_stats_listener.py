@@ -9,11 +9,12 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from conftest import Server, free_port, read_response, slow_target, wait_for, wait_started
-from uwsgi_support import exchange, good_env, packet
+from uwsgi_support import exchange, good_env, nginx_uwsgi_params, packet
 
 KINDS = {
     "sync": (["-k", "sync"], "app:app"),
@@ -164,3 +165,43 @@ def test_readyz_turns_503_as_a_graceful_stop_begins(server: Callable[..., Server
     slow.join(15)
     assert result == [200]
     assert srv.wait_exit(15) == 0
+
+
+_NGINX_LOCATIONS = """
+location /u/ {{
+    include {params};
+    uwsgi_param PATH_INFO /pid;
+    uwsgi_pass uwsgi_backend;
+}}
+location / {{
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_pass http://backend;
+}}"""
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_counts_what_nginx_sends_over_both_protocols(
+    server: Callable[..., Server], nginx: Callable[..., Any], kind: str
+) -> None:
+    """Requests through a real nginx, proxy_pass to the HTTP listener and uwsgi_pass to the
+    uwsgi one (a new uwsgi connection each), are counted exactly, by protocol and status."""
+    srv, uwsgi_port, stats_port = _start(server, kind, "-w", "2")
+    idle = 'monoceros_workers{state="idle"}'
+    assert wait_for(lambda: _metrics(stats_port).get(idle) == 2, 10)
+    before = _metrics(stats_port)
+    locations = _NGINX_LOCATIONS.format(params=nginx_uwsgi_params()).replace(
+        "uwsgi_pass uwsgi_backend;", f"uwsgi_pass 127.0.0.1:{uwsgi_port};"
+    )
+    ngx = nginx(locations, f"127.0.0.1:{srv.port}")
+    for _ in range(7):
+        assert ngx.request("/pid")[0] == 200
+    for _ in range(4):
+        assert ngx.request("/u/x")[0] == 200
+    expected = {REQ % ("http", 200): 7, REQ % ("uwsgi", 200): 4}
+
+    def delta() -> dict[str, float]:
+        now = _metrics(stats_port)
+        return {k: now.get(k, 0) - before.get(k, 0) for k in expected}
+
+    assert wait_for(lambda: delta() == expected, 10), delta()

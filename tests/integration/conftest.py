@@ -6,6 +6,7 @@ bounded. Tests that need nginx fail (not skip) when the CI variable is set.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -244,6 +245,28 @@ def term_with_queued(
     for t in threads:
         t.join(20)
     return [out[0] if out else None for out in results]
+
+
+@contextlib.contextmanager
+def module_server(args: list[str], prefix: str) -> Iterator[Server]:
+    """A one-worker server of the test apps shared by a module's tests, stopped at the end."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        srv = Server([*args, "--chdir", str(APPS), "--workers", "1"], Path(tmp))
+        try:
+            yield srv
+        finally:
+            srv.stop()
+
+
+def send_known_mix(srv: Server, ok: int = 5, no_host: int = 2) -> None:
+    """``ok`` requests answered 200 by the application, then ``no_host`` HTTP/1.1 requests
+    without Host, answered 400 by the server: a mix whose counts a test can check."""
+    for _ in range(ok):
+        srv.get_ok("/pid")
+    for _ in range(no_host):
+        with srv.connect() as s:
+            s.sendall(b"GET /pid HTTP/1.1\r\n\r\n")
+            assert read_response(s)[0] == 400
 
 
 def read_response(sock: socket.socket, method: str = "GET") -> tuple[int, dict[str, str], bytes]:

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from collections.abc import Iterator
 from io import BufferedReader
-from pathlib import Path
 
 import pytest
 
-from conftest import APPS, Server
+from conftest import Server, module_server
 from http_corpus import Case, load_cases
 
 KINDS = {
@@ -31,13 +29,8 @@ CASES = load_cases()
 
 @pytest.fixture(scope="module", params=list(KINDS))
 def listener(request: pytest.FixtureRequest) -> Iterator[tuple[str, Server]]:
-    kind = request.param
-    with tempfile.TemporaryDirectory(prefix="monoceros-corpus-") as tmp:
-        srv = Server([*KINDS[kind], "--chdir", str(APPS), "--workers", "1"], Path(tmp))
-        try:
-            yield kind, srv
-        finally:
-            srv.stop()
+    with module_server(KINDS[request.param], "monoceros-corpus-") as srv:
+        yield request.param, srv
 
 
 def _params() -> list[object]:

@@ -9,14 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import APPS, Server, read_response
+from conftest import Server, module_server, read_response
 
 KINDS = {
     "sync": ["app:app", "--worker-class", "sync"],
@@ -33,13 +31,8 @@ BODY = b'{"name": "monoceros", "kind": "h2c"}'  # 36 bytes
 
 @pytest.fixture(scope="module", params=list(KINDS))
 def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, Server]]:
-    kind = request.param
-    with tempfile.TemporaryDirectory(prefix="monoceros-letter-") as tmp:
-        srv = Server([*KINDS[kind], "--chdir", str(APPS), "--workers", "1"], Path(tmp))
-        try:
-            yield kind, srv
-        finally:
-            srv.stop()
+    with module_server(KINDS[request.param], "monoceros-letter-") as srv:
+        yield request.param, srv
 
 
 def send(sock: socket.socket, raw: bytes, method: str = "POST") -> tuple[int, dict[str, Any]]:

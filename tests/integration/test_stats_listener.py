@@ -13,7 +13,15 @@ from typing import Any
 
 import pytest
 
-from conftest import Server, free_port, read_response, slow_target, wait_for, wait_started
+from conftest import (
+    Server,
+    free_port,
+    read_response,
+    send_known_mix,
+    slow_target,
+    wait_for,
+    wait_started,
+)
 from uwsgi_support import exchange, good_env, nginx_uwsgi_params, packet
 
 KINDS = {
@@ -78,12 +86,7 @@ def test_counts_every_response_and_shows_the_request_in_flight(
     idle = 'monoceros_workers{state="idle"}'
     assert wait_for(lambda: _metrics(stats_port).get(idle) == 1, 10)
     before = _metrics(stats_port)
-    for _ in range(5):
-        srv.get_ok("/pid")
-    for _ in range(2):  # HTTP/1.1 without Host: 400, answered without the application
-        with srv.connect() as s:
-            s.sendall(b"GET /pid HTTP/1.1\r\n\r\n")
-            assert read_response(s)[0] == 400
+    send_known_mix(srv)  # 5 answered 200, 2 without Host answered 400
     for _ in range(3):
         assert exchange(("127.0.0.1", uwsgi_port), packet(good_env("/pid"))).startswith(
             b"HTTP/1.1 200"

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from conftest import Server, read_response
+from conftest import Server, send_known_mix
 
 TAGS = "|#env:test,team:web"
 
@@ -65,12 +65,7 @@ def test_statsd_counts_every_request_once(
     assert first, srv.log()
     _add(seen, gauges, first)
     assert seen["web.gunicorn.requests"] == 0, first
-    for _ in range(5):
-        srv.get_ok("/pid")
-    for _ in range(2):  # HTTP/1.1 without Host: 400, answered without the application
-        with srv.connect() as s:
-            s.sendall(b"GET /pid HTTP/1.1\r\n\r\n")
-            assert read_response(s)[0] == 400
+    send_known_mix(srv)  # 5 answered 200, 2 without Host answered 400
     assert srv.request("/raise")[0] == 500
     deadline = time.monotonic() + 15
     while seen["web.gunicorn.requests"] < 8 and time.monotonic() < deadline:

@@ -15,9 +15,9 @@ counted with :meth:`WorkerMetrics.answered` (under a lock), so no thread ever up
 counter another thread writes, and a request costs no lock. The master adds the sections up.
 Then comes one *request slot* per
 request that can be in flight at once (1 for sync, ``threads`` for gthread, up to
-:data:`MAX_SLOTS` for asgi): ``METHOD path`` (cut to 240 bytes) and its start (monotonic; 0.0
-while free). A request that finds every slot taken is counted all the same, as an
-"overflow" in-flight request without a description.
+:data:`MAX_SLOTS` for asgi): the method (cut to 16 bytes), the path (cut to 224 bytes) and
+the request's start (monotonic; 0.0 while free). A request that finds every slot taken is
+counted all the same, as an "overflow" in-flight request without a description.
 
 Single writer per counter: the sync and asgi workers write from one thread, each gthread pool
 thread into its own section (request slots are handed out from a list, whose ``pop`` and
@@ -78,13 +78,20 @@ _UWSGI = _STATUSES
 _HIST = 2 * _STATUSES
 _SUMS = _HIST + 2 * _NBUCKETS
 _SECTION = _SUMS + 2
-# a request slot, TEXT_SIZE bytes: "METHOD path" padded with NULs, then the start (d); written
-# by one pack_into, which clears the slot first (the start reads 0.0, "free", for that moment)
+# a request slot, TEXT_SIZE bytes: the method and the path, each padded with NULs, then the
+# start (d); written by one pack_into, which clears the slot first (the start reads 0.0, "free",
+# for that moment)
 _REQ_SHIFT = 5
 _REQ_SLOTS = 1 << _REQ_SHIFT
+_METHOD_MAX = 16
 _TEXT_MAX = TEXT_SIZE - 16
 _START = _TEXT_MAX // 8
-_PACK_SLOT = struct.Struct(f"@{_TEXT_MAX}sd").pack_into
+_PACK_SLOT = struct.Struct(f"@{_METHOD_MAX}s{_TEXT_MAX - _METHOD_MAX}sd").pack_into
+_monotonic = time.monotonic
+#: the common methods' bytes (a lookup is cheaper than an encode)
+_METHODS: Final = {
+    m: m.encode() for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+}
 _FIRST_BOUND = BUCKETS[0]
 _READ_TRIES = 8
 
@@ -159,51 +166,51 @@ class Recorder:
     """Records the requests of one request slot: those of the sync worker, of one gthread pool
     thread, or one asgi request at a time (:meth:`WorkerMetrics.take`)."""
 
-    __slots__ = ("_c", "_d", "_map", "_offset", "_q", "_start")
+    __slots__ = ("_d", "_http", "_map", "_offset", "_q", "_start", "_uwsgi")
 
     def __init__(self, block: WorkerMetrics, slot: int, section: int) -> None:
         self._map = block._map
         self._q = block._q
         self._d = block._d
-        #: where this recorder's counter section starts
-        self._c = _FIXED + section * _SECTION
+        first = _FIXED + section * _SECTION  # where this recorder's counter section starts
+        #: per protocol: where its status counters, histogram and duration sum are
+        self._http = (first, first + _HIST, first + _SUMS)
+        self._uwsgi = (first + _UWSGI, first + _HIST + _NBUCKETS, first + _SUMS + 1)
         index = block._reqs + (slot << _REQ_SHIFT)
         self._offset = index << 3
         self._start = index + _START
 
     def begin(self, method: str, path: str | bytes, start: float) -> None:
-        """A request started at ``start`` (monotonic). ``path``: a WSGI environ's latin-1
-        ``str``, or bytes."""
-        try:
-            text = (
-                f"{method} {path}".encode("latin-1")
-                if path.__class__ is str
-                else method.encode("latin-1") + b" " + path  # type: ignore[operator]
+        """A request started at ``start`` (monotonic). ``method``: latin-1 ``str``;
+        ``path``: a WSGI environ's latin-1 ``str``, or bytes."""
+        try:  # one call writes method and path (cut or padded with NULs), then the start
+            _PACK_SLOT(
+                self._map,
+                self._offset,
+                _METHODS.get(method) or method.encode("latin-1"),
+                path.encode("latin-1") if path.__class__ is str else path,
+                start,
             )
         except UnicodeEncodeError:
-            text = (method + " " + str(path)).encode("latin-1", "replace")
-        # one call writes the text (cut or padded with NULs), then the start after it
-        _PACK_SLOT(self._map, self._offset, text, start)
+            _PACK_SLOT(
+                self._map,
+                self._offset,
+                method.encode("latin-1", "replace"),
+                str(path).encode("latin-1", "replace"),
+                start,
+            )
 
     def end(self, start: float, status: int, uwsgi: bool) -> None:
-        """The request started at ``start`` was answered with ``status``; ``uwsgi``: over the
-        uWSGI protocol."""
-        duration = time.monotonic() - start
-        d = self._d
-        if not 0 < status < 1000:  # _STATUSES
-            status = 0
+        """The request started at ``start`` was answered with ``status`` (100-999: callers
+        check an application's); ``uwsgi``: over the uWSGI protocol."""
+        duration = _monotonic() - start
+        counts, histogram, total = self._uwsgi if uwsgi else self._http
         q = self._q
-        c = self._c
-        if uwsgi:
-            q[c + _UWSGI + status] += 1
-            if duration > _FIRST_BOUND:  # the first bucket is derived: total minus the others
-                q[c + _HIST + _NBUCKETS + bisect_left(BUCKETS, duration)] += 1
-            d[c + _SUMS + 1] += duration
-        else:
-            q[c + status] += 1
-            if duration > _FIRST_BOUND:
-                q[c + _HIST + bisect_left(BUCKETS, duration)] += 1
-            d[c + _SUMS] += duration
+        q[counts + status] += 1
+        if duration > _FIRST_BOUND:  # the first bucket is derived: total minus the others
+            q[histogram + bisect_left(BUCKETS, duration)] += 1
+        d = self._d
+        d[total] += duration
         d[self._start] = 0.0  # free last: a worker seen idle has counted its responses
 
     def abandon(self) -> None:
@@ -253,7 +260,7 @@ class WorkerMetrics:
         self._reqs = _FIXED + self._sections * _SECTION
         #: one more slot than asked: the overflow recorder's scratch slot, never described
         self._map = mmap.mmap(-1, (self._reqs + (slots + 1) * _REQ_SLOTS) * 8)
-        self._q = memoryview(self._map).cast("Q")
+        self._q = memoryview(self._map).cast("q")
         self._d = memoryview(self._map).cast("d")
         self._bytes = memoryview(self._map)
         self._lock = threading.Lock() if threaded else None
@@ -285,6 +292,8 @@ class WorkerMetrics:
     def answered(self, status: int, uwsgi: bool) -> None:
         """Count a response sent without a request reaching the application (a malformed
         request, a refused peer): duration 0."""
+        if not 100 <= status <= 999:
+            status = 0
         if self._lock is None:
             self._overflow.begin("", b"", 0.0)
             self._overflow.end(time.monotonic(), status, uwsgi)
@@ -332,7 +341,7 @@ class WorkerMetrics:
         current = [r for r in map(self._read_slot, range(self.slots)) if r is not None]
         current.sort(key=lambda r: r.start)
         overflow = int(q[_OVERFLOW])
-        if overflow > 1 << 62:  # a decrement seen before its increment: never negative
+        if overflow < 0:  # a decrement seen before its increment: never negative
             overflow = 0
         reason = int(q[_EXIT_REASON])
         logs = {name: int(q[_LOGS + i]) for i, name in enumerate(LOG_COUNTED) if q[_LOGS + i]}
@@ -356,7 +365,8 @@ class WorkerMetrics:
                 return None
             text = bytes(self._bytes[offset : offset + _TEXT_MAX])
             if float(d[index + _START]) == start:
-                method, _, path = text.rstrip(b"\0").decode("latin-1").partition(" ")
+                method = text[:_METHOD_MAX].rstrip(b"\0").decode("latin-1")
+                path = text[_METHOD_MAX:].rstrip(b"\0").decode("latin-1")
                 return CurrentRequest(method, path, start)
         return None
 

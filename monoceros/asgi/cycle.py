@@ -330,8 +330,8 @@ class HttpCycle:
                 raise RuntimeError("http.response.start sent twice")
             self.response_started = True
             status = message["status"]
-            if status.__class__ is not int:
-                raise ResponseError(f"invalid status {status!r}: expected an int")
+            if status.__class__ is not int or not 100 <= status <= 999:
+                raise ResponseError(f"invalid status {status!r}: expected an int from 100 to 999")
             self._status = status
             self._headers = message.get("headers", ())
             return

@@ -62,6 +62,7 @@ class Beater(Protocol):
 
 
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+_monotonic = time.monotonic
 
 
 class _HttpBody:
@@ -388,17 +389,18 @@ class BlockingWorker(Worker):
         Returns True when the response kept the connection open and it can carry another
         request: complete, framed, and the request body read to its end.
         """
-        start = time.monotonic()
-        rec = self.recorder if self.recorder is not None else beater.recorder  # type: ignore[attr-defined]
-        rec.begin(
-            environ["REQUEST_METHOD"], environ.get("REQUEST_URI") or environ["PATH_INFO"], start
-        )
+        rec = self.recorder
+        if rec is not None:
+            start = _monotonic()
+        else:  # a gthread pool thread: its progress record holds its recorder and the start
+            rec = beater.recorder  # type: ignore[attr-defined]
+            start = beater.started  # type: ignore[attr-defined]
+        method = environ["REQUEST_METHOD"]
+        rec.begin(method, environ.get("REQUEST_URI") or environ["PATH_INFO"], start)
         hook_req = None
         if self.pre_request is not None or self.post_request is not None:
             hook_req = HookRequest(environ)
-        resp = Response(
-            conn, environ["REQUEST_METHOD"] == "HEAD", uwsgi, beater.beat, self.io_timeout
-        )
+        resp = Response(conn, method == "HEAD", uwsgi, beater.beat, self.io_timeout)
         if keep_alive:
             resp.keep_alive = True
             resp.http10 = http10

@@ -151,6 +151,20 @@ def test_a_killed_worker_keeps_its_counts_and_counts_as_a_crash(
     assert wait_for(lambda: _get(stats_port, "/healthz")[0] == 200, 10)
 
 
+def test_an_asgi_status_out_of_range_is_answered_and_counted_as_500(
+    server: Callable[..., Server],
+) -> None:
+    """The counters are indexed by status: an app's 5000 or 42 is refused before it is."""
+    srv, _, stats_port = _start(server, "asgi", "-w", "1")
+    before = _metrics(stats_port)
+    for code in (5000, 42, -1):
+        assert srv.request(f"/status?code={code}")[0] == 500
+    key = REQ % ("http", 500)
+    assert wait_for(lambda: _metrics(stats_port).get(key, 0) - before.get(key, 0) == 3, 10)
+    assert not [k for k in _metrics(stats_port) if re.search(r'status="(5000|42|-1|0)"', k)]
+    assert "expected an int from 100 to 999" in srv.log()
+
+
 def test_readyz_turns_503_as_a_graceful_stop_begins(server: Callable[..., Server]) -> None:
     srv, _, stats_port = _start(server, "sync", "-w", "1", "--graceful-timeout", "20")
     assert _get(stats_port, "/readyz")[0] == 200

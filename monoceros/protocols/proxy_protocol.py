@@ -63,6 +63,11 @@ _PORT: Final = re.compile(rb"0|[1-9][0-9]{0,4}")
 _V2_BLOCK: Final = (0, 12, 36, 216)
 
 
+def _shown(data: bytes) -> str:
+    """Bytes of a header for a reason: quoted, as latin-1 text (the log escapes the rest)."""
+    return "'" + data.decode("latin-1") + "'"
+
+
 class _NoHeader(enum.Enum):
     """Type of :data:`NO_HEADER` (an enum member, so type checkers narrow ``is`` tests)."""
 
@@ -139,7 +144,7 @@ class ProxyHeaderReader:
         if version == 0:
             if self.required:
                 raise InvalidProxyHeader(
-                    f"no PROXY {self.mode} header: the connection starts with {data[:16]!r}"
+                    f"no PROXY {self.mode} header: the connection starts with {_shown(data[:16])}"
                 )
             return NO_HEADER
         if not self.allows(ip):
@@ -174,12 +179,15 @@ def _parse_v1(data: bytes) -> ProxyHeader | _Need:
                 return ProxyHeader(1, "UNKNOWN", None, None, end + 2)
         elif protocol not in _V1_PROTOCOLS:
             raise InvalidProxyHeader(
-                f"PROXY v1 protocol {protocol[:8]!r} is not TCP4, TCP6 or UNKNOWN"
+                f"PROXY v1 protocol {_shown(protocol[:8])} is not TCP4, TCP6 or UNKNOWN"
             )
         elif not _V1_TCP_BYTES.issuperset(rest):
-            raise InvalidProxyHeader(f"PROXY v1 {protocol.decode()} line with {rest[:48]!r}")
+            family = protocol.decode()
+            raise InvalidProxyHeader(f"PROXY v1 {family} line with {_shown(rest[:48])}")
     elif not any(name.startswith(protocol) for name in _V1_PROTOCOLS):
-        raise InvalidProxyHeader(f"PROXY v1 protocol {protocol[:8]!r} is not TCP4, TCP6 or UNKNOWN")
+        raise InvalidProxyHeader(
+            f"PROXY v1 protocol {_shown(protocol[:8])} is not TCP4, TCP6 or UNKNOWN"
+        )
     if end < 0:
         if len(data) >= V1_MAX:
             raise InvalidProxyHeader(f"a PROXY v1 line without CRLF in its first {V1_MAX} bytes")
@@ -188,7 +196,7 @@ def _parse_v1(data: bytes) -> ProxyHeader | _Need:
     if len(fields) != 4:
         raise InvalidProxyHeader(
             f"a PROXY v1 {protocol.decode()} line needs SRC DST SPORT DPORT after the protocol, "
-            f"separated by single spaces: {rest!r}"
+            f"separated by single spaces: {_shown(rest)}"
         )
     family = protocol.decode()
     source = (_v1_address(family, fields[0]), _v1_port(fields[2]))
@@ -207,31 +215,34 @@ def _v1_address(family: str, text: bytes) -> str:
             )
         except (OSError, ValueError):
             pass
-    raise InvalidProxyHeader(f"PROXY v1 {family} line with the address {text!r}")
+    raise InvalidProxyHeader(f"PROXY v1 {family} line with the address {_shown(text)}")
 
 
 def _v1_port(text: bytes) -> int:
     if _PORT.fullmatch(text) and int(text) <= 65535:
         return int(text)
-    raise InvalidProxyHeader(f"PROXY v1 line with the port {text!r}")
+    raise InvalidProxyHeader(f"PROXY v1 line with the port {_shown(text)}")
 
 
 # --- version 2 ----------------------------------------------------------------------------------
 
 
 def _parse_v2(data: bytes) -> ProxyHeader | _Need:
+    if len(data) > 12:
+        version, command = data[12] >> 4, data[12] & 0x0F
+        if version != 2:
+            raise InvalidProxyHeader(f"PROXY v2 signature with version {version}")
+        if command > 1:
+            raise InvalidProxyHeader(f"PROXY v2 command {command} (0 LOCAL and 1 PROXY exist)")
+    if len(data) > 13:
+        family, transport = data[13] >> 4, data[13] & 0x0F
+        if family > 3:
+            raise InvalidProxyHeader(f"PROXY v2 address family {family} (0 to 3 exist)")
+        if transport > 2:
+            raise InvalidProxyHeader(f"PROXY v2 transport protocol {transport} (0 to 2 exist)")
     if len(data) < 16:
         return NEED_DATA
-    version, command = data[12] >> 4, data[12] & 0x0F
-    if version != 2:
-        raise InvalidProxyHeader(f"PROXY v2 signature with version {version}")
-    if command > 1:
-        raise InvalidProxyHeader(f"PROXY v2 command {command} (0 LOCAL and 1 PROXY exist)")
-    family, transport = data[13] >> 4, data[13] & 0x0F
-    if family > 3:
-        raise InvalidProxyHeader(f"PROXY v2 address family {family} (0 to 3 exist)")
-    if transport > 2:
-        raise InvalidProxyHeader(f"PROXY v2 transport protocol {transport} (0 to 2 exist)")
+    command, family, transport = data[12] & 0x0F, data[13] >> 4, data[13] & 0x0F
     length = int.from_bytes(data[14:16], "big")
     size = 16 + length
     if len(data) < size:

@@ -24,6 +24,7 @@ from ..listeners import Listener
 from ..protocols.errors import MissingChunkedBody, ProtocolError, TruncatedPacket
 from ..protocols.events import NEED_DATA, Data
 from ..protocols.http import HttpLimits, HttpParser, HttpRequest, error_response
+from ..protocols.proxy_protocol import ProxyHeaderReader
 from ..protocols.uwsgi import UwsgiParser, UwsgiRequest
 from ..socket_waits import wait_in_kernel
 from ..worker_metrics import Recorder
@@ -205,6 +206,8 @@ class BlockingWorker(Worker):
     uwsgi_builders: dict[int, UwsgiEnvironBuilder]
     uwsgi_allowed: AddressMatcher
     uwsgi_max_vars: int
+    #: the PROXY protocol policy (proxy_protocol, proxy_allow_ips); None when it is off
+    proxy: ProxyHeaderReader | None
     #: the one request slot of a single-threaded worker; None: each thread's beater has one
     recorder: Recorder | None
 
@@ -237,6 +240,7 @@ class BlockingWorker(Worker):
                 )
         self.uwsgi_allowed = AddressMatcher(cfg.uwsgi_allow_ips)
         self.uwsgi_max_vars = cfg.uwsgi_max_vars_size
+        self.proxy = self.proxy_header_reader()
         self.recorder = None if multithread else self.metrics.recorders[0]
         for listener in self.listeners:
             listener.sock.setblocking(False)
@@ -320,6 +324,14 @@ class BlockingWorker(Worker):
         self.log.info("Invalid HTTP request from %s: %s", who, log_safe(exc.reason))
         self.metrics.answered(exc.status, False)
         self.send_error(conn, exc.status, exc.reason)
+
+    def proxy_refused(self, listener: Listener, peer: PeerAddress, reason: str) -> None:
+        """The one log line of a connection closed at its PROXY header (the caller closes it:
+        nothing is answered before the protocol has begun)."""
+        who = peer[0] if isinstance(peer, tuple) else listener.name
+        self.log.warning(
+            "PROXY protocol: closing the connection from %s: %s", who, log_safe(reason)
+        )
 
     def uwsgi_forbidden(self, listener: Listener, conn: socket.socket, peer: PeerAddress) -> bool:
         """Refuse (403) a TCP peer outside ``uwsgi_allow_ips``; True when it was refused."""

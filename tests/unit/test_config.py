@@ -55,6 +55,8 @@ GUNICORN_DEFAULTS: dict[str, Any] = {
     },
     "forwarded_allow_ips": ["127.0.0.1", "::1"],
     "forwarder_headers": ["SCRIPT_NAME", "PATH_INFO"],
+    "proxy_protocol": "off",
+    "proxy_allow_ips": ["127.0.0.1", "::1"],
     "pythonpath": None,
     "accesslog": None,
     "access_log_format": '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
@@ -113,6 +115,8 @@ GUNICORN_FLAGS: dict[str, tuple[str, ...]] = {
     "umask": ("-m", "--umask"),
     "forwarded_allow_ips": ("--forwarded-allow-ips",),
     "forwarder_headers": ("--forwarder-headers",),
+    "proxy_protocol": ("--proxy-protocol",),
+    "proxy_allow_ips": ("--proxy-allow-from",),
     "pythonpath": ("--pythonpath",),
     "accesslog": ("--access-logfile",),
     "access_log_format": ("--access-logformat",),
@@ -431,6 +435,18 @@ def test_forwarded_allow_ips(cfg: Config) -> None:
         "forwarded_allow_ips: expected '*' or comma-separated IP addresses or CIDR networks, "
         "got 'proxy.local'"
     )
+
+
+def test_proxy_protocol_modes_and_gunicorn_23s_boolean(cfg: Config) -> None:
+    for given, mode in [("V2", "v2"), (" auto ", "auto"), (True, "auto"), (False, "off")]:
+        cfg.set("proxy_protocol", given)
+        assert cfg.proxy_protocol == mode
+    assert error_of(cfg, "proxy_protocol", "v3") == (
+        "proxy_protocol: expected one of off, v1, v2, auto, got 'v3'"
+    )
+    cfg.set("proxy_allow_ips", "*")
+    assert cfg.proxy_allow_ips == ["*"]
+    assert error_of(cfg, "proxy_allow_ips", "haproxy.local").startswith("proxy_allow_ips: expected")
 
 
 def test_user_and_group_by_name_or_id(cfg: Config) -> None:

@@ -875,6 +875,13 @@ SETTINGS: tuple[Setting, ...] = (
             _header_names,
             metavar="STRING",
         ),
+        _flag(
+            "proxy_headers",
+            ("--proxy-headers",),
+            "On HTTP listeners, from a peer in forwarded_allow_ips, take the client address "
+            "(WSGI REMOTE_ADDR, ASGI client) from X-Forwarded-For: its right-most entry that is "
+            "not itself in forwarded_allow_ips (uvicorn's flag).",
+        ),
         Setting(
             "proxy_protocol",
             ("--proxy-protocol",),
@@ -1098,6 +1105,7 @@ class Config:
     secure_scheme_headers: dict[str, str]
     forwarded_allow_ips: list[str]
     forwarder_headers: list[str]
+    proxy_headers: bool
     proxy_protocol: str
     proxy_allow_ips: list[str]
     pythonpath: str | None

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from ..addresses import AddressMatcher, PeerAddress
 from ..protocols.forwarded import (
+    forwarded_client,
     forwarded_scheme,
     forwarder_names,
     is_forwarder,
@@ -28,7 +29,13 @@ from ..protocols.forwarded import (
 from ..protocols.http import HttpRequest, decoded_path, split_target
 from ..protocols.uwsgi import url_scheme
 
-__all__ = ["ASGI_VERSION", "HttpScopeBuilder", "UwsgiScopeBuilder", "is_websocket_upgrade"]
+__all__ = [
+    "ASGI_VERSION",
+    "ForwardedForScopeBuilder",
+    "HttpScopeBuilder",
+    "UwsgiScopeBuilder",
+    "is_websocket_upgrade",
+]
 
 ASGI_VERSION: Final = {"version": "3.0", "spec_version": "2.4"}
 """The ``asgi`` key of every scope."""
@@ -183,6 +190,27 @@ class HttpScopeBuilder:
                 else:
                     sent.append(item)
         return forwarded_scheme(sent) if sent else "http"
+
+
+class ForwardedForScopeBuilder(HttpScopeBuilder):
+    """An :class:`HttpScopeBuilder` for ``--proxy-headers``: from a peer in
+    ``forwarded_allow_ips`` (or on a UNIX socket), ``client`` is ``(host, 0)`` for the host its
+    ``X-Forwarded-For`` names (:func:`~monoceros.protocols.forwarded.forwarded_client`), as
+    uvicorn's middleware sets it."""
+
+    __slots__ = ()
+
+    def build(self, req: HttpRequest, peer: Any, state: dict[str, Any] | None) -> dict[str, Any]:
+        """The scope, with the forwarded client when a trusted peer names one."""
+        scope = HttpScopeBuilder.build(self, req, peer, state)
+        client = scope["client"]
+        if client is None or client[0] in self._trusted:
+            values = [value for name, value in scope["headers"] if name == b"x-forwarded-for"]
+            if values:
+                host = forwarded_client(b",".join(values).decode("latin-1"), self._trusted)
+                if host is not None:
+                    scope["client"] = (host, 0)
+        return scope
 
 
 class UwsgiScopeBuilder:

@@ -5,6 +5,9 @@ interfaces (gunicorn's ``forwarder_headers`` and ``secure_scheme_headers``).
   ``*`` for all) sent by a trusted peer: in a WSGI environ and in Django's ASGI ``META``
   ``X_Forwarded_For`` and ``X-Forwarded-For`` would land on the same key, letting a client
   shadow a proxy's header.
+- With ``--proxy-headers`` (uvicorn's), the client a trusted proxy names in
+  ``X-Forwarded-For`` is the request's client: the right-most entry that is not itself a
+  trusted proxy (:func:`forwarded_client`).
 - The scheme a trusted proxy announces with ``secure_scheme_headers`` must be one: headers that
   say ``https`` and ``http`` at once are refused (400), as gunicorn refuses them. Each header is
   read as a list (RFC 9110 5.3: ``a, b`` in one field line means what two field lines say), so
@@ -16,12 +19,13 @@ Only HTTP listeners apply this: over uwsgi the front end turned every header nam
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 
 from .errors import InvalidHTTPRequest
 
 __all__ = [
     "ContradictorySchemeHeaders",
+    "forwarded_client",
     "forwarded_scheme",
     "forwarder_names",
     "is_forwarder",
@@ -78,3 +82,22 @@ def forwarded_scheme(sent: Iterable[tuple[str, str, str]]) -> str:
                     f"Contradictory scheme headers: {first} says {scheme}, {name} says {said}"
                 )
     return scheme or "http"
+
+
+def forwarded_client(value: str, trusted: Container[str]) -> str | None:
+    """The client an ``X-Forwarded-For`` value names (uvicorn's ``--proxy-headers`` rule).
+
+    ``value`` is the header's list, repeated headers joined with ``,`` in order. Each proxy
+    appends the address it got the request from, so the list is read from the right: the first
+    entry that is not ``in trusted`` (the proxies of ``forwarded_allow_ips``) is the client;
+    anything to its left was written by the client itself and is not believed. When every
+    entry is trusted, the left-most is the client. None when the list has no entry.
+    """
+    hosts = [host.strip() for host in value.split(",")]
+    hosts = [host for host in hosts if host]
+    if not hosts:
+        return None
+    for host in reversed(hosts):
+        if host not in trusted:
+            return host
+    return hosts[0]

@@ -32,7 +32,7 @@ from ..asgi.http_protocol import HttpProtocol
 from ..asgi.lifespan import Lifespan, LifespanFailure
 from ..asgi.loops import new_event_loop
 from ..asgi.proxy_header import ProxyHeaderProtocol
-from ..asgi.scope import HttpScopeBuilder, UwsgiScopeBuilder
+from ..asgi.scope import ForwardedForScopeBuilder, HttpScopeBuilder, UwsgiScopeBuilder
 from ..asgi.uwsgi_fast import UwsgiFastPath
 from ..asgi.uwsgi_protocol import UwsgiProtocol
 from ..asgi.websocket import WebSocketSession
@@ -150,7 +150,8 @@ class AsgiWorker(Worker):
             ubuilder = UwsgiScopeBuilder(sockname)
             factory = lambda: UwsgiProtocol(ctx, ubuilder)  # noqa: E731
         else:
-            hbuilder = HttpScopeBuilder(
+            builder = ForwardedForScopeBuilder if cfg.proxy_headers else HttpScopeBuilder
+            hbuilder = builder(
                 sockname, ctx.forwarded_allow_ips, cfg.secure_scheme_headers, cfg.forwarder_headers
             )
             factory = lambda: HttpProtocol(ctx, hbuilder)  # noqa: E731

@@ -29,7 +29,12 @@ from ..protocols.uwsgi import UwsgiParser, UwsgiRequest
 from ..socket_waits import wait_in_kernel
 from ..worker_metrics import Recorder
 from ..wsgi.body import EMPTY_INPUT, ClientDisconnected, EmptyInput, Input
-from ..wsgi.environ import HttpEnvironBuilder, UwsgiEnvironBuilder, base_environ
+from ..wsgi.environ import (
+    ForwardedForEnvironBuilder,
+    HttpEnvironBuilder,
+    UwsgiEnvironBuilder,
+    base_environ,
+)
 from ..wsgi.hook_request import HookRequest
 from ..wsgi.response import FileWrapper, Response, ResponseError
 from .base import Worker, WorkerAborted
@@ -228,6 +233,7 @@ class BlockingWorker(Worker):
         self.post_request = cfg.post_request if cfg.hook_is_set("post_request") else None
         base = base_environ(cfg.workers > 1, multithread)
         trusted = AddressMatcher(cfg.forwarded_allow_ips)
+        http_builder = ForwardedForEnvironBuilder if cfg.proxy_headers else HttpEnvironBuilder
         self.http_builders = {}
         self.uwsgi_builders = {}
         for listener in self.listeners:
@@ -235,7 +241,7 @@ class BlockingWorker(Worker):
             if listener.protocol == "uwsgi":
                 self.uwsgi_builders[listener.sock.fileno()] = UwsgiEnvironBuilder(base, sockname)
             else:
-                self.http_builders[listener.sock.fileno()] = HttpEnvironBuilder(
+                self.http_builders[listener.sock.fileno()] = http_builder(
                     base, sockname, trusted, cfg.secure_scheme_headers, cfg.forwarder_headers
                 )
         self.uwsgi_allowed = AddressMatcher(cfg.uwsgi_allow_ips)

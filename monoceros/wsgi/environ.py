@@ -14,6 +14,7 @@ from typing import Any, Final
 from .. import SERVER_SOFTWARE
 from ..addresses import AddressMatcher, PeerAddress
 from ..protocols.forwarded import (
+    forwarded_client,
     forwarded_scheme,
     forwarder_names,
     is_forwarder,
@@ -24,6 +25,7 @@ from ..protocols.uwsgi import url_scheme
 from .response import FileWrapper
 
 __all__ = [
+    "ForwardedForEnvironBuilder",
     "HttpEnvironBuilder",
     "UwsgiEnvironBuilder",
     "base_environ",
@@ -216,6 +218,26 @@ class HttpEnvironBuilder:
         text = value.decode("latin-1")
         env[key] = env[key] + ", " + text if key in env else text
         return upper == b"SCRIPT_NAME"
+
+
+class ForwardedForEnvironBuilder(HttpEnvironBuilder):
+    """An :class:`HttpEnvironBuilder` for ``--proxy-headers``: from a peer in
+    ``forwarded_allow_ips`` (or on a UNIX socket), ``REMOTE_ADDR`` is the client its
+    ``X-Forwarded-For`` names (:func:`~monoceros.protocols.forwarded.forwarded_client`) and
+    ``REMOTE_PORT`` is ``0``, as uvicorn's client port; the access log's ``%(h)s`` follows."""
+
+    __slots__ = ()
+
+    def build(self, req: HttpRequest, peer: Any) -> dict[str, Any]:
+        """The environ, with the forwarded client when a trusted peer names one."""
+        env = HttpEnvironBuilder.build(self, req, peer)
+        forwarded = env.get("HTTP_X_FORWARDED_FOR")
+        if forwarded is not None and (not isinstance(peer, tuple) or peer[0] in self._trusted):
+            client = forwarded_client(forwarded, self._trusted)
+            if client is not None:
+                env["REMOTE_ADDR"] = client
+                env["REMOTE_PORT"] = "0"
+        return env
 
 
 class UwsgiEnvironBuilder:

@@ -9,12 +9,17 @@ import pytest
 
 from monoceros.addresses import AddressMatcher
 from monoceros.asgi.access import access_environ
-from monoceros.asgi.scope import HttpScopeBuilder, UwsgiScopeBuilder
+from monoceros.asgi.scope import ForwardedForScopeBuilder, HttpScopeBuilder, UwsgiScopeBuilder
 from monoceros.protocols.errors import InvalidHTTPRequest, ProtocolError
 from monoceros.protocols.forwarded import ContradictorySchemeHeaders
 from monoceros.protocols.http import HttpParser, HttpRequest
 from monoceros.protocols.uwsgi import UwsgiRequest, parse_head
-from monoceros.wsgi.environ import HttpEnvironBuilder, UwsgiEnvironBuilder, base_environ
+from monoceros.wsgi.environ import (
+    ForwardedForEnvironBuilder,
+    HttpEnvironBuilder,
+    UwsgiEnvironBuilder,
+    base_environ,
+)
 
 CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "uwsgi-packets"
 SECURE = {"X-FORWARDED-PROTO": "https"}
@@ -325,3 +330,41 @@ def test_http_contradictory_scheme_headers_from_a_trusted_proxy_are_refused() ->
         http_scope(raw)
     # from an untrusted client they mean nothing: no error, scheme http
     assert http_scope(raw, peer=("10.0.0.2", 1))["scheme"] == "http"
+
+
+# --- --proxy-headers: the client from a trusted proxy's X-Forwarded-For --------------------------
+
+
+def forwarded_for(raw: bytes, peer: Any) -> tuple[tuple[str, int] | None, tuple[str, str]]:
+    """The ASGI client and the WSGI (REMOTE_ADDR, REMOTE_PORT) the --proxy-headers builders
+    give ``raw`` from ``peer``, with 127.0.0.1 and 10.0.0.2 trusted."""
+    trusted = AddressMatcher(["127.0.0.1", "10.0.0.2"])
+    scope = ForwardedForScopeBuilder(("127.0.0.1", 8000), trusted, SECURE).build(
+        http_head(raw), peer, None
+    )
+    env = ForwardedForEnvironBuilder(
+        base_environ(True, False), ("127.0.0.1", 8000), trusted, SECURE
+    ).build(http_head(raw), peer)
+    return scope["client"], (env["REMOTE_ADDR"], env.get("REMOTE_PORT", ""))
+
+
+@pytest.mark.parametrize(
+    ("headers", "peer", "client"),
+    [
+        (b"X-Forwarded-For: 203.0.113.9\r\n", ("127.0.0.1", 4000), ("203.0.113.9", 0)),
+        (b"X-Forwarded-For: 1.1.1.1, 203.0.113.9, 10.0.0.2\r\n", ("127.0.0.1", 4000),
+         ("203.0.113.9", 0)),
+        (b"X-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 203.0.113.9\r\n", ("127.0.0.1", 4000),
+         ("203.0.113.9", 0)),  # repeated headers are one list, in order
+        (b"X-Forwarded-For: 203.0.113.9\r\n", ("192.0.2.1", 4000), ("192.0.2.1", 4000)),
+        (b"X-Forwarded-For: 203.0.113.9\r\n", "", ("203.0.113.9", 0)),  # a UNIX socket peer
+        (b"X-Forwarded-For: , \r\n", ("127.0.0.1", 4000), ("127.0.0.1", 4000)),
+        (b"", ("127.0.0.1", 4000), ("127.0.0.1", 4000)),
+        (b"X_Forwarded_For: 203.0.113.9\r\n", ("127.0.0.1", 4000), ("127.0.0.1", 4000)),
+    ],
+)  # fmt: skip
+def test_proxy_headers_client_for_asgi_and_wsgi_alike(
+    headers: bytes, peer: Any, client: tuple[str, int]
+) -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: h\r\n" + headers + b"\r\n"
+    assert forwarded_for(raw, peer) == (client, (client[0], str(client[1])))

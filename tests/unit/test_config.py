@@ -115,6 +115,7 @@ GUNICORN_FLAGS: dict[str, tuple[str, ...]] = {
     "umask": ("-m", "--umask"),
     "forwarded_allow_ips": ("--forwarded-allow-ips",),
     "forwarder_headers": ("--forwarder-headers",),
+    "proxy_headers": ("--proxy-headers",),  # uvicorn's
     "proxy_protocol": ("--proxy-protocol",),
     "proxy_allow_ips": ("--proxy-allow-from",),
     "pythonpath": ("--pythonpath",),

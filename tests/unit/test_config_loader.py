@@ -99,6 +99,7 @@ FLAG_CASES: list[tuple[list[str], str, Any]] = [
         "forwarder_headers",
         ["SCRIPT_NAME", "REMOTE_USER"],
     ),
+    (["--proxy-headers"], "proxy_headers", True),
     (["--proxy-protocol"], "proxy_protocol", "auto"),
     (["--proxy-protocol", "v2"], "proxy_protocol", "v2"),
     (["--proxy-protocol=V1"], "proxy_protocol", "v1"),

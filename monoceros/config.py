@@ -337,6 +337,14 @@ def _header_names(value: Any) -> list[str]:
 
 PROTOCOLS: tuple[str, ...] = ("http", "uwsgi")
 
+
+def _root_path(value: Any) -> str:
+    text = _str(value)
+    if text and not text.startswith("/"):
+        _fail("a path starting with '/', such as '/api'", value)
+    return text.rstrip("/")
+
+
 PROXY_PROTOCOL_MODES: tuple[str, ...] = ("off", "v1", "v2", "auto")
 """The values ``proxy_protocol`` accepts."""
 
@@ -883,6 +891,16 @@ SETTINGS: tuple[Setting, ...] = (
             "not itself in forwarded_allow_ips (uvicorn's flag).",
         ),
         Setting(
+            "root_path",
+            ("--root-path",),
+            "",
+            "The path prefix a proxy strips before passing requests on, where the application "
+            "is mounted on HTTP listeners: the WSGI SCRIPT_NAME and the ASGI root_path, e.g. "
+            "'/api'. Empty: the SCRIPT_NAME environment variable, if set.",
+            _root_path,
+            metavar="PATH",
+        ),
+        Setting(
             "proxy_protocol",
             ("--proxy-protocol",),
             "off",
@@ -1106,6 +1124,7 @@ class Config:
     forwarded_allow_ips: list[str]
     forwarder_headers: list[str]
     proxy_headers: bool
+    root_path: str
     proxy_protocol: str
     proxy_allow_ips: list[str]
     pythonpath: str | None

@@ -127,7 +127,6 @@ _ROWS: tuple[GunicornOnly, ...] = (
     ),
     _row("casefold_http_method", False, ("--casefold-http-method",), "flag"),
     _row("header_map", "drop", ("--header-map",)),
-    _row("root_path", "", ("--root-path",)),
     # Worker processes (gunicorn 25)
     _row("asgi_disconnect_grace_period", 3, ("--asgi-disconnect-grace-period",)),
     _row("http_parser", "auto", ("--http-parser",)),

@@ -13,6 +13,10 @@ interfaces (gunicorn's ``forwarder_headers`` and ``secure_scheme_headers``).
   read as a list (RFC 9110 5.3: ``a, b`` in one field line means what two field lines say), so
   a repeated header and its combined form get the same answer.
 
+- Where the application is mounted (:func:`mount`): one rule for the ``root_path`` setting, the
+  ``SCRIPT_NAME`` environment variable and a trusted proxy's ``SCRIPT_NAME`` header, for the
+  WSGI ``SCRIPT_NAME``/``PATH_INFO`` and the ASGI ``root_path``/``path`` alike.
+
 Only HTTP listeners apply this: over uwsgi the front end turned every header name into an
 ``HTTP_*`` var already, and the scheme is the front end's own ``HTTPS``/``*_SCHEME`` vars.
 """
@@ -20,6 +24,7 @@ Only HTTP listeners apply this: over uwsgi the front end turned every header nam
 from __future__ import annotations
 
 from collections.abc import Container, Iterable, Mapping
+from typing import AnyStr
 
 from .errors import InvalidHTTPRequest
 
@@ -29,6 +34,7 @@ __all__ = [
     "forwarded_scheme",
     "forwarder_names",
     "is_forwarder",
+    "mount",
     "secure_scheme_table",
 ]
 
@@ -101,3 +107,21 @@ def forwarded_client(value: str, trusted: Container[str]) -> str | None:
         if host not in trusted:
             return host
     return hosts[0]
+
+
+def mount(root: AnyStr, path: AnyStr) -> tuple[AnyStr, AnyStr]:
+    """Where an application mounted at ``root`` finds ``path``: ``root`` without its trailing
+    ``/``, and the path under it (WSGI's SCRIPT_NAME and PATH_INFO; ASGI's ``path`` is the two
+    joined, ASGI 2.4).
+
+    A path that starts with the root followed by ``/`` or nothing came from a front end that
+    passed it whole: the root is cut off. Any other path is taken as already stripped by the
+    front end (what ``--root-path`` is for) and kept whole: ``/application`` is not under
+    ``/app``.
+    """
+    slash = "/" if isinstance(root, str) else b"/"
+    root = root.rstrip(slash)
+    cut = len(root)
+    if root and path.startswith(root) and path[cut : cut + 1] in (root[:0], slash):
+        return root, path[cut:]
+    return root, path

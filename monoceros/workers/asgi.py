@@ -152,7 +152,11 @@ class AsgiWorker(Worker):
         else:
             builder = ForwardedForScopeBuilder if cfg.proxy_headers else HttpScopeBuilder
             hbuilder = builder(
-                sockname, ctx.forwarded_allow_ips, cfg.secure_scheme_headers, cfg.forwarder_headers
+                sockname,
+                ctx.forwarded_allow_ips,
+                cfg.secure_scheme_headers,
+                cfg.forwarder_headers,
+                self.http_root_path(),
             )
             factory = lambda: HttpProtocol(ctx, hbuilder)  # noqa: E731
         if proxy is None:

@@ -414,6 +414,12 @@ class Worker:
         """Accept nothing for ``seconds``: a worker on blocking sockets sleeps."""
         time.sleep(seconds)
 
+    def http_root_path(self) -> str:
+        """Where HTTP listeners mount the application (WSGI ``SCRIPT_NAME``, ASGI
+        ``root_path``): the ``root_path`` setting, else the ``SCRIPT_NAME`` environment
+        variable (gunicorn's WSGI habit), without a trailing ``/``."""
+        return (self.cfg.root_path or os.environ.get("SCRIPT_NAME", "")).rstrip("/")
+
     def proxy_header_reader(self) -> ProxyHeaderReader | None:
         """The PROXY protocol policy of this worker's connections (``proxy_protocol``,
         ``proxy_allow_ips``), or None when it is off: decided once, so a connection pays for it

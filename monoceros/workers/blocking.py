@@ -231,7 +231,7 @@ class BlockingWorker(Worker):
         self.access_log = self.log.access_enabled
         self.pre_request = cfg.pre_request if cfg.hook_is_set("pre_request") else None
         self.post_request = cfg.post_request if cfg.hook_is_set("post_request") else None
-        base = base_environ(cfg.workers > 1, multithread)
+        base = base_environ(cfg.workers > 1, multithread, script_name=self.http_root_path())
         trusted = AddressMatcher(cfg.forwarded_allow_ips)
         http_builder = ForwardedForEnvironBuilder if cfg.proxy_headers else HttpEnvironBuilder
         self.http_builders = {}

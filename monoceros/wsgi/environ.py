@@ -7,7 +7,6 @@ dict lookup each.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any, Final
 
@@ -18,6 +17,7 @@ from ..protocols.forwarded import (
     forwarded_scheme,
     forwarder_names,
     is_forwarder,
+    mount,
     secure_scheme_table,
 )
 from ..protocols.http import HttpRequest, decoded_path, split_target
@@ -29,7 +29,6 @@ __all__ = [
     "HttpEnvironBuilder",
     "UwsgiEnvironBuilder",
     "base_environ",
-    "mount_point",
     "split_host",
 ]
 
@@ -74,8 +73,11 @@ def split_host(host: str, default_port: str) -> tuple[str, str]:
     return host, default_port
 
 
-def base_environ(multiprocess: bool, multithread: bool, errors: Any = None) -> dict[str, Any]:
-    """The keys every request of this worker shares."""
+def base_environ(
+    multiprocess: bool, multithread: bool, errors: Any = None, script_name: str = ""
+) -> dict[str, Any]:
+    """The keys every request of this worker shares; ``script_name``: where HTTP listeners
+    mount the application (``root_path``, else the ``SCRIPT_NAME`` environment variable)."""
     return {
         "wsgi.version": (1, 0),
         "wsgi.errors": errors if errors is not None else sys.stderr,
@@ -85,23 +87,8 @@ def base_environ(multiprocess: bool, multithread: bool, errors: Any = None) -> d
         "wsgi.file_wrapper": FileWrapper,
         "wsgi.input_terminated": True,
         "SERVER_SOFTWARE": SERVER_SOFTWARE,
-        "SCRIPT_NAME": os.environ.get("SCRIPT_NAME", "").rstrip("/"),
+        "SCRIPT_NAME": script_name.rstrip("/"),
     }
-
-
-def mount_point(script_name: str, path: str) -> tuple[str, str]:
-    """SCRIPT_NAME and PATH_INFO for an application mounted at ``script_name``.
-
-    A trailing ``/`` of the mount point is dropped; the path loses the mount point when it
-    starts with it followed by ``/`` or nothing (a proxy passing the full path), and is kept
-    whole otherwise (a proxy that already stripped it): ``/application`` is not under ``/app``.
-    """
-    script_name = script_name.rstrip("/")
-    if script_name and path.startswith(script_name):
-        rest = path[len(script_name) :]
-        if not rest or rest[0] == "/":
-            return script_name, rest
-    return script_name, path
 
 
 class HttpEnvironBuilder:
@@ -149,8 +136,8 @@ class HttpEnvironBuilder:
         path = decoded_path(raw_path)
         path_info = path.decode("latin-1")
         script_name = env["SCRIPT_NAME"]
-        if script_name:  # the SCRIPT_NAME environment variable (base_environ): a mount point
-            script_name, path_info = mount_point(script_name, path_info)
+        if script_name:  # root_path, or the SCRIPT_NAME environment variable (base_environ)
+            path_info = mount(script_name, path_info)[1]
         env["REQUEST_METHOD"] = req.method
         env["PATH_INFO"] = path_info
         env["QUERY_STRING"] = query.decode("latin-1")
@@ -158,14 +145,14 @@ class HttpEnvironBuilder:
         env["RAW_URI"] = raw_uri
         env["REQUEST_URI"] = raw_uri
         env["SERVER_PROTOCOL"] = _PROTOCOLS.get(req.version) or f"HTTP/{req.version}"
-        mount: str | None = None
+        mounted: str | None = None
         for name, value in req.headers:
             key = _HEADER_KEYS.get(name, "")
             if key == "":
                 key = _header_key(name)
             if key is None:
                 if self._forwarders is not None and self._forwarded(env, name, value, peer):
-                    mount = value.decode("latin-1")
+                    mounted = value.decode("latin-1")
                 continue
             text = value.decode("latin-1")
             if key in env:
@@ -199,8 +186,8 @@ class HttpEnvironBuilder:
             if sent is not None:  # a repeated header is joined in env: read back as a list
                 scheme = forwarded_scheme(sent)
         env["wsgi.url_scheme"] = scheme
-        if mount is not None:
-            env["SCRIPT_NAME"], env["PATH_INFO"] = mount_point(mount, path.decode("latin-1"))
+        if mounted is not None:
+            env["SCRIPT_NAME"], env["PATH_INFO"] = mount(mounted, path.decode("latin-1"))
         return env
 
     def _forwarded(self, env: dict[str, Any], name: bytes, value: bytes, peer: Any) -> bool:

@@ -368,3 +368,44 @@ def test_proxy_headers_client_for_asgi_and_wsgi_alike(
 ) -> None:
     raw = b"GET / HTTP/1.1\r\nHost: h\r\n" + headers + b"\r\n"
     assert forwarded_for(raw, peer) == (client, (client[0], str(client[1])))
+
+
+# --- root_path: where a front end that strips a prefix mounts the application ------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "root_path", "path", "script_name", "path_info"),
+    [
+        (b"/x/y?q=1", "/api", "/api/x/y", "/api", "/x/y"),  # the front end stripped /api
+        (b"/api/x/y", "/api", "/api/x/y", "/api", "/x/y"),  # ...or passed the whole path
+        (b"/api", "/api", "/api", "/api", ""),
+        (b"/apis/x", "/api", "/api/apis/x", "/api", "/apis/x"),  # not under /api
+        (b"/caf%C3%A9", "/api", "/api/café", "/api", "/caf\xc3\xa9"),
+    ],
+)
+def test_root_path_for_asgi_and_wsgi_alike(
+    target: bytes, root_path: str, path: str, script_name: str, path_info: str
+) -> None:
+    raw = b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n\r\n"
+    trusted = AddressMatcher(["127.0.0.1"])
+    scope = HttpScopeBuilder(("127.0.0.1", 8000), trusted, SECURE, None, root_path + "/").build(
+        http_head(raw), ("10.0.0.9", 1), None
+    )
+    assert (scope["root_path"], scope["path"]) == (root_path, path)
+    bare = target.partition(b"?")[0]
+    assert scope["raw_path"] in (bare, root_path.encode() + bare)  # the wire's bytes, mounted
+    env = HttpEnvironBuilder(
+        base_environ(True, False, script_name=root_path + "/"), ("127.0.0.1", 8000), trusted, SECURE
+    ).build(http_head(raw), ("10.0.0.9", 1))
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == (script_name, path_info)
+
+
+def test_a_trusted_script_name_header_overrides_root_path() -> None:
+    raw = b"GET /x HTTP/1.1\r\nHost: h\r\nSCRIPT_NAME: /other\r\n\r\n"
+    names = ["SCRIPT_NAME"]
+    trusted = AddressMatcher(["127.0.0.1"])
+    builder = HttpScopeBuilder(("127.0.0.1", 8000), trusted, SECURE, names, "/api")
+    scope = builder.build(http_head(raw), ("127.0.0.1", 1), None)
+    assert (scope["root_path"], scope["path"]) == ("/other", "/other/x")
+    scope = builder.build(http_head(raw), ("10.0.0.9", 1), None)  # untrusted: root_path stays
+    assert (scope["root_path"], scope["path"]) == ("/api", "/api/x")

@@ -57,6 +57,7 @@ GUNICORN_DEFAULTS: dict[str, Any] = {
     "forwarder_headers": ["SCRIPT_NAME", "PATH_INFO"],
     "proxy_protocol": "off",
     "proxy_allow_ips": ["127.0.0.1", "::1"],
+    "root_path": "",
     "pythonpath": None,
     "accesslog": None,
     "access_log_format": '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
@@ -116,6 +117,7 @@ GUNICORN_FLAGS: dict[str, tuple[str, ...]] = {
     "forwarded_allow_ips": ("--forwarded-allow-ips",),
     "forwarder_headers": ("--forwarder-headers",),
     "proxy_headers": ("--proxy-headers",),  # uvicorn's
+    "root_path": ("--root-path",),
     "proxy_protocol": ("--proxy-protocol",),
     "proxy_allow_ips": ("--proxy-allow-from",),
     "pythonpath": ("--pythonpath",),
@@ -448,6 +450,16 @@ def test_proxy_protocol_modes_and_gunicorn_23s_boolean(cfg: Config) -> None:
     cfg.set("proxy_allow_ips", "*")
     assert cfg.proxy_allow_ips == ["*"]
     assert error_of(cfg, "proxy_allow_ips", "haproxy.local").startswith("proxy_allow_ips: expected")
+
+
+def test_root_path_is_a_path_without_a_trailing_slash(cfg: Config) -> None:
+    cfg.set("root_path", "/api/v1/")
+    assert cfg.root_path == "/api/v1"
+    cfg.set("root_path", "/")
+    assert cfg.root_path == ""
+    assert error_of(cfg, "root_path", "api") == (
+        "root_path: expected a path starting with '/', such as '/api', got 'api'"
+    )
 
 
 def test_user_and_group_by_name_or_id(cfg: Config) -> None:

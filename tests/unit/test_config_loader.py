@@ -100,6 +100,7 @@ FLAG_CASES: list[tuple[list[str], str, Any]] = [
         ["SCRIPT_NAME", "REMOTE_USER"],
     ),
     (["--proxy-headers"], "proxy_headers", True),
+    (["--root-path", "/api/"], "root_path", "/api"),
     (["--proxy-protocol"], "proxy_protocol", "auto"),
     (["--proxy-protocol", "v2"], "proxy_protocol", "v2"),
     (["--proxy-protocol=V1"], "proxy_protocol", "v1"),

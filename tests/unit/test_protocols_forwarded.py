@@ -11,6 +11,7 @@ from monoceros.protocols.forwarded import (
     forwarded_scheme,
     forwarder_names,
     is_forwarder,
+    mount,
     secure_scheme_table,
 )
 
@@ -95,3 +96,23 @@ TRUSTED = frozenset({"127.0.0.1", "10.0.0.2"})
 )
 def test_forwarded_client_is_the_right_most_untrusted_entry(value: str, client: str | None) -> None:
     assert forwarded_client(value, TRUSTED) == client
+
+
+@pytest.mark.parametrize(
+    ("root", "path", "expected"),
+    [
+        ("/app", "/app/x", ("/app", "/x")),  # the front end passed the whole path
+        ("/app/", "/app/x", ("/app", "/x")),
+        ("/app", "/app", ("/app", "")),
+        ("/app", "/x", ("/app", "/x")),  # the front end stripped the prefix
+        ("/app", "/application", ("/app", "/application")),  # not under /app
+        ("/app", "/app-x/y", ("/app", "/app-x/y")),
+        ("/", "/x", ("", "/x")),
+        ("", "/x", ("", "/x")),
+    ],
+)
+def test_mount_is_one_rule_for_text_and_bytes(
+    root: str, path: str, expected: tuple[str, str]
+) -> None:
+    assert mount(root, path) == expected
+    assert mount(root.encode(), path.encode()) == (expected[0].encode(), expected[1].encode())

@@ -26,9 +26,9 @@ from __future__ import annotations
 import enum
 import re
 import socket
+import struct
 from collections.abc import Container
-from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from .errors import InvalidProxyHeader
 from .events import NEED_DATA, _Sentinel
@@ -61,6 +61,9 @@ _IPV4: Final = re.compile(rb"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\
 _PORT: Final = re.compile(rb"0|[1-9][0-9]{0,4}")
 #: bytes of the address block each version 2 family needs: UNSPEC, INET, INET6, UNIX
 _V2_BLOCK: Final = (0, 12, 36, 216)
+_AF_INET: Final = int(socket.AF_INET)
+_AF_INET6: Final = int(socket.AF_INET6)
+_PORTS: Final = struct.Struct("!HH")
 
 
 def _shown(data: bytes) -> str:
@@ -82,8 +85,7 @@ NO_HEADER: Final = _NoHeader.NO_HEADER
 """``auto`` mode: the connection does not start with a PROXY header; serve it as it is."""
 
 
-@dataclass(frozen=True)
-class ProxyHeader:
+class ProxyHeader(NamedTuple):
     """A valid PROXY header."""
 
     version: int
@@ -181,7 +183,7 @@ def _parse_v1(data: bytes) -> ProxyHeader | _Need:
             raise InvalidProxyHeader(
                 f"PROXY v1 protocol {_shown(protocol[:8])} is not TCP4, TCP6 or UNKNOWN"
             )
-        elif not _V1_TCP_BYTES.issuperset(rest):
+        elif end < 0 and not _V1_TCP_BYTES.issuperset(rest):  # (a whole line: checked below)
             family = protocol.decode()
             raise InvalidProxyHeader(f"PROXY v1 {family} line with {_shown(rest[:48])}")
     elif not any(name.startswith(protocol) for name in _V1_PROTOCOLS):
@@ -259,15 +261,9 @@ def _parse_v2(data: bytes) -> ProxyHeader | _Need:
         return ProxyHeader(2, "UNIX", None, None, size)
     if transport == 2:
         return ProxyHeader(2, "UDP4" if family == 1 else "UDP6", None, None, size)
-    af, width = (socket.AF_INET, 4) if family == 1 else (socket.AF_INET6, 16)
-    block = data[16 : 16 + need]
-    source = socket.inet_ntop(af, block[:width])
-    destination = socket.inet_ntop(af, block[width : 2 * width])
-    ports = block[2 * width :]
-    return ProxyHeader(
-        2,
-        "TCP4" if family == 1 else "TCP6",
-        (source, int.from_bytes(ports[:2], "big")),
-        (destination, int.from_bytes(ports[2:4], "big")),
-        size,
-    )
+    af, width = (_AF_INET, 4) if family == 1 else (_AF_INET6, 16)
+    source = socket.inet_ntop(af, data[16 : 16 + width])
+    destination = socket.inet_ntop(af, data[16 + width : 16 + 2 * width])
+    sport, dport = _PORTS.unpack_from(data, 16 + 2 * width)
+    family_name = "TCP4" if family == 1 else "TCP6"
+    return ProxyHeader(2, family_name, (source, sport), (destination, dport), size)

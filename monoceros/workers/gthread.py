@@ -45,6 +45,7 @@ from .blocking import RECV_SIZE, BlockingWorker
 
 __all__ = ["ThreadWorker"]
 
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _PARK = select.EPOLLIN | select.EPOLLONESHOT if hasattr(select, "epoll") else 0
 #: seconds between two sweeps for expired deadlines, at most
 _TICK = 0.25
@@ -479,12 +480,11 @@ class ThreadWorker(BlockingWorker):
             if why is not None:
                 self.proxy_refused(conn.listener, peer, why)
                 return False
-            sock.settimeout(0.0)
         buf = conn.buf
         try:
             while True:
-                try:
-                    data = sock.recv(RECV_SIZE)
+                try:  # without waiting, and without a mode switch the protocol's step makes
+                    data = sock.recv(RECV_SIZE, _DONTWAIT)
                 except BlockingIOError:
                     conn.buf = buf
                     return True

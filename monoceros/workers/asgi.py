@@ -2,7 +2,9 @@
 
 The loop accepts on every listener itself, so it can stop at ``worker_connections`` and resume
 when a connection closes. A uwsgi request that is whole when accepted is served on the bare
-socket (:mod:`monoceros.asgi.uwsgi_fast`); every other connection gets a transport. A timer
+socket (:mod:`monoceros.asgi.uwsgi_fast`); every other connection gets a transport. With
+``proxy_protocol`` on, a connection's transport first gets the PROXY header's protocol
+(:mod:`monoceros.asgi.proxy_header`), which hands it to the listener's. A timer
 beats the heartbeat and enforces connection deadlines; a handler that blocks the loop stops the
 beats, the master sends SIGABRT after ``timeout``, and the log names the request that was
 running, with the stack it was stuck in. Lifespan startup runs before the first accept (a

@@ -9,6 +9,9 @@ when the next request is not there yet, parks the connection again (``EPOLLONESH
 by the thread itself, so nothing passes through the main thread). Idle kept-alive connections
 are closed after ``keepalive`` seconds, heads that do not complete within ``header_timeout``
 seconds are dropped, and no more connections are accepted while ``worker_connections`` are open.
+A connection's next step is its own (``_Conn.step``): with ``proxy_protocol`` on, a new one
+starts with the PROXY header's (:meth:`ThreadWorker._step_proxy`), which hands over to the
+protocol's once the header is read.
 
 Liveness, as in gunicorn: the main thread beats the heartbeat while its loop runs, so one hung
 request does not stop the worker. A request that goes ``timeout`` seconds without progress (body

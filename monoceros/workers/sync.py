@@ -5,7 +5,9 @@ listener is served with a blocking accept (several are polled with ``EPOLLEXCLUS
 so one idle worker wakes per connection, not all of them); the first read and the first send do
 not wait, so a request that is already there costs no timeout set-up; the head and a small body
 leave in one send; nothing below the active log level is formatted. What follows a parsed head
-is shared with the gthread worker (:mod:`monoceros.workers.blocking`); what to do on an accept
+is shared with the gthread worker (:mod:`monoceros.workers.blocking`). With ``proxy_protocol``
+on, a PROXY header is read first, from the same first read (:meth:`SyncWorker._proxy_header`),
+and the request follows on the bytes after it. What to do on an accept
 error, after ``max_requests`` and with the listen queue on a stop is every kind's policy
 (:mod:`monoceros.workers.base`), applied here with blocking accepts.
 """

@@ -41,6 +41,8 @@ from .listeners import (
 )
 from .logs import ACCESS_LOGGER, ERROR_LOGGER, Logger
 from .pidfile import Pidfile, PidfileError
+from .proctitle import AVAILABLE as PROCTITLE_AVAILABLE
+from .proctitle import set_title
 from .stats_render import MasterStats, ServerView
 from .stats_server import StatsServer
 from .statsd import StatsdSender
@@ -149,6 +151,8 @@ class Arbiter:
         self._stats_listener: Listener | None = None
         self._statsd: StatsdSender | None = None
         self._statsd_failed = False
+        #: the master's process title as last set
+        self._title = ""
 
     # ------------------------------------------------------------------ gunicorn's names for hooks
 
@@ -234,6 +238,9 @@ class Arbiter:
             self._cleanup()
             return exc.exit_status
         status = 0
+        if not PROCTITLE_AVAILABLE:
+            self.log.debug("setproctitle cannot be imported: process titles are not set")
+        self._retitle()
         try:
             self._hook("nworkers_changed", self, self.num_workers, None)
             self.spawn_workers()
@@ -242,6 +249,7 @@ class Arbiter:
                 if sig is None:
                     self.sleep()
                     self.send_statsd()
+                    self._retitle()  # an upgrade's new master drops ".2" once the old one ends
                     if self._signals:
                         continue  # act on a stop signal before respawning anything
                     self.reap_workers()
@@ -329,6 +337,13 @@ class Arbiter:
                 self.log.warning("--reload cannot reload code loaded in the master by --preload")
             self.app = self._load_app_in_master()
         self._hook("when_ready", self)  # as in gunicorn: before the first worker is forked
+
+    def _retitle(self) -> None:
+        """Set the master's process title, ``monoceros: master [NAME]``, if NAME changed."""
+        name = self.proc_name
+        if name != self._title:
+            self._title = name
+            set_title("master", name)
 
     def _bind_retry(self, exc: BindError, attempt: int) -> None:
         """An address is in use at start: say so and try again in a second, as gunicorn does
@@ -633,6 +648,7 @@ class Arbiter:
             self.worker_age, self.pid, self.listeners, self.cfg, self.log, heartbeat, self.app
         )
         self._hook("pre_fork", self, worker)
+        proc_name = self.proc_name  # the master's: ".2" in the new master of an upgrade
         # Signals stay blocked across the fork until the child has its own handlers, so a TERM
         # sent to a worker that is still booting is acted on, not lost in the master's queue.
         signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED_AROUND_FORK)
@@ -646,15 +662,16 @@ class Arbiter:
         # the application did (a closed stdout makes the last flush raise): os._exit ends it
         code = 1
         try:
-            code = self._worker_process(worker)
+            code = self._worker_process(worker, proc_name)
         finally:
             os._exit(code)
 
-    def _worker_process(self, worker: Worker) -> int:
+    def _worker_process(self, worker: Worker, proc_name: str) -> int:
         """The forked child's whole life: boot, serve, worker_exit; returns the exit status."""
         code = 0
         try:
             self._child_reset()
+            set_title("worker", proc_name)
             self.log.levels.count_into(worker.metrics)  # the master reads what it counts
             worker.pid = os.getpid()
             self.log.info("Booting worker with pid: %s", worker.pid)
@@ -867,6 +884,7 @@ class Arbiter:
         if new_cfg.threads > 1 and new_cfg.worker_class == "sync":
             new_cfg.set("worker_class", "gthread")
         self.log.setup(new_cfg)
+        self._retitle()
         for notice in new_cfg.notices:  # once per start: only what this reload changed
             if notice not in old_cfg.notices:
                 self.log.info("%s", notice)

@@ -953,7 +953,8 @@ SETTINGS: tuple[Setting, ...] = (
             "proc_name",
             ("-n", "--name"),
             None,
-            "The process title base (used with setproctitle).",
+            "The name in the process titles (ps, top): 'monoceros: master [NAME]' and "
+            "'monoceros: worker [NAME]', set with setproctitle.",
             _optional_str,
             metavar="STRING",
             default_doc="the application spec, else `'monoceros'`",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import signal
 import stat
@@ -39,7 +38,7 @@ from .listeners import (
     set_defer_accept,
     systemd_sockets,
 )
-from .logs import ACCESS_LOGGER, ERROR_LOGGER, Logger
+from .logs import Logger
 from .pidfile import Pidfile, PidfileError
 from .proctitle import AVAILABLE as PROCTITLE_AVAILABLE
 from .proctitle import set_title
@@ -464,7 +463,7 @@ class Arbiter:
         cfg = self.cfg
         if (cfg.user, cfg.group) == (os.geteuid(), os.getegid()):
             return
-        for handler in _log_files():
+        for handler in self.log.log_files():
             stream = handler.stream
             if stream is None:
                 continue
@@ -883,7 +882,13 @@ class Arbiter:
         self.cfg = new_cfg
         if new_cfg.threads > 1 and new_cfg.worker_class == "sync":
             new_cfg.set("worker_class", "gthread")
-        self.log.setup(new_cfg)
+        try:
+            self.log.setup(new_cfg)
+        except (OSError, ValueError) as exc:  # a file, syslog, or the logging config
+            self.cfg = old_cfg
+            self._restore_logging(old_cfg)
+            self.log.error("Reload failed, keeping the current configuration: %s", exc)
+            return
         self._retitle()
         for notice in new_cfg.notices:  # once per start: only what this reload changed
             if notice not in old_cfg.notices:
@@ -928,6 +933,16 @@ class Arbiter:
             record.retiring = record.replaced = True
         self.spawn_workers()
         # the old workers are told to stop by manage_workers once the new ones have booted
+
+    def _restore_logging(self, cfg: Config) -> None:
+        """Set logging up from ``cfg`` again after a reload's logging config failed half-way."""
+        try:
+            self.log.setup(cfg)
+        except (OSError, ValueError) as exc:  # the old files went away meanwhile: stderr at least
+            fallback = Config()
+            fallback.set("loglevel", cfg.loglevel)
+            self.log.setup(fallback)
+            self.log.error("Cannot set the previous logging up again: %s", exc)
 
     def stop(self, graceful: bool = True) -> None:
         """Stop every worker (TERM and wait graceful_timeout, or QUIT), then KILL leftovers."""
@@ -976,13 +991,6 @@ class Arbiter:
             self.pidfile.unlink()
             self.pidfile = None
         return self._logged_hook("on_exit", self)
-
-
-def _log_files() -> list[logging.FileHandler]:
-    """The log files open in this process: the error and access loggers' file handlers."""
-    loggers = (logging.getLogger(ERROR_LOGGER), logging.getLogger(ACCESS_LOGGER))
-    found = [h for log in loggers for h in log.handlers if isinstance(h, logging.FileHandler)]
-    return list(dict.fromkeys(found))
 
 
 def _stats_listener(value: str, umask: int) -> Listener:

@@ -100,4 +100,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
     from monoceros.arbiter import Arbiter
 
-    sys.exit(Arbiter(cfg, launch_dir=launch_dir).run())
+    try:
+        arbiter = Arbiter(cfg, launch_dir=launch_dir)
+    except OSError as exc:  # a log file that cannot be opened, a syslog that cannot be reached
+        _die(str(exc), 1, cfg)
+    except ValueError as exc:  # a logging config or an access log format that does not work
+        _die(str(exc), USAGE_ERROR, cfg)
+    sys.exit(arbiter.run())

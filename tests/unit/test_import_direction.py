@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "access_log",
         "addresses",
+        "log_config",
         "proctitle",
         "socket_waits",
         "stats_server",

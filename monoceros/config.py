@@ -972,9 +972,16 @@ SETTINGS: tuple[Setting, ...] = (
             "access_log_format",
             ("--access-logformat",),
             _DEFAULT_ACCESS_LOG_FORMAT,
-            "The access log line format (gunicorn's atoms).",
+            "The access log line format (gunicorn's atoms); not used with access_log_json.",
             _str,
             metavar="STRING",
+        ),
+        _flag(
+            "access_log_json",
+            ("--access-log-json",),
+            "Write each access log line as one JSON object (time, remote_addr, method, path, "
+            "query, status, bytes, duration_ms, referer, user_agent, request_id, pid, "
+            "protocol) instead of access_log_format; it goes where the access log goes.",
         ),
         Setting(
             "errorlog",
@@ -1218,6 +1225,7 @@ class Config:
     accesslog: str | None
     disable_redirect_access_to_syslog: bool
     access_log_format: str
+    access_log_json: bool
     errorlog: str | None
     loglevel: str
     capture_output: bool

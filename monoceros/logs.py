@@ -1,8 +1,8 @@
 """The error log and the access log of one process, configured from gunicorn's logging settings.
 
 Settings read from ``cfg``: ``errorlog`` (path, ``-`` or None = stderr), ``loglevel``, ``accesslog``
-(None = off, ``-`` = stdout, else a path), ``access_log_format``, ``capture_output`` (point file
-descriptors 1 and 2 at the error log file),
+(None = off, ``-`` = stdout, else a path), ``access_log_format`` or ``access_log_json`` (what an
+access line holds), ``capture_output`` (point file descriptors 1 and 2 at the error log file),
 ``syslog`` and its ``syslog_*`` settings, ``disable_redirect_access_to_syslog``, and the logging
 configs ``logconfig_dict``, ``logconfig_json`` and ``logconfig`` (see :mod:`.log_config`).
 Error log lines look like gunicorn's::
@@ -28,12 +28,12 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     from .config import Config
 
-from .access_log import AccessFormat
+from .access_log import AccessFormat, JsonAccess
 from .config import SYSLOG_FACILITIES, syslog_address
 from .log_config import LogConfigError, PreparedConfig, prepare
 from .worker_metrics import LOG_COUNTED, WorkerMetrics
@@ -47,6 +47,7 @@ __all__ = [
     "GUNICORN_ERROR_LOGGER",
     "LOG_LEVELS",
     "SYSLOG_FORMAT",
+    "AccessRenderer",
     "ErrorLogger",
     "LevelCounter",
     "LogConfigError",
@@ -100,6 +101,26 @@ def _alias(log: logging.Logger, name: str) -> None:
     registry = logging.Logger.manager.loggerDict
     if registry.get(name) is not log:
         registry[name] = log
+
+
+class AccessRenderer(Protocol):
+    """What turns a finished request into its access line: :class:`AccessFormat` (the
+    ``access_log_format`` line) or :class:`JsonAccess` (``access_log_json``)."""
+
+    @property
+    def source(self) -> str:
+        """How error lines about it name it."""
+
+    def render(
+        self,
+        environ: Mapping[str, Any],
+        status: str | int,
+        response_headers: Sequence[tuple[str, str]],
+        response_length: int | None,
+        request_time: float,
+        uwsgi: bool = False,
+    ) -> str:
+        """The line, without newline."""
 
 
 class LevelCounter(logging.Filter):
@@ -321,7 +342,7 @@ class Logger:
         #: the error log's lines by level, for statsd
         self.levels = LevelCounter()
         self.error.addFilter(self.levels)
-        self._access_format: AccessFormat | None = None
+        self._access_format: AccessRenderer | None = None
         #: the handler monoceros installed on the access logger, for the direct write
         self._access_handler: logging.StreamHandler[Any] | None = None
         self.access_enabled = False
@@ -348,9 +369,9 @@ class Logger:
             raise ValueError(f"loglevel must be one of {', '.join(LOG_LEVELS)}, not {level_name!r}")
         prepared = prepare(cfg)
         syslog_access = bool(cfg.syslog) and not cfg.disable_redirect_access_to_syslog
-        renderer: AccessFormat | None = None
+        renderer: AccessRenderer | None = None
         if cfg.accesslog is not None or syslog_access or prepared is not None:
-            renderer = AccessFormat(cfg.access_log_format)
+            renderer = JsonAccess() if cfg.access_log_json else AccessFormat(cfg.access_log_format)
         error_handlers, access_handlers = self._open_handlers(cfg, syslog_access)
         self._reset_loggers(LOG_LEVELS[level_name])
         taken: set[logging.Logger] = set()
@@ -505,14 +526,16 @@ class Logger:
         response_headers: Sequence[tuple[str, str]],
         response_length: int | None,
         request_time: float,
+        uwsgi: bool = False,
     ) -> None:
-        """Write the access log line of one finished request (``request_time`` in seconds)."""
+        """Write the access log line of one finished request (``request_time`` in seconds;
+        ``uwsgi``: it came over the uwsgi protocol)."""
         access_format = self._access_format
         if access_format is None:
             return
         try:
             line = access_format.render(
-                environ, status, response_headers, response_length, request_time
+                environ, status, response_headers, response_length, request_time, uwsgi
             )
         except Exception:
             self.error.exception("cannot format access log line with %r", access_format.source)

@@ -376,6 +376,7 @@ class HttpCycle:
                 access_headers(self._headers),
                 self.sent,
                 time.monotonic() - self._start,
+                self.uwsgi,
             )
 
     def fail(self, status: int, reason: str) -> None:

@@ -457,6 +457,7 @@ class BlockingWorker(Worker):
                 resp.headers,
                 resp.sent,
                 time.monotonic() - start,
+                uwsgi,
             )
         if self.post_request is not None:
             try:

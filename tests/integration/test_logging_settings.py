@@ -1,5 +1,6 @@
-"""gunicorn's logging settings, driven like a user: the real CLI with a gunicorn config file used
-as is, JSON and ini log configs, syslog to UDP and UNIX datagram sockets the test binds."""
+"""gunicorn's logging settings and the JSON access log, driven like a user: the real CLI with a
+gunicorn config file used as is, JSON and ini log configs, syslog to UDP and UNIX datagram
+sockets the test binds, --access-log-json on every worker kind and both protocols."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Server, free_port, run_cli, wait_for
+from uwsgi_support import APP_OF, WORKER_KINDS, exchange, good_env, packet, status_of
 
 # -- a gunicorn config file, as gunicorn's users write it --------------------------------------
 
@@ -270,6 +272,70 @@ def test_syslog_to_a_unix_datagram_socket_without_the_access_log(
     assert got and all(d.startswith((tag, b"<12>gunicorn.app.app.error: [")) for d in got), got
     assert any(b"] Booting worker with pid: " in d for d in got)
     assert '"GET /pid HTTP/1.1" 200' in srv.log()  # the access log went to stdout only
+
+
+# -- the JSON access log on every worker kind and both protocols -------------------------------
+
+FORGED_UA = 'evil\\", "status": 500, "admin": true, "x": "\\'
+FIELDS = [
+    "time", "remote_addr", "method", "path", "query", "status", "bytes", "duration_ms",
+    "referer", "user_agent", "request_id", "pid", "protocol",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("protocol", ["http", "uwsgi"])
+@pytest.mark.parametrize("kind", WORKER_KINDS)
+def test_access_log_json(
+    server: Callable[..., Server], workdir: Path, kind: str, protocol: str
+) -> None:
+    log = workdir / "access.json"
+    args = ["-k", kind, "--protocol", protocol, "--access-logfile", str(log), "--access-log-json"]
+    srv = server(args, app=APP_OF[kind], wait=False)
+    addr = ("127.0.0.1", srv.port)
+    agent = FORGED_UA + "\tcafé"  # a tab, and é sent as its UTF-8 bytes
+    headers = {"User-Agent": agent, "Referer": "https://example.org/a", "X-Request-ID": "req-7"}
+    if protocol == "uwsgi":
+        env = good_env("/pid?x=1&y=%C3%A9")
+        for name, value in headers.items():  # packet() writes each character as one byte
+            env[f"HTTP_{name.upper().replace('-', '_')}"] = value.encode().decode("latin-1")
+        payload = packet(env)
+    else:
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        payload = (
+            f"GET /pid?x=1&y=%C3%A9 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{head}\r\n".encode()
+        )
+    responses: list[bytes] = []
+
+    def served() -> bool:
+        responses.append(exchange(addr, payload, timeout=2))
+        return status_of(responses[-1]) == 200
+
+    assert wait_for(served, 20, 0.1), srv.log()
+    assert wait_for(lambda: any("req-7" in x for x in lines(log)), 10), srv.log()
+    records = [json.loads(x) for x in lines(log)]
+    assert all(list(r) == FIELDS for r in records), lines(log)
+    mine = [r for r in records if r["request_id"] == "req-7"]
+    assert len(mine) == sum(status_of(r) == 200 for r in responses)
+    record = mine[-1]
+    body = responses[-1].partition(b"\r\n\r\n")[2]
+    assert record["pid"] == int(body)
+    assert record == {
+        "time": record["time"],
+        "remote_addr": "10.9.8.7" if protocol == "uwsgi" else "127.0.0.1",
+        "method": "GET",
+        "path": "/pid",
+        "query": "x=1&y=%C3%A9",
+        "status": 200,
+        "bytes": len(body),
+        "duration_ms": record["duration_ms"],
+        "referer": "https://example.org/a",
+        "user_agent": agent,
+        "request_id": "req-7",
+        "pid": int(body),
+        "protocol": protocol,
+    }
+    assert isinstance(record["duration_ms"], float) and 0 <= record["duration_ms"] < 20_000
+    assert time.strptime(record["time"][:19], "%Y-%m-%dT%H:%M:%S")
 
 
 # -- errors --------------------------------------------------------------------------------------

@@ -69,6 +69,7 @@ GUNICORN_DEFAULTS: dict[str, Any] = {
     "syslog_prefix": None,
     "syslog_facility": "user",
     "disable_redirect_access_to_syslog": False,
+    "access_log_json": False,  # ours: the JSON access line
     "statsd_host": None,
     "statsd_prefix": "",
     "dogstatsd_tags": "",
@@ -128,6 +129,7 @@ GUNICORN_FLAGS: dict[str, tuple[str, ...]] = {
     "loglevel": ("--log-level",),
     "capture_output": ("--capture-output",),
     "disable_redirect_access_to_syslog": ("--disable-redirect-access-to-syslog",),
+    "access_log_json": ("--access-log-json",),  # ours: the JSON access line
     "logconfig": ("--log-config",),
     "logconfig_json": ("--log-config-json",),
     "syslog_addr": ("--log-syslog-to",),

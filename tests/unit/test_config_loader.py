@@ -106,6 +106,7 @@ FLAG_CASES: list[tuple[list[str], str, Any]] = [
     (["--log-file", "other.log"], "errorlog", "other.log"),
     (["--log-level", "debug"], "loglevel", "debug"),
     (["--capture-output"], "capture_output", True),
+    (["--access-log-json"], "access_log_json", True),
     (["--disable-redirect-access-to-syslog"], "disable_redirect_access_to_syslog", True),
     (["--log-config", "log.ini"], "logconfig", "log.ini"),
     (["--log-config-json", "log.json"], "logconfig_json", "log.json"),

@@ -219,11 +219,12 @@ def test_monoceros_names_keep_monoceros_record_names(
         "monoceros.error": config["loggers"]["gunicorn.error"],
         "monoceros.access": config["loggers"]["gunicorn.access"],
     }
-    log = make_logger(logconfig_dict=config, access_log_format="%(s)s")
+    log = make_logger(logconfig_dict=config, access_log_json=True)
     log.warning("careful")
     log.access(ENVIRON, 201, [], 0, 0.0)
     assert read(tmp_path / "error.log") == ["monoceros.error WARNING careful"]
-    assert read(tmp_path / "access.log") == ["monoceros.access INFO 201"]
+    name, level, line = read(tmp_path / "access.log")[0].split(" ", 2)
+    assert (name, level, json.loads(line)["status"]) == ("monoceros.access", "INFO", 201)
 
 
 def test_a_config_that_leaves_a_logger_alone_keeps_its_settings(

@@ -44,6 +44,7 @@ def make_cfg(**overrides: Any) -> SimpleNamespace:
         "access_log_format": DEFAULT_ACCESS_LOG_FORMAT,
         "capture_output": False,
         "proc_name": "monoceros-test",
+        "access_log_json": False,
         "logconfig": None,
         "logconfig_dict": {},
         "logconfig_json": None,

@@ -624,10 +624,12 @@ class Logger:
         self.access_enabled = False
 
     def error_fileno(self) -> int:
-        """The descriptor the error log writes to: its file's, or stderr's (2) when it logs to
-        stderr or its stream has none. For writers below logging (``faulthandler``)."""
-        for handler in self.error.handlers:
-            if getattr(handler, _MARK, False) and isinstance(handler, logging.StreamHandler):
+        """The descriptor the error log writes to: its file's (monoceros's, else the first
+        stream or file a logging config gave it), or stderr's (2) when it logs to stderr or has
+        no stream. For writers below logging (``faulthandler``)."""
+        handlers = sorted(self.error.handlers, key=lambda h: not getattr(h, _MARK, False))
+        for handler in handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is not None:
                 with contextlib.suppress(AttributeError, OSError, ValueError):
                     return int(handler.stream.fileno())
         return 2

@@ -370,6 +370,19 @@ def test_a_bad_logging_setting_is_one_line(workdir: Path, setting: str, message:
     assert result.stderr.count("\n") == 1, result.stderr
 
 
+def test_check_config_reads_the_logging_configs_file(workdir: Path) -> None:
+    bad = workdir / "log.ini"
+    bad.write_text("[handlers]\nkeys=\n")
+    apps = str(Path(__file__).parent / "apps")
+    result = run_cli(
+        ["--check-config", "--log-config", str(bad), "--chdir", apps, "app:app"], workdir
+    )
+    assert result.returncode == 2, result
+    assert (
+        result.stderr == f"monoceros: error: logconfig: {bad}: missing section or key 'loggers'\n"
+    )
+
+
 @pytest.mark.parametrize("broken", ["handler class", "errorlog"])
 def test_logging_that_fails_on_hup_keeps_the_current_one(
     server: Callable[..., Server], workdir: Path, broken: str

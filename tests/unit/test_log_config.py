@@ -427,3 +427,11 @@ def test_syslog_and_files_survive_a_config_that_names_other_loggers(
         log.access(ENVIRON, "200 OK", [], 5, 0.01)
         assert sock.recv(4096).endswith(b"] POST\x00")
     assert read(access) == ["POST"]
+
+
+def test_stacks_go_where_the_configs_error_log_goes(
+    make_logger: Callable[..., Logger], tmp_path: Path
+) -> None:
+    log = make_logger(logconfig_dict=gunicorn_style(tmp_path))
+    fd = log.error_fileno()
+    assert os.fstat(fd).st_ino == (tmp_path / "error.log").stat().st_ino

@@ -92,6 +92,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
         # The application's own code failed: its traceback is what the user needs.
         traceback.print_exc()
         _die(f"failed to load application {cfg.wsgi_app!r}", APP_LOAD_ERROR, cfg)
+    from monoceros.arbiter import load_tls
+
+    try:
+        tls_context = load_tls(cfg)  # certificates and keys are read now, before any start
+    except ConfigError as exc:
+        _die(str(exc), USAGE_ERROR, cfg)
     if cfg.check_config:
         _print_notices(cfg)
         _check_hooks(cfg)
@@ -100,4 +106,4 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
     from monoceros.arbiter import Arbiter
 
-    sys.exit(Arbiter(cfg, launch_dir=launch_dir).run())
+    sys.exit(Arbiter(cfg, launch_dir=launch_dir, tls_context=tls_context).run())

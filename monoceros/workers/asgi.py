@@ -94,6 +94,7 @@ class AsgiWorker(Worker):
             self.log,
             self.accept_failed,
             self._direct,
+            handshake_timeout=float(cfg.header_timeout) or None,
         )
         try:
             loop.run_until_complete(self._serve())
@@ -125,7 +126,7 @@ class AsgiWorker(Worker):
         for listener in self.listeners:
             fd = listener.sock.fileno()
             self._factories[fd] = self._factory(listener)
-            if listener.protocol == "uwsgi":
+            if listener.protocol == "uwsgi" and listener.tls is None:
                 self._direct[fd] = self._fast_path(listener).serve
             listener.sock.setblocking(False)
         self.acceptor.start()
@@ -137,13 +138,40 @@ class AsgiWorker(Worker):
         ctx = self.ctx
         cfg = self.cfg
         sockname = listener.sock.getsockname()
+        if listener.tls is not None and cfg.header_timeout and not cfg.do_handshake_on_connect:
+            return self._tls_factory(listener)
         if listener.protocol == "uwsgi":
             ubuilder = UwsgiScopeBuilder(sockname)
             return lambda: UwsgiProtocol(ctx, ubuilder)
         hbuilder = HttpScopeBuilder(
-            sockname, ctx.forwarded_allow_ips, cfg.secure_scheme_headers, cfg.forwarder_headers
+            sockname,
+            ctx.forwarded_allow_ips,
+            cfg.secure_scheme_headers,
+            cfg.forwarder_headers,
+            "http" if listener.tls is None else "https",
         )
         return lambda: HttpProtocol(ctx, hbuilder)
+
+    def _tls_factory(self, listener: Listener) -> ProtocolFactory:
+        """A TLS listener's protocols when header_timeout bounds the handshake and the first
+        request head together (do_handshake_on_connect off): the loop makes the protocol as
+        the handshake starts, so the head's deadline is counted from then."""
+        ctx = self.ctx
+        cfg = self.cfg
+        loop = self.loop
+        timeout = float(cfg.header_timeout)
+        sockname = listener.sock.getsockname()
+        if listener.protocol == "uwsgi":
+            ubuilder = UwsgiScopeBuilder(sockname)
+            return lambda: UwsgiProtocol(ctx, ubuilder, deadline=loop.time() + timeout)
+        hbuilder = HttpScopeBuilder(
+            sockname,
+            ctx.forwarded_allow_ips,
+            cfg.secure_scheme_headers,
+            cfg.forwarder_headers,
+            "https",
+        )
+        return lambda: HttpProtocol(ctx, hbuilder, deadline=loop.time() + timeout)
 
     def _fast_path(self, listener: Listener) -> UwsgiFastPath:
         """Serve uwsgi requests that arrive whole on the bare socket; hand the rest over."""

@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from ..access_log import log_safe
 from ..addresses import PeerAddress
@@ -40,6 +41,11 @@ from ..protocols.uwsgi import PONG, Ping, UwsgiRequest, parse_head, truncated_he
 from ..worker_metrics import Recorder, WorkerMetrics
 from .base import stack_of
 from .blocking import RECV_SIZE, BlockingWorker
+
+if TYPE_CHECKING:
+    from ssl import SSLContext
+
+    from .tls_handshake import Handshakes
 
 __all__ = ["ThreadWorker"]
 
@@ -64,6 +70,7 @@ class _Conn:
         "registered",
         "served",
         "sock",
+        "tls",
         "uwsgi",
     )
 
@@ -76,6 +83,8 @@ class _Conn:
         parser: HttpParser | None,
     ) -> None:
         self.sock = sock
+        #: the TLS context while the handshake is to be done (None: done, or a plain listener)
+        self.tls: SSLContext | None = listener.tls
         self.fd = sock.fileno()
         self.listener = listener
         self.peer = peer
@@ -150,6 +159,8 @@ class ThreadWorker(BlockingWorker):
             raise RuntimeError("the gthread worker needs epoll (Linux)")
         cfg = self.cfg
         self.setup_serving(True)
+        #: the TLS handshakes of TLS listeners (None: no listener serves TLS)
+        self.tls: Handshakes | None = self.tls_handshakes()
         self.keepalive = float(cfg.keepalive)
         self._parked: dict[int, _Conn] = {}
         self._jobs: queue.SimpleQueue[_Conn | None] = queue.SimpleQueue()
@@ -302,7 +313,10 @@ class ThreadWorker(BlockingWorker):
         parked = self._parked
         for conn in list(parked.values()):
             if conn.deadline <= now and parked.pop(conn.fd, None) is not None:
-                if conn.served and (conn.uwsgi or not conn.parser or not conn.parser.in_message):
+                if conn.tls is not None:  # a TLS handshake that did not finish in time
+                    assert self.tls is not None
+                    self.tls.failed(conn.listener, conn.peer, TimeoutError())
+                elif conn.served and (conn.uwsgi or not conn.parser or not conn.parser.in_message):
                     self.log.debug("Closing idle keep-alive connection from %s", conn.peer)
                 else:
                     self.log.debug(
@@ -406,7 +420,11 @@ class ThreadWorker(BlockingWorker):
             keep = False
             while True:
                 try:
-                    if conn.uwsgi:
+                    # accept -> (PROXY header, plain text) -> TLS handshake -> protocol
+                    waiting = None if conn.tls is None else self._handshake(conn)
+                    if waiting is not None:
+                        keep = waiting
+                    elif conn.uwsgi:
                         keep = self._step_uwsgi(conn, progress)
                     else:
                         keep = self._step_http(conn, progress)
@@ -439,6 +457,30 @@ class ThreadWorker(BlockingWorker):
         except (OSError, ValueError):
             return False
         return bool(readable)
+
+    def _handshake(self, conn: _Conn) -> bool | None:
+        """Carry a TLS handshake on without waiting: None once it is done (serve the
+        connection now), True to park it until the client sends more, False when it failed
+        (logged: close it). A uwsgi listener's allow-list is checked once it is done."""
+        tls = self.tls
+        assert tls is not None
+        listener = conn.listener
+        sock = conn.sock
+        if sock.__class__ is socket.socket:  # the first step: the socket is not wrapped yet
+            sock = conn.sock = tls.start(listener, sock)
+        try:
+            if not tls.step(sock, conn.head_deadline):  # type: ignore[arg-type]
+                return True
+        except (OSError, ValueError) as exc:
+            tls.failed(listener, conn.peer, exc)
+            return False
+        conn.tls = None
+        if tls.own_budget:  # the request head gets a header_timeout of its own, from its park
+            conn.head_deadline = 0.0
+        peer = conn.peer
+        if conn.uwsgi and peer and self.uwsgi_forbidden(listener, sock, peer):
+            return False
+        return None
 
     def _step_http(self, conn: _Conn, progress: _Progress) -> bool:
         """Serve the complete requests the connection holds; True to park it for more."""

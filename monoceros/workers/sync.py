@@ -17,7 +17,7 @@ import socket
 import struct
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..addresses import PeerAddress
 from ..listeners import Listener
@@ -29,6 +29,9 @@ from ..socket_waits import KERNEL_TIMEOUTS, wait_in_kernel
 from ..wsgi.body import ClientDisconnected
 from .blocking import RECV_SIZE, BlockingWorker, error_response
 
+if TYPE_CHECKING:
+    from .tls_handshake import Handshakes
+
 __all__ = ["SyncWorker", "error_response"]
 
 _RECV = RECV_SIZE
@@ -38,9 +41,13 @@ _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 class SyncWorker(BlockingWorker):
     """Serve one connection at a time; every response closes its connection."""
 
+    #: the TLS handshakes of TLS listeners (None: no listener serves TLS)
+    tls: Handshakes | None
+
     def run(self) -> None:
         """Accept and serve until told to stop."""
         self.setup_serving(False)
+        self.tls = self.tls_handshakes()
         self._serve_forever()
 
     # ------------------------------------------------------------------ accept loop
@@ -172,23 +179,31 @@ class SyncWorker(BlockingWorker):
     # ------------------------------------------------------------------ one connection
 
     def _handle(self, listener: Listener, conn: socket.socket, peer: PeerAddress) -> None:
+        # per connection: accept -> (PROXY header, plain text) -> TLS handshake -> protocol
         try:
+            deadline = 0.0  # of the request head: 0.0 starts header_timeout at the first wait
+            if listener.tls is not None:
+                assert self.tls is not None
+                handshaken = self.tls.complete(listener, conn, peer)
+                if handshaken is None:
+                    return  # failed: logged, closed
+                conn, deadline = handshaken
             if listener.protocol == "uwsgi":
-                self._handle_uwsgi(listener, conn, peer)
+                self._handle_uwsgi(listener, conn, peer, deadline)
             else:
-                self._handle_http(listener, conn, peer)
+                self._handle_http(listener, conn, peer, deadline)
         except Exception as exc:
             self.log_connection_error(exc, peer, listener)
         finally:
             conn.close()
 
-    def _read_head(self, conn: socket.socket, parser: HttpParser) -> Any:
-        """Read until the parser yields a request head; None when the client sent nothing."""
+    def _read_head(self, conn: socket.socket, parser: HttpParser, deadline: float = 0.0) -> Any:
+        """Read until the parser yields a request head; None when the client sent nothing.
+        ``deadline``: when the head must be complete (0.0: header_timeout from the first wait)."""
         try:
             data: bytes | None = conn.recv(_RECV, _DONTWAIT)
         except BlockingIOError:
             data = None
-        deadline = 0.0
         while True:
             if data is None:
                 data, deadline = self._recv_head(conn, deadline, "request head")
@@ -228,10 +243,12 @@ class SyncWorker(BlockingWorker):
                 f"no complete {what} within header_timeout ({timeout:g}s)"
             ) from None
 
-    def _handle_http(self, listener: Listener, conn: socket.socket, peer: PeerAddress) -> None:
+    def _handle_http(
+        self, listener: Listener, conn: socket.socket, peer: PeerAddress, deadline: float = 0.0
+    ) -> None:
         parser = HttpParser(self.limits)
         try:
-            req = self._read_head(conn, parser)
+            req = self._read_head(conn, parser, deadline)
         except ProtocolError as exc:
             self.http_invalid(listener, conn, peer, exc)
             return
@@ -239,7 +256,9 @@ class SyncWorker(BlockingWorker):
             return  # connected and closed without a request: nothing to say
         self.http_request(listener, conn, peer, parser, req, self.heartbeat, False)
 
-    def _handle_uwsgi(self, listener: Listener, conn: socket.socket, peer: PeerAddress) -> None:
+    def _handle_uwsgi(
+        self, listener: Listener, conn: socket.socket, peer: PeerAddress, deadline: float = 0.0
+    ) -> None:
         if peer and self.uwsgi_forbidden(listener, conn, peer):
             return
         try:
@@ -247,7 +266,6 @@ class SyncWorker(BlockingWorker):
         except BlockingIOError:
             buf = b""
         max_vars = self.uwsgi_max_vars
-        deadline = 0.0
         try:
             while True:
                 if buf:

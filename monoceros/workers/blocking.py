@@ -506,6 +506,17 @@ class BlockingWorker(Worker):
                 resp.headers = []
                 self.send_error(conn, exc.status, exc.reason)
             return
+        if isinstance(exc, OSError) and _is_tls_error(exc):
+            # the TLS connection failed under the app (reading the body): the client's doing
+            self.log.info(
+                "TLS error on the connection from %s during %s: %s",
+                log_safe(environ.get("REMOTE_ADDR") or "a local peer"),
+                where,
+                _tls_reason(exc),
+            )
+            if not resp.headers_sent:  # nothing can be sent on it: logged as not answered
+                resp.status, resp.status_code = "500 Internal Server Error", 500
+            return
         if isinstance(exc, ResponseError):
             self.log.error("Bad response from the application to %s: %s", where, exc)
         else:

@@ -237,15 +237,17 @@ def wrap(context: ssl.SSLContext, sock: socket.socket, cfg: Config) -> TlsSocket
         do_handshake_on_connect=False,
         suppress_ragged_eofs=cfg.suppress_ragged_eofs,
     )
-    if not isinstance(tls, TlsSocket):  # a context a hook handed out again after we set it
-        raise TlsError("the TLS context's sslsocket_class was changed")
+    assert isinstance(tls, TlsSocket)  # server_context() set the context's sslsocket_class
     return tls
 
 
 # ------------------------------------------------------------------ failed handshakes
 
+FailureReason = tuple[int, str]
+"""A log level and the reason a handshake failed, for ``TLS handshake failed from PEER: REASON``."""
+
 #: OpenSSL reasons of a failed handshake, as the log line says them
-_REASONS: dict[str, tuple[int, str]] = {
+_REASONS: dict[str, FailureReason] = {
     "PEER_DID_NOT_RETURN_A_CERTIFICATE": (logging.WARNING, "no client certificate (cert_reqs)"),
     "HTTP_REQUEST": (logging.INFO, "plain HTTP sent to a TLS port"),
     "HTTPS_PROXY_REQUEST": (logging.INFO, "an HTTP proxy request sent to a TLS port"),
@@ -258,10 +260,7 @@ _REASONS: dict[str, tuple[int, str]] = {
     "NO_SHARED_CIPHER": (logging.INFO, "no cipher suite in common (ciphers)"),
 }
 
-_GONE = (logging.DEBUG, "the client closed the connection during the TLS handshake")
-
-FailureReason = tuple[int, str]
-"""A log level and the reason a handshake failed, for ``TLS handshake failed from PEER: REASON``."""
+_GONE: FailureReason = (logging.DEBUG, "the client closed the connection during the TLS handshake")
 
 
 def handshake_failure(exc: BaseException, timeout: float | None) -> FailureReason:

@@ -200,9 +200,10 @@ class Recorder:
                 start,
             )
 
-    def end(self, start: float, status: int, uwsgi: bool) -> None:
+    def end(self, start: float, status: int, uwsgi: bool) -> float:
         """The request started at ``start`` was answered with ``status`` (100-999: callers
-        check an application's); ``uwsgi``: over the uWSGI protocol."""
+        check an application's); ``uwsgi``: over the uWSGI protocol. Returns its duration
+        (seconds), for the access log."""
         duration = _monotonic() - start
         counts, histogram, total = self._uwsgi if uwsgi else self._http
         q = self._q
@@ -212,6 +213,7 @@ class Recorder:
         d = self._d
         d[total] += duration
         d[self._start] = 0.0  # free last: a worker seen idle has counted its responses
+        return duration
 
     def abandon(self) -> None:
         """The request ended without a response (the peer left): counted nowhere."""
@@ -227,11 +229,12 @@ class _OverflowRecorder(Recorder):
         """One more request in flight, without a description."""
         self._q[_OVERFLOW] += 1
 
-    def end(self, start: float, status: int, uwsgi: bool) -> None:
+    def end(self, start: float, status: int, uwsgi: bool) -> float:
         """Count the response; one request less in flight."""
         self._d[self._start] = start  # the scratch slot: Recorder.end zeroes it
-        Recorder.end(self, start, status, uwsgi)
+        duration = Recorder.end(self, start, status, uwsgi)
         self._q[_OVERFLOW] -= 1  # after the count, as Recorder.end frees its slot last
+        return duration
 
     def abandon(self) -> None:
         """One request less in flight."""

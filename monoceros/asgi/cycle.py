@@ -365,9 +365,10 @@ class HttpCycle:
         """The response is over (sent, cut short or refused): count it, log it."""
         ctx = self.conn.ctx
         rec = self._rec
+        duration = None
         if rec is not None:
             self._rec = None
-            rec.end(self._start, self._status or 500, self.uwsgi)
+            duration = rec.end(self._start, self._status or 500, self.uwsgi)
             ctx.metrics.give(rec)
         if ctx.access_log:
             ctx.log.access(
@@ -375,7 +376,8 @@ class HttpCycle:
                 self._status or 500,
                 access_headers(self._headers),
                 self.sent,
-                time.monotonic() - self._start,
+                time.monotonic() - self._start if duration is None else duration,
+                self.uwsgi,
             )
 
     def fail(self, status: int, reason: str) -> None:

@@ -473,15 +473,9 @@ class BlockingWorker(Worker):
                     close()
                 except Exception:
                     self.log.exception("Error closing the response iterable")
-        rec.end(start, resp.status_code or 500, uwsgi)
+        duration = rec.end(start, resp.status_code or 500, uwsgi)
         if self.access_log:
-            self.log.access(
-                environ,
-                resp.status or "500",
-                resp.headers,
-                resp.sent,
-                time.monotonic() - start,
-            )
+            self.log.access(environ, resp.status or "500", resp.headers, resp.sent, duration, uwsgi)
         if self.post_request is not None:
             try:
                 self.post_request(self, hook_req, environ, resp)

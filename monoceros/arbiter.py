@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .app import current_dir
@@ -48,7 +48,10 @@ from .statsd import StatsdSender
 from .worker_metrics import Totals
 from .workers.base import APP_LOAD_ERROR, STACKS_SIGNAL, WORKER_BOOT_ERROR, Worker
 
-__all__ = ["Arbiter", "HaltServer"]
+if TYPE_CHECKING:
+    from ssl import SSLContext
+
+__all__ = ["Arbiter", "HaltServer", "load_tls"]
 
 _HANDLED = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "CHLD")
 #: the binary-upgrade pair: USR2 starts a new master, WINCH stops the old one's workers
@@ -124,9 +127,17 @@ class Arbiter:
     upgraded_from: int
     launch_dir: str
     boot_failures: int
+    #: the TLS context of the listeners that serve TLS (None: none does), built from the
+    #: settings at start and on HUP; the workers inherit it
+    tls_context: SSLContext | None
 
-    def __init__(self, cfg: Config, launch_dir: str | None = None) -> None:
+    def __init__(
+        self, cfg: Config, launch_dir: str | None = None, tls_context: SSLContext | None = None
+    ) -> None:
+        """``tls_context``: the one :func:`load_tls` already built from ``cfg`` (the command
+        line checks the settings before starting the arbiter), else it is built at start."""
         self.cfg = cfg
+        self.tls_context = tls_context
         #: where the command was started: relative paths in argv (``-c conf.py``) are from here
         self.launch_dir = launch_dir or current_dir()
         self.log = Logger(cfg)
@@ -297,6 +308,11 @@ class Arbiter:
             except PidfileError as exc:
                 self.pidfile = None
                 raise HaltServer(str(exc)) from None
+        if self.tls_context is None:
+            try:
+                self.tls_context = load_tls(cfg)
+            except ConfigError as exc:
+                raise HaltServer(str(exc)) from None
         try:
             upgraded = inherited_sockets()
             if upgraded:
@@ -319,6 +335,7 @@ class Arbiter:
                 upgraded,
                 defer_accept=cfg.defer_accept,
                 retry=self._bind_retry,
+                tls=self.tls_context,
             )
         except BindError as exc:
             raise HaltServer(str(exc)) from None
@@ -431,7 +448,7 @@ class Arbiter:
         return "crash"
 
     def _listening(self, listener: Listener) -> None:
-        self.log.info("Listening at: %s://%s (%s)", listener.protocol, listener.name, self.pid)
+        self.log.info("Listening at: %s://%s (%s)", listener.scheme, listener.name, self.pid)
         if listener.protocol == "uwsgi" and open_to_every_user(listener):
             # gunicorn's default (umask 0) kept, but a UNIX uwsgi peer is trusted with
             # REMOTE_ADDR and HTTPS: say who else can be that peer
@@ -874,6 +891,7 @@ class Arbiter:
             os.chdir(self.launch_dir)
             new_cfg = load_config(self.cfg.argv)
             apply_paths(new_cfg)
+            new_tls = load_tls(new_cfg)  # certificates are read again: a renewed one is used
         except (ConfigError, SystemExit, OSError) as exc:
             os.chdir(here)
             self.log.error("Reload failed, keeping the current configuration: %s", exc)
@@ -905,6 +923,7 @@ class Arbiter:
             for listener in self.listeners:
                 if listener.spec.kind == "tcp":
                     set_defer_accept(listener.sock, new_cfg.defer_accept)
+        rebound = False
         if new_cfg.bind != old_cfg.bind:
             try:
                 listeners = bind_all(
@@ -914,16 +933,21 @@ class Arbiter:
                     new_cfg.reuse_port,
                     new_cfg.umask,
                     defer_accept=new_cfg.defer_accept,
+                    tls=new_tls,
                 )
             except BindError as exc:
                 self.log.error("Reload: %s; keeping the current listeners", exc)
                 self.cfg.set("bind", old_cfg.bind)
             else:
+                rebound = True
                 for listener in self.listeners:
                     listener.close(unlink=True)
                 self.listeners = listeners
                 for listener in listeners:
                     self._listening(listener)
+        if not rebound:
+            self._use_tls(new_tls)
+        self.tls_context = new_tls
         self._give_files_to_worker_user()  # log files and sockets this reload created
         if self.pidfile is not None and new_cfg.pidfile != old_cfg.pidfile:
             self.pidfile.rename(new_cfg.pidfile) if new_cfg.pidfile else self.pidfile.unlink()
@@ -933,6 +957,18 @@ class Arbiter:
             record.retiring = record.replaced = True
         self.spawn_workers()
         # the old workers are told to stop by manage_workers once the new ones have booted
+
+    def _use_tls(self, context: SSLContext | None) -> None:
+        """HUP without new addresses: the listeners take the new TLS context (or lose it)."""
+        for listener in self.listeners:
+            before = listener.scheme
+            try:
+                listener.use_tls(context)
+            except BindError as exc:
+                self.log.error("Reload: %s; it keeps its current TLS settings", exc)
+                continue
+            if listener.scheme != before:
+                self._listening(listener)
 
     def _restore_logging(self, cfg: Config) -> None:
         """Set logging up from ``cfg`` again after a reload's logging config failed half-way."""
@@ -996,9 +1032,39 @@ class Arbiter:
 def _stats_listener(value: str, umask: int) -> Listener:
     """Bind the stats listener's address (``--bind`` syntax, HTTP only)."""
     spec = parse_bind(value, default_port=9100)
-    if spec.kind == "fd" or spec.protocol == "uwsgi":
+    if spec.kind == "fd" or spec.protocol == "uwsgi" or spec.tls:
         raise BindError(f"stats_bind: {value!r}: give HOST:PORT, [V6]:PORT or unix:PATH")
     return bind_all([str(spec)], "http", 64, False, umask)[0]
+
+
+def load_tls(cfg: Config) -> SSLContext | None:
+    """The TLS context of the listeners ``cfg`` asks for (None when no listener serves TLS),
+    built by :func:`monoceros.tls.server_context`; ConfigError, one line, for TLS settings
+    that cannot be served (a TLS bind without certfile, a file that cannot be read...).
+    :mod:`ssl` is loaded only when a setting asks for TLS."""
+    tls_binds = [value for value in cfg.bind if _asks_tls(value)]
+    asked = cfg.certfile or cfg.keyfile or cfg.ca_certs or cfg.cert_reqs or tls_binds
+    if not asked and not cfg.hook_is_set("ssl_context"):
+        return None
+    from .tls import TlsError, server_context
+
+    try:
+        context = server_context(cfg)
+    except TlsError as exc:
+        raise ConfigError(str(exc)) from None
+    if context is None and tls_binds:
+        raise ConfigError(
+            f"bind {tls_binds[0]!r}: a TLS listener needs certfile (the server's certificate)"
+        )
+    return context
+
+
+def _asks_tls(value: str) -> bool:
+    """Whether a bind value's scheme asks for TLS (``https://``, ``suwsgi://``)."""
+    try:
+        return bool(parse_bind(value).tls)
+    except BindError:
+        return False  # reported when it is bound
 
 
 def _parsed_address(value: str) -> Any:

@@ -97,6 +97,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
         # The application's own code failed: its traceback is what the user needs.
         traceback.print_exc()
         _die(f"failed to load application {cfg.wsgi_app!r}", APP_LOAD_ERROR, cfg)
+    from monoceros.arbiter import load_tls
+
+    try:
+        tls_context = load_tls(cfg)  # certificates and keys are read now, before any start
+    except ConfigError as exc:
+        _die(str(exc), USAGE_ERROR, cfg)
     if cfg.check_config:
         _print_notices(cfg)
         _check_hooks(cfg)
@@ -106,7 +112,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     from monoceros.arbiter import Arbiter
 
     try:
-        arbiter = Arbiter(cfg, launch_dir=launch_dir)
+        arbiter = Arbiter(cfg, launch_dir=launch_dir, tls_context=tls_context)
     except OSError as exc:  # a log file that cannot be opened, a syslog that cannot be reached
         _die(str(exc), 1, cfg)
     except ValueError as exc:  # a logging config or an access log format that does not work

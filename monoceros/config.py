@@ -32,6 +32,7 @@ __all__ = [
     "SETTINGS",
     "SETTINGS_BY_NAME",
     "SETTING_ALIASES",
+    "SSL_VERSIONS",
     "SYSLOG_FACILITIES",
     "UNSUPPORTED_WORKERS",
     "WORKER_CLASSES",
@@ -470,6 +471,38 @@ def _vars_size(value: Any) -> int:
     return size
 
 
+#: gunicorn's ``ssl_version`` names (``ssl.PROTOCOL_*`` without the prefix) and their values
+SSL_VERSIONS: dict[str, int] = {
+    "SSLv3": 1,
+    "SSLv23": 2,
+    "TLS": 2,
+    "TLSv1": 3,
+    "TLSv1_1": 4,
+    "TLSv1_2": 5,
+    "TLS_CLIENT": 16,
+    "TLS_SERVER": 17,
+}
+
+
+def _ssl_version(value: Any) -> int:
+    """gunicorn's ``ssl_version``: an ``ssl.PROTOCOL_*`` value or name (accepted, not used)."""
+    if isinstance(value, str) and value.strip() in SSL_VERSIONS:
+        return SSL_VERSIONS[value.strip()]
+    if isinstance(value, int) and not isinstance(value, bool) and value in SSL_VERSIONS.values():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return _ssl_version(int(value.strip()))
+    _fail("an ssl.PROTOCOL_* value or one of " + ", ".join(SSL_VERSIONS), value)
+
+
+def _cert_reqs(value: Any) -> int:
+    expected = "0 (no client certificate), 1 (optional) or 2 (required)"
+    number = _parse_int(value, expected)
+    if number not in (0, 1, 2):
+        _fail(expected, value)
+    return int(number)
+
+
 RELOAD_ENGINES: tuple[str, ...] = ("auto", "inotify", "poll")
 
 
@@ -589,6 +622,11 @@ def _noop_hook(name: str) -> Hook:
     return hook
 
 
+def _default_ssl_context(config: Any, default_ssl_context_factory: Callable[[], Any]) -> Any:
+    """Default ``ssl_context`` hook (gunicorn's): the context monoceros builds itself."""
+    return default_ssl_context_factory()
+
+
 # --- the table -------------------------------------------------------------------------------
 
 _INT = "INT"
@@ -605,16 +643,22 @@ def _flag(name: str, flags: tuple[str, ...], doc: str) -> Setting:
     return Setting(name, flags, False, doc, _bool, action="store_true")
 
 
-def _hook(name: str, params: tuple[str, ...], doc: str) -> Setting:
+def _hook(
+    name: str,
+    params: tuple[str, ...],
+    doc: str,
+    default: Hook | None = None,
+    default_doc: str = "no-op",
+) -> Setting:
     validator = _hook_validator(params, *((3, 2) if name == "post_request" else ()))
     return Setting(
         name,
         (),
-        _noop_hook(name),
+        default or _noop_hook(name),
         doc,
         validator,
         params=params,
-        default_doc="no-op",
+        default_doc=default_doc,
     )
 
 
@@ -652,7 +696,8 @@ SETTINGS: tuple[Setting, ...] = (
             "bind",
             ("-b", "--bind"),
             ["127.0.0.1:8000"],
-            "Address to listen on: HOST, HOST:PORT, unix:PATH or fd://FD.",
+            "Address to listen on: HOST, HOST:PORT, unix:PATH or fd://FD; a scheme in front "
+            "sets the listener's protocol: http://, uwsgi://, or with TLS https:// and suwsgi://.",
             _bind,
             action="append",
             metavar="ADDRESS",
@@ -682,7 +727,8 @@ SETTINGS: tuple[Setting, ...] = (
             ("--protocol",),
             "http",
             "Wire protocol of plain bind addresses: http, or uwsgi for nginx uwsgi_pass and "
-            "Apache mod_proxy_uwsgi (a bind of uwsgi://ADDR or http://ADDR sets its own).",
+            "Apache mod_proxy_uwsgi (a bind of uwsgi://ADDR, http://ADDR, https://ADDR or "
+            "suwsgi://ADDR sets its own).",
             _choice(PROTOCOLS),
             metavar="STRING",
         ),
@@ -702,6 +748,89 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest uWSGI vars block accepted, in bytes (65535, the wire maximum, by default).",
             _vars_size,
             metavar=_INT,
+        ),
+    ),
+    *_section(
+        "SSL",
+        Setting(
+            "keyfile",
+            ("--keyfile",),
+            None,
+            "The TLS private key (PEM); unset, it is read from certfile.",
+            _optional_path,
+            metavar="FILE",
+        ),
+        Setting(
+            "certfile",
+            ("--certfile",),
+            None,
+            "The TLS certificate (PEM, followed by its intermediate certificates). Set, every "
+            "listener bound without a scheme serves TLS (HTTPS, or uwsgi over TLS for "
+            "--protocol uwsgi); https://ADDR and suwsgi://ADDR binds serve TLS beside plain "
+            "ones and need it. Read by the master at start and on HUP, before any worker "
+            "forks: a file it cannot read or a key that does not match stops it.",
+            _optional_path,
+            metavar="FILE",
+        ),
+        Setting(
+            "ssl_version",
+            ("--ssl-version",),
+            2,
+            "Accepted for gunicorn's configs and not used, as in gunicorn 21 and later: TLS 1.2 "
+            "and 1.3 are negotiated. Set context.minimum_version in the ssl_context hook "
+            "instead.",
+            _ssl_version,
+            metavar="STRING",
+            default_doc="`2` (`ssl.PROTOCOL_TLS`)",
+        ),
+        Setting(
+            "cert_reqs",
+            ("--cert-reqs",),
+            0,
+            "Client certificates: 0 not asked for; 1 verified when the client sends one "
+            "(ssl.CERT_OPTIONAL); 2 required (ssl.CERT_REQUIRED: mutual TLS, the TLS "
+            "handshake of any client without a certificate signed by ca_certs fails). 1 and "
+            "2 need ca_certs (or an ssl_context hook that loads the CAs).",
+            _cert_reqs,
+            metavar=_INT,
+        ),
+        Setting(
+            "ca_certs",
+            ("--ca-certs",),
+            None,
+            "The CA certificates (PEM) that client certificates must be signed by (cert_reqs).",
+            _optional_path,
+            metavar="FILE",
+        ),
+        Setting(
+            "suppress_ragged_eofs",
+            ("--suppress-ragged-eofs",),
+            True,
+            "A TLS peer that closes the TCP connection without TLS's close_notify: True reads "
+            "it as the end of the stream, as on a plain connection; False logs it as a TLS "
+            "error (sync and gthread workers; the asgi worker's TLS transport always reads it "
+            "as the end). A request body cut short is refused either way.",
+            _bool,
+            action="store_true",
+        ),
+        Setting(
+            "do_handshake_on_connect",
+            ("--do-handshake-on-connect",),
+            False,
+            "False: header_timeout bounds the TLS handshake and the first request head "
+            "together, counted from the accept. True: the handshake is done first, within "
+            "header_timeout, and the first request head then gets a header_timeout of its own.",
+            _bool,
+            action="store_true",
+        ),
+        Setting(
+            "ciphers",
+            ("--ciphers",),
+            None,
+            "TLS 1.2 cipher suites, as an OpenSSL cipher list (TLS 1.3 suites are not "
+            "affected); unset: the ssl module's defaults.",
+            _optional_str,
+            metavar="STRING",
         ),
     ),
     *_section(
@@ -1218,6 +1347,17 @@ SETTINGS: tuple[Setting, ...] = (
             "Called when the number of workers changes (old_value is None the first time).",
         ),
         _hook("on_exit", ("server",), "Called just before the server exits."),
+        _hook(
+            "ssl_context",
+            ("config", "default_ssl_context_factory"),
+            "Returns the ssl.SSLContext of the TLS listeners; default_ssl_context_factory() "
+            "builds the one monoceros would use (certfile, keyfile, ca_certs, cert_reqs, "
+            "ciphers) for the hook to change or replace. Called in the master at start and on "
+            "HUP (the workers inherit the context); an exception or another return value stops "
+            "the start and refuses the HUP.",
+            default=_default_ssl_context,
+            default_doc="returns `default_ssl_context_factory()`",
+        ),
     ),
 )
 """The settings table, in documentation order."""
@@ -1231,7 +1371,7 @@ HOOK_NAMES: tuple[str, ...] = tuple(setting.name for setting in SETTINGS if sett
 
 def _show(setting: Setting, value: Any) -> str:
     if setting.is_hook and value is setting.default:
-        return "<no-op>"
+        return "<no-op>" if setting.default_doc == "no-op" else "<default>"
     if callable(value):
         return f"<{getattr(value, '__qualname__', type(value).__name__)}()>"
     return repr(value)
@@ -1246,6 +1386,14 @@ class Config:
     protocol: str
     uwsgi_allow_ips: list[str]
     uwsgi_max_vars_size: int
+    keyfile: str | None
+    certfile: str | None
+    ssl_version: int
+    cert_reqs: int
+    ca_certs: str | None
+    suppress_ragged_eofs: bool
+    do_handshake_on_connect: bool
+    ciphers: str | None
     backlog: int
     defer_accept: int
     stats_bind: str | None
@@ -1321,6 +1469,7 @@ class Config:
     worker_exit: Callable[[Any, Any], object]
     nworkers_changed: Callable[[Any, int, int | None], object]
     on_exit: Callable[[Any], object]
+    ssl_context: Callable[[Any, Callable[[], Any]], Any]
 
     warnings: list[str]
     notices: list[str]

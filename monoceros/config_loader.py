@@ -4,7 +4,7 @@ A renamed gunicorn deployment works too: without ``-c`` and ``./monoceros.conf.p
 ``./gunicorn.conf.py`` is loaded, and without ``MONOCEROS_CMD_ARGS``, ``GUNICORN_CMD_ARGS`` is
 read; ``cfg.notices`` says which were used. gunicorn settings monoceros lacks are warned about
 (``cfg.warnings``) unless their value is gunicorn's default, and refused when leaving them out
-would fail open (TLS).
+would fail open (none of gunicorn's settings does today: TLS and the PROXY protocol are served).
 
 Side-effect free apart from executing the config file: no chdir, no ``sys.path`` change
 (``monoceros.app.apply_paths`` does those), no logging (the arbiter logs warnings and notices).

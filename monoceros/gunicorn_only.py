@@ -25,11 +25,6 @@ class _Varies:
 VARIES: Final = _Varies()
 """The default of a setting whose gunicorn default cannot be compared (a path, a hook)."""
 
-_NO_TLS = (
-    "TLS is not served by monoceros yet, so this port would answer plain HTTP; terminate "
-    "TLS in a proxy in front of monoceros and remove the setting"
-)
-
 
 @dataclass(frozen=True)
 class GunicornOnly:
@@ -88,16 +83,6 @@ _ROWS: tuple[GunicornOnly, ...] = (
     _row("enable_backlog_metric", False, ("--enable-backlog-metric",), "flag"),
     # Process naming
     _row("default_proc_name", "gunicorn"),
-    # SSL: without TLS, each of these would serve plain text where TLS is expected
-    _row("keyfile", None, ("--keyfile",), refuse=_NO_TLS),
-    _row("certfile", None, ("--certfile",), refuse=_NO_TLS),
-    _row("ssl_context", VARIES, refuse=_NO_TLS),
-    _row("ca_certs", None, ("--ca-certs",), refuse=_NO_TLS),
-    _row("cert_reqs", 0, ("--cert-reqs",), refuse=_NO_TLS),
-    _row("ssl_version", 2, ("--ssl-version",)),  # ssl.PROTOCOL_TLS; ignored by gunicorn 21+
-    _row("suppress_ragged_eofs", True, ("--suppress-ragged-eofs",), "flag"),
-    _row("do_handshake_on_connect", False, ("--do-handshake-on-connect",), "flag"),
-    _row("ciphers", None, ("--ciphers",)),
     # Server mechanics
     _row("worker_tmp_dir", None, ("--worker-tmp-dir",)),
     _row("initgroups", False, ("--initgroups",), "flag"),

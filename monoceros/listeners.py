@@ -4,6 +4,10 @@ Accepted forms (gunicorn's): ``HOST:PORT``, ``[IPV6]:PORT``, ``HOST`` (port 8000
 (all IPv4 interfaces), ``unix:/path``, ``unix:@abstract`` (Linux), ``fd://N``; and systemd
 socket activation (``LISTEN_FDS``/``LISTEN_PID``). A stale UNIX socket file left by a crashed
 server is removed; a live one (something answers on it) is an error.
+
+A scheme in front sets the listener's protocol, and whether it serves TLS: ``http://`` and
+``uwsgi://`` plain, ``https://`` and ``suwsgi://`` (nginx's ``uwsgi_pass suwsgi://``) TLS; an
+address without one speaks the ``protocol`` setting, with TLS when ``certfile`` is set.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ssl import SSLContext
 
 __all__ = [
     "BIND_ATTEMPTS",
@@ -25,6 +33,7 @@ __all__ = [
     "BindSpec",
     "Listener",
     "INHERIT_ENV",
+    "SCHEMES",
     "Inherited",
     "bind_all",
     "inherit_env",
@@ -67,6 +76,7 @@ class BindSpec:
     path: str = ""
     fd: int = -1
     protocol: str | None = None  # None: the global protocol setting decides
+    tls: bool | None = None  # None: TLS when certfile is set (no scheme was given)
 
     def __str__(self) -> str:
         if self.kind == "unix":
@@ -77,25 +87,38 @@ class BindSpec:
         return f"{host}:{self.port}"
 
 
+#: bind schemes: the protocol each one speaks, and whether over TLS
+SCHEMES: dict[str, tuple[str, bool]] = {
+    "http": ("http", False),
+    "uwsgi": ("uwsgi", False),
+    "https": ("http", True),
+    "suwsgi": ("uwsgi", True),
+}
+
+#: the scheme of a listener, by protocol and TLS
+_SCHEME_OF = {value: scheme for scheme, value in SCHEMES.items()}
+
+
 def parse_bind(value: str, default_port: int = 8000) -> BindSpec:
     """Parse one ``--bind`` value into a :class:`BindSpec`."""
     text = value.strip()
     protocol = None
+    tls = None
     scheme, sep, rest = text.partition("://")
-    if sep and scheme in ("http", "uwsgi"):
-        protocol, text = scheme, rest
+    if sep and scheme in SCHEMES:
+        (protocol, tls), text = SCHEMES[scheme], rest
     if not text:
         raise BindError(f"bind: empty address in {value!r}")
     if text.startswith("unix:"):
         path = text[5:]
         if not path:
             raise BindError(f"bind: {value!r} has no socket path")
-        return BindSpec("unix", path=path, protocol=protocol)
+        return BindSpec("unix", path=path, protocol=protocol, tls=tls)
     if text.startswith("fd://"):
         num = text[5:]
         if not num.isdigit():
             raise BindError(f"bind: {value!r}: fd:// needs a file descriptor number")
-        return BindSpec("fd", fd=int(num), protocol=protocol)
+        return BindSpec("fd", fd=int(num), protocol=protocol, tls=tls)
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
@@ -117,21 +140,53 @@ def parse_bind(value: str, default_port: int = 8000) -> BindSpec:
         port = int(port_text)
     else:
         raise BindError(f"bind: {value!r}: {port_text!r} is not a port number")
-    return BindSpec("tcp", host=host, port=port, protocol=protocol)
+    return BindSpec("tcp", host=host, port=port, protocol=protocol, tls=tls)
 
 
 class Listener:
-    """A bound, listening socket and the protocol spoken on it."""
+    """A bound, listening socket, the protocol spoken on it, and its TLS context if any."""
 
-    __slots__ = ("is_unix", "name", "protocol", "sock", "spec", "unlink_on_close")
+    __slots__ = (
+        "is_unix",
+        "name",
+        "protocol",
+        "scheme_tls",
+        "sock",
+        "spec",
+        "tls",
+        "unlink_on_close",
+    )
 
-    def __init__(self, sock: socket.socket, spec: BindSpec, protocol: str) -> None:
+    def __init__(
+        self, sock: socket.socket, spec: BindSpec, protocol: str, scheme_tls: bool | None = None
+    ) -> None:
         self.sock = sock
         self.spec = spec
         self.protocol = protocol
+        #: what the bind's scheme said about TLS (None: no scheme; certfile decides)
+        self.scheme_tls = scheme_tls
+        #: the context its connections are served with (set by :meth:`use_tls`), or None: plain
+        self.tls: SSLContext | None = None
         self.is_unix = sock.family == socket.AF_UNIX
         self.unlink_on_close = False
         self.name = self._describe()
+
+    def use_tls(self, context: SSLContext | None) -> None:
+        """Serve TLS with ``context`` when the bind asks for it, or gave no scheme and there
+        is a context (``certfile`` is set); BindError for a TLS bind without a context."""
+        wanted = context is not None if self.scheme_tls is None else self.scheme_tls
+        if wanted and context is None:
+            raise BindError(
+                f"bind: {self.scheme}://{self.name}: a TLS listener needs certfile "
+                "(the server's certificate)"
+            )
+        self.tls = context if wanted else None
+
+    @property
+    def scheme(self) -> str:
+        """``http``, ``uwsgi``, or with TLS ``https``, ``suwsgi`` (TLS as asked, once set)."""
+        tls = self.tls is not None if self.scheme_tls is None else self.scheme_tls
+        return _SCHEME_OF.get((self.protocol, tls), self.protocol)
 
     def _describe(self) -> str:
         if self.is_unix:
@@ -155,11 +210,12 @@ class Listener:
                 os.unlink(path)
 
     def __repr__(self) -> str:
-        return f"<Listener {self.protocol} {self.name}>"
+        return f"<Listener {self.scheme} {self.name}>"
 
     def __str__(self) -> str:
-        """The address as gunicorn prints a listener: ``http://HOST:PORT`` or ``unix:PATH``."""
-        return self.name if self.is_unix else f"{self.protocol}://{self.name}"
+        """The address as gunicorn prints a listener: ``http://HOST:PORT`` (``https://`` with
+        TLS) or ``unix:PATH``."""
+        return self.name if self.is_unix else f"{self.scheme}://{self.name}"
 
 
 def open_to_every_user(listener: Listener) -> bool:
@@ -389,11 +445,46 @@ def bind_all(
     upgraded: list[Inherited] | None = None,
     defer_accept: int = 0,
     retry: BindRetry | None = None,
+    tls: SSLContext | None = None,
 ) -> list[Listener]:
     """Bind every address, or adopt sockets from systemd (``inherited``) or from the master that
     re-executed us (``upgraded``: those still in ``binds`` are kept, new addresses are bound,
     the others are closed); close what was opened on failure. With ``retry``, an address in
-    use is tried again, a second apart, :data:`BIND_ATTEMPTS` times in all."""
+    use is tried again, a second apart, :data:`BIND_ATTEMPTS` times in all. ``tls`` is the
+    context of the listeners that serve TLS (see :meth:`Listener.use_tls`)."""
+    for value in binds:  # before anything is bound: a TLS bind without certfile
+        spec = parse_bind(value)
+        if spec.tls and tls is None:
+            raise BindError(
+                f"bind: {value!r}: a TLS listener needs certfile (the server's certificate)"
+            )
+    listeners = _bind_all(
+        binds,
+        default_protocol,
+        backlog,
+        reuse_port,
+        umask,
+        inherited,
+        upgraded,
+        defer_accept,
+        retry,
+    )
+    for listener in listeners:
+        listener.use_tls(tls)
+    return listeners
+
+
+def _bind_all(
+    binds: list[str],
+    default_protocol: str,
+    backlog: int,
+    reuse_port: bool,
+    umask: int,
+    inherited: list[socket.socket] | None,
+    upgraded: list[Inherited] | None,
+    defer_accept: int,
+    retry: BindRetry | None,
+) -> list[Listener]:
     listeners: list[Listener] = []
     adopted: list[Listener] = []
     try:
@@ -420,10 +511,11 @@ def bind_all(
                 adopted.remove(match)
                 if spec.protocol:
                     match.protocol = spec.protocol
+                match.scheme_tls = spec.tls
                 listeners.append(match)
                 continue
             sock = _bind_patiently(spec, backlog, reuse_port, umask, defer_accept, retry)
-            listener = Listener(sock, spec, spec.protocol or default_protocol)
+            listener = Listener(sock, spec, spec.protocol or default_protocol, spec.tls)
             listener.unlink_on_close = spec.kind == "unix"
             listeners.append(listener)
         for leftover in adopted:  # no longer configured: the old master may still use it

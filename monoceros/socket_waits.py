@@ -4,6 +4,10 @@ A Python socket timeout makes every ``send``/``recv`` a ``poll`` plus the call, 
 a loop of both: streaming 32 MiB to nginx that way cost a quarter more CPU than plain blocking
 calls. Kernel timeouts (``SO_SNDTIMEO``/``SO_RCVTIMEO``) bound each wait the same way, without
 the extra system calls; a call that times out fails with ``BlockingIOError`` (``EAGAIN``).
+
+Only for a plain ``socket.socket``: a TLS socket (:class:`monoceros.tls.TlsSocket`) waits with a
+Python timeout, which OpenSSL's calls honour (and which try before they poll); under a kernel
+timeout, OpenSSL would retry the interrupted read for ever.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ it). Never for bytes that something else may follow after a pause: they would wa
 
 def wait_in_kernel(sock: socket.socket, timeout: float | None) -> None:
     """Let ``sock`` block, each ``send``/``recv`` for at most ``timeout`` seconds (None: no
-    limit); the timeouts stay on the socket for the rest of the connection."""
-    if not KERNEL_TIMEOUTS:
+    limit); the timeouts stay on the socket for the rest of the connection. Any socket but a
+    plain ``socket.socket`` (a TLS one) gets a Python timeout."""
+    if not KERNEL_TIMEOUTS or sock.__class__ is not socket.socket:
         if sock.gettimeout() != timeout:
             sock.settimeout(timeout)
         return

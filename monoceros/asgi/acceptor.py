@@ -13,6 +13,11 @@ worker calls :meth:`Acceptor.pause` (out of descriptors: do not spin on the queu
 A listener may have a *direct handler* instead of a protocol factory (the lean uwsgi path,
 :mod:`.uwsgi_fast`): it gets the accepted socket and its peer, already counted open, and either
 serves it or hands it to :meth:`Acceptor.connect`.
+
+On a TLS listener (``listener.tls``) the loop's TLS transport does the handshake, bounded by
+``handshake_timeout`` (header_timeout), before the protocol is made; a failed one is one log
+line naming the peer and the reason (:func:`monoceros.tls.log_handshake_failure`). Per
+connection the order is: accept, (a PROXY header, in plain text), the handshake, the protocol.
 """
 
 from __future__ import annotations
@@ -20,10 +25,14 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..addresses import PeerAddress
 from ..listeners import Listener
 from ..logs import Logger
+
+if TYPE_CHECKING:
+    from ssl import SSLContext
 
 __all__ = ["Acceptor"]
 
@@ -47,8 +56,11 @@ class Acceptor:
         log: Logger,
         accept_failed: AcceptFailed,
         direct: dict[int, DirectHandler] | None = None,
+        handshake_timeout: float | None = None,
     ) -> None:
+        """``handshake_timeout``: seconds a TLS handshake may take (None: the loop's 60 s)."""
         self.loop = loop
+        self.handshake_timeout = handshake_timeout
         self.listeners = listeners
         self.factories = factories
         self.direct: dict[int, DirectHandler] = direct if direct is not None else {}
@@ -121,6 +133,7 @@ class Acceptor:
         fd = sock.fileno()
         direct = self.direct.get(fd)
         factory = self.factories.get(fd)
+        tls = listener.tls
         nodelay = fd in self._set_nodelay
         # socket.accept() converts family and type to enums for every connection: once here
         family, kind, proto = sock.family, sock.type, sock.proto
@@ -142,8 +155,12 @@ class Acceptor:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.open += 1
             taken += 1
+            # accept -> (PROXY header, plain text) -> TLS handshake -> protocol
             if direct is not None:
                 direct(conn, addr)
+            elif tls is not None:
+                assert factory is not None
+                self.connect_tls(conn, factory, tls, addr, listener)
             else:
                 assert factory is not None
                 self.connect(conn, factory)
@@ -156,6 +173,48 @@ class Acceptor:
         conn.setblocking(False)
         self.connecting += 1
         self.loop.create_task(self._connect(conn, factory))
+
+    def connect_tls(
+        self,
+        conn: socket.socket,
+        factory: ProtocolFactory,
+        context: SSLContext,
+        peer: PeerAddress,
+        listener: Listener,
+    ) -> None:
+        """:meth:`connect` over TLS: the protocol is made once the handshake is done."""
+        conn.setblocking(False)
+        self.connecting += 1
+        self.loop.create_task(self._connect_tls(conn, factory, context, peer, listener))
+
+    async def _connect_tls(
+        self,
+        conn: socket.socket,
+        factory: ProtocolFactory,
+        context: SSLContext,
+        peer: PeerAddress,
+        listener: Listener,
+    ) -> None:
+        from ..tls import log_handshake_failure
+
+        loop = self.loop
+        started = loop.time()
+        timeout = self.handshake_timeout
+        try:
+            await loop.connect_accepted_socket(
+                factory, conn, ssl=context, ssl_handshake_timeout=timeout
+            )
+        except OSError as exc:
+            # the loops end a handshake that takes too long with ConnectionAbortedError
+            late = bool(timeout) and loop.time() - started >= (timeout or 0.0) * 0.9
+            if isinstance(exc, ConnectionAbortedError) and late:
+                exc = TimeoutError()
+            who = peer[0] if isinstance(peer, tuple) else listener.name
+            log_handshake_failure(self.log, who, exc, timeout)
+            conn.close()
+            self.open -= 1
+        finally:
+            self.connecting -= 1
 
     async def _connect(self, conn: socket.socket, factory: ProtocolFactory) -> None:
         try:

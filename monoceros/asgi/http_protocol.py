@@ -34,13 +34,17 @@ _PIPELINE_LIMIT = 64 * 1024
 class HttpProtocol(TransportConnection):
     """One HTTP/1.x client connection."""
 
-    def __init__(self, ctx: ServerContext, builder: HttpScopeBuilder) -> None:
+    def __init__(
+        self, ctx: ServerContext, builder: HttpScopeBuilder, deadline: float = 0.0
+    ) -> None:
+        """``deadline``: when the first request head must be complete, if it was counted
+        before the connection was made (a TLS handshake's time included); 0.0: from then."""
         self.ctx = ctx
         self.builder = builder
         self.parser = HttpParser(ctx.limits)
         self.cycle: HttpCycle | None = None
         self.ws: WebSocketSession | None = None
-        self.deadline = 0.0
+        self.deadline = deadline
         self.idle = False
         self.closed = False
         self._pipelined = 0
@@ -52,7 +56,7 @@ class HttpProtocol(TransportConnection):
         """Start the header deadline and register with the worker."""
         self._attach(transport)
         ctx = self.ctx
-        if ctx.header_timeout:
+        if ctx.header_timeout and not self.deadline:
             self.deadline = ctx.loop.time() + ctx.header_timeout
         ctx.add(self)
         # accepted while the worker stops (the listen queue it takes in): the first request is

@@ -97,7 +97,7 @@ def is_websocket_upgrade(method: str, headers: list[tuple[bytes, bytes]]) -> boo
 class HttpScopeBuilder:
     """Builds the scopes of HTTP/1.x requests arriving on one listener."""
 
-    __slots__ = ("_forwarders", "_mount", "_root", "_secure", "_server", "_trusted")
+    __slots__ = ("_forwarders", "_mount", "_root", "_scheme", "_secure", "_server", "_trusted")
 
     def __init__(
         self,
@@ -106,7 +106,10 @@ class HttpScopeBuilder:
         secure_scheme_headers: Mapping[str, str],
         forwarder_headers: list[str] | None = None,
         root_path: str = "",
+        scheme: str = "http",
     ) -> None:
+        """``scheme``: the listener's own, ``https`` on a TLS listener (``wss`` for WebSockets)."""
+        self._scheme = scheme
         #: where the application is mounted (root_path, else the SCRIPT_NAME variable)
         self._root = root_path.encode("utf-8")
         self._forwarders = forwarder_names(forwarder_headers or [])
@@ -139,9 +142,9 @@ class HttpScopeBuilder:
             raw_path = root + rest
             root_path = _text(root)
             path = _text(decoded_path(raw_path))
-        scheme = "http"
+        scheme = self._scheme
         if self._secure and trusted:
-            scheme = self._scheme(headers)
+            scheme = self._forwarded_scheme(headers, scheme)
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": ASGI_VERSION,
@@ -179,7 +182,7 @@ class HttpScopeBuilder:
                     root = value
         return kept, root
 
-    def _scheme(self, headers: list[tuple[bytes, bytes]]) -> str:
+    def _forwarded_scheme(self, headers: list[tuple[bytes, bytes]], default: str) -> str:
         secure = self._secure
         sent = None
         for name, value in headers:  # a loop, not a comprehension: no call when none is sent
@@ -189,7 +192,7 @@ class HttpScopeBuilder:
                     sent = [item]
                 else:
                     sent.append(item)
-        return forwarded_scheme(sent) if sent else "http"
+        return forwarded_scheme(sent, default) if sent else default
 
 
 class ForwardedForScopeBuilder(HttpScopeBuilder):

@@ -41,17 +41,21 @@ class UwsgiProtocol(TransportConnection):
         builder: UwsgiScopeBuilder,
         initial: bytes = b"",
         peer: PeerAddress | None = None,
+        deadline: float = 0.0,
     ) -> None:
+        """``peer``: the front end a PROXY header named (read by the fast path), else None;
+        ``deadline``: when the packet must be complete, if it was counted before the
+        connection was made (a TLS handshake's time included); 0.0: from then."""
         self.ctx = ctx
         self.initial = initial
         """Bytes read before the hand-over from the fast path, fed in at connection_made."""
-        if peer is not None:  # the front end a PROXY header named (read by the fast path)
+        if peer is not None:
             self.proxied_peer = peer
         self.builder = builder
         self.parser = UwsgiParser(max_vars_size=ctx.uwsgi_max_vars)
         self.cycle: HttpCycle | None = None
         self.ws: WebSocketSession | None = None
-        self.deadline = 0.0
+        self.deadline = deadline
         self.closed = False
         self.received = False
         self.done = False
@@ -69,7 +73,7 @@ class UwsgiProtocol(TransportConnection):
             ctx.log.warning("Forbidden uWSGI request from %s", peer[0])
             self._refuse(403, "")
             return
-        if ctx.header_timeout:
+        if ctx.header_timeout and not self.deadline:
             self.deadline = ctx.loop.time() + ctx.header_timeout
         initial = self.initial
         if initial:

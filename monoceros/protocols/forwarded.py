@@ -18,7 +18,9 @@ interfaces (gunicorn's ``forwarder_headers`` and ``secure_scheme_headers``).
   WSGI ``SCRIPT_NAME``/``PATH_INFO`` and the ASGI ``root_path``/``path`` alike.
 
 Only HTTP listeners apply this: over uwsgi the front end turned every header name into an
-``HTTP_*`` var already, and the scheme is the front end's own ``HTTPS``/``*_SCHEME`` vars.
+``HTTP_*`` var already, and the scheme is the front end's own ``HTTPS``/``*_SCHEME`` vars. On a
+TLS listener the scheme is ``https`` unless a trusted proxy's headers say otherwise (gunicorn's
+rule: the proxy knows what the client spoke to it).
 """
 
 from __future__ import annotations
@@ -62,14 +64,14 @@ def secure_scheme_table(secure_scheme_headers: Mapping[str, str]) -> list[tuple[
     return [(name.upper(), value.lower()) for name, value in secure_scheme_headers.items()]
 
 
-def forwarded_scheme(sent: Iterable[tuple[str, str, str]]) -> str:
+def forwarded_scheme(sent: Iterable[tuple[str, str, str]], default: str = "http") -> str:
     """``"https"`` or ``"http"``: what a trusted proxy's secure scheme headers say.
 
     ``sent`` holds ``(NAME, value that means https, value sent)`` for each of those headers
     present (repeated ones as separate items or combined with ``,``, alike). Every list element
     says ``https`` when it equals the value that means https (any case) and ``http`` otherwise;
-    empty elements are ignored (RFC 9110 5.6.1). No element: ``"http"``. Raises
-    :class:`ContradictorySchemeHeaders` when elements disagree.
+    empty elements are ignored (RFC 9110 5.6.1). No element: ``default`` (the connection's own
+    scheme). Raises :class:`ContradictorySchemeHeaders` when elements disagree.
     """
     scheme = ""
     first = ""
@@ -87,7 +89,7 @@ def forwarded_scheme(sent: Iterable[tuple[str, str, str]]) -> str:
                 raise ContradictorySchemeHeaders(
                     f"Contradictory scheme headers: {first} says {scheme}, {name} says {said}"
                 )
-    return scheme or "http"
+    return scheme or default
 
 
 def forwarded_client(value: str, trusted: Container[str]) -> str | None:

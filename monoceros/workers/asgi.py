@@ -100,6 +100,7 @@ class AsgiWorker(Worker):
             self.log,
             self.accept_failed,
             self._direct,
+            handshake_timeout=float(cfg.header_timeout) or None,
         )
         try:
             loop.run_until_complete(self._serve())
@@ -132,7 +133,7 @@ class AsgiWorker(Worker):
         for listener in self.listeners:
             fd = listener.sock.fileno()
             self._factories[fd] = self._factory(listener, proxy)
-            if listener.protocol == "uwsgi":
+            if listener.protocol == "uwsgi" and listener.tls is None:
                 lean = self._fast_path(listener, proxy)
                 self._direct[fd] = lean.serve if proxy is None else lean.serve_proxied
             listener.sock.setblocking(False)
@@ -148,22 +149,43 @@ class AsgiWorker(Worker):
         cfg = self.cfg
         sockname = listener.sock.getsockname()
         factory: Callable[[], TransportConnection]
-        if listener.protocol == "uwsgi":
+        if listener.tls is not None and cfg.header_timeout and not cfg.do_handshake_on_connect:
+            factory = self._tls_factory(listener)
+        elif listener.protocol == "uwsgi":
             ubuilder = UwsgiScopeBuilder(sockname)
             factory = lambda: UwsgiProtocol(ctx, ubuilder)  # noqa: E731
         else:
-            builder = ForwardedForScopeBuilder if cfg.proxy_headers else HttpScopeBuilder
-            hbuilder = builder(
-                sockname,
-                ctx.forwarded_allow_ips,
-                cfg.secure_scheme_headers,
-                cfg.forwarder_headers,
-                self.http_root_path(),
-            )
+            hbuilder = self._http_builder(listener)
             factory = lambda: HttpProtocol(ctx, hbuilder)  # noqa: E731
         if proxy is None:
             return factory
         return lambda: ProxyHeaderProtocol(ctx, proxy, factory)
+
+    def _http_builder(self, listener: Listener) -> HttpScopeBuilder:
+        """The scope builder of an HTTP listener (``--proxy-headers``' when it is on)."""
+        cfg = self.cfg
+        builder = ForwardedForScopeBuilder if cfg.proxy_headers else HttpScopeBuilder
+        return builder(
+            listener.sock.getsockname(),
+            self.ctx.forwarded_allow_ips,
+            cfg.secure_scheme_headers,
+            cfg.forwarder_headers,
+            self.http_root_path(),
+            "http" if listener.tls is None else "https",
+        )
+
+    def _tls_factory(self, listener: Listener) -> Callable[[], TransportConnection]:
+        """A TLS listener's protocols when header_timeout bounds the handshake and the first
+        request head together (do_handshake_on_connect off): the loop makes the protocol as
+        the handshake starts, so the head's deadline is counted from then."""
+        ctx = self.ctx
+        loop = self.loop
+        timeout = float(self.cfg.header_timeout)
+        if listener.protocol == "uwsgi":
+            ubuilder = UwsgiScopeBuilder(listener.sock.getsockname())
+            return lambda: UwsgiProtocol(ctx, ubuilder, deadline=loop.time() + timeout)
+        hbuilder = self._http_builder(listener)
+        return lambda: HttpProtocol(ctx, hbuilder, deadline=loop.time() + timeout)
 
     def _fast_path(self, listener: Listener, proxy: ProxyHeaderReader | None) -> UwsgiFastPath:
         """Serve uwsgi requests that arrive whole on the bare socket; hand the rest over."""

@@ -14,8 +14,9 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import sys
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..access_log import log_safe
 from ..addresses import AddressMatcher, PeerAddress
@@ -36,8 +37,11 @@ from ..wsgi.environ import (
     base_environ,
 )
 from ..wsgi.hook_request import HookRequest
-from ..wsgi.response import FileWrapper, Response, ResponseError
+from ..wsgi.response import FileWrapper, Response, ResponseError, TlsResponse
 from .base import Worker, WorkerAborted
+
+if TYPE_CHECKING:
+    from .tls_handshake import Handshakes
 
 __all__ = [
     "DRAIN_LIMIT",
@@ -69,6 +73,7 @@ class Beater(Protocol):
 
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _monotonic = time.monotonic
+_PLAIN_SOCKET = socket.socket
 
 
 class _HttpBody:
@@ -242,7 +247,12 @@ class BlockingWorker(Worker):
                 self.uwsgi_builders[listener.sock.fileno()] = UwsgiEnvironBuilder(base, sockname)
             else:
                 self.http_builders[listener.sock.fileno()] = http_builder(
-                    base, sockname, trusted, cfg.secure_scheme_headers, cfg.forwarder_headers
+                    base,
+                    sockname,
+                    trusted,
+                    cfg.secure_scheme_headers,
+                    cfg.forwarder_headers,
+                    "http" if listener.tls is None else "https",
                 )
         self.uwsgi_allowed = AddressMatcher(cfg.uwsgi_allow_ips)
         self.uwsgi_max_vars = cfg.uwsgi_max_vars_size
@@ -250,6 +260,15 @@ class BlockingWorker(Worker):
         self.recorder = None if multithread else self.metrics.recorders[0]
         for listener in self.listeners:
             listener.sock.setblocking(False)
+
+    def tls_handshakes(self) -> Handshakes | None:
+        """The TLS handshakes of the listeners that serve TLS; None (and :mod:`ssl` never
+        loaded) when none does."""
+        if all(listener.tls is None for listener in self.listeners):
+            return None
+        from .tls_handshake import Handshakes
+
+        return Handshakes(self.cfg, self.log, self.header_timeout)
 
     def stopping(self) -> bool:
         """True once the worker was told to stop (responses then close their connection)."""
@@ -268,6 +287,9 @@ class BlockingWorker(Worker):
         elif isinstance(exc, OSError):
             if exc.errno in _QUIET_ERRNOS or isinstance(exc, TimeoutError):
                 self.log.debug("Connection from %s ended: %s", who, exc)
+            elif _is_tls_error(exc):  # after the handshake: a ragged EOF, a bad record...
+                ip = peer[0] if isinstance(peer, tuple) else who
+                self.log.info("TLS error on the connection from %s: %s", ip, _tls_reason(exc))
             else:
                 self.log.exception("Error on the connection from %s", who)
         else:
@@ -419,7 +441,9 @@ class BlockingWorker(Worker):
         hook_req = None
         if self.pre_request is not None or self.post_request is not None:
             hook_req = HookRequest(environ)
-        resp = Response(conn, method == "HEAD", uwsgi, beater.beat, self.io_timeout)
+        # a TLS connection's socket is not a plain socket.socket (monoceros.tls.TlsSocket)
+        response = Response if conn.__class__ is _PLAIN_SOCKET else TlsResponse
+        resp = response(conn, method == "HEAD", uwsgi, beater.beat, self.io_timeout)
         if keep_alive:
             resp.keep_alive = True
             resp.http10 = http10
@@ -495,6 +519,17 @@ class BlockingWorker(Worker):
                 resp.headers = []
                 self.send_error(conn, exc.status, exc.reason)
             return
+        if isinstance(exc, OSError) and _is_tls_error(exc):
+            # the TLS connection failed under the app (reading the body): the client's doing
+            self.log.info(
+                "TLS error on the connection from %s during %s: %s",
+                log_safe(environ.get("REMOTE_ADDR") or "a local peer"),
+                where,
+                _tls_reason(exc),
+            )
+            if not resp.headers_sent:  # nothing can be sent on it: logged as not answered
+                resp.status, resp.status_code = "500 Internal Server Error", 500
+            return
         if isinstance(exc, ResponseError):
             self.log.error("Bad response from the application to %s: %s", where, exc)
         else:
@@ -541,6 +576,20 @@ class BlockingWorker(Worker):
             if not isinstance(exc, TruncatedPacket):  # a front end that left: not worth a line
                 self._bad_body(environ, exc)
             return False
+
+
+def _is_tls_error(exc: OSError) -> bool:
+    """Whether ``exc`` is an ``ssl.SSLError`` (:mod:`ssl` is loaded once TLS is served)."""
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(exc, ssl.SSLError)
+
+
+def _tls_reason(exc: OSError) -> str:
+    """A TLS error after the handshake, in a few words."""
+    if exc.__class__.__name__ == "SSLEOFError":
+        return "closed without TLS close_notify (suppress_ragged_eofs is off)"
+    reason = getattr(exc, "reason", None)
+    return str(reason).replace("_", " ").lower() if reason else " ".join(str(exc).split())
 
 
 def request_line(environ: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from ..access_log import log_safe
 from ..addresses import PeerAddress
@@ -45,6 +46,11 @@ from ..protocols.uwsgi import PONG, Ping, UwsgiRequest, parse_head, truncated_he
 from ..worker_metrics import Recorder, WorkerMetrics
 from .base import stack_of
 from .blocking import RECV_SIZE, BlockingWorker
+
+if TYPE_CHECKING:
+    from ssl import SSLContext
+
+    from .tls_handshake import Handshakes
 
 __all__ = ["ThreadWorker"]
 
@@ -76,6 +82,7 @@ class _Conn:
         "served",
         "sock",
         "step",
+        "tls",
         "uwsgi",
     )
 
@@ -89,8 +96,10 @@ class _Conn:
         step: _Step,
     ) -> None:
         self.sock = sock
-        #: the next step: the PROXY header's, then the protocol's
+        #: the next step: the PROXY header's, the TLS handshake's, then the protocol's
         self.step = step
+        #: the TLS context while the handshake is to be done (None: done, or a plain listener)
+        self.tls: SSLContext | None = listener.tls
         self.fd = sock.fileno()
         self.listener = listener
         self.peer = peer
@@ -167,6 +176,8 @@ class ThreadWorker(BlockingWorker):
             raise RuntimeError("the gthread worker needs epoll (Linux)")
         cfg = self.cfg
         self.setup_serving(True)
+        #: the TLS handshakes of TLS listeners (None: no listener serves TLS)
+        self.tls: Handshakes | None = self.tls_handshakes()
         self.keepalive = float(cfg.keepalive)
         self._parked: dict[int, _Conn] = {}
         self._jobs: queue.SimpleQueue[_Conn | None] = queue.SimpleQueue()
@@ -186,17 +197,24 @@ class ThreadWorker(BlockingWorker):
         """Read the settings every request needs; start counting connections."""
         super().setup_serving(multithread)
         self.max_connections = self.cfg.worker_connections
-        #: a new connection's first step, by protocol: the PROXY header's when it is on
         self._http_step: _Step = self._step_http
         self._uwsgi_step: _Step = self._step_uwsgi
-        self._first_step: tuple[_Step, _Step] = (
-            (self._step_proxy, self._step_proxy)
-            if self.proxy is not None
-            else (self._http_step, self._uwsgi_step)
-        )
+        #: a new connection's first step, by listener fd
+        self._first_step: dict[int, _Step] = {
+            listener.sock.fileno(): self._first_step_of(listener) for listener in self.listeners
+        }
         self._lock = threading.Lock()
         self._open = 0
         self._fresh = 0
+
+    def _first_step_of(self, listener: Listener) -> _Step:
+        """The PROXY header's step when it is on, else the TLS handshake's on a TLS listener,
+        else the protocol's."""
+        if self.proxy is not None:
+            return self._step_proxy
+        if listener.tls is not None:
+            return self._step_tls
+        return self._uwsgi_step if listener.protocol == "uwsgi" else self._http_step
 
     # ------------------------------------------------------------------ main thread
 
@@ -265,6 +283,7 @@ class ThreadWorker(BlockingWorker):
         sock = listener.sock
         uwsgi = listener.protocol == "uwsgi"
         header_timeout = self.header_timeout
+        step = self._first_step[sock.fileno()]
         while self._admits():
             try:
                 client, peer = sock.accept()
@@ -274,7 +293,7 @@ class ThreadWorker(BlockingWorker):
                 if self.accept_failed(listener, exc):
                     continue
                 return True
-            self._enqueue(listener, client, peer, uwsgi, header_timeout)
+            self._enqueue(listener, client, peer, uwsgi, header_timeout, step)
         return False
 
     def _enqueue(
@@ -284,8 +303,9 @@ class ThreadWorker(BlockingWorker):
         peer: PeerAddress,
         uwsgi: bool,
         header_timeout: float | None,
+        step: _Step,
     ) -> None:
-        """Hand a new connection to the thread pool."""
+        """Hand a new connection to the thread pool; ``step``: its first."""
         deadline = time.monotonic() + header_timeout if header_timeout else _FOREVER
         with self._lock:
             self._open += 1
@@ -297,14 +317,21 @@ class ThreadWorker(BlockingWorker):
                 peer,
                 deadline,
                 None if uwsgi else HttpParser(self.limits),
-                self._first_step[uwsgi],
+                step,
             )
         )
 
     def _take_queued(self, listener: Listener, client: socket.socket, peer: PeerAddress) -> None:
         """Graceful stop: hand a connection from the listen queue to the pool (beyond
         ``worker_connections`` if need be), so closing the listeners does not reset it."""
-        self._enqueue(listener, client, peer, listener.protocol == "uwsgi", self.header_timeout)
+        self._enqueue(
+            listener,
+            client,
+            peer,
+            listener.protocol == "uwsgi",
+            self.header_timeout,
+            self._first_step[listener.sock.fileno()],
+        )
 
     def _report_stuck(self, now: float, timeout: int) -> None:
         """Log once, at WARNING, each request in flight that made no progress for ``timeout``
@@ -334,7 +361,10 @@ class ThreadWorker(BlockingWorker):
         parked = self._parked
         for conn in list(parked.values()):
             if conn.deadline <= now and parked.pop(conn.fd, None) is not None:
-                if conn.served and (conn.uwsgi or not conn.parser or not conn.parser.in_message):
+                if conn.tls is not None:  # a TLS handshake that did not finish in time
+                    assert self.tls is not None
+                    self.tls.failed(conn.listener, conn.peer, TimeoutError())
+                elif conn.served and (conn.uwsgi or not conn.parser or not conn.parser.in_message):
                     self.log.debug("Closing idle keep-alive connection from %s", conn.peer)
                 else:
                     self.log.debug(
@@ -438,6 +468,7 @@ class ThreadWorker(BlockingWorker):
             keep = False
             while True:
                 try:
+                    # accept -> (PROXY header, plain text) -> TLS handshake -> protocol
                     keep = conn.step(conn, progress)
                 except Exception as exc:
                     keep = False
@@ -505,7 +536,10 @@ class ThreadWorker(BlockingWorker):
         if header is not NO_HEADER:
             conn.peer = header.source or peer
             buf = buf[header.size :]
-        if conn.uwsgi:
+        if conn.tls is not None:
+            conn.buf = buf
+            conn.step = self._step_tls
+        elif conn.uwsgi:
             conn.buf = buf
             conn.step = self._uwsgi_step
         else:
@@ -515,6 +549,37 @@ class ThreadWorker(BlockingWorker):
                 conn.parser.receive_data(buf)
             conn.step = self._http_step
         return conn.step(conn, progress)
+
+    def _step_tls(self, conn: _Conn, progress: _Progress) -> bool:
+        """The TLS handshake's step (True: park for more); once it is done, the protocol's
+        step goes on at once."""
+        waiting = self._handshake(conn)
+        if waiting is not None:
+            return waiting
+        conn.step = self._uwsgi_step if conn.uwsgi else self._http_step
+        return conn.step(conn, progress)
+
+    def _handshake(self, conn: _Conn) -> bool | None:
+        """Carry a TLS handshake on without waiting: None once it is done (serve the
+        connection now), True to park it until the client sends more, False when it failed
+        (logged: close it). A uwsgi listener's allow-list is checked after it, by the uwsgi
+        step (its 403 goes out over TLS)."""
+        tls = self.tls
+        assert tls is not None
+        listener = conn.listener
+        sock = conn.sock
+        if sock.__class__ is socket.socket:  # the first step: the socket is not wrapped yet
+            sock = conn.sock = tls.start(listener, sock)
+        try:
+            if not tls.step(sock, conn.head_deadline):  # type: ignore[arg-type]
+                return True
+        except (OSError, ValueError) as exc:
+            tls.failed(listener, conn.peer, exc)
+            return False
+        conn.tls = None
+        if tls.own_budget:  # the request head gets a header_timeout of its own, from its park
+            conn.head_deadline = 0.0
+        return None
 
     def _step_http(self, conn: _Conn, progress: _Progress) -> bool:
         """Serve the complete requests the connection holds; True to park it for more."""

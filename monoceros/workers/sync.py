@@ -19,7 +19,7 @@ import socket
 import struct
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..addresses import PeerAddress
 from ..listeners import Listener
@@ -32,6 +32,9 @@ from ..socket_waits import KERNEL_TIMEOUTS, wait_in_kernel
 from ..wsgi.body import ClientDisconnected
 from .blocking import RECV_SIZE, BlockingWorker, error_response
 
+if TYPE_CHECKING:
+    from .tls_handshake import Handshakes
+
 __all__ = ["SyncWorker", "error_response"]
 
 _RECV = RECV_SIZE
@@ -41,9 +44,13 @@ _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 class SyncWorker(BlockingWorker):
     """Serve one connection at a time; every response closes its connection."""
 
+    #: the TLS handshakes of TLS listeners (None: no listener serves TLS)
+    tls: Handshakes | None
+
     def run(self) -> None:
         """Accept and serve until told to stop."""
         self.setup_serving(False)
+        self.tls = self.tls_handshakes()
         self._serve_forever()
 
     # ------------------------------------------------------------------ accept loop
@@ -175,14 +182,21 @@ class SyncWorker(BlockingWorker):
     # ------------------------------------------------------------------ one connection
 
     def _handle(self, listener: Listener, conn: socket.socket, peer: PeerAddress) -> None:
+        # per connection: accept -> (PROXY header, plain text) -> TLS handshake -> protocol
         try:
-            first = None
-            deadline = 0.0
+            first = None  # bytes already read after a PROXY header (None: nothing read yet)
+            deadline = 0.0  # of the request head: 0.0 starts header_timeout at the first wait
             if self.proxy is not None:
                 proxied = self._proxy_header(listener, conn, peer)
                 if proxied is None:
                     return
                 peer, first, deadline = proxied
+            if listener.tls is not None:
+                assert self.tls is not None
+                handshaken = self.tls.complete(listener, conn, peer)
+                if handshaken is None:
+                    return  # failed: logged, closed
+                conn, deadline = handshaken
             if listener.protocol == "uwsgi":
                 self._handle_uwsgi(listener, conn, peer, first, deadline)
             else:

@@ -97,6 +97,7 @@ class HttpEnvironBuilder:
     __slots__ = (
         "_base",
         "_forwarders",
+        "_scheme",
         "_secure_headers",
         "_server_name",
         "_server_port",
@@ -110,8 +111,11 @@ class HttpEnvironBuilder:
         forwarded_allow_ips: AddressMatcher,
         secure_scheme_headers: dict[str, str],
         forwarder_headers: list[str] | None = None,
+        scheme: str = "http",
     ) -> None:
+        """``scheme``: the listener's own, ``https`` on a TLS listener."""
         self._base = base
+        self._scheme = scheme
         self._forwarders = forwarder_names(forwarder_headers or [])
         if isinstance(sockname, tuple):
             self._server_name = str(sockname[0])
@@ -173,7 +177,7 @@ class HttpEnvironBuilder:
         else:
             ip = None
             env["REMOTE_ADDR"] = ""
-        scheme = "http"
+        scheme = self._scheme
         if self._secure_headers and (ip is None or ip in self._trusted):
             sent = None
             for secure_key, secure_name, https in self._secure_headers:  # cheaper than a listcomp
@@ -184,7 +188,7 @@ class HttpEnvironBuilder:
                     else:
                         sent.append(item)
             if sent is not None:  # a repeated header is joined in env: read back as a list
-                scheme = forwarded_scheme(sent)
+                scheme = forwarded_scheme(sent, scheme)
         env["wsgi.url_scheme"] = scheme
         if mounted is not None:
             env["SCRIPT_NAME"], env["PATH_INFO"] = mount(mounted, path.decode("latin-1"))

@@ -4,7 +4,9 @@ One :class:`Response` per request. The head is built once by the shared writer
 (:mod:`monoceros.protocols.response`: validation and framing rules, str headers encoded once)
 and sent together with the first body piece in one ``sendall``. By default the connection
 closes after the response; with ``keep_alive`` set it stays open when the writer can frame the
-body, unless the client still waits for ``100 Continue`` or the worker is stopping.
+body, unless the client still waits for ``100 Continue`` or the worker is stopping. A TLS
+connection's response is a :class:`TlsResponse`: the same, sent without the plain socket's
+tricks (send flags, kernel timeouts, sendfile).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from ..protocols.response import (
 )
 from ..socket_waits import SEND_THEN_CLOSE, wait_in_kernel
 
-__all__ = ["FileWrapper", "Response", "ResponseError"]
+__all__ = ["FileWrapper", "Response", "ResponseError", "TlsResponse"]
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
@@ -333,3 +335,36 @@ class Response:
         if self.chunked:
             return self.ended
         return self.length is None or self.sent >= self.length or not self.has_body
+
+
+class TlsResponse(Response):
+    """The response on a TLS connection (:class:`monoceros.tls.TlsSocket`).
+
+    OpenSSL takes no send flags, must be given the same bytes again after a write that would
+    have waited, and encrypts in user space, so: every send is a ``sendall`` under a Python
+    timeout of ``io_timeout`` (set once per response), in slices of at most :data:`_SLICE`
+    with a heartbeat between them; and a ``wsgi.file_wrapper`` is read and sent block by block
+    instead of with ``sendfile``.
+    """
+
+    __slots__ = ()
+
+    def _send(self, data: bytes, flags: int = 0) -> None:
+        """Send all of ``data``, waiting for the client at most ``io_timeout`` at a time."""
+        sock = self._sock
+        if not self._waiting:
+            self._waiting = True
+            sock.settimeout(self._io_timeout)
+        if len(data) <= _SLICE:
+            sock.sendall(data)
+            return
+        beat = self._beat
+        view = memoryview(data)
+        for start in range(0, len(view), _SLICE):
+            if beat is not None:
+                beat()
+            sock.sendall(view[start : start + _SLICE])
+
+    def send_file(self, wrapper: FileWrapper, use_sendfile: bool) -> None:
+        """Serve a ``wsgi.file_wrapper`` result block by block (no sendfile through TLS)."""
+        self.send_iterable(wrapper)

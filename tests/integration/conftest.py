@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -74,10 +75,13 @@ class Server:
         bind: str | None = None,
         bind_arg: bool = True,
         program: list[str] | None = None,
+        client_tls: ssl.SSLContext | None = None,
     ) -> None:
         """``bind`` is where the tests connect; ``bind_arg=False`` leaves it to a config file;
-        ``program`` replaces the ``monoceros`` script (``[python, "-m", "monoceros"]``)."""
+        ``program`` replaces the ``monoceros`` script (``[python, "-m", "monoceros"]``);
+        ``client_tls``: connect with TLS, with this client context (server name localhost)."""
         self.workdir = workdir
+        self.client_tls = client_tls
         self.bind = bind or f"127.0.0.1:{free_port()}"
         self.log_path = workdir / f"server-{time.monotonic_ns()}.log"
         self.cmd = [*(program or [MONOCEROS]), *args]
@@ -124,8 +128,11 @@ class Server:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.settimeout(timeout)
             s.connect(self.unix_path)
-            return s
-        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        else:
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        if self.client_tls is not None:
+            return self.client_tls.wrap_socket(s, server_hostname="localhost")
+        return s
 
     def request(
         self,

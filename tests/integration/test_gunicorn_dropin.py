@@ -77,19 +77,22 @@ def test_gunicorn_only_settings_warn_once_per_start(
         assert name not in log, (name, log)
 
 
-def test_tls_settings_refuse_to_start(workdir: Path) -> None:
+def test_settings_that_cannot_be_served_refuse_to_start(workdir: Path) -> None:
+    """A gunicorn config's TLS files that are not there: one line each, exit status 2, never a
+    server that answers plain text where TLS is expected."""
+    missing = workdir / "ssl"
     conf = workdir / "tls.py"
-    conf.write_text("certfile = '/etc/ssl/site.pem'\nkeyfile = '/etc/ssl/site.key'\n")
+    conf.write_text(f"certfile = '{missing}/site.pem'\nkeyfile = '{missing}/site.key'\n")
     base = ["--chdir", str(APPS), "--bind", f"127.0.0.1:{free_port()}", "app:app"]
-    for extra in (
-        ["-c", str(conf)],
-        ["-c", str(conf), "--check-config"],
-        ["--certfile", "c.pem"],
+    for extra, expected in (
+        (["-c", str(conf)], "certfile '"),
+        (["-c", str(conf), "--check-config"], "No such file or directory"),
+        (["--certfile", "c.pem"], "certfile 'c.pem'"),
     ):
         r = run_cli([*extra, *base], workdir)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1, (extra, r.stderr)
-        assert lines[0].startswith("monoceros: error: ") and "not" in lines[0], lines
+        assert lines[0].startswith("monoceros: error: ") and expected in lines[0], lines
 
 
 def env_of(srv: Server | Nginx, path: str, headers: dict[str, str] | None = None) -> dict[str, str]:

@@ -189,9 +189,12 @@ class _RecordingArbiter:
 
     created: list[Config] = []
 
-    def __init__(self, cfg: Config, launch_dir: str | None = None) -> None:
+    def __init__(
+        self, cfg: Config, launch_dir: str | None = None, tls_context: object = None
+    ) -> None:
         self.created.append(cfg)
         self.launch_dir = launch_dir
+        self.tls_context = tls_context
 
     def run(self) -> int:
         return 7
@@ -201,6 +204,7 @@ class _RecordingArbiter:
 def recording_arbiter(monkeypatch: pytest.MonkeyPatch) -> type[_RecordingArbiter]:
     module = types.ModuleType("monoceros.arbiter")
     module.Arbiter = _RecordingArbiter  # type: ignore[attr-defined]
+    module.load_tls = lambda cfg: None  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "monoceros.arbiter", module)
     _RecordingArbiter.created = []
     return _RecordingArbiter

@@ -109,6 +109,15 @@ GUNICORN_FLAGS: dict[str, tuple[str, ...]] = {
     "protocol": ("--protocol",),
     "uwsgi_allow_ips": ("--uwsgi-allow-from",),
     "uwsgi_max_vars_size": ("--uwsgi-max-vars-size",),
+    # gunicorn's SSL section
+    "keyfile": ("--keyfile",),
+    "certfile": ("--certfile",),
+    "ssl_version": ("--ssl-version",),
+    "cert_reqs": ("--cert-reqs",),
+    "ca_certs": ("--ca-certs",),
+    "suppress_ragged_eofs": ("--suppress-ragged-eofs",),
+    "do_handshake_on_connect": ("--do-handshake-on-connect",),
+    "ciphers": ("--ciphers",),
     # gunicorn 27's ASGI worker flags, and our own WebSocket message limit
     "asgi_loop": ("--asgi-loop",),
     "asgi_lifespan": ("--asgi-lifespan",),
@@ -170,6 +179,7 @@ HOOK_ARITIES = {
     "worker_exit": 2,
     "nworkers_changed": 3,
     "on_exit": 1,
+    "ssl_context": 2,
 }
 
 
@@ -542,11 +552,44 @@ def test_settings_cannot_be_assigned_directly(cfg: Config) -> None:
 # --- hooks -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", HOOK_NAMES)
+@pytest.mark.parametrize("name", [name for name in HOOK_NAMES if name != "ssl_context"])
 def test_default_hooks_are_callable_no_ops(cfg: Config, name: str) -> None:
     hook = getattr(cfg, name)
     assert hook(*range(HOOK_ARITIES[name])) is None
     assert cfg.hook_is_set(name) is False
+
+
+def test_default_ssl_context_hook_is_gunicorns(cfg: Config) -> None:
+    """It returns what the factory builds, and --print-config does not call it a no-op."""
+    made = object()
+    assert cfg.ssl_context(cfg, lambda: made) is made
+    assert cfg.hook_is_set("ssl_context") is False
+    assert "ssl_context = <default>" in cfg.describe()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(2, 2), ("TLS", 2), ("SSLv23", 2), ("TLSv1_2", 5), ("TLS_SERVER", 17), ("17", 17)],
+)
+def test_ssl_version_takes_gunicorns_names_and_values(
+    cfg: Config, value: object, expected: int
+) -> None:
+    cfg.set("ssl_version", value)
+    assert cfg.ssl_version == expected
+
+
+@pytest.mark.parametrize("value", ["TLSv9", 99, True, None])
+def test_ssl_version_refuses_what_is_no_protocol(cfg: Config, value: object) -> None:
+    with pytest.raises(ConfigError, match=r"^ssl_version: expected an ssl\.PROTOCOL_\* value"):
+        cfg.set("ssl_version", value)
+
+
+def test_cert_reqs_is_0_1_or_2(cfg: Config) -> None:
+    cfg.set("cert_reqs", "2")
+    assert cfg.cert_reqs == 2
+    for bad in (3, -1, "required"):
+        with pytest.raises(ConfigError, match=r"^cert_reqs: expected 0 \(no client"):
+            cfg.set("cert_reqs", bad)
 
 
 def test_setting_a_hook(cfg: Config) -> None:

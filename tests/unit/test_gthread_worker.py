@@ -193,7 +193,7 @@ def test_connections_awaiting_their_first_request_count_towards_max_requests(
     worker.max_requests = 2
     worker.nr = 1
     assert worker._admits()
-    worker._enqueue(worker.listeners[0], a, "", False, None)
+    worker._enqueue(worker.listeners[0], a, "", False, None, worker._step_http)
     assert not worker._admits()  # one served, one on its way: the limit is reached
     conn = worker._jobs.get_nowait()
     assert conn is not None
@@ -209,7 +209,7 @@ def test_a_connection_closed_without_a_request_frees_its_place(
     a, b = pair
     worker._jobs = queue.SimpleQueue()
     worker.max_requests = 1
-    worker._enqueue(worker.listeners[0], a, "", False, None)
+    worker._enqueue(worker.listeners[0], a, "", False, None, worker._step_http)
     assert not worker._admits()
     conn = worker._jobs.get_nowait()
     assert conn is not None

@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     # one worker class per I/O model; the master's stats views and statsd sender
     ("workers", "stats_render", "statsd"),
     ("wsgi", "asgi"),  # the application interfaces: peers, neither imports the other
-    ("app", "config_loader", "listeners", "logs", "heartbeat", "pidfile", "reloader"),
+    ("app", "config_loader", "listeners", "logs", "heartbeat", "pidfile", "reloader", "tls"),
     # small leaf helpers; the stats listener and the workers' shared counting blocks
     (
         "access_log",

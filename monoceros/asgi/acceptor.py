@@ -30,11 +30,31 @@ from typing import TYPE_CHECKING
 from ..addresses import PeerAddress
 from ..listeners import Listener
 from ..logs import Logger
+from ..protocols.errors import InvalidProxyHeader
+from ..protocols.events import NEED_DATA
+from ..protocols.proxy_protocol import NO_HEADER, ProxyHeaderReader
+from .connection import TransportConnection
+from .proxy_header import log_proxy_refused
 
 if TYPE_CHECKING:
     from ssl import SSLContext
 
 __all__ = ["Acceptor"]
+
+_RECV = 64 * 1024
+
+
+def _proxied(factory: ProtocolFactory, client: PeerAddress) -> ProtocolFactory:
+    """``factory``, whose protocols take ``client`` (a PROXY header's) as their peer."""
+
+    def make() -> asyncio.Protocol:
+        protocol = factory()
+        assert isinstance(protocol, TransportConnection)
+        protocol.proxied_peer = client
+        return protocol
+
+    return make
+
 
 _ACCEPT_BATCH = 64
 
@@ -57,10 +77,14 @@ class Acceptor:
         accept_failed: AcceptFailed,
         direct: dict[int, DirectHandler] | None = None,
         handshake_timeout: float | None = None,
+        proxy: ProxyHeaderReader | None = None,
     ) -> None:
-        """``handshake_timeout``: seconds a TLS handshake may take (None: the loop's 60 s)."""
+        """``handshake_timeout``: seconds a TLS handshake may take (None: the loop's 60 s),
+        a PROXY header before it included; ``proxy``: the PROXY protocol policy, which TLS
+        listeners apply here (a plain listener's protocol factory does)."""
         self.loop = loop
         self.handshake_timeout = handshake_timeout
+        self.proxy = proxy
         self.listeners = listeners
         self.factories = factories
         self.direct: dict[int, DirectHandler] = direct if direct is not None else {}
@@ -200,9 +224,21 @@ class Acceptor:
         loop = self.loop
         started = loop.time()
         timeout = self.handshake_timeout
+        left = timeout
         try:
+            if self.proxy is not None:
+                client = await self._proxy_header(conn, peer, listener, started)
+                if client is None:
+                    conn.close()
+                    self.open -= 1
+                    return
+                if client != peer:
+                    peer = client
+                    factory = _proxied(factory, client)
+                if timeout:
+                    left = max(started + timeout - loop.time(), 0.001)
             await loop.connect_accepted_socket(
-                factory, conn, ssl=context, ssl_handshake_timeout=timeout
+                factory, conn, ssl=context, ssl_handshake_timeout=left
             )
         except OSError as exc:
             # the loops end a handshake that takes too long with ConnectionAbortedError
@@ -215,6 +251,78 @@ class Acceptor:
             self.open -= 1
         finally:
             self.connecting -= 1
+
+    async def _proxy_header(
+        self, conn: socket.socket, peer: PeerAddress, listener: Listener, started: float
+    ) -> PeerAddress | None:
+        """Read the PROXY header before a TLS handshake, to its last byte and no further: each
+        read peeks (``MSG_PEEK``) and takes only what is header, so the TLS transport finds
+        the handshake's bytes in the socket. The client's address (the peer's when the header
+        names none); None when the connection is to be closed (refused with one log line, or
+        closed or silent: a DEBUG line). The wait is bounded by handshake_timeout."""
+        proxy = self.proxy
+        assert proxy is not None
+        ip = peer[0] if isinstance(peer, tuple) else None
+        why = proxy.refused(ip)
+        if why is not None:
+            log_proxy_refused(self.log, peer, why)
+            return None
+        timeout = self.handshake_timeout
+        held = b""
+        try:
+            while True:
+                try:
+                    peeked = conn.recv(_RECV, socket.MSG_PEEK)
+                except BlockingIOError:
+                    if not await self._readable(conn, started + timeout if timeout else None):
+                        self.log.debug(
+                            "Client %s: no complete PROXY header within header_timeout (%gs)",
+                            ip or listener.name,
+                            timeout,
+                        )
+                        return None
+                    continue
+                if not peeked:
+                    if held:
+                        raise InvalidProxyHeader("the connection closed inside the PROXY header")
+                    return None  # connected and closed: a health check, nothing to say
+                header, take = proxy.parse_peeked(held, peeked, ip)
+                if take:
+                    data = conn.recv(take)
+                    if len(data) != take:
+                        raise ConnectionError(f"read {len(data)} of {take} peeked bytes")
+                    held += data
+                if header is not NEED_DATA:
+                    break
+        except InvalidProxyHeader as exc:
+            log_proxy_refused(self.log, peer, exc.reason)
+            return None
+        if header is NO_HEADER:
+            return peer
+        return header.source or peer
+
+    async def _readable(self, conn: socket.socket, deadline: float | None) -> bool:
+        """Wait until ``conn`` has bytes to read: False when ``deadline`` (loop time) came
+        first."""
+        loop = self.loop
+        ready: asyncio.Future[None] = loop.create_future()
+        fd = conn.fileno()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(fd, wake)
+        try:
+            if deadline is None:
+                await ready
+                return True
+            await asyncio.wait_for(ready, max(deadline - loop.time(), 0.0))
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            loop.remove_reader(fd)
 
     async def _connect(self, conn: socket.socket, factory: ProtocolFactory) -> None:
         try:

@@ -23,15 +23,21 @@ from ..protocols.proxy_protocol import NO_HEADER, ProxyHeaderReader
 from .connection import TransportConnection
 
 if TYPE_CHECKING:
+    from ..logs import Logger
     from .context import ServerContext
 
-__all__ = ["ProxyHeaderProtocol", "proxy_refused"]
+__all__ = ["ProxyHeaderProtocol", "log_proxy_refused", "proxy_refused"]
 
 
 def proxy_refused(ctx: ServerContext, peer: PeerAddress, reason: str) -> None:
     """The one log line of a connection closed at its PROXY header."""
+    log_proxy_refused(ctx.log, peer, reason)
+
+
+def log_proxy_refused(log: Logger, peer: PeerAddress, reason: str) -> None:
+    """:func:`proxy_refused` with a logger (the acceptor's, before a TLS handshake)."""
     who = peer[0] if isinstance(peer, tuple) else "a local peer"
-    ctx.log.warning("PROXY protocol: closing the connection from %s: %s", who, log_safe(reason))
+    log.warning("PROXY protocol: closing the connection from %s: %s", who, log_safe(reason))
 
 
 class ProxyHeaderProtocol(asyncio.Protocol):

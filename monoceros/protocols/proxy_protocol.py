@@ -153,6 +153,26 @@ class ProxyHeaderReader:
             raise InvalidProxyHeader(f"a PROXY header from {ip}, which is not in proxy_allow_ips")
         return _parse_v1(data) if version == 1 else _parse_v2(data)
 
+    def parse_peeked(self, held: bytes, peeked: bytes, ip: str | None) -> tuple[Parsed, int]:
+        """:meth:`parse` for a header that must be read to its last byte and no further (a TLS
+        handshake follows it, and its bytes are not ours to read): ``held`` is what was taken
+        from the socket so far (all of it header), ``peeked`` what is there now, looked at
+        without taking it. Answers what :meth:`parse` answers for the two together, and how
+        many of the peeked bytes to take: all of them while the header is incomplete, up to its
+        end once it is whole, none when there is no header (``auto``). A connection that began
+        like a header and turned out not to be one is refused: the bytes taken are gone."""
+        data = held + peeked if held else peeked
+        header = self.parse(data, ip)
+        if header is NEED_DATA:
+            return header, len(peeked)
+        if header is NO_HEADER:
+            if held:
+                raise InvalidProxyHeader(
+                    f"the connection starts like a PROXY header but is not one: {_shown(data[:16])}"
+                )
+            return header, 0
+        return header, header.size - len(held)
+
     def _version(self, data: bytes) -> int | _Need:
         """1 or 2 for the start of a header this reader reads, 0 for none, NEED_DATA for a
         beginning too short to tell."""

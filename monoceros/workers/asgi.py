@@ -92,6 +92,7 @@ class AsgiWorker(Worker):
         self._stop: asyncio.Future[None] = loop.create_future()
         self._factories: dict[int, ProtocolFactory] = {}
         self._direct: dict[int, DirectHandler] = {}
+        self._proxy = self.proxy_header_reader()
         self.acceptor = Acceptor(
             loop,
             self.listeners,
@@ -101,6 +102,7 @@ class AsgiWorker(Worker):
             self.accept_failed,
             self._direct,
             handshake_timeout=float(cfg.header_timeout) or None,
+            proxy=self._proxy,
         )
         try:
             loop.run_until_complete(self._serve())
@@ -129,10 +131,11 @@ class AsgiWorker(Worker):
             self.log.error("Worker (pid:%s) exiting: lifespan startup failed", self.pid)
             sys.exit(WORKER_BOOT_ERROR)
         self.ctx.state = lifespan.state if lifespan.supported else None
-        proxy = self.proxy_header_reader()
+        proxy = self._proxy
         for listener in self.listeners:
             fd = listener.sock.fileno()
-            self._factories[fd] = self._factory(listener, proxy)
+            # a TLS listener's PROXY header is read by the acceptor, before the handshake
+            self._factories[fd] = self._factory(listener, proxy if listener.tls is None else None)
             if listener.protocol == "uwsgi" and listener.tls is None:
                 lean = self._fast_path(listener, proxy)
                 self._direct[fd] = lean.serve if proxy is None else lean.serve_proxied

@@ -50,6 +50,7 @@ __all__ = [
     "BlockingWorker",
     "error_response",
     "request_line",
+    "take_exactly",
 ]
 
 RECV_SIZE = 65536
@@ -590,6 +591,15 @@ def _tls_reason(exc: OSError) -> str:
         return "closed without TLS close_notify (suppress_ragged_eofs is off)"
     reason = getattr(exc, "reason", None)
     return str(reason).replace("_", " ").lower() if reason else " ".join(str(exc).split())
+
+
+def take_exactly(sock: socket.socket, size: int) -> bytes:
+    """Take ``size`` bytes that a peek showed are in the socket (the PROXY header before a TLS
+    handshake): one ``recv``, which cannot wait or come short for bytes already there."""
+    data = sock.recv(size)
+    if len(data) != size:
+        raise ConnectionError(f"read {len(data)} of the {size} PROXY header bytes peeked")
+    return data
 
 
 def request_line(environ: dict[str, Any]) -> str:

@@ -45,7 +45,7 @@ from ..protocols.proxy_protocol import NO_HEADER
 from ..protocols.uwsgi import PONG, Ping, UwsgiRequest, parse_head, truncated_head
 from ..worker_metrics import Recorder, WorkerMetrics
 from .base import stack_of
-from .blocking import RECV_SIZE, BlockingWorker
+from .blocking import RECV_SIZE, BlockingWorker, take_exactly
 
 if TYPE_CHECKING:
     from ssl import SSLContext
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = ["ThreadWorker"]
 
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+_PEEK = socket.MSG_PEEK
 _PARK = select.EPOLLIN | select.EPOLLONESHOT if hasattr(select, "epoll") else 0
 #: seconds between two sweeps for expired deadlines, at most
 _TICK = 0.25
@@ -199,6 +200,7 @@ class ThreadWorker(BlockingWorker):
         self.max_connections = self.cfg.worker_connections
         self._http_step: _Step = self._step_http
         self._uwsgi_step: _Step = self._step_uwsgi
+        self._proxy_tls_step: _Step = self._step_proxy_before_tls
         #: a new connection's first step, by listener fd
         self._first_step: dict[int, _Step] = {
             listener.sock.fileno(): self._first_step_of(listener) for listener in self.listeners
@@ -211,7 +213,7 @@ class ThreadWorker(BlockingWorker):
         """The PROXY header's step when it is on, else the TLS handshake's on a TLS listener,
         else the protocol's."""
         if self.proxy is not None:
-            return self._step_proxy
+            return self._step_proxy if listener.tls is None else self._proxy_tls_step
         if listener.tls is not None:
             return self._step_tls
         return self._uwsgi_step if listener.protocol == "uwsgi" else self._http_step
@@ -361,7 +363,8 @@ class ThreadWorker(BlockingWorker):
         parked = self._parked
         for conn in list(parked.values()):
             if conn.deadline <= now and parked.pop(conn.fd, None) is not None:
-                if conn.tls is not None:  # a TLS handshake that did not finish in time
+                if conn.tls is not None and conn.step != self._proxy_tls_step:
+                    # a TLS handshake that did not finish in time
                     assert self.tls is not None
                     self.tls.failed(conn.listener, conn.peer, TimeoutError())
                 elif conn.served and (conn.uwsgi or not conn.parser or not conn.parser.in_message):
@@ -549,6 +552,46 @@ class ThreadWorker(BlockingWorker):
                 conn.parser.receive_data(buf)
             conn.step = self._http_step
         return conn.step(conn, progress)
+
+    def _step_proxy_before_tls(self, conn: _Conn, progress: _Progress) -> bool:
+        """:meth:`_step_proxy` on a TLS listener: the header is read to its last byte and no
+        further (each read peeks, then takes only what is header), so the TLS handshake's step
+        finds all of its bytes in the socket; it goes on at once."""
+        proxy = self.proxy
+        assert proxy is not None
+        sock = conn.sock
+        peer = conn.peer
+        ip = peer[0] if isinstance(peer, tuple) else None
+        held = conn.buf
+        if not conn.registered and not held:
+            why = proxy.refused(ip)
+            if why is not None:
+                self.proxy_refused(conn.listener, peer, why)
+                return False
+        try:
+            while True:
+                try:
+                    peeked = sock.recv(RECV_SIZE, _PEEK | _DONTWAIT)
+                except BlockingIOError:
+                    conn.buf = held
+                    return True
+                if not peeked:
+                    if held:
+                        raise InvalidProxyHeader("the connection closed inside the PROXY header")
+                    return False  # connected and closed: a health check, nothing to say
+                header, take = proxy.parse_peeked(held, peeked, ip)
+                if take:
+                    held += take_exactly(sock, take)
+                if header is not NEED_DATA:
+                    break
+        except InvalidProxyHeader as exc:
+            self.proxy_refused(conn.listener, peer, exc.reason)
+            return False
+        if header is not NO_HEADER:
+            conn.peer = header.source or peer
+        conn.buf = b""
+        conn.step = self._step_tls
+        return self._step_tls(conn, progress)
 
     def _step_tls(self, conn: _Conn, progress: _Progress) -> bool:
         """The TLS handshake's step (True: park for more); once it is done, the protocol's

@@ -30,7 +30,7 @@ from ..protocols.proxy_protocol import NO_HEADER
 from ..protocols.uwsgi import PONG, Ping, parse_head, truncated_head
 from ..socket_waits import KERNEL_TIMEOUTS, wait_in_kernel
 from ..wsgi.body import ClientDisconnected
-from .blocking import RECV_SIZE, BlockingWorker, error_response
+from .blocking import RECV_SIZE, BlockingWorker, error_response, take_exactly
 
 if TYPE_CHECKING:
     from .tls_handshake import Handshakes
@@ -39,6 +39,7 @@ __all__ = ["SyncWorker", "error_response"]
 
 _RECV = RECV_SIZE
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+_PEEK = socket.MSG_PEEK
 
 
 class SyncWorker(BlockingWorker):
@@ -187,13 +188,17 @@ class SyncWorker(BlockingWorker):
             first = None  # bytes already read after a PROXY header (None: nothing read yet)
             deadline = 0.0  # of the request head: 0.0 starts header_timeout at the first wait
             if self.proxy is not None:
-                proxied = self._proxy_header(listener, conn, peer)
+                proxied: tuple[PeerAddress, bytes | None, float] | None
+                if listener.tls is None:
+                    proxied = self._proxy_header(listener, conn, peer)
+                else:  # the handshake's bytes that follow the header are the TLS layer's
+                    proxied = self._proxy_header_before_tls(listener, conn, peer)
                 if proxied is None:
                     return
                 peer, first, deadline = proxied
             if listener.tls is not None:
                 assert self.tls is not None
-                handshaken = self.tls.complete(listener, conn, peer)
+                handshaken = self.tls.complete(listener, conn, peer, deadline)
                 if handshaken is None:
                     return  # failed: logged, closed
                 conn, deadline = handshaken
@@ -245,6 +250,70 @@ class SyncWorker(BlockingWorker):
         if header is NO_HEADER:
             return peer, buf, deadline
         return header.source or peer, buf[header.size :], deadline
+
+    def _proxy_header_before_tls(
+        self, listener: Listener, conn: socket.socket, peer: PeerAddress
+    ) -> tuple[PeerAddress, None, float] | None:
+        """:meth:`_proxy_header` on a TLS listener: the header is read to its last byte and no
+        further, so the TLS handshake that follows finds all of its bytes in the socket. Each
+        read peeks (``MSG_PEEK``) and takes only what is header; the waits are Python timeouts,
+        which the TLS socket keeps using (a kernel timeout would stay under OpenSSL)."""
+        proxy = self.proxy
+        assert proxy is not None
+        ip = peer[0] if isinstance(peer, tuple) else None
+        why = proxy.refused(ip)
+        if why is not None:
+            self.proxy_refused(listener, peer, why)
+            return None
+        held = b""
+        deadline = 0.0
+        try:
+            try:
+                peeked: bytes | None = conn.recv(_RECV, _PEEK | _DONTWAIT)
+            except BlockingIOError:
+                peeked = None
+            while True:
+                if peeked is None:
+                    peeked, deadline = self._peek_header(conn, deadline)
+                if not peeked:
+                    if held:
+                        raise InvalidProxyHeader("the connection closed inside the PROXY header")
+                    return None  # connected and closed: a health check, nothing to say
+                header, take = proxy.parse_peeked(held, peeked, ip)
+                if take:
+                    held += take_exactly(conn, take)
+                if header is not NEED_DATA:
+                    break
+                peeked = None
+        except InvalidProxyHeader as exc:
+            self.proxy_refused(listener, peer, exc.reason)
+            return None
+        if header is NO_HEADER:
+            return peer, None, deadline
+        return header.source or peer, None, deadline
+
+    def _peek_header(self, conn: socket.socket, deadline: float) -> tuple[bytes, float]:
+        """Wait for bytes of a PROXY header and peek at them, within header_timeout (a Python
+        timeout); the deadline is set on the first wait."""
+        timeout = self.header_timeout
+        if timeout:
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + timeout
+            remaining = deadline - now
+            if remaining <= 0:
+                raise ClientDisconnected(
+                    f"no complete PROXY header within header_timeout ({timeout:g}s)"
+                )
+            conn.settimeout(remaining)
+        else:
+            conn.settimeout(None)
+        try:
+            return conn.recv(_RECV, _PEEK), deadline
+        except (TimeoutError, BlockingIOError):
+            raise ClientDisconnected(
+                f"no complete PROXY header within header_timeout ({timeout:g}s)"
+            ) from None
 
     def _read_head(
         self, conn: socket.socket, parser: HttpParser, first: bytes | None, deadline: float

@@ -62,15 +62,22 @@ class Handshakes:
     # ------------------------------------------------------------------ sync: waiting
 
     def complete(
-        self, listener: Listener, conn: socket.socket, peer: PeerAddress
+        self, listener: Listener, conn: socket.socket, peer: PeerAddress, deadline: float = 0.0
     ) -> tuple[TlsSocket, float] | None:
         """Wrap a just-accepted socket and complete its handshake, waiting at most
         header_timeout. Returns the TLS socket and the first head's deadline (see
-        :meth:`head_deadline`), or None when the handshake failed (logged, socket closed)."""
+        :meth:`head_deadline`), or None when the handshake failed (logged, socket closed).
+        ``deadline``: when a PROXY header read before it started header_timeout, the end of
+        that budget, which the handshake (and the head, without ``do_handshake_on_connect``)
+        must keep to; 0.0: the budget starts now."""
         assert listener.tls is not None
         accepted = time.monotonic()
+        timeout = self.timeout
+        if deadline and timeout:  # what the PROXY header left of header_timeout
+            accepted = deadline - timeout
+            timeout = max(deadline - time.monotonic(), 0.001)
         tls = wrap(listener.tls, conn, self.cfg)
-        tls.settimeout(self.timeout)
+        tls.settimeout(timeout)
         try:
             tls.do_handshake()
         except (OSError, ValueError) as exc:

@@ -7,30 +7,17 @@ from __future__ import annotations
 
 import json
 import socket
-import struct
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from proxy_headers import unread, v1, v2
 
 from conftest import Server, free_port, wait_for
 from uwsgi_support import APP_OF, WORKER_KINDS, body_of, exchange, good_env, packet, status_of
 
-V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 GET_ENV = b"GET /env HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-
-
-def v1(src: str, dst: str, sport: int, dport: int) -> bytes:
-    family = "TCP6" if ":" in src else "TCP4"
-    return f"PROXY {family} {src} {dst} {sport} {dport}\r\n".encode()
-
-
-def v2(src: str, dst: str, sport: int, dport: int, command: int = 1, tlvs: bytes = b"") -> bytes:
-    af, fam = (socket.AF_INET6, 0x21) if ":" in src else (socket.AF_INET, 0x11)
-    block = socket.inet_pton(af, src) + socket.inet_pton(af, dst) + struct.pack("!HH", sport, dport)
-    block += tlvs
-    return V2_SIGNATURE + bytes([0x20 | command, fam]) + struct.pack("!H", len(block)) + block
 
 
 def client_of(raw: bytes) -> tuple[str, int | None]:
@@ -116,18 +103,6 @@ def test_a_header_split_across_reads(server: Callable[..., Server], kind: str) -
         raw = read_all(s)
     assert client_of(raw) == ("198.51.100.9", 61000)
     assert "PROXY protocol:" not in srv.log()
-
-
-def unread(server_port: int, client_port: int) -> int | None:
-    """Bytes the server has not read yet on its side of the loopback connection from
-    ``client_port`` (the receive queue in /proc/net/tcp), None when it is not listed."""
-    local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            if fields[1] == local and fields[2] == remote:
-                return int(fields[4].split(":")[1], 16)
-    return None
 
 
 def read_all(s: socket.socket) -> bytes:

@@ -348,3 +348,79 @@ def test_random_bytes_never_crash(mode: str, data: bytes, ip: str | None) -> Non
     if isinstance(result, ProxyHeader):
         assert 15 <= result.size <= len(data)
         assert (result.source is None) == (result.destination is None)
+
+
+# --- read to the header's last byte (a TLS handshake follows) ----------------------------------
+
+#: the first bytes of a TLS ClientHello: a handshake record
+CLIENT_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32))
+
+
+def take_exactly(
+    reader: ProxyHeaderReader, wire: bytes, cuts: list[int], ip: str | None = None
+) -> tuple[object, bytes]:
+    """Drive :meth:`ProxyHeaderReader.parse_peeked` as a worker does over a socket that
+    received ``wire`` in pieces ending at ``cuts``: peek what is there, take what it says.
+    Returns the answer and the bytes left in the socket."""
+    held = b""
+    taken = 0
+    for arrived in [*cuts, len(wire)]:
+        peeked = wire[taken:arrived]
+        if not peeked:
+            continue
+        result, take = reader.parse_peeked(held, peeked, ip)
+        assert 0 <= take <= len(peeked)
+        held += peeked[:take]
+        taken += take
+        if result is not NEED_DATA:
+            return result, wire[taken:]
+    return NEED_DATA, wire[taken:]
+
+
+@pytest.mark.parametrize("mode", ["v1", "auto"])
+def test_peeked_v1_stops_at_the_header_end_in_any_cut(mode: str) -> None:
+    line = b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"
+    reader = ProxyHeaderReader(mode, ())
+    for cut in range(len(line) + len(CLIENT_HELLO) + 1):
+        result, left = take_exactly(reader, line + CLIENT_HELLO, [cut])
+        assert isinstance(result, ProxyHeader) and result.source == ("192.168.0.1", 56324)
+        assert left == CLIENT_HELLO, cut
+
+
+def test_peeked_v2_byte_by_byte_leaves_the_handshake() -> None:
+    wire = v2(1, 1, 1, inet("10.0.0.7", "10.0.0.1", 4000, 443) + b"\x04\x00\x01x")
+    result, left = take_exactly(ProxyHeaderReader("v2", ()), wire + CLIENT_HELLO, list(range(99)))
+    assert isinstance(result, ProxyHeader) and result.source == ("10.0.0.7", 4000)
+    assert left == CLIENT_HELLO
+
+
+def test_peeked_no_header_takes_nothing() -> None:
+    assert take_exactly(ANYONE, CLIENT_HELLO, [1]) == (NO_HEADER, CLIENT_HELLO)
+    assert ANYONE.parse_peeked(b"", CLIENT_HELLO, None) == (NO_HEADER, 0)
+
+
+@pytest.mark.parametrize("start", [b"PRO", b"\r\n\r\n"])
+def test_peeked_a_header_start_that_is_none_is_refused(start: bytes) -> None:
+    """In auto, bytes taken as the start of a header are gone: what follows cannot be served."""
+    _, take = ANYONE.parse_peeked(b"", start, None)
+    assert take == len(start)
+    with pytest.raises(InvalidProxyHeader, match="starts like a PROXY header but is not one"):
+        ANYONE.parse_peeked(start, CLIENT_HELLO, None)
+
+
+def test_peeked_refusals_are_parse_refusals() -> None:
+    with pytest.raises(InvalidProxyHeader, match="no PROXY v1 header"):
+        ProxyHeaderReader("v1", ()).parse_peeked(b"", CLIENT_HELLO, None)
+    with pytest.raises(InvalidProxyHeader, match=r"address '10\.1\.2\.03'"):
+        take_exactly(ProxyHeaderReader("v1", ()), b"PROXY TCP4 10.1.2.03 1.1.1.1 1 2\r\n", [9])
+
+
+@SETTINGS
+@given(headers(), st.binary(max_size=64), st.lists(st.integers(0, 300), max_size=6))
+def test_peeked_generated_headers_leave_exactly_what_follows(
+    case: tuple[bytes, ProxyHeader], rest: bytes, cuts: list[int]
+) -> None:
+    wire, expected = case
+    result, left = take_exactly(ANYONE, wire + rest, sorted(cuts))
+    assert result == expected
+    assert left == rest

@@ -88,17 +88,7 @@ _ROWS: tuple[GunicornOnly, ...] = (
     _row("http2_max_frame_size", 16384, ("--http2-max-frame-size",)),
     _row("http2_max_header_list_size", 65536, ("--http2-max-header-list-size",)),
     # Logging
-    _row(
-        "disable_redirect_access_to_syslog", False, ("--disable-redirect-access-to-syslog",), "flag"
-    ),
     _row("logger_class", "gunicorn.glogging.Logger", ("--logger-class",)),
-    _row("logconfig", None, ("--log-config",)),
-    _row("logconfig_dict", {}),
-    _row("logconfig_json", None, ("--log-config-json",)),
-    _row("syslog_addr", VARIES, ("--log-syslog-to",)),
-    _row("syslog", False, ("--log-syslog",), "flag"),
-    _row("syslog_prefix", None, ("--log-syslog-prefix",)),
-    _row("syslog_facility", "user", ("--log-syslog-facility",)),
     _row("enable_stdio_inheritance", False, ("-R", "--enable-stdio-inheritance"), "flag"),
     _row("enable_backlog_metric", False, ("--enable-backlog-metric",), "flag"),
     # Process naming

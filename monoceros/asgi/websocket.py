@@ -320,6 +320,7 @@ class WebSocketSession:
                 access_headers(headers),
                 None,
                 ctx.loop.time() - self._start,
+                self.uwsgi,
             )
 
     def _handshake(self, message: dict[str, Any]) -> tuple[bytes, list[Any]]:

@@ -451,7 +451,7 @@ class BlockingWorker(Worker):
                     self.log.exception("Error closing the response iterable")
         duration = rec.end(start, resp.status_code or 500, uwsgi)
         if self.access_log:
-            self.log.access(environ, resp.status or "500", resp.headers, resp.sent, duration)
+            self.log.access(environ, resp.status or "500", resp.headers, resp.sent, duration, uwsgi)
         if self.post_request is not None:
             try:
                 self.post_request(self, hook_req, environ, resp)

@@ -108,6 +108,15 @@ FLAG_CASES: list[tuple[list[str], str, Any]] = [
     (["--log-file", "other.log"], "errorlog", "other.log"),
     (["--log-level", "debug"], "loglevel", "debug"),
     (["--capture-output"], "capture_output", True),
+    (["--access-log-json"], "access_log_json", True),
+    (["--disable-redirect-access-to-syslog"], "disable_redirect_access_to_syslog", True),
+    (["--log-config", "log.ini"], "logconfig", "log.ini"),
+    (["--log-config-json", "log.json"], "logconfig_json", "log.json"),
+    (["--log-syslog"], "syslog", True),
+    (["--log-syslog-to", "udp://[::1]:5140"], "syslog_addr", "udp://[::1]:5140"),
+    (["--log-syslog-to=unix:///dev/log#dgram"], "syslog_addr", "unix:///dev/log#dgram"),
+    (["--log-syslog-prefix", "shop"], "syslog_prefix", "shop"),
+    (["--log-syslog-facility", "LOCAL7"], "syslog_facility", "local7"),
     (["--statsd-host", "localhost:9125"], "statsd_host", "localhost:9125"),
     (["--statsd-prefix=app"], "statsd_prefix", "app"),
     (["--dogstatsd-tags", "env:prod,team:web"], "dogstatsd_tags", "env:prod,team:web"),
@@ -183,19 +192,19 @@ def test_unknown_option_suggests_the_closest(in_tmp: Path) -> None:
 
 def test_gunicorn_only_option_is_warned_about_and_ignored(in_tmp: Path) -> None:
     cfg = load_config(
-        ["--spew", "--log-config", "log.ini", "app:app", "--log-syslog-prefix=x", "-R"], {}
+        ["--spew", "--logger-class", "my.Logger", "app:app", "--worker-tmp-dir=/tmp", "-R"], {}
     )
     assert cfg.wsgi_app == "app:app"  # the option's value was not taken for APP_MODULE
     assert cfg.warnings == [
         f"gunicorn option {flag} on the command line is not supported by monoceros; ignored"
-        for flag in ("--spew", "--log-config", "--log-syslog-prefix", "--enable-stdio-inheritance")
+        for flag in ("--spew", "--logger-class", "--worker-tmp-dir", "--enable-stdio-inheritance")
     ]
 
 
 def test_gunicorn_only_option_at_gunicorns_default_is_silent(in_tmp: Path) -> None:
     argv = [
-        "--log-syslog-facility",
-        "user",
+        "--logger-class",
+        "gunicorn.glogging.Logger",
         "--header-map",
         "DROP",
         "--http-protocols",
@@ -230,9 +239,10 @@ def test_gunicorn_options_that_would_fail_open_are_refused(
 
 
 def test_gunicorn_option_from_the_environment_names_the_variable(in_tmp: Path) -> None:
-    cfg = load_config([], {"GUNICORN_CMD_ARGS": "--log-config=log.ini"})
+    cfg = load_config([], {"GUNICORN_CMD_ARGS": "--logger-class=my.Logger"})
     assert cfg.warnings == [
-        "gunicorn option --log-config from GUNICORN_CMD_ARGS is not supported by monoceros; ignored"
+        "gunicorn option --logger-class from GUNICORN_CMD_ARGS is not supported by monoceros; "
+        "ignored"
     ]
     with pytest.raises(ConfigError, match=r"^option --certfile \(from MONOCEROS_CMD_ARGS\): TLS"):
         load_config([], {ENV_ARGS_VAR: "--certfile c.pem"})

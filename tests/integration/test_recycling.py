@@ -4,6 +4,7 @@ before the old worker stops, one worker at a time, and the restarts are counted 
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import threading
@@ -28,13 +29,22 @@ OVER = 120
 _SAMPLE = re.compile(r"^(\w+)(?:\{(.*)\})? (\S+)$")
 
 
-def _metrics(port: int) -> dict[str, float]:
+def _get(port: int, path: str) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: stats\r\n\r\n")
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: stats\r\n\r\n".encode())
         status, _, body = read_response(s)
     assert status == 200
+    return body
+
+
+def _booted(port: int) -> int:
+    """Workers that finished booting, as the master's /stats says."""
+    return sum(1 for w in json.loads(_get(port, "/stats"))["workers"] if w["booted"])
+
+
+def _metrics(port: int) -> dict[str, float]:
     out = {}
-    for line in body.decode().splitlines():
+    for line in _get(port, "/metrics").decode().splitlines():
         m = _SAMPLE.match(line)
         if m:
             out[f"{m[1]}{{{m[2] or ''}}}"] = float(m[3])
@@ -81,7 +91,7 @@ def _start(
     ngx = nginx(
         f"location / {{ include {nginx_uwsgi_params()}; uwsgi_pass backend; }}", f"unix:{sock}"
     )
-    assert wait_for(lambda: _ok(ngx, "/version") and len(srv.workers()) == 2, 20), srv.log()
+    assert wait_for(lambda: _ok(ngx, "/version") and _booted(stats_port) == 2, 20), srv.log()
     return srv, ngx, stats_port
 
 
@@ -160,17 +170,24 @@ def test_lifetime_recycling_replaces_workers_one_at_a_time(
 ) -> None:
     srv, ngx, stats_port = _start(server, nginx, workdir, kind, "--max-worker-lifetime", "2")
     first = set(srv.workers())
+    counts: set[int] = set()  # how many workers ran, seen at each look
+
+    def replaced(n: int) -> bool:
+        counts.add(len(srv.workers()))
+        return _restarts(stats_port, "lifetime") >= n
+
     load = Load(ngx.port)
     try:
         # every worker of the first pair replaced, and one more after that
-        assert wait_for(lambda: _restarts(stats_port, "lifetime") >= 3, 25), srv.log()
+        assert wait_for(lambda: replaced(3), 25), srv.log()
         assert load.served_more(30, 20), srv.log()
     finally:
         load.stop()
     assert load.errors == [], load.errors[:5]
     assert load.count > 50
     assert not first & set(srv.workers())
-    assert len(srv.workers()) == 2
+    # two workers, and a third while one is replaced: never fewer, never two replaced at once
+    assert counts <= {2, 3} and 3 in counts, counts
     # one at a time: each verdict is followed by its successor's boot and its TERM before the
     # next verdict, never two workers leaving at once
     events = re.findall(
@@ -191,7 +208,7 @@ def test_a_successor_that_cannot_boot_leaves_the_old_worker_serving(
 ) -> None:
     broken = workdir / "broken"
     srv, ngx, stats_port = _start(
-        server, nginx, workdir, "sync", "--max-worker-lifetime", "1.5",
+        server, nginx, workdir, "sync", "--max-worker-lifetime", "3",
         env={"APP_BREAK_IF": str(broken)},
     )  # fmt: skip
     first = set(srv.workers())
@@ -206,7 +223,7 @@ def test_a_successor_that_cannot_boot_leaves_the_old_worker_serving(
         assert wait_for(lambda: _in_log(srv, failed), 15), srv.log()
         kept = int(re.findall(failed, srv.log())[0])
         assert load.served_more(20, 10), srv.log()
-        assert set(srv.workers()) == first and kept in first  # the master did not give up
+        assert first <= set(srv.workers()) and kept in first  # the master did not give up
         broken.unlink()  # fixed: the next try, after the pause, succeeds
         assert wait_for(lambda: not first & set(srv.workers()), 25), srv.log()
         assert load.served_more(20, 10), srv.log()
@@ -214,7 +231,7 @@ def test_a_successor_that_cannot_boot_leaves_the_old_worker_serving(
         load.stop()
     assert load.errors == [], load.errors[:5]
     assert srv.proc.poll() is None
-    assert len(srv.workers()) == 2
+    assert len(srv.workers()) in (2, 3)  # a third while one is replaced
     assert _restarts(stats_port, "lifetime") >= 2
     assert "RuntimeError: app.py broken on purpose" in srv.log()
 
@@ -226,12 +243,12 @@ def test_the_old_worker_serves_until_its_successor_booted(
     # time the recycled worker serves, and it is told to stop only by a successor that booted
     gate = workdir / "gate"
     srv = server(
-        ["-w", "1", "--max-worker-lifetime", "2", "--timeout", "2"],
+        ["-w", "1", "--max-worker-lifetime", "3", "--timeout", "2"],
         env={"APP_IMPORT_GATE": str(gate)},
     )
     old = int(srv.get_ok("/pid"))
     gate.touch()
-    replacing = rf"Worker \(pid:{old}\) reached max_worker_lifetime \(2 s\)"
+    replacing = rf"Worker \(pid:{old}\) reached max_worker_lifetime \(3 s\)"
     assert wait_for(lambda: _in_log(srv, replacing), 15), srv.log()
     hung = r"WORKER TIMEOUT \(pid:(\d+)\)"
     assert wait_for(lambda: _in_log(srv, hung), 15), srv.log()

@@ -113,6 +113,8 @@ class Setting:
     default_factory: Callable[[Mapping[str, str]], Any] | None = None
     default_doc: str | None = None
     params: tuple[str, ...] | None = None
+    #: ``"?"``: the flag's value may be left out, which gives ``const``
+    nargs: str | None = None
 
     @property
     def is_hook(self) -> bool:
@@ -419,6 +421,28 @@ def _header_names(value: Any) -> list[str]:
 
 
 PROTOCOLS: tuple[str, ...] = ("http", "uwsgi")
+
+
+def _root_path(value: Any) -> str:
+    text = _str(value)
+    if text and not text.startswith("/"):
+        _fail("a path starting with '/', such as '/api'", value)
+    return text.rstrip("/")
+
+
+PROXY_PROTOCOL_MODES: tuple[str, ...] = ("off", "v1", "v2", "auto")
+"""The values ``proxy_protocol`` accepts."""
+
+
+def _proxy_protocol(value: Any) -> str:
+    """A mode, or gunicorn 23's boolean: True is ``auto`` (it read v1 headers when present)."""
+    if value is True:
+        return "auto"
+    if value is False or value is None:
+        return "off"
+    if isinstance(value, str) and value.strip().lower() in PROXY_PROTOCOL_MODES:
+        return value.strip().lower()
+    _fail("one of " + ", ".join(PROXY_PROTOCOL_MODES), value)
 
 
 def _choice(choices: tuple[str, ...]) -> Validator:
@@ -964,6 +988,44 @@ SETTINGS: tuple[Setting, ...] = (
             _header_names,
             metavar="STRING",
         ),
+        _flag(
+            "proxy_headers",
+            ("--proxy-headers",),
+            "On HTTP listeners, from a peer in forwarded_allow_ips, take the client address "
+            "(WSGI REMOTE_ADDR, ASGI client) from X-Forwarded-For: its right-most entry that is "
+            "not itself in forwarded_allow_ips (uvicorn's flag).",
+        ),
+        Setting(
+            "root_path",
+            ("--root-path",),
+            "",
+            "The path prefix a proxy strips before passing requests on, where the application "
+            "is mounted on HTTP listeners: the WSGI SCRIPT_NAME and the ASGI root_path, e.g. "
+            "'/api'. Empty: the SCRIPT_NAME environment variable, if set.",
+            _root_path,
+            metavar="PATH",
+        ),
+        Setting(
+            "proxy_protocol",
+            ("--proxy-protocol",),
+            "off",
+            "Read a PROXY protocol header (HAProxy send-proxy, send-proxy-v2) at the start of "
+            "every connection, HTTP and uwsgi: v1 or v2 require a header of that version, auto "
+            "reads either and serves a connection without one as is; the flag alone means auto.",
+            _proxy_protocol,
+            metavar="MODE",
+            nargs="?",
+            const="auto",
+        ),
+        Setting(
+            "proxy_allow_ips",
+            ("--proxy-allow-from",),
+            "127.0.0.1,::1",
+            "Comma-separated IPs or CIDR networks allowed to send a PROXY header ('*' allows "
+            "all; UNIX socket peers are always allowed).",
+            _ip_list,
+            metavar="STRING",
+        ),
         Setting(
             "pythonpath",
             ("--pythonpath",),
@@ -1243,6 +1305,10 @@ class Config:
     secure_scheme_headers: dict[str, str]
     forwarded_allow_ips: list[str]
     forwarder_headers: list[str]
+    proxy_headers: bool
+    root_path: str
+    proxy_protocol: str
+    proxy_allow_ips: list[str]
     pythonpath: str | None
     accesslog: str | None
     disable_redirect_access_to_syslog: bool

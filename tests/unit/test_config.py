@@ -60,6 +60,9 @@ GUNICORN_DEFAULTS: dict[str, Any] = {
     },
     "forwarded_allow_ips": ["127.0.0.1", "::1"],
     "forwarder_headers": ["SCRIPT_NAME", "PATH_INFO"],
+    "proxy_protocol": "off",
+    "proxy_allow_ips": ["127.0.0.1", "::1"],
+    "root_path": "",
     "pythonpath": None,
     "accesslog": None,
     "access_log_format": '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
@@ -129,6 +132,10 @@ GUNICORN_FLAGS: dict[str, tuple[str, ...]] = {
     "umask": ("-m", "--umask"),
     "forwarded_allow_ips": ("--forwarded-allow-ips",),
     "forwarder_headers": ("--forwarder-headers",),
+    "proxy_headers": ("--proxy-headers",),  # uvicorn's
+    "root_path": ("--root-path",),
+    "proxy_protocol": ("--proxy-protocol",),
+    "proxy_allow_ips": ("--proxy-allow-from",),
     "pythonpath": ("--pythonpath",),
     "accesslog": ("--access-logfile",),
     "access_log_format": ("--access-logformat",),
@@ -476,6 +483,28 @@ def test_forwarded_allow_ips(cfg: Config) -> None:
     assert error_of(cfg, "forwarded_allow_ips", "10.0.0.1,proxy.local") == (
         "forwarded_allow_ips: expected '*' or comma-separated IP addresses or CIDR networks, "
         "got 'proxy.local'"
+    )
+
+
+def test_proxy_protocol_modes_and_gunicorn_23s_boolean(cfg: Config) -> None:
+    for given, mode in [("V2", "v2"), (" auto ", "auto"), (True, "auto"), (False, "off")]:
+        cfg.set("proxy_protocol", given)
+        assert cfg.proxy_protocol == mode
+    assert error_of(cfg, "proxy_protocol", "v3") == (
+        "proxy_protocol: expected one of off, v1, v2, auto, got 'v3'"
+    )
+    cfg.set("proxy_allow_ips", "*")
+    assert cfg.proxy_allow_ips == ["*"]
+    assert error_of(cfg, "proxy_allow_ips", "haproxy.local").startswith("proxy_allow_ips: expected")
+
+
+def test_root_path_is_a_path_without_a_trailing_slash(cfg: Config) -> None:
+    cfg.set("root_path", "/api/v1/")
+    assert cfg.root_path == "/api/v1"
+    cfg.set("root_path", "/")
+    assert cfg.root_path == ""
+    assert error_of(cfg, "root_path", "api") == (
+        "root_path: expected a path starting with '/', such as '/api', got 'api'"
     )
 
 

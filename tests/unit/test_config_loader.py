@@ -101,6 +101,12 @@ FLAG_CASES: list[tuple[list[str], str, Any]] = [
         "forwarder_headers",
         ["SCRIPT_NAME", "REMOTE_USER"],
     ),
+    (["--proxy-headers"], "proxy_headers", True),
+    (["--root-path", "/api/"], "root_path", "/api"),
+    (["--proxy-protocol"], "proxy_protocol", "auto"),
+    (["--proxy-protocol", "v2"], "proxy_protocol", "v2"),
+    (["--proxy-protocol=V1"], "proxy_protocol", "v1"),
+    (["--proxy-allow-from", "10.0.0.0/8, ::1"], "proxy_allow_ips", ["10.0.0.0/8", "::1"]),
     (["--pythonpath", "a,b"], "pythonpath", "a,b"),
     (["--access-logfile", "-"], "accesslog", "-"),
     (["--access-logformat", "%(h)s"], "access_log_format", "%(h)s"),
@@ -209,8 +215,6 @@ def test_gunicorn_only_option_at_gunicorns_default_is_silent(in_tmp: Path) -> No
         "DROP",
         "--http-protocols",
         "h1",
-        "--proxy-protocol",
-        "off",
         "--cert-reqs",
         "0",
         "--suppress-ragged-eofs",
@@ -225,8 +229,6 @@ def test_gunicorn_only_option_at_gunicorns_default_is_silent(in_tmp: Path) -> No
         (["--keyfile=k.pem"], "--keyfile"),
         (["--ca-certs", "ca.pem"], "--ca-certs"),
         (["--cert-reqs", "2"], "--cert-reqs"),
-        (["--proxy-protocol"], "--proxy-protocol"),
-        (["--proxy-protocol", "v2"], "--proxy-protocol"),
     ],
 )
 def test_gunicorn_options_that_would_fail_open_are_refused(
@@ -572,7 +574,7 @@ def test_gunicorn_settings_at_other_values_are_warned_about(in_tmp: Path) -> Non
     conf = write(
         in_tmp / "g.py",
         "http_protocols = 'h2,h1'\ndirty_workers = 2\n"
-        "root_path = '/api'\ncontrol_socket = '/run/g.ctl'\n"
+        "control_socket = '/run/g.ctl'\n"
         "def on_dirty_starting(arbiter):\n    pass\n",
     )
     assert load_config(["-c", conf], {}).warnings == [
@@ -580,7 +582,6 @@ def test_gunicorn_settings_at_other_values_are_warned_about(in_tmp: Path) -> Non
         for name in (
             "http_protocols",
             "dirty_workers",
-            "root_path",
             "control_socket",
             "on_dirty_starting",
         )
@@ -594,8 +595,6 @@ def test_gunicorn_settings_at_other_values_are_warned_about(in_tmp: Path) -> Non
         "keyfile = 'k.pem'",
         "ca_certs = 'ca.pem'",
         "cert_reqs = 2",
-        "proxy_protocol = True",
-        "proxy_protocol = 'v1'",
         "def ssl_context(conf, factory):\n    return factory()",
     ],
 )

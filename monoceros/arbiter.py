@@ -42,7 +42,8 @@ from .logs import Logger
 from .pidfile import Pidfile, PidfileError
 from .proctitle import AVAILABLE as PROCTITLE_AVAILABLE
 from .proctitle import set_title
-from .stats_render import MasterStats, ServerView
+from .recycle import MEMORY_SAMPLES, MIB, Recycler, Verdict
+from .stats_render import MasterStats, ServerView, read_rss
 from .stats_server import StatsServer
 from .statsd import StatsdSender
 from .worker_metrics import Totals
@@ -64,6 +65,9 @@ _MAX_BOOT_FAILURES = 5
 _ABORT_GRACE = 2.0
 #: seconds between that request (STACKS_SIGNAL) and SIGKILL: faulthandler writes from C at once
 _STACKS_GRACE = 0.5
+#: seconds between two looks at a recycled worker's booting successor
+_SUCCESSOR_POLL = 0.1
+_NO_RSS = "max_worker_memory: cannot read the workers' resident memory here (no /proc/PID/statm)"
 
 
 class HaltServer(Exception):
@@ -86,6 +90,10 @@ class WorkerRecord:
     retiring: bool = False
     #: retired to be replaced (HUP, or WINCH after USR2): a "reload" restart
     replaced: bool = False
+    #: retired by recycling (max_worker_memory, max_worker_lifetime): "memory" or "lifetime"
+    recycled: str | None = None
+    #: the pid of the worker forked to replace it when it was recycled
+    successor: int = 0
     term_sent: bool = False
     abort_sent: float = 0.0
     stacks_sent: float = 0.0
@@ -161,6 +169,7 @@ class Arbiter:
         self._stats_listener: Listener | None = None
         self._statsd: StatsdSender | None = None
         self._statsd_failed = False
+        self._recycler = Recycler(cfg.max_worker_memory, cfg.max_worker_lifetime, log=self.log)
         #: the master's process title as last set
         self._title = ""
 
@@ -219,6 +228,7 @@ class Arbiter:
             if exc.errno == errno.ESRCH:
                 record = self.workers.pop(pid, None)
                 if record is not None:
+                    self._recycler.gone(pid)
                     record.heartbeat.close()
                     self._stats.worker_gone(record.worker.metrics, self._restart_reason(record))
 
@@ -257,7 +267,7 @@ class Arbiter:
             while True:
                 sig = self._signals.pop(0) if self._signals else None
                 if sig is None:
-                    self.sleep()
+                    self.sleep(self._recycle_wait())
                     self.send_statsd()
                     self._retitle()  # an upgrade's new master drops ".2" once the old one ends
                     if self._signals:
@@ -265,6 +275,8 @@ class Arbiter:
                     self.reap_workers()
                     self.murder_workers()
                     self.manage_workers()
+                    if self._recycler.enabled:
+                        self.recycle_workers()
                     continue
                 name = _SIGNAL_NAMES.get(sig, str(sig))
                 if name != "chld":
@@ -343,6 +355,8 @@ class Arbiter:
             self._listening(listener)
         self._start_stats_server()
         self._give_files_to_worker_user()
+        if cfg.max_worker_memory and read_rss(self.pid) is None:
+            raise HaltServer(_NO_RSS)
         if cfg.threads > 1 and cfg.worker_class == "sync":
             # gunicorn's rule: more than one thread means the threaded worker
             self.log.info("threads = %s: using the gthread worker instead of sync", cfg.threads)
@@ -441,6 +455,8 @@ class Arbiter:
         a stop or a TTOU); the worker's own word (max_requests) wins over this."""
         if record.abort_sent:
             return "timeout"
+        if record.recycled:
+            return record.recycled
         if record.replaced:
             return "reload"
         if self._stopping or record.retiring:
@@ -673,6 +689,7 @@ class Arbiter:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _BLOCKED_AROUND_FORK)
             worker.pid = pid  # the master's copy, as hooks (child_exit) see it
             self.workers[pid] = WorkerRecord(pid, self.worker_age, heartbeat, worker)
+            self._recycler.born(pid, time.monotonic())
             return pid
         # ---- in the child: from here on nothing may return into the master's code, whatever
         # the application did (a closed stdout makes the last flush raise): os._exit ends it
@@ -749,6 +766,7 @@ class Arbiter:
                 if pid == self.reexec_pid:
                     self._upgrade_ended(status)
                 continue
+            self._recycler.gone(pid)
             code = os.waitstatus_to_exitcode(status)
             booted = record.heartbeat.is_booted()
             record.heartbeat.close()
@@ -763,6 +781,8 @@ class Arbiter:
                 self.log.warning("Worker (pid:%s) exited with code %s", pid, code)
             self._child_exit(record.worker)
             if self._stopping:
+                continue
+            if not booted and not record.retiring and self._successor_failed(pid, code):
                 continue
             if record.retiring and code in (APP_LOAD_ERROR, WORKER_BOOT_ERROR):
                 continue  # a worker of an abandoned reload: already handled
@@ -803,7 +823,7 @@ class Arbiter:
             self.num_workers = self.cfg.workers  # WINCH had stopped ours: serve again
 
     def _boot_failed(self, reason: str, status: int, record: WorkerRecord) -> None:
-        retiring = [w for w in self.workers.values() if w.retiring]
+        retiring = [w for w in self.workers.values() if w.retiring and not w.recycled]
         if retiring and not record.retiring:
             # A reload whose new workers cannot boot: keep serving with the old ones.
             self.log.error("%s Reload abandoned; the previous workers keep serving.", reason)
@@ -869,9 +889,89 @@ class Arbiter:
             if all(w.heartbeat.is_booted() for w in fresh):
                 for record in retiring:
                     record.term_sent = True
+                    if record.recycled:
+                        self._successor_booted(record)
                     if set(record.worker.listeners) <= set(self.listeners):
                         record.heartbeat.keep_listeners()  # its listen queue is not its to serve
                     self.kill_worker(record.pid, signal.SIGTERM)
+
+    # ------------------------------------------------------------------ recycling
+
+    def recycle_workers(self) -> None:
+        """Replace a worker that outgrew ``max_worker_memory`` or outlived
+        ``max_worker_lifetime`` (see :mod:`monoceros.recycle`) the way HUP replaces workers:
+        its successor is forked now, and :meth:`manage_workers` sends it TERM once the
+        successor has booted. One at a time: none starts while a worker is leaving or booting."""
+        records = list(self.workers.values())
+        candidates = [r.pid for r in records if not r.retiring and r.heartbeat.is_booted()]
+        idle = len(candidates) == len(records) == self.num_workers
+        verdict = self._recycler.check(time.monotonic(), candidates, may_start=idle)
+        if verdict is not None:
+            self._recycle(self.workers[verdict.pid], verdict)
+
+    def _recycle(self, record: WorkerRecord, verdict: Verdict) -> None:
+        if verdict.reason == "memory":
+            self.log.warning(
+                "Worker (pid:%s) resident memory %.1f MiB above max_worker_memory %s MiB at "
+                "%s samples in a row: replacing it (memory)",
+                record.pid,
+                (verdict.rss or 0) / MIB,
+                self.cfg.max_worker_memory,
+                MEMORY_SAMPLES,
+            )
+        else:
+            self.log.info(
+                "Worker (pid:%s) reached max_worker_lifetime (%g s) after %.1f s: "
+                "replacing it (lifetime)",
+                record.pid,
+                self.cfg.max_worker_lifetime,
+                verdict.age,
+            )
+        record.retiring = True
+        record.recycled = verdict.reason
+        record.successor = self.spawn_worker()
+
+    def _successor_booted(self, record: WorkerRecord) -> None:
+        """The successor of recycled worker ``record`` booted: TERM follows (by the caller)."""
+        self._recycler.succeeded()
+        self.log.info(
+            "Worker (pid:%s) booted; stopping worker (pid:%s) gracefully (%s)",
+            record.successor,
+            record.pid,
+            record.recycled,
+        )
+
+    def _successor_failed(self, pid: int, code: int) -> bool:
+        """Worker ``pid`` died before it booted: if it was a recycled worker's successor, the
+        recycled worker keeps serving and recycling pauses. True when that was the case."""
+        record = next((r for r in self.workers.values() if r.successor == pid), None)
+        if record is None or record.term_sent or record.replaced:
+            return False
+        pause = self._recycler.failed(time.monotonic())
+        self.log.error(
+            "Worker (pid:%s), the replacement of worker (pid:%s) (%s), %s before it booted; "
+            "worker (pid:%s) keeps serving; recycling resumes in %.0f s",
+            pid,
+            record.pid,
+            record.recycled,
+            _exit_description(code),
+            record.pid,
+            pause,
+        )
+        record.retiring = False
+        record.recycled = None
+        record.successor = 0
+        return True
+
+    def _recycle_wait(self) -> float:
+        """Seconds the loop may sleep: 1, or less when a memory sample or a worker's end of
+        life is due sooner, and 0.1 while a successor boots (its boot is seen sooner, so the
+        recycled worker leaves sooner)."""
+        if not self._recycler.enabled:
+            return 1.0
+        if any(r.successor and not r.term_sent for r in self.workers.values()):
+            return _SUCCESSOR_POLL
+        return min(1.0, self._recycler.wait(time.monotonic()))
 
     def kill_workers(self, sig: int) -> None:
         """Send ``sig`` to every worker."""
@@ -952,9 +1052,15 @@ class Arbiter:
         if self.pidfile is not None and new_cfg.pidfile != old_cfg.pidfile:
             self.pidfile.rename(new_cfg.pidfile) if new_cfg.pidfile else self.pidfile.unlink()
         self._hook("on_reload", self)
+        self._recycler.configure(new_cfg.max_worker_memory, new_cfg.max_worker_lifetime)
+        if new_cfg.max_worker_memory and read_rss(self.pid) is None:
+            self.log.error("%s; not enforced", _NO_RSS)
+            self._recycler.configure(0, new_cfg.max_worker_lifetime)
         self.num_workers = new_cfg.workers
         for record in self.workers.values():
             record.retiring = record.replaced = True
+            if not record.term_sent:  # a recycling under way is part of the reload now
+                record.recycled, record.successor = None, 0
         self.spawn_workers()
         # the old workers are told to stop by manage_workers once the new ones have booted
 
@@ -1099,6 +1205,17 @@ def reexec_argv(argv: list[str], launch_dir: str) -> list[str]:
         return [sys.executable, os.path.normpath(script), *argv[1:]]
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return [sys.executable, "-c", _BOOTSTRAP, package_parent, *argv[1:]]
+
+
+def _exit_description(code: int) -> str:
+    """How a worker ended, from its exit code (negative: the signal)."""
+    if code == APP_LOAD_ERROR:
+        return "could not load the application (exit status 4)"
+    if code == WORKER_BOOT_ERROR:
+        return "failed to boot (exit status 3)"
+    if code < 0:
+        return f"was killed by {_signal_name(-code)}"
+    return f"exited with status {code}"
 
 
 def _signal_name(num: int) -> str:

@@ -883,6 +883,26 @@ SETTINGS: tuple[Setting, ...] = (
             "Add randint(0, this) to max_requests per worker, to stagger restarts.",
         ),
         _int_setting(
+            "max_worker_memory",
+            ("--max-worker-memory",),
+            0,
+            "Replace a worker whose resident memory (RSS) stays above this many MiB: the "
+            "master reads it once a second and replaces a worker above the limit at 3 reads "
+            "in a row (a spike shorter than 2 s is forgiven); the replacement boots before "
+            "the old worker stops gracefully, one worker at a time (0 disables; Linux).",
+        ),
+        Setting(
+            "max_worker_lifetime",
+            ("--max-worker-lifetime",),
+            0,
+            "Replace a worker after it has run this many seconds plus a random 0-10 % of "
+            "them drawn for each worker, so workers started together leave apart; the "
+            "replacement boots before the old worker stops gracefully, one worker at a time "
+            "(0 disables).",
+            _seconds,
+            metavar="FLOAT",
+        ),
+        _int_setting(
             "timeout",
             ("-t", "--timeout"),
             30,
@@ -1403,6 +1423,8 @@ class Config:
     worker_connections: int
     max_requests: int
     max_requests_jitter: int
+    max_worker_memory: int
+    max_worker_lifetime: float
     timeout: int
     graceful_timeout: int
     keepalive: int

@@ -58,6 +58,23 @@ def test_bad_setting_value_exits_2(tmp_path: Path) -> None:
     assert USAGE_ERROR == 2
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--max-worker-memory", "-100"],
+            "max_worker_memory: expected a non-negative integer, got '-100'",
+        ),
+        (
+            ["--max-worker-lifetime", "soon"],
+            "max_worker_lifetime: expected a non-negative number of seconds, got 'soon'",
+        ),
+    ],
+)
+def test_bad_recycling_values_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    assert_one_error_line(run([*args, "myapp:app"], tmp_path), USAGE_ERROR, message)
+
+
 def test_bad_option_exits_2(tmp_path: Path) -> None:
     result = run(["--bogus-option", "myapp:app"], tmp_path)
     assert_one_error_line(result, USAGE_ERROR, "unrecognized arguments: --bogus-option")

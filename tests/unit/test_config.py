@@ -98,6 +98,8 @@ GUNICORN_FLAGS: dict[str, tuple[str, ...]] = {
     "worker_connections": ("--worker-connections",),
     "max_requests": ("--max-requests",),
     "max_requests_jitter": ("--max-requests-jitter",),
+    "max_worker_memory": ("--max-worker-memory",),  # ours: recycling (uWSGI's reload-on-rss)
+    "max_worker_lifetime": ("--max-worker-lifetime",),  # ours: uWSGI's max-worker-lifetime
     "timeout": ("-t", "--timeout"),
     "graceful_timeout": ("--graceful-timeout",),
     "keepalive": ("--keep-alive",),
@@ -365,6 +367,28 @@ def test_header_timeout_is_float_seconds(cfg: Config) -> None:
         "header_timeout: expected a non-negative number of seconds, got '-1'"
     )
     assert error_of(cfg, "header_timeout", "nan").startswith("header_timeout: expected")
+
+
+def test_recycling_settings(cfg: Config) -> None:
+    assert (cfg.max_worker_memory, cfg.max_worker_lifetime) == (0, 0.0)  # off by default
+    cfg.set("max_worker_memory", "512")
+    cfg.set("max_worker_lifetime", "3600")
+    assert (cfg.max_worker_memory, cfg.max_worker_lifetime) == (512, 3600.0)
+    cfg.set("max_worker_lifetime", 2.5)
+    assert cfg.max_worker_lifetime == 2.5
+    assert error_of(cfg, "max_worker_memory", "-1") == (
+        "max_worker_memory: expected a non-negative integer, got '-1'"
+    )
+    assert error_of(cfg, "max_worker_memory", "1G") == (
+        "max_worker_memory: expected a non-negative integer, got '1G'"
+    )
+    assert error_of(cfg, "max_worker_lifetime", "-5") == (
+        "max_worker_lifetime: expected a non-negative number of seconds, got '-5'"
+    )
+    assert error_of(cfg, "max_worker_lifetime", "1h") == (
+        "max_worker_lifetime: expected a non-negative number of seconds, got '1h'"
+    )
+    assert error_of(cfg, "max_worker_lifetime", "inf").startswith("max_worker_lifetime: expected")
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,8 @@ FLAG_CASES: list[tuple[list[str], str, Any]] = [
     (["--worker-connections", "10"], "worker_connections", 10),
     (["--max-requests", "100"], "max_requests", 100),
     (["--max-requests-jitter", "7"], "max_requests_jitter", 7),
+    (["--max-worker-memory", "512"], "max_worker_memory", 512),
+    (["--max-worker-lifetime", "3600"], "max_worker_lifetime", 3600.0),
     (["-t", "0"], "timeout", 0),
     (["--graceful-timeout", "3"], "graceful_timeout", 3),
     (["--keep-alive", "9"], "keepalive", 9),

@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("__main__",),  # python -m monoceros
     ("cli", "docs_settings", "top"),  # the command lines
     ("arbiter", "hook_check"),  # the master, and what --check-config runs beside it
+    ("recycle",),  # when the master replaces a worker for its memory or age (reads RSS)
     # one worker class per I/O model; the master's stats views and statsd sender
     ("workers", "stats_render", "statsd"),
     ("wsgi", "asgi"),  # the application interfaces: peers, neither imports the other

@@ -11,7 +11,17 @@ import time
 from urllib.parse import parse_qs
 from wsgiref.validate import validator
 
+_BREAK_IF = os.environ.get("APP_BREAK_IF")  # a file whose existence breaks the next import
+if _BREAK_IF and os.path.exists(_BREAK_IF):
+    raise RuntimeError("app.py broken on purpose: the APP_BREAK_IF file exists")
+_GATE = os.environ.get("APP_IMPORT_GATE")  # a file that holds the import while it exists
+_gate_deadline = time.monotonic() + 30
+while _GATE and os.path.exists(_GATE) and time.monotonic() < _gate_deadline:
+    time.sleep(0.01)
+
 VERSION = os.environ.get("APP_VERSION", "v1")
+#: memory a /grow request keeps for the worker's whole life
+KEPT = []
 #: the worker serving this copy of the app, when a test's post_worker_init hook sets it
 WORKER = None
 
@@ -70,6 +80,14 @@ def app(environ, start_response):
         return _reply(start_response, b"slept")
     if path == "/hold":
         return _reply(start_response, _hold(_q(environ, "name", "hold")))
+    if path == "/grow":  # keeps ?mib= more MiB of resident memory until the worker exits
+        KEPT.append(b"\1" * (int(_q(environ, "mib", "1")) << 20))
+        return _reply(start_response, str(os.getpid()).encode())
+    if path == "/spike":  # holds ?mib= MiB while it waits as /hold does, then lets them go
+        ballast = b"\1" * (int(_q(environ, "mib", "1")) << 20)
+        body = _hold(_q(environ, "name", "spike"))
+        del ballast
+        return _reply(start_response, body)
     if path == "/started-then-slow":  # the head and a first piece leave, then it hangs
         start_response("200 OK", [("Content-Type", "text/plain")])
         return _started_then_slow(float(_q(environ, "s", "1")))

@@ -13,6 +13,8 @@ from urllib.parse import parse_qs
 EVENTS = os.environ.get("ASGI_EVENTS")  # a file the lifespan events are appended to
 FAIL_STARTUP = os.environ.get("ASGI_FAIL_STARTUP")
 BLOCK = bytes(range(256)) * 256
+#: memory a /grow request keeps for the worker's whole life
+KEPT = []
 #: the worker serving this copy of the app, when a test's post_worker_init hook sets it
 WORKER = None
 
@@ -167,6 +169,14 @@ async def app(scope, receive, send):
         return await _reply(send, b"slept")
     if path == "/hold":
         return await _reply(send, await _hold(_q(scope, "name", "hold")))
+    if path == "/grow":  # keeps ?mib= more MiB of resident memory until the worker exits
+        KEPT.append(b"\1" * (int(_q(scope, "mib", "1")) << 20))
+        return await _reply(send, str(os.getpid()).encode())
+    if path == "/spike":  # holds ?mib= MiB while it waits as /hold does, then lets them go
+        ballast = b"\1" * (int(_q(scope, "mib", "1")) << 20)
+        body = await _hold(_q(scope, "name", "spike"))
+        del ballast
+        return await _reply(send, body)
     if path == "/block":  # blocks the whole event loop
         time.sleep(float(_q(scope, "s", "1")))
         return await _reply(send, b"blocked")

@@ -1,20 +1,25 @@
 """Sans-IO WebSocket (RFC 6455) for the server side: the handshake key, frames in, frames out.
 
 :class:`FrameParser` takes the client's bytes and returns whole messages (fragments joined, text
-checked to be UTF-8, control frames handed out between fragments); :func:`encode_frame` builds
-the server's unmasked frames. Masking XORs the payload as one big integer, so its cost is a few
-C-level passes over the data, never a Python loop per byte. Protocol violations raise
-:class:`WebSocketError` carrying the close code to send.
+checked to be UTF-8 fragment by fragment, control frames handed out between fragments,
+compressed messages inflated when permessage-deflate was negotiated, see
+:mod:`.permessage_deflate`); :func:`encode_frame` builds the server's unmasked frames.
+Unmasking XORs the payload as one big integer, so its cost is a few C-level passes over the
+data, never a Python loop per byte. Protocol violations raise :class:`WebSocketError` carrying
+the close code to send; the messages parsed before the violation stay available.
 """
 
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 import struct
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
+
+from .permessage_deflate import DeflateError, Inflater
 
 __all__ = [
     "CLOSE_CODES_RESERVED",
@@ -25,7 +30,10 @@ __all__ = [
     "OP_PONG",
     "OP_TEXT",
     "MAX_FRAGMENTS",
+    "PING",
+    "TIMEOUT",
     "FrameParser",
+    "Keepalive",
     "Message",
     "WebSocketError",
     "accept_key",
@@ -94,10 +102,15 @@ def unmask(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
 
 
 def encode_frame(
-    opcode: int, payload: bytes = b"", fin: bool = True, mask: bytes | None = None
+    opcode: int,
+    payload: bytes = b"",
+    fin: bool = True,
+    mask: bytes | None = None,
+    rsv1: bool = False,
 ) -> bytes:
-    """One frame; unmasked (the server's) unless a 4-byte ``mask`` is given (a client's)."""
-    first = (0x80 if fin else 0) | opcode
+    """One frame; unmasked (the server's) unless a 4-byte ``mask`` is given (a client's);
+    ``rsv1`` marks the first frame of a compressed message (permessage-deflate)."""
+    first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     n = len(payload)
     mbit = 0x80 if mask is not None else 0
     if n < 126:
@@ -139,14 +152,28 @@ def parse_close(payload: bytes) -> tuple[int, str]:
 class FrameParser:
     """Client frames in (:meth:`receive_data`), messages out (:meth:`next_message`).
 
-    Client frames must be masked; reserved bits and opcodes are refused (no extension is
+    Client frames must be masked; reserved opcodes and bits are refused (RSV1 is allowed on the
+    first frame of a data message once :attr:`inflater` is set: permessage-deflate was
     negotiated); control frames must be final and at most 125 bytes; a message larger than
-    ``max_message_size`` or in more than ``max_fragments`` frames raises code 1009; a text
-    message that is not UTF-8 raises 1007. A fragmented message is joined in one buffer as it
-    arrives: its memory is its payload, however small the fragments.
+    ``max_message_size`` (once inflated) or in more than ``max_fragments`` frames raises code
+    1009; a text message that is not UTF-8 raises 1007 at the fragment that breaks it. A
+    fragmented message is joined in one buffer as it arrives: its memory is its payload,
+    however small the fragments.
     """
 
-    __slots__ = ("_buf", "_frag", "_frag_op", "_frames", "_max", "_max_frames", "_messages")
+    __slots__ = (
+        "_buf",
+        "_compressed",
+        "_decoder",
+        "_frag",
+        "_frag_op",
+        "_frames",
+        "_max",
+        "_max_frames",
+        "_messages",
+        "_text",
+        "inflater",
+    )
 
     def __init__(
         self, max_message_size: int = 16 * 1024 * 1024, max_fragments: int = MAX_FRAGMENTS
@@ -158,6 +185,11 @@ class FrameParser:
         self._frag = bytearray()
         self._frames = 0
         self._messages: deque[Message] = deque()
+        self._compressed = False
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._text: list[str] = []
+        self.inflater: Inflater | None = None
+        """Set once permessage-deflate is negotiated: RSV1 marks a compressed message."""
 
     @property
     def buffered(self) -> int:
@@ -180,8 +212,13 @@ class FrameParser:
         if n < 2:
             return False
         b0, b1 = buf[0], buf[1]
-        if b0 & 0x70:
-            raise WebSocketError("reserved bits set without a negotiated extension")
+        rsv = b0 & 0x70
+        if rsv and (rsv != 0x40 or self.inflater is None):
+            raise WebSocketError(
+                "reserved bits set without a negotiated extension"
+                if self.inflater is None
+                else "RSV2 or RSV3 set (only permessage-deflate's RSV1 is negotiated)"
+            )
         if not b1 & 0x80:
             raise WebSocketError("client frame is not masked")
         opcode = b0 & 0x0F
@@ -196,18 +233,20 @@ class FrameParser:
             length = extended.unpack_from(buf, 2)[0]
             if length >> 63:
                 raise WebSocketError("frame length with the most significant bit set")
-        self._check_frame(opcode, fin, length)
+        self._check_frame(opcode, fin, length, bool(rsv))
         end = pos + 4 + length
         if n < end:
             return False
         key = bytes(buf[pos : pos + 4])
         payload = unmask(memoryview(buf)[pos + 4 : end], key)
         del buf[:end]
-        self._frame(opcode, fin, payload)
+        self._frame(opcode, fin, payload, bool(rsv))
         return True
 
-    def _check_frame(self, opcode: int, fin: bool, length: int) -> None:
+    def _check_frame(self, opcode: int, fin: bool, length: int, rsv1: bool) -> None:
         if opcode in _CONTROL_OPS:
+            if rsv1:
+                raise WebSocketError("RSV1 set on a control frame")
             if not fin:
                 raise WebSocketError("fragmented control frame")
             if length > 125:
@@ -216,6 +255,8 @@ class FrameParser:
         if opcode == OP_CONT:
             if not self._frag_op:
                 raise WebSocketError("continuation frame without a message to continue")
+            if rsv1:
+                raise WebSocketError("RSV1 set on a continuation frame")
             if self._frames >= self._max_frames:
                 raise WebSocketError(
                     f"message in more than the limit of {self._max_frames} fragments", 1009
@@ -225,31 +266,112 @@ class FrameParser:
                 raise WebSocketError("new data frame inside a fragmented message")
         else:
             raise WebSocketError(f"reserved opcode {opcode:#x}")
-        if len(self._frag) + length > self._max:
+        limit = self._max
+        if rsv1 or (opcode == OP_CONT and self._compressed):
+            limit += (limit >> 7) + 64  # deflate may grow incompressible data a little
+        if len(self._frag) + length > limit:
             raise WebSocketError(f"message larger than the limit of {self._max} bytes", 1009)
 
-    def _frame(self, opcode: int, fin: bool, payload: bytes) -> None:
+    def _frame(self, opcode: int, fin: bool, payload: bytes, rsv1: bool) -> None:
         if opcode in _CONTROL_OPS:
             self._messages.append(Message(opcode, payload))
             return
         if opcode != OP_CONT:
             self._frag_op = opcode
+            self._compressed = rsv1
+        if self._compressed:
+            payload = self._inflate(payload, fin)
+        op = self._frag_op
+        if fin and not self._frames:  # a message in one frame
+            self._frag_op = 0
+            text = None
+            if op == OP_TEXT:
+                try:
+                    text = payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise WebSocketError("text message is not valid UTF-8", 1007) from None
+            self._messages.append(Message(op, payload, text))
+            return
+        if op == OP_TEXT:  # checked fragment by fragment: invalid text fails where it is
+            decoder = self._decoder
+            if decoder is None:
+                decoder = self._decoder = _utf8_decoder()
+            try:
+                self._text.append(decoder.decode(payload, fin))
+            except UnicodeDecodeError:
+                raise WebSocketError(
+                    f"text message is not valid UTF-8 (in fragment {self._frames + 1})", 1007
+                ) from None
+        self._frag += payload
         if not fin:
-            self._frag += payload
             self._frames += 1
             return
-        op = self._frag_op
+        # the last fragment: the message is the buffer
         self._frag_op = 0
-        if self._frames:  # the last fragment: the message is the buffer
-            self._frames = 0
-            buf = self._frag
-            buf += payload
-            self._frag = bytearray()
-            payload = bytes(buf)
+        self._frames = 0
+        data = bytes(self._frag)
+        self._frag = bytearray()
         text = None
         if op == OP_TEXT:
-            try:
-                text = payload.decode("utf-8")
-            except UnicodeDecodeError:
-                raise WebSocketError("text message is not valid UTF-8", 1007) from None
-        self._messages.append(Message(op, payload, text))
+            text = "".join(self._text)
+            self._text = []
+            self._decoder = None
+        self._messages.append(Message(op, data, text))
+
+    def _inflate(self, payload: bytes, fin: bool) -> bytes:
+        inflater = self.inflater
+        assert inflater is not None  # RSV1 is refused without it
+        try:
+            return inflater.feed(payload, fin, self._max - len(self._frag))
+        except DeflateError as exc:
+            if exc.code == 1009:
+                raise WebSocketError(
+                    f"message larger than the limit of {self._max} bytes once inflated", 1009
+                ) from None
+            raise WebSocketError(exc.reason, exc.code) from None
+
+
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+PING: Final = "ping"
+"""What :meth:`Keepalive.check` asks for: send a ping now."""
+TIMEOUT: Final = "timeout"
+"""What :meth:`Keepalive.check` asks for: the peer did not answer the ping, close with 1011."""
+
+
+class Keepalive:
+    """When to ping an idle WebSocket and when to give up on it (uvicorn's ``ws_ping_interval``
+    and ``ws_ping_timeout``; a timeout of 0 pings on without ever giving up).
+
+    Only a connection from which nothing arrived for ``interval`` seconds is pinged; anything
+    that arrives after a ping (the pong, or any other frame) proves the peer alive. The caller
+    passes the time of the last read, so a busy connection costs a timestamp per read and
+    nothing else.
+    """
+
+    __slots__ = ("interval", "ping_sent", "timeout")
+
+    def __init__(self, interval: float, timeout: float) -> None:
+        self.interval = interval
+        self.timeout = timeout
+        self.ping_sent: float | None = None
+        """When the unanswered ping went out (None: none is waiting for an answer)."""
+
+    def check(self, now: float, last_seen: float) -> tuple[str | None, float]:
+        """What to do at ``now`` (:data:`PING`, :data:`TIMEOUT` or None), and when to check
+        next (0.0 after a timeout)."""
+        sent = self.ping_sent
+        if sent is not None and last_seen < sent:  # the ping is unanswered
+            if self.timeout:
+                if now >= sent + self.timeout:
+                    return TIMEOUT, 0.0
+                return None, sent + self.timeout
+            due = sent + self.interval  # no timeout: ping again after each interval
+        else:
+            self.ping_sent = None
+            due = last_seen + self.interval
+        if now >= due:
+            self.ping_sent = now
+            return PING, now + (self.timeout or self.interval)
+        return None, due

@@ -16,7 +16,10 @@ from monoceros.protocols.websocket import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
+    PING,
+    TIMEOUT,
     FrameParser,
+    Keepalive,
     Message,
     WebSocketError,
     accept_key,
@@ -174,3 +177,56 @@ def test_pong_and_close_frames_are_handed_out() -> None:
 def test_masking_large_payload_roundtrip() -> None:
     data = os.urandom(1 << 20)
     assert unmask(unmask(data, KEY), KEY) == data
+
+
+def test_invalid_utf8_fails_at_the_fragment_that_carries_it() -> None:
+    parser = FrameParser()
+    parser.receive_data(client(OP_TEXT, b"valid ", fin=False))
+    parser.receive_data(client(OP_CONT, "caf\u00e9"[:-1].encode() + b"\xc3", fin=False))
+    with pytest.raises(WebSocketError) as info:  # the final fragment has not come yet
+        parser.receive_data(client(OP_CONT, b"\xff more", fin=False))
+    assert info.value.code == 1007 and "fragment 3" in info.value.reason
+
+
+def test_a_character_split_over_fragments_is_only_judged_when_complete() -> None:
+    parser = FrameParser()
+    parser.receive_data(client(OP_TEXT, b"\xe2\x82", fin=False))
+    parser.receive_data(client(OP_CONT, b"\xac"))
+    assert messages(parser) == [Message(OP_TEXT, "\u20ac".encode(), "\u20ac")]
+    parser.receive_data(client(OP_TEXT, b"\xe2\x82", fin=False))
+    with pytest.raises(WebSocketError) as info:  # truncated at the end of the message
+        parser.receive_data(client(OP_CONT, b""))
+    assert info.value.code == 1007
+
+
+def test_messages_before_a_bad_frame_stay_available() -> None:
+    parser = FrameParser()
+    with pytest.raises(WebSocketError):
+        parser.receive_data(
+            client(OP_TEXT, b"first") + client(OP_PING, b"p") + client(0x5, b"reserved")
+        )
+    assert messages(parser) == [Message(OP_TEXT, b"first", "first"), Message(OP_PING, b"p")]
+
+
+def test_keepalive_pings_only_after_the_interval_of_silence() -> None:
+    ka = Keepalive(interval=20.0, timeout=5.0)
+    assert ka.check(10.0, last_seen=0.0) == (None, 20.0)
+    assert ka.check(20.0, last_seen=15.0) == (None, 35.0)  # the peer spoke meanwhile
+    assert ka.check(35.0, last_seen=15.0) == (PING, 40.0)
+    assert ka.check(38.0, last_seen=15.0) == (None, 40.0)
+    assert ka.check(40.0, last_seen=15.0) == (TIMEOUT, 0.0)
+
+
+def test_keepalive_any_answer_after_the_ping_counts() -> None:
+    ka = Keepalive(interval=1.0, timeout=1.0)
+    assert ka.check(1.0, last_seen=0.0) == (PING, 2.0)
+    assert ka.check(2.0, last_seen=1.5) == (None, 2.5)  # answered at 1.5: idle from there
+    assert ka.check(2.5, last_seen=1.5) == (PING, 3.5)
+    assert ka.ping_sent == 2.5
+
+
+def test_keepalive_without_timeout_pings_on_and_never_gives_up() -> None:
+    ka = Keepalive(interval=2.0, timeout=0.0)
+    assert ka.check(2.0, last_seen=0.0) == (PING, 4.0)
+    assert ka.check(4.0, last_seen=0.0) == (PING, 6.0)
+    assert ka.check(100.0, last_seen=0.0) == (PING, 102.0)

@@ -38,6 +38,7 @@ from ..protocols.websocket import (
     accept_key,
     close_payload,
     encode_frame,
+    frame_head,
     parse_close,
 )
 from .access import access_environ, access_headers
@@ -54,6 +55,9 @@ QUEUE_HIGH: Final = 1024 * 1024
 """Received bytes waiting for the application at which reading pauses."""
 
 _CLOSE_WAIT: Final = 5.0
+
+_LARGE: Final = 64 * 1024
+"""Messages from this size on are written after their frame header, not copied behind it."""
 
 _FAIL_GRACE: Final = 1.0
 """Seconds the application gets to take the messages that came before a bad frame (and to
@@ -347,10 +351,14 @@ class WebSocketSession:
             else:
                 op, data = OP_BINARY, bytes(message.get("bytes") or b"")
             deflater = self._deflater
-            if deflater is None:
-                self._write(encode_frame(op, data))
+            rsv1 = deflater is not None
+            if deflater is not None:
+                data = deflater.compress(data)
+            if len(data) < _LARGE:
+                self._write(encode_frame(op, data, rsv1=rsv1))
             else:
-                self._write(encode_frame(op, deflater.compress(data), rsv1=True))
+                self._write(frame_head(op, len(data), rsv1=rsv1))
+                self._write(data)
             conn = self.conn
             if conn.write_paused:
                 await conn.drain()

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from monoceros.protocols import websocket
 from monoceros.protocols.websocket import (
     MAX_FRAGMENTS,
     OP_BINARY,
@@ -27,9 +28,20 @@ from monoceros.protocols.websocket import (
     encode_frame,
     parse_close,
     unmask,
+    unmask_in_place,
 )
 
 KEY = b"\x37\xfa\x21\x3d"
+
+
+@pytest.fixture(params=["C", "pure"], autouse=True)
+def unmasking(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with websockets' C apply_mask (a test dependency) and without it."""
+    if request.param == "pure":
+        monkeypatch.setattr(websocket, "_apply_mask", None)
+    else:
+        assert websocket._apply_mask is not None
+    return str(request.param)
 
 
 def client(opcode: int, payload: bytes, fin: bool = True) -> bytes:
@@ -59,6 +71,13 @@ def test_rfc_masked_hello_example() -> None:
 @given(st.binary(max_size=2000), st.binary(min_size=4, max_size=4))
 def test_unmask_matches_the_per_byte_definition(data: bytes, key: bytes) -> None:
     assert unmask(data, key) == bytes(b ^ key[i % 4] for i, b in enumerate(data))
+
+
+@given(st.binary(max_size=3000), st.binary(min_size=4, max_size=4), st.integers(0, 7))
+def test_unmask_in_place_touches_only_its_range(data: bytes, key: bytes, start: int) -> None:
+    buf = bytearray(b"<" * start + data + b">")
+    unmask_in_place(buf, start, start + len(data), key)
+    assert buf == b"<" * start + unmask(data, key) + b">"
 
 
 @pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 200_000])

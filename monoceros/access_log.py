@@ -1,4 +1,5 @@
-"""Access log lines: gunicorn's ``access_log_format`` atoms, parsed once, rendered per request.
+"""Access log lines: gunicorn's ``access_log_format`` atoms, parsed once, rendered per request;
+and :class:`JsonAccess`, the one-JSON-object line of ``access_log_json``.
 
 A format such as ``%(h)s "%(r)s" %(s)s`` is scanned once by :class:`AccessFormat`; each request
 then builds only the atoms the format names and renders them with one ``%`` operation. Atoms
@@ -24,14 +25,17 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
 
 __all__ = [
     "DEFAULT_ACCESS_LOG_FORMAT",
     "AccessFormat",
+    "JsonAccess",
     "basic_auth_user",
     "clf_time",
     "escape",
+    "iso_time",
     "log_safe",
     "request_target",
 ]
@@ -47,6 +51,7 @@ Getter = Callable[[Env, Status, Headers, Length, float], object]
 _KEY = re.compile(r"%(?:%|\(([^)]*)\))")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _clf_cache: tuple[int, str] = (-1, "")
+_iso_cache: tuple[int, str, str] = (-1, "", "")
 
 
 def _escaped(text: str, quote: bool) -> str:
@@ -104,6 +109,27 @@ def clf_time(now: float | None = None) -> str:
     )
     _clf_cache = (second, text)
     return text
+
+
+def iso_time(now: float | None = None) -> str:
+    """Local time in ISO 8601 with milliseconds and the UTC offset,
+    ``2026-11-24T10:00:00.123+01:00`` (the part down to the second is cached)."""
+    global _iso_cache
+    stamp = time.time() if now is None else now
+    second = int(stamp)
+    cached = _iso_cache
+    if cached[0] != second:
+        tm = time.localtime(second)
+        offset = (tm.tm_gmtoff or 0) // 60
+        sign = "-" if offset < 0 else "+"
+        offset = abs(offset)
+        cached = _iso_cache = (
+            second,
+            f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d}T"
+            f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}",
+            f"{sign}{offset // 60:02d}:{offset % 60:02d}",
+        )
+    return f"{cached[1]}.{int((stamp - second) * 1000):03d}{cached[2]}"
 
 
 def basic_auth_user(environ: Mapping[str, Any]) -> str | None:
@@ -307,10 +333,124 @@ class AccessFormat:
         response_headers: Headers,
         response_length: int | None,
         request_time: float,
+        uwsgi: bool = False,
     ) -> str:
-        """The access log line (without newline) for one finished request."""
+        """The access log line (without newline) for one finished request (``uwsgi``: it came
+        over the uwsgi protocol; no atom shows it)."""
         values = {
             key: get(environ, status, response_headers, response_length, request_time)
             for key, get in self._getters
         }
         return self.source % values
+
+
+# -- the JSON access line (access_log_json) ----------------------------------------------------
+
+
+def _text(value: object) -> str:
+    """An environ value as text: the request's bytes (a WSGI environ holds them as Latin-1
+    characters) read as UTF-8, a byte that is not UTF-8 written ``\\xNN``."""
+    text = value if isinstance(value, str) else str(value)
+    if text.isascii():
+        return text
+    try:
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text  # not bytes in disguise: text the application put there
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _json_text(value: object) -> str:
+    """``value`` as a JSON string (escaped by the json module's encoder), null when absent."""
+    if value is None or value == "":
+        return "null"
+    return _json_str(_text(value))
+
+
+_pid_text = [str(os.getpid())]
+"""This process's pid, as text (a getpid() call per line costs 0.2 µs); set again in a child."""
+
+
+def _new_pid() -> None:
+    _pid_text[0] = str(os.getpid())
+
+
+os.register_at_fork(after_in_child=_new_pid)
+
+
+def _status_code(status: str | int) -> str:
+    if isinstance(status, int):
+        return str(status)
+    code = status[:3]
+    return code if len(code) == 3 and code.isdigit() else "null"
+
+
+class JsonAccess:
+    """The ``access_log_json`` line: one JSON object per request, every string escaped by the
+    json module's own encoder (ASCII only: a quote, a newline or any control or line-breaking
+    character in a header is a ``\\`` escape inside its string, so it cannot end the value,
+    the object or the line). Fields, in this order::
+
+        time         ISO 8601 local time with offset and milliseconds, when the line is written
+        remote_addr  REMOTE_ADDR (null for a UNIX socket peer)
+        method       the request method
+        path         the path of the request target as sent (percent-escapes kept)
+        query        its query string as sent ("" when there is none)
+        status       the status code (int)
+        bytes        the response body bytes sent (int)
+        duration_ms  from the request's head to the end of its response (number, µs precision)
+        referer      the Referer header, or null
+        user_agent   the User-Agent header, or null
+        request_id   the X-Request-ID header, or null
+        pid          the worker's process id (int)
+        protocol     "http" or "uwsgi": how the request reached monoceros
+
+    Request bytes are read as UTF-8 (a byte that is not: ``\\xNN``).
+    """
+
+    __slots__ = ()
+
+    #: what error lines about this renderer call it
+    source = "access_log_json"
+
+    def render(
+        self,
+        environ: Mapping[str, Any],
+        status: str | int,
+        response_headers: Headers,
+        response_length: int | None,
+        request_time: float,
+        uwsgi: bool = False,
+    ) -> str:
+        """The JSON object (one line, without newline) for one finished request."""
+        get = environ.get
+        target = request_target(environ)
+        path, _, query = target.partition("?")
+        millis = request_time * 1000 if request_time > 0 else 0.0
+        return (
+            '{"time":"'
+            + iso_time()
+            + '","remote_addr":'
+            + _json_text(get("REMOTE_ADDR"))
+            + ',"method":'
+            + _json_text(get("REQUEST_METHOD"))
+            + ',"path":'
+            + _json_text(path)
+            + ',"query":'
+            + (_json_str(_text(query)) if query else '""')
+            + ',"status":'
+            + _status_code(status)
+            + ',"bytes":'
+            + str(response_length or 0)
+            + ',"duration_ms":'
+            + f"{millis:.3f}"
+            + ',"referer":'
+            + _json_text(get("HTTP_REFERER"))
+            + ',"user_agent":'
+            + _json_text(get("HTTP_USER_AGENT"))
+            + ',"request_id":'
+            + _json_text(get("HTTP_X_REQUEST_ID"))
+            + ',"pid":'
+            + _pid_text[0]
+            + (',"protocol":"uwsgi"}' if uwsgi else ',"protocol":"http"}')
+        )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import signal
 import stat
@@ -39,8 +38,10 @@ from .listeners import (
     set_defer_accept,
     systemd_sockets,
 )
-from .logs import ACCESS_LOGGER, ERROR_LOGGER, Logger
+from .logs import Logger
 from .pidfile import Pidfile, PidfileError
+from .proctitle import AVAILABLE as PROCTITLE_AVAILABLE
+from .proctitle import set_title
 from .stats_render import MasterStats, ServerView
 from .stats_server import StatsServer
 from .statsd import StatsdSender
@@ -149,6 +150,8 @@ class Arbiter:
         self._stats_listener: Listener | None = None
         self._statsd: StatsdSender | None = None
         self._statsd_failed = False
+        #: the master's process title as last set
+        self._title = ""
 
     # ------------------------------------------------------------------ gunicorn's names for hooks
 
@@ -234,6 +237,9 @@ class Arbiter:
             self._cleanup()
             return exc.exit_status
         status = 0
+        if not PROCTITLE_AVAILABLE:
+            self.log.debug("setproctitle cannot be imported: process titles are not set")
+        self._retitle()
         try:
             self._hook("nworkers_changed", self, self.num_workers, None)
             self.spawn_workers()
@@ -242,6 +248,7 @@ class Arbiter:
                 if sig is None:
                     self.sleep()
                     self.send_statsd()
+                    self._retitle()  # an upgrade's new master drops ".2" once the old one ends
                     if self._signals:
                         continue  # act on a stop signal before respawning anything
                     self.reap_workers()
@@ -331,6 +338,13 @@ class Arbiter:
                 self.log.warning("--reload cannot reload code loaded in the master by --preload")
             self.app = self._load_app_in_master()
         self._hook("when_ready", self)  # as in gunicorn: before the first worker is forked
+
+    def _retitle(self) -> None:
+        """Set the master's process title, ``monoceros: master [NAME]``, if NAME changed."""
+        name = self.proc_name
+        if name != self._title:
+            self._title = name
+            set_title("master", name)
 
     def _bind_retry(self, exc: BindError, attempt: int) -> None:
         """An address is in use at start: say so and try again in a second, as gunicorn does
@@ -451,7 +465,7 @@ class Arbiter:
         cfg = self.cfg
         if (cfg.user, cfg.group) == (os.geteuid(), os.getegid()):
             return
-        for handler in _log_files():
+        for handler in self.log.log_files():
             stream = handler.stream
             if stream is None:
                 continue
@@ -635,6 +649,7 @@ class Arbiter:
             self.worker_age, self.pid, self.listeners, self.cfg, self.log, heartbeat, self.app
         )
         self._hook("pre_fork", self, worker)
+        proc_name = self.proc_name  # the master's: ".2" in the new master of an upgrade
         # Signals stay blocked across the fork until the child has its own handlers, so a TERM
         # sent to a worker that is still booting is acted on, not lost in the master's queue.
         signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED_AROUND_FORK)
@@ -648,15 +663,16 @@ class Arbiter:
         # the application did (a closed stdout makes the last flush raise): os._exit ends it
         code = 1
         try:
-            code = self._worker_process(worker)
+            code = self._worker_process(worker, proc_name)
         finally:
             os._exit(code)
 
-    def _worker_process(self, worker: Worker) -> int:
+    def _worker_process(self, worker: Worker, proc_name: str) -> int:
         """The forked child's whole life: boot, serve, worker_exit; returns the exit status."""
         code = 0
         try:
             self._child_reset()
+            set_title("worker", proc_name)
             self.log.levels.count_into(worker.metrics)  # the master reads what it counts
             worker.pid = os.getpid()
             self.log.info("Booting worker with pid: %s", worker.pid)
@@ -868,7 +884,14 @@ class Arbiter:
         self.cfg = new_cfg
         if new_cfg.threads > 1 and new_cfg.worker_class == "sync":
             new_cfg.set("worker_class", "gthread")
-        self.log.setup(new_cfg)
+        try:
+            self.log.setup(new_cfg)
+        except (OSError, ValueError) as exc:  # a file, syslog, or the logging config
+            self.cfg = old_cfg
+            self._restore_logging(old_cfg)
+            self.log.error("Reload failed, keeping the current configuration: %s", exc)
+            return
+        self._retitle()
         for notice in new_cfg.notices:  # once per start: only what this reload changed
             if notice not in old_cfg.notices:
                 self.log.info("%s", notice)
@@ -912,6 +935,16 @@ class Arbiter:
             record.retiring = record.replaced = True
         self.spawn_workers()
         # the old workers are told to stop by manage_workers once the new ones have booted
+
+    def _restore_logging(self, cfg: Config) -> None:
+        """Set logging up from ``cfg`` again after a reload's logging config failed half-way."""
+        try:
+            self.log.setup(cfg)
+        except (OSError, ValueError) as exc:  # the old files went away meanwhile: stderr at least
+            fallback = Config()
+            fallback.set("loglevel", cfg.loglevel)
+            self.log.setup(fallback)
+            self.log.error("Cannot set the previous logging up again: %s", exc)
 
     def stop(self, graceful: bool = True) -> None:
         """Stop every worker (TERM and wait graceful_timeout, or QUIT), then KILL leftovers."""
@@ -960,13 +993,6 @@ class Arbiter:
             self.pidfile.unlink()
             self.pidfile = None
         return self._logged_hook("on_exit", self)
-
-
-def _log_files() -> list[logging.FileHandler]:
-    """The log files open in this process: the error and access loggers' file handlers."""
-    loggers = (logging.getLogger(ERROR_LOGGER), logging.getLogger(ACCESS_LOGGER))
-    found = [h for log in loggers for h in log.handlers if isinstance(h, logging.FileHandler)]
-    return list(dict.fromkeys(found))
 
 
 def _stats_listener(value: str, umask: int) -> Listener:

@@ -10,6 +10,8 @@ from typing import NoReturn
 from monoceros.app import AppLoadError, apply_paths, check_app_spec, current_dir, load_app
 from monoceros.config import Config, ConfigError
 from monoceros.config_loader import load_config
+from monoceros.log_config import LogConfigError
+from monoceros.log_config import prepare as prepare_log_config
 
 USAGE_ERROR = 2
 """Exit status for a bad option, a bad setting value or a bad config file."""
@@ -85,9 +87,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
     try:
         check_app_spec(cfg.wsgi_app)
         if cfg.check_config:
+            prepare_log_config(cfg)
             load_app(cfg.wsgi_app)
     except AppLoadError as exc:
         _die(str(exc), APP_LOAD_ERROR, cfg)
+    except LogConfigError as exc:  # --check-config reads the logging config's file
+        _die(str(exc), USAGE_ERROR, cfg)
     except Exception:
         # The application's own code failed: its traceback is what the user needs.
         traceback.print_exc()
@@ -100,4 +105,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
     from monoceros.arbiter import Arbiter
 
-    sys.exit(Arbiter(cfg, launch_dir=launch_dir).run())
+    try:
+        arbiter = Arbiter(cfg, launch_dir=launch_dir)
+    except OSError as exc:  # a log file that cannot be opened, a syslog that cannot be reached
+        _die(str(exc), 1, cfg)
+    except ValueError as exc:  # a logging config or an access log format that does not work
+        _die(str(exc), USAGE_ERROR, cfg)
+    sys.exit(arbiter.run())

@@ -15,6 +15,8 @@ import math
 import os
 import pwd
 import re
+import socket
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
@@ -30,11 +32,14 @@ __all__ = [
     "SETTINGS",
     "SETTINGS_BY_NAME",
     "SETTING_ALIASES",
+    "SYSLOG_FACILITIES",
     "UNSUPPORTED_WORKERS",
     "WORKER_CLASSES",
     "Config",
     "ConfigError",
     "Setting",
+    "SyslogAddress",
+    "syslog_address",
 ]
 
 Validator = Callable[[Any], Any]
@@ -108,6 +113,8 @@ class Setting:
     default_factory: Callable[[Mapping[str, str]], Any] | None = None
     default_doc: str | None = None
     params: tuple[str, ...] | None = None
+    #: ``"?"``: the flag's value may be left out, which gives ``const``
+    nargs: str | None = None
 
     @property
     def is_hook(self) -> bool:
@@ -291,6 +298,86 @@ def _dogstatsd_tags(value: Any) -> str:
     return tags
 
 
+SYSLOG_FACILITIES: dict[str, int] = {
+    "auth": 4,
+    "authpriv": 10,
+    "cron": 9,
+    "daemon": 3,
+    "ftp": 11,
+    "kern": 0,
+    "lpr": 6,
+    "mail": 2,
+    "news": 7,
+    "security": 4,
+    "syslog": 5,
+    "user": 1,
+    "uucp": 8,
+    **{f"local{n}": 16 + n for n in range(8)},
+}
+"""The values ``syslog_facility`` accepts (gunicorn's names), with their syslog codes."""
+
+
+@dataclass(frozen=True)
+class SyslogAddress:
+    """Where syslog messages go: a socket type (None: a UNIX socket, datagram first, then
+    stream, as ``logging.handlers.SysLogHandler`` tries) and a path or ``(host, port)``."""
+
+    socktype: socket.SocketKind | None
+    address: str | tuple[str, int]
+
+
+def syslog_address(value: str) -> SyslogAddress:
+    """gunicorn's ``syslog_addr``: ``unix://PATH[#dgram|#stream]``, ``udp://HOST[:PORT]`` or
+    ``tcp://HOST[:PORT]`` (port 514 if left out, an IPv6 host in brackets); ValueError else."""
+    expected = "unix://PATH, udp://HOST:PORT or tcp://HOST:PORT"
+    if value.startswith("unix://"):
+        path, _, kind = value[7:].partition("#")
+        if not path or kind not in ("", "dgram", "stream"):
+            _fail(expected + " (unix://PATH#dgram or #stream)", value)
+        types = {"": None, "dgram": socket.SOCK_DGRAM, "stream": socket.SOCK_STREAM}
+        return SyslogAddress(types[kind], path)
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in ("udp", "tcp"):
+        _fail(expected, value)
+    host, port = rest or "localhost", "514"
+    if rest.startswith("["):
+        host, close, tail = rest[1:].partition("]")
+        if not close or not host or (tail and not tail.startswith(":")):
+            _fail(expected + " (an IPv6 host in brackets)", value)
+        port = tail[1:] or port
+    elif ":" in rest:
+        host, _, port = rest.partition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        _fail(expected, value)
+    socktype = socket.SOCK_DGRAM if scheme == "udp" else socket.SOCK_STREAM
+    return SyslogAddress(socktype, (host.lower(), int(port)))
+
+
+def _syslog_addr(value: Any) -> str:
+    text = _str(value)
+    syslog_address(text)
+    return text
+
+
+def _default_syslog_addr(platform: str) -> str:
+    """gunicorn's default ``syslog_addr`` for ``sys.platform``."""
+    if platform == "darwin":
+        return "unix:///var/run/syslog"
+    if platform.startswith(("freebsd", "dragonfly")):
+        return "unix:///var/run/log"
+    if platform.startswith("openbsd"):
+        return "unix:///dev/log"
+    return "udp://localhost:514"
+
+
+def _log_dict(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        _fail("a dict in logging.config.dictConfig's format", value)
+    return dict(value)
+
+
 def _ip_list(value: Any) -> list[str]:
     expected = "'*' or comma-separated IP addresses or CIDR networks"
     entries = _comma_list(value, expected)
@@ -339,6 +426,28 @@ def _header_names(value: Any) -> list[str]:
 
 
 PROTOCOLS: tuple[str, ...] = ("http", "uwsgi")
+
+
+def _root_path(value: Any) -> str:
+    text = _str(value)
+    if text and not text.startswith("/"):
+        _fail("a path starting with '/', such as '/api'", value)
+    return text.rstrip("/")
+
+
+PROXY_PROTOCOL_MODES: tuple[str, ...] = ("off", "v1", "v2", "auto")
+"""The values ``proxy_protocol`` accepts."""
+
+
+def _proxy_protocol(value: Any) -> str:
+    """A mode, or gunicorn 23's boolean: True is ``auto`` (it read v1 headers when present)."""
+    if value is True:
+        return "auto"
+    if value is False or value is None:
+        return "off"
+    if isinstance(value, str) and value.strip().lower() in PROXY_PROTOCOL_MODES:
+        return value.strip().lower()
+    _fail("one of " + ", ".join(PROXY_PROTOCOL_MODES), value)
 
 
 def _choice(choices: tuple[str, ...]) -> Validator:
@@ -902,6 +1011,44 @@ SETTINGS: tuple[Setting, ...] = (
             _header_names,
             metavar="STRING",
         ),
+        _flag(
+            "proxy_headers",
+            ("--proxy-headers",),
+            "On HTTP listeners, from a peer in forwarded_allow_ips, take the client address "
+            "(WSGI REMOTE_ADDR, ASGI client) from X-Forwarded-For: its right-most entry that is "
+            "not itself in forwarded_allow_ips (uvicorn's flag).",
+        ),
+        Setting(
+            "root_path",
+            ("--root-path",),
+            "",
+            "The path prefix a proxy strips before passing requests on, where the application "
+            "is mounted on HTTP listeners: the WSGI SCRIPT_NAME and the ASGI root_path, e.g. "
+            "'/api'. Empty: the SCRIPT_NAME environment variable, if set.",
+            _root_path,
+            metavar="PATH",
+        ),
+        Setting(
+            "proxy_protocol",
+            ("--proxy-protocol",),
+            "off",
+            "Read a PROXY protocol header (HAProxy send-proxy, send-proxy-v2) at the start of "
+            "every connection, HTTP and uwsgi: v1 or v2 require a header of that version, auto "
+            "reads either and serves a connection without one as is; the flag alone means auto.",
+            _proxy_protocol,
+            metavar="MODE",
+            nargs="?",
+            const="auto",
+        ),
+        Setting(
+            "proxy_allow_ips",
+            ("--proxy-allow-from",),
+            "127.0.0.1,::1",
+            "Comma-separated IPs or CIDR networks allowed to send a PROXY header ('*' allows "
+            "all; UNIX socket peers are always allowed).",
+            _ip_list,
+            metavar="STRING",
+        ),
         Setting(
             "pythonpath",
             ("--pythonpath",),
@@ -921,13 +1068,25 @@ SETTINGS: tuple[Setting, ...] = (
             _optional_path,
             metavar="FILE",
         ),
+        _flag(
+            "disable_redirect_access_to_syslog",
+            ("--disable-redirect-access-to-syslog",),
+            "With syslog on, send only the error log there, not the access log.",
+        ),
         Setting(
             "access_log_format",
             ("--access-logformat",),
             _DEFAULT_ACCESS_LOG_FORMAT,
-            "The access log line format (gunicorn's atoms).",
+            "The access log line format (gunicorn's atoms); not used with access_log_json.",
             _str,
             metavar="STRING",
+        ),
+        _flag(
+            "access_log_json",
+            ("--access-log-json",),
+            "Write each access log line as one JSON object (time, remote_addr, method, path, "
+            "query, status, bytes, duration_ms, referer, user_agent, request_id, pid, "
+            "protocol) instead of access_log_format; it goes where the access log goes.",
         ),
         Setting(
             "errorlog",
@@ -949,6 +1108,68 @@ SETTINGS: tuple[Setting, ...] = (
             "capture_output",
             ("--capture-output",),
             "Redirect the application's stdout and stderr to the error log.",
+        ),
+        Setting(
+            "logconfig",
+            ("--log-config",),
+            None,
+            "A logging config file in logging.config.fileConfig's ini format, applied after "
+            "the settings above; used when neither logconfig_dict nor logconfig_json is set.",
+            _optional_path,
+            metavar="FILE",
+        ),
+        Setting(
+            "logconfig_dict",
+            (),
+            {},
+            "A logging config in logging.config.dictConfig's format, merged over gunicorn's "
+            "defaults (top-level keys replace theirs) and applied after the settings above. "
+            "The loggers gunicorn.error and gunicorn.access (or monoceros.error and "
+            "monoceros.access) are the error and access logs. Takes precedence over "
+            "logconfig_json and logconfig.",
+            _log_dict,
+        ),
+        Setting(
+            "logconfig_json",
+            ("--log-config-json",),
+            None,
+            "A JSON file holding a logconfig_dict (the same merge); used when logconfig_dict "
+            "is empty, and over logconfig.",
+            _optional_path,
+            metavar="FILE",
+        ),
+        Setting(
+            "syslog_addr",
+            ("--log-syslog-to",),
+            _default_syslog_addr(sys.platform),
+            "Where syslog messages go: unix://PATH (#dgram or #stream after it to choose the "
+            "socket type), udp://HOST:PORT or tcp://HOST:PORT (port 514 if left out).",
+            _syslog_addr,
+            metavar="SYSLOG_ADDR",
+            default_doc="`'udp://localhost:514'`; on macOS `'unix:///var/run/syslog'`, on "
+            "FreeBSD and DragonFly `'unix:///var/run/log'`, on OpenBSD `'unix:///dev/log'`",
+        ),
+        _flag(
+            "syslog",
+            ("--log-syslog",),
+            "Send the error log and the access log to syslog too (see syslog_addr).",
+        ),
+        Setting(
+            "syslog_prefix",
+            ("--log-syslog-prefix",),
+            None,
+            "The program name of syslog lines is gunicorn.PREFIX.error or "
+            "gunicorn.PREFIX.access; unset, PREFIX is proc_name with ':' written '.'.",
+            _optional_str,
+            metavar="SYSLOG_PREFIX",
+        ),
+        Setting(
+            "syslog_facility",
+            ("--log-syslog-facility",),
+            "user",
+            "The syslog facility: " + ", ".join(SYSLOG_FACILITIES) + ".",
+            _choice(tuple(SYSLOG_FACILITIES)),
+            metavar="SYSLOG_FACILITY",
         ),
         Setting(
             "statsd_host",
@@ -996,7 +1217,8 @@ SETTINGS: tuple[Setting, ...] = (
             "proc_name",
             ("-n", "--name"),
             None,
-            "The process title base (used with setproctitle).",
+            "The name in the process titles (ps, top): 'monoceros: master [NAME]' and "
+            "'monoceros: worker [NAME]', set with setproctitle; also syslog's default prefix.",
             _optional_str,
             metavar="STRING",
             default_doc="the application spec, else `'monoceros'`",
@@ -1108,12 +1330,25 @@ class Config:
     secure_scheme_headers: dict[str, str]
     forwarded_allow_ips: list[str]
     forwarder_headers: list[str]
+    proxy_headers: bool
+    root_path: str
+    proxy_protocol: str
+    proxy_allow_ips: list[str]
     pythonpath: str | None
     accesslog: str | None
+    disable_redirect_access_to_syslog: bool
     access_log_format: str
+    access_log_json: bool
     errorlog: str | None
     loglevel: str
     capture_output: bool
+    logconfig: str | None
+    logconfig_dict: dict[str, Any]
+    logconfig_json: str | None
+    syslog_addr: str
+    syslog: bool
+    syslog_prefix: str | None
+    syslog_facility: str
     statsd_host: str | None
     statsd_prefix: str
     dogstatsd_tags: str

@@ -4,7 +4,7 @@ A renamed gunicorn deployment works too: without ``-c`` and ``./monoceros.conf.p
 ``./gunicorn.conf.py`` is loaded, and without ``MONOCEROS_CMD_ARGS``, ``GUNICORN_CMD_ARGS`` is
 read; ``cfg.notices`` says which were used. gunicorn settings monoceros lacks are warned about
 (``cfg.warnings``) unless their value is gunicorn's default, and refused when leaving them out
-would fail open (TLS, the PROXY protocol).
+would fail open (TLS).
 
 Side-effect free apart from executing the config file: no chdir, no ``sys.path`` change
 (``monoceros.app.apply_paths`` does those), no logging (the arbiter logs warnings and notices).
@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs["metavar"] = setting.metavar or setting.name.upper()
         if setting.action == "store_const":
             kwargs["const"] = setting.const
+        if setting.nargs is not None:
+            kwargs.update(nargs=setting.nargs, const=setting.const)
         group.add_argument(*setting.flags, **kwargs)
     _add_gunicorn_only(parser)
     return parser
@@ -145,8 +147,6 @@ def _add_gunicorn_only(parser: argparse.ArgumentParser) -> None:
             kwargs["action"] = "store_true"
         elif row.kind == "append":
             kwargs["action"] = "append"
-        elif row.kind == "optional":
-            kwargs.update(nargs="?", const=True)
         parser.add_argument(*row.flags, **kwargs)
 
 

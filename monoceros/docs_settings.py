@@ -42,6 +42,8 @@ def _code(text: str) -> str:
 def _flags(setting: Setting) -> str:
     if setting.action in ("store", "append"):
         metavar = setting.metavar or setting.name.upper()
+        if setting.nargs == "?":
+            metavar = f"[{metavar}]"
         return ", ".join(_code(f"{flag} {metavar}") for flag in setting.flags)
     return ", ".join(_code(flag) for flag in setting.flags)
 

@@ -29,11 +29,6 @@ _NO_TLS = (
     "TLS is not served by monoceros yet, so this port would answer plain HTTP; terminate "
     "TLS in a proxy in front of monoceros and remove the setting"
 )
-_NO_PROXY_PROTOCOL = (
-    "the PROXY protocol is not supported by monoceros, and without it the "
-    "proxy's PROXY line would be read as the request; turn it off in the proxy "
-    "and remove the setting"
-)
 
 
 @dataclass(frozen=True)
@@ -44,7 +39,7 @@ class GunicornOnly:
     default: Any
     flags: tuple[str, ...] = ()
     kind: str = "value"
-    """How the flag is given: "value", "append", "flag" (no value) or "optional" (value or not)."""
+    """How the flag is given: "value", "append" or "flag" (no value)."""
     refuse: str | None = None
     """Why a non-default value stops monoceros (its absence would fail open), or None to warn."""
 
@@ -88,17 +83,7 @@ _ROWS: tuple[GunicornOnly, ...] = (
     _row("http2_max_frame_size", 16384, ("--http2-max-frame-size",)),
     _row("http2_max_header_list_size", 65536, ("--http2-max-header-list-size",)),
     # Logging
-    _row(
-        "disable_redirect_access_to_syslog", False, ("--disable-redirect-access-to-syslog",), "flag"
-    ),
     _row("logger_class", "gunicorn.glogging.Logger", ("--logger-class",)),
-    _row("logconfig", None, ("--log-config",)),
-    _row("logconfig_dict", {}),
-    _row("logconfig_json", None, ("--log-config-json",)),
-    _row("syslog_addr", VARIES, ("--log-syslog-to",)),
-    _row("syslog", False, ("--log-syslog",), "flag"),
-    _row("syslog_prefix", None, ("--log-syslog-prefix",)),
-    _row("syslog_facility", "user", ("--log-syslog-facility",)),
     _row("enable_stdio_inheritance", False, ("-R", "--enable-stdio-inheritance"), "flag"),
     _row("enable_backlog_metric", False, ("--enable-backlog-metric",), "flag"),
     # Process naming
@@ -119,8 +104,6 @@ _ROWS: tuple[GunicornOnly, ...] = (
     _row("tmp_upload_dir", None),
     _row("paste", None, ("--paste", "--paster")),
     _row("raw_paste_global_conf", [], ("--paste-global",), "append"),
-    _row("proxy_protocol", "off", ("--proxy-protocol",), "optional", refuse=_NO_PROXY_PROTOCOL),
-    _row("proxy_allow_ips", "127.0.0.1,::1", ("--proxy-allow-from",)),
     _row("strip_header_spaces", False, ("--strip-header-spaces",), "flag"),
     _row("permit_obsolete_folding", False, ("--permit-obsolete-folding",), "flag"),
     _row(
@@ -134,7 +117,6 @@ _ROWS: tuple[GunicornOnly, ...] = (
     ),
     _row("casefold_http_method", False, ("--casefold-http-method",), "flag"),
     _row("header_map", "drop", ("--header-map",)),
-    _row("root_path", "", ("--root-path",)),
     # Worker processes (gunicorn 25)
     _row("asgi_disconnect_grace_period", 3, ("--asgi-disconnect-grace-period",)),
     _row("http_parser", "auto", ("--http-parser",)),

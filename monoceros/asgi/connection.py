@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..addresses import PeerAddress
 from .flow import HIGH_WATER, LOW_WATER, WriteFlow
 
 if TYPE_CHECKING:
@@ -36,6 +37,9 @@ class TransportConnection(WriteFlow, asyncio.Protocol):
     write_last: Callable[[bytes], None]
     """A transport sends the last bytes like any others."""
     is_closing: Callable[[], bool]
+    proxied_peer: PeerAddress | None = None
+    """The client a PROXY header named, set before ``connection_made``; None: the transport's
+    peer is the client (a class attribute: a connection without a header sets nothing)."""
 
     def _attach(self, transport: asyncio.BaseTransport) -> None:
         """Take the transport of ``connection_made``: its writer methods, the peer."""
@@ -44,7 +48,8 @@ class TransportConnection(WriteFlow, asyncio.Protocol):
         self.is_closing = transport.is_closing
         self.read_paused = self.write_paused = False
         self._drain_waiter = None
-        self.peer = transport.get_extra_info("peername")
+        peer = self.proxied_peer
+        self.peer = transport.get_extra_info("peername") if peer is None else peer
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Wake a waiting writer; tell the request or WebSocket in flight; unregister."""

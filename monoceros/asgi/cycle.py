@@ -437,6 +437,7 @@ class HttpCycle:
                 access_headers(self._headers),
                 self.sent,
                 time.monotonic() - self._start if duration is None else duration,
+                self.uwsgi,
             )
 
     def fail(self, status: int, reason: str) -> None:

@@ -7,9 +7,11 @@ latin-1 ``str`` is encoded back to the wire bytes first), never percent-decoded 
 Bytes that are not UTF-8 become U+FFFD ('replace'), as in an HTTP path. ``path`` includes
 ``root_path`` (ASGI 2.4), so frameworks that strip the mount point find it there.
 
-Over HTTP, header names with ``_`` are dropped as in the WSGI environ, except the
-``forwarder_headers`` of a proxy in ``forwarded_allow_ips``; such a ``SCRIPT_NAME`` header sets
-``root_path``, and ``path`` gets it prepended when the proxy already stripped it. Contradictory
+Over HTTP, ``root_path`` is the ``root_path`` setting (else the ``SCRIPT_NAME`` environment
+variable), and ``path`` gets it prepended when the front end already stripped it (one rule with
+the WSGI environ: :func:`~monoceros.protocols.forwarded.mount`). Header names with ``_`` are
+dropped as in the WSGI environ, except the ``forwarder_headers`` of a proxy in
+``forwarded_allow_ips``; such a ``SCRIPT_NAME`` header sets ``root_path`` instead. Contradictory
 ``secure_scheme_headers`` of a trusted proxy are refused (see :mod:`monoceros.protocols.forwarded`).
 """
 
@@ -20,15 +22,23 @@ from typing import Any, Final
 
 from ..addresses import AddressMatcher, PeerAddress
 from ..protocols.forwarded import (
+    forwarded_client,
     forwarded_scheme,
     forwarder_names,
     is_forwarder,
+    mount,
     secure_scheme_table,
 )
 from ..protocols.http import HttpRequest, decoded_path, split_target
 from ..protocols.uwsgi import url_scheme
 
-__all__ = ["ASGI_VERSION", "HttpScopeBuilder", "UwsgiScopeBuilder", "is_websocket_upgrade"]
+__all__ = [
+    "ASGI_VERSION",
+    "ForwardedForScopeBuilder",
+    "HttpScopeBuilder",
+    "UwsgiScopeBuilder",
+    "is_websocket_upgrade",
+]
 
 ASGI_VERSION: Final = {"version": "3.0", "spec_version": "2.4"}
 """The ``asgi`` key of every scope."""
@@ -60,17 +70,6 @@ def _lower(name: bytes) -> bytes:
     return low
 
 
-def _mounted(root: bytes, raw_path: bytes) -> tuple[str, bytes]:
-    """root_path and raw_path for a proxy's SCRIPT_NAME: raw_path always starts with it, then
-    ``/`` or nothing (``/application`` is not under ``/app``: it becomes ``/app/application``,
-    a path the proxy already stripped, as the WSGI environ's PATH_INFO ``/application``)."""
-    root = root.rstrip(b"/")
-    cut = len(root)
-    if not (raw_path.startswith(root) and raw_path[cut : cut + 1] in (b"", b"/")):
-        raw_path = root + raw_path
-    return _text(root), raw_path
-
-
 def _var_header(key: str) -> bytes:
     name = _VAR_HEADERS.get(key)
     if name is None:
@@ -98,7 +97,7 @@ def is_websocket_upgrade(method: str, headers: list[tuple[bytes, bytes]]) -> boo
 class HttpScopeBuilder:
     """Builds the scopes of HTTP/1.x requests arriving on one listener."""
 
-    __slots__ = ("_forwarders", "_mount", "_secure", "_server", "_trusted")
+    __slots__ = ("_forwarders", "_mount", "_root", "_secure", "_server", "_trusted")
 
     def __init__(
         self,
@@ -106,7 +105,10 @@ class HttpScopeBuilder:
         forwarded_allow_ips: AddressMatcher,
         secure_scheme_headers: Mapping[str, str],
         forwarder_headers: list[str] | None = None,
+        root_path: str = "",
     ) -> None:
+        #: where the application is mounted (root_path, else the SCRIPT_NAME variable)
+        self._root = root_path.encode("utf-8")
         self._forwarders = forwarder_names(forwarder_headers or [])
         #: a trusted proxy's SCRIPT_NAME header sets root_path (gunicorn's forwarder_headers)
         self._mount = is_forwarder(b"SCRIPT_NAME", self._forwarders)
@@ -125,13 +127,18 @@ class HttpScopeBuilder:
         headers = [(_lower(name), value) for name, value in req.headers]
         client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
         trusted = client is None or client[0] in self._trusted
-        root_path = ""
+        root = self._root
         if _UNDERSCORED[0]:
             _UNDERSCORED[0] = False
-            headers, root = self._forwarded(headers, trusted)
-            if root is not None:
-                root_path, raw_path = _mounted(root, raw_path)
-                path = _text(decoded_path(raw_path))
+            headers, sent = self._forwarded(headers, trusted)
+            if sent is not None:
+                root = sent
+        root_path = ""
+        if root:  # path holds root_path (ASGI 2.4), whether the front end stripped it or not
+            root, rest = mount(root, raw_path)
+            raw_path = root + rest
+            root_path = _text(root)
+            path = _text(decoded_path(raw_path))
         scheme = "http"
         if self._secure and trusted:
             scheme = self._scheme(headers)
@@ -183,6 +190,27 @@ class HttpScopeBuilder:
                 else:
                     sent.append(item)
         return forwarded_scheme(sent) if sent else "http"
+
+
+class ForwardedForScopeBuilder(HttpScopeBuilder):
+    """An :class:`HttpScopeBuilder` for ``--proxy-headers``: from a peer in
+    ``forwarded_allow_ips`` (or on a UNIX socket), ``client`` is ``(host, 0)`` for the host its
+    ``X-Forwarded-For`` names (:func:`~monoceros.protocols.forwarded.forwarded_client`), as
+    uvicorn's middleware sets it."""
+
+    __slots__ = ()
+
+    def build(self, req: HttpRequest, peer: Any, state: dict[str, Any] | None) -> dict[str, Any]:
+        """The scope, with the forwarded client when a trusted peer names one."""
+        scope = HttpScopeBuilder.build(self, req, peer, state)
+        client = scope["client"]
+        if client is None or client[0] in self._trusted:
+            values = [value for name, value in scope["headers"] if name == b"x-forwarded-for"]
+            if values:
+                host = forwarded_client(b",".join(values).decode("latin-1"), self._trusted)
+                if host is not None:
+                    scope["client"] = (host, 0)
+        return scope
 
 
 class UwsgiScopeBuilder:

@@ -22,7 +22,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from ..addresses import PeerAddress
-from ..protocols.errors import ProtocolError
+from ..protocols.errors import InvalidProxyHeader, ProtocolError
+from ..protocols.events import NEED_DATA
+from ..protocols.proxy_protocol import NO_HEADER, ProxyHeaderReader
 from ..protocols.uwsgi import UwsgiRequest, parse_head
 from ..socket_waits import SEND_THEN_CLOSE
 from .cycle import HttpCycle
@@ -44,14 +46,25 @@ _RECV: Final = 64 * 1024
 _DONTWAIT: Final = socket.MSG_DONTWAIT
 _EAGER: Final = sys.version_info >= (3, 12)
 
-#: hands an accepted socket and the bytes read from it to the transport-based protocol
-HandOver = Callable[[socket.socket, bytes], None]
+#: hands an accepted socket, the bytes read from it and its peer (the client a PROXY header
+#: named, else the socket's) to the transport-based protocol
+HandOver = Callable[[socket.socket, bytes, PeerAddress], None]
+#: hands an accepted socket and the bytes read from it to the PROXY header's protocol
+ProxyHandOver = Callable[[socket.socket, bytes], None]
 
 
 class UwsgiFastPath:
     """Serves the uwsgi connections of one listener that arrive complete; hands over the rest."""
 
-    __slots__ = ("_builder", "_ctx", "_hand_over", "_max_vars", "_tcp")
+    __slots__ = (
+        "_builder",
+        "_ctx",
+        "_hand_over",
+        "_max_vars",
+        "_proxy",
+        "_proxy_hand_over",
+        "_tcp",
+    )
 
     def __init__(
         self,
@@ -60,55 +73,58 @@ class UwsgiFastPath:
         hand_over: HandOver,
         *,
         tcp: bool,
+        proxy: ProxyHeaderReader | None = None,
+        proxy_hand_over: ProxyHandOver | None = None,
     ) -> None:
         self._ctx = ctx
         self._builder = builder
         self._hand_over = hand_over
         self._max_vars = ctx.uwsgi_max_vars
         self._tcp = tcp
+        self._proxy = proxy
+        self._proxy_hand_over = proxy_hand_over
 
-    def serve(self, sock: socket.socket, peer: PeerAddress) -> None:
-        """Serve one freshly accepted connection (counted open by the acceptor)."""
+    def serve(self, sock: socket.socket, peer: PeerAddress, data: bytes = b"") -> None:
+        """Serve one freshly accepted connection (counted open by the acceptor); ``data``: the
+        bytes that followed its PROXY header (and ``peer`` the client it named), if any."""
         ctx = self._ctx
-        if self._tcp and peer[0] not in ctx.uwsgi_allowed:
-            self._hand_over(sock, b"")  # the protocol refuses it and logs the warning
-            return
-        try:
-            data = sock.recv(_RECV, _DONTWAIT)
-        except BlockingIOError:
-            self._hand_over(sock, b"")
-            return
-        except OSError:
-            data = b""
-        if not data:  # connected and closed (a health check) or reset: nothing to say
-            sock.close()
-            closed = ctx.on_connection_closed
-            if closed is not None:
-                closed()
-            return
+        if not data:
+            if self._tcp and peer[0] not in ctx.uwsgi_allowed:
+                self._hand_over(sock, b"", peer)  # the protocol refuses it and logs the warning
+                return
+            try:
+                data = sock.recv(_RECV, _DONTWAIT)
+            except BlockingIOError:
+                self._hand_over(sock, b"", peer)
+                return
+            except OSError:
+                data = b""
+            if not data:  # connected and closed (a health check) or reset: nothing to say
+                self._closed(sock)
+                return
         try:
             result = parse_head(data, self._max_vars)
         except ProtocolError:
-            self._hand_over(sock, data)  # the protocol answers, logs and closes
+            self._hand_over(sock, data, peer)  # the protocol answers, logs and closes
             return
         if result is None:
-            self._hand_over(sock, data)
+            self._hand_over(sock, data, peer)
             return
         head, used = result
         if not isinstance(head, UwsgiRequest):  # a ping
-            self._hand_over(sock, data)
+            self._hand_over(sock, data, peer)
             return
         length = head.content_length
         if head.chunked or len(data) - used < length:
-            self._hand_over(sock, data)
+            self._hand_over(sock, data, peer)
             return
         try:
             scope = self._builder.build(head.environ, ctx.state)
         except Exception:  # the protocol meets the same failure and reports it as before
-            self._hand_over(sock, data)
+            self._hand_over(sock, data, peer)
             return
         if scope["type"] != "http":
-            self._hand_over(sock, data)
+            self._hand_over(sock, data, peer)
             return
         conn = FastConnection(ctx, sock, peer)
         ctx.connections.add(conn)
@@ -128,6 +144,45 @@ class UwsgiFastPath:
             asyncio.Task(cycle.run(), loop=ctx.loop, eager_start=True)  # type: ignore[call-arg]
         else:
             ctx.loop.create_task(cycle.run())
+
+    def serve_proxied(self, sock: socket.socket, peer: PeerAddress) -> None:
+        """Serve a connection that starts with a PROXY header (``proxy_protocol`` on): the
+        header is read from the same first ``recv``; a request whole after it is served here
+        as :meth:`serve` would, anything else goes to the PROXY header's protocol (which
+        refuses, logs and waits) or, once the header is read, to the uwsgi protocol."""
+        reader = self._proxy
+        assert reader is not None and self._proxy_hand_over is not None
+        try:
+            data = sock.recv(_RECV, _DONTWAIT)
+        except BlockingIOError:
+            self._proxy_hand_over(sock, b"")  # (a peer refused at once is logged there)
+            return
+        except OSError:
+            data = b""
+        if not data:  # connected and closed (a health check) or reset: nothing to say
+            self._closed(sock)
+            return
+        ip = peer[0] if isinstance(peer, tuple) else None
+        try:
+            header = reader.parse(data, ip) if reader.refused(ip) is None else NEED_DATA
+        except InvalidProxyHeader:
+            header = NEED_DATA  # the header's protocol meets the same error and logs it
+        if header is NEED_DATA:
+            self._proxy_hand_over(sock, data)
+            return
+        if header is not NO_HEADER:
+            peer = header.source or peer
+            data = data[header.size :]
+        if not data or (isinstance(peer, tuple) and peer[0] not in self._ctx.uwsgi_allowed):
+            self._hand_over(sock, data, peer)  # waits for the packet, or refuses the peer
+            return
+        self.serve(sock, peer, data)
+
+    def _closed(self, sock: socket.socket) -> None:
+        sock.close()
+        closed = self._ctx.on_connection_closed
+        if closed is not None:
+            closed()
 
 
 class FastConnection(WriteFlow):

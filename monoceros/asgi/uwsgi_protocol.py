@@ -13,6 +13,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from ..access_log import log_safe
+from ..addresses import PeerAddress
 from ..protocols.errors import MissingChunkedBody, ProtocolError, TruncatedPacket
 from ..protocols.events import NEED_DATA, Data, EndOfMessage
 from ..protocols.response import error_response
@@ -35,11 +36,17 @@ class UwsgiProtocol(TransportConnection):
     """One uWSGI connection from a front end (nginx, Apache, the uWSGI router)."""
 
     def __init__(
-        self, ctx: ServerContext, builder: UwsgiScopeBuilder, initial: bytes = b""
+        self,
+        ctx: ServerContext,
+        builder: UwsgiScopeBuilder,
+        initial: bytes = b"",
+        peer: PeerAddress | None = None,
     ) -> None:
         self.ctx = ctx
         self.initial = initial
         """Bytes read before the hand-over from the fast path, fed in at connection_made."""
+        if peer is not None:  # the front end a PROXY header named (read by the fast path)
+            self.proxied_peer = peer
         self.builder = builder
         self.parser = UwsgiParser(max_vars_size=ctx.uwsgi_max_vars)
         self.cycle: HttpCycle | None = None

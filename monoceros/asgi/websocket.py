@@ -412,6 +412,7 @@ class WebSocketSession:
                 access_headers(headers),
                 None,
                 ctx.loop.time() - self._start,
+                self.uwsgi,
             )
 
     def _handshake(self, message: dict[str, Any]) -> tuple[bytes, list[Any]]:

@@ -85,6 +85,13 @@ class UnsupportedModifier(ProtocolError):
     status = 501
 
 
+class InvalidProxyHeader(ProtocolError):
+    """A PROXY protocol header that breaks the specification, one from a peer not allowed to
+    send it, or none where one is required. The connection is closed without an answer: the
+    header comes before the protocol (and before a TLS handshake), so there is no one to answer.
+    """
+
+
 class ResponseError(Exception):
     """The application's response breaks the rules (bad status or header, a misused
     ``start_response``); the server refuses to put it on the wire. Our side's fault, not the

@@ -2,7 +2,9 @@
 
 The loop accepts on every listener itself, so it can stop at ``worker_connections`` and resume
 when a connection closes. A uwsgi request that is whole when accepted is served on the bare
-socket (:mod:`monoceros.asgi.uwsgi_fast`); every other connection gets a transport. A timer
+socket (:mod:`monoceros.asgi.uwsgi_fast`); every other connection gets a transport. With
+``proxy_protocol`` on, a connection's transport first gets the PROXY header's protocol
+(:mod:`monoceros.asgi.proxy_header`), which hands it to the listener's. A timer
 beats the heartbeat and enforces connection deadlines (with the WebSocket keepalive pings and
 ``request_timeout``); a handler that blocks the loop stops the
 beats, the master sends SIGABRT after ``timeout``, and the log names the request that was
@@ -19,23 +21,27 @@ import asyncio
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 from ..access_log import log_safe
-from ..addresses import AddressMatcher
+from ..addresses import AddressMatcher, PeerAddress
 from ..asgi.acceptor import Acceptor, DirectHandler, ProtocolFactory
+from ..asgi.connection import TransportConnection
 from ..asgi.context import ServerContext
 from ..asgi.cycle import HttpCycle
 from ..asgi.http_protocol import HttpProtocol
 from ..asgi.lifespan import Lifespan, LifespanFailure
 from ..asgi.loops import new_event_loop
-from ..asgi.scope import HttpScopeBuilder, UwsgiScopeBuilder
+from ..asgi.proxy_header import ProxyHeaderProtocol
+from ..asgi.scope import ForwardedForScopeBuilder, HttpScopeBuilder, UwsgiScopeBuilder
 from ..asgi.uwsgi_fast import UwsgiFastPath
 from ..asgi.uwsgi_protocol import UwsgiProtocol
 from ..asgi.websocket import WebSocketSession
 from ..listeners import Listener
 from ..protocols.http import HttpLimits
+from ..protocols.proxy_protocol import ProxyHeaderReader
 from ..worker_metrics import MAX_SLOTS, WorkerMetrics
 from .base import WORKER_BOOT_ERROR, Worker, WorkerAborted, stack_of
 
@@ -136,39 +142,65 @@ class AsgiWorker(Worker):
             self.log.error("Worker (pid:%s) exiting: lifespan startup failed", self.pid)
             sys.exit(WORKER_BOOT_ERROR)
         self.ctx.state = lifespan.state if lifespan.supported else None
+        proxy = self.proxy_header_reader()
         for listener in self.listeners:
             fd = listener.sock.fileno()
-            self._factories[fd] = self._factory(listener)
+            self._factories[fd] = self._factory(listener, proxy)
             if listener.protocol == "uwsgi":
-                self._direct[fd] = self._fast_path(listener).serve
+                lean = self._fast_path(listener, proxy)
+                self._direct[fd] = lean.serve if proxy is None else lean.serve_proxied
             listener.sock.setblocking(False)
         self.acceptor.start()
         if self.alive:
             await self._stop
         await self._graceful_stop(lifespan)
 
-    def _factory(self, listener: Listener) -> ProtocolFactory:
+    def _factory(self, listener: Listener, proxy: ProxyHeaderReader | None) -> ProtocolFactory:
+        """The protocol of the listener's connections; with ``proxy``, wrapped in the PROXY
+        header's, which hands the transport over once it read the header."""
         ctx = self.ctx
         cfg = self.cfg
         sockname = listener.sock.getsockname()
+        factory: Callable[[], TransportConnection]
         if listener.protocol == "uwsgi":
             ubuilder = UwsgiScopeBuilder(sockname)
-            return lambda: UwsgiProtocol(ctx, ubuilder)
-        hbuilder = HttpScopeBuilder(
-            sockname, ctx.forwarded_allow_ips, cfg.secure_scheme_headers, cfg.forwarder_headers
-        )
-        return lambda: HttpProtocol(ctx, hbuilder)
+            factory = lambda: UwsgiProtocol(ctx, ubuilder)  # noqa: E731
+        else:
+            builder = ForwardedForScopeBuilder if cfg.proxy_headers else HttpScopeBuilder
+            hbuilder = builder(
+                sockname,
+                ctx.forwarded_allow_ips,
+                cfg.secure_scheme_headers,
+                cfg.forwarder_headers,
+                self.http_root_path(),
+            )
+            factory = lambda: HttpProtocol(ctx, hbuilder)  # noqa: E731
+        if proxy is None:
+            return factory
+        return lambda: ProxyHeaderProtocol(ctx, proxy, factory)
 
-    def _fast_path(self, listener: Listener) -> UwsgiFastPath:
+    def _fast_path(self, listener: Listener, proxy: ProxyHeaderReader | None) -> UwsgiFastPath:
         """Serve uwsgi requests that arrive whole on the bare socket; hand the rest over."""
         ctx = self.ctx
         builder = UwsgiScopeBuilder(listener.sock.getsockname())
         connect = self.acceptor.connect
 
-        def hand_over(sock: socket.socket, data: bytes) -> None:
-            connect(sock, lambda: UwsgiProtocol(ctx, builder, data))
+        def hand_over(sock: socket.socket, data: bytes, peer: PeerAddress) -> None:
+            connect(sock, lambda: UwsgiProtocol(ctx, builder, data, peer))
 
-        return UwsgiFastPath(ctx, builder, hand_over, tcp=not listener.is_unix)
+        def proxy_hand_over(sock: socket.socket, data: bytes) -> None:
+            assert proxy is not None
+            make = lambda: UwsgiProtocol(ctx, builder)  # noqa: E731
+            connect(sock, lambda: ProxyHeaderProtocol(ctx, proxy, make, data))
+
+        return UwsgiFastPath(
+            ctx,
+            builder,
+            hand_over,
+            tcp=not listener.is_unix,
+            proxy=proxy,
+            proxy_hand_over=proxy_hand_over,
+        )
 
     async def _graceful_stop(self, lifespan: Lifespan) -> None:
         acceptor = self.acceptor

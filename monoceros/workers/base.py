@@ -24,9 +24,10 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..addresses import PeerAddress
+from ..addresses import AddressMatcher, PeerAddress
 from ..heartbeat import Heartbeat
 from ..listeners import Listener
+from ..protocols.proxy_protocol import ProxyHeaderReader
 from ..reloader import Reloader, module_files
 from ..worker_metrics import WorkerMetrics
 
@@ -412,6 +413,21 @@ class Worker:
     def pause_accepting(self, seconds: float) -> None:
         """Accept nothing for ``seconds``: a worker on blocking sockets sleeps."""
         time.sleep(seconds)
+
+    def http_root_path(self) -> str:
+        """Where HTTP listeners mount the application (WSGI ``SCRIPT_NAME``, ASGI
+        ``root_path``): the ``root_path`` setting, else the ``SCRIPT_NAME`` environment
+        variable (gunicorn's WSGI habit), without a trailing ``/``."""
+        return (self.cfg.root_path or os.environ.get("SCRIPT_NAME", "")).rstrip("/")
+
+    def proxy_header_reader(self) -> ProxyHeaderReader | None:
+        """The PROXY protocol policy of this worker's connections (``proxy_protocol``,
+        ``proxy_allow_ips``), or None when it is off: decided once, so a connection pays for it
+        only when it is on."""
+        mode = self.cfg.proxy_protocol
+        if mode == "off":
+            return None
+        return ProxyHeaderReader(mode, AddressMatcher(self.cfg.proxy_allow_ips))
 
     def idle_wait(self, most: float) -> float:
         """Seconds an idle worker may wait for work before it beats: ``timeout / 2``, at most

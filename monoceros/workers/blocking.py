@@ -24,11 +24,17 @@ from ..listeners import Listener
 from ..protocols.errors import MissingChunkedBody, ProtocolError, TruncatedPacket
 from ..protocols.events import NEED_DATA, Data
 from ..protocols.http import HttpLimits, HttpParser, HttpRequest, error_response
+from ..protocols.proxy_protocol import ProxyHeaderReader
 from ..protocols.uwsgi import UwsgiParser, UwsgiRequest
 from ..socket_waits import wait_in_kernel
 from ..worker_metrics import Recorder
 from ..wsgi.body import EMPTY_INPUT, ClientDisconnected, EmptyInput, Input
-from ..wsgi.environ import HttpEnvironBuilder, UwsgiEnvironBuilder, base_environ
+from ..wsgi.environ import (
+    ForwardedForEnvironBuilder,
+    HttpEnvironBuilder,
+    UwsgiEnvironBuilder,
+    base_environ,
+)
 from ..wsgi.hook_request import HookRequest
 from ..wsgi.response import FileWrapper, Response, ResponseError
 from .base import Worker, WorkerAborted
@@ -205,6 +211,8 @@ class BlockingWorker(Worker):
     uwsgi_builders: dict[int, UwsgiEnvironBuilder]
     uwsgi_allowed: AddressMatcher
     uwsgi_max_vars: int
+    #: the PROXY protocol policy (proxy_protocol, proxy_allow_ips); None when it is off
+    proxy: ProxyHeaderReader | None
     #: the one request slot of a single-threaded worker; None: each thread's beater has one
     recorder: Recorder | None
 
@@ -223,8 +231,9 @@ class BlockingWorker(Worker):
         self.access_log = self.log.access_enabled
         self.pre_request = cfg.pre_request if cfg.hook_is_set("pre_request") else None
         self.post_request = cfg.post_request if cfg.hook_is_set("post_request") else None
-        base = base_environ(cfg.workers > 1, multithread)
+        base = base_environ(cfg.workers > 1, multithread, script_name=self.http_root_path())
         trusted = AddressMatcher(cfg.forwarded_allow_ips)
+        http_builder = ForwardedForEnvironBuilder if cfg.proxy_headers else HttpEnvironBuilder
         self.http_builders = {}
         self.uwsgi_builders = {}
         for listener in self.listeners:
@@ -232,11 +241,12 @@ class BlockingWorker(Worker):
             if listener.protocol == "uwsgi":
                 self.uwsgi_builders[listener.sock.fileno()] = UwsgiEnvironBuilder(base, sockname)
             else:
-                self.http_builders[listener.sock.fileno()] = HttpEnvironBuilder(
+                self.http_builders[listener.sock.fileno()] = http_builder(
                     base, sockname, trusted, cfg.secure_scheme_headers, cfg.forwarder_headers
                 )
         self.uwsgi_allowed = AddressMatcher(cfg.uwsgi_allow_ips)
         self.uwsgi_max_vars = cfg.uwsgi_max_vars_size
+        self.proxy = self.proxy_header_reader()
         self.recorder = None if multithread else self.metrics.recorders[0]
         for listener in self.listeners:
             listener.sock.setblocking(False)
@@ -320,6 +330,14 @@ class BlockingWorker(Worker):
         self.log.info("Invalid HTTP request from %s: %s", who, log_safe(exc.reason))
         self.metrics.answered(exc.status, False)
         self.send_error(conn, exc.status, exc.reason)
+
+    def proxy_refused(self, listener: Listener, peer: PeerAddress, reason: str) -> None:
+        """The one log line of a connection closed at its PROXY header (the caller closes it:
+        nothing is answered before the protocol has begun)."""
+        who = peer[0] if isinstance(peer, tuple) else listener.name
+        self.log.warning(
+            "PROXY protocol: closing the connection from %s: %s", who, log_safe(reason)
+        )
 
     def uwsgi_forbidden(self, listener: Listener, conn: socket.socket, peer: PeerAddress) -> bool:
         """Refuse (403) a TCP peer outside ``uwsgi_allow_ips``; True when it was refused."""
@@ -451,7 +469,7 @@ class BlockingWorker(Worker):
                     self.log.exception("Error closing the response iterable")
         duration = rec.end(start, resp.status_code or 500, uwsgi)
         if self.access_log:
-            self.log.access(environ, resp.status or "500", resp.headers, resp.sent, duration)
+            self.log.access(environ, resp.status or "500", resp.headers, resp.sent, duration, uwsgi)
         if self.post_request is not None:
             try:
                 self.post_request(self, hook_req, environ, resp)

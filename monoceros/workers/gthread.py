@@ -9,6 +9,9 @@ when the next request is not there yet, parks the connection again (``EPOLLONESH
 by the thread itself, so nothing passes through the main thread). Idle kept-alive connections
 are closed after ``keepalive`` seconds, heads that do not complete within ``header_timeout``
 seconds are dropped, and no more connections are accepted while ``worker_connections`` are open.
+A connection's next step is its own (``_Conn.step``): with ``proxy_protocol`` on, a new one
+starts with the PROXY header's (:meth:`ThreadWorker._step_proxy`), which hands over to the
+protocol's once the header is read.
 
 Liveness, as in gunicorn: the main thread beats the heartbeat while its loop runs, so one hung
 request does not stop the worker. A request that goes ``timeout`` seconds without progress (body
@@ -28,14 +31,16 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from ..access_log import log_safe
 from ..addresses import PeerAddress
 from ..listeners import Listener
-from ..protocols.errors import ProtocolError
+from ..protocols.errors import InvalidProxyHeader, ProtocolError
 from ..protocols.events import NEED_DATA
 from ..protocols.http import HttpParser, HttpRequest
+from ..protocols.proxy_protocol import NO_HEADER
 from ..protocols.uwsgi import PONG, Ping, UwsgiRequest, parse_head, truncated_head
 from ..worker_metrics import Recorder, WorkerMetrics
 from .base import stack_of
@@ -43,10 +48,15 @@ from .blocking import RECV_SIZE, BlockingWorker
 
 __all__ = ["ThreadWorker"]
 
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _PARK = select.EPOLLIN | select.EPOLLONESHOT if hasattr(select, "epoll") else 0
 #: seconds between two sweeps for expired deadlines, at most
 _TICK = 0.25
 _FOREVER = float("inf")
+
+
+#: what a pool thread does with a connection that has bytes to read; True to park it again
+_Step = Callable[["_Conn", "_Progress"], bool]
 
 
 class _Conn:
@@ -54,6 +64,7 @@ class _Conn:
 
     __slots__ = (
         "buf",
+        "checked",
         "deadline",
         "fd",
         "fresh",
@@ -64,6 +75,7 @@ class _Conn:
         "registered",
         "served",
         "sock",
+        "step",
         "uwsgi",
     )
 
@@ -74,8 +86,11 @@ class _Conn:
         peer: PeerAddress,
         head_deadline: float,
         parser: HttpParser | None,
+        step: _Step,
     ) -> None:
         self.sock = sock
+        #: the next step: the PROXY header's, then the protocol's
+        self.step = step
         self.fd = sock.fileno()
         self.listener = listener
         self.peer = peer
@@ -88,6 +103,8 @@ class _Conn:
         self.registered = False
         #: accepted, first request not begun yet: it counts towards max_requests already
         self.fresh = True
+        #: the uwsgi allow-list was checked (before the packet is read)
+        self.checked = False
 
 
 class _Progress:
@@ -169,6 +186,14 @@ class ThreadWorker(BlockingWorker):
         """Read the settings every request needs; start counting connections."""
         super().setup_serving(multithread)
         self.max_connections = self.cfg.worker_connections
+        #: a new connection's first step, by protocol: the PROXY header's when it is on
+        self._http_step: _Step = self._step_http
+        self._uwsgi_step: _Step = self._step_uwsgi
+        self._first_step: tuple[_Step, _Step] = (
+            (self._step_proxy, self._step_proxy)
+            if self.proxy is not None
+            else (self._http_step, self._uwsgi_step)
+        )
         self._lock = threading.Lock()
         self._open = 0
         self._fresh = 0
@@ -266,7 +291,14 @@ class ThreadWorker(BlockingWorker):
             self._open += 1
             self._fresh += 1
         self._jobs.put(
-            _Conn(client, listener, peer, deadline, None if uwsgi else HttpParser(self.limits))
+            _Conn(
+                client,
+                listener,
+                peer,
+                deadline,
+                None if uwsgi else HttpParser(self.limits),
+                self._first_step[uwsgi],
+            )
         )
 
     def _take_queued(self, listener: Listener, client: socket.socket, peer: PeerAddress) -> None:
@@ -406,10 +438,7 @@ class ThreadWorker(BlockingWorker):
             keep = False
             while True:
                 try:
-                    if conn.uwsgi:
-                        keep = self._step_uwsgi(conn, progress)
-                    else:
-                        keep = self._step_http(conn, progress)
+                    keep = conn.step(conn, progress)
                 except Exception as exc:
                     keep = False
                     self.log_connection_error(exc, conn.peer, conn.listener)
@@ -439,6 +468,53 @@ class ThreadWorker(BlockingWorker):
         except (OSError, ValueError):
             return False
         return bool(readable)
+
+    def _step_proxy(self, conn: _Conn, progress: _Progress) -> bool:
+        """Read the PROXY header without waiting (True: park for more); once it is whole, the
+        client's address becomes the connection's peer, the bytes after it go to the
+        protocol's step, which goes on at once."""
+        proxy = self.proxy
+        assert proxy is not None
+        sock = conn.sock
+        peer = conn.peer
+        ip = peer[0] if isinstance(peer, tuple) else None
+        if not conn.registered and not conn.buf:
+            why = proxy.refused(ip)
+            if why is not None:
+                self.proxy_refused(conn.listener, peer, why)
+                return False
+        buf = conn.buf
+        try:
+            while True:
+                try:  # without waiting, and without a mode switch the protocol's step makes
+                    data = sock.recv(RECV_SIZE, _DONTWAIT)
+                except BlockingIOError:
+                    conn.buf = buf
+                    return True
+                if not data:
+                    if buf:
+                        raise InvalidProxyHeader("the connection closed inside the PROXY header")
+                    return False  # connected and closed: a health check, nothing to say
+                buf += data
+                header = proxy.parse(buf, ip)
+                if header is not NEED_DATA:
+                    break
+        except InvalidProxyHeader as exc:
+            self.proxy_refused(conn.listener, peer, exc.reason)
+            return False
+        if header is not NO_HEADER:
+            conn.peer = header.source or peer
+            buf = buf[header.size :]
+        if conn.uwsgi:
+            conn.buf = buf
+            conn.step = self._uwsgi_step
+        else:
+            conn.buf = b""
+            assert conn.parser is not None
+            if buf:
+                conn.parser.receive_data(buf)
+            conn.step = self._http_step
+        return conn.step(conn, progress)
 
     def _step_http(self, conn: _Conn, progress: _Progress) -> bool:
         """Serve the complete requests the connection holds; True to park it for more."""
@@ -485,13 +561,15 @@ class ThreadWorker(BlockingWorker):
         sock = conn.sock
         listener = conn.listener
         peer = conn.peer
-        if not conn.buf and not conn.registered:
+        if not conn.checked:
+            conn.checked = True
             if peer and self.uwsgi_forbidden(listener, sock, peer):
                 return False
             sock.settimeout(0.0)
         buf = conn.buf
         try:
-            while True:
+            parsed = parse_head(buf, self.uwsgi_max_vars) if buf else None
+            while parsed is None:
                 try:
                     data = sock.recv(RECV_SIZE)
                 except BlockingIOError:
@@ -503,8 +581,6 @@ class ThreadWorker(BlockingWorker):
                     raise truncated_head(buf)
                 buf += data
                 parsed = parse_head(buf, self.uwsgi_max_vars)
-                if parsed is not None:
-                    break
         except ProtocolError as exc:
             self.uwsgi_invalid(listener, sock, peer, exc)
             return False

@@ -5,7 +5,9 @@ listener is served with a blocking accept (several are polled with ``EPOLLEXCLUS
 so one idle worker wakes per connection, not all of them); the first read and the first send do
 not wait, so a request that is already there costs no timeout set-up; the head and a small body
 leave in one send; nothing below the active log level is formatted. What follows a parsed head
-is shared with the gthread worker (:mod:`monoceros.workers.blocking`); what to do on an accept
+is shared with the gthread worker (:mod:`monoceros.workers.blocking`). With ``proxy_protocol``
+on, a PROXY header is read first, from the same first read (:meth:`SyncWorker._proxy_header`),
+and the request follows on the bytes after it. What to do on an accept
 error, after ``max_requests`` and with the listen queue on a stop is every kind's policy
 (:mod:`monoceros.workers.base`), applied here with blocking accepts.
 """
@@ -21,9 +23,10 @@ from typing import Any
 
 from ..addresses import PeerAddress
 from ..listeners import Listener
-from ..protocols.errors import ProtocolError
+from ..protocols.errors import InvalidProxyHeader, ProtocolError
 from ..protocols.events import NEED_DATA
 from ..protocols.http import HttpParser
+from ..protocols.proxy_protocol import NO_HEADER
 from ..protocols.uwsgi import PONG, Ping, parse_head, truncated_head
 from ..socket_waits import KERNEL_TIMEOUTS, wait_in_kernel
 from ..wsgi.body import ClientDisconnected
@@ -173,22 +176,76 @@ class SyncWorker(BlockingWorker):
 
     def _handle(self, listener: Listener, conn: socket.socket, peer: PeerAddress) -> None:
         try:
+            first = None
+            deadline = 0.0
+            if self.proxy is not None:
+                proxied = self._proxy_header(listener, conn, peer)
+                if proxied is None:
+                    return
+                peer, first, deadline = proxied
             if listener.protocol == "uwsgi":
-                self._handle_uwsgi(listener, conn, peer)
+                self._handle_uwsgi(listener, conn, peer, first, deadline)
             else:
-                self._handle_http(listener, conn, peer)
+                self._handle_http(listener, conn, peer, first, deadline)
         except Exception as exc:
             self.log_connection_error(exc, peer, listener)
         finally:
             conn.close()
 
-    def _read_head(self, conn: socket.socket, parser: HttpParser) -> Any:
-        """Read until the parser yields a request head; None when the client sent nothing."""
+    def _proxy_header(
+        self, listener: Listener, conn: socket.socket, peer: PeerAddress
+    ) -> tuple[PeerAddress, bytes, float] | None:
+        """Read the PROXY header that starts the connection, with the same first ``recv`` the
+        request would have had: the client's address (the peer's when the header names none),
+        the bytes after the header, and the head deadline started meanwhile (0.0: none yet).
+        None when the connection is closed: refused (one log line) or left without a word."""
+        proxy = self.proxy
+        assert proxy is not None
+        ip = peer[0] if isinstance(peer, tuple) else None
+        why = proxy.refused(ip)
+        if why is not None:
+            self.proxy_refused(listener, peer, why)
+            return None
         try:
-            data: bytes | None = conn.recv(_RECV, _DONTWAIT)
+            buf = conn.recv(_RECV, _DONTWAIT)
+            if not buf:
+                return None  # connected and closed: a health check, nothing to say
         except BlockingIOError:
-            data = None
+            buf = b""
         deadline = 0.0
+        try:
+            while True:
+                if buf:
+                    header = proxy.parse(buf, ip)
+                    if header is not NEED_DATA:
+                        break
+                data, deadline = self._recv_head(conn, deadline, "PROXY header")
+                if not data:
+                    if buf:
+                        raise InvalidProxyHeader("the connection closed inside the PROXY header")
+                    return None
+                buf += data
+        except InvalidProxyHeader as exc:
+            self.proxy_refused(listener, peer, exc.reason)
+            return None
+        if header is NO_HEADER:
+            return peer, buf, deadline
+        return header.source or peer, buf[header.size :], deadline
+
+    def _read_head(
+        self, conn: socket.socket, parser: HttpParser, first: bytes | None, deadline: float
+    ) -> Any:
+        """Read until the parser yields a request head; None when the client sent nothing.
+
+        ``first``: the bytes that followed a PROXY header (b"" for none yet); None: nothing
+        was read yet. ``deadline``: the header deadline the PROXY header started, or 0.0."""
+        if first is None:
+            try:
+                data: bytes | None = conn.recv(_RECV, _DONTWAIT)
+            except BlockingIOError:
+                data = None
+        else:
+            data = first or None
         while True:
             if data is None:
                 data, deadline = self._recv_head(conn, deadline, "request head")
@@ -228,10 +285,17 @@ class SyncWorker(BlockingWorker):
                 f"no complete {what} within header_timeout ({timeout:g}s)"
             ) from None
 
-    def _handle_http(self, listener: Listener, conn: socket.socket, peer: PeerAddress) -> None:
+    def _handle_http(
+        self,
+        listener: Listener,
+        conn: socket.socket,
+        peer: PeerAddress,
+        first: bytes | None,
+        deadline: float,
+    ) -> None:
         parser = HttpParser(self.limits)
         try:
-            req = self._read_head(conn, parser)
+            req = self._read_head(conn, parser, first, deadline)
         except ProtocolError as exc:
             self.http_invalid(listener, conn, peer, exc)
             return
@@ -239,15 +303,24 @@ class SyncWorker(BlockingWorker):
             return  # connected and closed without a request: nothing to say
         self.http_request(listener, conn, peer, parser, req, self.heartbeat, False)
 
-    def _handle_uwsgi(self, listener: Listener, conn: socket.socket, peer: PeerAddress) -> None:
+    def _handle_uwsgi(
+        self,
+        listener: Listener,
+        conn: socket.socket,
+        peer: PeerAddress,
+        first: bytes | None,
+        deadline: float,
+    ) -> None:
         if peer and self.uwsgi_forbidden(listener, conn, peer):
             return
-        try:
-            buf = conn.recv(_RECV, _DONTWAIT)
-        except BlockingIOError:
-            buf = b""
+        if first is None:
+            try:
+                buf = conn.recv(_RECV, _DONTWAIT)
+            except BlockingIOError:
+                buf = b""
+        else:
+            buf = first
         max_vars = self.uwsgi_max_vars
-        deadline = 0.0
         try:
             while True:
                 if buf:

@@ -7,16 +7,17 @@ dict lookup each.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any, Final
 
 from .. import SERVER_SOFTWARE
 from ..addresses import AddressMatcher, PeerAddress
 from ..protocols.forwarded import (
+    forwarded_client,
     forwarded_scheme,
     forwarder_names,
     is_forwarder,
+    mount,
     secure_scheme_table,
 )
 from ..protocols.http import HttpRequest, decoded_path, split_target
@@ -24,10 +25,10 @@ from ..protocols.uwsgi import url_scheme
 from .response import FileWrapper
 
 __all__ = [
+    "ForwardedForEnvironBuilder",
     "HttpEnvironBuilder",
     "UwsgiEnvironBuilder",
     "base_environ",
-    "mount_point",
     "split_host",
 ]
 
@@ -72,8 +73,11 @@ def split_host(host: str, default_port: str) -> tuple[str, str]:
     return host, default_port
 
 
-def base_environ(multiprocess: bool, multithread: bool, errors: Any = None) -> dict[str, Any]:
-    """The keys every request of this worker shares."""
+def base_environ(
+    multiprocess: bool, multithread: bool, errors: Any = None, script_name: str = ""
+) -> dict[str, Any]:
+    """The keys every request of this worker shares; ``script_name``: where HTTP listeners
+    mount the application (``root_path``, else the ``SCRIPT_NAME`` environment variable)."""
     return {
         "wsgi.version": (1, 0),
         "wsgi.errors": errors if errors is not None else sys.stderr,
@@ -83,23 +87,8 @@ def base_environ(multiprocess: bool, multithread: bool, errors: Any = None) -> d
         "wsgi.file_wrapper": FileWrapper,
         "wsgi.input_terminated": True,
         "SERVER_SOFTWARE": SERVER_SOFTWARE,
-        "SCRIPT_NAME": os.environ.get("SCRIPT_NAME", "").rstrip("/"),
+        "SCRIPT_NAME": script_name.rstrip("/"),
     }
-
-
-def mount_point(script_name: str, path: str) -> tuple[str, str]:
-    """SCRIPT_NAME and PATH_INFO for an application mounted at ``script_name``.
-
-    A trailing ``/`` of the mount point is dropped; the path loses the mount point when it
-    starts with it followed by ``/`` or nothing (a proxy passing the full path), and is kept
-    whole otherwise (a proxy that already stripped it): ``/application`` is not under ``/app``.
-    """
-    script_name = script_name.rstrip("/")
-    if script_name and path.startswith(script_name):
-        rest = path[len(script_name) :]
-        if not rest or rest[0] == "/":
-            return script_name, rest
-    return script_name, path
 
 
 class HttpEnvironBuilder:
@@ -147,8 +136,8 @@ class HttpEnvironBuilder:
         path = decoded_path(raw_path)
         path_info = path.decode("latin-1")
         script_name = env["SCRIPT_NAME"]
-        if script_name:  # the SCRIPT_NAME environment variable (base_environ): a mount point
-            script_name, path_info = mount_point(script_name, path_info)
+        if script_name:  # root_path, or the SCRIPT_NAME environment variable (base_environ)
+            path_info = mount(script_name, path_info)[1]
         env["REQUEST_METHOD"] = req.method
         env["PATH_INFO"] = path_info
         env["QUERY_STRING"] = query.decode("latin-1")
@@ -156,14 +145,14 @@ class HttpEnvironBuilder:
         env["RAW_URI"] = raw_uri
         env["REQUEST_URI"] = raw_uri
         env["SERVER_PROTOCOL"] = _PROTOCOLS.get(req.version) or f"HTTP/{req.version}"
-        mount: str | None = None
+        mounted: str | None = None
         for name, value in req.headers:
             key = _HEADER_KEYS.get(name, "")
             if key == "":
                 key = _header_key(name)
             if key is None:
                 if self._forwarders is not None and self._forwarded(env, name, value, peer):
-                    mount = value.decode("latin-1")
+                    mounted = value.decode("latin-1")
                 continue
             text = value.decode("latin-1")
             if key in env:
@@ -197,8 +186,8 @@ class HttpEnvironBuilder:
             if sent is not None:  # a repeated header is joined in env: read back as a list
                 scheme = forwarded_scheme(sent)
         env["wsgi.url_scheme"] = scheme
-        if mount is not None:
-            env["SCRIPT_NAME"], env["PATH_INFO"] = mount_point(mount, path.decode("latin-1"))
+        if mounted is not None:
+            env["SCRIPT_NAME"], env["PATH_INFO"] = mount(mounted, path.decode("latin-1"))
         return env
 
     def _forwarded(self, env: dict[str, Any], name: bytes, value: bytes, peer: Any) -> bool:
@@ -216,6 +205,26 @@ class HttpEnvironBuilder:
         text = value.decode("latin-1")
         env[key] = env[key] + ", " + text if key in env else text
         return upper == b"SCRIPT_NAME"
+
+
+class ForwardedForEnvironBuilder(HttpEnvironBuilder):
+    """An :class:`HttpEnvironBuilder` for ``--proxy-headers``: from a peer in
+    ``forwarded_allow_ips`` (or on a UNIX socket), ``REMOTE_ADDR`` is the client its
+    ``X-Forwarded-For`` names (:func:`~monoceros.protocols.forwarded.forwarded_client`) and
+    ``REMOTE_PORT`` is ``0``, as uvicorn's client port; the access log's ``%(h)s`` follows."""
+
+    __slots__ = ()
+
+    def build(self, req: HttpRequest, peer: Any) -> dict[str, Any]:
+        """The environ, with the forwarded client when a trusted peer names one."""
+        env = HttpEnvironBuilder.build(self, req, peer)
+        forwarded = env.get("HTTP_X_FORWARDED_FOR")
+        if forwarded is not None and (not isinstance(peer, tuple) or peer[0] in self._trusted):
+            client = forwarded_client(forwarded, self._trusted)
+            if client is not None:
+                env["REMOTE_ADDR"] = client
+                env["REMOTE_PORT"] = "0"
+        return env
 
 
 class UwsgiEnvironBuilder:

@@ -218,6 +218,16 @@ def listen_queue(port: int) -> int:
     return 0
 
 
+def listening(port: int) -> bool:
+    """Whether something listens on the TCP port 127.0.0.1:PORT (Linux)."""
+    local = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        return any(
+            fields[1] == local and fields[3] == "0A"
+            for fields in (line.split() for line in f.readlines()[1:])
+        )
+
+
 def term_with_queued(
     srv: Server, slow: Callable[[str], object], queued: Callable[[], object], count: int = 4
 ) -> list[object]:
@@ -463,3 +473,90 @@ def nginx(workdir: Path) -> Iterator[Callable[..., Nginx]]:
     yield start
     for ngx in started:
         ngx.stop()
+
+
+def find_haproxy() -> str:
+    """The haproxy binary; missing haproxy fails under CI and skips elsewhere."""
+    for candidate in (shutil.which("haproxy"), "/usr/sbin/haproxy", "/usr/local/sbin/haproxy"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    missing("haproxy is required under CI (scripts/test installs it)", "haproxy is not installed")
+
+
+class Haproxy:
+    """A private HAProxy (foreground, own process group) relaying TCP to ``servers``.
+
+    One frontend per ``(name, server_line)``: it listens on a free loopback port (``ports[name]``)
+    and passes every connection to the server line, e.g. ``127.0.0.1:8000 send-proxy-v2``.
+    """
+
+    def __init__(self, servers: dict[str, str], workdir: Path, mode: str = "tcp") -> None:
+        exe = find_haproxy()
+        self.dir = workdir / f"haproxy-{time.monotonic_ns()}"
+        self.dir.mkdir(parents=True)
+        self.ports = {name: free_port() for name in servers}
+        blocks = "".join(
+            f"""
+frontend fe_{name}
+    bind 127.0.0.1:{self.ports[name]}
+    default_backend be_{name}
+backend be_{name}
+    server s_{name} {line}
+"""
+            for name, line in servers.items()
+        )
+        conf = f"""
+global
+    maxconn 256
+defaults
+    mode {mode}
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+{blocks}"""
+        self.conf = self.dir / "haproxy.cfg"
+        self.conf.write_text(conf)
+        self._out = open(self.dir / "output", "wb")
+        self.proc = subprocess.Popen(
+            [exe, "-db", "-f", str(self.conf)],
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+        def up() -> bool:  # listening: seen without a connection, which HAProxy would relay
+            if self.proc.poll() is not None:
+                raise AssertionError(f"haproxy exited: {self.output()}")
+            return all(listening(port) for port in self.ports.values())
+
+        assert wait_for(up, 15), self.output()
+
+    def output(self) -> str:
+        self._out.flush()
+        return (self.dir / "output").read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._out.close()
+
+
+@pytest.fixture
+def haproxy(workdir: Path) -> Iterator[Callable[..., Haproxy]]:
+    """``haproxy({name: server_line}, mode="tcp")`` starts HAProxy with one frontend each."""
+    started: list[Haproxy] = []
+
+    def start(servers: dict[str, str], mode: str = "tcp") -> Haproxy:
+        proxy = Haproxy(servers, workdir, mode)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()

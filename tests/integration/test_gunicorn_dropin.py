@@ -85,7 +85,6 @@ def test_tls_settings_refuse_to_start(workdir: Path) -> None:
         ["-c", str(conf)],
         ["-c", str(conf), "--check-config"],
         ["--certfile", "c.pem"],
-        ["--proxy-protocol"],
     ):
         r = run_cli([*extra, *base], workdir)
         lines = r.stderr.strip().splitlines()

@@ -9,12 +9,17 @@ import pytest
 
 from monoceros.addresses import AddressMatcher
 from monoceros.asgi.access import access_environ
-from monoceros.asgi.scope import HttpScopeBuilder, UwsgiScopeBuilder
+from monoceros.asgi.scope import ForwardedForScopeBuilder, HttpScopeBuilder, UwsgiScopeBuilder
 from monoceros.protocols.errors import InvalidHTTPRequest, ProtocolError
 from monoceros.protocols.forwarded import ContradictorySchemeHeaders
 from monoceros.protocols.http import HttpParser, HttpRequest
 from monoceros.protocols.uwsgi import UwsgiRequest, parse_head
-from monoceros.wsgi.environ import HttpEnvironBuilder, UwsgiEnvironBuilder, base_environ
+from monoceros.wsgi.environ import (
+    ForwardedForEnvironBuilder,
+    HttpEnvironBuilder,
+    UwsgiEnvironBuilder,
+    base_environ,
+)
 
 CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "uwsgi-packets"
 SECURE = {"X-FORWARDED-PROTO": "https"}
@@ -325,3 +330,82 @@ def test_http_contradictory_scheme_headers_from_a_trusted_proxy_are_refused() ->
         http_scope(raw)
     # from an untrusted client they mean nothing: no error, scheme http
     assert http_scope(raw, peer=("10.0.0.2", 1))["scheme"] == "http"
+
+
+# --- --proxy-headers: the client from a trusted proxy's X-Forwarded-For --------------------------
+
+
+def forwarded_for(raw: bytes, peer: Any) -> tuple[tuple[str, int] | None, tuple[str, str]]:
+    """The ASGI client and the WSGI (REMOTE_ADDR, REMOTE_PORT) the --proxy-headers builders
+    give ``raw`` from ``peer``, with 127.0.0.1 and 10.0.0.2 trusted."""
+    trusted = AddressMatcher(["127.0.0.1", "10.0.0.2"])
+    scope = ForwardedForScopeBuilder(("127.0.0.1", 8000), trusted, SECURE).build(
+        http_head(raw), peer, None
+    )
+    env = ForwardedForEnvironBuilder(
+        base_environ(True, False), ("127.0.0.1", 8000), trusted, SECURE
+    ).build(http_head(raw), peer)
+    return scope["client"], (env["REMOTE_ADDR"], env.get("REMOTE_PORT", ""))
+
+
+@pytest.mark.parametrize(
+    ("headers", "peer", "client"),
+    [
+        (b"X-Forwarded-For: 203.0.113.9\r\n", ("127.0.0.1", 4000), ("203.0.113.9", 0)),
+        (b"X-Forwarded-For: 1.1.1.1, 203.0.113.9, 10.0.0.2\r\n", ("127.0.0.1", 4000),
+         ("203.0.113.9", 0)),
+        (b"X-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 203.0.113.9\r\n", ("127.0.0.1", 4000),
+         ("203.0.113.9", 0)),  # repeated headers are one list, in order
+        (b"X-Forwarded-For: 203.0.113.9\r\n", ("192.0.2.1", 4000), ("192.0.2.1", 4000)),
+        (b"X-Forwarded-For: 203.0.113.9\r\n", "", ("203.0.113.9", 0)),  # a UNIX socket peer
+        (b"X-Forwarded-For: , \r\n", ("127.0.0.1", 4000), ("127.0.0.1", 4000)),
+        (b"", ("127.0.0.1", 4000), ("127.0.0.1", 4000)),
+        (b"X_Forwarded_For: 203.0.113.9\r\n", ("127.0.0.1", 4000), ("127.0.0.1", 4000)),
+    ],
+)  # fmt: skip
+def test_proxy_headers_client_for_asgi_and_wsgi_alike(
+    headers: bytes, peer: Any, client: tuple[str, int]
+) -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: h\r\n" + headers + b"\r\n"
+    assert forwarded_for(raw, peer) == (client, (client[0], str(client[1])))
+
+
+# --- root_path: where a front end that strips a prefix mounts the application ------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "root_path", "path", "script_name", "path_info"),
+    [
+        (b"/x/y?q=1", "/api", "/api/x/y", "/api", "/x/y"),  # the front end stripped /api
+        (b"/api/x/y", "/api", "/api/x/y", "/api", "/x/y"),  # ...or passed the whole path
+        (b"/api", "/api", "/api", "/api", ""),
+        (b"/apis/x", "/api", "/api/apis/x", "/api", "/apis/x"),  # not under /api
+        (b"/caf%C3%A9", "/api", "/api/café", "/api", "/caf\xc3\xa9"),
+    ],
+)
+def test_root_path_for_asgi_and_wsgi_alike(
+    target: bytes, root_path: str, path: str, script_name: str, path_info: str
+) -> None:
+    raw = b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n\r\n"
+    trusted = AddressMatcher(["127.0.0.1"])
+    scope = HttpScopeBuilder(("127.0.0.1", 8000), trusted, SECURE, None, root_path + "/").build(
+        http_head(raw), ("10.0.0.9", 1), None
+    )
+    assert (scope["root_path"], scope["path"]) == (root_path, path)
+    bare = target.partition(b"?")[0]
+    assert scope["raw_path"] in (bare, root_path.encode() + bare)  # the wire's bytes, mounted
+    env = HttpEnvironBuilder(
+        base_environ(True, False, script_name=root_path + "/"), ("127.0.0.1", 8000), trusted, SECURE
+    ).build(http_head(raw), ("10.0.0.9", 1))
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == (script_name, path_info)
+
+
+def test_a_trusted_script_name_header_overrides_root_path() -> None:
+    raw = b"GET /x HTTP/1.1\r\nHost: h\r\nSCRIPT_NAME: /other\r\n\r\n"
+    names = ["SCRIPT_NAME"]
+    trusted = AddressMatcher(["127.0.0.1"])
+    builder = HttpScopeBuilder(("127.0.0.1", 8000), trusted, SECURE, names, "/api")
+    scope = builder.build(http_head(raw), ("127.0.0.1", 1), None)
+    assert (scope["root_path"], scope["path"]) == ("/other", "/other/x")
+    scope = builder.build(http_head(raw), ("10.0.0.9", 1), None)  # untrusted: root_path stays
+    assert (scope["root_path"], scope["path"]) == ("/api", "/api/x")

@@ -20,6 +20,7 @@ import pytest
 from monoceros.asgi.scope import UwsgiScopeBuilder
 from monoceros.asgi.uwsgi_fast import WRITE_HIGH, FastConnection, UwsgiFastPath
 from monoceros.asgi.uwsgi_protocol import UwsgiProtocol
+from monoceros.protocols.proxy_protocol import ProxyHeaderReader
 
 from unit_support import make_ctx
 
@@ -71,21 +72,30 @@ class Harness:
         *,
         tcp: bool = False,
         allowed: list[str] | None = None,
+        proxy: str | None = None,
     ) -> None:
         self.ctx = make_ctx(app, loop, tmp_path, allowed)
         self.ctx.state = {"db": "ready"}
         self.closed = 0
         self.ctx.on_connection_closed = self._closed
         self.handed: list[tuple[socket.socket, bytes]] = []
+        self.peers: list[Any] = []
+        self.to_proxy_protocol: list[tuple[socket.socket, bytes]] = []
         self.fast = UwsgiFastPath(
-            self.ctx, UwsgiScopeBuilder("/run/app.sock"), self._hand_over, tcp=tcp
+            self.ctx,
+            UwsgiScopeBuilder("/run/app.sock"),
+            self._hand_over,
+            tcp=tcp,
+            proxy=None if proxy is None else ProxyHeaderReader(proxy, {"127.0.0.1"}),
+            proxy_hand_over=lambda sock, data: self.to_proxy_protocol.append((sock, data)),
         )
 
     def _closed(self) -> None:
         self.closed += 1
 
-    def _hand_over(self, sock: socket.socket, data: bytes) -> None:
+    def _hand_over(self, sock: socket.socket, data: bytes, peer: Any) -> None:
         self.handed.append((sock, data))
+        self.peers.append(peer)
 
 
 async def read_all(sock: socket.socket, delay: float = 0.0) -> bytes:
@@ -394,3 +404,77 @@ def test_an_eof_after_the_request_reaches_an_app_waiting_for_the_disconnect(
     assert got == [body.decode(), "http.disconnect"]
     assert h.closed == 1 and not h.ctx.connections
     assert "[ERROR]" not in (tmp_path / "error.log").read_text()
+
+
+# --- a PROXY header before the packet (proxy_protocol on) -----------------------------------
+
+HEADER = b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 9000\r\n"
+
+
+def test_a_proxy_header_and_a_whole_request_are_served_from_one_read(tmp_path: Path) -> None:
+    async def main() -> tuple[bytes, Harness]:
+        h = Harness(hello, asyncio.get_running_loop(), tmp_path, proxy="v1", allowed=["*"])
+        server, client = socket.socketpair()
+        client.sendall(HEADER + packet(env()))
+        h.fast.serve_proxied(server, ("127.0.0.1", 1234))
+        answer = await read_all(client)
+        client.close()
+        return answer, h
+
+    answer, h = run(main())
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(HELLO)
+    assert not h.handed and not h.to_proxy_protocol and h.closed == 1
+
+
+@pytest.mark.parametrize(
+    ("sent", "peer", "where", "data"),
+    [
+        (HEADER, ("127.0.0.1", 1), "uwsgi", b""),  # the header alone: the packet will follow
+        (HEADER + b"\x00\x10", ("127.0.0.1", 1), "uwsgi", b"\x00\x10"),
+        (HEADER[:20], ("127.0.0.1", 1), "proxy", HEADER[:20]),  # the header's own protocol waits
+        (b"GET / HTTP/1.0\r\n\r\n", ("127.0.0.1", 1), "proxy", b"GET / HTTP/1.0\r\n\r\n"),
+        (HEADER + packet(env()), ("10.9.9.9", 1), "proxy", HEADER + packet(env())),  # not allowed
+        (b"", ("127.0.0.1", 1), "proxy", b""),  # nothing readable yet
+    ],
+)
+def test_what_the_proxied_fast_path_hands_over(
+    sent: bytes, peer: Any, where: str, data: bytes, tmp_path: Path
+) -> None:
+    async def main() -> Harness:
+        h = Harness(hello, asyncio.get_running_loop(), tmp_path, proxy="v1")
+        server, client = socket.socketpair()
+        if sent:
+            client.sendall(sent)
+        h.fast.serve_proxied(server, peer)
+        handed = h.handed if where == "uwsgi" else h.to_proxy_protocol
+        assert [(sock, got) for sock, got in handed] == [(server, data)], (
+            h.handed,
+            h.to_proxy_protocol,
+        )
+        if where == "uwsgi":
+            assert h.peers == [("192.0.2.7", 40000)]  # the client the header named
+        server.close()
+        client.close()
+        return h
+
+    h = run(main())
+    assert h.ctx.nr == 0 and h.closed == 0
+
+
+def test_a_proxied_client_outside_uwsgi_allow_ips_goes_to_the_protocol_to_be_refused(
+    tmp_path: Path,
+) -> None:
+    async def main() -> Harness:
+        h = Harness(
+            hello, asyncio.get_running_loop(), tmp_path, proxy="auto", allowed=["127.0.0.1"]
+        )
+        server, client = socket.socketpair()
+        client.sendall(HEADER + packet(env()))
+        h.fast.serve_proxied(server, ("127.0.0.1", 1))
+        assert [data for _, data in h.handed] == [packet(env())]
+        assert h.peers == [("192.0.2.7", 40000)]
+        server.close()
+        client.close()
+        return h
+
+    run(main())

@@ -65,7 +65,8 @@ def worker(request: pytest.FixtureRequest) -> Iterator[tuple[BlockingWorker, Rec
         else:
             assert isinstance(w, ThreadWorker)
             try:  # as the pool thread does
-                w._step_uwsgi(_Conn(conn, listener, "", float("inf"), None), _Progress())
+                step = w._step_uwsgi
+                step(_Conn(conn, listener, "", float("inf"), None, step), _Progress())
             except Exception as exc:
                 w.log_connection_error(exc, "", listener)
             conn.close()

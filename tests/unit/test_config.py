@@ -5,6 +5,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,14 @@ from monoceros.config import (
     HOOK_NAMES,
     SETTINGS,
     SETTINGS_BY_NAME,
+    SYSLOG_FACILITIES,
     WORKER_CLASSES,
     Config,
     ConfigError,
     Setting,
+    SyslogAddress,
+    _default_syslog_addr,
+    syslog_address,
 )
 
 # gunicorn's defaults (gunicorn/config.py), with an empty environment.
@@ -55,12 +60,24 @@ GUNICORN_DEFAULTS: dict[str, Any] = {
     },
     "forwarded_allow_ips": ["127.0.0.1", "::1"],
     "forwarder_headers": ["SCRIPT_NAME", "PATH_INFO"],
+    "proxy_protocol": "off",
+    "proxy_allow_ips": ["127.0.0.1", "::1"],
+    "root_path": "",
     "pythonpath": None,
     "accesslog": None,
     "access_log_format": '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
     "errorlog": "-",
     "loglevel": "info",
     "capture_output": False,
+    "logconfig": None,
+    "logconfig_dict": {},
+    "logconfig_json": None,
+    "syslog": False,
+    "syslog_addr": "udp://localhost:514",  # on Linux; gunicorn's default depends on the platform
+    "syslog_prefix": None,
+    "syslog_facility": "user",
+    "disable_redirect_access_to_syslog": False,
+    "access_log_json": False,  # ours: the JSON access line
     "statsd_host": None,
     "statsd_prefix": "",
     "dogstatsd_tags": "",
@@ -118,12 +135,24 @@ GUNICORN_FLAGS: dict[str, tuple[str, ...]] = {
     "umask": ("-m", "--umask"),
     "forwarded_allow_ips": ("--forwarded-allow-ips",),
     "forwarder_headers": ("--forwarder-headers",),
+    "proxy_headers": ("--proxy-headers",),  # uvicorn's
+    "root_path": ("--root-path",),
+    "proxy_protocol": ("--proxy-protocol",),
+    "proxy_allow_ips": ("--proxy-allow-from",),
     "pythonpath": ("--pythonpath",),
     "accesslog": ("--access-logfile",),
     "access_log_format": ("--access-logformat",),
     "errorlog": ("--error-logfile", "--log-file"),
     "loglevel": ("--log-level",),
     "capture_output": ("--capture-output",),
+    "disable_redirect_access_to_syslog": ("--disable-redirect-access-to-syslog",),
+    "access_log_json": ("--access-log-json",),  # ours: the JSON access line
+    "logconfig": ("--log-config",),
+    "logconfig_json": ("--log-config-json",),
+    "syslog_addr": ("--log-syslog-to",),
+    "syslog": ("--log-syslog",),
+    "syslog_prefix": ("--log-syslog-prefix",),
+    "syslog_facility": ("--log-syslog-facility",),
     "statsd_host": ("--statsd-host",),
     "statsd_prefix": ("--statsd-prefix",),
     "dogstatsd_tags": ("--dogstatsd-tags",),
@@ -455,6 +484,28 @@ def test_forwarded_allow_ips(cfg: Config) -> None:
     )
 
 
+def test_proxy_protocol_modes_and_gunicorn_23s_boolean(cfg: Config) -> None:
+    for given, mode in [("V2", "v2"), (" auto ", "auto"), (True, "auto"), (False, "off")]:
+        cfg.set("proxy_protocol", given)
+        assert cfg.proxy_protocol == mode
+    assert error_of(cfg, "proxy_protocol", "v3") == (
+        "proxy_protocol: expected one of off, v1, v2, auto, got 'v3'"
+    )
+    cfg.set("proxy_allow_ips", "*")
+    assert cfg.proxy_allow_ips == ["*"]
+    assert error_of(cfg, "proxy_allow_ips", "haproxy.local").startswith("proxy_allow_ips: expected")
+
+
+def test_root_path_is_a_path_without_a_trailing_slash(cfg: Config) -> None:
+    cfg.set("root_path", "/api/v1/")
+    assert cfg.root_path == "/api/v1"
+    cfg.set("root_path", "/")
+    assert cfg.root_path == ""
+    assert error_of(cfg, "root_path", "api") == (
+        "root_path: expected a path starting with '/', such as '/api', got 'api'"
+    )
+
+
 def test_user_and_group_by_name_or_id(cfg: Config) -> None:
     me = pwd.getpwuid(os.geteuid())
     cfg.set("user", me.pw_name)
@@ -599,3 +650,66 @@ def test_describe_lists_every_setting_sorted(cfg: Config) -> None:
     assert "bind = ['127.0.0.1:8000']" in lines
     assert "on_exit = <no-op>" in lines
     assert any(line.startswith("when_ready = <") and "when_ready()>" in line for line in lines)
+
+
+# --- the logging settings (gunicorn's) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "socktype", "address"),
+    [
+        ("udp://localhost:514", socket.SOCK_DGRAM, ("localhost", 514)),
+        ("udp://", socket.SOCK_DGRAM, ("localhost", 514)),
+        ("udp://LogHost", socket.SOCK_DGRAM, ("loghost", 514)),
+        ("tcp://10.0.0.5:6514", socket.SOCK_STREAM, ("10.0.0.5", 6514)),
+        ("udp://[::1]:5140", socket.SOCK_DGRAM, ("::1", 5140)),
+        ("udp://[::1]", socket.SOCK_DGRAM, ("::1", 514)),
+        ("unix:///dev/log", None, "/dev/log"),
+        ("unix:///dev/log#dgram", socket.SOCK_DGRAM, "/dev/log"),
+        ("unix:///run/log.sock#stream", socket.SOCK_STREAM, "/run/log.sock"),
+    ],
+)
+def test_syslog_addresses_as_gunicorn_reads_them(
+    value: str, socktype: socket.SocketKind | None, address: object
+) -> None:
+    assert syslog_address(value) == SyslogAddress(socktype, address)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "value", ["localhost:514", "udp://h:x", "udp://h:0", "udp://[::1", "unix://", "unix:///x#raw"]
+)
+def test_bad_syslog_address_is_refused(cfg: Config, value: str) -> None:
+    assert error_of(cfg, "syslog_addr", value).startswith(
+        "syslog_addr: expected unix://PATH, udp://HOST:PORT or tcp://HOST:PORT"
+    )
+
+
+@pytest.mark.parametrize(
+    ("platform", "default"),
+    [
+        ("linux", "udp://localhost:514"),
+        ("darwin", "unix:///var/run/syslog"),
+        ("freebsd14", "unix:///var/run/log"),
+        ("dragonfly6", "unix:///var/run/log"),
+        ("openbsd7", "unix:///dev/log"),
+    ],
+)
+def test_default_syslog_address_per_platform(platform: str, default: str) -> None:
+    assert _default_syslog_addr(platform) == default
+
+
+def test_syslog_facility_names(cfg: Config) -> None:
+    cfg.set("syslog_facility", "LOCAL7")
+    assert cfg.syslog_facility == "local7"
+    assert SYSLOG_FACILITIES["local7"] == 23 and SYSLOG_FACILITIES["user"] == 1
+    assert error_of(cfg, "syslog_facility", "local8").startswith(
+        "syslog_facility: expected one of auth, authpriv, cron, daemon"
+    )
+
+
+def test_logconfig_dict_must_be_a_dict(cfg: Config) -> None:
+    cfg.set("logconfig_dict", {"version": 1})
+    assert cfg.logconfig_dict == {"version": 1}
+    assert error_of(cfg, "logconfig_dict", "log.ini").startswith(
+        "logconfig_dict: expected a dict in logging.config.dictConfig's format"
+    )

@@ -103,6 +103,12 @@ FLAG_CASES: list[tuple[list[str], str, Any]] = [
         "forwarder_headers",
         ["SCRIPT_NAME", "REMOTE_USER"],
     ),
+    (["--proxy-headers"], "proxy_headers", True),
+    (["--root-path", "/api/"], "root_path", "/api"),
+    (["--proxy-protocol"], "proxy_protocol", "auto"),
+    (["--proxy-protocol", "v2"], "proxy_protocol", "v2"),
+    (["--proxy-protocol=V1"], "proxy_protocol", "v1"),
+    (["--proxy-allow-from", "10.0.0.0/8, ::1"], "proxy_allow_ips", ["10.0.0.0/8", "::1"]),
     (["--pythonpath", "a,b"], "pythonpath", "a,b"),
     (["--access-logfile", "-"], "accesslog", "-"),
     (["--access-logformat", "%(h)s"], "access_log_format", "%(h)s"),
@@ -110,6 +116,15 @@ FLAG_CASES: list[tuple[list[str], str, Any]] = [
     (["--log-file", "other.log"], "errorlog", "other.log"),
     (["--log-level", "debug"], "loglevel", "debug"),
     (["--capture-output"], "capture_output", True),
+    (["--access-log-json"], "access_log_json", True),
+    (["--disable-redirect-access-to-syslog"], "disable_redirect_access_to_syslog", True),
+    (["--log-config", "log.ini"], "logconfig", "log.ini"),
+    (["--log-config-json", "log.json"], "logconfig_json", "log.json"),
+    (["--log-syslog"], "syslog", True),
+    (["--log-syslog-to", "udp://[::1]:5140"], "syslog_addr", "udp://[::1]:5140"),
+    (["--log-syslog-to=unix:///dev/log#dgram"], "syslog_addr", "unix:///dev/log#dgram"),
+    (["--log-syslog-prefix", "shop"], "syslog_prefix", "shop"),
+    (["--log-syslog-facility", "LOCAL7"], "syslog_facility", "local7"),
     (["--statsd-host", "localhost:9125"], "statsd_host", "localhost:9125"),
     (["--statsd-prefix=app"], "statsd_prefix", "app"),
     (["--dogstatsd-tags", "env:prod,team:web"], "dogstatsd_tags", "env:prod,team:web"),
@@ -185,25 +200,23 @@ def test_unknown_option_suggests_the_closest(in_tmp: Path) -> None:
 
 def test_gunicorn_only_option_is_warned_about_and_ignored(in_tmp: Path) -> None:
     cfg = load_config(
-        ["--spew", "--log-config", "log.ini", "app:app", "--log-syslog-prefix=x", "-R"], {}
+        ["--spew", "--logger-class", "my.Logger", "app:app", "--worker-tmp-dir=/tmp", "-R"], {}
     )
     assert cfg.wsgi_app == "app:app"  # the option's value was not taken for APP_MODULE
     assert cfg.warnings == [
         f"gunicorn option {flag} on the command line is not supported by monoceros; ignored"
-        for flag in ("--spew", "--log-config", "--log-syslog-prefix", "--enable-stdio-inheritance")
+        for flag in ("--spew", "--logger-class", "--worker-tmp-dir", "--enable-stdio-inheritance")
     ]
 
 
 def test_gunicorn_only_option_at_gunicorns_default_is_silent(in_tmp: Path) -> None:
     argv = [
-        "--log-syslog-facility",
-        "user",
+        "--logger-class",
+        "gunicorn.glogging.Logger",
         "--header-map",
         "DROP",
         "--http-protocols",
         "h1",
-        "--proxy-protocol",
-        "off",
         "--cert-reqs",
         "0",
         "--suppress-ragged-eofs",
@@ -218,8 +231,6 @@ def test_gunicorn_only_option_at_gunicorns_default_is_silent(in_tmp: Path) -> No
         (["--keyfile=k.pem"], "--keyfile"),
         (["--ca-certs", "ca.pem"], "--ca-certs"),
         (["--cert-reqs", "2"], "--cert-reqs"),
-        (["--proxy-protocol"], "--proxy-protocol"),
-        (["--proxy-protocol", "v2"], "--proxy-protocol"),
     ],
 )
 def test_gunicorn_options_that_would_fail_open_are_refused(
@@ -232,9 +243,10 @@ def test_gunicorn_options_that_would_fail_open_are_refused(
 
 
 def test_gunicorn_option_from_the_environment_names_the_variable(in_tmp: Path) -> None:
-    cfg = load_config([], {"GUNICORN_CMD_ARGS": "--log-config=log.ini"})
+    cfg = load_config([], {"GUNICORN_CMD_ARGS": "--logger-class=my.Logger"})
     assert cfg.warnings == [
-        "gunicorn option --log-config from GUNICORN_CMD_ARGS is not supported by monoceros; ignored"
+        "gunicorn option --logger-class from GUNICORN_CMD_ARGS is not supported by monoceros; "
+        "ignored"
     ]
     with pytest.raises(ConfigError, match=r"^option --certfile \(from MONOCEROS_CMD_ARGS\): TLS"):
         load_config([], {ENV_ARGS_VAR: "--certfile c.pem"})
@@ -564,7 +576,7 @@ def test_gunicorn_settings_at_other_values_are_warned_about(in_tmp: Path) -> Non
     conf = write(
         in_tmp / "g.py",
         "http_protocols = 'h2,h1'\ndirty_workers = 2\n"
-        "root_path = '/api'\ncontrol_socket = '/run/g.ctl'\n"
+        "control_socket = '/run/g.ctl'\n"
         "def on_dirty_starting(arbiter):\n    pass\n",
     )
     assert load_config(["-c", conf], {}).warnings == [
@@ -572,7 +584,6 @@ def test_gunicorn_settings_at_other_values_are_warned_about(in_tmp: Path) -> Non
         for name in (
             "http_protocols",
             "dirty_workers",
-            "root_path",
             "control_socket",
             "on_dirty_starting",
         )
@@ -586,8 +597,6 @@ def test_gunicorn_settings_at_other_values_are_warned_about(in_tmp: Path) -> Non
         "keyfile = 'k.pem'",
         "ca_certs = 'ca.pem'",
         "cert_reqs = 2",
-        "proxy_protocol = True",
-        "proxy_protocol = 'v1'",
         "def ssl_context(conf, factory):\n    return factory()",
     ],
 )

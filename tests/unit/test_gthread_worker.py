@@ -45,7 +45,9 @@ def worker() -> Iterator[ThreadWorker]:
 
 
 def conn_of(worker: ThreadWorker, sock: socket.socket) -> _Conn:
-    return _Conn(sock, worker.listeners[0], "", float("inf"), HttpParser(worker.limits))
+    return _Conn(
+        sock, worker.listeners[0], "", float("inf"), HttpParser(worker.limits), worker._step_http
+    )
 
 
 def read_available(sock: socket.socket) -> bytes:

@@ -30,7 +30,15 @@ LAYERS: list[tuple[str, ...]] = [
     ("wsgi", "asgi"),  # the application interfaces: peers, neither imports the other
     ("app", "config_loader", "listeners", "logs", "heartbeat", "pidfile", "reloader"),
     # small leaf helpers; the stats listener and the workers' shared counting blocks
-    ("access_log", "addresses", "socket_waits", "stats_server", "worker_metrics"),
+    (
+        "access_log",
+        "addresses",
+        "log_config",
+        "proctitle",
+        "socket_waits",
+        "stats_server",
+        "worker_metrics",
+    ),
     ("protocols",),  # sans-IO parsing: see PURE
     ("config",),
     ("gunicorn_only", "__init__"),  # config's table of gunicorn-only settings; the version

@@ -44,6 +44,15 @@ def make_cfg(**overrides: Any) -> SimpleNamespace:
         "access_log_format": DEFAULT_ACCESS_LOG_FORMAT,
         "capture_output": False,
         "proc_name": "monoceros-test",
+        "access_log_json": False,
+        "logconfig": None,
+        "logconfig_dict": {},
+        "logconfig_json": None,
+        "syslog": False,
+        "syslog_addr": "udp://localhost:514",
+        "syslog_prefix": None,
+        "syslog_facility": "user",
+        "disable_redirect_access_to_syslog": False,
     }
     values.update(overrides)
     return SimpleNamespace(**values)

@@ -7,9 +7,11 @@ import pytest
 from monoceros.protocols.errors import InvalidHTTPRequest, ProtocolError
 from monoceros.protocols.forwarded import (
     ContradictorySchemeHeaders,
+    forwarded_client,
     forwarded_scheme,
     forwarder_names,
     is_forwarder,
+    mount,
     secure_scheme_table,
 )
 
@@ -72,3 +74,45 @@ def test_contradictory_scheme_headers_are_a_400(sent: list[tuple[str, str, str]]
     assert exc.status == 400
     assert exc.reason.startswith("Contradictory scheme headers: X-FORWARDED-")
     assert "says https" in exc.reason and "says http" in exc.reason
+
+
+TRUSTED = frozenset({"127.0.0.1", "10.0.0.2"})
+
+
+@pytest.mark.parametrize(
+    ("value", "client"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("203.0.113.9, 10.0.0.2", "203.0.113.9"),  # a second trusted proxy is skipped
+        ("1.2.3.4, 203.0.113.9", "203.0.113.9"),  # what the client wrote itself is not believed
+        ("1.2.3.4,203.0.113.9,10.0.0.2,127.0.0.1", "203.0.113.9"),
+        (" 203.0.113.9 ,, ", "203.0.113.9"),
+        ("10.0.0.2, 127.0.0.1", "10.0.0.2"),  # every entry trusted: the left-most
+        ("2001:db8::1", "2001:db8::1"),
+        ("unknown", "unknown"),  # taken as written, as uvicorn does
+        ("", None),
+        (" , ", None),
+    ],
+)
+def test_forwarded_client_is_the_right_most_untrusted_entry(value: str, client: str | None) -> None:
+    assert forwarded_client(value, TRUSTED) == client
+
+
+@pytest.mark.parametrize(
+    ("root", "path", "expected"),
+    [
+        ("/app", "/app/x", ("/app", "/x")),  # the front end passed the whole path
+        ("/app/", "/app/x", ("/app", "/x")),
+        ("/app", "/app", ("/app", "")),
+        ("/app", "/x", ("/app", "/x")),  # the front end stripped the prefix
+        ("/app", "/application", ("/app", "/application")),  # not under /app
+        ("/app", "/app-x/y", ("/app", "/app-x/y")),
+        ("/", "/x", ("", "/x")),
+        ("", "/x", ("", "/x")),
+    ],
+)
+def test_mount_is_one_rule_for_text_and_bytes(
+    root: str, path: str, expected: tuple[str, str]
+) -> None:
+    assert mount(root, path) == expected
+    assert mount(root.encode(), path.encode()) == (expected[0].encode(), expected[1].encode())

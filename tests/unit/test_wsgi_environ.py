@@ -10,7 +10,7 @@ from monoceros import __version__
 from monoceros.addresses import AddressMatcher
 from monoceros.protocols.forwarded import ContradictorySchemeHeaders
 from monoceros.protocols.http import NEED_DATA, HttpParser, HttpRequest
-from monoceros.wsgi.environ import HttpEnvironBuilder, base_environ, mount_point, split_host
+from monoceros.wsgi.environ import HttpEnvironBuilder, base_environ, split_host
 
 SECURE = {"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}
 
@@ -23,9 +23,14 @@ def head(raw: bytes) -> HttpRequest:
     return ev
 
 
-def build(raw: bytes, peer: Any = ("10.1.2.3", 5555), trusted: str = "127.0.0.1") -> dict[str, Any]:
+def build(
+    raw: bytes, peer: Any = ("10.1.2.3", 5555), trusted: str = "127.0.0.1", script_name: str = ""
+) -> dict[str, Any]:
     b = HttpEnvironBuilder(
-        base_environ(True, False), ("127.0.0.1", 8000), AddressMatcher(trusted.split(",")), SECURE
+        base_environ(True, False, script_name=script_name),
+        ("127.0.0.1", 8000),
+        AddressMatcher(trusted.split(",")),
+        SECURE,
     )
     return b.build(head(raw), peer)
 
@@ -122,25 +127,11 @@ def test_contradictory_scheme_headers_from_a_trusted_proxy_are_refused() -> None
         ("/", "/x", ("", "/x")),
     ],
 )
-def test_script_name_from_the_environment_ends_at_a_slash(
-    monkeypatch: pytest.MonkeyPatch, script_name: str, target: str, expected: tuple[str, str]
+def test_the_mount_point_root_path_or_script_name_ends_at_a_slash(
+    script_name: str, target: str, expected: tuple[str, str]
 ) -> None:
-    monkeypatch.setenv("SCRIPT_NAME", script_name)
-    env = build(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target.encode())
+    env = build(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target.encode(), script_name=script_name)
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == expected
-
-
-@pytest.mark.parametrize(
-    ("path", "expected"),
-    [
-        ("/app/x", ("/app", "/x")),
-        ("/app", ("/app", "")),
-        ("/application", ("/app", "/application")),
-        ("/x", ("/app", "/x")),
-    ],
-)
-def test_mount_point_ends_at_a_slash(path: str, expected: tuple[str, str]) -> None:
-    assert mount_point("/app/", path) == expected
 
 
 # --- gunicorn's forwarder_headers: a trusted proxy's SCRIPT_NAME header -------------------

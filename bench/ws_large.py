@@ -1,7 +1,8 @@
 """Large WebSocket frames: monoceros's asgi worker against uvicorn with ``websockets``.
 
 A ``websockets`` client (the library monoceros's tests use; uvicorn's own WebSocket
-implementation, with its C speed-up) sends MESSAGES single-frame binary messages of SIZE bytes
+implementation, with its C speed-up) sends MESSAGES single-frame binary (or, with ``--text``,
+text) messages of SIZE bytes
 to an echo application and waits for each echo. Per server: the wall time per round trip and
 the server's CPU time per message (its whole process tree, from ``/proc``). Compression is off
 on the client, so both servers do plain RFC 6455 framing: unmasking, buffering, writing.
@@ -42,10 +43,12 @@ async def app(scope, receive, send):
 """
 
 
-async def _round_trips(port: int, size: int, messages: int) -> list[float]:
+async def _round_trips(port: int, size: int, messages: int, text: bool) -> list[float]:
     import websockets  # the client; imported here so --help works without it
 
-    payload = os.urandom(size)
+    payload: bytes | str = os.urandom(size)
+    if text:  # valid UTF-8 of the same size: two-byte characters among ASCII
+        payload = ("é" + "x" * 62 + "\n").encode().decode() * (size // 65)
     times = []
     async with websockets.connect(
         f"ws://127.0.0.1:{port}/", compression=None, max_size=None, ping_interval=None
@@ -57,17 +60,19 @@ async def _round_trips(port: int, size: int, messages: int) -> list[float]:
             await ws.send(payload)
             echo = await ws.recv()
             times.append(time.perf_counter() - started)
-            assert len(echo) == size
+            assert len(echo) == len(payload)
     return times
 
 
-def measure(name: str, argv: list[str], port: int, work: Path, size: int, n: int) -> None:
+def measure(
+    name: str, argv: list[str], port: int, work: Path, size: int, n: int, text: bool
+) -> None:
     """Start one server, time ``n`` round trips and its CPU time, stop it, print one line."""
     proc = procs.start(argv, work / f"{name}.log", cwd=work)
     try:
         procs.wait_listening(proc, 20, port=port)
         before = procstat.read_table()
-        times = asyncio.run(_round_trips(port, size, n + 0))
+        times = asyncio.run(_round_trips(port, size, n, text))
         after = procstat.read_table()
     finally:
         procs.stop(proc)
@@ -86,6 +91,7 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=10)
     parser.add_argument("--peers-bin", default=os.environ.get("PEERS_BIN", ""))
     parser.add_argument("--loop", default="uvloop", help="both servers' event loop")
+    parser.add_argument("--text", action="store_true", help="text messages instead of binary")
     args = parser.parse_args()
     uvicorn = str(Path(args.peers_bin) / "uvicorn") if args.peers_bin else "uvicorn"
     limit = str(max(args.size, 16 * 1024 * 1024))
@@ -101,6 +107,7 @@ def main() -> int:
             work,
             args.size,
             args.messages,
+            args.text,
         )
         port = procs.free_port()
         measure(
@@ -115,6 +122,7 @@ def main() -> int:
             work,
             args.size,
             args.messages,
+            args.text,
         )
     return 0
 

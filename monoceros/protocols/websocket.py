@@ -221,6 +221,7 @@ class FrameParser:
 
     __slots__ = (
         "_buf",
+        "_checked",
         "_compressed",
         "_decoder",
         "_frag",
@@ -244,6 +245,9 @@ class FrameParser:
         self._frames = 0
         self._messages: deque[Message] = deque()
         self._compressed = False
+        self._checked = 0
+        """Bytes of the incomplete text frame at the buffer's head already unmasked (in place)
+        and decoded."""
         self._decoder: codecs.IncrementalDecoder | None = None
         self._text: list[str] = []
         self.inflater: Inflater | None = None
@@ -292,12 +296,19 @@ class FrameParser:
             if length >> 63:
                 raise WebSocketError("frame length with the most significant bit set")
         self._check_frame(opcode, fin, length, bool(rsv))
-        end = pos + 4 + length
-        if n < end:
-            return False
-        key = bytes(buf[pos : pos + 4])
         start = pos + 4
-        if length > _SMALL and _apply_mask is not None:
+        end = start + length
+        if n < end:
+            if n > start + self._checked and self._plain_text(opcode, rsv):
+                self._check_partial(buf, start, n, fin)
+            return False
+        key = bytes(buf[pos:start])
+        done = self._checked
+        if done:  # the start of this text frame was unmasked and decoded as it came
+            self._checked = 0
+            _unmask_range(buf, start + done, end, _rotate(key, done))
+            payload = bytes(memoryview(buf)[start:end])
+        elif length > _SMALL and _apply_mask is not None:
             payload = _apply_mask(memoryview(buf)[start:end], key)
         elif length > _SMALL:  # unmasked where it lies: no copy but the message's own
             unmask_in_place(buf, start, end, key)
@@ -305,8 +316,23 @@ class FrameParser:
         else:
             payload = unmask(memoryview(buf)[start:end], key)
         del buf[:end]
-        self._frame(opcode, fin, payload, bool(rsv))
+        self._frame(opcode, fin, payload, bool(rsv), done)
         return True
+
+    def _plain_text(self, opcode: int, rsv: int) -> bool:
+        """Whether a frame carries uncompressed text (checked as it arrives)."""
+        if opcode == OP_CONT:
+            return self._frag_op == OP_TEXT and not self._compressed
+        return opcode == OP_TEXT and not rsv
+
+    def _check_partial(self, buf: bytearray, start: int, n: int, fin: bool) -> None:
+        """Unmask and decode what arrived of an incomplete text frame, so that invalid UTF-8
+        fails as soon as it is here, not when the frame is whole (Autobahn 6.4.3/6.4.4)."""
+        done = self._checked
+        a = start + done
+        _unmask_range(buf, a, n, _rotate(bytes(buf[start - 4 : start]), done))
+        self._checked = n - start
+        self._decode(memoryview(buf)[a:n], False, fin)
 
     def _check_frame(self, opcode: int, fin: bool, length: int, rsv1: bool) -> None:
         if opcode in _CONTROL_OPS:
@@ -337,7 +363,19 @@ class FrameParser:
         if len(self._frag) + length > limit:
             raise WebSocketError(f"message larger than the limit of {self._max} bytes", 1009)
 
-    def _frame(self, opcode: int, fin: bool, payload: bytes, rsv1: bool) -> None:
+    def _decode(self, data: bytes | memoryview, final: bool, fin: bool) -> None:
+        """Decode the next piece of the text message being received (into its pieces)."""
+        decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = _utf8_decoder()
+        try:
+            self._text.append(decoder.decode(data, final))
+        except UnicodeDecodeError:
+            where = "" if fin and not self._frames else f" (in fragment {self._frames + 1})"
+            raise WebSocketError(f"text message is not valid UTF-8{where}", 1007) from None
+
+    def _frame(self, opcode: int, fin: bool, payload: bytes, rsv1: bool, decoded: int = 0) -> None:
+        """One whole frame, unmasked; ``decoded``: bytes of its text decoded as it came."""
         if opcode in _CONTROL_OPS:
             self._messages.append(Message(opcode, payload))
             return
@@ -347,7 +385,7 @@ class FrameParser:
         if self._compressed:
             payload = self._inflate(payload, fin)
         op = self._frag_op
-        if fin and not self._frames:  # a message in one frame
+        if fin and not self._frames and not decoded:  # a message in one frame
             self._frag_op = 0
             text = None
             if op == OP_TEXT:
@@ -358,24 +396,19 @@ class FrameParser:
             self._messages.append(Message(op, payload, text))
             return
         if op == OP_TEXT:  # checked fragment by fragment: invalid text fails where it is
-            decoder = self._decoder
-            if decoder is None:
-                decoder = self._decoder = _utf8_decoder()
-            try:
-                self._text.append(decoder.decode(payload, fin))
-            except UnicodeDecodeError:
-                raise WebSocketError(
-                    f"text message is not valid UTF-8 (in fragment {self._frames + 1})", 1007
-                ) from None
-        self._frag += payload
-        if not fin:
-            self._frames += 1
-            return
-        # the last fragment: the message is the buffer
+            self._decode(memoryview(payload)[decoded:] if decoded else payload, fin, fin)
+        if fin and not self._frames:  # one frame, its text decoded as it came
+            data = payload
+        else:
+            self._frag += payload
+            if not fin:
+                self._frames += 1
+                return
+            # the last fragment: the message is the buffer
+            data = bytes(self._frag)
+            self._frag = bytearray()
         self._frag_op = 0
         self._frames = 0
-        data = bytes(self._frag)
-        self._frag = bytearray()
         text = None
         if op == OP_TEXT:
             text = "".join(self._text)
@@ -397,6 +430,22 @@ class FrameParser:
 
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+def _rotate(key: bytes, offset: int) -> bytes:
+    """The mask key as it applies from payload byte ``offset`` on."""
+    shift = offset & 3
+    return key[shift:] + key[:shift] if shift else key
+
+
+def _unmask_range(buf: bytearray, a: int, b: int, key: bytes) -> None:
+    """Unmask ``buf[a:b]`` in place, ``key`` aligned on ``a``."""
+    if b - a > _SMALL and _apply_mask is not None:
+        buf[a:b] = _apply_mask(memoryview(buf)[a:b], key)
+    elif b - a > _SMALL:
+        unmask_in_place(buf, a, b, key)
+    else:
+        buf[a:b] = unmask(memoryview(buf)[a:b], key)
 
 
 PING: Final = "ping"

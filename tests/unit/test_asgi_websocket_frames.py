@@ -212,7 +212,7 @@ def test_a_character_split_over_fragments_is_only_judged_when_complete() -> None
     parser = FrameParser()
     parser.receive_data(client(OP_TEXT, b"\xe2\x82", fin=False))
     parser.receive_data(client(OP_CONT, b"\xac"))
-    assert messages(parser) == [Message(OP_TEXT, "\u20ac".encode(), "\u20ac")]
+    assert [m.text for m in messages(parser)] == ["\u20ac"]
     parser.receive_data(client(OP_TEXT, b"\xe2\x82", fin=False))
     with pytest.raises(WebSocketError) as info:  # truncated at the end of the message
         parser.receive_data(client(OP_CONT, b""))
@@ -250,3 +250,38 @@ def test_keepalive_without_timeout_pings_on_and_never_gives_up() -> None:
     assert ka.check(2.0, last_seen=0.0) == (PING, 4.0)
     assert ka.check(4.0, last_seen=0.0) == (PING, 6.0)
     assert ka.check(100.0, last_seen=0.0) == (PING, 102.0)
+
+
+def test_invalid_utf8_fails_before_its_frame_is_whole() -> None:
+    """Autobahn 6.4.3/6.4.4: one frame sent in pieces fails at the piece with the bad byte."""
+    payload = "κόσμε".encode() + b"\xed\xa0\x80" + b"edited" * 500
+    wire = client(OP_TEXT, payload)
+    parser = FrameParser()
+    parser.receive_data(wire[:20])  # valid so far
+    with pytest.raises(WebSocketError) as info:
+        parser.receive_data(wire[20:30])  # the surrogate is here; 3000 bytes still to come
+    assert info.value.code == 1007 and "fragment" not in info.value.reason
+
+
+@given(
+    st.text(max_size=3000),
+    st.lists(st.integers(1, 4000), max_size=6),
+    st.booleans(),
+)
+def test_text_frames_cut_anywhere_decode_the_same(
+    text: str, cuts: list[int], fragmented: bool
+) -> None:
+    raw = text.encode()
+    if fragmented:
+        half = len(raw) // 2
+        wire = client(OP_TEXT, raw[:half], fin=False) + client(OP_CONT, raw[half:])
+    else:
+        wire = client(OP_TEXT, raw)
+    parser = FrameParser()
+    pos = 0
+    for cut in sorted(cuts):
+        parser.receive_data(wire[pos:cut])
+        pos = max(pos, cut)
+    parser.receive_data(wire[pos:])
+    assert [(m.opcode, m.data, m.text) for m in messages(parser)] == [(OP_TEXT, raw, text)]
+    assert messages(parser) == [] and parser.buffered == 0

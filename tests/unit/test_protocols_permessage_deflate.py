@@ -24,7 +24,6 @@ from monoceros.protocols.websocket import (
     OP_PING,
     OP_TEXT,
     FrameParser,
-    Message,
     WebSocketError,
     encode_frame,
 )
@@ -36,10 +35,11 @@ def client(opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False) ->
     return encode_frame(opcode, payload, fin, mask=KEY, rsv1=rsv1)
 
 
-def messages(parser: FrameParser) -> list[Message]:
+def messages(parser: FrameParser) -> list[tuple[int, bytes, str | None]]:
+    """The parsed messages as (opcode, data, text): Message's equality leaves text out."""
     out = []
     while (m := parser.next_message()) is not None:
-        out.append(m)
+        out.append((m.opcode, m.data, m.text))
     return out
 
 
@@ -131,7 +131,7 @@ def test_a_compressed_message_is_the_rfc_example() -> None:
     parser = compressing_parser()
     parser.receive_data(client(OP_TEXT, bytes.fromhex("f248cdc9c90700"), rsv1=True))
     parser.receive_data(client(OP_TEXT, bytes.fromhex("f200110000"), rsv1=True))
-    assert messages(parser) == [Message(OP_TEXT, b"Hello", "Hello")] * 2
+    assert messages(parser) == [(OP_TEXT, b"Hello", "Hello")] * 2
 
 
 def test_rfc_example_of_a_message_fragmented_after_compression() -> None:
@@ -139,7 +139,7 @@ def test_rfc_example_of_a_message_fragmented_after_compression() -> None:
     parser = compressing_parser()
     parser.receive_data(client(OP_TEXT, bytes.fromhex("f248cd"), fin=False, rsv1=True))
     parser.receive_data(client(OP_CONT, bytes.fromhex("c9c90700")))
-    assert messages(parser) == [Message(OP_TEXT, b"Hello", "Hello")]
+    assert messages(parser) == [(OP_TEXT, b"Hello", "Hello")]
 
 
 def test_without_server_context_takeover_each_message_stands_alone() -> None:
@@ -162,7 +162,7 @@ def test_an_empty_message_compresses_and_inflates() -> None:
     parser.receive_data(client(OP_BINARY, payload, rsv1=True))
     parser.receive_data(client(OP_BINARY, b"\x00", rsv1=True))  # the RFC's one-byte form
     parser.receive_data(client(OP_BINARY, b"", rsv1=True))
-    assert messages(parser) == [Message(OP_BINARY, b"")] * 3
+    assert messages(parser) == [(OP_BINARY, b"", None)] * 3
 
 
 @settings(max_examples=60, deadline=None)
@@ -181,7 +181,7 @@ def test_round_trips_of_message_sequences(
     parser = compressing_parser(params=params)
     for data in datas:
         parser.receive_data(client(OP_BINARY, as_client.compress(data), rsv1=True))
-    assert [m.data for m in messages(parser)] == datas
+    assert [data for _, data, _ in messages(parser)] == datas
     # the server's side, inflated as the client does (with its window, reset if agreed)
     deflater = Deflater(params)
     inflate = zlib.decompressobj(-bits)
@@ -201,7 +201,7 @@ def test_every_split_point_of_a_compressed_text_message(text: str, data: st.Data
     parser = compressing_parser()
     for i in range(len(wire)):
         parser.receive_data(wire[i : i + 1])
-    assert messages(parser) == [Message(OP_TEXT, text.encode(), text)]
+    assert messages(parser) == [(OP_TEXT, text.encode(), text)]
 
 
 def test_all_split_points_of_one_message() -> None:
@@ -215,8 +215,8 @@ def test_all_split_points_of_one_message() -> None:
             + client(OP_CONT, payload[cut:])
         )
         assert messages(parser) == [
-            Message(OP_PING, b"between"),
-            Message(OP_TEXT, text.encode(), text),
+            (OP_PING, b"between", None),
+            (OP_TEXT, text.encode(), text),
         ]
 
 
@@ -242,7 +242,7 @@ def test_the_limit_counts_inflated_bytes_over_fragments() -> None:
     assert info.value.code == 1009
     exact = compressing_parser(max_size=1000)
     exact.receive_data(client(OP_BINARY, payload, rsv1=True))
-    assert messages(exact) == [Message(OP_BINARY, b"a" * 1000)]
+    assert messages(exact) == [(OP_BINARY, b"a" * 1000, None)]
 
 
 def test_inflater_room_is_never_unlimited() -> None:
@@ -289,7 +289,7 @@ def test_rsv1_without_the_extension_is_a_protocol_error() -> None:
 def test_uncompressed_messages_still_pass_with_the_extension() -> None:
     parser = compressing_parser()
     parser.receive_data(client(OP_TEXT, b"plain") + client(OP_BINARY, b"\x00raw"))
-    assert messages(parser) == [Message(OP_TEXT, b"plain", "plain"), Message(OP_BINARY, b"\x00raw")]
+    assert messages(parser) == [(OP_TEXT, b"plain", "plain"), (OP_BINARY, b"\x00raw", None)]
 
 
 def test_invalid_utf8_inside_a_compressed_message_is_1007() -> None:

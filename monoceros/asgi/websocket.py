@@ -146,7 +146,10 @@ class WebSocketSession:
         while (msg := self.parser.next_message()) is not None:
             op = msg.opcode
             if op == OP_TEXT:
-                self._put({"type": "websocket.receive", "text": msg.text}, len(msg.data))
+                text = msg.text
+                assert text is not None
+                # counted in characters, as receive() takes it off: bytes would never balance
+                self._put({"type": "websocket.receive", "text": text}, len(text))
             elif op == OP_BINARY:
                 self._put({"type": "websocket.receive", "bytes": msg.data}, len(msg.data))
             elif op == OP_PING:

@@ -270,3 +270,19 @@ def test_invalid_utf8_fails_at_its_fragment(server: Callable[..., Server], loop:
         send(s, OP_CONT, b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80", fin=False)
         op, _, payload = recv(s)  # before the message's last fragment was sent
         assert op == OP_CLOSE and close_code(payload) == 1007
+
+
+@LOOPS
+def test_large_non_ascii_text_messages_keep_flowing(
+    server: Callable[..., Server], loop: str
+) -> None:
+    """The receive queue counts a text message as it gives it back (in characters): counted in
+    bytes on the way in, two-byte characters never balanced and reading stayed paused."""
+    srv = start(server, loop)
+    s, _ = ws_open(srv)
+    text = "é" * 700_000  # 1.4 MB: over the queue's high-water mark
+    with s:
+        for _ in range(3):
+            send(s, OP_TEXT, text.encode())
+        for _ in range(3):
+            assert recv(s) == (OP_TEXT, False, text.encode())

@@ -340,8 +340,9 @@ class BlockingWorker(Worker):
         )
 
     def uwsgi_forbidden(self, listener: Listener, conn: socket.socket, peer: PeerAddress) -> bool:
-        """Refuse (403) a TCP peer outside ``uwsgi_allow_ips``; True when it was refused."""
-        if peer and peer[0] not in self.uwsgi_allowed:  # UNIX peers ("") are always allowed
+        """Refuse (403) a TCP peer outside ``uwsgi_allow_ips``; True when it was refused.
+        UNIX-socket peers ("" or, for a client bound to a name, its path) are always allowed."""
+        if peer.__class__ is tuple and peer[0] not in self.uwsgi_allowed:
             self.log.warning("Forbidden uWSGI request from %s", peer[0])
             self.metrics.answered(403, True)
             self.send_error(conn, 403, "")

@@ -397,6 +397,38 @@ def test_unix_socket_peers_are_always_allowed(server: Callable[..., Server], wor
     ), srv.log()
 
 
+@pytest.mark.parametrize("kind", WORKER_KINDS)
+def test_a_unix_client_bound_to_a_named_socket_is_allowed(
+    server: Callable[..., Server], workdir: Path, kind: str
+) -> None:
+    """accept() names such a peer by its path: still a local peer, not an address to check."""
+    sock = workdir / "u.sock"
+    srv = server(
+        ["-k", kind, "--protocol", "uwsgi", "--uwsgi-allow-from", "10.1.1.1"],
+        app=APP_OF[kind],
+        bind=f"unix:{sock}",
+        wait=False,
+    )
+    assert wait_for(lambda: sock.exists(), 20), srv.log()
+
+    def named_client() -> bytes:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(str(workdir / f"client-{os.getpid()}-{time.monotonic_ns()}.sock"))
+            s.settimeout(5)
+            s.connect(str(sock))
+            out = b""
+            try:
+                s.sendall(packet(good_env()))
+                while chunk := s.recv(65536):
+                    out += chunk
+            except OSError:  # refused before the packet was read: what the 403 looks like here
+                pass
+            return out
+
+    assert wait_for(lambda: status_of(named_client()) == 200, 20), srv.log()
+    assert "Forbidden" not in srv.log()
+
+
 def test_ipv4_mapped_peer_on_a_dual_stack_bind(server: Callable[..., Server]) -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6")

@@ -362,6 +362,8 @@ class Arbiter:
             self.log.info("threads = %s: using the gthread worker instead of sync", cfg.threads)
             cfg.set("worker_class", "gthread")
         self.log.info("Using worker: %s", cfg.worker_class)
+        if cfg.request_timeout and cfg.worker_class != "asgi":
+            self.log.warning(request_timeout_ignored(cfg))
         if cfg.preload_app:
             if cfg.reload:
                 self.log.warning("--reload cannot reload code loaded in the master by --preload")
@@ -1237,3 +1239,20 @@ def _daemonize() -> None:
         os.dup2(devnull, fd)
     if devnull > 2:
         os.close(devnull)
+
+
+def request_timeout_ignored(cfg: Config) -> str:
+    """The start-up warning of ``request_timeout`` set for a worker kind without it (sync,
+    gthread): what bounds that kind's requests instead (``timeout``)."""
+    head = f"request_timeout ({cfg.request_timeout:g}s) applies to the asgi worker only"
+    if not cfg.timeout:
+        return f"{head}; with timeout = 0 nothing bounds a {cfg.worker_class} request"
+    if cfg.worker_class == "gthread":
+        return (
+            f"{head}; a gthread request is never cancelled: one without progress for timeout "
+            f"({cfg.timeout}s) is logged with its stack while the worker goes on serving"
+        )
+    return (
+        f"{head}; a sync worker whose request runs for timeout ({cfg.timeout}s) is killed "
+        "and replaced, and its client gets no response"
+    )

@@ -190,6 +190,11 @@ def _seconds(value: Any) -> float:
     return number
 
 
+def _seconds_or_none(value: Any) -> float:
+    """uvicorn's spelling of "off" is None: 0 here."""
+    return 0.0 if value is None else _seconds(value)
+
+
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
@@ -944,6 +949,44 @@ SETTINGS: tuple[Setting, ...] = (
             "gunicorn's websocket_max_message_size is accepted as another name.",
             positive=True,
         ),
+        Setting(
+            "ws_ping_interval",
+            ("--ws-ping-interval",),
+            20.0,
+            "Seconds a WebSocket of the asgi worker may be silent before it is pinged (keeps it "
+            "open through proxies and NAT; a busy one is never pinged); 0 disables (uvicorn's "
+            "None too).",
+            _seconds_or_none,
+            metavar="FLOAT",
+        ),
+        Setting(
+            "ws_ping_timeout",
+            ("--ws-ping-timeout",),
+            20.0,
+            "Seconds a pinged WebSocket gets to answer before it is closed with 1011; 0 never "
+            "closes it for that (uvicorn's None too).",
+            _seconds_or_none,
+            metavar="FLOAT",
+        ),
+        Setting(
+            "ws_per_message_deflate",
+            ("--ws-per-message-deflate",),
+            True,
+            "Accept a client's permessage-deflate offer (RFC 7692 WebSocket compression) in the "
+            "asgi worker: true or false.",
+            _bool,
+            metavar="BOOL",
+        ),
+        Setting(
+            "request_timeout",
+            ("--request-timeout",),
+            0.0,
+            "Seconds an HTTP request of the asgi worker may run before it is cancelled (504 if "
+            "no response started, else the connection closes; WebSockets are exempt). 0 "
+            "disables. The sync and gthread workers are bounded by timeout instead.",
+            _seconds,
+            metavar="SECONDS",
+        ),
     ),
     *_section(
         "Security",
@@ -1431,6 +1474,10 @@ class Config:
     asgi_loop: str
     asgi_lifespan: str
     ws_max_message_size: int
+    ws_ping_interval: float
+    ws_ping_timeout: float
+    ws_per_message_deflate: bool
+    request_timeout: float
     limit_request_line: int
     limit_request_fields: int
     limit_request_field_size: int

@@ -22,6 +22,7 @@ class Channel(Protocol):
 
     ctx: ServerContext
     deadline: float  # when the worker acts on the connection; a closing WebSocket sets it
+    read_paused: bool  # True while reading from the peer is paused
 
     def write(self, data: bytes) -> None:
         """Send ``data`` (buffered as far as the peer does not take it yet)."""

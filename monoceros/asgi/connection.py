@@ -127,11 +127,11 @@ class TransportConnection(WriteFlow, asyncio.Protocol):
         return self.ws is not None or self.cycle is not None
 
     def websocket_deadline(self) -> bool:
-        """At a deadline with a WebSocket in progress: close if our Close went unanswered.
+        """At a deadline with a WebSocket in progress: the session acts (its Close went
+        unanswered, a keepalive ping is due or unanswered).
 
         Returns True when the connection is a WebSocket (the caller has nothing more to do)."""
         if self.ws is None:
             return False
-        if self.ws.close_sent:  # the client never answered our Close
-            self.transport.close()
+        self.ws.on_deadline()
         return True

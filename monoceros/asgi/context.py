@@ -1,8 +1,14 @@
-"""What every connection of one worker shares: the app, settings, open connections, deadlines."""
+"""What every connection of one worker shares: the app, settings, open connections, deadlines.
+
+The worker's periodic sweep (:meth:`ServerContext.sweep`) is the only timer: it acts on each
+connection whose deadline passed (header, idle and body timeouts, a WebSocket's keepalive and
+closing handshake) and, when ``request_timeout`` is on, on each request running longer.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -13,6 +19,9 @@ from ..addresses import AddressMatcher
 from ..protocols.http import HttpLimits
 from ..worker_metrics import WorkerMetrics
 
+if TYPE_CHECKING:
+    from .cycle import HttpCycle
+
 __all__ = ["Connection", "ServerContext"]
 
 
@@ -20,6 +29,10 @@ class Connection(Protocol):
     """What the worker needs of an open connection (over a transport or a bare socket)."""
 
     deadline: float
+
+    @property
+    def cycle(self) -> HttpCycle | None:
+        """The request in progress, if any."""
 
     def on_deadline(self) -> None:
         """The connection's deadline passed."""
@@ -53,6 +66,10 @@ class ServerContext:
         forwarded_allow_ips: AddressMatcher,
         secure_scheme_headers: dict[str, str],
         max_requests: int,
+        ws_ping_interval: float = 0.0,
+        ws_ping_timeout: float = 0.0,
+        ws_per_message_deflate: bool = False,
+        request_timeout: float = 0.0,
     ) -> None:
         self.app = app
         self.log = log
@@ -63,6 +80,11 @@ class ServerContext:
         self.uwsgi_allowed = uwsgi_allowed
         self.uwsgi_max_vars = uwsgi_max_vars
         self.ws_max_message_size = ws_max_message_size
+        self.ws_ping_interval = ws_ping_interval
+        self.ws_ping_timeout = ws_ping_timeout
+        self.ws_per_message_deflate = ws_per_message_deflate
+        self.request_timeout = request_timeout
+        """Seconds a request may run before it is cancelled (0: no limit)."""
         self.forwarded_allow_ips = forwarded_allow_ips
         self.secure_scheme_headers = secure_scheme_headers
         self.access_log: bool = bool(getattr(log, "access_enabled", False))
@@ -97,10 +119,24 @@ class ServerContext:
             self.on_connection_closed()
 
     def sweep(self, now: float) -> None:
-        """Act on every connection whose deadline passed (header, idle and body timeouts)."""
+        """Act on every connection whose deadline passed (header, idle and body timeouts, the
+        WebSocket keepalive), then on every request past ``request_timeout``."""
         expired = [c for c in self.connections if c.deadline and c.deadline <= now]
         for conn in expired:
             conn.on_deadline()
+        if self.request_timeout:
+            self.expire_requests(time.monotonic() - self.request_timeout)
+
+    def expire_requests(self, started_before: float) -> None:
+        """Cancel every request still running that started before ``started_before`` (on the
+        ``time.monotonic`` clock of :attr:`HttpCycle.started`)."""
+        late = [
+            cycle
+            for conn in self.connections
+            if (cycle := conn.cycle) is not None and cycle.overdue(started_before)
+        ]
+        for cycle in late:
+            cycle.time_out(self.request_timeout)
 
     @property
     def busy(self) -> int:

@@ -25,6 +25,7 @@ from .connection import TransportConnection
 if TYPE_CHECKING:
     from ..logs import Logger
     from .context import ServerContext
+    from .cycle import HttpCycle
 
 __all__ = ["ProxyHeaderProtocol", "log_proxy_refused", "proxy_refused"]
 
@@ -43,6 +44,9 @@ def log_proxy_refused(log: Logger, peer: PeerAddress, reason: str) -> None:
 class ProxyHeaderProtocol(asyncio.Protocol):
     """Reads the PROXY header of one connection, then hands the transport to ``factory()``'s
     protocol. ``initial``: bytes already read from the socket (the uwsgi fast path's)."""
+
+    cycle: HttpCycle | None = None
+    """No request runs before the header is read (what ``request_timeout``'s sweep looks at)."""
 
     def __init__(
         self,

@@ -209,6 +209,9 @@ class FastConnection(WriteFlow):
         "sock",
     )
 
+    read_paused: bool = False
+    """Nothing is read after the request, so reading is never paused."""
+
     def __init__(self, ctx: ServerContext, sock: socket.socket, peer: PeerAddress) -> None:
         self.ctx = ctx
         self.sock = sock

@@ -5,11 +5,14 @@ denies the upgrade with ``403``, and frames the client already sent wait unread 
 out before the answer). Frames are parsed by the sans-IO
 :class:`~monoceros.protocols.websocket.FrameParser`: pings are answered here, a Close is echoed,
 violations close with their code (1002, 1007, 1009 for a message over ``ws_max_message_size`` or
-in too many fragments). Received messages wait in a queue; past :data:`QUEUE_HIGH` bytes reading
+in too many fragments) — after the application has taken the messages that arrived before the
+bad frame. Received messages wait in a queue; past :data:`QUEUE_HIGH` bytes reading
 pauses until the application catches up. While the client does not take what is written (the
 connection's writes are paused) reading pauses too, and only the latest ping is answered, once
-writes resume (RFC 6455 §5.5.3). The session knows its connection only as a
-:class:`~.channel.Channel`.
+writes resume (RFC 6455 §5.5.3). permessage-deflate (RFC 7692) is negotiated at the accept when
+``ws_per_message_deflate`` is on; a connection idle for ``ws_ping_interval`` is pinged by the
+worker's periodic sweep (the connection's deadline), and closed with 1011 when nothing answers
+within ``ws_ping_timeout``. The session knows its connection only as a :class:`~.channel.Channel`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
 from ..access_log import log_safe
+from ..protocols.permessage_deflate import Deflater, Inflater, negotiate
 from ..protocols.response import error_response
 from ..protocols.websocket import (
     OP_BINARY,
@@ -26,11 +30,15 @@ from ..protocols.websocket import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
+    PING,
+    TIMEOUT,
     FrameParser,
+    Keepalive,
     WebSocketError,
     accept_key,
     close_payload,
     encode_frame,
+    frame_head,
     parse_close,
 )
 from .access import access_environ, access_headers
@@ -47,6 +55,13 @@ QUEUE_HIGH: Final = 1024 * 1024
 """Received bytes waiting for the application at which reading pauses."""
 
 _CLOSE_WAIT: Final = 5.0
+
+_LARGE: Final = 64 * 1024
+"""Messages from this size on are written after their frame header, not copied behind it."""
+
+_FAIL_GRACE: Final = 1.0
+"""Seconds the application gets to take the messages that came before a bad frame (and to
+answer them) before the connection is failed anyway."""
 
 
 class WebSocketSession:
@@ -69,6 +84,13 @@ class WebSocketSession:
         """The payload of the latest ping not answered yet (writes were paused)."""
         self._waiter: asyncio.Future[None] | None = None
         self._start = self.ctx.loop.time() if self.ctx.access_log else 0.0
+        self._clock = self.ctx.loop.time
+        self.last_seen = 0.0
+        """When bytes last came from the client (the keepalive's idle clock)."""
+        self._keepalive: Keepalive | None = None
+        self._deflater: Deflater | None = None
+        self._failing: WebSocketError | None = None
+        """A violation waiting for the application to take the messages before it."""
 
     # ------------------------------------------------------------------ from the protocol
 
@@ -100,7 +122,7 @@ class WebSocketSession:
 
     def data_received(self, data: bytes) -> None:
         """Frames from the client (held until the application accepted)."""
-        if self.closed:
+        if self.closed or self._failing is not None:
             return
         early = self._early
         if early is not None:  # nothing but the handshake answer may go out first
@@ -109,16 +131,25 @@ class WebSocketSession:
                 if len(early) > QUEUE_HIGH:
                     self.conn.pause_reading()
             return
+        self.last_seen = self._clock()
+        error = None
         try:
             self.parser.receive_data(data)
         except WebSocketError as exc:
-            self._violation(exc)
-            return
+            error = exc  # the messages before the bad frame are still delivered
+        if self._take_messages() and error is not None:
+            self._violation_after_messages(error)
+
+    def _take_messages(self) -> bool:
+        """Act on the parsed messages and control frames; False once the connection closed."""
         conn = self.conn
         while (msg := self.parser.next_message()) is not None:
             op = msg.opcode
             if op == OP_TEXT:
-                self._put({"type": "websocket.receive", "text": msg.text}, len(msg.data))
+                text = msg.text
+                assert text is not None
+                # counted in characters, as receive() takes it off: bytes would never balance
+                self._put({"type": "websocket.receive", "text": text}, len(text))
             elif op == OP_BINARY:
                 self._put({"type": "websocket.receive", "bytes": msg.data}, len(msg.data))
             elif op == OP_PING:
@@ -133,14 +164,26 @@ class WebSocketSession:
                     code, reason = parse_close(msg.data)
                 except WebSocketError as exc:
                     self._fail(exc.code)
-                    return
+                    return False
                 if not self.close_sent:
                     self._send_close(None if code == 1005 else code)
                 self._disconnect(code, reason)
                 self.conn.close()
-                return
+                return False
         if self.queued > QUEUE_HIGH or conn.write_paused:
             conn.pause_reading()
+        return True
+
+    def _violation_after_messages(self, exc: WebSocketError) -> None:
+        """Fail now, or once the application has taken the messages still queued (it may
+        answer them first); no more is read meanwhile."""
+        if not self.queue:
+            self._violation(exc)
+            return
+        self._failing = exc
+        conn = self.conn
+        conn.pause_reading()
+        conn.deadline = self._clock() + _FAIL_GRACE
 
     def _violation(self, exc: WebSocketError) -> None:
         """The client broke the protocol or a limit: one log line, then close with the code."""
@@ -170,6 +213,40 @@ class WebSocketSession:
     def connection_lost(self) -> None:
         """The connection is gone."""
         self._disconnect(1006, "")
+
+    def on_deadline(self) -> None:
+        """The connection's deadline passed: our Close went unanswered, the application did not
+        take the messages before a bad frame in time, or the keepalive is due."""
+        conn = self.conn
+        if self.close_sent or self.closed:
+            conn.close()
+            return
+        failing = self._failing
+        if failing is not None:
+            self._failing = None
+            self._violation(failing)
+            return
+        keepalive = self._keepalive
+        if keepalive is None:
+            return
+        now = self._clock()
+        if conn.read_paused or conn.write_paused:
+            self.last_seen = now  # what the client sends is not being read: not its silence
+        action, due = keepalive.check(now, self.last_seen)
+        if action is PING:
+            self._write(encode_frame(OP_PING))
+        elif action is TIMEOUT:
+            self.ctx.log.info(
+                "WebSocket from %s closed with 1011: no answer to a ping within "
+                "ws_ping_timeout (%gs)",
+                conn.peer_label(),
+                keepalive.timeout,
+            )
+            self._send_close(1011, "keepalive ping timeout")
+            self._disconnect(1011, "keepalive ping timeout")
+            conn.close()
+            return
+        conn.deadline = due
 
     def shutdown(self) -> None:
         """Graceful stop of the worker: going away (1001)."""
@@ -247,6 +324,11 @@ class WebSocketSession:
         """ASGI ``receive``: connect, then messages, then disconnect."""
         queue = self.queue
         while not queue:
+            failing = self._failing
+            if failing is not None:  # the messages before the bad frame were taken
+                self._failing = None
+                self._violation(failing)
+                continue
             if self.closed:
                 return {"type": "websocket.disconnect", "code": 1006, "reason": ""}
             self._waiter = self.ctx.loop.create_future()
@@ -268,9 +350,18 @@ class WebSocketSession:
                 return
             text = message.get("text")
             if text is not None:
-                self._write(encode_frame(OP_TEXT, text.encode("utf-8")))
+                op, data = OP_TEXT, text.encode("utf-8")
             else:
-                self._write(encode_frame(OP_BINARY, bytes(message.get("bytes") or b"")))
+                op, data = OP_BINARY, bytes(message.get("bytes") or b"")
+            deflater = self._deflater
+            rsv1 = deflater is not None
+            if deflater is not None:
+                data = deflater.compress(data)
+            if len(data) < _LARGE:
+                self._write(encode_frame(op, data, rsv1=rsv1))
+            else:
+                self._write(frame_head(op, len(data), rsv1=rsv1))
+                self._write(data)
             conn = self.conn
             if conn.write_paused:
                 await conn.drain()
@@ -284,6 +375,10 @@ class WebSocketSession:
                 self._write(head)
             self._log_handshake(101, headers)
             early, self._early = self._early, None
+            if self.ctx.ws_ping_interval and not self.closed:
+                self._keepalive = Keepalive(self.ctx.ws_ping_interval, self.ctx.ws_ping_timeout)
+                self.last_seen = self._clock()
+                self.conn.deadline = self.last_seen + self.ctx.ws_ping_interval
             if early:  # frames that came with or after the handshake: their turn now
                 self.data_received(bytes(early))
             self._resume()
@@ -331,7 +426,17 @@ class WebSocketSession:
         sub = message.get("subprotocol")
         if sub:
             headers.append((b"sec-websocket-protocol", sub.encode("latin-1")))
-        headers += list(message.get("headers") or ())
+        extra = list(message.get("headers") or ())
+        if self.ctx.ws_per_message_deflate and not any(
+            name.lower() == b"sec-websocket-extensions" for name, _ in extra
+        ):
+            offers = [v for n, v in self.scope["headers"] if n == b"sec-websocket-extensions"]
+            params = negotiate(offers) if offers else None
+            if params is not None:
+                headers.append((b"sec-websocket-extensions", params.response()))
+                self.parser.inflater = Inflater(params)
+                self._deflater = Deflater(params)
+        headers += extra
         head, _ = build_head(
             101, headers, first_body=None, head_only=True, keep_alive=True, http11=True, uwsgi=True
         )

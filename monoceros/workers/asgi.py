@@ -5,7 +5,8 @@ when a connection closes. A uwsgi request that is whole when accepted is served 
 socket (:mod:`monoceros.asgi.uwsgi_fast`); every other connection gets a transport. With
 ``proxy_protocol`` on, a connection's transport first gets the PROXY header's protocol
 (:mod:`monoceros.asgi.proxy_header`), which hands it to the listener's. A timer
-beats the heartbeat and enforces connection deadlines; a handler that blocks the loop stops the
+beats the heartbeat and enforces connection deadlines (with the WebSocket keepalive pings and
+``request_timeout``); a handler that blocks the loop stops the
 beats, the master sends SIGABRT after ``timeout``, and the log names the request that was
 running, with the stack it was stuck in. Lifespan startup runs before the first accept (a
 failure exits with status 3, which stops the master); graceful TERM stops accepting, lets the
@@ -46,6 +47,9 @@ from .base import WORKER_BOOT_ERROR, Worker, WorkerAborted, stack_of
 
 __all__ = ["AsgiWorker"]
 
+_MIN_TICK = 0.05
+"""The shortest period of the worker's timer, however short the deadlines it enforces."""
+
 
 class AsgiWorker(Worker):
     """Serve ASGI 3 applications on one event loop."""
@@ -85,6 +89,10 @@ class AsgiWorker(Worker):
             forwarded_allow_ips=AddressMatcher(cfg.forwarded_allow_ips),
             secure_scheme_headers=cfg.secure_scheme_headers,
             max_requests=self.max_requests,
+            ws_ping_interval=cfg.ws_ping_interval,
+            ws_ping_timeout=cfg.ws_ping_timeout,
+            ws_per_message_deflate=cfg.ws_per_message_deflate,
+            request_timeout=cfg.request_timeout,
         )
         self.ctx.metrics = self.metrics
         self.ctx.on_request = self._on_request
@@ -122,6 +130,12 @@ class AsgiWorker(Worker):
         self._tick_every = self.idle_wait(1.0)
         if cfg.header_timeout or cfg.keepalive:
             self._tick_every = min(self._tick_every, 0.5)
+        # the sweep is the only timer of pings and request deadlines: it runs at least twice
+        # per period of the shortest of them (request_timeout: cancelled up to a tick late)
+        periods = (cfg.ws_ping_interval, cfg.ws_ping_timeout, cfg.request_timeout)
+        for period in periods:
+            if period:
+                self._tick_every = max(min(self._tick_every, period / 2), _MIN_TICK)
         self._tick()
         lifespan = Lifespan(self.app, cfg.asgi_lifespan, self.log)
         try:

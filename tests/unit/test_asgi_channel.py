@@ -64,6 +64,7 @@ class Recorder:
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         self.deadline = 0.0
+        self.read_paused = False
         self.calls: list[tuple[Any, ...]] = []
         self.paused = False
         self.closing = False

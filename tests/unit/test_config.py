@@ -124,6 +124,11 @@ GUNICORN_FLAGS: dict[str, tuple[str, ...]] = {
     "asgi_loop": ("--asgi-loop",),
     "asgi_lifespan": ("--asgi-lifespan",),
     "ws_max_message_size": ("--ws-max-message-size", "--websocket-max-message-size"),
+    # uvicorn's WebSocket keepalive and compression flags, and our ASGI request deadline
+    "ws_ping_interval": ("--ws-ping-interval",),
+    "ws_ping_timeout": ("--ws-ping-timeout",),
+    "ws_per_message_deflate": ("--ws-per-message-deflate",),
+    "request_timeout": ("--request-timeout",),
     "reload": ("--reload",),
     "reload_engine": ("--reload-engine",),
     "reload_extra_files": ("--reload-extra-file",),
@@ -329,6 +334,23 @@ def test_asgi_settings(cfg: Config) -> None:
     cfg.set("asgi_lifespan", "off")
     cfg.set("ws_max_message_size", "1024")
     assert (cfg.asgi_loop, cfg.asgi_lifespan, cfg.ws_max_message_size) == ("uvloop", "off", 1024)
+
+
+def test_websocket_keepalive_compression_and_request_timeout_settings(cfg: Config) -> None:
+    # uvicorn's defaults: pings every 20 s of silence, 20 s to answer, compression on
+    assert (cfg.ws_ping_interval, cfg.ws_ping_timeout) == (20.0, 20.0)
+    assert cfg.ws_per_message_deflate is True
+    assert cfg.request_timeout == 0.0
+    cfg.set("ws_ping_interval", "0.5")
+    cfg.set("ws_ping_timeout", None)  # uvicorn's "off" from a config file
+    cfg.set("ws_per_message_deflate", "false")  # uvicorn's --ws-per-message-deflate false
+    cfg.set("request_timeout", "30")
+    assert (cfg.ws_ping_interval, cfg.ws_ping_timeout) == (0.5, 0.0)
+    assert cfg.ws_per_message_deflate is False
+    assert cfg.request_timeout == 30.0
+    assert "non-negative number of seconds" in error_of(cfg, "request_timeout", "-1")
+    assert "non-negative number of seconds" in error_of(cfg, "ws_ping_interval", "soon")
+    assert "true or false" in error_of(cfg, "ws_per_message_deflate", "maybe")
     assert error_of(cfg, "asgi_loop", "trio") == (
         "asgi_loop: expected one of auto, asyncio, uvloop, got 'trio'"
     )

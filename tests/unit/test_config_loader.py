@@ -74,6 +74,10 @@ FLAG_CASES: list[tuple[list[str], str, Any]] = [
     (["--asgi-lifespan", "on"], "asgi_lifespan", "on"),
     (["--ws-max-message-size", "65536"], "ws_max_message_size", 65536),
     (["--websocket-max-message-size", "4096"], "ws_max_message_size", 4096),
+    (["--ws-ping-interval", "0.5"], "ws_ping_interval", 0.5),
+    (["--ws-ping-timeout", "0"], "ws_ping_timeout", 0.0),
+    (["--ws-per-message-deflate", "false"], "ws_per_message_deflate", False),
+    (["--request-timeout", "30"], "request_timeout", 30.0),
     (["--reload"], "reload", True),
     (["--reload-engine", "poll"], "reload_engine", "poll"),
     (

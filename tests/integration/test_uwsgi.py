@@ -635,7 +635,7 @@ SLOW_HOOK = """
 import time
 
 def post_request(worker, req, environ, resp):
-    time.sleep(1.5)  # the slow hook is the scenario; the test orders events through the done file
+    time.sleep(1.0)  # the slow hook is the scenario; the test orders events through the done file
     with open({done!r}, "a") as f:
         f.write("done\\n")
 """

@@ -148,7 +148,7 @@ def post_worker_init(worker):
 def hold(srv: Server, name: str, hold_dir: Path) -> tuple[socket.socket, int]:
     """Start ``/hold?name=NAME`` and wait until a worker runs it: (its connection, that pid)."""
     s = srv.connect(timeout=40)
-    s.sendall(f"GET /hold?name={name} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    s.sendall(f"GET /hold?name={name} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
     pid_file = hold_dir / f"{name}.pid"
     assert wait_for(pid_file.exists, 20), srv.log()
     return s, int(pid_file.read_text())
@@ -187,7 +187,8 @@ def test_worker_retired_by_ttou_leaves_the_listen_queue_to_the_others(
     stays = second_pid if first_pid == oldest else first_pid
     queued = [srv.connect(timeout=40) for _ in range(4)]
     for s in queued:
-        s.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\n\r\n")
+        # close: with one connection per worker, a kept-alive one would hold it 2 s
+        s.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     srv.signal(signal.SIGTTOU)
     release(hold_dir, "a" if first_pid == oldest else "b", "after-stop")  # returns after TERM
     assert wait_for(lambda: oldest not in srv.workers(), 20), srv.log()

@@ -21,7 +21,6 @@ import importlib
 import struct
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Final
 
 from .permessage_deflate import DeflateError, Inflater
@@ -95,13 +94,40 @@ class WebSocketError(Exception):
         self.code = code
 
 
-@dataclass(slots=True, unsafe_hash=True)
 class Message:
-    """One complete message or control frame: ``opcode``, its payload, and ``text`` if text."""
+    """One complete message or control frame: ``opcode``, its payload ``data``, and ``text``
+    (the payload decoded) if it is a text message.
 
-    opcode: int
-    data: bytes
-    text: str | None = field(default=None, compare=False)
+    A text message may be made from its ``text`` alone (``data`` None): its bytes are then
+    encoded again only if someone asks for ``data``, so a large text message is not held twice.
+    Messages are equal when their opcode and payload are.
+    """
+
+    __slots__ = ("_data", "opcode", "text")
+
+    def __init__(self, opcode: int, data: bytes | None, text: str | None = None) -> None:
+        if data is None and text is None:
+            raise ValueError("a message needs its data or its text")
+        self.opcode = opcode
+        self._data = data
+        self.text = text
+
+    @property
+    def data(self) -> bytes:
+        """The payload (of a text message: its UTF-8)."""
+        data = self._data
+        if data is None:
+            assert self.text is not None
+            data = self._data = self.text.encode("utf-8")
+        return data
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return self.opcode == other.opcode and self.data == other.data
+
+    def __hash__(self) -> int:
+        return hash((self.opcode, self.data))
 
     def __repr__(self) -> str:
         return f"Message(opcode={self.opcode}, data={self.data[:40]!r})"
@@ -230,7 +256,6 @@ class FrameParser:
         "_max",
         "_max_frames",
         "_messages",
-        "_text",
         "inflater",
     )
 
@@ -249,7 +274,8 @@ class FrameParser:
         """Bytes of the incomplete text frame at the buffer's head already unmasked (in place)
         and decoded."""
         self._decoder: codecs.IncrementalDecoder | None = None
-        self._text: list[str] = []
+        """Checks the text message being received, piece by piece (its output is dropped:
+        the whole message is decoded once at its end)."""
         self.inflater: Inflater | None = None
         """Set once permessage-deflate is negotiated: RSV1 marks a compressed message."""
 
@@ -304,11 +330,14 @@ class FrameParser:
             return False
         key = bytes(buf[pos:start])
         done = self._checked
-        if done:  # the start of this text frame was unmasked and decoded as it came
+        if done:  # the start of this text frame was unmasked and checked as it came
             self._checked = 0
             _unmask_range(buf, start + done, end, _rotate(key, done))
-            payload = bytes(memoryview(buf)[start:end])
-        elif length > _SMALL and _apply_mask is not None:
+            with memoryview(buf) as view, view[start:end] as text_view:  # no copy
+                self._text_frame(fin, text_view, done)
+            del buf[:end]
+            return True
+        if length > _SMALL and _apply_mask is not None:
             payload = _apply_mask(memoryview(buf)[start:end], key)
         elif length > _SMALL:  # unmasked where it lies: no copy but the message's own
             unmask_in_place(buf, start, end, key)
@@ -316,7 +345,7 @@ class FrameParser:
         else:
             payload = unmask(memoryview(buf)[start:end], key)
         del buf[:end]
-        self._frame(opcode, fin, payload, bool(rsv), done)
+        self._frame(opcode, fin, payload, bool(rsv))
         return True
 
     def _plain_text(self, opcode: int, rsv: int) -> bool:
@@ -364,18 +393,18 @@ class FrameParser:
             raise WebSocketError(f"message larger than the limit of {self._max} bytes", 1009)
 
     def _decode(self, data: bytes | memoryview, final: bool, fin: bool) -> None:
-        """Decode the next piece of the text message being received (into its pieces)."""
+        """Check that the next piece of the text message being received is UTF-8 (so far)."""
         decoder = self._decoder
         if decoder is None:
             decoder = self._decoder = _utf8_decoder()
         try:
-            self._text.append(decoder.decode(data, final))
+            decoder.decode(data, final)
         except UnicodeDecodeError:
             where = "" if fin and not self._frames else f" (in fragment {self._frames + 1})"
             raise WebSocketError(f"text message is not valid UTF-8{where}", 1007) from None
 
-    def _frame(self, opcode: int, fin: bool, payload: bytes, rsv1: bool, decoded: int = 0) -> None:
-        """One whole frame, unmasked; ``decoded``: bytes of its text decoded as it came."""
+    def _frame(self, opcode: int, fin: bool, payload: bytes, rsv1: bool) -> None:
+        """One whole frame, unmasked (a text frame not checked as it came)."""
         if opcode in _CONTROL_OPS:
             self._messages.append(Message(opcode, payload))
             return
@@ -385,7 +414,7 @@ class FrameParser:
         if self._compressed:
             payload = self._inflate(payload, fin)
         op = self._frag_op
-        if fin and not self._frames and not decoded:  # a message in one frame
+        if fin and not self._frames:  # a message in one frame
             self._frag_op = 0
             text = None
             if op == OP_TEXT:
@@ -396,25 +425,38 @@ class FrameParser:
             self._messages.append(Message(op, payload, text))
             return
         if op == OP_TEXT:  # checked fragment by fragment: invalid text fails where it is
-            self._decode(memoryview(payload)[decoded:] if decoded else payload, fin, fin)
-        if fin and not self._frames:  # one frame, its text decoded as it came
-            data = payload
-        else:
-            self._frag += payload
-            if not fin:
-                self._frames += 1
-                return
-            # the last fragment: the message is the buffer
-            data = bytes(self._frag)
-            self._frag = bytearray()
+            self._decode(payload, fin, fin)
+        self._fragment(op, fin, payload)
+
+    def _text_frame(self, fin: bool, payload: memoryview, checked: int) -> None:
+        """A whole uncompressed text frame (or continuation of a text message) whose first
+        ``checked`` bytes were checked as they came; ``payload`` is a view of the buffer."""
+        if self._frag_op == 0:  # its first frame (a continuation has its opcode already)
+            self._frag_op = OP_TEXT
+            self._compressed = False
+        self._decode(payload[checked:], fin, fin)
+        if fin and not self._frames:  # a message in one frame: decoded once, not copied
+            self._frag_op = 0
+            self._decoder = None
+            self._messages.append(Message(OP_TEXT, None, str(payload, "utf-8")))
+            return
+        self._fragment(OP_TEXT, fin, payload)
+
+    def _fragment(self, op: int, fin: bool, payload: bytes | memoryview) -> None:
+        """Add a data frame of a message in several to the message; the last one ends it."""
+        self._frag += payload
+        if not fin:
+            self._frames += 1
+            return
         self._frag_op = 0
         self._frames = 0
-        text = None
-        if op == OP_TEXT:
-            text = "".join(self._text)
-            self._text = []
+        if op == OP_TEXT:  # checked as it came: decoded once, and held once
             self._decoder = None
-        self._messages.append(Message(op, data, text))
+            message = Message(op, None, self._frag.decode("utf-8"))
+        else:
+            message = Message(op, bytes(self._frag))
+        self._frag = bytearray()
+        self._messages.append(message)
 
     def _inflate(self, payload: bytes, fin: bool) -> bytes:
         inflater = self.inflater

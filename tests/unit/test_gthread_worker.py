@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -189,14 +188,11 @@ def test_connections_awaiting_their_first_request_count_towards_max_requests(
     worker: ThreadWorker, pair: tuple[socket.socket, socket.socket]
 ) -> None:
     a, b = pair
-    worker._jobs = queue.SimpleQueue()
     worker.max_requests = 2
     worker.nr = 1
     assert worker._admits()
-    worker._enqueue(worker.listeners[0], a, "", False, None, worker._step_http)
+    conn = worker._new_conn(worker.listeners[0], a, "", worker._step_http)
     assert not worker._admits()  # one served, one on its way: the limit is reached
-    conn = worker._jobs.get_nowait()
-    assert conn is not None
     b.sendall(b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert worker._step_http(conn, _Progress()) is False
     worker._close(conn)
@@ -207,12 +203,9 @@ def test_a_connection_closed_without_a_request_frees_its_place(
     worker: ThreadWorker, pair: tuple[socket.socket, socket.socket]
 ) -> None:
     a, b = pair
-    worker._jobs = queue.SimpleQueue()
     worker.max_requests = 1
-    worker._enqueue(worker.listeners[0], a, "", False, None, worker._step_http)
+    conn = worker._new_conn(worker.listeners[0], a, "", worker._step_http)
     assert not worker._admits()
-    conn = worker._jobs.get_nowait()
-    assert conn is not None
     b.close()  # a health check: connected, closed, no request
     assert worker._step_http(conn, _Progress()) is False
     worker._close(conn)

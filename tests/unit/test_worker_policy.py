@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import queue
+import select
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +23,7 @@ from monoceros.listeners import BindSpec, Listener
 from monoceros.logs import Logger
 from monoceros.workers.asgi import AsgiWorker
 from monoceros.workers.base import ACCEPT_BACKOFF, ACCEPT_LOG_INTERVAL, ACCEPT_RETRY, Worker
-from monoceros.workers.gthread import ThreadWorker
+from monoceros.workers.gthread import ThreadWorker, _Progress
 from monoceros.workers.sync import SyncWorker
 
 BACK_OFF = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EBADF)
@@ -134,19 +134,38 @@ def test_the_sync_worker_pauses_after_emfile_then_serves(
 def test_the_gthread_worker_retries_econnaborted_and_pauses_after_emfile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A pool thread that takes a listener's readiness accepts one connection: after an accept
+    error it re-arms the listener (at once for ECONNABORTED; after the pause for EMFILE, which
+    only this thread sleeps), and the connection accepted after them is served by it."""
     lst = listening(tmp_path / "s", (errno.ECONNABORTED, errno.EMFILE))
+    lst.sock.setblocking(False)
     worker = make_worker(ThreadWorker, [lst])
     worker.setup_serving(True)
-    worker._jobs = queue.SimpleQueue()
+    worker._poller = select.epoll()
+    worker._parked = {}
+    worker.keepalive = 2.0
+    worker.tls = None
+    fd = lst.sock.fileno()
+    worker._poller.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
     slept: list[float] = []
     monkeypatch.setattr("time.sleep", slept.append)
-    client = connect(tmp_path / "s")
-    assert worker._accept(lst) is True  # ECONNABORTED: again at once; EMFILE: pause, return
-    assert slept == [ACCEPT_BACKOFF] and worker._jobs.empty()
-    assert worker._accept(lst) is True
-    assert worker._jobs.get_nowait() is not None  # the connection, accepted after the pause
-    client.close()
-    lst.sock.close()
+    client = connect(tmp_path / "s", b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    client.settimeout(5)
+    progress = _Progress()
+    try:
+        for expected_sleeps in ([], [ACCEPT_BACKOFF]):
+            assert worker._poller.poll(1) == [(fd, select.EPOLLIN)]  # armed again each time
+            worker._accept(fd, worker._listening[fd], progress)
+            assert slept == expected_sleeps and worker._open == 0
+        assert worker._poller.poll(1) == [(fd, select.EPOLLIN)]
+        worker._accept(fd, worker._listening[fd], progress)  # accepted and served
+        assert client.recv(4096).startswith(b"HTTP/1.1 200 OK\r\n")
+        assert worker._open == 0 and worker.nr == 1
+        assert worker._poller.poll(0.1) == []  # armed, nothing waiting
+    finally:
+        worker._poller.close()
+        client.close()
+        lst.sock.close()
 
 
 def test_the_asgi_acceptor_stops_accepting_for_the_pause_then_resumes(tmp_path: Path) -> None:

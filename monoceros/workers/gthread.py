@@ -1,33 +1,39 @@
 """The gthread worker: a pool of ``threads`` threads per worker, keep-alive and pipelining.
 
-The pool threads share one long-lived epoll set holding the listeners and every connection that
-waits for bytes (a new one whose request has not arrived yet, a kept-alive one between requests,
-a slow client in the middle of its head), each armed for one event at a time
-(``EPOLLONESHOT``). An idle pool thread waits in that set itself and serves what it takes: a
-listener's readiness is one ``accept``, the listener re-armed for the next idle thread, and the
-new connection served at once by the thread that accepted it (as uWSGI's threads each accept
-for themselves); a parked connection's readiness is that connection. So a request costs no
-hand-off between threads: no queue, no wake-up of another thread, no passing of the GIL. A
-thread reads and parses what is there without waiting, serves the complete requests (blocking,
-as the sync worker does, for the body and the response), and when the next request is not
-there yet, parks the connection again. Idle kept-alive connections are closed after
-``keepalive`` seconds, heads that do not complete within ``header_timeout`` seconds are dropped,
-and no more connections are accepted while ``worker_connections`` are open (the listeners stay
-disarmed until the main thread sees room again). A connection's next step is its own
-(``_Conn.step``): with ``proxy_protocol`` on, a new one starts with the PROXY header's
+One long-lived epoll set holds the listeners and every connection that waits for bytes (a new
+one whose request has not arrived yet, a kept-alive one between requests, a slow client in the
+middle of its head; each armed for one event at a time, ``EPOLLONESHOT``). The pool threads take
+turns at it, leader and followers: one thread, the leader, waits in the set and serves what it
+takes itself — a listener's readiness is one ``accept`` and that connection, a parked
+connection's readiness is that connection — then waits again; the others wait for their turn.
+A stream of quick requests is thus served by one thread as the sync worker serves it, with no
+hand-off between threads (no queue, no waking of another thread, no passing of the GIL, which
+would cost more than the request). When the leader's request takes longer than
+:data:`HAND_OVER` seconds (the application waits on something), the main thread makes the next
+thread the leader, so the listeners and the parked connections are never left unattended
+longer than that; the old leader finishes its request and queues for its next turn. Up to
+``threads`` requests run at once, as in gunicorn.
+
+A thread reads and parses what is there without waiting, serves the complete requests (blocking,
+as the sync worker does, for the body and the response), and when the next request is not there
+yet, parks the connection again. Idle kept-alive connections are closed after ``keepalive``
+seconds, heads that do not complete within ``header_timeout`` seconds are dropped, and no more
+connections are accepted while ``worker_connections`` are open (the listeners leave the set
+until the main thread sees room again). A connection's next step is its own (``_Conn.step``):
+with ``proxy_protocol`` on, a new one starts with the PROXY header's
 (:meth:`ThreadWorker._step_proxy`), which hands over to the protocol's once the header is read.
 
-The main thread keeps the time: it waits on the signal wake-up pipe and, a few times a second,
-beats the heartbeat, closes expired connections, re-arms the listeners when there is room again,
-and reports stuck requests. Liveness, as in gunicorn: one hung request does not stop the worker.
-A request that goes ``timeout`` seconds without progress (body bytes read, response bytes
-written) is logged once at WARNING with the stack of the thread serving it, and the worker goes
-on serving the others. Only a main thread that cannot run (the GIL held in C code) lets the
+The main thread keeps the time: it waits on the signal wake-up pipe and beats the heartbeat,
+closes expired connections, takes the listeners back when there is room, hands the lead over,
+and reports stuck requests. Liveness, as in gunicorn: one hung request does not stop the
+worker. A request that goes ``timeout`` seconds without progress (body bytes read, response
+bytes written) is logged once at WARNING with the stack of the thread serving it, and the worker
+goes on serving the others. Only a main thread that cannot run (the GIL held in C code) lets the
 master abort the worker; it then logs the requests in flight.
 
 Accept errors, ``max_requests`` and the listen queue on a stop follow every kind's policy
-(:mod:`monoceros.workers.base`): a pool thread that meets an accept error pauses accepting (the
-listener stays disarmed meanwhile) while the other threads go on serving.
+(:mod:`monoceros.workers.base`): a leader that meets an accept error pauses (its turn is handed
+over meanwhile, so the other threads go on serving).
 """
 
 from __future__ import annotations
@@ -66,8 +72,11 @@ __all__ = ["ThreadWorker"]
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _PEEK = socket.MSG_PEEK
 _PARK = select.EPOLLIN | select.EPOLLONESHOT if hasattr(select, "epoll") else 0
-#: a listener is armed for one idle pool thread at a time
-_ARM = _PARK
+#: listeners wake one worker process per connection; only the leader thread waits on them
+_LISTEN = select.EPOLLIN | getattr(select, "EPOLLEXCLUSIVE", 0) if hasattr(select, "epoll") else 0
+HAND_OVER = 0.002
+"""Seconds a leader may serve one connection before the main thread gives the lead to the next
+thread: the longest a new connection waits while the application makes a request wait."""
 #: seconds between two sweeps for expired deadlines, at most
 _TICK = 0.25
 _FOREVER = float("inf")
@@ -131,7 +140,17 @@ class _Conn:
 class _Progress:
     """What one pool thread is serving, and when that request last moved (0.0: idle)."""
 
-    __slots__ = ("peer", "recorder", "reported", "request", "since", "started", "thread")
+    __slots__ = (
+        "deposed",
+        "leading_since",
+        "peer",
+        "recorder",
+        "reported",
+        "request",
+        "since",
+        "started",
+        "thread",
+    )
 
     def __init__(self, recorder: Recorder | None = None) -> None:
         #: this thread's request slot in the worker's counting block (a private one if none)
@@ -144,6 +163,10 @@ class _Progress:
         #: ``started`` of the last request logged as stuck (each is logged once): kept by the
         #: main thread, so serving a request stores nothing more
         self.reported = 0.0
+        #: when this thread, as the leader, began serving what it took (monotonic)
+        self.leading_since = 0.0
+        #: the main thread gave the lead to another thread while this one served
+        self.deposed = False
 
     def begin(self, request: HttpRequest | UwsgiRequest, peer: PeerAddress) -> None:
         """A request starts being served."""
@@ -217,6 +240,11 @@ class ThreadWorker(BlockingWorker):
         self._stop_r, self._stop_w = os.pipe()
         self._poller.register(self._stop_r, select.EPOLLIN)
         self._listen(True)
+        #: held by the leader: the one pool thread that waits in the set
+        self._lead = threading.Lock()
+        #: guards the hand-over: the leader's progress while it serves, and ``deposed``
+        self._turns = threading.Lock()
+        self._serving: _Progress | None = None
         self._threads = [
             threading.Thread(target=self._work, args=(i,), name=f"monoceros-{i}", daemon=True)
             for i in range(cfg.threads)
@@ -243,8 +271,11 @@ class ThreadWorker(BlockingWorker):
         self._lock = threading.Lock()
         self._open = 0
         self._fresh = 0
-        #: False while the listeners are left disarmed (no room); the main thread re-arms them
+        #: False while the listeners are out of the set (no room, or a pause after an accept
+        #: error); the main thread puts them back
         self._accepting = True
+        #: accepting pauses until then after an accept error (monotonic)
+        self._paused_until = 0.0
 
     def _first_step_of(self, listener: Listener) -> _Step:
         """The PROXY header's step when it is on, else the TLS handshake's on a TLS listener,
@@ -258,49 +289,77 @@ class ThreadWorker(BlockingWorker):
     # ------------------------------------------------------------------ main thread
 
     def _listen(self, on: bool) -> None:
-        """Put the listeners in the pool's set (armed), or take them out (stopping)."""
+        """Put the listeners in the set, or take them out (no room; stopping)."""
         for fd in self._listening:
-            with contextlib.suppress(OSError):  # already in (or out of) the set
+            with contextlib.suppress(OSError, ValueError):  # already in (or out); closed
                 if on:
-                    self._poller.register(fd, _ARM)
+                    self._poller.register(fd, _LISTEN)
                 else:
                     self._poller.unregister(fd)
 
-    def _arm(self, fd: int) -> None:
-        """Let the next idle pool thread take the listener's next connection."""
-        with contextlib.suppress(OSError, ValueError):  # stopping: out of the set, or closed
-            self._poller.modify(fd, _ARM)
-
     def _serve_forever(self) -> None:
-        """The main thread's loop: signals, the heartbeat, deadlines, room to accept again."""
+        """The main thread's loop: signals, the heartbeat, deadlines, room to accept again,
+        the lead handed over when the leader is held up."""
         heartbeat = self.heartbeat
         timeout = self.cfg.timeout
         wait = self.idle_wait(_TICK)
         wakeup = select.epoll()
         wakeup.register(self._wakeup_r, select.EPOLLIN)
+        next_tick = 0.0
         try:
             while self.alive:
+                now = time.monotonic()
+                serving = self._serving
+                until = next_tick - now
+                if serving is not None:  # wake when the lead is to be handed over
+                    until = min(until, serving.leading_since + HAND_OVER - now)
+                if self._paused_until > now:  # wake when accepting may resume
+                    until = min(until, self._paused_until - now)
                 try:
-                    if wakeup.poll(wait):
+                    if wakeup.poll(max(until, 0.0)):
                         self.drain_wakeup()
                 except InterruptedError:
                     pass
                 if self.check_max_requests() or not self.alive:
                     break
-                now = heartbeat.beat()
+                now = time.monotonic()
+                self._hand_over(now, HAND_OVER)
+                if not self._accepting and now >= self._paused_until and self._admits():
+                    self._accepting = True
+                    self._listen(True)
+                if now < next_tick:
+                    continue
+                next_tick = now + wait
+                heartbeat.beat()
                 if timeout > 0:
                     self._report_stuck(now, timeout)
                 self._expire(now)
                 if self.reopen_logs:
                     self.reopen_log_files()
-                if not self._accepting and self._admits():
-                    self._accepting = True
-                    for fd in self._listening:
-                        self._arm(fd)
                 if self.parent_changed():
                     self.alive = False
         finally:
             wakeup.close()
+
+    def pause_accepting(self, seconds: float) -> None:
+        """Accept nothing for ``seconds``: the listeners leave the set, and the main thread
+        puts them back (no thread sleeps; the others go on serving)."""
+        self._paused_until = time.monotonic() + seconds
+        self._accepting = False
+        self._listen(False)
+        with contextlib.suppress(OSError):  # the main thread: wake up at the pause's end
+            os.write(self._wakeup_w, b"p")
+
+    def _hand_over(self, now: float, after: float) -> None:
+        """Give the lead to the next thread if the leader has served what it took for
+        ``after`` seconds or more (it finishes that, then waits for its turn again)."""
+        with self._turns:
+            serving = self._serving
+            if serving is None or now - serving.leading_since < after:
+                return
+            serving.deposed = True
+            self._serving = None
+            self._lead.release()
 
     def _admits(self) -> bool:
         """Whether one more connection may be accepted: fewer than ``worker_connections`` are
@@ -389,8 +448,9 @@ class ThreadWorker(BlockingWorker):
                 now = time.monotonic()
                 if now >= deadline:
                     break
+                self._hand_over(now, 0.0)  # the queued ones need no wait for a slow request
                 self.heartbeat.beat()
-                thread.join(min(0.5, deadline - now))
+                thread.join(min(0.05, deadline - now))
         for conn in list(self._parked.values()):  # parked by a thread racing the stop
             self._close(conn)
         self._poller.close()
@@ -456,31 +516,53 @@ class ThreadWorker(BlockingWorker):
             self._poller.register(fd, _PARK)
 
     def _work(self, index: int = 0) -> None:
-        """A pool thread: take the next ready listener or connection from the shared set and
-        serve it, until the stop."""
+        """A pool thread: wait for the lead; as the leader, take the next ready listener or
+        connection from the set and serve it, until the lead is handed over or the stop."""
         progress = _Progress(self.metrics.recorders[index])
         self._progress.append(progress)
         poll = self._poller.poll
         parked = self._parked
         listening = self._listening
         stop = self._stop_r
+        lead = self._lead
+        turns = self._turns
+        monotonic = time.monotonic
         while True:
-            try:
-                events = poll(-1, 1)
-            except InterruptedError:
-                continue
-            except (OSError, ValueError):  # the set was closed: the worker is gone
-                return
-            for fd, _ in events:
+            lead.acquire()
+            while True:  # leading
+                try:
+                    events = poll(-1, 1)
+                except InterruptedError:
+                    continue
+                except (OSError, ValueError):  # the set was closed: the worker is gone
+                    lead.release()
+                    return
+                if not events:
+                    continue
+                fd = events[0][0]
                 conn = parked.pop(fd, None)
+                if conn is None:
+                    if fd == stop:
+                        lead.release()  # the next thread sees the stop too
+                        self._drain_jobs(progress)
+                        return
+                    if fd not in listening:
+                        continue  # the connection was closed (expired) after its event came
+                with turns:
+                    progress.leading_since = monotonic()
+                    self._serving = progress
                 if conn is not None:
                     self._serve(conn, progress)
-                elif fd in listening:
-                    self._accept(fd, listening[fd], progress)
-                elif fd == stop:
-                    self._drain_jobs(progress)
-                    return
-                # else: the connection was closed (expired) after its event came
+                else:
+                    self._accept(listening[fd], progress)
+                with turns:
+                    deposed = progress.deposed
+                    if deposed:
+                        progress.deposed = False
+                    else:
+                        self._serving = None
+                if deposed:
+                    break  # another thread leads now: wait for the next turn
 
     def _drain_jobs(self, progress: _Progress) -> None:
         """Stopping: serve the connections the main thread queued."""
@@ -492,26 +574,23 @@ class ThreadWorker(BlockingWorker):
                 return
             self._serve(conn, progress)
 
-    def _accept(self, fd: int, listening: _Listening, progress: _Progress) -> None:
-        """This thread took a listener's readiness: accept one connection, re-arm the listener
-        for the next idle thread, and serve the connection. With no room (or stopping) the
-        listener stays disarmed; after an accept error it stays disarmed for the pause."""
+    def _accept(self, listening: _Listening, progress: _Progress) -> None:
+        """The leader took a listener's readiness: accept one connection and serve it. With no
+        room (or stopping) the listeners leave the set until the main thread sees room."""
         if not self.alive:
             return
         if not self._admits():
-            self._accepting = False  # the main thread re-arms once there is room
+            self._accepting = False
+            self._listen(False)
             return
         listener = listening.listener
         try:
             client_fd, peer = listening.accept()
         except (BlockingIOError, InterruptedError):  # another worker took it
-            self._arm(fd)
             return
         except OSError as exc:
-            self.accept_failed(listener, exc)  # pauses this thread (not the others) on EMFILE
-            self._arm(fd)
+            self.accept_failed(listener, exc)  # EMFILE: a pause (pause_accepting)
             return
-        self._arm(fd)
         client = socket.socket(listening.family, listening.kind, listening.proto, client_fd)
         self._serve(self._new_conn(listener, client, peer, listening.step), progress)
 

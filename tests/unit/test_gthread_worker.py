@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,7 @@ from monoceros.heartbeat import Heartbeat
 from monoceros.listeners import BindSpec, Listener
 from monoceros.logs import Logger
 from monoceros.protocols.http import HttpParser, HttpRequest
-from monoceros.workers.gthread import ThreadWorker, _Conn, _Progress
+from monoceros.workers.gthread import HAND_OVER, ThreadWorker, _Conn, _Progress
 
 from unit_support import socket_pair
 
@@ -210,3 +211,22 @@ def test_a_connection_closed_without_a_request_frees_its_place(
     assert worker._step_http(conn, _Progress()) is False
     worker._close(conn)
     assert worker.nr == 0 and worker._admits()
+
+
+def test_the_lead_is_handed_over_only_after_the_leader_was_held_up(worker: ThreadWorker) -> None:
+    """The main thread gives the lead to the next thread when the leader has served what it
+    took for HAND_OVER seconds; the old leader learns it when it is done (``deposed``)."""
+    worker._lead = threading.Lock()
+    worker._turns = threading.Lock()
+    leader = _Progress()
+    worker._lead.acquire()  # the leader's turn
+    leader.leading_since = 100.0
+    worker._serving = leader
+    worker._hand_over(100.0 + HAND_OVER / 2, HAND_OVER)  # a quick request: it keeps the lead
+    assert not leader.deposed and worker._serving is leader
+    assert not worker._lead.acquire(blocking=False)
+    worker._hand_over(100.0 + 2 * HAND_OVER, HAND_OVER)  # held up: the next thread may lead
+    assert leader.deposed and worker._serving is None
+    assert worker._lead.acquire(blocking=False)  # the next thread's turn
+    worker._hand_over(200.0, HAND_OVER)  # nobody serving as the leader: nothing to hand over
+    assert not worker._lead.acquire(blocking=False)

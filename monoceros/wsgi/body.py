@@ -49,22 +49,25 @@ class Input:
         return True
 
     def read(self, size: int | None = -1) -> bytes:
-        """Read up to ``size`` bytes (all that is left when size is negative or None)."""
-        if size is None or size < 0:
-            parts = [self._buf]
-            self._buf = b""
-            while self._more():
-                parts.append(self._buf)
-                self._buf = b""
-            return b"".join(parts)
-        if not self._buf and size:
-            self._more()
+        """Read ``size`` bytes, fewer only at the end of the body (all that is left when size
+        is negative or None): as a file does, and as gunicorn's ``wsgi.input`` does, since
+        frameworks read ``CONTENT_LENGTH`` bytes with one call (Django's ``request.body``)."""
         buf = self._buf
-        if len(buf) <= size:
+        if size is not None and 0 <= size <= len(buf):  # in hand already
+            self._buf = buf[size:]
+            return buf[:size] if size < len(buf) else buf
+        parts = [buf]
+        have = len(buf)
+        self._buf = b""
+        while (size is None or size < 0 or have < size) and self._more():
+            parts.append(self._buf)
+            have += len(self._buf)
             self._buf = b""
-            return buf
-        self._buf = buf[size:]
-        return buf[:size]
+        data = b"".join(parts) if len(parts) > 1 else buf
+        if size is not None and 0 <= size < have:  # the last piece went past: keep the rest
+            self._buf = data[size:]
+            data = data[:size]
+        return data
 
     def readline(self, size: int | None = -1) -> bytes:
         """Read one line, up to and including ``\\n`` (at most ``size`` bytes when given)."""

@@ -20,10 +20,42 @@ def test_read_all_and_sizes() -> None:
     assert Input(puller([b"ab", b"cd", b"e"])).read() == b"abcde"
     inp = Input(puller([b"abc", b"defg"]))
     assert inp.read(2) == b"ab"
-    assert inp.read(5) == b"c"  # never more than asked, may be less
-    assert inp.read(5) == b"defg"
+    assert inp.read(0) == b""
+    assert inp.read(4) == b"cdef"  # as much as asked, across pieces (as a file reads)
+    assert inp.read(5) == b"g"  # fewer only at the end of the body
     assert inp.read(5) == b""
     assert inp.exhausted
+
+
+def test_read_of_the_content_length_returns_the_whole_body_in_one_call() -> None:
+    """Frameworks read CONTENT_LENGTH bytes with one call (Django's request.body does): the
+    body must come whole however many pieces it arrives in, and nothing beyond it is pulled."""
+    pieces = [bytes([i]) * 65536 for i in range(16)]
+    pulled: list[int] = []
+    source = iter(pieces)
+
+    def pull() -> bytes:
+        pulled.append(1)
+        return next(source, b"")
+
+    inp = Input(pull)
+    assert inp.read(16 * 65536) == b"".join(pieces)
+    assert len(pulled) == 16  # not one more pull than the body needed
+
+
+@given(
+    st.lists(st.binary(min_size=1, max_size=40), max_size=8),
+    st.lists(st.integers(min_value=-1, max_value=60), min_size=1, max_size=12),
+)
+def test_reads_of_any_sizes_are_the_body_in_order(pieces: list[bytes], sizes: list[int]) -> None:
+    body = b"".join(pieces)
+    inp = Input(puller(pieces))
+    got = b""
+    for size in sizes:
+        part = inp.read(size)
+        expected = body[len(got) :] if size < 0 else body[len(got) : len(got) + size]
+        assert part == expected
+        got += part
 
 
 def test_readline_across_pieces_and_limit() -> None:

@@ -323,8 +323,22 @@ def main(argv: list[str] | None = None) -> int:
             "versions": versions,
             "cells": [dict(dataclasses.asdict(c), server_us=c.server_us) for c in cells],
         }
-        Path(a.json).write_text(json.dumps(doc, indent=1))
+        Path(a.json).write_text(portable(json.dumps(doc, indent=1)))
     return EXIT_ERRORS if report.problems(rows) else 0
+
+
+def portable(text: str) -> str:
+    """text without this machine's paths: the checkout is ``.``, the temp folder ``$TMPDIR``, and
+    the home folder ``~`` (so a results file can be committed beside the chart drawn from it)."""
+    places = {
+        str(HERE.parent): ".",
+        tempfile.gettempdir(): "$TMPDIR",
+        str(Path.home()): "~",
+    }
+    for place, name in sorted(places.items(), key=lambda kv: -len(kv[0])):
+        if len(place) > 1:  # never "/"
+            text = text.replace(json.dumps(place)[1:-1], name)
+    return text
 
 
 def report_address() -> Address:

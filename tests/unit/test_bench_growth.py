@@ -3,9 +3,11 @@ and the one request that checks an answer, sent to a loopback listener to see it
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -216,3 +218,18 @@ def test_growth_flag_picks_the_growth_scenarios_and_monoceros() -> None:
     assert (a.servers, a.scenarios) == ("uwsgi:uwsgi", "body-4k")
     a = run.parse_args([])
     assert a.scenarios.split(",") == list(DEFAULT) and not a.growth
+
+
+def test_results_file_holds_no_path_of_this_machine() -> None:
+    checkout = run.HERE.parent
+    text = json.dumps(
+        {
+            "command": f"{checkout}/.venv/bin/python -m monoceros --bind unix:"
+            f"{tempfile.gettempdir()}/mbench-x/app.sock",
+            "peers": f"{Path.home()}/.cache/monoceros-bench/peers/bin/uwsgi",
+        }
+    )
+    doc = json.loads(run.portable(text))
+    assert doc["command"] == "./.venv/bin/python -m monoceros --bind unix:$TMPDIR/mbench-x/app.sock"
+    assert doc["peers"] == "~/.cache/monoceros-bench/peers/bin/uwsgi"
+    assert str(checkout) not in run.portable(text)

@@ -1,30 +1,45 @@
 """The gthread worker: a pool of ``threads`` threads per worker, keep-alive and pipelining.
 
-The main thread owns one long-lived epoll set holding the listeners, the signal wake-up pipe and
-every connection that waits for bytes (a new one whose request has not arrived yet, a kept-alive
-one between requests, a slow client in the middle of its head). A connection that becomes
-readable is handed to the pool; a thread reads and parses what is there without waiting, serves
-the complete requests (blocking, as the sync worker does, for the body and the response), and
-when the next request is not there yet, parks the connection again (``EPOLLONESHOT``, re-armed
-by the thread itself, so nothing passes through the main thread). Idle kept-alive connections
-are closed after ``keepalive`` seconds, heads that do not complete within ``header_timeout``
-seconds are dropped, and no more connections are accepted while ``worker_connections`` are open.
-A connection's next step is its own (``_Conn.step``): with ``proxy_protocol`` on, a new one
-starts with the PROXY header's (:meth:`ThreadWorker._step_proxy`), which hands over to the
-protocol's once the header is read.
+One long-lived epoll set holds the listeners and every connection that waits for bytes (a new
+one whose request has not arrived yet, a kept-alive one between requests, a slow client in the
+middle of its head; each armed for one event at a time, ``EPOLLONESHOT``). The pool threads take
+turns at it, leader and followers: one thread, the leader, waits in the set and serves what it
+takes itself — a listener's readiness is one ``accept`` and that connection, a parked
+connection's readiness is that connection — then waits again; the others wait for their turn.
+A stream of quick requests is thus served by one thread as the sync worker serves it, with no
+hand-off between threads (no queue, no waking of another thread, no passing of the GIL, which
+would cost more than the request). When the leader's request takes longer than
+:data:`HAND_OVER` seconds (the application waits on something), the main thread makes the next
+thread the leader, so the listeners and the parked connections are never left unattended
+longer than that; the old leader finishes its request and queues for its next turn. Up to
+``threads`` requests run at once, as in gunicorn.
 
-Liveness, as in gunicorn: the main thread beats the heartbeat while its loop runs, so one hung
-request does not stop the worker. A request that goes ``timeout`` seconds without progress (body
-bytes read, response bytes written) is logged once at WARNING with the stack of the thread
-serving it, and the worker goes on serving the others. Only a main thread that cannot run (the
-GIL held in C code) lets the master abort the worker; it then logs the requests in flight.
+A thread reads and parses what is there without waiting, serves the complete requests (blocking,
+as the sync worker does, for the body and the response), and when the next request is not there
+yet, parks the connection again. Idle kept-alive connections are closed after ``keepalive``
+seconds, heads that do not complete within ``header_timeout`` seconds are dropped, and no more
+connections are accepted while ``worker_connections`` are open (the listeners leave the set
+until the main thread sees room again). A connection's next step is its own (``_Conn.step``):
+with ``proxy_protocol`` on, a new one starts with the PROXY header's
+(:meth:`ThreadWorker._step_proxy`), which hands over to the protocol's once the header is read.
+
+The main thread keeps the time: it waits on the signal wake-up pipe and beats the heartbeat,
+closes expired connections, takes the listeners back when there is room, hands the lead over,
+and reports stuck requests. Liveness, as in gunicorn: one hung request does not stop the
+worker. A request that goes ``timeout`` seconds without progress (body bytes read, response
+bytes written) is logged once at WARNING with the stack of the thread serving it, and the worker
+goes on serving the others. Only a main thread that cannot run (the GIL held in C code) lets the
+master abort the worker; it then logs the requests in flight.
 
 Accept errors, ``max_requests`` and the listen queue on a stop follow every kind's policy
-(:mod:`monoceros.workers.base`); the main thread applies it between two polls.
+(:mod:`monoceros.workers.base`): a leader that meets an accept error pauses (its turn is handed
+over meanwhile, so the other threads go on serving).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import select
 import socket
@@ -57,6 +72,11 @@ __all__ = ["ThreadWorker"]
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _PEEK = socket.MSG_PEEK
 _PARK = select.EPOLLIN | select.EPOLLONESHOT if hasattr(select, "epoll") else 0
+#: listeners wake one worker process per connection; only the leader thread waits on them
+_LISTEN = select.EPOLLIN | getattr(select, "EPOLLEXCLUSIVE", 0) if hasattr(select, "epoll") else 0
+HAND_OVER = 0.002
+"""Seconds a leader may serve one connection before the main thread gives the lead to the next
+thread: the longest a new connection waits while the application makes a request wait."""
 #: seconds between two sweeps for expired deadlines, at most
 _TICK = 0.25
 _FOREVER = float("inf")
@@ -120,7 +140,17 @@ class _Conn:
 class _Progress:
     """What one pool thread is serving, and when that request last moved (0.0: idle)."""
 
-    __slots__ = ("peer", "recorder", "reported", "request", "since", "started", "thread")
+    __slots__ = (
+        "deposed",
+        "leading_since",
+        "peer",
+        "recorder",
+        "reported",
+        "request",
+        "since",
+        "started",
+        "thread",
+    )
 
     def __init__(self, recorder: Recorder | None = None) -> None:
         #: this thread's request slot in the worker's counting block (a private one if none)
@@ -133,6 +163,10 @@ class _Progress:
         #: ``started`` of the last request logged as stuck (each is logged once): kept by the
         #: main thread, so serving a request stores nothing more
         self.reported = 0.0
+        #: when this thread, as the leader, began serving what it took (monotonic)
+        self.leading_since = 0.0
+        #: the main thread gave the lead to another thread while this one served
+        self.deposed = False
 
     def begin(self, request: HttpRequest | UwsgiRequest, peer: PeerAddress) -> None:
         """A request starts being served."""
@@ -164,6 +198,23 @@ class _Progress:
         return f"{log_safe(line.rstrip())} from {peer}"
 
 
+class _Listening:
+    """A listener as the pool threads accept from it: the raw accept and the plain ints a new
+    socket object is made from (``socket.accept`` converts family and type to enums for every
+    connection), and a new connection's first step."""
+
+    __slots__ = ("accept", "family", "kind", "listener", "proto", "step")
+
+    def __init__(self, listener: Listener, step: _Step) -> None:
+        sock = listener.sock
+        self.listener = listener
+        self.step = step
+        self.accept: Callable[[], tuple[int, PeerAddress]] = sock._accept  # type: ignore[attr-defined]
+        self.family = int(sock.family)
+        self.kind = int(sock.type)
+        self.proto = sock.proto
+
+
 class ThreadWorker(BlockingWorker):
     """Serve many connections with a thread pool; HTTP/1.1 keep-alive and pipelining."""
 
@@ -181,9 +232,19 @@ class ThreadWorker(BlockingWorker):
         self.tls: Handshakes | None = self.tls_handshakes()
         self.keepalive = float(cfg.keepalive)
         self._parked: dict[int, _Conn] = {}
-        self._jobs: queue.SimpleQueue[_Conn | None] = queue.SimpleQueue()
+        #: connections handed to the pool by the main thread while it stops
+        self._jobs: queue.SimpleQueue[_Conn] = queue.SimpleQueue()
         self._progress: list[_Progress] = []
         self._poller = select.epoll()
+        #: readable once the pool threads are to leave (level-triggered: every one sees it)
+        self._stop_r, self._stop_w = os.pipe()
+        self._poller.register(self._stop_r, select.EPOLLIN)
+        self._listen(True)
+        #: held by the leader: the one pool thread that waits in the set
+        self._lead = threading.Lock()
+        #: guards the hand-over: the leader's progress while it serves, and ``deposed``
+        self._turns = threading.Lock()
+        self._serving: _Progress | None = None
         self._threads = [
             threading.Thread(target=self._work, args=(i,), name=f"monoceros-{i}", daemon=True)
             for i in range(cfg.threads)
@@ -201,13 +262,20 @@ class ThreadWorker(BlockingWorker):
         self._http_step: _Step = self._step_http
         self._uwsgi_step: _Step = self._step_uwsgi
         self._proxy_tls_step: _Step = self._step_proxy_before_tls
-        #: a new connection's first step, by listener fd
-        self._first_step: dict[int, _Step] = {
-            listener.sock.fileno(): self._first_step_of(listener) for listener in self.listeners
+        #: per listener fd: what a pool thread needs to accept from it, and the new
+        #: connection's first step
+        self._listening: dict[int, _Listening] = {
+            listener.sock.fileno(): _Listening(listener, self._first_step_of(listener))
+            for listener in self.listeners
         }
         self._lock = threading.Lock()
         self._open = 0
         self._fresh = 0
+        #: False while the listeners are out of the set (no room, or a pause after an accept
+        #: error); the main thread puts them back
+        self._accepting = True
+        #: accepting pauses until then after an accept error (monotonic)
+        self._paused_until = 0.0
 
     def _first_step_of(self, listener: Listener) -> _Step:
         """The PROXY header's step when it is on, else the TLS handshake's on a TLS listener,
@@ -221,57 +289,77 @@ class ThreadWorker(BlockingWorker):
     # ------------------------------------------------------------------ main thread
 
     def _listen(self, on: bool) -> None:
-        exclusive = getattr(select, "EPOLLEXCLUSIVE", 0)
-        for listener in self.listeners:
-            if on:
-                self._poller.register(listener.sock.fileno(), select.EPOLLIN | exclusive)
-            else:
-                self._poller.unregister(listener.sock.fileno())
+        """Put the listeners in the set, or take them out (no room; stopping)."""
+        for fd in self._listening:
+            with contextlib.suppress(OSError, ValueError):  # already in (or out); closed
+                if on:
+                    self._poller.register(fd, _LISTEN)
+                else:
+                    self._poller.unregister(fd)
 
     def _serve_forever(self) -> None:
-        poller = self._poller
+        """The main thread's loop: signals, the heartbeat, deadlines, room to accept again,
+        the lead handed over when the leader is held up."""
         heartbeat = self.heartbeat
         timeout = self.cfg.timeout
         wait = self.idle_wait(_TICK)
-        by_fd = {listener.sock.fileno(): listener for listener in self.listeners}
-        wakeup = self._wakeup_r
-        parked = self._parked
-        jobs = self._jobs
-        poller.register(wakeup, select.EPOLLIN)
-        self._listen(True)
-        accepting = True
+        wakeup = select.epoll()
+        wakeup.register(self._wakeup_r, select.EPOLLIN)
         next_tick = 0.0
-        while self.alive:
-            try:
-                events = poller.poll(wait)
-            except InterruptedError:
-                events = []
-            for fd, _ in events:
-                conn = parked.pop(fd, None)
-                if conn is not None:
-                    jobs.put(conn)
-                elif fd == wakeup:
-                    self.drain_wakeup()
-                elif accepting and fd in by_fd:
-                    accepting = self._accept(by_fd[fd])
-                    if not accepting:
-                        self._listen(False)
-            self.check_max_requests()
-            now = time.monotonic()
-            if now < next_tick and self.alive:
-                continue
-            next_tick = now + wait
-            heartbeat.beat()
-            if timeout > 0:
-                self._report_stuck(now, timeout)
-            self._expire(now)
-            if self.reopen_logs:
-                self.reopen_log_files()
-            if not accepting and self._admits() and self.alive:
-                accepting = True
-                self._listen(True)
-            if self.parent_changed():
-                self.alive = False
+        try:
+            while self.alive:
+                now = time.monotonic()
+                serving = self._serving
+                until = next_tick - now
+                if serving is not None:  # wake when the lead is to be handed over
+                    until = min(until, serving.leading_since + HAND_OVER - now)
+                if self._paused_until > now:  # wake when accepting may resume
+                    until = min(until, self._paused_until - now)
+                try:
+                    if wakeup.poll(max(until, 0.0)):
+                        self.drain_wakeup()
+                except InterruptedError:
+                    pass
+                if self.check_max_requests() or not self.alive:
+                    break
+                now = time.monotonic()
+                self._hand_over(now, HAND_OVER)
+                if not self._accepting and now >= self._paused_until and self._admits():
+                    self._accepting = True
+                    self._listen(True)
+                if now < next_tick:
+                    continue
+                next_tick = now + wait
+                heartbeat.beat()
+                if timeout > 0:
+                    self._report_stuck(now, timeout)
+                self._expire(now)
+                if self.reopen_logs:
+                    self.reopen_log_files()
+                if self.parent_changed():
+                    self.alive = False
+        finally:
+            wakeup.close()
+
+    def pause_accepting(self, seconds: float) -> None:
+        """Accept nothing for ``seconds``: the listeners leave the set, and the main thread
+        puts them back (no thread sleeps; the others go on serving)."""
+        self._paused_until = time.monotonic() + seconds
+        self._accepting = False
+        self._listen(False)
+        with contextlib.suppress(OSError):  # the main thread: wake up at the pause's end
+            os.write(self._wakeup_w, b"p")
+
+    def _hand_over(self, now: float, after: float) -> None:
+        """Give the lead to the next thread if the leader has served what it took for
+        ``after`` seconds or more (it finishes that, then waits for its turn again)."""
+        with self._turns:
+            serving = self._serving
+            if serving is None or now - serving.leading_since < after:
+                return
+            serving.deposed = True
+            self._serving = None
+            self._lead.release()
 
     def _admits(self) -> bool:
         """Whether one more connection may be accepted: fewer than ``worker_connections`` are
@@ -280,60 +368,24 @@ class ThreadWorker(BlockingWorker):
         listen queue is left to the other workers and to this one's replacement)."""
         return self._open < self.max_connections and self.nr + self._fresh < self.max_requests
 
-    def _accept(self, listener: Listener) -> bool:
-        """Accept what is waiting on ``listener``; False once :meth:`_admits` says no more."""
-        sock = listener.sock
-        uwsgi = listener.protocol == "uwsgi"
+    def _new_conn(
+        self, listener: Listener, client: socket.socket, peer: PeerAddress, step: _Step
+    ) -> _Conn:
+        """Count a new connection (towards ``worker_connections`` and ``max_requests``);
+        ``step``: its first."""
         header_timeout = self.header_timeout
-        step = self._first_step[sock.fileno()]
-        while self._admits():
-            try:
-                client, peer = sock.accept()
-            except BlockingIOError:
-                return True
-            except OSError as exc:
-                if self.accept_failed(listener, exc):
-                    continue
-                return True
-            self._enqueue(listener, client, peer, uwsgi, header_timeout, step)
-        return False
-
-    def _enqueue(
-        self,
-        listener: Listener,
-        client: socket.socket,
-        peer: PeerAddress,
-        uwsgi: bool,
-        header_timeout: float | None,
-        step: _Step,
-    ) -> None:
-        """Hand a new connection to the thread pool; ``step``: its first."""
         deadline = time.monotonic() + header_timeout if header_timeout else _FOREVER
         with self._lock:
             self._open += 1
             self._fresh += 1
-        self._jobs.put(
-            _Conn(
-                client,
-                listener,
-                peer,
-                deadline,
-                None if uwsgi else HttpParser(self.limits),
-                step,
-            )
-        )
+        parser = None if listener.protocol == "uwsgi" else HttpParser(self.limits)
+        return _Conn(client, listener, peer, deadline, parser, step)
 
     def _take_queued(self, listener: Listener, client: socket.socket, peer: PeerAddress) -> None:
         """Graceful stop: hand a connection from the listen queue to the pool (beyond
         ``worker_connections`` if need be), so closing the listeners does not reset it."""
-        self._enqueue(
-            listener,
-            client,
-            peer,
-            listener.protocol == "uwsgi",
-            self.header_timeout,
-            self._first_step[listener.sock.fileno()],
-        )
+        step = self._listening[listener.sock.fileno()].step
+        self._jobs.put(self._new_conn(listener, client, peer, step))
 
     def _report_stuck(self, now: float, timeout: int) -> None:
         """Log once, at WARNING, each request in flight that made no progress for ``timeout``
@@ -380,6 +432,7 @@ class ThreadWorker(BlockingWorker):
     def _shutdown(self) -> None:
         """Stop accepting, close idle connections, let requests in flight finish, stop."""
         self.alive = False
+        self._listen(False)
         if self.serves_listen_queue():
             self.take_listen_queue(self._take_queued)
         for conn in list(self._parked.values()):
@@ -388,19 +441,21 @@ class ThreadWorker(BlockingWorker):
                     self._close(conn)  # idle between requests: nothing is lost
                 else:
                     self._jobs.put(conn)  # accepted, request not there yet: still served
-        for _ in self._threads:
-            self._jobs.put(None)
+        os.write(self._stop_w, b"s")  # every pool thread serves what is queued, then leaves
         deadline = time.monotonic() + max(self.cfg.graceful_timeout, 0)
         for thread in self._threads:
             while thread.is_alive():
                 now = time.monotonic()
                 if now >= deadline:
                     break
+                self._hand_over(now, 0.0)  # the queued ones need no wait for a slow request
                 self.heartbeat.beat()
-                thread.join(min(0.5, deadline - now))
+                thread.join(min(0.05, deadline - now))
         for conn in list(self._parked.values()):  # parked by a thread racing the stop
             self._close(conn)
         self._poller.close()
+        for fd in (self._stop_r, self._stop_w):
+            os.close(fd)
 
     def _handle_abort(self, signum: int, frame: FrameType | None) -> None:
         """Timed out: name the request(s) in flight, each with the stack of the thread serving
@@ -461,36 +516,112 @@ class ThreadWorker(BlockingWorker):
             self._poller.register(fd, _PARK)
 
     def _work(self, index: int = 0) -> None:
+        """A pool thread: wait for the lead; as the leader, take the next ready listener or
+        connection from the set and serve it, until the lead is handed over or the stop."""
         progress = _Progress(self.metrics.recorders[index])
         self._progress.append(progress)
+        poll = self._poller.poll
+        parked = self._parked
+        listening = self._listening
+        stop = self._stop_r
+        lead = self._lead
+        turns = self._turns
+        monotonic = time.monotonic
+        while True:
+            lead.acquire()
+            while True:  # leading
+                try:
+                    events = poll(-1, 1)
+                except InterruptedError:
+                    continue
+                except (OSError, ValueError):  # the set was closed: the worker is gone
+                    lead.release()
+                    return
+                if not events:
+                    continue
+                fd = events[0][0]
+                conn = parked.pop(fd, None)
+                if conn is None:
+                    if fd == stop:
+                        lead.release()  # the next thread sees the stop too
+                        self._drain_jobs(progress)
+                        return
+                    if fd not in listening:
+                        continue  # the connection was closed (expired) after its event came
+                with turns:
+                    progress.leading_since = monotonic()
+                    self._serving = progress
+                if conn is not None:
+                    self._serve(conn, progress)
+                else:
+                    self._accept(listening[fd], progress)
+                with turns:
+                    deposed = progress.deposed
+                    if deposed:
+                        progress.deposed = False
+                    else:
+                        self._serving = None
+                if deposed:
+                    break  # another thread leads now: wait for the next turn
+
+    def _drain_jobs(self, progress: _Progress) -> None:
+        """Stopping: serve the connections the main thread queued."""
         jobs = self._jobs
         while True:
-            conn = jobs.get()
-            if conn is None:
+            try:
+                conn = jobs.get_nowait()
+            except queue.Empty:
                 return
-            keep = False
-            while True:
-                try:
-                    # accept -> (PROXY header, plain text) -> TLS handshake -> protocol
-                    keep = conn.step(conn, progress)
-                except Exception as exc:
-                    keep = False
-                    self.log_connection_error(exc, conn.peer, conn.listener)
-                finally:
-                    progress.end()
-                # stopping: a connection accepted before the stop still gets its first request
-                if keep and not self.alive and not conn.served and self._first_bytes(conn):
-                    continue
-                break
-            if keep:
-                try:
-                    self._park(conn)
-                except Exception as exc:  # the poller is closed: the worker is stopping
-                    self.log.debug("Could not park a connection: %s", exc)
-                    self._parked.pop(conn.fd, None)
-                    self._close(conn)
-            else:
+            self._serve(conn, progress)
+
+    def _accept(self, listening: _Listening, progress: _Progress) -> None:
+        """The leader took a listener's readiness: accept one connection and serve it. With no
+        room (or stopping) the listeners leave the set until the main thread sees room."""
+        if not self.alive:
+            return
+        if not self._admits():
+            self._accepting = False
+            self._listen(False)
+            return
+        listener = listening.listener
+        try:
+            client_fd, peer = listening.accept()
+        except (BlockingIOError, InterruptedError):  # another worker took it
+            return
+        except OSError as exc:
+            self.accept_failed(listener, exc)  # EMFILE: a pause (pause_accepting)
+            return
+        client = socket.socket(listening.family, listening.kind, listening.proto, client_fd)
+        self._serve(self._new_conn(listener, client, peer, listening.step), progress)
+
+    def _serve(self, conn: _Conn, progress: _Progress) -> None:
+        """Take the connection's steps while it has bytes; then park or close it."""
+        keep = False
+        while True:
+            try:
+                # accept -> (PROXY header, plain text) -> TLS handshake -> protocol
+                keep = conn.step(conn, progress)
+            except Exception as exc:
+                keep = False
+                self.log_connection_error(exc, conn.peer, conn.listener)
+            finally:
+                progress.end()
+            # stopping: a connection accepted before the stop still gets its first request
+            if keep and not self.alive and not conn.served and self._first_bytes(conn):
+                continue
+            break
+        if keep:
+            try:
+                self._park(conn)
+            except Exception as exc:  # the set is closed: the worker is stopping
+                self.log.debug("Could not park a connection: %s", exc)
+                self._parked.pop(conn.fd, None)
                 self._close(conn)
+        else:
+            self._close(conn)
+        if self.nr >= self.max_requests and self.alive:  # tell the main thread at once
+            with contextlib.suppress(OSError):
+                os.write(self._wakeup_w, b"m")
 
     def _first_bytes(self, conn: _Conn) -> bool:
         """While stopping: wait (bounded) in this thread for a new connection's request."""

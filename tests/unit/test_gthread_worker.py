@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import queue
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +14,7 @@ from monoceros.heartbeat import Heartbeat
 from monoceros.listeners import BindSpec, Listener
 from monoceros.logs import Logger
 from monoceros.protocols.http import HttpParser, HttpRequest
-from monoceros.workers.gthread import ThreadWorker, _Conn, _Progress
+from monoceros.workers.gthread import HAND_OVER, ThreadWorker, _Conn, _Progress
 
 from unit_support import socket_pair
 
@@ -189,14 +189,11 @@ def test_connections_awaiting_their_first_request_count_towards_max_requests(
     worker: ThreadWorker, pair: tuple[socket.socket, socket.socket]
 ) -> None:
     a, b = pair
-    worker._jobs = queue.SimpleQueue()
     worker.max_requests = 2
     worker.nr = 1
     assert worker._admits()
-    worker._enqueue(worker.listeners[0], a, "", False, None, worker._step_http)
+    conn = worker._new_conn(worker.listeners[0], a, "", worker._step_http)
     assert not worker._admits()  # one served, one on its way: the limit is reached
-    conn = worker._jobs.get_nowait()
-    assert conn is not None
     b.sendall(b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert worker._step_http(conn, _Progress()) is False
     worker._close(conn)
@@ -207,13 +204,29 @@ def test_a_connection_closed_without_a_request_frees_its_place(
     worker: ThreadWorker, pair: tuple[socket.socket, socket.socket]
 ) -> None:
     a, b = pair
-    worker._jobs = queue.SimpleQueue()
     worker.max_requests = 1
-    worker._enqueue(worker.listeners[0], a, "", False, None, worker._step_http)
+    conn = worker._new_conn(worker.listeners[0], a, "", worker._step_http)
     assert not worker._admits()
-    conn = worker._jobs.get_nowait()
-    assert conn is not None
     b.close()  # a health check: connected, closed, no request
     assert worker._step_http(conn, _Progress()) is False
     worker._close(conn)
     assert worker.nr == 0 and worker._admits()
+
+
+def test_the_lead_is_handed_over_only_after_the_leader_was_held_up(worker: ThreadWorker) -> None:
+    """The main thread gives the lead to the next thread when the leader has served what it
+    took for HAND_OVER seconds; the old leader learns it when it is done (``deposed``)."""
+    worker._lead = threading.Lock()
+    worker._turns = threading.Lock()
+    leader = _Progress()
+    worker._lead.acquire()  # the leader's turn
+    leader.leading_since = 100.0
+    worker._serving = leader
+    worker._hand_over(100.0 + HAND_OVER / 2, HAND_OVER)  # a quick request: it keeps the lead
+    assert not leader.deposed and worker._serving is leader
+    assert not worker._lead.acquire(blocking=False)
+    worker._hand_over(100.0 + 2 * HAND_OVER, HAND_OVER)  # held up: the next thread may lead
+    assert leader.deposed and worker._serving is None
+    assert worker._lead.acquire(blocking=False)  # the next thread's turn
+    worker._hand_over(200.0, HAND_OVER)  # nobody serving as the leader: nothing to hand over
+    assert not worker._lead.acquire(blocking=False)

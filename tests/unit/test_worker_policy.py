@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import queue
+import os
+import select
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,7 +25,7 @@ from monoceros.listeners import BindSpec, Listener
 from monoceros.logs import Logger
 from monoceros.workers.asgi import AsgiWorker
 from monoceros.workers.base import ACCEPT_BACKOFF, ACCEPT_LOG_INTERVAL, ACCEPT_RETRY, Worker
-from monoceros.workers.gthread import ThreadWorker
+from monoceros.workers.gthread import ThreadWorker, _Progress
 from monoceros.workers.sync import SyncWorker
 
 BACK_OFF = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EBADF)
@@ -132,21 +134,48 @@ def test_the_sync_worker_pauses_after_emfile_then_serves(
 
 
 def test_the_gthread_worker_retries_econnaborted_and_pauses_after_emfile(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
+    """The leader thread accepts one connection per readiness: after ECONNABORTED the listener
+    stays in the set (the next poll tries again); after EMFILE it leaves the set for the pause
+    (no thread sleeps) and the main thread's loop puts it back; the connection accepted then is
+    served by the thread that accepted it."""
     lst = listening(tmp_path / "s", (errno.ECONNABORTED, errno.EMFILE))
+    lst.sock.setblocking(False)
     worker = make_worker(ThreadWorker, [lst])
     worker.setup_serving(True)
-    worker._jobs = queue.SimpleQueue()
-    slept: list[float] = []
-    monkeypatch.setattr("time.sleep", slept.append)
-    client = connect(tmp_path / "s")
-    assert worker._accept(lst) is True  # ECONNABORTED: again at once; EMFILE: pause, return
-    assert slept == [ACCEPT_BACKOFF] and worker._jobs.empty()
-    assert worker._accept(lst) is True
-    assert worker._jobs.get_nowait() is not None  # the connection, accepted after the pause
-    client.close()
-    lst.sock.close()
+    worker._poller = select.epoll()
+    worker._parked = {}
+    worker.keepalive = 2.0
+    worker.tls = None
+    worker._wakeup_r, worker._wakeup_w = os.pipe()
+    fd = lst.sock.fileno()
+    worker._listen(True)
+    client = connect(tmp_path / "s", b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    client.settimeout(5)
+    progress = _Progress()
+    try:
+        assert worker._poller.poll(1) == [(fd, select.EPOLLIN)]
+        worker._accept(worker._listening[fd], progress)  # ECONNABORTED: nothing else
+        assert worker._accepting and worker._open == 0
+        assert worker._poller.poll(1) == [(fd, select.EPOLLIN)]
+        before = time.monotonic()
+        worker._accept(worker._listening[fd], progress)  # EMFILE: out of the set for a pause
+        assert not worker._accepting and worker._open == 0
+        assert worker._paused_until >= before + ACCEPT_BACKOFF
+        assert worker._poller.poll(0.05) == []
+        assert os.read(worker._wakeup_r, 16) == b"p"  # the main thread is told
+        worker._listen(True)  # what the main thread does once the pause is over
+        assert worker._poller.poll(1) == [(fd, select.EPOLLIN)]
+        worker._accept(worker._listening[fd], progress)  # accepted and served
+        assert client.recv(4096).startswith(b"HTTP/1.1 200 OK\r\n")
+        assert worker._open == 0 and worker.nr == 1
+    finally:
+        worker._poller.close()
+        os.close(worker._wakeup_r)
+        os.close(worker._wakeup_w)
+        client.close()
+        lst.sock.close()
 
 
 def test_the_asgi_acceptor_stops_accepting_for_the_pause_then_resumes(tmp_path: Path) -> None:

@@ -48,7 +48,9 @@ _PASS = {
 def render(folder: Path, port: int, protocol: str, target: str) -> str:
     """nginx.conf text: listen on 127.0.0.1:port, pass every request to target over protocol.
 
-    Every path nginx writes (pid, error log, temp folders) is inside folder.
+    Every path nginx writes (pid, error log, temp folders) is inside folder. A request body of up
+    to 2 MiB (body-1m) is held in memory, never written to a temp file; nginx sizes the buffer to
+    the body, so a smaller body costs what it did with a smaller buffer.
     """
     location = "\n".join(f"            {line}" for line in _PASS[protocol])
     return f"""\
@@ -63,8 +65,8 @@ http {{
     uwsgi_temp_path {folder}/uwsgi;
     fastcgi_temp_path {folder}/fastcgi;
     scgi_temp_path {folder}/scgi;
-    client_max_body_size 1m;
-    client_body_buffer_size 64k;
+    client_max_body_size 2m;
+    client_body_buffer_size 2m;
     keepalive_timeout 75s;
     keepalive_requests 1000000;
     upstream backend {{

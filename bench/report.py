@@ -171,7 +171,7 @@ def mib(size: int) -> str:
     return f"{size / (1 << 20):.1f}" if size else DASH
 
 
-def _table(head: Sequence[str], lines: Iterable[Sequence[str]], text_columns: int) -> str:
+def markdown_table(head: Sequence[str], lines: Iterable[Sequence[str]], text_columns: int) -> str:
     """A Markdown table; the first text_columns are left-aligned, the rest right-aligned."""
     out = [
         "| " + " | ".join(head) + " |",
@@ -228,7 +228,7 @@ def figures_table(rows: Sequence[Row]) -> str:
                 fmt(r.busy_cores, ".2f"),
             ]
         )
-    return _table(head, lines, 3)
+    return markdown_table(head, lines, 3)
 
 
 def ratio_table(items: Sequence[Ratio]) -> str:
@@ -245,7 +245,7 @@ def ratio_table(items: Sequence[Ratio]) -> str:
         ]
         for x in items
     ]
-    return _table(head, lines, 3)
+    return markdown_table(head, lines, 3)
 
 
 def memory_table(rows: Sequence[Row], download: str = "download-32m") -> str:
@@ -259,7 +259,7 @@ def memory_table(rows: Sequence[Row], download: str = "download-32m") -> str:
         peak = max((r.peak_rss for r in group if r.scenario == download), default=0)
         growth = f"{(peak - rest) / (1 << 20):+.1f}" if peak and rest else DASH
         lines.append([server, protocol, mib(int(rest or 0)), mib(peak), growth])
-    return _table(
+    return markdown_table(
         ["server", "proto", "worker RSS at rest MiB", f"peak during {download} MiB", "growth MiB"],
         lines,
         2,

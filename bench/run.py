@@ -3,7 +3,8 @@
 Usage, from the repository root: ``.venv/bin/python bench/run.py [--scenarios ...] [--servers ...]``
 (or ``python -m bench.run``). It runs every (server, protocol, scenario) cell once per round,
 rotating the order of servers each round, and prints Markdown tables on stdout; progress goes to
-stderr. See bench/README.md for what each figure means.
+stderr. ``--growth`` measures how the cost grows with the request headers and body instead. See
+bench/README.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -28,15 +29,16 @@ from types import FrameType
 if not __package__:  # run as a script: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import report
+from bench import growth, report
 from bench.cell import Settings, run_cell
-from bench.scenarios import SCENARIOS
+from bench.scenarios import DEFAULT, GROWTH, SCENARIOS
 from bench.servers import SERVERS, Address, Server
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PEERS = Path.home() / ".cache" / "monoceros-bench" / "peers" / "bin"
 SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 EXIT_USAGE, EXIT_ERRORS = 2, 3
+GROWTH_SERVERS = ("monoceros-sync", "monoceros-gthread", "monoceros-asgi")
 
 
 def log(message: str) -> None:
@@ -109,13 +111,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--servers",
-        default=",".join(SERVERS),
-        help="comma list of NAME or NAME:PROTOCOL (--list shows them)",
+        default=argparse.SUPPRESS,
+        help="comma list of NAME or NAME:PROTOCOL (--list shows them) [default: all; "
+        f"with --growth: {','.join(GROWTH_SERVERS)}]",
     )
     ap.add_argument(
         "--protocols", default="uwsgi,http", help="protocols for servers named without one"
     )
-    ap.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list")
+    ap.add_argument(
+        "--scenarios",
+        default=argparse.SUPPRESS,
+        help=f"comma list of {', '.join(SCENARIOS)} [default: {','.join(DEFAULT)}; "
+        f"with --growth: {','.join(GROWTH)}]",
+    )
+    ap.add_argument(
+        "--growth",
+        action="store_true",
+        help="how cost grows with the request headers and body: the growth scenarios on "
+        "monoceros's workers, with a least-squares line per server",
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=10, help="measured seconds per cell")
     ap.add_argument("--warmup", type=int, default=2, help="unmeasured seconds of load before it")
@@ -155,7 +169,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--json", default="", help="also write every cell's figures to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder (logs, configs)")
     ap.add_argument("--list", action="store_true", help="print the server commands and exit")
-    return ap.parse_args(argv)
+    a = ap.parse_args(argv)
+    if "servers" not in a:
+        a.servers = ",".join(GROWTH_SERVERS if a.growth else SERVERS)
+    if "scenarios" not in a:
+        a.scenarios = ",".join(GROWTH if a.growth else DEFAULT)
+    return a
 
 
 def plan(a: argparse.Namespace) -> list[tuple[Server, str]]:
@@ -295,14 +314,31 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     rows = report.summarize(cells)
     print(report.render(rows, header(a, versions, (time.monotonic() - started) / 60)))
+    grown = growth.render(rows)
+    if grown:
+        print(f"\n{grown}")
     if a.json:
         doc = {
             "argv": sys.argv[1:],
             "versions": versions,
             "cells": [dict(dataclasses.asdict(c), server_us=c.server_us) for c in cells],
         }
-        Path(a.json).write_text(json.dumps(doc, indent=1))
+        Path(a.json).write_text(portable(json.dumps(doc, indent=1)))
     return EXIT_ERRORS if report.problems(rows) else 0
+
+
+def portable(text: str) -> str:
+    """text without this machine's paths: the checkout is ``.``, the temp folder ``$TMPDIR``, and
+    the home folder ``~`` (so a results file can be committed beside the chart drawn from it)."""
+    places = {
+        str(HERE.parent): ".",
+        tempfile.gettempdir(): "$TMPDIR",
+        str(Path.home()): "~",
+    }
+    for place, name in sorted(places.items(), key=lambda kv: -len(kv[0])):
+        if len(place) > 1:  # never "/"
+            text = text.replace(json.dumps(place)[1:-1], name)
+    return text
 
 
 def report_address() -> Address:

@@ -1,4 +1,4 @@
-"""The benchmark's ASGI apps: ``asgi_apps:hello``, ``asgi_apps:echo``, ``asgi_apps:download``.
+"""The benchmark's ASGI apps: ``hello``, ``echo``, ``length`` and ``download`` of ``asgi_apps``.
 
 The same answers as :mod:`wsgi_apps`; each also completes the lifespan protocol, so servers that
 require it (uvicorn ``--lifespan on``) and servers that probe it behave alike.
@@ -54,6 +54,16 @@ async def hello(scope: Scope, receive: Receive, send: Send) -> None:
     await send(HELLO_BODY)
 
 
+async def read_body(receive: Receive) -> bytes:
+    """The request body, whole."""
+    parts = []
+    while True:
+        message = await receive()
+        parts.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(parts)
+
+
 async def echo(scope: Scope, receive: Receive, send: Send) -> None:
     """The request body, byte for byte, as application/octet-stream."""
     if scope["type"] != "http":
@@ -77,6 +87,25 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def length(scope: Scope, receive: Receive, send: Send) -> None:
+    """Read the request body whole and answer its length in bytes, as text/plain."""
+    if scope["type"] != "http":
+        await lifespan(receive, send)
+        return
+    answer = b"%d" % len(await read_body(receive))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/plain"),
+                (b"content-length", b"%d" % len(answer)),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": answer})
 
 
 async def download(scope: Scope, receive: Receive, send: Send) -> None:

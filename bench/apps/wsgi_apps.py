@@ -1,4 +1,4 @@
-"""The benchmark's WSGI apps: ``wsgi_apps:hello``, ``wsgi_apps:echo``, ``wsgi_apps:download``.
+"""The benchmark's WSGI apps: ``hello``, ``echo``, ``length`` and ``download`` of ``wsgi_apps``.
 
 They run inside the servers being measured, with this folder as the working directory and first on
 ``sys.path``; they import nothing but the standard library.
@@ -40,6 +40,26 @@ def echo(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))],
     )
     return [body]
+
+
+def length(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """Read the request body whole and answer its length in bytes, as text/plain.
+
+    It reads until CONTENT_LENGTH bytes have come, as a careful application does: a server's
+    ``read(n)`` may return fewer than n bytes (monoceros's returns what has arrived).
+    """
+    stream = environ["wsgi.input"]
+    left = int(environ.get("CONTENT_LENGTH") or 0)
+    parts = []
+    while left > 0:  # every round reads a byte at least, or stops
+        block = stream.read(left)
+        if not block:
+            break
+        parts.append(block)
+        left -= len(block)
+    answer = str(len(b"".join(parts))).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(answer)))])
+    return [answer]
 
 
 def _blocks() -> Iterator[bytes]:

@@ -1,5 +1,9 @@
 """monoceros: a pre-fork WSGI/ASGI server speaking HTTP/1.1 and the uWSGI protocol."""
 
+from ._compiled import install as _install_source_switch
+
+_install_source_switch()  # before any module with a compiled twin is imported
+
 __version__ = "0.1.0.dev0"
 SERVER = "monoceros"
 """The ``Server`` response header: the name only, as gunicorn sends ``Server: gunicorn``."""

@@ -1,0 +1,83 @@
+"""Which modules have a compiled twin, and the switch that loads their Python source instead.
+
+setup.py compiles :data:`COMPILED_MODULES` with mypyc where it can (the same source: one set of
+tests pins both). Python's import system prefers an extension module to the ``.py`` beside it;
+with ``MONOCEROS_PURE=1`` in the environment, or when a module's ``.py`` is newer than its
+compiled file (an editable install whose source was edited since the build), :func:`install`
+puts a finder first that loads the source. :func:`compiled` says which modules run compiled.
+
+This module imports nothing of monoceros: setup.py reads it before the package exists.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from types import ModuleType
+
+__all__ = ["COMPILED_MODULES", "compiled", "install"]
+
+COMPILED_MODULES: tuple[str, ...] = ("monoceros.protocols.uwsgi",)
+"""The modules setup.py compiles (hot on every request, typed, pure code)."""
+
+_PURE_ENV = "MONOCEROS_PURE"
+
+
+class _SourceFirst(importlib.abc.MetaPathFinder):
+    """Finds the compiled modules' ``.py`` source, ahead of their extension modules."""
+
+    def __init__(self, names: frozenset[str], everyone: bool) -> None:
+        self._names = names
+        self._everyone = everyone  # MONOCEROS_PURE: all of them; else only a stale build
+
+    def find_spec(
+        self, fullname: str, path: object = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in self._names or not path:
+            return None
+        leaf = fullname.rpartition(".")[2]
+        for folder in path:  # type: ignore[attr-defined]
+            source = os.path.join(folder, leaf + ".py")
+            if not os.path.exists(source):
+                continue
+            if not self._everyone and not _stale(folder, leaf, source):
+                return None  # the compiled module is current: the usual import takes it
+            loader = importlib.machinery.SourceFileLoader(fullname, source)
+            return importlib.util.spec_from_file_location(fullname, source, loader=loader)
+        return None
+
+
+def _extension_of(folder: str, leaf: str) -> str | None:
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        candidate = os.path.join(folder, leaf + suffix)
+        if os.path.exists(candidate):
+            return candidate
+    return None
+
+
+def _stale(folder: str, leaf: str, source: str) -> bool:
+    built = _extension_of(folder, leaf)
+    return built is not None and os.path.getmtime(source) > os.path.getmtime(built)
+
+
+def install() -> None:
+    """Put the source-first finder in place (once), before any compiled module is imported."""
+    if any(isinstance(f, _SourceFirst) for f in sys.meta_path):
+        return
+    everyone = os.environ.get(_PURE_ENV, "") not in ("", "0")
+    sys.meta_path.insert(0, _SourceFirst(frozenset(COMPILED_MODULES), everyone))
+
+
+def compiled() -> list[str]:
+    """The modules of :data:`COMPILED_MODULES` that run compiled in this process."""
+    out = []
+    for name in COMPILED_MODULES:
+        module = sys.modules.get(name)
+        if module is None:
+            module = importlib.import_module(name)
+        if not (getattr(module, "__file__", "") or "").endswith(".py"):
+            out.append(name)
+    return out

@@ -1,0 +1,77 @@
+"""The optional compiled core: which modules run compiled, and the switches to their source."""
+
+from __future__ import annotations
+
+import ast
+import importlib.machinery
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monoceros._compiled import COMPILED_MODULES, _SourceFirst
+
+REPO = Path(__file__).resolve().parents[2]
+SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
+
+
+def compiled_in_subprocess(pure: bool) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k != "MONOCEROS_PURE"}
+    if pure:
+        env["MONOCEROS_PURE"] = "1"
+    out = subprocess.run(
+        [sys.executable, "-c", "from monoceros._compiled import compiled; print(compiled())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return ast.literal_eval(out.stdout)  # type: ignore[no-any-return]
+
+
+def built(name: str) -> bool:
+    """Whether a compiled module newer than its source sits beside it."""
+    base = REPO / Path(*name.split("."))
+    source = base.with_suffix(".py")
+    extension = base.parent / (base.name + SUFFIX)
+    return extension.exists() and extension.stat().st_mtime >= source.stat().st_mtime
+
+
+def test_the_compiled_modules_run_compiled_where_built() -> None:
+    expected = [name for name in COMPILED_MODULES if built(name)]
+    assert compiled_in_subprocess(pure=False) == expected
+    if os.environ.get("MONOCEROS_EXPECT_COMPILED") == "1":  # set by scripts/test with a C compiler
+        assert expected == list(COMPILED_MODULES), "the build made no compiled core"
+
+
+def test_monoceros_pure_loads_the_python_source() -> None:
+    assert compiled_in_subprocess(pure=True) == []
+
+
+@pytest.mark.parametrize(("source_newer", "finds_source"), [(True, True), (False, False)])
+def test_a_source_edited_after_the_build_wins(
+    tmp_path: Path, source_newer: bool, finds_source: bool
+) -> None:
+    """An editable install whose source was edited since its build runs the source."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    source = package / "mod.py"
+    source.write_text("VALUE = 1\n")
+    extension = package / ("mod" + SUFFIX)
+    extension.write_bytes(b"not loaded by this test")
+    old, new = 1_000_000_000, 1_000_000_100
+    os.utime(source, (new, new) if source_newer else (old, old))
+    os.utime(extension, (old, old) if source_newer else (new, new))
+    spec = _SourceFirst(frozenset({"pkg.mod"}), everyone=False).find_spec("pkg.mod", [str(package)])
+    assert (spec is not None and spec.origin == str(source)) is finds_source
+    everyone = _SourceFirst(frozenset({"pkg.mod"}), everyone=True).find_spec(
+        "pkg.mod", [str(package)]
+    )
+    assert everyone is not None and everyone.origin == str(source)
+    assert (
+        _SourceFirst(frozenset({"pkg.mod"}), everyone=True).find_spec("pkg.other", [str(package)])
+        is None
+    )

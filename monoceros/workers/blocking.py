@@ -354,6 +354,16 @@ class BlockingWorker(Worker):
         self.metrics.answered(exc.status, False)
         self.send_error(conn, exc.status, exc.reason)
 
+    def proxy_peer_refused(self, listener: Listener, peer: PeerAddress) -> bool:
+        """Whether the PROXY protocol refuses this peer (``proxy_allow_ips``); if so, logged
+        (:meth:`proxy_refused`) and the caller closes the connection."""
+        assert self.proxy is not None
+        why = self.proxy.refused(peer[0] if isinstance(peer, tuple) else None)
+        if why is None:
+            return False
+        self.proxy_refused(listener, peer, why)
+        return True
+
     def proxy_refused(self, listener: Listener, peer: PeerAddress, reason: str) -> None:
         """The one log line of a connection closed at its PROXY header (the caller closes it:
         nothing is answered before the protocol has begun)."""

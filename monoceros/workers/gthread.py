@@ -643,11 +643,8 @@ class ThreadWorker(BlockingWorker):
         sock = conn.sock
         peer = conn.peer
         ip = peer[0] if isinstance(peer, tuple) else None
-        if not conn.registered and not conn.buf:
-            why = proxy.refused(ip)
-            if why is not None:
-                self.proxy_refused(conn.listener, peer, why)
-                return False
+        if not conn.registered and not conn.buf and self.proxy_peer_refused(conn.listener, peer):
+            return False
         buf = conn.buf
         try:
             while True:
@@ -694,11 +691,8 @@ class ThreadWorker(BlockingWorker):
         peer = conn.peer
         ip = peer[0] if isinstance(peer, tuple) else None
         held = conn.buf
-        if not conn.registered and not held:
-            why = proxy.refused(ip)
-            if why is not None:
-                self.proxy_refused(conn.listener, peer, why)
-                return False
+        if not conn.registered and not held and self.proxy_peer_refused(conn.listener, peer):
+            return False
         try:
             while True:
                 try:

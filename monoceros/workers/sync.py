@@ -220,11 +220,9 @@ class SyncWorker(BlockingWorker):
         None when the connection is closed: refused (one log line) or left without a word."""
         proxy = self.proxy
         assert proxy is not None
-        ip = peer[0] if isinstance(peer, tuple) else None
-        why = proxy.refused(ip)
-        if why is not None:
-            self.proxy_refused(listener, peer, why)
+        if self.proxy_peer_refused(listener, peer):
             return None
+        ip = peer[0] if isinstance(peer, tuple) else None
         try:
             buf = conn.recv(_RECV, _DONTWAIT)
             if not buf:
@@ -260,11 +258,9 @@ class SyncWorker(BlockingWorker):
         which the TLS socket keeps using (a kernel timeout would stay under OpenSSL)."""
         proxy = self.proxy
         assert proxy is not None
-        ip = peer[0] if isinstance(peer, tuple) else None
-        why = proxy.refused(ip)
-        if why is not None:
-            self.proxy_refused(listener, peer, why)
+        if self.proxy_peer_refused(listener, peer):
             return None
+        ip = peer[0] if isinstance(peer, tuple) else None
         held = b""
         deadline = 0.0
         try:

@@ -20,7 +20,12 @@ from types import ModuleType
 
 __all__ = ["COMPILED_MODULES", "compiled", "install"]
 
-COMPILED_MODULES: tuple[str, ...] = ("monoceros.protocols.uwsgi",)
+COMPILED_MODULES: tuple[str, ...] = (
+    "monoceros.protocols.uwsgi",
+    "monoceros.protocols.response",
+    "monoceros.wsgi.environ",
+    "monoceros.wsgi.response",
+)
 """The modules setup.py compiles (hot on every request, typed, pure code)."""
 
 _PURE_ENV = "MONOCEROS_PURE"

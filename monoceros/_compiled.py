@@ -25,6 +25,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "monoceros.protocols.response",
     "monoceros.wsgi.environ",
     "monoceros.wsgi.response",
+    "monoceros.asgi.scope",
 )
 """The modules setup.py compiles (hot on every request, typed, pure code)."""
 

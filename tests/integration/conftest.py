@@ -63,6 +63,17 @@ def children_of(pid: int) -> list[int]:
     return sorted(out)
 
 
+def exited(pid: int) -> bool:
+    """Whether process ``pid`` has exited: gone, or a zombie that its parent has not reaped yet
+    (an orphan, such as a master started by USR2 whose parent left, is reaped by PID 1 or a
+    subreaper when that gets to it: up to seconds later on some machines)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 class Server:
     """One ``monoceros`` process group; output goes to a log file."""
 

@@ -28,7 +28,8 @@ def _extensions() -> list:
         return []
     paths = [name.replace(".", "/") + ".py" for name in COMPILED_MODULES]
     try:
-        extensions = mypycify(paths, opt_level="3", debug_level="0")
+        # one shared library inside the package (monoceros/_core__mypyc*.so), named, not hashed
+        extensions = mypycify(paths, opt_level="3", debug_level="0", group_name="monoceros._core")
     except Exception as exc:  # the C is generated here; a failure means: pure Python
         print(f"monoceros: no compiled core ({exc}); pure Python", file=sys.stderr)
         return []

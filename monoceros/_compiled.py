@@ -20,7 +20,13 @@ from types import ModuleType
 
 __all__ = ["COMPILED_MODULES", "compiled", "install"]
 
-COMPILED_MODULES: tuple[str, ...] = ("monoceros.protocols.uwsgi",)
+COMPILED_MODULES: tuple[str, ...] = (
+    "monoceros.protocols.uwsgi",
+    "monoceros.protocols.response",
+    "monoceros.wsgi.environ",
+    "monoceros.wsgi.response",
+    "monoceros.asgi.scope",
+)
 """The modules setup.py compiles (hot on every request, typed, pure code)."""
 
 _PURE_ENV = "MONOCEROS_PURE"

@@ -93,6 +93,14 @@ class Acceptor:
         self.log = log
         self.accept_failed = accept_failed
         self._resume: asyncio.TimerHandle | None = None
+        self._kinds = {
+            listener.sock.fileno(): (
+                int(listener.sock.family),
+                int(listener.sock.type),
+                listener.sock.proto,
+            )
+            for listener in listeners
+        }
         self.open = 0
         """Connections accepted and not yet closed."""
         self.accepting = False
@@ -159,8 +167,9 @@ class Acceptor:
         factory = self.factories.get(fd)
         tls = listener.tls
         nodelay = fd in self._set_nodelay
-        # socket.accept() converts family and type to enums for every connection: once here
-        family, kind, proto = sock.family, sock.type, sock.proto
+        # socket.accept() converts family and type to enums for every connection, and so does
+        # reading sock.family: the plain ints, read once when the acceptor was made
+        family, kind, proto = self._kinds[fd]
         taken = 0
         for _ in range(limit):
             if capped and self.open >= self.cap:

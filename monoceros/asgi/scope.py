@@ -224,7 +224,7 @@ class UwsgiScopeBuilder:
     def __init__(self, sockname: PeerAddress) -> None:
         self._server = _server_of(sockname)
 
-    def build(self, env: Mapping[str, str], state: dict[str, Any] | None) -> dict[str, Any]:
+    def build(self, env: dict[str, str], state: dict[str, Any] | None) -> dict[str, Any]:
         """The scope of one request from its vars; ``type`` "websocket" for an upgrade."""
         headers: list[tuple[bytes, bytes]] = []
         for key, value in env.items():

@@ -21,7 +21,6 @@ serves with :func:`parse_head` alone a request that arrived whole). Errors are c
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
@@ -133,7 +132,7 @@ def _check_header(m1: int, size: int, m2: int, max_vars_size: int) -> bool:
     return False
 
 
-def _vars_fast(blk: bytes | bytearray, text: str, size: int) -> dict[str, str] | None:
+def _vars_fast(blk: bytes, text: str, size: int) -> dict[str, str] | None:
     """Parse a well-formed vars block in one pass; None when anything is unusual.
 
     ``text`` is ``blk`` decoded latin-1, so byte offsets index it directly. "Unusual" means an
@@ -141,36 +140,30 @@ def _vars_fast(blk: bytes | bytearray, text: str, size: int) -> dict[str, str] |
     :func:`_vars_slow` then either merges the repeats or raises the precise error.
     """
     environ: dict[str, str] = {}
+    parts: list[str] = []  # every key and value, for one search of the whole lot below
     i = 0
     try:
         while i < size:
             ke = i + 2 + (blk[i] | blk[i + 1] << 8)
             ve = ke + 2 + (blk[ke] | blk[ke + 1] << 8)
-            environ[text[i + 2 : ke]] = text[ke + 2 : ve]
+            key = text[i + 2 : ke]
+            value = text[ke + 2 : ve]
+            environ[key] = value
+            parts.append(key)
+            parts.append(value)
             i = ve
     except IndexError:
         return None
-    if i != size or "" in environ:
+    # a repeated key: fewer entries than pairs (the dict kept the last value)
+    if i != size or 2 * len(environ) != len(parts) or "" in environ:
         return None
-    keys = "".join(environ)
-    values = "".join(environ.values())
-    # Every pair costs 4 length bytes plus its key and value: a shortfall means a repeated key
-    # whose earlier occurrences the dict overwrote.
-    if 4 * len(environ) + len(keys) + len(values) != size:
-        return None
-    if (
-        "\r" in keys
-        or "\n" in keys
-        or "\x00" in keys
-        or "\r" in values
-        or "\n" in values
-        or "\x00" in values
-    ):
+    joined = "".join(parts)
+    if "\r" in joined or "\n" in joined or "\x00" in joined:
         return None
     return environ
 
 
-def _vars_slow(blk: bytes | bytearray, text: str, size: int) -> dict[str, str]:
+def _vars_slow(blk: bytes, text: str, size: int) -> dict[str, str]:
     """Parse a vars block var by var: raise the precise error, or merge repeated keys."""
     environ: dict[str, str] = {}
     i = 0
@@ -297,7 +290,8 @@ def parse_head(
     end = 4 + size
     if n < end:
         return None
-    blk = buf[4:end]
+    # typed bytes, the compiled core indexes it directly (a bytearray's slice is copied once)
+    blk: bytes = buf[4:end] if isinstance(buf, bytes) else bytes(buf[4:end])
     text = blk.decode("latin-1")
     environ = _vars_fast(blk, text, size)
     if environ is None:
@@ -305,7 +299,7 @@ def parse_head(
     return _finish(m1, buf[3], environ), end
 
 
-def url_scheme(environ: Mapping[str, str]) -> str:
+def url_scheme(environ: dict[str, str]) -> str:
     """``"https"`` when the front end says so, else ``"http"``.
 
     The first of these vars that is present and non-empty decides: ``HTTPS`` (https when
@@ -315,11 +309,10 @@ def url_scheme(environ: Mapping[str, str]) -> str:
     https = environ.get("HTTPS")
     if https:
         return "https" if https.lower() in ("on", "1", "yes") else "http"
-    for key in ("UWSGI_SCHEME", "REQUEST_SCHEME"):
-        scheme = environ.get(key)
-        if scheme:
-            return "https" if scheme.lower() == "https" else "http"
-    return "http"
+    scheme = environ.get("UWSGI_SCHEME") or environ.get("REQUEST_SCHEME")
+    if not scheme or scheme == "http":  # what nginx's uwsgi_params send on a plain listener
+        return "http"
+    return "https" if scheme.lower() == "https" else "http"
 
 
 def truncated_head(buf: bytes | bytearray) -> TruncatedPacket:

@@ -235,10 +235,13 @@ class UwsgiEnvironBuilder:
     """Builds the environ of uWSGI requests: the front end's vars, with PEP 3333 defaults.
 
     The vars already hold CGI names and values (PATH_INFO decoded once by the front end,
-    SCRIPT_NAME stripped from it, repeated headers joined): they are used as they are.
+    SCRIPT_NAME stripped from it, repeated headers joined): they are used as they are, and the
+    dict :func:`~monoceros.protocols.uwsgi.parse_head` made for them becomes the environ (the
+    defaults fill in what the front end did not send: one lookup per default key instead of a
+    copy of the defaults and an update with every var).
     """
 
-    __slots__ = ("_base",)
+    __slots__ = ("_defaults",)
 
     def __init__(self, base: dict[str, Any], sockname: PeerAddress) -> None:
         defaults = dict(base)
@@ -258,11 +261,14 @@ class UwsgiEnvironBuilder:
         )
         if defaults.get("SCRIPT_NAME"):
             defaults["SCRIPT_NAME"] = ""  # the front end says where the app is mounted
-        self._base = defaults
+        self._defaults: tuple[tuple[str, Any], ...] = tuple(defaults.items())
 
     def build(self, vars_environ: dict[str, str]) -> dict[str, Any]:
-        """The environ for one request (wsgi.input is set by the caller)."""
-        env = self._base.copy()
-        env.update(vars_environ)
+        """The environ for one request, made of ``vars_environ`` itself (the request's own
+        dict, which it changes); wsgi.input is set by the caller."""
+        env: dict[str, Any] = vars_environ
+        for key, value in self._defaults:  # a var the front end sent wins over a default
+            if key not in env:
+                env[key] = value
         env["wsgi.url_scheme"] = url_scheme(vars_environ)
         return env

@@ -75,3 +75,18 @@ def test_a_source_edited_after_the_build_wins(
         _SourceFirst(frozenset({"pkg.mod"}), everyone=True).find_spec("pkg.other", [str(package)])
         is None
     )
+
+
+def test_the_pure_pass_tests_every_compiled_module() -> None:
+    """scripts/test runs the unit tests of each compiled module once more against its source:
+    a module added to COMPILED_MODULES needs a test file of its own in that pass."""
+    script = (REPO / "scripts" / "test").read_text()
+    pure_pass = script[script.index("MONOCEROS_PURE=1 .venv/bin/python -m pytest") :]
+    files = [word for word in pure_pass.split() if word.startswith("tests/unit/")]
+    sources = {name: (REPO / name).read_text() for name in files}
+    for module in COMPILED_MODULES:
+        package, _, leaf = module.rpartition(".")
+        imported = (f"import {module}", f"from {module} import", f"from {package} import {leaf}")
+        assert any(any(form in text for form in imported) for text in sources.values()), (
+            f"no test file of the MONOCEROS_PURE=1 pass in scripts/test imports {module}"
+        )

@@ -85,7 +85,7 @@ def edge(request: pytest.FixtureRequest, certs: Certs) -> Iterator[Edge]:
         try:
             yield edge
         finally:
-            edge.srv.stop()
+            edge.srv.kill()
 
 
 def connect(port: int, source: str = "127.0.0.1") -> socket.socket:

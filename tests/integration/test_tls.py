@@ -155,7 +155,7 @@ def tls_server(request: pytest.FixtureRequest, certs: Certs) -> Iterator[tuple[s
         try:
             yield kind, srv, plain
         finally:
-            srv.stop()
+            srv.kill()
 
 
 def https(srv: Server, path: str, **kw: object) -> tuple[int, dict[str, str], bytes]:

@@ -137,7 +137,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
             yield start_stack(server, nginx, workdir, kind, transport)
         finally:
             for proc in reversed(started):
-                proc.stop()
+                proc.kill() if isinstance(proc, Server) else proc.stop()
 
 
 # ----------------------------------------------------------------------------- environ
@@ -484,7 +484,7 @@ def one_uwsgi_worker() -> Iterator[Server]:
             ), srv.log()
             yield srv
         finally:
-            srv.stop()
+            srv.kill()
 
 
 @pytest.mark.parametrize("name", sorted(BAD_PACKETS))

@@ -26,6 +26,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "monoceros.wsgi.environ",
     "monoceros.wsgi.response",
     "monoceros.asgi.scope",
+    "monoceros.protocols.http",
 )
 """The modules setup.py compiles (hot on every request, typed, pure code)."""
 

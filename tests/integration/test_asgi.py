@@ -213,7 +213,7 @@ def test_max_requests_restarts_the_worker(server: Callable[..., Server]) -> None
 
 
 def test_blocked_loop_gets_the_worker_replaced(server: Callable[..., Server]) -> None:
-    srv = start(server, ["--timeout", "2", "--workers", "1"])
+    srv = start(server, ["--timeout", "1", "--workers", "1"])  # the least: the test waits it out
     before = srv.get_ok("/pid")
     with pytest.raises(OSError):
         srv.request("/block?s=30", timeout=8)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MONOCEROS, REPO, run_cli, wait_for
+from conftest import MONOCEROS, REPO, exited, run_cli, wait_for
 from uwsgi_support import body_of, exchange, good_env, packet, status_of
 
 UNITS = REPO / "examples" / "systemd"
@@ -205,7 +205,7 @@ def test_after_a_usr2_upgrade_the_systemd_socket_file_survives_a_stop(workdir: P
         assert proc.wait(20) == 0
         assert _hello(str(listen)) == b"Hello, World!\n"  # the new master serves
         os.kill(new_master, signal.SIGTERM)  # systemctl stop, later on
-        assert wait_for(lambda: not os.path.exists(f"/proc/{new_master}"), 20)
+        assert wait_for(lambda: exited(new_master), 20)
         new_master = 0
     finally:
         for pid in (new_master, proc.pid if proc.poll() is None else 0):

@@ -41,9 +41,9 @@ def servers(request: pytest.FixtureRequest) -> Iterator[tuple[str, Server, Serve
             try:
                 yield kind, trusted, untrusted
             finally:
-                untrusted.stop()
+                untrusted.kill()
         finally:
-            trusted.stop()
+            trusted.kill()
 
 
 def meta(kind: str, srv: Server, raw_headers: list[tuple[str, str]]) -> dict[str, str]:

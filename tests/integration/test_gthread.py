@@ -228,7 +228,7 @@ def test_term_lets_requests_in_flight_finish(server: Callable[..., Server]) -> N
 def test_hung_request_reported_with_its_request_line(server: Callable[..., Server]) -> None:
     """gunicorn's semantics: one hung thread does not stop the worker; the request is logged
     once at WARNING (the stack is tested in test_stuck_stacks.py)."""
-    srv = server([*GTHREAD, "--workers", "1", "--timeout", "2", "--graceful-timeout", "1"])
+    srv = server([*GTHREAD, "--workers", "1", "--timeout", "1", "--graceful-timeout", "1"])
     victim = srv.wait_workers(1)[0]
     target, mark = slow_target(srv, 60)
     in_background(lambda: srv.request(target, timeout=60))
@@ -242,17 +242,19 @@ def test_hung_request_reported_with_its_request_line(server: Callable[..., Serve
 
 
 def test_busy_worker_is_not_aborted(server: Callable[..., Server]) -> None:
-    srv = server([*GTHREAD, "--workers", "1", "--timeout", "2"])
+    srv = server([*GTHREAD, "--workers", "1", "--timeout", "1"])
     victim = srv.wait_workers(1)[0]
-    # a 2.5 s upload that keeps moving, and short requests: no timeout
+    # a 1.5 s upload that keeps moving, and short requests: no timeout
     with srv.connect() as s:
-        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 50\r\n\r\n")
+        s.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 50\r\nConnection: close\r\n\r\n"
+        )
         for _ in range(5):
-            time.sleep(0.5)  # the client trickles: the scenario
+            time.sleep(0.3)  # the client trickles: the scenario
             s.sendall(b"x" * 10)
-        data = read_until_closed(s, 2)
+        data = read_until_closed(s, 5)
     assert b'"len": 50' in data
-    time.sleep(1.0)  # an idle period on purpose: past the 2 s timeout since the upload began
+    time.sleep(0.6)  # an idle period on purpose: room for a late verdict on the upload
     log = srv.log()
     assert srv.workers() == [victim] and "WORKER TIMEOUT" not in log, log
     assert "the worker goes on serving" not in log, log  # a request that moves is not stuck

@@ -7,16 +7,26 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from conftest import Server, read_response, slow_target, wait_for, wait_started
+import pytest
+
+from conftest import Server, module_server, read_response, slow_target, wait_for, wait_started
 
 BLOCK = bytes(range(256)) * 256
 
 
-def test_tcp_get_has_date_length_and_closes(server: Callable[..., Server]) -> None:
-    srv = server()
+@pytest.fixture(scope="module")
+def shared() -> Iterator[Server]:
+    """One sync worker (the defaults) shared by the tests that send requests and read the
+    answers; a test that reads the log reads the lines after its own mark."""
+    with module_server(["app:app"], "monoceros-http-") as srv:
+        yield srv
+
+
+def test_tcp_get_has_date_length_and_closes(shared: Server) -> None:
+    srv = shared
     with srv.connect() as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         st, hdrs, body = read_response(s)
@@ -44,16 +54,17 @@ def test_stale_unix_socket_is_replaced(server: Callable[..., Server], workdir: P
     assert not path.exists()
 
 
-def test_environ_over_tcp(server: Callable[..., Server]) -> None:
-    srv = server()
+def test_environ_over_tcp(shared: Server) -> None:
+    srv = shared
     env = json.loads(srv.get_ok("/env?x=1%202"))
     assert env["QUERY_STRING"] == "x=1%202" and env["REQUEST_METHOD"] == "GET"
     assert env["SERVER_PROTOCOL"] == "HTTP/1.1" and env["REMOTE_ADDR"] == "127.0.0.1"
     assert env["wsgi.url_scheme"] == "http" and env["SERVER_NAME"] == "test"
 
 
-def test_wsgiref_validator_accepts_our_environ_and_calls(server: Callable[..., Server]) -> None:
-    srv = server()
+def test_wsgiref_validator_accepts_our_environ_and_calls(shared: Server) -> None:
+    srv = shared
+    since = len(srv.log())
     for raw in (
         b"GET /validate/x?q=1 HTTP/1.1\r\nHost: x\r\n\r\n",
         b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
@@ -64,11 +75,12 @@ def test_wsgiref_validator_accepts_our_environ_and_calls(server: Callable[..., S
             s.sendall(raw)
             st, _, body = read_response(s)
         assert st == 200 and body.startswith(b"validated /validate"), body
-    assert "AssertionError" not in srv.log() and "Traceback" not in srv.log()
+    log = srv.log()[since:]
+    assert "AssertionError" not in log and "Traceback" not in log
 
 
-def test_post_bodies_content_length_and_chunked(server: Callable[..., Server]) -> None:
-    srv = server()
+def test_post_bodies_content_length_and_chunked(shared: Server) -> None:
+    srv = shared
     payload = BLOCK * 64  # 4 MiB
     st, _, body = srv.request("/echo", "POST", payload, timeout=30)
     assert st == 200 and json.loads(body) == {
@@ -84,8 +96,8 @@ def test_post_bodies_content_length_and_chunked(server: Callable[..., Server]) -
     assert json.loads(body)["sha256"] == hashlib.sha256(b"hello world").hexdigest()
 
 
-def test_expect_100_continue_is_sent_when_the_app_reads(server: Callable[..., Server]) -> None:
-    srv = server()
+def test_expect_100_continue_is_sent_when_the_app_reads(shared: Server) -> None:
+    srv = shared
     with srv.connect() as s:
         s.sendall(
             b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
@@ -96,22 +108,22 @@ def test_expect_100_continue_is_sent_when_the_app_reads(server: Callable[..., Se
     assert st == 200 and json.loads(body)["len"] == 5
 
 
-def test_file_wrapper_and_streaming(server: Callable[..., Server]) -> None:
-    srv = server()
+def test_file_wrapper_and_streaming(shared: Server) -> None:
+    srv = shared
     expected = hashlib.sha256(BLOCK * 16 * 8).hexdigest()
     for path in ("/file?mib=8", "/stream?mib=8"):
         st, _, body = srv.request(path, timeout=30)
         assert st == 200 and hashlib.sha256(body).hexdigest() == expected, path
 
 
-def test_head_has_no_body(server: Callable[..., Server]) -> None:
-    srv = server()
+def test_head_has_no_body(shared: Server) -> None:
+    srv = shared
     st, hdrs, body = srv.request("/", "HEAD")
     assert st == 200 and body == b"" and hdrs["content-length"] == "13"
 
 
-def test_bad_requests_get_400_and_the_worker_keeps_serving(server: Callable[..., Server]) -> None:
-    srv = server(["--workers", "1"])
+def test_bad_requests_get_400_and_the_worker_keeps_serving(shared: Server) -> None:
+    srv = shared
     for raw in (
         b"GARBAGE\r\n\r\n",
         b"GET / HTTP/1.1\r\n\r\n",
@@ -128,12 +140,13 @@ def test_bad_requests_get_400_and_the_worker_keeps_serving(server: Callable[...,
     assert srv.get_ok("/") == b"Hello, World!"
 
 
-def test_app_error_is_500_with_traceback_in_log(server: Callable[..., Server]) -> None:
-    srv = server()
+def test_app_error_is_500_with_traceback_in_log(shared: Server) -> None:
+    srv = shared
+    since = len(srv.log())
     st, _, _ = srv.request("/raise")
     assert st == 500
     assert srv.get_ok("/") == b"Hello, World!"
-    log = srv.log()
+    log = srv.log()[since:]
     assert "Error handling request /raise" in log and "deliberate failure" in log
 
 

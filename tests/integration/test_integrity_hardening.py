@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from conftest import Server
+from conftest import Server, module_server
 
 KINDS = {
     "sync": ["--worker-class", "sync"],
@@ -21,6 +21,16 @@ KINDS = {
 def start(server: Callable[..., Server], kind: str, *args: str, **kw: object) -> Server:
     app = "hardening_app:asgi" if kind == "asgi" else "hardening_app:wsgi"
     return server([*KINDS[kind], *args], app=app, **kw)
+
+
+@pytest.fixture(scope="module")
+def shared(request: pytest.FixtureRequest) -> Iterator[tuple[str, Server]]:
+    """(kind, a server of that kind) shared by the tests that only send requests and read the
+    answers (and the log lines after their own mark); tests choose kinds with indirect=True."""
+    kind = request.param
+    app = "hardening_app:asgi" if kind == "asgi" else "hardening_app:wsgi"
+    with module_server([app, *KINDS[kind]], "monoceros-integrity-") as srv:
+        yield kind, srv
 
 
 def exchange(srv: Server, raw: bytes, timeout: float = 10.0) -> bytes:
@@ -49,11 +59,9 @@ def head_of(response: bytes) -> list[bytes]:
 # ------------------------------------------------------------------ 12a: the Server header
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_server_header_names_monoceros_without_its_version(
-    server: Callable[..., Server], kind: str
-) -> None:
-    srv = start(server, kind)
+@pytest.mark.parametrize("shared", list(KINDS), indirect=True)
+def test_server_header_names_monoceros_without_its_version(shared: tuple[str, Server]) -> None:
+    _, srv = shared
     lines = [line.lower() for line in head_of(get(srv, "/head?case=ok"))]
     assert b"server: monoceros" in lines, lines
 
@@ -78,11 +86,11 @@ def test_script_name_from_the_environment_ends_at_a_slash(
     assert (outside["SCRIPT_NAME"], outside["PATH_INFO"]) == ("/app", "/application")
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_script_name_header_mount_ends_at_a_slash(server: Callable[..., Server], kind: str) -> None:
+@pytest.mark.parametrize("shared", list(KINDS), indirect=True)
+def test_script_name_header_mount_ends_at_a_slash(shared: tuple[str, Server]) -> None:
     """A trusted proxy's (loopback is trusted by default) SCRIPT_NAME header: ``/application``
     is outside ``/app`` for WSGI's PATH_INFO and for ASGI's path/root_path alike."""
-    srv = start(server, kind)
+    kind, srv = shared
     raw = b"GET /application HTTP/1.1\r\nHost: t\r\nSCRIPT_NAME: /app\r\nConnection: close\r\n\r\n"
     seen = body_json(exchange(srv, raw))
     if kind == "asgi":
@@ -94,14 +102,15 @@ def test_script_name_header_mount_ends_at_a_slash(server: Callable[..., Server],
 # ------------------------------------------------------------------ 9: what a head may carry
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("shared", list(KINDS), indirect=True)
 def test_response_heads_with_control_characters_or_a_negative_length_are_refused(
-    server: Callable[..., Server], kind: str
+    shared: tuple[str, Server],
 ) -> None:
     """RFC 9110 5.5: a field value is VCHAR, obs-text, SP and HTAB; any other control (NUL,
     ESC, DEL, VT) is refused with a 500 and a log line, as a negative Content-Length is (it cut
     the body and kept the connection). One writer, so every worker kind says the same."""
-    srv = start(server, kind)
+    kind, srv = shared
+    since = len(srv.log())
     cases = ["nul-value", "esc-value", "del-value", "vt-value", "negative-length"]
     if kind != "asgi":  # an ASGI status is an int: no reason phrase from the application
         cases.append("ctl-reason")
@@ -111,25 +120,25 @@ def test_response_heads_with_control_characters_or_a_negative_length_are_refused
         assert b"\x1b" not in response and b"\x00" not in response and b"\x7f" not in response
         assert b"Connection: close" in response, (case, response)
     log = srv.log()
-    assert log.count("Bad response from the") == len(cases), log
+    assert log[since:].count("Bad response from the") == len(cases), log
     assert "\x1b" not in log and "\x00" not in log and "\x7f" not in log
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_tab_and_obs_text_values_are_sent(server: Callable[..., Server], kind: str) -> None:
-    srv = start(server, kind)
+@pytest.mark.parametrize("shared", list(KINDS), indirect=True)
+def test_tab_and_obs_text_values_are_sent(shared: tuple[str, Server]) -> None:
+    _, srv = shared
     lines = [line.lower() for line in head_of(get(srv, "/head?case=tab-value"))]
     assert lines[0] == b"http/1.1 200 ok", lines
     assert b"x-tab: a\tb" in lines and b"x-obs: caf\xe9" in lines, lines
 
 
-@pytest.mark.parametrize("kind", ["sync", "gthread"])
+@pytest.mark.parametrize("shared", ["sync", "gthread"], indirect=True)
 def test_a_bare_status_code_gets_the_space_the_status_line_needs(
-    server: Callable[..., Server], kind: str
+    shared: tuple[str, Server],
 ) -> None:
     """``start_response("200", ...)``: served (gunicorn serves it too) with the status line
     ``HTTP/1.1 200 \\r\\n`` that RFC 9112 4 requires (gunicorn writes ``HTTP/1.1 200\\r\\n``)."""
-    srv = start(server, kind)
+    _, srv = shared
     response = get(srv, "/head?case=bare-status")
     assert response.startswith(b"HTTP/1.1 200 \r\n"), response
     assert response.endswith(b"\r\n\r\nbare"), response

@@ -8,7 +8,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import Server, children_of, wait_for
+from conftest import Server, children_of, exited, wait_for
 
 
 def title(pid: int) -> str:
@@ -71,4 +71,4 @@ def test_usr2_new_master_is_name_dot_2_until_the_old_one_exits(
         assert wait_for(lambda: title(master2) == "monoceros: master [shop]", 10), title(master2)
     finally:
         os.kill(master2, signal.SIGTERM)
-    assert wait_for(lambda: not os.path.exists(f"/proc/{master2}"), 20)
+    assert wait_for(lambda: exited(master2), 20)

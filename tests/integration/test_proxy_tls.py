@@ -57,7 +57,7 @@ class Edge:
             "--bind", f"https://127.0.0.1:{self.https}",
             "--bind", f"suwsgi://127.0.0.1:{self.suwsgi}",
             "--uwsgi-allow-from", "127.0.0.2",
-            "--header-timeout", "2",
+            "--header-timeout", "1",  # a silent client's test waits it out
             "--access-logfile", "-",
         ]  # fmt: skip
         self.srv = Server(
@@ -85,7 +85,7 @@ def edge(request: pytest.FixtureRequest, certs: Certs) -> Iterator[Edge]:
         try:
             yield edge
         finally:
-            edge.srv.stop()
+            edge.srv.kill()
 
 
 def connect(port: int, source: str = "127.0.0.1") -> socket.socket:
@@ -302,6 +302,6 @@ def test_failed_handshakes_after_a_header_name_its_client(edge: Edge) -> None:
             assert s.recv(4096) == b""  # closed by the server, within header_timeout
         except ConnectionResetError:
             pass
-    silent = "TLS handshake failed from 192.0.2.9: no TLS handshake within header_timeout (2s)"
+    silent = "TLS handshake failed from 192.0.2.9: no TLS handshake within header_timeout (1s)"
     assert wait_for(lambda: len(edge.lines(silent, since)) == 1, 10), edge.log()
     served_after(edge)

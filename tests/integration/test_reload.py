@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +16,33 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Length", str(len(body)))])
     return [body]
 """
+
+
+def edit(src: Path, text: str) -> None:
+    """Write ``text`` to ``src`` with a modification time 2 s after the last one: what an edit
+    made seconds later looks like, even on a filesystem with coarse times (no sleep)."""
+    before = src.stat()
+    src.write_text(text)
+    os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns + 2_000_000_000))
+
+
+def inotify_watches(pid: int) -> int:
+    """How many inotify watches process ``pid`` holds (Linux /proc fdinfo)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify":
+                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                    count += f.read().count("inotify wd:")
+        except OSError:  # closed meanwhile
+            pass
+    return count
+
+
+def watching(srv: Server) -> None:
+    """Wait until the worker's reloader watches (inotify: the engine ``auto`` picks on Linux):
+    an edit made before would go unseen."""
+    assert wait_for(lambda: any(inotify_watches(pid) for pid in srv.workers()), 10), srv.log()
 
 
 def body_or_none(srv: Server) -> bytes | None:
@@ -37,8 +64,9 @@ def test_editing_the_app_reloads_it(
         app=f"devapp_{engine}:app",
     )
     assert srv.get_ok("/") == b"one"
-    time.sleep(1.1)  # a new mtime, even on coarse filesystems
-    src.write_text(APP.format(text="two"))
+    if engine == "auto":
+        watching(srv)  # (poll: its first look is taken as the thread starts, before serving)
+    edit(src, APP.format(text="two"))
     assert wait_for(lambda: body_or_none(srv) == b"two", 15), srv.log()
     assert f"Worker reloading: {src} modified" in srv.log()
 
@@ -48,10 +76,10 @@ def test_a_syntax_error_waits_for_the_fix(server: Callable[..., Server], workdir
     src.write_text(APP.format(text="one"))
     srv = server(["--reload", "--chdir", str(workdir), "--workers", "1"], app="devapp_fix:app")
     assert srv.get_ok("/") == b"one"
-    time.sleep(1.1)  # a new mtime: the scenario, not a wait for the server
-    src.write_text("def app(:\n")  # broken
+    watching(srv)
+    edit(src, "def app(:\n")  # broken
     assert wait_for(lambda: "Waiting for a change" in srv.log(), 15), srv.log()
     assert srv.proc.poll() is None  # the master did not give up
-    time.sleep(1.1)  # a new mtime again
-    src.write_text(APP.format(text="fixed"))
+    watching(srv)  # the log line comes before the worker's reloader starts
+    edit(src, APP.format(text="fixed"))
     assert wait_for(lambda: body_or_none(srv) == b"fixed", 15), srv.log()

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APPS, Server, slow_target, term_with_queued, wait_for, wait_started
+from conftest import (
+    APPS,
+    Server,
+    exited,
+    slow_target,
+    term_with_queued,
+    wait_for,
+    wait_started,
+)
 
 
 def in_background(fn: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
@@ -181,7 +189,7 @@ def test_usr1_reopens_log_files(server: Callable[..., Server], workdir: Path) ->
 
 
 def test_hung_worker_is_aborted_and_replaced(server: Callable[..., Server]) -> None:
-    srv = server(["--workers", "1", "--timeout", "2"])
+    srv = server(["--workers", "1", "--timeout", "1"])  # the least: the test waits it out
     victim = srv.wait_workers(1)[0]
     in_background(lambda: srv.request("/slow?s=60", timeout=60))
     assert wait_for(lambda: "WORKER TIMEOUT" in srv.log(), 15), srv.log()
@@ -295,7 +303,7 @@ def test_usr2_upgrade_then_winch_and_term_without_failing_a_request(
         assert b"v1" in seen and b"v2" in seen
     finally:
         os.kill(master2, signal.SIGTERM)
-    assert wait_for(lambda: not os.path.exists(f"/proc/{master2}"), 20)
+    assert wait_for(lambda: exited(master2), 20)
     assert not sock.exists()  # the new master removed it at its exit
 
 
@@ -350,7 +358,7 @@ def _upgrade_serves(srv: Server) -> None:
         assert srv.wait_exit(20) == 0
     finally:
         os.kill(master2, signal.SIGTERM)
-    assert wait_for(lambda: not os.path.exists(f"/proc/{master2}"), 20)
+    assert wait_for(lambda: exited(master2), 20)
 
 
 def test_usr2_from_a_directory_holding_a_monoceros_folder(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Nginx, Server, children_of, wait_for
+from conftest import Nginx, Server, children_of, exited, wait_for
 from load_support import Load
 from uwsgi_support import nginx_uwsgi_params
 
@@ -78,7 +78,7 @@ def test_hups_and_a_usr2_upgrade_under_load_fail_no_request(
     finally:
         if new_master:  # the fixture stops the process group too; stop it cleanly first
             os.kill(new_master, signal.SIGTERM)
-            assert wait_for(lambda: not os.path.exists(f"/proc/{new_master}"), 20)
+            assert wait_for(lambda: exited(new_master), 20)
 
 
 def _pid_in(path: Path) -> int:

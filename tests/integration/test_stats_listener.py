@@ -111,7 +111,7 @@ def test_counts_every_response_and_shows_the_request_in_flight(
     assert now['monoceros_worker_rss_bytes{worker="1"}'] > 1_000_000
     assert now[f'monoceros_listen_queue{{listener="127.0.0.1:{srv.port}"}}'] == 0
 
-    target, mark = slow_target(srv, 2)
+    target, mark = slow_target(srv, 1)  # outlasts the four looks below (milliseconds)
     slow = threading.Thread(target=srv.request, args=(target,), daemon=True)
     slow.start()
     wait_started(mark)
@@ -168,7 +168,7 @@ def test_an_asgi_status_out_of_range_is_answered_and_counted_as_500(
 def test_readyz_turns_503_as_a_graceful_stop_begins(server: Callable[..., Server]) -> None:
     srv, _, stats_port = _start(server, "sync", "-w", "1", "--graceful-timeout", "20")
     assert _get(stats_port, "/readyz")[0] == 200
-    target, mark = slow_target(srv, 3)
+    target, mark = slow_target(srv, 1.5)  # outlasts the TERM's way to /readyz (milliseconds)
     result: list[int] = []
     slow = threading.Thread(target=lambda: result.append(srv.request(target)[0]), daemon=True)
     slow.start()

@@ -41,10 +41,10 @@ def faulthandler_where(function: str, text: str) -> str:
 
 
 def start(server: Callable[..., Server], kind: str) -> tuple[Server, int]:
-    """One worker of ``kind`` with ``--timeout 2``, and its pid (a stop at the end of a test
-    gives a thread still stuck one second)."""
+    """One worker of ``kind`` with ``--timeout 1`` (the least: each abort waits it out), and
+    its pid (a stop at the end of a test gives a thread still stuck one second)."""
     args, app = KINDS[kind]
-    srv = server([*args, "--workers", "1", "--timeout", "2", "--graceful-timeout", "1"], app=app)
+    srv = server([*args, "--workers", "1", "--timeout", "1", "--graceful-timeout", "1"], app=app)
     return srv, srv.wait_workers(1)[0]
 
 
@@ -112,7 +112,7 @@ def test_gthread_logs_a_stuck_request_once_and_goes_on_serving(
     server: Callable[..., Server],
 ) -> None:
     srv, pid = start(server, "gthread")
-    target, _, out = send(srv, "/python?s=6")  # stuck 3 timeouts long, then it answers
+    target, _, out = send(srv, "/python?s=3")  # stuck 3 timeouts long, then it answers
     head = f"[{pid}] [WARNING] Worker (pid:{pid}): request in flight for "  # then the age
     tail = (
         f"; the worker goes on serving: GET {target} HTTP/1.1 from 127.0.0.1\n"

@@ -60,7 +60,7 @@ def _check_table_and_held_request(srv: Server, addr: str) -> None:
         assert _row_of(table, pid).split()[2] == "idle"
     assert "\x1b" not in table  # --once: no screen clearing
 
-    target, mark = slow_target(srv, 3)
+    target, mark = slow_target(srv, 1.5)  # outlasts one --once run (~0.3 s)
     slow = threading.Thread(target=srv.request, args=(target,), daemon=True)
     slow.start()
     wait_started(mark)

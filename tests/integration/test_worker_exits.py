@@ -62,10 +62,11 @@ def line_of(text: str, path: Path = APPS / "app.py") -> int:
 def timeout_server(
     server: Callable[..., Server], workdir: Path, args: list[str], wait: bool = True
 ) -> Server:
-    """A sync worker with ``--timeout 2`` and a worker_abort hook that logs."""
+    """A sync worker with ``--timeout 1`` (the least: each test waits it out) and a
+    worker_abort hook that logs."""
     conf = workdir / "abort.conf.py"
     conf.write_text(ABORT_HOOK)
-    return server(["-c", str(conf), "--workers", "1", "--timeout", "2", *args], wait=wait)
+    return server(["-c", str(conf), "--workers", "1", "--timeout", "1", *args], wait=wait)
 
 
 def assert_aborted_in(log: str, request: str, where: str) -> None:
@@ -95,7 +96,7 @@ def test_sync_timeout_with_a_failing_worker_abort_hook(
     """The hook's exception is logged; the stuck request is still reported and answered."""
     conf = workdir / "abort.conf.py"
     conf.write_text("def worker_abort(worker):\n    raise RuntimeError('hook broke')\n")
-    srv = server(["-c", str(conf), "--workers", "1", "--timeout", "2"])
+    srv = server(["-c", str(conf), "--workers", "1", "--timeout", "1"])
     status, _, body = srv.request("/slow?s=30", timeout=20)
     assert (status, body) == (500, b"Internal Server Error\n"), (status, body, srv.log())
     log = srv.log()

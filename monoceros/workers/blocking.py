@@ -11,6 +11,7 @@ so a request that stops moving is told apart from a worker that is merely busy.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import socket
@@ -75,6 +76,8 @@ class Beater(Protocol):
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _monotonic = time.monotonic
 _PLAIN_SOCKET = socket.socket
+#: the sync worker's plain connections: the C socket, without socket.socket's Python layer
+_BARE_SOCKET = _socket.socket
 
 
 class _HttpBody:
@@ -452,8 +455,9 @@ class BlockingWorker(Worker):
         hook_req = None
         if self.pre_request is not None or self.post_request is not None:
             hook_req = HookRequest(environ)
-        # a TLS connection's socket is not a plain socket.socket (monoceros.tls.TlsSocket)
-        response = Response if conn.__class__ is _PLAIN_SOCKET else TlsResponse
+        # a TLS connection's socket is not a plain socket (monoceros.tls.TlsSocket)
+        kind = conn.__class__
+        response = Response if kind is _PLAIN_SOCKET or kind is _BARE_SOCKET else TlsResponse
         resp = response(conn, method == "HEAD", uwsgi, beater.beat, self.io_timeout)
         if keep_alive:
             resp.keep_alive = True

@@ -318,7 +318,15 @@ class Response:
         if count > 0:
             self._will_wait()
             with os.fdopen(os.dup(fd), "rb") as f:
-                self._sock.sendfile(f, offset, count)
+                sock = self._sock
+                if isinstance(sock, socket.socket):
+                    sock.sendfile(f, offset, count)
+                else:  # the sync worker's bare C socket: socket.socket has the sendfile loop
+                    with socket.socket(
+                        sock.family, sock.type, sock.proto, os.dup(sock.fileno())
+                    ) as whole:
+                        whole.settimeout(sock.gettimeout())
+                        whole.sendfile(f, offset, count)
             self.sent += count
 
     def send_iterable(self, result: Iterable[bytes]) -> None:

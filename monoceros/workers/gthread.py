@@ -38,6 +38,7 @@ over meanwhile, so the other threads go on serving).
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import os
 import queue
@@ -201,9 +202,11 @@ class _Progress:
 class _Listening:
     """A listener as the pool threads accept from it: the raw accept and the plain ints a new
     socket object is made from (``socket.accept`` converts family and type to enums for every
-    connection), and a new connection's first step."""
+    connection), the class it is made of (a plain connection is a bare ``_socket.socket``, as
+    in the sync worker: ``socket.socket`` adds a Python ``__init__`` and ``close()``; a TLS
+    one a ``socket.socket``, which the ssl module wraps), and a new connection's first step."""
 
-    __slots__ = ("accept", "family", "kind", "listener", "proto", "step")
+    __slots__ = ("accept", "family", "kind", "listener", "new_socket", "proto", "step")
 
     def __init__(self, listener: Listener, step: _Step) -> None:
         sock = listener.sock
@@ -213,6 +216,9 @@ class _Listening:
         self.family = int(sock.family)
         self.kind = int(sock.type)
         self.proto = sock.proto
+        self.new_socket: Callable[..., socket.socket] = (
+            _socket.socket if listener.tls is None else socket.socket  # type: ignore[assignment]
+        )
 
 
 class ThreadWorker(BlockingWorker):
@@ -591,7 +597,7 @@ class ThreadWorker(BlockingWorker):
         except OSError as exc:
             self.accept_failed(listener, exc)  # EMFILE: a pause (pause_accepting)
             return
-        client = socket.socket(listening.family, listening.kind, listening.proto, client_fd)
+        client = listening.new_socket(listening.family, listening.kind, listening.proto, client_fd)
         self._serve(self._new_conn(listener, client, peer, listening.step), progress)
 
     def _serve(self, conn: _Conn, progress: _Progress) -> None:

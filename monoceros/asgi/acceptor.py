@@ -22,6 +22,7 @@ connection the order is: accept, (a PROXY header, in plain text), the handshake,
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import socket
 from collections.abc import Callable
@@ -57,6 +58,7 @@ def _proxied(factory: ProtocolFactory, client: PeerAddress) -> ProtocolFactory:
 
 
 _ACCEPT_BATCH = 64
+_BARE: Callable[..., socket.socket] = _socket.socket  # type: ignore[assignment]
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
 DirectHandler = Callable[[socket.socket, PeerAddress], None]
@@ -183,7 +185,9 @@ class Acceptor:
                 if self.accept_failed(listener, exc):
                     continue
                 break
-            conn = socket.socket(family, kind, proto, fd)
+            # a connection for the uwsgi fast path is a bare _socket.socket (socket.socket only
+            # adds a Python __init__ and close()); connect() makes it whole for a transport
+            conn = (socket.socket if direct is None else _BARE)(family, kind, proto, fd)
             if nodelay:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.open += 1
@@ -202,7 +206,10 @@ class Acceptor:
         return taken
 
     def connect(self, conn: socket.socket, factory: ProtocolFactory) -> None:
-        """Set a transport and a protocol from ``factory`` up on an accepted, counted socket."""
+        """Set a transport and a protocol from ``factory`` up on an accepted, counted socket
+        (a bare ``_socket.socket`` from the uwsgi fast path becomes a ``socket.socket``)."""
+        if conn.__class__ is _BARE:
+            conn = socket.socket(conn.family, conn.type, conn.proto, conn.detach())
         conn.setblocking(False)
         self.connecting += 1
         self.loop.create_task(self._connect(conn, factory))

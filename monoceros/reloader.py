@@ -65,6 +65,11 @@ class Reloader(threading.Thread):
         self.callback = callback
         self.interval = interval
         self.engine = self._choose(engine)
+        #: set up by start(): the inotify descriptor and its watched directories (-1: polling),
+        #: or the modification times polling compares with
+        self._inotify_fd = -1
+        self._dirs: dict[int, str] = {}
+        self._before: dict[str, float] = {}
 
     @staticmethod
     def _choose(engine: str) -> str:
@@ -76,43 +81,56 @@ class Reloader(threading.Thread):
             raise RuntimeError("reload_engine = 'inotify' but inotify is not available here")
         return "poll"
 
+    def start(self) -> None:
+        """Set the watch up now, in the caller's thread, then watch from the reloader's own: a
+        file saved once this returns is seen (the thread may start a while later)."""
+        if self.engine == "inotify":
+            self._inotify_fd, self._dirs = self._add_watches()
+        if self._inotify_fd < 0:
+            self._before = self._mtimes()
+        super().start()
+
     def run(self) -> None:
         """Watch until a file changes, then call the callback once."""
-        changed = self._watch_inotify() if self.engine == "inotify" else self._watch_poll()
+        changed = self._watch_inotify() if self._inotify_fd >= 0 else self._watch_poll()
         if changed:
             self.callback(changed)
 
-    def _watch_poll(self) -> str | None:
-        def mtimes() -> dict[str, float]:
-            out = {}
-            for path in self.files:
-                try:
-                    out[path] = os.stat(path).st_mtime
-                except OSError:
-                    out[path] = -1.0
-            return out
+    def _mtimes(self) -> dict[str, float]:
+        out = {}
+        for path in self.files:
+            try:
+                out[path] = os.stat(path).st_mtime
+            except OSError:
+                out[path] = -1.0
+        return out
 
-        before = mtimes()
+    def _watch_poll(self) -> str | None:
+        before = self._before
         while True:
             time.sleep(self.interval)
-            now = mtimes()
-            for path, mtime in now.items():
+            for path, mtime in self._mtimes().items():
                 if before.get(path) != mtime:
                     return path
 
-    def _watch_inotify(self) -> str | None:
+    def _add_watches(self) -> tuple[int, dict[int, str]]:
+        """An inotify descriptor watching the files' directories (-1 if inotify fails)."""
         libc = _libc_inotify()
         assert libc is not None
         fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+        dirs: dict[int, str] = {}
         if fd < 0:
-            return self._watch_poll()
+            return fd, dirs
+        # Watch directories, not files: editors replace files by renaming over them.
+        for directory in {os.path.dirname(f) for f in self.files}:
+            wd = libc.inotify_add_watch(fd, os.fsencode(directory), _DIR_MASK)
+            if wd >= 0:
+                dirs[wd] = directory
+        return fd, dirs
+
+    def _watch_inotify(self) -> str | None:
+        fd, dirs = self._inotify_fd, self._dirs
         try:
-            # Watch directories, not files: editors replace files by renaming over them.
-            dirs: dict[int, str] = {}
-            for directory in {os.path.dirname(f) for f in self.files}:
-                wd = libc.inotify_add_watch(fd, os.fsencode(directory), _DIR_MASK)
-                if wd >= 0:
-                    dirs[wd] = directory
             while True:
                 select.select([fd], [], [])
                 try:

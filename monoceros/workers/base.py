@@ -277,9 +277,9 @@ class Worker:
         if broken:
             files.add(broken)
         files = {os.path.abspath(f) for f in files if os.path.exists(f)}
+        self._start_reloader(files)  # watching once it returns: a fix saved from now is seen
         self.log.info("Waiting for a change to %s file(s) to try again (--reload)", len(files))
         self.heartbeat.booted()  # alive and watching: not a boot failure
-        self._start_reloader(files)
         while self.alive:
             self.heartbeat.beat()
             time.sleep(0.2)

@@ -83,3 +83,21 @@ def test_a_syntax_error_waits_for_the_fix(server: Callable[..., Server], workdir
     watching(srv)  # the log line comes before the worker's reloader starts
     edit(src, APP.format(text="fixed"))
     assert wait_for(lambda: body_or_none(srv) == b"fixed", 15), srv.log()
+
+
+@pytest.mark.parametrize("engine", ["inotify", "poll"])
+def test_a_file_saved_as_start_returns_is_seen(tmp_path: Path, engine: str) -> None:
+    """The watch is set up before Reloader.start() returns (the worker logs that it waits for a
+    change, or serves, right after): an edit made at once is not missed by a thread that had
+    not looked yet."""
+    from monoceros.reloader import Reloader
+
+    seen: list[str] = []
+    for attempt in range(5):  # an old race lost once in five would show
+        src = tmp_path / f"mod{attempt}.py"
+        src.write_text("A = 1\n")
+        reloader = Reloader([str(src)], seen.append, engine, interval=0.05)
+        reloader.start()
+        edit(src, "A = 2\n")
+        assert wait_for(lambda n=attempt: len(seen) == n + 1, 5), (engine, attempt, seen)
+        assert seen[-1] == str(src)

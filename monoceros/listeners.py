@@ -12,8 +12,10 @@ address without one speaks the ``protocol`` setting, with TLS when ``certfile`` 
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import errno
+import functools
 import os
 import socket
 import stat
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from ssl import SSLContext
 
 __all__ = [
+    "BARE_SOCKET",
     "BIND_ATTEMPTS",
     "BIND_RETRY_DELAY",
     "BindError",
@@ -36,6 +39,7 @@ __all__ = [
     "SCHEMES",
     "Inherited",
     "bind_all",
+    "connection_maker",
     "inherit_env",
     "inherited_sockets",
     "open_to_every_user",
@@ -216,6 +220,22 @@ class Listener:
         """The address as gunicorn prints a listener: ``http://HOST:PORT`` (``https://`` with
         TLS) or ``unix:PATH``."""
         return self.name if self.is_unix else f"{self.scheme}://{self.name}"
+
+
+#: the C socket class under socket.socket: a connection made of it skips socket.socket's Python
+#: __init__ and close() (about 4.7k instructions a connection), which nothing a request does uses
+BARE_SOCKET: Callable[..., socket.socket] = _socket.socket  # type: ignore[assignment]
+
+
+def connection_maker(listener: Listener, bare: bool = True) -> Callable[[int], socket.socket]:
+    """What makes the socket object of a connection accepted on ``listener`` (by the raw
+    ``sock._accept()``) from its descriptor: family, type and protocol are plain ints read once
+    (``socket.accept()`` turns them into enums for every connection); the class is
+    :data:`BARE_SOCKET` for a plain connection when ``bare``, else ``socket.socket`` (a TLS
+    connection's: the ssl module wraps it)."""
+    sock = listener.sock
+    kind = BARE_SOCKET if bare and listener.tls is None else socket.socket
+    return functools.partial(kind, int(sock.family), int(sock.type), sock.proto)
 
 
 def open_to_every_user(listener: Listener) -> bool:

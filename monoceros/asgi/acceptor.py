@@ -22,14 +22,13 @@ connection the order is: accept, (a PROXY header, in plain text), the handshake,
 
 from __future__ import annotations
 
-import _socket
 import asyncio
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..addresses import PeerAddress
-from ..listeners import Listener
+from ..listeners import BARE_SOCKET, Listener, connection_maker
 from ..logs import Logger
 from ..protocols.errors import InvalidProxyHeader
 from ..protocols.events import NEED_DATA
@@ -58,7 +57,6 @@ def _proxied(factory: ProtocolFactory, client: PeerAddress) -> ProtocolFactory:
 
 
 _ACCEPT_BATCH = 64
-_BARE: Callable[..., socket.socket] = _socket.socket  # type: ignore[assignment]
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
 DirectHandler = Callable[[socket.socket, PeerAddress], None]
@@ -95,11 +93,11 @@ class Acceptor:
         self.log = log
         self.accept_failed = accept_failed
         self._resume: asyncio.TimerHandle | None = None
-        self._kinds = {
-            listener.sock.fileno(): (
-                int(listener.sock.family),
-                int(listener.sock.type),
-                listener.sock.proto,
+        # a connection for the uwsgi fast path (a direct handler) is a bare C socket;
+        # connect() makes one it hands over a socket.socket, for the loop's transport
+        self._makers = {
+            listener.sock.fileno(): connection_maker(
+                listener, bare=listener.sock.fileno() in self.direct
             )
             for listener in listeners
         }
@@ -169,9 +167,7 @@ class Acceptor:
         factory = self.factories.get(fd)
         tls = listener.tls
         nodelay = fd in self._set_nodelay
-        # socket.accept() converts family and type to enums for every connection, and so does
-        # reading sock.family: the plain ints, read once when the acceptor was made
-        family, kind, proto = self._kinds[fd]
+        make = self._makers[fd]
         taken = 0
         for _ in range(limit):
             if capped and self.open >= self.cap:
@@ -185,9 +181,7 @@ class Acceptor:
                 if self.accept_failed(listener, exc):
                     continue
                 break
-            # a connection for the uwsgi fast path is a bare _socket.socket (socket.socket only
-            # adds a Python __init__ and close()); connect() makes it whole for a transport
-            conn = (socket.socket if direct is None else _BARE)(family, kind, proto, fd)
+            conn = make(fd)
             if nodelay:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.open += 1
@@ -208,7 +202,7 @@ class Acceptor:
     def connect(self, conn: socket.socket, factory: ProtocolFactory) -> None:
         """Set a transport and a protocol from ``factory`` up on an accepted, counted socket
         (a bare ``_socket.socket`` from the uwsgi fast path becomes a ``socket.socket``)."""
-        if conn.__class__ is _BARE:
+        if conn.__class__ is BARE_SOCKET:
             conn = socket.socket(conn.family, conn.type, conn.proto, conn.detach())
         conn.setblocking(False)
         self.connecting += 1

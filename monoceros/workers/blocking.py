@@ -11,7 +11,6 @@ so a request that stops moving is told apart from a worker that is merely busy.
 
 from __future__ import annotations
 
-import _socket
 import errno
 import os
 import socket
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..access_log import log_safe
 from ..addresses import AddressMatcher, PeerAddress
 from ..config import Hook
-from ..listeners import Listener
+from ..listeners import BARE_SOCKET, Listener
 from ..protocols.errors import MissingChunkedBody, ProtocolError, TruncatedPacket
 from ..protocols.events import NEED_DATA, Data
 from ..protocols.http import HttpLimits, HttpParser, HttpRequest, error_response
@@ -76,8 +75,6 @@ class Beater(Protocol):
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _monotonic = time.monotonic
 _PLAIN_SOCKET = socket.socket
-#: the sync worker's plain connections: the C socket, without socket.socket's Python layer
-_BARE_SOCKET = _socket.socket
 
 
 class _HttpBody:
@@ -457,7 +454,7 @@ class BlockingWorker(Worker):
             hook_req = HookRequest(environ)
         # a TLS connection's socket is not a plain socket (monoceros.tls.TlsSocket)
         kind = conn.__class__
-        response = Response if kind is _PLAIN_SOCKET or kind is _BARE_SOCKET else TlsResponse
+        response = Response if kind is _PLAIN_SOCKET or kind is BARE_SOCKET else TlsResponse
         resp = response(conn, method == "HEAD", uwsgi, beater.beat, self.io_timeout)
         if keep_alive:
             resp.keep_alive = True

@@ -38,7 +38,6 @@ over meanwhile, so the other threads go on serving).
 
 from __future__ import annotations
 
-import _socket
 import contextlib
 import os
 import queue
@@ -53,7 +52,7 @@ from typing import TYPE_CHECKING
 
 from ..access_log import log_safe
 from ..addresses import PeerAddress
-from ..listeners import Listener
+from ..listeners import Listener, connection_maker
 from ..protocols.errors import InvalidProxyHeader, ProtocolError
 from ..protocols.events import NEED_DATA
 from ..protocols.http import HttpParser, HttpRequest
@@ -200,25 +199,18 @@ class _Progress:
 
 
 class _Listening:
-    """A listener as the pool threads accept from it: the raw accept and the plain ints a new
-    socket object is made from (``socket.accept`` converts family and type to enums for every
-    connection), the class it is made of (a plain connection is a bare ``_socket.socket``, as
-    in the sync worker: ``socket.socket`` adds a Python ``__init__`` and ``close()``; a TLS
-    one a ``socket.socket``, which the ssl module wraps), and a new connection's first step."""
+    """A listener as the pool threads accept from it: the raw accept, what makes a new
+    connection's socket object (:func:`~monoceros.listeners.connection_maker`), and a new
+    connection's first step."""
 
-    __slots__ = ("accept", "family", "kind", "listener", "new_socket", "proto", "step")
+    __slots__ = ("accept", "listener", "make", "step")
 
     def __init__(self, listener: Listener, step: _Step) -> None:
         sock = listener.sock
         self.listener = listener
         self.step = step
         self.accept: Callable[[], tuple[int, PeerAddress]] = sock._accept  # type: ignore[attr-defined]
-        self.family = int(sock.family)
-        self.kind = int(sock.type)
-        self.proto = sock.proto
-        self.new_socket: Callable[..., socket.socket] = (
-            _socket.socket if listener.tls is None else socket.socket  # type: ignore[assignment]
-        )
+        self.make = connection_maker(listener)
 
 
 class ThreadWorker(BlockingWorker):
@@ -597,7 +589,7 @@ class ThreadWorker(BlockingWorker):
         except OSError as exc:
             self.accept_failed(listener, exc)  # EMFILE: a pause (pause_accepting)
             return
-        client = listening.new_socket(listening.family, listening.kind, listening.proto, client_fd)
+        client = listening.make(client_fd)
         self._serve(self._new_conn(listener, client, peer, listening.step), progress)
 
     def _serve(self, conn: _Conn, progress: _Progress) -> None:

@@ -14,17 +14,15 @@ error, after ``max_requests`` and with the listen queue on a stop is every kind'
 
 from __future__ import annotations
 
-import _socket
 import select
 import socket
 import struct
 import sys
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..addresses import PeerAddress
-from ..listeners import Listener
+from ..listeners import Listener, connection_maker
 from ..protocols.errors import InvalidProxyHeader, ProtocolError
 from ..protocols.events import NEED_DATA
 from ..protocols.http import HttpParser
@@ -101,16 +99,10 @@ class SyncWorker(BlockingWorker):
             socket.SO_RCVTIMEO,
             struct.pack("ll", seconds, int((wait - seconds) * 1_000_000)),
         )
-        # socket.accept() turns family and type into enums for every connection; the raw
-        # accept and a constructor given plain ints skip that (about 1.4 µs a connection).
-        # A plain connection is a bare _socket.socket (C): socket.socket adds a Python
-        # __init__ and close() (about 4.7k instructions a connection) for nothing the request
-        # uses; a TLS one must be a socket.socket, which the ssl module wraps.
+        # the raw accept, and the socket object made by connection_maker (plain ints, a bare
+        # C socket for a plain connection): no enum and no Python __init__ per connection
         accept = sock._accept  # type: ignore[attr-defined]  # CPython, all versions
-        family, kind, proto = int(sock.family), int(sock.type), sock.proto
-        new_socket: Callable[..., socket.socket] = (
-            _socket.socket if listener.tls is None else socket.socket  # type: ignore[assignment]
-        )
+        make = connection_maker(listener)
         handle = self._handle
         # the master is looked for at most every `wait` seconds, busy or idle, by the clock the
         # heartbeat reads anyway: a compare per request (an orphan under steady traffic served on)
@@ -128,7 +120,7 @@ class SyncWorker(BlockingWorker):
             except OSError as exc:
                 self.accept_failed(listener, exc)
                 continue
-            handle(listener, new_socket(family, kind, proto, fd), peer)
+            handle(listener, make(fd), peer)
             now = heartbeat.beat()
             if now >= next_check:
                 next_check = now + wait

@@ -94,13 +94,9 @@ class Acceptor:
         self.accept_failed = accept_failed
         self._resume: asyncio.TimerHandle | None = None
         # a connection for the uwsgi fast path (a direct handler) is a bare C socket;
-        # connect() makes one it hands over a socket.socket, for the loop's transport
-        self._makers = {
-            listener.sock.fileno(): connection_maker(
-                listener, bare=listener.sock.fileno() in self.direct
-            )
-            for listener in listeners
-        }
+        # connect() makes one it hands over a socket.socket, for the loop's transport. Made
+        # at the first accept: the worker registers its direct handlers after this
+        self._makers: dict[int, Callable[[int], socket.socket]] = {}
         self.open = 0
         """Connections accepted and not yet closed."""
         self.accepting = False
@@ -167,7 +163,9 @@ class Acceptor:
         factory = self.factories.get(fd)
         tls = listener.tls
         nodelay = fd in self._set_nodelay
-        make = self._makers[fd]
+        make = self._makers.get(fd)
+        if make is None:
+            make = self._makers[fd] = connection_maker(listener, bare=direct is not None)
         taken = 0
         for _ in range(limit):
             if capped and self.open >= self.cap:

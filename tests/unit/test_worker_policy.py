@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from monoceros.asgi.acceptor import Acceptor
 from monoceros.config import Config
 from monoceros.heartbeat import Heartbeat
-from monoceros.listeners import BindSpec, Listener
+from monoceros.listeners import BARE_SOCKET, BindSpec, Listener
 from monoceros.logs import Logger
 from monoceros.workers.asgi import AsgiWorker
 from monoceros.workers.base import ACCEPT_BACKOFF, ACCEPT_LOG_INTERVAL, ACCEPT_RETRY, Worker
@@ -237,6 +237,30 @@ def test_stopping_the_asgi_acceptor_cancels_a_pending_resume(tmp_path: Path) -> 
         loop.run_until_complete(asyncio.sleep(0.05))
         assert not acceptor.accepting
     finally:
+        client.close()
+        loop.close()
+        lst.sock.close()
+
+
+def test_a_direct_handler_registered_after_the_acceptor_gets_bare_sockets(
+    tmp_path: Path,
+) -> None:
+    # the asgi worker makes its Acceptor first and registers the uwsgi fast path later, once
+    # the lifespan started: its connections must still be the bare C socket (no Python layer)
+    lst = listening(tmp_path / "s")
+    lst.sock.setblocking(False)
+    loop = asyncio.new_event_loop()
+    direct: dict[int, Any] = {}
+    acceptor = Acceptor(loop, [lst], {}, 10, Logger(Config()), lambda lst, exc: False, direct)
+    accepted: list[socket.socket] = []
+    direct[lst.sock.fileno()] = lambda conn, peer: accepted.append(conn)
+    client = connect(tmp_path / "s")
+    try:
+        assert acceptor.take_queued(4) == 1
+        assert [conn.__class__ for conn in accepted] == [BARE_SOCKET]
+    finally:
+        for conn in accepted:
+            conn.close()
         client.close()
         loop.close()
         lst.sock.close()

@@ -30,8 +30,9 @@ def _extensions() -> list:
     try:
         # one shared library inside the package (monoceros/_core__mypyc*.so), named, not hashed
         extensions = mypycify(paths, opt_level="3", debug_level="0", group_name="monoceros._core")
-    except Exception as exc:  # the C is generated here; a failure means: pure Python
-        print(f"monoceros: no compiled core ({exc}); pure Python", file=sys.stderr)
+    except (Exception, SystemExit) as exc:  # the C is generated here (mypyc exits on a type
+        # error it finds); a failure means: pure Python
+        print(f"monoceros: no compiled core ({exc!r}); pure Python", file=sys.stderr)
         return []
     for ext in extensions:
         ext.optional = True  # no C compiler, or it fails: build_ext skips it, pure Python

@@ -27,6 +27,11 @@ COMPILED_MODULES: tuple[str, ...] = (
     "monoceros.wsgi.response",
     "monoceros.asgi.scope",
     "monoceros.protocols.http",
+    "monoceros.asgi.response",
+    "monoceros.asgi.cycle",
+    "monoceros.asgi.uwsgi_fast",
+    "monoceros.asgi.context",
+    "monoceros.asgi.acceptor",
 )
 """The modules setup.py compiles (hot on every request, typed, pure code)."""
 

@@ -6,12 +6,20 @@ import ipaddress
 from collections.abc import Iterable
 from typing import TypeAlias
 
-__all__ = ["AddressMatcher", "PeerAddress"]
+__all__ = ["AddressMatcher", "PeerAddress", "peer_label"]
 
 PeerAddress: TypeAlias = "tuple[str, int] | tuple[str, int, int, int] | str | bytes"
 """A socket address as ``accept()`` and ``getsockname()`` give it: ``(host, port)`` for IPv4,
 ``(host, port, flowinfo, scope_id)`` for IPv6, a path for a UNIX socket (``""`` for an unnamed
 peer, bytes for an abstract-namespace name)."""
+
+
+def peer_label(peer: PeerAddress | None) -> str:
+    """A connection's peer for log lines: its IP address, or "a local peer" (a UNIX socket's,
+    or one that reset before its address was read)."""
+    if isinstance(peer, tuple):
+        return str(peer[0])
+    return "a local peer"
 
 
 class AddressMatcher:

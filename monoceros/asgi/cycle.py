@@ -25,7 +25,6 @@ from ..protocols.errors import ProtocolError
 from ..protocols.response import LAST_CHUNK, Framing, ResponseError, chunk, error_response
 from ..worker_metrics import Recorder
 from .access import access_environ, access_headers
-from .flow import wake
 from .response import build_head
 
 if TYPE_CHECKING:
@@ -61,6 +60,7 @@ class HttpCycle:
         "head_only",
         "http11",
         "keep_alive",
+        "keeps_task",
         "response_complete",
         "response_started",
         "scope",
@@ -102,8 +102,9 @@ class HttpCycle:
         self._framing: Framing | None = None
         self._start = 0.0
         self._rec: Recorder | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[Any] | None = None
         """The task running the application (kept only when ``request_timeout`` is on)."""
+        self.keeps_task = False
         self._timed_out = 0.0
         """The ``request_timeout`` it ran past (0: it did not)."""
 
@@ -130,13 +131,21 @@ class HttpCycle:
         self._wake()
 
     def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        wake(waiter)
+        waiter = self._waiter
+        if waiter is not None:  # (flow.wake's rule, inline: the compiled cycle calls no Python)
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     # ------------------------------------------------------------------ the application
 
-    async def run(self) -> None:
-        """Call the application and make sure a response (or a closed connection) results."""
+    # ------------------------------------------------------------------ the application's task
+    # (run by :func:`~.request_task.run_request`, a Python coroutine: the worker's timeout
+    # report finds a request by its frame, which compiled code does not have)
+
+    def begin(self) -> Any:
+        """The request starts: its clock and metrics slot; returns the application to call.
+        :attr:`keeps_task` says whether the caller must hand its task to :meth:`keep_task`."""
         ctx = self.conn.ctx
         self._start = start = time.monotonic()
         self._rec = rec = ctx.metrics.take()
@@ -144,52 +153,59 @@ class HttpCycle:
         query = scope.get("query_string")
         path = scope.get("raw_path") or b""
         rec.begin(scope["method"], path + b"?" + query if query else path, start)
-        if ctx.request_timeout:
-            self._task = asyncio.current_task()
-        try:
-            await ctx.app(scope, self.receive, self.send)
-        except BaseException as exc:
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            if self._timed_out:
-                self._deadline_passed(exc)
-            elif isinstance(exc, asyncio.CancelledError) and self.disconnected:
-                pass
-            elif self._told_gone:  # e.g. Starlette's ClientDisconnect: the client's doing
-                ctx.log.info(
-                    "Client %s left during %s; the application then stopped with %s",
-                    self.conn.peer_label(),
-                    self._where(),
-                    f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__,
-                )
-                if not self.response_complete:
-                    self._abort()
-            else:
-                self._app_failed(exc)
-        else:
-            if self._timed_out and not self.response_complete:  # it swallowed the cancellation
-                self._deadline_passed(None)
-            elif not self.response_started:
-                if not self.disconnected:
-                    ctx.log.error(
-                        "ASGI application returned without sending a response to %s",
-                        self._where(),
-                    )
-                    self._send_500()
-            elif not self.response_complete:
-                if not self.disconnected:
-                    ctx.log.error(
-                        "ASGI application returned without completing the response to %s",
-                        self._where(),
-                    )
+        self.keeps_task = bool(ctx.request_timeout)
+        return ctx.app
+
+    def keep_task(self, task: asyncio.Task[Any] | None) -> None:
+        """The task running the application, for ``request_timeout`` to cancel."""
+        self._task = task
+
+    def app_raised(self, exc: BaseException) -> None:
+        """The application raised ``exc`` (not KeyboardInterrupt or SystemExit): log it as
+        what it was, and answer or close as far as the response got."""
+        if self._timed_out:
+            self._deadline_passed(exc)
+        elif isinstance(exc, asyncio.CancelledError) and self.disconnected:
+            pass
+        elif self._told_gone:  # e.g. Starlette's ClientDisconnect: the client's doing
+            self.conn.ctx.log.info(
+                "Client %s left during %s; the application then stopped with %s",
+                self.conn.peer_label(),
+                self._where(),
+                f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__,
+            )
+            if not self.response_complete:
                 self._abort()
-        finally:
-            self._task = None
-            rec = self._rec
-            if rec is not None:  # no response: the peer left before one started
-                self._rec = None
-                rec.abandon()
-                ctx.metrics.give(rec)
+        else:
+            self._app_failed(exc)
+
+    def app_returned(self) -> None:
+        """The application returned: make sure a response (or a closed connection) results."""
+        if self._timed_out and not self.response_complete:  # it swallowed the cancellation
+            self._deadline_passed(None)
+        elif not self.response_started:
+            if not self.disconnected:
+                self.conn.ctx.log.error(
+                    "ASGI application returned without sending a response to %s",
+                    self._where(),
+                )
+                self._send_500()
+        elif not self.response_complete:
+            if not self.disconnected:
+                self.conn.ctx.log.error(
+                    "ASGI application returned without completing the response to %s",
+                    self._where(),
+                )
+            self._abort()
+
+    def ended(self) -> None:
+        """The application's task ends: give back a metrics slot no response took."""
+        self._task = None
+        rec = self._rec
+        if rec is not None:  # no response: the peer left before one started
+            self._rec = None
+            rec.abandon()
+            self.conn.ctx.metrics.give(rec)
 
     def _where(self) -> str:
         scope = self.scope
@@ -312,7 +328,7 @@ class HttpCycle:
         waiter = self._waiter = self.conn.ctx.loop.create_future()
         return waiter
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Any) -> None:
         """ASGI ``send``: ``http.response.start`` then ``http.response.body`` messages."""
         kind = message["type"]
         if kind == "http.response.body":
@@ -399,7 +415,9 @@ class HttpCycle:
             return  # trailers are not sent (none was announced)
         raise RuntimeError(f"unexpected ASGI message {kind!r} on an http connection")
 
-    def _clip(self, body: bytes, framing: Framing) -> bytes:
+    def _clip(self, body: Any, framing: Framing) -> bytes:
+        """``body`` (bytes-like, from the application) as bytes, cut to what Content-Length
+        leaves room for; counts what is sent."""
         if body.__class__ is not bytes:
             body = bytes(body)
         length = framing.length

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import Final
 
-from ..addresses import PeerAddress
+from ..addresses import PeerAddress, peer_label
 
 __all__ = ["wake", "HIGH_WATER", "LOW_WATER", "WriteFlow"]
 
@@ -38,19 +38,16 @@ class WriteFlow:
     """Write pausing and draining of one connection (a base of both connection kinds), and the
     peer's label for log lines."""
 
-    __slots__ = ("_drain_waiter", "closed", "write_paused")
+    __slots__ = ("_drain_waiter", "closed", "peer", "write_paused")
     # set by the subclass's constructor: no extra call per connection
     write_paused: bool
     closed: bool
     _drain_waiter: asyncio.Future[None] | None
-    peer: PeerAddress
+    peer: PeerAddress | None  # None: the peer reset before its address was read
 
     def peer_label(self) -> str:
         """The peer's address (the client's, or the front end's for uwsgi), for log lines."""
-        peer = self.peer
-        if isinstance(peer, tuple):
-            return str(peer[0])
-        return "a local peer"
+        return peer_label(self.peer)
 
     def pause_writing(self) -> None:
         """The write buffer is above its high-water mark."""

@@ -6,7 +6,7 @@ this module gives the ASGI side its entry point.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from typing import Any, Final
 
 from .. import SERVER
@@ -21,14 +21,14 @@ def build_head(
     status: int,
     headers: Iterable[Any],
     *,
-    first_body: bytes | None,
+    first_body: Sized | None,
     head_only: bool,
     keep_alive: bool,
     http11: bool,
     uwsgi: bool,
 ) -> tuple[bytes, Framing]:
-    """The response head and its framing; ``first_body`` is the whole body when the application
-    sent it in one message, None when more body follows."""
+    """The response head and its framing; ``first_body`` is the whole body (bytes-like, as the
+    application sent it) when it came in one message, None when more body follows."""
     return response_head(
         status_line(status),
         status,

@@ -35,6 +35,7 @@ from ..asgi.http_protocol import HttpProtocol
 from ..asgi.lifespan import Lifespan, LifespanFailure
 from ..asgi.loops import new_event_loop
 from ..asgi.proxy_header import ProxyHeaderProtocol
+from ..asgi.request_task import run_request
 from ..asgi.scope import ForwardedForScopeBuilder, HttpScopeBuilder, UwsgiScopeBuilder
 from ..asgi.uwsgi_fast import UwsgiFastPath
 from ..asgi.uwsgi_protocol import UwsgiProtocol
@@ -269,7 +270,7 @@ class AsgiWorker(Worker):
 
     def _on_request(self) -> None:
         self.nr += 1  # worker.nr, as the other kinds count it (hooks read it)
-        if self.check_max_requests():
+        if self.nr >= self.max_requests and self.check_max_requests():
             self._request_stop()
 
     def _tick(self) -> None:
@@ -326,14 +327,18 @@ def _quiet_abort(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> No
 
 def _running_request(frame: FrameType | None) -> tuple[str | None, FrameType | None]:
     """Walk the interrupted stack to the ASGI request (or WebSocket) being handled: what it is,
-    and the frame of its handler's ``run`` (where the request's stack begins)."""
-    run_codes = (HttpCycle.run.__code__, WebSocketSession.run.__code__)
+    and the frame of its handler (:func:`~monoceros.asgi.request_task.run_request`, or the
+    WebSocket session's ``run``), where the request's stack begins."""
+    request_code, session_code = run_request.__code__, WebSocketSession.run.__code__
     depth = 0
     while frame is not None and depth < 200:
-        if frame.f_code in run_codes:
+        code = frame.f_code
+        if code is request_code:
+            cycle = frame.f_locals.get("cycle")
+            if isinstance(cycle, HttpCycle):
+                return f"the handler of {cycle.describe()}", frame
+        elif code is session_code:
             owner = frame.f_locals.get("self")
-            if isinstance(owner, HttpCycle):
-                return f"the handler of {owner.describe()}", frame
             if isinstance(owner, WebSocketSession):
                 path = log_safe(owner.scope.get("path", ""))
                 return f"the WebSocket handler of {path}", frame

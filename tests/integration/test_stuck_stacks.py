@@ -101,7 +101,7 @@ def test_asgi_timeout_logs_the_stack_of_the_blocked_loop(server: Callable[..., S
     log = srv.log()
     stack = log[log.index(head) + len(head) :]
     # from the handler down: the server's frames below it (CLI, master, fork) are left out
-    assert stack.startswith(f'  File "{REPO}/monoceros/asgi/cycle.py", line '), log
+    assert stack.startswith(f'  File "{REPO}/monoceros/asgi/request_task.py", line '), log
     assert where("stuck_in_app", "time.sleep(seconds)") + "\n" in stack, log
     assert where("asgi_app", "# blocks the loop") in stack, log  # the app's caller, above it
     assert "still running" not in log, log  # it left on SIGABRT: no faulthandler dump needed

@@ -6,8 +6,9 @@ again as soon as the application has taken the buffer below :data:`LOW_WATER` â€
 while nothing is buffered, so a paused reader is always resumed by the very call that waits for
 data (the stall this module exists to avoid).
 
-Writing (:class:`WriteFlow`, a base of both connection kinds): the writer's buffer is full at
-:meth:`WriteFlow.pause_writing`; :meth:`WriteFlow.drain` then waits until
+Writing (:class:`WriteFlow`, the base of the transport-based connections; the compiled
+bare-socket one, :class:`~.uwsgi_fast.FastConnection`, keeps the same rules): the writer's
+buffer is full at :meth:`WriteFlow.pause_writing`; :meth:`WriteFlow.drain` then waits until
 :meth:`WriteFlow.resume_writing` or the connection is closed.
 """
 
@@ -35,8 +36,8 @@ LOW_WATER: Final = 64 * 1024
 
 
 class WriteFlow:
-    """Write pausing and draining of one connection (a base of both connection kinds), and the
-    peer's label for log lines."""
+    """Write pausing and draining of a transport-based connection, and the peer's label for
+    log lines."""
 
     __slots__ = ("_drain_waiter", "closed", "peer", "write_paused")
     # set by the subclass's constructor: no extra call per connection

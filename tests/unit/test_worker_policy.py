@@ -70,6 +70,20 @@ def connect(path: Path, payload: bytes = b"") -> socket.socket:
     return client
 
 
+def close_all(
+    accepted: list[socket.socket],
+    client: socket.socket,
+    loop: asyncio.AbstractEventLoop,
+    lst: Listener,
+) -> None:
+    """End an acceptor test: the accepted sockets, the client, the loop, the listener."""
+    for conn in accepted:
+        conn.close()
+    client.close()
+    loop.close()
+    lst.sock.close()
+
+
 def make_worker(cls: type[Worker], listeners: list[Listener], **settings: Any) -> Any:
     cfg = Config()
     for name, value in settings.items():
@@ -208,11 +222,7 @@ def test_the_asgi_acceptor_stops_accepting_for_the_pause_then_resumes(tmp_path: 
         assert acceptor.accepting and len(accepted) == 1
         acceptor.stop()
     finally:
-        for conn in accepted:
-            conn.close()
-        client.close()
-        loop.close()
-        lst.sock.close()
+        close_all(accepted, client, loop, lst)
 
 
 def test_stopping_the_asgi_acceptor_cancels_a_pending_resume(tmp_path: Path) -> None:
@@ -259,11 +269,7 @@ def test_a_direct_handler_registered_after_the_acceptor_gets_bare_sockets(
         assert acceptor.take_queued(4) == 1
         assert [conn.__class__ for conn in accepted] == [BARE_SOCKET]
     finally:
-        for conn in accepted:
-            conn.close()
-        client.close()
-        loop.close()
-        lst.sock.close()
+        close_all(accepted, client, loop, lst)
 
 
 def test_the_asgi_worker_pauses_its_acceptor_unless_stopping(listener: Listener) -> None:

@@ -56,18 +56,23 @@ class Input:
         if size is not None and 0 <= size <= len(buf):  # in hand already
             self._buf = buf[size:]
             return buf[:size] if size < len(buf) else buf
-        parts = [buf]
+        # each byte is copied at most once: a piece that is the whole answer is returned as it
+        # is, and only the piece that goes past ``size`` is cut (not the joined result)
+        parts = [buf] if buf else []
         have = len(buf)
         self._buf = b""
         while (size is None or size < 0 or have < size) and self._more():
             parts.append(self._buf)
             have += len(self._buf)
             self._buf = b""
-        data = b"".join(parts) if len(parts) > 1 else buf
         if size is not None and 0 <= size < have:  # the last piece went past: keep the rest
-            self._buf = data[size:]
-            data = data[:size]
-        return data
+            last = parts[-1]
+            cut = len(last) - (have - size)
+            self._buf = last[cut:]
+            parts[-1] = last[:cut]
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
 
     def readline(self, size: int | None = -1) -> bytes:
         """Read one line, up to and including ``\\n`` (at most ``size`` bytes when given)."""

@@ -27,6 +27,18 @@ def test_read_all_and_sizes() -> None:
     assert inp.exhausted
 
 
+def test_a_piece_that_answers_a_read_whole_is_not_copied() -> None:
+    # an echo reading 64 KiB at a time over 64 KiB recvs: no join, no slice per read
+    first, second = b"a" * 65536, b"b" * 65536
+    inp = Input(puller([first, second]))
+    assert inp.read(65536) is first
+    assert inp.read(65536) is second
+    inp = Input(puller([first, second]))
+    assert inp.read(100) == b"a" * 100
+    assert inp.read(65436) == b"a" * 65436  # the rest of the first piece, then the second
+    assert inp.read(65536) is second
+
+
 def test_read_of_the_content_length_returns_the_whole_body_in_one_call() -> None:
     """Frameworks read CONTENT_LENGTH bytes with one call (Django's request.body does): the
     body must come whole however many pieces it arrives in, and nothing beyond it is pulled."""

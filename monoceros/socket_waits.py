@@ -20,14 +20,16 @@ import struct
 import sys
 from typing import Final
 
-__all__ = ["KERNEL_TIMEOUTS", "SEND_THEN_CLOSE", "wait_in_kernel"]
+__all__ = ["KERNEL_TIMEOUTS", "PLAIN_SOCKETS", "SEND_THEN_CLOSE", "wait_in_kernel"]
 
 #: ``struct timeval`` is two longs on Linux (x86-64, arm64); elsewhere a Python timeout is used
 KERNEL_TIMEOUTS: Final = sys.platform.startswith("linux") and struct.calcsize("l") == 8
 _TIMEVAL: Final = struct.Struct("ll")
-#: the classes of a plain connection's socket: a bare one must not fall back to Python timeouts
-#: (they made a 32 MiB stream from the sync worker cost 46 % more CPU)
-_PLAIN: Final = (socket.socket, _socket.socket)
+PLAIN_SOCKETS: Final = (socket.socket, _socket.socket)
+"""The classes of a plain (not TLS) connection's socket, ``socket.socket`` or the bare C socket
+the workers make (:data:`monoceros.listeners.BARE_SOCKET`): the one test of "plain" for kernel
+timeouts and for the WSGI response kind (a bare socket that fell back to Python timeouts made
+a 32 MiB stream from the sync worker cost 46 % more CPU)."""
 
 SEND_THEN_CLOSE: Final = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_MORE", 0)
 """``send`` flags for a connection's last bytes when ``close()`` follows at once: the send does
@@ -40,7 +42,7 @@ def wait_in_kernel(sock: socket.socket, timeout: float | None) -> None:
     """Let ``sock`` block, each ``send``/``recv`` for at most ``timeout`` seconds (None: no
     limit); the timeouts stay on the socket for the rest of the connection. Any socket but a
     plain one (a TLS one) gets a Python timeout."""
-    if not KERNEL_TIMEOUTS or sock.__class__ not in _PLAIN:
+    if not KERNEL_TIMEOUTS or sock.__class__ not in PLAIN_SOCKETS:
         if sock.gettimeout() != timeout:
             sock.settimeout(timeout)
         return

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..access_log import log_safe
 from ..addresses import AddressMatcher, PeerAddress
 from ..config import Hook
-from ..listeners import BARE_SOCKET, Listener
+from ..listeners import Listener
 from ..protocols.errors import MissingChunkedBody, ProtocolError, TruncatedPacket
 from ..protocols.events import NEED_DATA, Data
 from ..protocols.http import HttpLimits, HttpParser, HttpRequest, error_response
 from ..protocols.proxy_protocol import ProxyHeaderReader
 from ..protocols.uwsgi import UwsgiParser, UwsgiRequest
-from ..socket_waits import wait_in_kernel
+from ..socket_waits import PLAIN_SOCKETS, wait_in_kernel
 from ..worker_metrics import Recorder
 from ..wsgi.body import EMPTY_INPUT, ClientDisconnected, EmptyInput, Input
 from ..wsgi.environ import (
@@ -74,7 +74,6 @@ class Beater(Protocol):
 
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _monotonic = time.monotonic
-_PLAIN_SOCKET = socket.socket
 
 
 class _HttpBody:
@@ -453,8 +452,7 @@ class BlockingWorker(Worker):
         if self.pre_request is not None or self.post_request is not None:
             hook_req = HookRequest(environ)
         # a TLS connection's socket is not a plain socket (monoceros.tls.TlsSocket)
-        kind = conn.__class__
-        response = Response if kind is _PLAIN_SOCKET or kind is BARE_SOCKET else TlsResponse
+        response = Response if conn.__class__ in PLAIN_SOCKETS else TlsResponse
         resp = response(conn, method == "HEAD", uwsgi, beater.beat, self.io_timeout)
         if keep_alive:
             resp.keep_alive = True

@@ -80,6 +80,8 @@ thread: the longest a new connection waits while the application makes a request
 #: seconds between two sweeps for expired deadlines, at most
 _TICK = 0.25
 _FOREVER = float("inf")
+#: connections a leader takes straight from a listener's queue in a row, before it polls again
+_ACCEPT_RUN = 16
 
 
 #: what a pool thread does with a connection that has bytes to read; True to park it again
@@ -200,15 +202,18 @@ class _Progress:
 
 class _Listening:
     """A listener as the pool threads accept from it: the raw accept, what makes a new
-    connection's socket object (:func:`~monoceros.listeners.connection_maker`), and a new
-    connection's first step."""
+    connection's socket object (:func:`~monoceros.listeners.connection_maker`), a new
+    connection's first step, and whether its uWSGI packets are served straight from the
+    accept (:meth:`ThreadWorker._serve_new_uwsgi`)."""
 
-    __slots__ = ("accept", "listener", "make", "step")
+    __slots__ = ("accept", "listener", "make", "step", "uwsgi_direct")
 
-    def __init__(self, listener: Listener, step: _Step) -> None:
+    def __init__(self, listener: Listener, step: _Step, uwsgi_direct: bool) -> None:
         sock = listener.sock
         self.listener = listener
         self.step = step
+        #: a plain uwsgi listener without the PROXY protocol: the packet is the first byte
+        self.uwsgi_direct = uwsgi_direct
         self.accept: Callable[[], tuple[int, PeerAddress]] = sock._accept  # type: ignore[attr-defined]
         self.make = connection_maker(listener)
 
@@ -263,7 +268,11 @@ class ThreadWorker(BlockingWorker):
         #: per listener fd: what a pool thread needs to accept from it, and the new
         #: connection's first step
         self._listening: dict[int, _Listening] = {
-            listener.sock.fileno(): _Listening(listener, self._first_step_of(listener))
+            listener.sock.fileno(): _Listening(
+                listener,
+                self._first_step_of(listener),
+                listener.protocol == "uwsgi" and listener.tls is None and self.proxy is None,
+            )
             for listener in self.listeners
         }
         self._lock = threading.Lock()
@@ -371,11 +380,22 @@ class ThreadWorker(BlockingWorker):
     ) -> _Conn:
         """Count a new connection (towards ``worker_connections`` and ``max_requests``);
         ``step``: its first."""
-        header_timeout = self.header_timeout
-        deadline = time.monotonic() + header_timeout if header_timeout else _FOREVER
+        self._count_new()
+        return self._conn_record(listener, client, peer, step)
+
+    def _count_new(self) -> None:
+        """One connection more is open, its first request not begun."""
         with self._lock:
             self._open += 1
             self._fresh += 1
+
+    def _conn_record(
+        self, listener: Listener, client: socket.socket, peer: PeerAddress, step: _Step
+    ) -> _Conn:
+        """The record of a new connection (counted already) that waits for its head from now
+        on, within ``header_timeout``."""
+        header_timeout = self.header_timeout
+        deadline = time.monotonic() + header_timeout if header_timeout else _FOREVER
         parser = None if listener.protocol == "uwsgi" else HttpParser(self.limits)
         return _Conn(client, listener, peer, deadline, parser, step)
 
@@ -475,21 +495,31 @@ class ThreadWorker(BlockingWorker):
     # ------------------------------------------------------------------ pool threads
 
     def _close(self, conn: _Conn) -> None:
+        fresh = conn.fresh
+        conn.fresh = False
+        self._release(conn.sock, fresh)
+
+    def _release(self, sock: socket.socket, fresh: bool) -> None:
+        """Close a connection's socket and count it closed (``fresh``: before its first
+        request began)."""
         try:
-            conn.sock.close()
+            sock.close()
         finally:
             with self._lock:
                 self._open -= 1
-                if conn.fresh:
-                    conn.fresh = False
+                if fresh:
                     self._fresh -= 1
+
+    def _count_begun(self) -> None:
+        """A connection's first request begins: it no longer waits for one."""
+        with self._lock:
+            self._fresh -= 1
 
     def _begin(self, conn: _Conn, progress: _Progress, request: HttpRequest | UwsgiRequest) -> None:
         """A request of ``conn`` starts: record it, and count the connection's first one."""
         if conn.fresh:
-            with self._lock:
-                conn.fresh = False
-                self._fresh -= 1
+            conn.fresh = False
+            self._count_begun()
         progress.begin(request, conn.peer)
 
     def _park(self, conn: _Conn) -> None:
@@ -552,7 +582,14 @@ class ThreadWorker(BlockingWorker):
                 if conn is not None:
                     self._serve(conn, progress)
                 else:
-                    self._accept(listening[fd], progress)
+                    # a listener: its connection, then the next ones straight from its queue
+                    # while it has one (no poll between them), at most _ACCEPT_RUN in a row
+                    # (the parked connections and the other listeners wait for the next poll)
+                    taking = listening[fd]
+                    for _ in range(_ACCEPT_RUN):
+                        if not self._accept(taking, progress) or progress.deposed:
+                            break
+                        progress.leading_since = monotonic()
                 with turns:
                     deposed = progress.deposed
                     if deposed:
@@ -572,25 +609,86 @@ class ThreadWorker(BlockingWorker):
                 return
             self._serve(conn, progress)
 
-    def _accept(self, listening: _Listening, progress: _Progress) -> None:
-        """The leader took a listener's readiness: accept one connection and serve it. With no
-        room (or stopping) the listeners leave the set until the main thread sees room."""
+    def _accept(self, listening: _Listening, progress: _Progress) -> bool:
+        """The leader took a listener's readiness: accept one connection and serve it; True
+        when there was one (the listener's queue may hold the next). With no room (or
+        stopping) the listeners leave the set until the main thread sees room."""
         if not self.alive:
-            return
+            return False
         if not self._admits():
             self._accepting = False
             self._listen(False)
-            return
+            return False
         listener = listening.listener
         try:
             client_fd, peer = listening.accept()
-        except (BlockingIOError, InterruptedError):  # another worker took it
-            return
+        except (BlockingIOError, InterruptedError):  # the queue is empty (another worker took it)
+            return False
         except OSError as exc:
             self.accept_failed(listener, exc)  # EMFILE: a pause (pause_accepting)
-            return
+            return False
         client = listening.make(client_fd)
-        self._serve(self._new_conn(listener, client, peer, listening.step), progress)
+        if listening.uwsgi_direct:
+            self._serve_new_uwsgi(listener, client, peer, progress)
+        else:
+            self._serve(self._new_conn(listener, client, peer, listening.step), progress)
+        return True
+
+    def _serve_new_uwsgi(
+        self, listener: Listener, sock: socket.socket, peer: PeerAddress, progress: _Progress
+    ) -> None:
+        """A new connection on a plain uwsgi listener. nginx writes the packet as it connects,
+        so it is whole at the first read as a rule: served then and there by the thread that
+        accepted it, without a connection record (:class:`_Conn`). A packet still on its way
+        makes it a record that takes the usual steps (:meth:`_step_uwsgi`, parked until the
+        rest comes)."""
+        self._count_new()
+        conn = self._uwsgi_at_once(listener, sock, peer, progress)
+        if conn is not None:
+            self._serve(conn, progress)
+        else:
+            self._served_one()
+
+    def _uwsgi_at_once(
+        self, listener: Listener, sock: socket.socket, peer: PeerAddress, progress: _Progress
+    ) -> _Conn | None:
+        """:meth:`_serve_new_uwsgi`'s first read: serve a whole packet and close the
+        connection (None), or return the record of one whose packet is still on its way."""
+        fresh = True  # its request has not begun
+        conn: _Conn | None = None
+        try:
+            if peer and self.uwsgi_forbidden(listener, sock, peer):
+                return None
+            try:
+                buf = sock.recv(RECV_SIZE, _DONTWAIT)
+                if not buf:
+                    return None  # connected and closed: a health check, nothing to say
+                parsed = parse_head(buf, self.uwsgi_max_vars)
+            except BlockingIOError:
+                buf, parsed = b"", None
+            except ProtocolError as exc:
+                self.uwsgi_invalid(listener, sock, peer, exc)
+                return None
+            if parsed is None:
+                conn = self._conn_record(listener, sock, peer, self._uwsgi_step)
+                conn.checked = True
+                conn.buf = buf
+                return conn
+            head, used = parsed
+            if isinstance(head, Ping):
+                sock.sendall(PONG)
+                return None
+            fresh = False
+            self._count_begun()
+            progress.begin(head, peer)
+            self.uwsgi_request(listener, sock, buf, head, used, progress)
+        except Exception as exc:
+            self.log_connection_error(exc, peer, listener)
+        finally:
+            progress.end()
+            if conn is None:
+                self._release(sock, fresh)
+        return None
 
     def _serve(self, conn: _Conn, progress: _Progress) -> None:
         """Take the connection's steps while it has bytes; then park or close it."""
@@ -617,7 +715,12 @@ class ThreadWorker(BlockingWorker):
                 self._close(conn)
         else:
             self._close(conn)
-        if self.nr >= self.max_requests and self.alive:  # tell the main thread at once
+        self._served_one()
+
+    def _served_one(self) -> None:
+        """After a connection: a worker that reached ``max_requests`` tells the main thread at
+        once."""
+        if self.nr >= self.max_requests and self.alive:
             with contextlib.suppress(OSError):
                 os.write(self._wakeup_w, b"m")
 
@@ -796,13 +899,12 @@ class ThreadWorker(BlockingWorker):
             conn.checked = True
             if peer and self.uwsgi_forbidden(listener, sock, peer):
                 return False
-            sock.settimeout(0.0)
         buf = conn.buf
         try:
             parsed = parse_head(buf, self.uwsgi_max_vars) if buf else None
             while parsed is None:
-                try:
-                    data = sock.recv(RECV_SIZE)
+                try:  # the socket stays blocking: no mode switch (a system call) to read
+                    data = sock.recv(RECV_SIZE, _DONTWAIT)
                 except BlockingIOError:
                     conn.buf = buf
                     return True
@@ -817,8 +919,8 @@ class ThreadWorker(BlockingWorker):
             return False
         conn.buf = b""
         head, used = parsed
-        # the socket stays non-blocking: the first send and body read do not wait, and one that
-        # has to switches to kernel timeouts (a Python timeout would poll before every send)
+        # as in the sync worker, the first send and body read do not wait, and one that has to
+        # sets a kernel timeout (a Python timeout would poll before every send)
         if isinstance(head, Ping):
             sock.sendall(PONG)
             return False

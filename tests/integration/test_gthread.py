@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
 import socket
 import threading
@@ -344,6 +345,60 @@ def test_uwsgi_requests_run_in_parallel(server: Callable[..., Server]) -> None:
         t.join(15)
     assert [body_of(r) for r in out] == [b"slept"] * 4
     assert time.monotonic() - t0 < 2.5
+
+
+def _sockets_of(pid: int) -> int:
+    """How many sockets process ``pid`` holds open."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return count
+
+
+def test_uwsgi_packets_whole_late_or_in_pieces_over_a_unix_socket(
+    server: Callable[..., Server], workdir: Path
+) -> None:
+    """The thread that accepts a connection whose packet is there serves it at once; one whose
+    packet is still on its way (nothing at the accept, then two pieces) is read as it comes.
+    A burst of connections queued together is taken in accept runs; a ping is answered, a
+    connect-and-close is silent. (Over a UNIX socket: on TCP, deferred accept holds a
+    connection in the kernel until its first bytes.)"""
+    path = str(workdir / "gthread.sock")
+    srv = server(
+        [*GTHREAD, "--protocol", "uwsgi", "--workers", "1", "--log-level", "debug"],
+        wait=False,
+        bind=f"unix:{path}",
+    )
+    assert wait_for(lambda: status_of(exchange(path, packet(good_env()), timeout=2)) == 200, 20)
+    worker = srv.wait_workers(1)[0]
+    whole = packet(good_env("/echo", b"abc", "POST"), b"abc")
+    before = _sockets_of(worker)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as late:
+        late.settimeout(10)
+        late.connect(path)
+        assert wait_for(lambda: _sockets_of(worker) == before + 1, 10)  # accepted, nothing sent
+        late.sendall(whole[:9])  # into the vars block
+        time.sleep(0.1)  # the worker reads the first piece alone
+        late.sendall(whole[9:])
+        raw = read_until_closed(late)
+    assert status_of(raw) == 200 and b'"len": 3' in body_of(raw), raw
+    assert exchange(path, b"\x64\x00\x00\x00") == b"\x64\x00\x00\x01"
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).connect(path)  # closed at once (GC)
+    out: list[bytes] = []
+    clients = [
+        threading.Thread(target=lambda: out.append(exchange(path, whole))) for _ in range(40)
+    ]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join(20)
+    assert len(out) == 40 and all(status_of(r) == 200 and b'"len": 3' in r for r in out)
+    assert wait_for(lambda: _sockets_of(worker) == before, 10)  # every connection closed
+    log = srv.log()
+    assert "Traceback" not in log and "[WARNING]" not in log and "[ERROR]" not in log, log
 
 
 def test_term_serves_the_connections_already_queued(server: Callable[..., Server]) -> None:

@@ -4,8 +4,11 @@ One long-lived epoll set holds the listeners and every connection that waits for
 one whose request has not arrived yet, a kept-alive one between requests, a slow client in the
 middle of its head; each armed for one event at a time, ``EPOLLONESHOT``). The pool threads take
 turns at it, leader and followers: one thread, the leader, waits in the set and serves what it
-takes itself — a listener's readiness is one ``accept`` and that connection, a parked
-connection's readiness is that connection — then waits again; the others wait for their turn.
+takes itself — a listener's readiness is an ``accept`` and that connection, then the next ones
+straight from the listener's queue while it has one (an accept run, no poll between them); a
+parked connection's readiness is that connection — then waits again; the others wait for their
+turn. On a plain uwsgi listener a connection whose packet came with it is served without a
+connection record (:meth:`ThreadWorker._serve_new_uwsgi`).
 A stream of quick requests is thus served by one thread as the sync worker serves it, with no
 hand-off between threads (no queue, no waking of another thread, no passing of the GIL, which
 would cost more than the request). When the leader's request takes longer than

@@ -8,7 +8,7 @@ takes itself — a listener's readiness is an ``accept`` and that connection, th
 straight from the listener's queue while it has one (an accept run, no poll between them); a
 parked connection's readiness is that connection — then waits again; the others wait for their
 turn. On a plain uwsgi listener a connection whose packet came with it is served without a
-connection record (:meth:`ThreadWorker._serve_new_uwsgi`).
+connection record (:meth:`ThreadWorker._uwsgi_at_once`).
 A stream of quick requests is thus served by one thread as the sync worker serves it, with no
 hand-off between threads (no queue, no waking of another thread, no passing of the GIL, which
 would cost more than the request). When the leader's request takes longer than
@@ -207,7 +207,7 @@ class _Listening:
     """A listener as the pool threads accept from it: the raw accept, what makes a new
     connection's socket object (:func:`~monoceros.listeners.connection_maker`), a new
     connection's first step, and whether its uWSGI packets are served straight from the
-    accept (:meth:`ThreadWorker._serve_new_uwsgi`)."""
+    accept (:meth:`ThreadWorker._uwsgi_at_once`)."""
 
     __slots__ = ("accept", "listener", "make", "step", "uwsgi_direct")
 
@@ -383,14 +383,10 @@ class ThreadWorker(BlockingWorker):
     ) -> _Conn:
         """Count a new connection (towards ``worker_connections`` and ``max_requests``);
         ``step``: its first."""
-        self._count_new()
-        return self._conn_record(listener, client, peer, step)
-
-    def _count_new(self) -> None:
-        """One connection more is open, its first request not begun."""
         with self._lock:
             self._open += 1
             self._fresh += 1
+        return self._conn_record(listener, client, peer, step)
 
     def _conn_record(
         self, listener: Listener, client: socket.socket, peer: PeerAddress, step: _Step
@@ -513,16 +509,12 @@ class ThreadWorker(BlockingWorker):
                 if fresh:
                     self._fresh -= 1
 
-    def _count_begun(self) -> None:
-        """A connection's first request begins: it no longer waits for one."""
-        with self._lock:
-            self._fresh -= 1
-
     def _begin(self, conn: _Conn, progress: _Progress, request: HttpRequest | UwsgiRequest) -> None:
         """A request of ``conn`` starts: record it, and count the connection's first one."""
         if conn.fresh:
             conn.fresh = False
-            self._count_begun()
+            with self._lock:
+                self._fresh -= 1
         progress.begin(request, conn.peer)
 
     def _park(self, conn: _Conn) -> None:
@@ -632,31 +624,27 @@ class ThreadWorker(BlockingWorker):
             return False
         client = listening.make(client_fd)
         if listening.uwsgi_direct:
-            self._serve_new_uwsgi(listener, client, peer, progress)
+            with self._lock:  # counted as _new_conn does
+                self._open += 1
+                self._fresh += 1
+            conn = self._uwsgi_at_once(listener, client, peer, progress)
+            if conn is None:
+                if self.nr >= self.max_requests:
+                    self._served_one()
+                return True
         else:
-            self._serve(self._new_conn(listener, client, peer, listening.step), progress)
+            conn = self._new_conn(listener, client, peer, listening.step)
+        self._serve(conn, progress)
         return True
-
-    def _serve_new_uwsgi(
-        self, listener: Listener, sock: socket.socket, peer: PeerAddress, progress: _Progress
-    ) -> None:
-        """A new connection on a plain uwsgi listener. nginx writes the packet as it connects,
-        so it is whole at the first read as a rule: served then and there by the thread that
-        accepted it, without a connection record (:class:`_Conn`). A packet still on its way
-        makes it a record that takes the usual steps (:meth:`_step_uwsgi`, parked until the
-        rest comes)."""
-        self._count_new()
-        conn = self._uwsgi_at_once(listener, sock, peer, progress)
-        if conn is not None:
-            self._serve(conn, progress)
-        else:
-            self._served_one()
 
     def _uwsgi_at_once(
         self, listener: Listener, sock: socket.socket, peer: PeerAddress, progress: _Progress
     ) -> _Conn | None:
-        """:meth:`_serve_new_uwsgi`'s first read: serve a whole packet and close the
-        connection (None), or return the record of one whose packet is still on its way."""
+        """A new connection on a plain uwsgi listener (counted already). nginx writes the packet
+        as it connects, so it is whole at the first read as a rule: served then and there by
+        the thread that accepted it, and closed (None), without a connection record
+        (:class:`_Conn`). A packet still on its way makes a record, returned: the usual steps
+        take it (:meth:`_step_uwsgi`, parked until the rest comes)."""
         fresh = True  # its request has not begun
         conn: _Conn | None = None
         try:
@@ -682,7 +670,8 @@ class ThreadWorker(BlockingWorker):
                 sock.sendall(PONG)
                 return None
             fresh = False
-            self._count_begun()
+            with self._lock:  # as _begin does
+                self._fresh -= 1
             progress.begin(head, peer)
             self.uwsgi_request(listener, sock, buf, head, used, progress)
         except Exception as exc:

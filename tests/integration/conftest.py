@@ -36,6 +36,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def sockets_of(pid: int) -> int:
+    """How many sockets process ``pid`` holds open."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return count
+
+
 def wait_for(pred: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
     """Poll ``pred`` until it is true or ``timeout`` seconds passed."""
     deadline = time.monotonic() + timeout

@@ -27,6 +27,7 @@ from conftest import (
     free_port,
     listen_queue,
     slow_target,
+    sockets_of,
     term_with_queued,
     wait_for,
     wait_started,
@@ -325,9 +326,9 @@ def test_term_still_serves_a_new_connections_first_request(
         idle.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\n\r\n")
         assert status_of(idle.recv(4096)) == 200  # kept alive, now idle
     worker = srv.wait_workers(1)[0]
-    before = _sockets_of(worker)
+    before = sockets_of(worker)
     fresh = connect()
-    assert wait_for(lambda: _sockets_of(worker) == before + 1, 10)  # accepted, nothing sent yet
+    assert wait_for(lambda: sockets_of(worker) == before + 1, 10)  # accepted, nothing sent yet
     srv.signal(signal.SIGTERM)
     if idle is not None:
         assert idle.recv(4096) == b""  # the stop is under way: it closed the idle one
@@ -344,17 +345,6 @@ def test_term_still_serves_a_new_connections_first_request(
     fresh.close()
     assert status_of(b"".join(chunks)) == 200, chunks
     assert srv.wait_exit(15) == 0
-
-
-def _sockets_of(pid: int) -> int:
-    """How many sockets process ``pid`` holds open."""
-    count = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
-        except OSError:
-            pass
-    return count
 
 
 def test_failed_startup_stops_the_master(server: Callable[..., Server]) -> None:

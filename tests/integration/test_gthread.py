@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import socket
 import threading
@@ -16,6 +15,7 @@ from conftest import (
     Server,
     listen_queue,
     slow_target,
+    sockets_of,
     term_with_queued,
     wait_for,
     wait_started,
@@ -347,17 +347,6 @@ def test_uwsgi_requests_run_in_parallel(server: Callable[..., Server]) -> None:
     assert time.monotonic() - t0 < 2.5
 
 
-def _sockets_of(pid: int) -> int:
-    """How many sockets process ``pid`` holds open."""
-    count = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
-        except OSError:
-            pass
-    return count
-
-
 def test_uwsgi_packets_whole_late_or_in_pieces_over_a_unix_socket(
     server: Callable[..., Server], workdir: Path
 ) -> None:
@@ -375,11 +364,11 @@ def test_uwsgi_packets_whole_late_or_in_pieces_over_a_unix_socket(
     assert wait_for(lambda: status_of(exchange(path, packet(good_env()), timeout=2)) == 200, 20)
     worker = srv.wait_workers(1)[0]
     whole = packet(good_env("/echo", b"abc", "POST"), b"abc")
-    before = _sockets_of(worker)
+    before = sockets_of(worker)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as late:
         late.settimeout(10)
         late.connect(path)
-        assert wait_for(lambda: _sockets_of(worker) == before + 1, 10)  # accepted, nothing sent
+        assert wait_for(lambda: sockets_of(worker) == before + 1, 10)  # accepted, nothing sent
         late.sendall(whole[:9])  # into the vars block
         time.sleep(0.1)  # the worker reads the first piece alone
         late.sendall(whole[9:])
@@ -396,7 +385,7 @@ def test_uwsgi_packets_whole_late_or_in_pieces_over_a_unix_socket(
     for client in clients:
         client.join(20)
     assert len(out) == 40 and all(status_of(r) == 200 and b'"len": 3' in r for r in out)
-    assert wait_for(lambda: _sockets_of(worker) == before, 10)  # every connection closed
+    assert wait_for(lambda: sockets_of(worker) == before, 10)  # every connection closed
     log = srv.log()
     assert "Traceback" not in log and "[WARNING]" not in log and "[ERROR]" not in log, log
 

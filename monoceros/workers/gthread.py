@@ -630,7 +630,7 @@ class ThreadWorker(BlockingWorker):
             conn = self._uwsgi_at_once(listener, client, peer, progress)
             if conn is None:
                 if self.nr >= self.max_requests:
-                    self._served_one()
+                    self._tell_max_requests()
                 return True
         else:
             conn = self._new_conn(listener, client, peer, listening.step)
@@ -707,12 +707,13 @@ class ThreadWorker(BlockingWorker):
                 self._close(conn)
         else:
             self._close(conn)
-        self._served_one()
+        if self.nr >= self.max_requests:
+            self._tell_max_requests()
 
-    def _served_one(self) -> None:
-        """After a connection: a worker that reached ``max_requests`` tells the main thread at
-        once."""
-        if self.nr >= self.max_requests and self.alive:
+    def _tell_max_requests(self) -> None:
+        """The worker reached ``max_requests``: tell the main thread at once (while it is not
+        stopping already)."""
+        if self.alive:
             with contextlib.suppress(OSError):
                 os.write(self._wakeup_w, b"m")
 

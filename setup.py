@@ -1,10 +1,12 @@
-"""Builds monoceros's compiled core where it can: mypyc over the same typed modules.
+"""Builds monoceros's compiled core where it can: mypyc over the same typed modules, and the
+one hand-written C extension (the uwsgi vars block).
 
 Everything is in pyproject.toml; this file only adds the extension modules. They are
 *optional*: without mypyc, without a C compiler, or with ``MONOCEROS_PURE_BUILD=1`` in the
 environment, the package installs as pure Python and behaves the same (the compiled modules
-are the same source). At run time ``MONOCEROS_PURE=1`` loads the Python source even where the
-compiled modules are installed (see :mod:`monoceros._compiled`).
+are the same source; the C extension's twin is pinned to it by tests). At run time
+``MONOCEROS_PURE=1`` loads the Python source even where the compiled modules are installed
+(see :mod:`monoceros._compiled`).
 """
 
 from __future__ import annotations
@@ -12,15 +14,23 @@ from __future__ import annotations
 import os
 import sys
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from monoceros._compiled import COMPILED_MODULES
+from monoceros._compiled import COMPILED_MODULES, NATIVE_MODULES
 
 
 def _extensions() -> list:
     if os.environ.get("MONOCEROS_PURE_BUILD") or sys.implementation.name != "cpython":
         return []
+    # no C compiler, or it fails: build_ext skips an optional extension, the Python twin runs
+    natives = [
+        Extension(name, [name.replace(".", "/") + ".c"], optional=True) for name in NATIVE_MODULES
+    ]
+    return natives + _mypyc_extensions()
+
+
+def _mypyc_extensions() -> list:
     try:
         from mypyc.build import mypycify
     except ImportError:

@@ -21,6 +21,7 @@ serves with :func:`parse_head` alone a request that arrived whole). Errors are c
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
@@ -159,13 +160,16 @@ def _check_header(m1: int, size: int, m2: int, max_vars_size: int) -> bool:
     return False
 
 
-def _vars_fast(blk: bytes, text: str, size: int) -> dict[str, str] | None:
+def _vars_fast(blk: bytes) -> dict[str, str] | None:
     """Parse a well-formed vars block in one pass; None when anything is unusual.
 
-    ``text`` is ``blk`` decoded latin-1, so byte offsets index it directly. "Unusual" means an
-    overrun, an empty key, a repeated key or a CR/LF/NUL inside a key or value: the careful
-    :func:`_vars_slow` then either merges the repeats or raises the precise error.
+    "Unusual" means an overrun, an empty key, a repeated key or a CR/LF/NUL inside a key or
+    value: the careful :func:`_vars_slow` then either merges the repeats or raises the precise
+    error. Where the C extension is built, its ``parse_vars`` stands in for this function (the
+    same contract, pinned by tests/unit/test_uwsgi_vars_native.py).
     """
+    text = blk.decode("latin-1")  # byte offsets index it directly
+    size = len(blk)
     environ: dict[str, str] = {}
     parts: list[str] = []  # every key and value, for one search of the whole lot below
     i = 0
@@ -190,8 +194,10 @@ def _vars_fast(blk: bytes, text: str, size: int) -> dict[str, str] | None:
     return environ
 
 
-def _vars_slow(blk: bytes, text: str, size: int) -> dict[str, str]:
+def _vars_slow(blk: bytes) -> dict[str, str]:
     """Parse a vars block var by var: raise the precise error, or merge repeated keys."""
+    text = blk.decode("latin-1")
+    size = len(blk)
     environ: dict[str, str] = {}
     i = 0
     while i < size:
@@ -238,6 +244,13 @@ def _vars_slow(blk: bytes, text: str, size: int) -> dict[str, str]:
         environ[key] = value  # a repeated non-HTTP key: the last one wins
         i = ve
     return environ
+
+
+_parse_vars: Callable[[bytes], dict[str, str] | None]
+try:  # the C twin of _vars_fast, where it is built (and MONOCEROS_PURE is not set)
+    from ._uwsgi_vars import parse_vars as _parse_vars
+except ImportError:
+    _parse_vars = _vars_fast
 
 
 def _char_name(char: str) -> str:
@@ -319,10 +332,9 @@ def parse_head(
         return None
     # typed bytes, the compiled core indexes it directly (a bytearray's slice is copied once)
     blk: bytes = buf[4:end] if isinstance(buf, bytes) else bytes(buf[4:end])
-    text = blk.decode("latin-1")
-    environ = _vars_fast(blk, text, size)
+    environ = _parse_vars(blk)
     if environ is None:
-        environ = _vars_slow(blk, text, size)
+        environ = _vars_slow(blk)
     return _finish(m1, buf[3], environ), end
 
 

@@ -268,7 +268,6 @@ class UwsgiEnvironBuilder:
         dict, which it changes); wsgi.input is set by the caller."""
         env: dict[str, Any] = vars_environ
         for key, value in self._defaults:  # a var the front end sent wins over a default
-            if key not in env:
-                env[key] = value
+            env.setdefault(key, value)
         env["wsgi.url_scheme"] = url_scheme(vars_environ)
         return env

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from monoceros._compiled import COMPILED_MODULES, _SourceFirst
+from monoceros._compiled import COMPILED_MODULES, NATIVE_MODULES, _SourceFirst
 
 REPO = Path(__file__).resolve().parents[2]
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
@@ -32,19 +32,64 @@ def compiled_in_subprocess(pure: bool) -> list[str]:
     return ast.literal_eval(out.stdout)  # type: ignore[no-any-return]
 
 
-def built(name: str) -> bool:
-    """Whether a compiled module newer than its source sits beside it."""
+def built(name: str, suffix: str = ".py") -> bool:
+    """Whether a compiled module newer than its source (``.py``, or ``.c``) sits beside it."""
     base = REPO / Path(*name.split("."))
-    source = base.with_suffix(".py")
+    source = base.with_suffix(suffix)
     extension = base.parent / (base.name + SUFFIX)
     return extension.exists() and extension.stat().st_mtime >= source.stat().st_mtime
 
 
 def test_the_compiled_modules_run_compiled_where_built() -> None:
     expected = [name for name in COMPILED_MODULES if built(name)]
+    expected += [name for name in NATIVE_MODULES if built(name, ".c")]
     assert compiled_in_subprocess(pure=False) == expected
     if os.environ.get("MONOCEROS_EXPECT_COMPILED") == "1":  # set by scripts/test with a C compiler
-        assert expected == list(COMPILED_MODULES), "the build made no compiled core"
+        assert expected == list(COMPILED_MODULES + NATIVE_MODULES), "the build made no core"
+
+
+@pytest.mark.parametrize(
+    ("pure", "source_newer", "refused"),
+    [
+        (False, False, False),
+        (False, True, True),
+        (True, False, True),
+    ],
+)
+def test_a_c_extension_is_refused_when_pure_or_stale(
+    tmp_path: Path, pure: bool, source_newer: bool, refused: bool
+) -> None:
+    """MONOCEROS_PURE, or a ``.c`` edited since the build: its import fails, so the importer
+    falls back to the Python twin (an ImportError it catches); else the usual import runs."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    source = package / "native.c"
+    source.write_text("/* a C twin */\n")
+    extension = package / ("native" + SUFFIX)
+    extension.write_bytes(b"not loaded by this test")
+    old, new = 1_000_000_000, 1_000_000_100
+    os.utime(source, (new, new) if source_newer else (old, old))
+    os.utime(extension, (old, old) if source_newer else (new, new))
+    finder = _SourceFirst(frozenset(), everyone=pure, natives=frozenset({"pkg.native"}))
+    if refused:
+        with pytest.raises(ModuleNotFoundError, match=r"pkg\.native is not loaded"):
+            finder.find_spec("pkg.native", [str(package)])
+    else:
+        assert finder.find_spec("pkg.native", [str(package)]) is None
+    assert finder.find_spec("pkg.other", [str(package)]) is None
+
+
+def test_monoceros_pure_parses_uwsgi_vars_in_python() -> None:
+    code = "from monoceros.protocols import uwsgi; print(uwsgi._parse_vars.__name__)"
+    for pure, expected in (("1", "_vars_fast"), ("", "parse_vars")):
+        env = {k: v for k, v in os.environ.items() if k != "MONOCEROS_PURE"}
+        env["MONOCEROS_PURE"] = pure
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+        )
+        if not pure and not built(NATIVE_MODULES[0], ".c"):
+            expected = "_vars_fast"  # no C compiler: the Python twin
+        assert out.stdout.strip() == expected, out.stderr
 
 
 def test_monoceros_pure_loads_the_python_source() -> None:

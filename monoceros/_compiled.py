@@ -35,6 +35,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "monoceros.asgi.uwsgi_fast",
     "monoceros.asgi.context",
     "monoceros.asgi.acceptor",
+    "monoceros.worker_metrics",
 )
 """The modules setup.py compiles (hot on every request, typed, pure code)."""
 

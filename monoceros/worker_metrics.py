@@ -56,7 +56,8 @@ __all__ = [
 #: protocol label values, in the order of the block's sections
 PROTOCOLS: Final = ("http", "uwsgi")
 #: upper bounds of the duration histogram's finite buckets, in seconds (+Inf follows)
-BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: (not Final: mypyc leaves a Final tuple of floats unset for the module's own top level)
+BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: why a worker was replaced: every label value of monoceros_worker_restarts_total
 RESTART_REASONS: Final = ("crash", "timeout", "max_requests", "memory", "lifetime", "reload")
 #: error-log levels counted for statsd's gunicorn.log.<level> (exception: an error with a traceback)

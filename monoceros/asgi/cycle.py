@@ -330,7 +330,10 @@ class HttpCycle:
 
     async def send(self, message: Any) -> None:
         """ASGI ``send``: ``http.response.start`` then ``http.response.body`` messages."""
-        kind = message["type"]
+        if message.__class__ is not dict:  # a dict's get is a C call, any other's a lookup
+            message = dict(message)
+        msg: dict[str, Any] = message
+        kind = msg["type"]
         if kind == "http.response.body":
             if not self.response_started:
                 raise RuntimeError("http.response.body sent before http.response.start")
@@ -338,8 +341,8 @@ class HttpCycle:
                 if self.disconnected:
                     return
                 raise RuntimeError("http.response.body sent after the response was complete")
-            body = message.get("body", b"")
-            more = message.get("more_body", False)
+            body = msg.get("body", b"")
+            more = msg.get("more_body", False)
             framing = self._framing
             transport = self.conn
             if transport.is_closing():
@@ -405,11 +408,11 @@ class HttpCycle:
                     return  # the server answered (a bad body) or the client left: not the app's bug
                 raise RuntimeError("http.response.start sent twice")
             self.response_started = True
-            status = message["status"]
+            status = msg["status"]
             if status.__class__ is not int or not 100 <= status <= 999:
                 raise ResponseError(f"invalid status {status!r}: expected an int from 100 to 999")
             self._status = status
-            self._headers = message.get("headers", ())
+            self._headers = msg.get("headers", ())
             return
         if kind == "http.response.trailers":
             return  # trailers are not sent (none was announced)

@@ -44,6 +44,8 @@ ASGI_VERSION: Final = {"version": "3.0", "spec_version": "2.4"}
 """The ``asgi`` key of every scope."""
 
 _WS_SCHEMES: Final = {"http": "ws", "https": "wss"}
+#: SERVER_PROTOCOL -> http_version for the usual ones (others are cut after "HTTP/")
+_VERSIONS: Final = {"HTTP/1.1": "1.1", "HTTP/1.0": "1.0", "HTTP/2.0": "2.0", "HTTP/2": "2"}
 #: header name as sent -> lower-case name (bounded: clients use a small set); names with ``_``
 #: are never cached, so that :func:`_lower` sees each of them
 _LOWER: dict[bytes, bytes] = {}
@@ -227,25 +229,32 @@ class UwsgiScopeBuilder:
     def build(self, env: dict[str, str], state: dict[str, Any] | None) -> dict[str, Any]:
         """The scope of one request from its vars; ``type`` "websocket" for an upgrade."""
         headers: list[tuple[bytes, bytes]] = []
-        for key, value in env.items():
-            name = _VAR_HEADERS.get(key)
+        var_headers = _VAR_HEADERS  # a module global is a dict lookup per use in the loop
+        for key in env:
+            name = var_headers.get(key)
             if name is None:
                 name = _var_header(key)
-            if name and (value or key[:5] == "HTTP_"):
-                headers.append((name, value.encode("latin-1")))
+            if name:
+                value = env[key]
+                if value or key.startswith("HTTP_"):
+                    headers.append((name, value.encode("latin-1")))
         script = env.get("SCRIPT_NAME", "")
-        root_path = _text(script.encode("latin-1")) if script else ""
-        path = root_path + _text(env.get("PATH_INFO", "").encode("latin-1"))
+        root_path = _path_text(script) if script else ""
+        path_info = env.get("PATH_INFO", "")
+        path = root_path + _path_text(path_info)
         uri = env.get("REQUEST_URI")
         if uri:
-            raw = uri.partition("?")[0]
-            if raw[:1] != "/" and "://" in raw:  # absolute-form target passed through
+            query_at = uri.find("?")
+            raw = uri if query_at < 0 else uri[:query_at]
+            if not raw.startswith("/") and "://" in raw:  # absolute-form target passed through
                 raw = "/" + raw.split("://", 1)[1].partition("/")[2]
             raw_path = raw.encode("latin-1")
         else:
-            raw_path = (script + env.get("PATH_INFO", "")).encode("latin-1")
+            raw_path = (script + path_info).encode("latin-1")
         protocol = env.get("SERVER_PROTOCOL", "")
-        version = protocol[5:] if protocol[:5] == "HTTP/" and protocol[5:] else "1.1"
+        version = _VERSIONS.get(protocol)
+        if version is None:
+            version = protocol[5:] if protocol.startswith("HTTP/") and protocol[5:] else "1.1"
         remote = env.get("REMOTE_ADDR")
         client = (remote, _port(env.get("REMOTE_PORT"))) if remote else None
         server_name = env.get("SERVER_NAME")
@@ -267,7 +276,8 @@ class UwsgiScopeBuilder:
         }
         if state is not None:
             scope["state"] = state.copy()
-        if "websocket" in env.get("HTTP_UPGRADE", "").lower() and method == "GET":
+        upgrade = env.get("HTTP_UPGRADE")
+        if upgrade is not None and "websocket" in upgrade.lower() and method == "GET":
             _to_websocket(scope)
         return scope
 
@@ -280,9 +290,22 @@ def _server_of(sockname: PeerAddress) -> tuple[str, int | None]:
 
 
 def _port(value: str | None) -> int | None:
-    if value and value.isdigit():
-        return int(value)
-    return None
+    """A port var as an int; None when absent or not all ASCII digits (at most 5 are read:
+    the digits of a port, without ``int()``'s general parse)."""
+    if not value or len(value) > 5:
+        return int(value) if value and value.isascii() and value.isdigit() else None
+    port = 0
+    for char in value:
+        digit = ord(char) - 48
+        if digit < 0 or digit > 9:
+            return None
+        port = port * 10 + digit
+    return port
+
+
+def _path_text(latin1: str) -> str:
+    """A path var (the wire bytes as latin-1 text) as text: itself when ASCII, else UTF-8."""
+    return latin1 if latin1.isascii() else _text(latin1.encode("latin-1"))
 
 
 def _to_websocket(scope: dict[str, Any]) -> None:

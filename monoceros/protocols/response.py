@@ -82,9 +82,6 @@ _ORDINARY, _CONTENT_LENGTH, _CONNECTION, _HOP = 0, 1, 2, 3
 #: checked names -> their kind, one table per type (apps use a small fixed set of names)
 _TEXT_KINDS: dict[str, int] = {}
 _BYTES_KINDS: dict[bytes, int] = {}
-#: separator, line end, the close token and the value type, for str and for bytes headers
-_TEXT: Final = (": ", "\r\n", "close", str)
-_BYTES: Final = (b": ", b"\r\n", b"close", bytes)
 
 _STATUS_LINES: dict[int, bytes] = {}
 STATUS_LINES_BY_TEXT: dict[str, tuple[int, bytes]] = {}
@@ -259,15 +256,28 @@ def response_head(
     ``line`` is the status line of ``status``; ``headers`` are (name, value) pairs of str when
     ``text`` (WSGI), of bytes otherwise (ASGI; bytearray and memoryview are taken too).
     """
-    kinds: dict[Any, int] = _TEXT_KINDS if text else _BYTES_KINDS
-    sep, eol, close, value_type = _TEXT if text else _BYTES
+    kinds: dict[Any, int]
+    sep: Any
+    eol: Any
+    close: Any
+    value_type: type
+    if text:  # not one tuple unpacked: a conditional's tuple is unpacked by iteration
+        kinds, sep, eol, close, value_type = _TEXT_KINDS, ": ", "\r\n", "close", str
+    else:
+        kinds, sep, eol, close, value_type = _BYTES_KINDS, b": ", b"\r\n", b"close", bytes
     parts: list[Any] = []
     length = None
     for item in headers:
-        try:
-            name, value = item
-        except (TypeError, ValueError):
-            raise ResponseError(f"response header {item!r} is not a (name, value) pair") from None
+        if item.__class__ is tuple and len(item) == 2:  # a pair, taken apart without iterating
+            pair: tuple[Any, Any] = item
+            name, value = pair
+        else:
+            try:
+                name, value = item
+            except (TypeError, ValueError):
+                raise ResponseError(
+                    f"response header {item!r} is not a (name, value) pair"
+                ) from None
         try:
             kind = kinds.get(name)
         except TypeError:  # unhashable: _checked_name says what is wrong with it
@@ -287,7 +297,10 @@ def response_head(
             elif kind == _CONNECTION and close in value.lower():
                 keep_alive = False  # the application asked to close: heard, written by us
             continue
-        parts += (name, sep, value, eol)
+        parts.append(name)
+        parts.append(sep)
+        parts.append(value)
+        parts.append(eol)
     if text:
         try:
             block = "".join(parts).encode("latin-1")

@@ -36,6 +36,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "monoceros.asgi.context",
     "monoceros.asgi.acceptor",
     "monoceros.worker_metrics",
+    "monoceros.wsgi.body",
 )
 """The modules setup.py compiles (hot on every request, typed, pure code)."""
 

@@ -10,13 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Final
 
+from .disconnect import ClientDisconnected
+
 __all__ = ["EMPTY_INPUT", "ClientDisconnected", "EmptyInput", "Input"]
 
 Pull = Callable[[], bytes]
-
-
-class ClientDisconnected(OSError):
-    """The client closed the connection or stalled while the body was being read."""
 
 
 class Input:

@@ -151,9 +151,9 @@ class ChunkedDecoder:
         if end == 0 or buf[end - 1] != 0x0D:
             raise self._error("trailer line not terminated by CRLF")
         line = bytes(buf[: end - 1])
-        if b"\r" in line or b"\x00" in line:
+        if 0x0D in line or 0x00 in line:  # CR, NUL (ints: see http.decoded_path)
             raise self._error(f"invalid trailer line {line[:40]!r}")
-        if line and b":" not in line:
+        if line and 0x3A not in line:  # b":"
             raise self._error(f"trailer line without a colon: {line[:40]!r}")
         del buf[: end + 1]
         self._trailer_bytes += end + 1

@@ -58,6 +58,7 @@ _LLHTTP_METHODS: Final = frozenset(
     b"SUBSCRIBE UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split()
 )
 _STAND_IN_METHOD: Final = b"GET"
+_PERCENT: Final = 0x25  # b"%"
 _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: llhttp's reasons for a method it does not take on an HTTP/1.x request line
 _METHOD_REASONS: Final = frozenset(("Invalid method for HTTP/x.x request",))
@@ -540,4 +541,6 @@ def split_target(target: bytes) -> tuple[bytes, bytes, bytes]:
 
 def decoded_path(raw_path: bytes) -> bytes:
     """The path percent-decoded once (the only decoding a server may do)."""
-    return unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path
+    # an int, not b"%": CPython's bytes.__contains__ tries its argument as an int first, and a
+    # bytes argument costs it a raised and cleared TypeError (about 2k instructions)
+    return unquote_to_bytes(raw_path) if _PERCENT in raw_path else raw_path

@@ -192,7 +192,7 @@ def _parse_v1(data: bytes) -> ProxyHeader | _Need:
         _parse_v1(data + b"\n")  # refuse now what the line cannot be even once its LF comes
         return NEED_DATA
     line = data[6:end] if end >= 0 else data[6:V1_MAX]
-    if b"\r" in line or b"\n" in line:
+    if 0x0D in line or 0x0A in line:  # CR, LF (ints: see http.decoded_path)
         raise InvalidProxyHeader("a PROXY v1 line with a lone CR or LF (it must end with CRLF)")
     protocol, space, rest = line.partition(b" ")
     if space or end >= 0:  # the protocol is complete

@@ -87,13 +87,14 @@ _REQ_SLOTS = 1 << _REQ_SHIFT
 _METHOD_MAX = 16
 _TEXT_MAX = TEXT_SIZE - 16
 _START = _TEXT_MAX // 8
-_PACK_SLOT = struct.Struct(f"@{_METHOD_MAX}s{_TEXT_MAX - _METHOD_MAX}sd").pack_into
-_monotonic = time.monotonic
+# Final: the compiled module reads them as C statics, not from its globals dict per request
+_PACK_SLOT: Final = struct.Struct(f"@{_METHOD_MAX}s{_TEXT_MAX - _METHOD_MAX}sd").pack_into
+_monotonic: Final = time.monotonic
 #: the common methods' bytes (a lookup is cheaper than an encode)
 _METHODS: Final = {
     m: m.encode() for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
 }
-_FIRST_BOUND = BUCKETS[0]
+_FIRST_BOUND: Final = BUCKETS[0]
 _READ_TRIES = 8
 
 

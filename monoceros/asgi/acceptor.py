@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..addresses import PeerAddress
-from ..listeners import BARE_SOCKET, Listener, connection_maker
+from ..listeners import BARE_SOCKET, Listener, accept_nowait, connection_maker
 from ..logs import Logger
 from ..protocols.errors import InvalidProxyHeader
 from ..protocols.events import NEED_DATA
@@ -172,13 +172,14 @@ class Acceptor:
                 self.stop()
                 break
             try:
-                fd, addr = sock._accept()  # type: ignore[attr-defined]  # CPython, all versions
-            except BlockingIOError:
-                break
+                accepted = accept_nowait(sock)  # None: the queue is empty
             except OSError as exc:
                 if self.accept_failed(listener, exc):
                     continue
                 break
+            if accepted is None:
+                break
+            fd, addr = accepted
             conn = make(fd)
             if nodelay:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -14,7 +14,9 @@
  * hash is kept in it), and the CR/LF/NUL check reads eight bytes at a time instead of a join
  * and three searches.
  *
- * The GIL is held throughout: the str caches below need no other lock.
+ * The GIL is held throughout: the str caches below need no other lock. They are process-wide
+ * (single-phase init, no per-module state), which is right for monoceros's workers, one
+ * interpreter each; the module is not meant for subinterpreters.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

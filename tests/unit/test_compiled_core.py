@@ -40,6 +40,21 @@ def built(name: str, suffix: str = ".py") -> bool:
     return extension.exists() and extension.stat().st_mtime >= source.stat().st_mtime
 
 
+def fake_build(tmp_path: Path, source_name: str, text: str, source_newer: bool) -> Path:
+    """A package ``pkg`` with a module's source and a stand-in for its compiled file, one of the
+    two the newer; returns the source's path."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    source = package / source_name
+    source.write_text(text)
+    extension = package / (source_name.rpartition(".")[0] + SUFFIX)
+    extension.write_bytes(b"not loaded by this test")
+    old, new = 1_000_000_000, 1_000_000_100
+    os.utime(source, (new, new) if source_newer else (old, old))
+    os.utime(extension, (old, old) if source_newer else (new, new))
+    return source
+
+
 def test_the_compiled_modules_run_compiled_where_built() -> None:
     expected = [name for name in COMPILED_MODULES if built(name)]
     expected += [name for name in NATIVE_MODULES if built(name, ".c")]
@@ -61,15 +76,7 @@ def test_a_c_extension_is_refused_when_pure_or_stale(
 ) -> None:
     """MONOCEROS_PURE, or a ``.c`` edited since the build: its import fails, so the importer
     falls back to the Python twin (an ImportError it catches); else the usual import runs."""
-    package = tmp_path / "pkg"
-    package.mkdir()
-    source = package / "native.c"
-    source.write_text("/* a C twin */\n")
-    extension = package / ("native" + SUFFIX)
-    extension.write_bytes(b"not loaded by this test")
-    old, new = 1_000_000_000, 1_000_000_100
-    os.utime(source, (new, new) if source_newer else (old, old))
-    os.utime(extension, (old, old) if source_newer else (new, new))
+    package = fake_build(tmp_path, "native.c", "/* a C twin */\n", source_newer).parent
     finder = _SourceFirst(frozenset(), everyone=pure, natives=frozenset({"pkg.native"}))
     if refused:
         with pytest.raises(ModuleNotFoundError, match=r"pkg\.native is not loaded"):
@@ -101,15 +108,8 @@ def test_a_source_edited_after_the_build_wins(
     tmp_path: Path, source_newer: bool, finds_source: bool
 ) -> None:
     """An editable install whose source was edited since its build runs the source."""
-    package = tmp_path / "pkg"
-    package.mkdir()
-    source = package / "mod.py"
-    source.write_text("VALUE = 1\n")
-    extension = package / ("mod" + SUFFIX)
-    extension.write_bytes(b"not loaded by this test")
-    old, new = 1_000_000_000, 1_000_000_100
-    os.utime(source, (new, new) if source_newer else (old, old))
-    os.utime(extension, (old, old) if source_newer else (new, new))
+    source = fake_build(tmp_path, "mod.py", "VALUE = 1\n", source_newer)
+    package = source.parent
     spec = _SourceFirst(frozenset({"pkg.mod"}), everyone=False).find_spec("pkg.mod", [str(package)])
     assert (spec is not None and spec.origin == str(source)) is finds_source
     everyone = _SourceFirst(frozenset({"pkg.mod"}), everyone=True).find_spec(

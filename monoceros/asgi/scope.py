@@ -30,7 +30,7 @@ from ..protocols.forwarded import (
     secure_scheme_table,
 )
 from ..protocols.http import HttpRequest, decoded_path, split_target
-from ..protocols.uwsgi import url_scheme
+from ..protocols.uwsgi import header_fields, url_scheme
 
 __all__ = [
     "ASGI_VERSION",
@@ -49,11 +49,6 @@ _VERSIONS: Final = {"HTTP/1.1": "1.1", "HTTP/1.0": "1.0", "HTTP/2.0": "2.0", "HT
 #: header name as sent -> lower-case name (bounded: clients use a small set); names with ``_``
 #: are never cached, so that :func:`_lower` sees each of them
 _LOWER: dict[bytes, bytes] = {}
-#: uWSGI var name -> header name, or b"" for vars that are not headers
-_VAR_HEADERS: dict[str, bytes] = {
-    "CONTENT_TYPE": b"content-type",
-    "CONTENT_LENGTH": b"content-length",
-}
 
 
 #: set by :func:`_lower` when the head being turned into a scope has a name with ``_``; the
@@ -70,15 +65,6 @@ def _lower(name: bytes) -> bytes:
         elif len(_LOWER) < 2048:
             _LOWER[name] = low
     return low
-
-
-def _var_header(key: str) -> bytes:
-    name = _VAR_HEADERS.get(key)
-    if name is None:
-        name = key[5:].lower().replace("_", "-").encode("latin-1") if key[:5] == "HTTP_" else b""
-        if len(_VAR_HEADERS) < 2048:
-            _VAR_HEADERS[key] = name
-    return name
 
 
 def _text(raw: bytes) -> str:
@@ -228,16 +214,7 @@ class UwsgiScopeBuilder:
 
     def build(self, env: dict[str, str], state: dict[str, Any] | None) -> dict[str, Any]:
         """The scope of one request from its vars; ``type`` "websocket" for an upgrade."""
-        headers: list[tuple[bytes, bytes]] = []
-        var_headers = _VAR_HEADERS  # a module global is a dict lookup per use in the loop
-        for key in env:
-            name = var_headers.get(key)
-            if name is None:
-                name = _var_header(key)
-            if name:
-                value = env[key]
-                if value or key.startswith("HTTP_"):
-                    headers.append((name, value.encode("latin-1")))
+        headers = header_fields(env)
         script = env.get("SCRIPT_NAME", "")
         root_path = _path_text(script) if script else ""
         path_info = env.get("PATH_INFO", "")

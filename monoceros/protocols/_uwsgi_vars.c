@@ -8,6 +8,11 @@
  * LF or NUL in a key or value): the Python _vars_slow then raises the precise error or merges
  * the repeats. Keys and values are decoded latin-1 (PEP 3333).
  *
+ * header_fields(environ: dict) -> list[tuple[bytes, bytes]] | None is the twin of
+ * monoceros.protocols.uwsgi._header_fields (an ASGI scope's headers from the vars), pinned by the
+ * same test file; None leaves a dict it does not take (a name not ASCII, a value not latin-1)
+ * to the Python loop.
+ *
  * What C buys over the mypyc build of the same loop (per nginx request of 16 vars): the dict is
  * made at its final size once (no resizes as it fills, nor as the environ builder adds its
  * defaults), a key or short value seen before is the same str object (no new string; a key's
@@ -210,11 +215,127 @@ parse_vars(PyObject *module, PyObject *arg)
     return environ;
 }
 
+/* header_fields: a vars dict's HTTP header fields, for an ASGI scope. Key str -> field name
+ * bytes (b"" for a var that is not a header), cached by the key's hash in a direct-mapped table
+ * that holds its keys (so a slot's key is never a freed object's address). */
+#define NAME_SLOTS 256
+
+static PyObject *name_keys[NAME_SLOTS];
+static PyObject *name_values[NAME_SLOTS];
+
+/* The field name of a var, or b"" for a var that is not a header; NULL without an exception
+ * for a name this function leaves to the Python twin (not ASCII). A new reference. */
+static PyObject *
+field_name(PyObject *key)
+{
+    Py_hash_t hash = PyObject_Hash(key);
+    if (hash == -1) {
+        return NULL;
+    }
+    size_t slot = (size_t)hash & (NAME_SLOTS - 1);
+    PyObject *cached = name_keys[slot];
+    if (cached == key ||
+        (cached != NULL && PyUnicode_GET_LENGTH(cached) == PyUnicode_GET_LENGTH(key) &&
+         PyUnicode_Compare(cached, key) == 0)) {
+        Py_INCREF(name_values[slot]);
+        return name_values[slot];
+    }
+    if (!PyUnicode_IS_ASCII(key)) {
+        return NULL;
+    }
+    const char *text = (const char *)PyUnicode_DATA(key);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(key);
+    PyObject *name;
+    if (n == 12 && memcmp(text, "CONTENT_TYPE", 12) == 0) {
+        name = PyBytes_FromString("content-type");
+    }
+    else if (n == 14 && memcmp(text, "CONTENT_LENGTH", 14) == 0) {
+        name = PyBytes_FromString("content-length");
+    }
+    else if (n >= 5 && memcmp(text, "HTTP_", 5) == 0) {
+        name = PyBytes_FromStringAndSize(NULL, n - 5);
+        if (name != NULL) {
+            char *out = PyBytes_AS_STRING(name);
+            for (Py_ssize_t i = 5; i < n; i++) {
+                char c = text[i];
+                out[i - 5] = c == '_' ? '-' : (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+            }
+        }
+    }
+    else {
+        name = PyBytes_FromStringAndSize("", 0);
+    }
+    if (name == NULL) {
+        return NULL;
+    }
+    Py_INCREF(key);
+    Py_INCREF(name);
+    Py_XSETREF(name_keys[slot], key);
+    Py_XSETREF(name_values[slot], name);
+    return name;
+}
+
+static PyObject *
+header_fields(PyObject *module, PyObject *env)
+{
+    (void)module;
+    if (!PyDict_CheckExact(env)) {
+        Py_RETURN_NONE;
+    }
+    PyObject *fields = PyList_New(0);
+    if (fields == NULL) {
+        return NULL;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *key;
+    PyObject *value;
+    while (PyDict_Next(env, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key) || !PyUnicode_CheckExact(value) ||
+            PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND) {
+            goto python_twin;
+        }
+        PyObject *name = field_name(key);
+        if (name == NULL) {
+            if (PyErr_Occurred()) {
+                Py_DECREF(fields);
+                return NULL;
+            }
+            goto python_twin;
+        }
+        Py_ssize_t length = PyUnicode_GET_LENGTH(value);
+        if (PyBytes_GET_SIZE(name) == 0 ||
+            (length == 0 && !(PyUnicode_GET_LENGTH(key) >= 5 &&
+                              memcmp(PyUnicode_DATA(key), "HTTP_", 5) == 0))) {
+            Py_DECREF(name);
+            continue;
+        }
+        PyObject *bytes = PyBytes_FromStringAndSize(PyUnicode_DATA(value), length);
+        PyObject *pair = bytes == NULL ? NULL : PyTuple_Pack(2, name, bytes);
+        Py_DECREF(name);
+        Py_XDECREF(bytes);
+        if (pair == NULL || PyList_Append(fields, pair) < 0) {
+            Py_XDECREF(pair);
+            Py_DECREF(fields);
+            return NULL;
+        }
+        Py_DECREF(pair);
+    }
+    return fields;
+python_twin:
+    Py_DECREF(fields);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"parse_vars", parse_vars, METH_O,
      "parse_vars(block, /)\n--\n\n"
      "The dict of a well-formed uwsgi vars block (keys and values decoded latin-1), or None\n"
      "when anything is unusual: an overrun, an empty key, a repeated key, a CR, LF or NUL."},
+    {"header_fields", header_fields, METH_O,
+     "header_fields(environ, /)\n--\n\n"
+     "The HTTP header fields of a vars dict as (name, value) bytes pairs, in its order: each\n"
+     "HTTP_* var, and CONTENT_TYPE and CONTENT_LENGTH when not empty; None for a dict left to\n"
+     "the Python twin (a key not ASCII, a key or value not a latin-1 str)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,4 +1,8 @@
-"""The uwsgi vars block parsed in C: the twin of :func:`monoceros.protocols.uwsgi._vars_fast`."""
+"""The uwsgi vars block in C: the twins of :func:`monoceros.protocols.uwsgi._vars_fast` and
+:func:`monoceros.protocols.uwsgi._header_fields`."""
 
 def parse_vars(block: bytes, /) -> dict[str, str] | None:
     """The dict of a well-formed vars block (latin-1), or None when anything is unusual."""
+
+def header_fields(environ: dict[str, str], /) -> list[tuple[bytes, bytes]] | None:
+    """A vars dict's header fields, or None for a dict left to the Python twin."""

@@ -45,6 +45,7 @@ __all__ = [
     "Ping",
     "UwsgiParser",
     "UwsgiRequest",
+    "header_fields",
     "parse_head",
     "truncated_head",
     "url_scheme",
@@ -247,10 +248,15 @@ def _vars_slow(blk: bytes) -> dict[str, str]:
 
 
 _parse_vars: Callable[[bytes], dict[str, str] | None]
-try:  # the C twin of _vars_fast, where it is built (and MONOCEROS_PURE is not set)
-    from ._uwsgi_vars import parse_vars as _parse_vars
-except ImportError:
+_native_fields: Callable[[dict[str, str]], list[tuple[bytes, bytes]] | None] | None
+try:  # the C twins of _vars_fast and _header_fields, where built (and MONOCEROS_PURE is not set)
+    from . import _uwsgi_vars
+
+    _parse_vars = _uwsgi_vars.parse_vars
+    _native_fields = _uwsgi_vars.header_fields
+except (ImportError, AttributeError):  # not built, refused, or an older build without both
     _parse_vars = _vars_fast
+    _native_fields = None
 
 
 def _char_name(char: str) -> str:
@@ -336,6 +342,46 @@ def parse_head(
     if environ is None:
         environ = _vars_slow(blk)
     return _finish(m1, buf[3], environ), end
+
+
+#: var name -> its header field name, or b"" for a var that is not a header (bounded)
+_FIELD_NAMES: dict[str, bytes] = {
+    "CONTENT_TYPE": b"content-type",
+    "CONTENT_LENGTH": b"content-length",
+}
+
+
+def _field_name(key: str) -> bytes:
+    name = key[5:].lower().replace("_", "-").encode("latin-1") if key.startswith("HTTP_") else b""
+    if len(_FIELD_NAMES) < 2048:
+        _FIELD_NAMES[key] = name
+    return name
+
+
+def _header_fields(environ: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """:func:`header_fields` var by var (where the C twin is built, it stands in for this)."""
+    fields: list[tuple[bytes, bytes]] = []
+    names = _FIELD_NAMES  # a module global is a dict lookup per use in the loop
+    for key in environ:
+        name = names.get(key)
+        if name is None:
+            name = _field_name(key)
+        if name:
+            value = environ[key]
+            if value or key.startswith("HTTP_"):
+                fields.append((name, value.encode("latin-1")))
+    return fields
+
+
+def header_fields(environ: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """The HTTP header fields of a request's vars, as (name, value) bytes, in the vars' order:
+    every ``HTTP_*`` var (``HTTP_USER_AGENT`` -> ``b"user-agent"``), and ``CONTENT_TYPE`` and
+    ``CONTENT_LENGTH`` unless empty (for an ASGI scope's ``headers``)."""
+    if _native_fields is not None:
+        fields = _native_fields(environ)
+        if fields is not None:
+            return fields
+    return _header_fields(environ)
 
 
 def url_scheme(environ: dict[str, str]) -> str:

@@ -1,8 +1,9 @@
-"""The C twin of the uwsgi vars parser (monoceros/protocols/_uwsgi_vars.c) against the Python one.
+"""The C twins in monoceros/protocols/_uwsgi_vars.c against the Python functions they stand in for.
 
 ``parse_vars`` stands in for :func:`monoceros.protocols.uwsgi._vars_fast` where it is built: the
 same contract (the dict of a well-formed block, None for anything unusual), so every case here
-is run through both and must give the same result. The rest of the suite drives it through
+is run through both and must give the same result; ``header_fields`` likewise for
+:func:`monoceros.protocols.uwsgi._header_fields` (None: a dict it leaves to the Python one). The rest of the suite drives it through
 ``parse_head`` (and its pure pass, with ``MONOCEROS_PURE=1``, drives the Python one).
 """
 
@@ -18,11 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monoceros.protocols import uwsgi
+from monoceros.protocols.errors import ProtocolError
 
 from unit_support import encode
 
 try:
-    from monoceros.protocols._uwsgi_vars import parse_vars
+    from monoceros.protocols._uwsgi_vars import header_fields, parse_vars
 except ImportError:  # not built (no C compiler), or MONOCEROS_PURE: nothing to pin
     if os.environ.get("MONOCEROS_EXPECT_COMPILED") == "1" and not os.environ.get("MONOCEROS_PURE"):
         raise
@@ -162,3 +164,66 @@ def test_no_memory_kept_per_request() -> None:
     finally:
         tracemalloc.stop()
     assert grown < 64 * 1024, f"{grown} bytes kept after 20,000 blocks"
+
+
+def fields_alike(environ: dict[str, str]) -> list[tuple[bytes, bytes]] | None:
+    """The header fields of ``environ`` from C and from Python; they must agree where C answers."""
+    native = header_fields(environ)
+    if native is not None:
+        assert native == uwsgi._header_fields(environ), (environ, native)
+    return native
+
+
+ASCII_KEYS = st.one_of(
+    st.sampled_from(
+        ["HTTP_HOST", "HTTP_X_A_B", "HTTP_", "HTTP_lower_Case", "CONTENT_TYPE", "CONTENT_LENGTH"]
+    ),
+    st.sampled_from(["REQUEST_METHOD", "PATH_INFO", "HTTPS", "HTTP", "CONTENT_TYPEX", ""]),
+    st.text(st.characters(min_codepoint=0, max_codepoint=127), max_size=30).map(
+        lambda s: "HTTP_" + s
+    ),
+)
+
+
+@SETTINGS
+@given(st.dictionaries(ASCII_KEYS, st.text(LATIN1, max_size=40), max_size=20))
+def test_header_fields_alike(environ: dict[str, str]) -> None:
+    assert fields_alike(environ) is not None  # ASCII names, latin-1 values: C answers
+    assert fields_alike(environ) is not None  # again: from the name cache
+
+
+@SETTINGS
+@given(st.dictionaries(st.text(LATIN1, max_size=12), st.text(LATIN1, max_size=12), max_size=8))
+def test_header_fields_of_any_latin1_dict_alike(environ: dict[str, str]) -> None:
+    fields_alike(environ)  # a name that is not ASCII: None, the Python twin decides
+
+
+@pytest.mark.parametrize(("name", "blk"), capture_blocks())
+def test_header_fields_of_every_capture_alike(name: str, blk: bytes) -> None:
+    data = (FIXTURES / name).read_bytes()
+    try:
+        parsed = uwsgi.parse_head(data)
+    except ProtocolError:
+        return  # the malformed captures
+    assert parsed is not None
+    head = parsed[0]
+    if isinstance(head, uwsgi.UwsgiRequest):
+        assert fields_alike(head.environ) is not None
+
+
+def test_header_fields_left_to_python() -> None:
+    assert header_fields({"HTTP_X_\xe9": "v"}) is None  # a name that is not ASCII
+    assert header_fields({"HTTP_X": "\u20ac"}) is None  # a value that is not latin-1
+    assert header_fields({"HTTP_X": 1}) is None  # type: ignore[dict-item]
+    assert header_fields([("HTTP_X", "v")]) is None  # type: ignore[arg-type]
+    assert uwsgi.header_fields({"HTTP_X_\xc9": "v"}) == [(b"x-\xe9", b"v")]
+    with pytest.raises(UnicodeEncodeError):
+        uwsgi.header_fields({"HTTP_X": "\u20ac"})
+
+
+def test_header_fields_names_sharing_a_slot() -> None:
+    """Many names through the 256-slot name cache: each maps to its own field name."""
+    environ = {f"HTTP_X_NAME_{i}": str(i) for i in range(1000)}
+    expected = [(f"x-name-{i}".encode(), str(i).encode()) for i in range(1000)]
+    for _ in range(2):
+        assert fields_alike(environ) == expected

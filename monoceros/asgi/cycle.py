@@ -330,9 +330,8 @@ class HttpCycle:
 
     async def send(self, message: Any) -> None:
         """ASGI ``send``: ``http.response.start`` then ``http.response.body`` messages."""
-        if message.__class__ is not dict:  # a dict's get is a C call, any other's a lookup
-            message = dict(message)
-        msg: dict[str, Any] = message
+        # a dict's get is a C call, any other mapping's a method lookup
+        msg: dict[str, Any] = message if message.__class__ is dict else dict(message)
         kind = msg["type"]
         if kind == "http.response.body":
             if not self.response_started:

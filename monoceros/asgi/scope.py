@@ -267,17 +267,8 @@ def _server_of(sockname: PeerAddress) -> tuple[str, int | None]:
 
 
 def _port(value: str | None) -> int | None:
-    """A port var as an int; None when absent or not all ASCII digits (at most 5 are read:
-    the digits of a port, without ``int()``'s general parse)."""
-    if not value or len(value) > 5:
-        return int(value) if value and value.isascii() and value.isdigit() else None
-    port = 0
-    for char in value:
-        digit = ord(char) - 48
-        if digit < 0 or digit > 9:
-            return None
-        port = port * 10 + digit
-    return port
+    """A port var as an int; None when absent or not all ASCII digits."""
+    return int(value) if value and value.isascii() and value.isdigit() else None
 
 
 def _path_text(latin1: str) -> str:

@@ -342,7 +342,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     "monoceros.protocols._uwsgi_vars",
-    "The uwsgi vars block parsed in C (the twin of uwsgi._vars_fast).",
+    "The uwsgi vars block in C (the twins of uwsgi._vars_fast and uwsgi._header_fields).",
     -1,
     methods,
     NULL,

@@ -23,6 +23,7 @@ connection the order is: accept, (a PROXY header, in plain text), the handshake,
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -57,6 +58,12 @@ def _proxied(factory: ProtocolFactory, client: PeerAddress) -> ProtocolFactory:
 
 
 _ACCEPT_BATCH = 64
+"""Connections accepted at most per readiness of a listener. After the first, a ``poll()`` of
+the listener asks whether another is queued: an ``accept()`` that finds the queue empty, which
+ends a batch, costs about 5 µs (the kernel makes and frees a socket and a file before it looks
+at the queue, then CPython raises BlockingIOError with its message decoded in the locale), the
+``poll()`` about 0.6 µs. When one is, the batch goes on until the queue is empty: under load
+(nginx's 32 connections) a batch takes about 16."""
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
 DirectHandler = Callable[[socket.socket, PeerAddress], None]
@@ -97,6 +104,7 @@ class Acceptor:
         # connect() makes one it hands over a socket.socket, for the loop's transport. Made
         # at the first accept: the worker registers its direct handlers after this
         self._makers: dict[int, Callable[[int], socket.socket]] = {}
+        self._queued: dict[int, select.poll] = {}
         self.open = 0
         """Connections accepted and not yet closed."""
         self.accepting = False
@@ -166,11 +174,17 @@ class Acceptor:
         make = self._makers.get(fd)
         if make is None:
             make = self._makers[fd] = connection_maker(listener, bare=direct is not None)
+        queued = self._queued.get(fd)
+        if queued is None:
+            queued = self._queued[fd] = select.poll()
+            queued.register(fd, select.POLLIN)
         taken = 0
         for _ in range(limit):
             if capped and self.open >= self.cap:
                 self.stop()
                 break
+            if taken == 1 and not queued.poll(0):
+                break  # nothing more queued (see _ACCEPT_BATCH): the usual case unless busy
             try:
                 accepted = accept_nowait(sock)  # None: the queue is empty
             except OSError as exc:

@@ -45,12 +45,18 @@ class FailingSocket(socket.socket):
     """A listening socket whose first raw accepts fail with the given errnos."""
 
     failures: list[int]
+    found_empty = 0
+    """Raw accepts that found the queue empty (BlockingIOError)."""
 
     def _accept(self) -> Any:
         if self.failures:
             code = self.failures.pop(0)
             raise OSError(code, errno.errorcode[code])
-        return super()._accept()  # type: ignore[misc]
+        try:
+            return super()._accept()  # type: ignore[misc]
+        except BlockingIOError:
+            self.found_empty += 1
+            raise
 
 
 def listening(path: Path, failures: tuple[int, ...] = ()) -> Listener:
@@ -223,6 +229,44 @@ def test_the_asgi_acceptor_stops_accepting_for_the_pause_then_resumes(tmp_path: 
         acceptor.stop()
     finally:
         close_all(accepted, client, loop, lst)
+
+
+@pytest.mark.parametrize("queued", [1, 3])
+def test_the_asgi_acceptor_asks_before_an_accept_that_would_find_nothing(
+    tmp_path: Path, queued: int
+) -> None:
+    """One connection queued at a readiness (the usual case but under load): it is accepted and
+    a poll, not a second accept(), finds the queue empty (an accept that finds nothing costs
+    about 5 µs). Several: all of them at the same readiness, the batch ending as the queue
+    empties."""
+    lst = listening(tmp_path / "s")
+    lst.sock.setblocking(False)
+    loop = asyncio.new_event_loop()
+    accepted: list[socket.socket] = []
+    acceptor = Acceptor(
+        loop,
+        [lst],
+        {},
+        10,
+        Logger(Config()),
+        lambda lst, exc: False,
+        {lst.sock.fileno(): lambda conn, peer: accepted.append(conn)},
+    )
+    clients = [connect(tmp_path / "s") for _ in range(queued)]
+    try:
+        acceptor.start()
+        loop.run_until_complete(asyncio.sleep(0.05))
+        assert len(accepted) == queued == acceptor.open
+        assert lst.sock.found_empty == (0 if queued == 1 else 1)  # type: ignore[attr-defined]
+        clients.append(connect(tmp_path / "s"))  # a later one: the next readiness
+        loop.run_until_complete(asyncio.sleep(0.05))
+        assert len(accepted) == queued + 1
+        assert lst.sock.found_empty == (0 if queued == 1 else 1)  # type: ignore[attr-defined]
+        acceptor.stop()
+    finally:
+        for client in clients[1:]:
+            client.close()
+        close_all(accepted, clients[0], loop, lst)
 
 
 def test_stopping_the_asgi_acceptor_cancels_a_pending_resume(tmp_path: Path) -> None:

@@ -3,8 +3,11 @@
 Like :mod:`monoceros.heartbeat`, the master maps one anonymous shared block per worker before
 forking (the :class:`~monoceros.workers.base.Worker` object creates it), so counting costs no
 system call: each request makes two method calls, :meth:`Recorder.begin` and
-:meth:`Recorder.end`, which store into aligned 8-byte slots through ``memoryview`` casts (a
-counter is one load and one store), and one ``struct.pack_into`` of the request's description.
+:meth:`Recorder.end`, which store into aligned 8-byte slots (a counter is one load and one
+store) and write the request's description. Where a C compiler was present at install, the
+stores are made by ``monoceros._counting`` (``monoceros/_counting.c``, about 3k instructions a
+request less than the ``memoryview`` items and ``struct.pack_into`` of its Python twins,
+:func:`_count` and :func:`_pack_slot`, which stand in for it otherwise).
 
 Its fixed part also counts the worker's error-log lines by level (for statsd's
 ``gunicorn.log.<level>``, written by :class:`monoceros.logs.LevelCounter` under its lock).
@@ -35,6 +38,7 @@ import struct
 import threading
 import time
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -96,6 +100,61 @@ _METHODS: Final = {
 }
 _FIRST_BOUND: Final = BUCKETS[0]
 _READ_TRIES = 8
+_SLOT_BYTES: Final = _TEXT_MAX + 8
+
+
+def _count(
+    q: memoryview[int],
+    d: memoryview[float],
+    section: tuple[int, ...],
+    status: int,
+    duration: float,
+    start_at: int,
+) -> None:
+    """Count one response in a counter ``section`` (where its status counters, histogram and
+    duration sum are): its status, its duration's histogram bucket and the sum; then free the
+    request slot (its start 0.0, last). The C twin is ``monoceros._counting.count`` (pinned by
+    tests/unit/test_counting_native.py)."""
+    counts, histogram, total = section
+    q[counts + status] += 1
+    if duration > _FIRST_BOUND:  # the first bucket is derived: total minus the others
+        q[histogram + bisect_left(BUCKETS, duration)] += 1
+    d[total] += duration
+    d[start_at] = 0.0
+
+
+def _pack_slot(block: mmap.mmap, offset: int, method: str, path: str | bytes, start: float) -> bool:
+    """Write a request slot at ``offset``: True, or False with nothing written when ``method``
+    or ``path`` is a str that is not latin-1. The C twin is ``monoceros._counting.pack_slot``."""
+    if method.__class__ is not str or (path.__class__ is not str and path.__class__ is not bytes):
+        raise TypeError("pack_slot: expected an int offset, a str method and a str or bytes path")
+    if offset < 0 or offset > len(block) - _SLOT_BYTES:
+        raise ValueError("pack_slot: the slot is outside the block")
+    try:
+        _PACK_SLOT(
+            block,
+            offset,
+            _METHODS.get(method) or method.encode("latin-1"),
+            path.encode("latin-1") if isinstance(path, str) else path,
+            start,
+        )
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_count_response: Callable[
+    [memoryview[int], memoryview[float], tuple[int, ...], int, float, int], None
+]
+_write_slot: Callable[[mmap.mmap, int, str, str | bytes, float], bool]
+try:  # the C twins, where built (and MONOCEROS_PURE is not set)
+    from . import _counting
+
+    _count_response = _counting.count
+    _write_slot = _counting.pack_slot
+except (ImportError, AttributeError):  # not built, or refused
+    _count_response = _count
+    _write_slot = _pack_slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +235,13 @@ class Recorder:
         self._d = block._d
         first = _FIXED + section * _SECTION  # where this recorder's counter section starts
         #: per protocol: where its status counters, histogram and duration sum are
-        self._http = (first, first + _HIST, first + _SUMS)
-        self._uwsgi = (first + _UWSGI, first + _HIST + _NBUCKETS, first + _SUMS + 1)
+        # boxed tuples (variable-length to mypyc), passed to the counting call as they are
+        self._http: tuple[int, ...] = (first, first + _HIST, first + _SUMS)
+        self._uwsgi: tuple[int, ...] = (
+            first + _UWSGI,
+            first + _HIST + _NBUCKETS,
+            first + _SUMS + 1,
+        )
         index = block._reqs + (slot << _REQ_SHIFT)
         self._offset = index << 3
         self._start = index + _START
@@ -185,15 +249,8 @@ class Recorder:
     def begin(self, method: str, path: str | bytes, start: float) -> None:
         """A request started at ``start`` (monotonic). ``method``: latin-1 ``str``;
         ``path``: a WSGI environ's latin-1 ``str``, or bytes."""
-        try:  # one call writes method and path (cut or padded with NULs), then the start
-            _PACK_SLOT(
-                self._map,
-                self._offset,
-                _METHODS.get(method) or method.encode("latin-1"),
-                path.encode("latin-1") if path.__class__ is str else path,
-                start,
-            )
-        except UnicodeEncodeError:
+        # one call writes method and path (cut or padded with NULs), then the start
+        if not _write_slot(self._map, self._offset, method, path, start):
             _PACK_SLOT(
                 self._map,
                 self._offset,
@@ -207,14 +264,9 @@ class Recorder:
         check an application's); ``uwsgi``: over the uWSGI protocol. Returns its duration
         (seconds), for the access log."""
         duration = _monotonic() - start
-        counts, histogram, total = self._uwsgi if uwsgi else self._http
-        q = self._q
-        q[counts + status] += 1
-        if duration > _FIRST_BOUND:  # the first bucket is derived: total minus the others
-            q[histogram + bisect_left(BUCKETS, duration)] += 1
-        d = self._d
-        d[total] += duration
-        d[self._start] = 0.0  # free last: a worker seen idle has counted its responses
+        _count_response(
+            self._q, self._d, self._uwsgi if uwsgi else self._http, status, duration, self._start
+        )
         return duration
 
     def abandon(self) -> None:

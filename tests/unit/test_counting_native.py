@@ -12,6 +12,7 @@ with ``MONOCEROS_PURE=1``, drives the Python ones).
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import mmap
 import os
@@ -70,7 +71,7 @@ def count_both(args: tuple[Any, ...], seed: int = 3) -> tuple[str, Any]:
     results = []
     for fn, block in zip((_counting.count, worker_metrics._count), blocks, strict=True):
         q, d = memoryview(block).cast("q"), memoryview(block).cast("d")
-        results.append(outcome(lambda fn=fn, q=q, d=d: fn(q, d, *args)))
+        results.append(outcome(functools.partial(fn, q, d, *args)))
         q.release()
         d.release()
     assert results[0] == results[1], (args, results)
@@ -168,7 +169,7 @@ def pack_both(args: tuple[Any, ...], seed: int = 5) -> tuple[str, Any]:
     """Run ``pack_slot`` and ``_pack_slot`` on two copies of a block; they must agree."""
     blocks = fresh(seed), fresh(seed)
     results = [
-        outcome(lambda fn=fn, block=block: fn(block, *args))
+        outcome(functools.partial(fn, block, *args))
         for fn, block in zip((_counting.pack_slot, worker_metrics._pack_slot), blocks, strict=True)
     ]
     assert results[0] == results[1], (args, results)

@@ -9,7 +9,7 @@ import os
 import select
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -88,6 +88,24 @@ def close_all(
     client.close()
     loop.close()
     lst.sock.close()
+
+
+def collecting_acceptor(
+    loop: asyncio.AbstractEventLoop,
+    lst: Listener,
+    accepted: list[socket.socket],
+    policy: Callable[[Listener, OSError], bool] = lambda lst, exc: False,
+) -> Acceptor:
+    """An asgi acceptor (cap 10) whose listener's connections are appended to ``accepted``."""
+    return Acceptor(
+        loop,
+        [lst],
+        {},
+        10,
+        Logger(Config()),
+        policy,
+        {lst.sock.fileno(): lambda conn, peer: accepted.append(conn)},
+    )
 
 
 def make_worker(cls: type[Worker], listeners: list[Listener], **settings: Any) -> Any:
@@ -210,15 +228,7 @@ def test_the_asgi_acceptor_stops_accepting_for_the_pause_then_resumes(tmp_path: 
 
     loop = asyncio.new_event_loop()
     accepted: list[socket.socket] = []
-    acceptor = Acceptor(
-        loop,
-        [lst],
-        {},
-        10,
-        Logger(Config()),
-        policy,
-        {lst.sock.fileno(): lambda conn, peer: accepted.append(conn)},
-    )
+    acceptor = collecting_acceptor(loop, lst, accepted, policy)
     client = connect(tmp_path / "s")
     try:
         acceptor.start()
@@ -243,15 +253,7 @@ def test_the_asgi_acceptor_asks_before_an_accept_that_would_find_nothing(
     lst.sock.setblocking(False)
     loop = asyncio.new_event_loop()
     accepted: list[socket.socket] = []
-    acceptor = Acceptor(
-        loop,
-        [lst],
-        {},
-        10,
-        Logger(Config()),
-        lambda lst, exc: False,
-        {lst.sock.fileno(): lambda conn, peer: accepted.append(conn)},
-    )
+    acceptor = collecting_acceptor(loop, lst, accepted)
     clients = [connect(tmp_path / "s") for _ in range(queued)]
     try:
         acceptor.start()

@@ -45,6 +45,21 @@ ASGI_VERSION: Final = {"version": "3.0", "spec_version": "2.4"}
 
 _WS_SCHEMES: Final = {"http": "ws", "https": "wss"}
 #: SERVER_PROTOCOL -> http_version for the usual ones (others are cut after "HTTP/")
+#: an http scope over uwsgi, its keys in order: each request's is a copy with its values
+_UWSGI_SCOPE: Final[dict[str, Any]] = {
+    "type": "http",
+    "asgi": ASGI_VERSION,
+    "http_version": "1.1",
+    "server": None,
+    "client": None,
+    "scheme": "http",
+    "method": "GET",
+    "root_path": "",
+    "path": "",
+    "raw_path": b"",
+    "query_string": b"",
+    "headers": [],
+}
 _VERSIONS: Final = {"HTTP/1.1": "1.1", "HTTP/1.0": "1.0", "HTTP/2.0": "2.0", "HTTP/2": "2"}
 #: header name as sent -> lower-case name (bounded: clients use a small set); names with ``_``
 #: are never cached, so that :func:`_lower` sees each of them
@@ -237,20 +252,17 @@ class UwsgiScopeBuilder:
         server_name = env.get("SERVER_NAME")
         server = (server_name, _port(env.get("SERVER_PORT"))) if server_name else self._server
         method = env.get("REQUEST_METHOD", "GET")
-        scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": ASGI_VERSION,
-            "http_version": version,
-            "server": server,
-            "client": client,
-            "scheme": url_scheme(env),
-            "method": method,
-            "root_path": root_path,
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": env.get("QUERY_STRING", "").encode("latin-1"),
-            "headers": headers,
-        }
+        scope = _UWSGI_SCOPE.copy()  # a copy of a dict of the same keys: no table to grow
+        scope["http_version"] = version
+        scope["server"] = server
+        scope["client"] = client
+        scope["scheme"] = url_scheme(env)
+        scope["method"] = method
+        scope["root_path"] = root_path
+        scope["path"] = path
+        scope["raw_path"] = raw_path
+        scope["query_string"] = env.get("QUERY_STRING", "").encode("latin-1")
+        scope["headers"] = headers
         if state is not None:
             scope["state"] = state.copy()
         upgrade = env.get("HTTP_UPGRADE")

@@ -45,8 +45,8 @@ ASGI_VERSION: Final = {"version": "3.0", "spec_version": "2.4"}
 
 _WS_SCHEMES: Final = {"http": "ws", "https": "wss"}
 #: SERVER_PROTOCOL -> http_version for the usual ones (others are cut after "HTTP/")
-#: an http scope over uwsgi, its keys in order: each request's is a copy with its values
-_UWSGI_SCOPE: Final[dict[str, Any]] = {
+#: an http scope, its keys in order: each request's is a copy with its own values
+_HTTP_SCOPE: Final[dict[str, Any]] = {
     "type": "http",
     "asgi": ASGI_VERSION,
     "http_version": "1.1",
@@ -148,20 +148,17 @@ class HttpScopeBuilder:
         scheme = self._scheme
         if self._secure and trusted:
             scheme = self._forwarded_scheme(headers, scheme)
-        scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": ASGI_VERSION,
-            "http_version": req.version,
-            "server": self._server,
-            "client": client,
-            "scheme": scheme,
-            "method": req.method,
-            "root_path": root_path,
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": headers,
-        }
+        scope = _HTTP_SCOPE.copy()  # a copy of a dict of the same keys: no table to grow
+        scope["http_version"] = req.version
+        scope["server"] = self._server
+        scope["client"] = client
+        scope["scheme"] = scheme
+        scope["method"] = req.method
+        scope["root_path"] = root_path
+        scope["path"] = path
+        scope["raw_path"] = raw_path
+        scope["query_string"] = query
+        scope["headers"] = headers
         if state is not None:
             scope["state"] = state.copy()
         if req.upgrade and is_websocket_upgrade(req.method, headers):
@@ -252,7 +249,7 @@ class UwsgiScopeBuilder:
         server_name = env.get("SERVER_NAME")
         server = (server_name, _port(env.get("SERVER_PORT"))) if server_name else self._server
         method = env.get("REQUEST_METHOD", "GET")
-        scope = _UWSGI_SCOPE.copy()  # a copy of a dict of the same keys: no table to grow
+        scope = _HTTP_SCOPE.copy()  # a copy of a dict of the same keys: no table to grow
         scope["http_version"] = version
         scope["server"] = server
         scope["client"] = client

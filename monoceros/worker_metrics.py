@@ -5,8 +5,8 @@ forking (the :class:`~monoceros.workers.base.Worker` object creates it), so coun
 system call: each request makes two method calls, :meth:`Recorder.begin` and
 :meth:`Recorder.end`, which store into aligned 8-byte slots (a counter is one load and one
 store) and write the request's description. Where a C compiler was present at install, the
-stores are made by ``monoceros._counting`` (``monoceros/_counting.c``, about 3k instructions a
-request less than the ``memoryview`` items and ``struct.pack_into`` of its Python twins,
+stores are made by ``monoceros._counting`` (``monoceros/_counting.c``, about 2.4k instructions
+a request less than the ``memoryview`` items and ``struct.pack_into`` of its Python twins,
 :func:`_count` and :func:`_pack_slot`, which stand in for it otherwise).
 
 Its fixed part also counts the worker's error-log lines by level (for statsd's
@@ -113,8 +113,8 @@ def _count(
 ) -> None:
     """Count one response in a counter ``section`` (where its status counters, histogram and
     duration sum are): its status, its duration's histogram bucket and the sum; then free the
-    request slot (its start 0.0, last). The C twin is ``monoceros._counting.count`` (pinned by
-    tests/unit/test_counting_native.py)."""
+    request slot (its start 0.0, last: a worker seen idle has counted its responses). The C twin
+    is ``monoceros._counting.count`` (pinned by tests/unit/test_counting_native.py)."""
     counts, histogram, total = section
     q[counts + status] += 1
     if duration > _FIRST_BOUND:  # the first bucket is derived: total minus the others

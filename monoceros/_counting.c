@@ -54,6 +54,11 @@ static int
 get_items(PyObject *obj, Py_buffer *view)
 {
     if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_BufferError)) { /* read-only: as the twin says it */
+            PyErr_Clear();
+            PyErr_SetString(PyExc_TypeError,
+                            "count: expected writable memoryviews of 8-byte items");
+        }
         return -1;
     }
     if (view->itemsize != 8) {
@@ -139,9 +144,25 @@ count(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         index_of(args[5], &start_at) < 0) {
         return NULL;
     }
-    double duration = PyFloat_AsDouble(args[4]);
-    if (duration == -1.0 && PyErr_Occurred()) {
+    if (!PyFloat_Check(args[4]) && !PyLong_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "count: the duration must be a float");
         return NULL;
+    }
+    double duration = PyFloat_AsDouble(args[4]);
+    if (duration == -1.0 && PyErr_Occurred()) { /* an int too large: as compiled code says */
+        PyErr_SetString(PyExc_TypeError, "count: the duration must be a float");
+        return NULL;
+    }
+    /* counts + status as Python adds them: two ints beyond an index may sum to one */
+    Py_ssize_t status_at = offset_index(counts, status);
+    if (counts == PY_SSIZE_T_MIN || counts == PY_SSIZE_T_MAX || status == PY_SSIZE_T_MIN ||
+        status == PY_SSIZE_T_MAX) {
+        PyObject *sum = PyNumber_Add(PyTuple_GET_ITEM(section, 0), args[3]);
+        if (sum == NULL || index_of(sum, &status_at) < 0) {
+            Py_XDECREF(sum);
+            return NULL;
+        }
+        Py_DECREF(sum);
     }
     Py_buffer q, d;
     if (get_items(args[0], &q) < 0) {
@@ -153,7 +174,7 @@ count(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     }
     /* statement by statement as the Python twin, so an error leaves what it leaves */
     int ok = 0;
-    char *item = item_at(&q, offset_index(counts, status));
+    char *item = item_at(&q, status_at);
     if (item == NULL || increment(item) < 0) {
         goto done;
     }
@@ -222,14 +243,15 @@ pack_slot(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     PyObject *path_obj = args[3];
     if (!PyUnicode_CheckExact(args[2]) ||
         !(PyUnicode_CheckExact(path_obj) || PyBytes_CheckExact(path_obj)) ||
-        !PyLong_Check(args[1])) {
+        !PyLong_Check(args[1]) || !(PyFloat_Check(args[4]) || PyLong_Check(args[4]))) {
         PyErr_SetString(PyExc_TypeError,
-                        "pack_slot: expected an int offset, a str method and a str or bytes "
-                        "path");
+                        "pack_slot: expected an int offset, a str method, a str or bytes path "
+                        "and a float start");
         return NULL;
     }
     double start = PyFloat_AsDouble(args[4]);
-    if (start == -1.0 && PyErr_Occurred()) {
+    if (start == -1.0 && PyErr_Occurred()) { /* an int too large: as compiled code says */
+        PyErr_SetString(PyExc_TypeError, "pack_slot: the start must be a float");
         return NULL;
     }
     Py_ssize_t offset = PyLong_AsSsize_t(args[1]);
@@ -238,12 +260,17 @@ pack_slot(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         offset = -1; /* outside the block, as below */
     }
     Py_buffer view;
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE) < 0) {
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
     if (offset < 0 || offset > view.len - SLOT_SIZE) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "pack_slot: the slot is outside the block");
+        return NULL;
+    }
+    if (view.readonly) { /* struct.pack_into's error, after the offset's as in the twin */
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_TypeError, "pack_slot: the block is read-only");
         return NULL;
     }
     const char *method, *path;

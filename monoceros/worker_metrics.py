@@ -115,7 +115,27 @@ def _count(
     duration sum are): its status, its duration's histogram bucket and the sum; then free the
     request slot (its start 0.0, last: a worker seen idle has counted its responses). The C twin
     is ``monoceros._counting.count`` (pinned by tests/unit/test_counting_native.py)."""
+    # every argument checked before the first store, as the C twin does (and the same whether
+    # this module runs compiled, which checks the annotations at the call, or interpreted)
+    if not isinstance(section, tuple):
+        raise TypeError("count: the section must be a tuple of 3 ints")
     counts, histogram, total = section
+    if not (
+        isinstance(counts, int)
+        and isinstance(histogram, int)
+        and isinstance(total, int)
+        and isinstance(status, int)
+        and isinstance(start_at, int)
+    ):
+        raise TypeError("count: an index must be an int")
+    try:  # an int too large for a float is refused as compiled code refuses it at the call
+        if not isinstance(duration, (float, int)):
+            raise OverflowError
+        duration = float(duration)
+    except OverflowError:
+        raise TypeError("count: the duration must be a float") from None
+    if q.itemsize != 8 or d.itemsize != 8 or q.readonly or d.readonly:
+        raise TypeError("count: expected writable memoryviews of 8-byte items")
     q[counts + status] += 1
     if duration > _FIRST_BOUND:  # the first bucket is derived: total minus the others
         q[histogram + bisect_left(BUCKETS, duration)] += 1
@@ -126,8 +146,19 @@ def _count(
 def _pack_slot(block: mmap.mmap, offset: int, method: str, path: str | bytes, start: float) -> bool:
     """Write a request slot at ``offset``: True, or False with nothing written when ``method``
     or ``path`` is a str that is not latin-1. The C twin is ``monoceros._counting.pack_slot``."""
-    if method.__class__ is not str or (path.__class__ is not str and path.__class__ is not bytes):
-        raise TypeError("pack_slot: expected an int offset, a str method and a str or bytes path")
+    if (
+        method.__class__ is not str
+        or (path.__class__ is not str and path.__class__ is not bytes)
+        or not isinstance(offset, int)
+        or not isinstance(start, (float, int))
+    ):
+        raise TypeError(
+            "pack_slot: expected an int offset, a str method, a str or bytes path and a float start"
+        )
+    try:  # an int too large for a float is refused as compiled code refuses it at the call
+        start = float(start)
+    except OverflowError:
+        raise TypeError("pack_slot: the start must be a float") from None
     if offset < 0 or offset > len(block) - _SLOT_BYTES:
         raise ValueError("pack_slot: the slot is outside the block")
     try:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import bisect
 import functools
+import importlib.util
 import math
 import mmap
 import os
 import struct
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,6 +37,23 @@ except ImportError:  # not built (no C compiler), or MONOCEROS_PURE: nothing to 
     if os.environ.get("MONOCEROS_EXPECT_COMPILED") == "1" and not os.environ.get("MONOCEROS_PURE"):
         raise
     pytestmark = pytest.mark.skip(reason="the C extension is not loaded")
+
+
+def _source_module() -> Any:
+    """monoceros/worker_metrics.py loaded from its source under another name: the Python twins
+    as the interpreter runs them, beside the imported module (compiled where built)."""
+    path = Path(worker_metrics.__file__).with_name("worker_metrics.py")
+    spec = importlib.util.spec_from_file_location("monoceros._worker_metrics_source", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+#: the Python twins to pin the C ones to: as imported, and interpreted from the source
+TWIN_MODULES = [worker_metrics, _source_module()]
+TWINS = pytest.mark.parametrize("twins", TWIN_MODULES, ids=["imported", "source"])
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ITEMS = 64  # 8-byte items in a test block
@@ -65,11 +85,13 @@ DURATIONS = st.one_of(
 )
 
 
-def count_both(args: tuple[Any, ...], seed: int = 3) -> tuple[str, Any]:
+def count_both(
+    args: tuple[Any, ...], twins: Any = worker_metrics, seed: int = 3
+) -> tuple[str, Any]:
     """Run ``count`` and ``_count`` on two copies of a block; they must agree."""
     blocks = fresh(seed), fresh(seed)
     results = []
-    for fn, block in zip((_counting.count, worker_metrics._count), blocks, strict=True):
+    for fn, block in zip((_counting.count, twins._count), blocks, strict=True):
         q, d = memoryview(block).cast("q"), memoryview(block).cast("d")
         results.append(outcome(functools.partial(fn, q, d, *args)))
         q.release()
@@ -79,12 +101,13 @@ def count_both(args: tuple[Any, ...], seed: int = 3) -> tuple[str, Any]:
     return results[0]
 
 
+@TWINS
 @SETTINGS
 @given(SECTION, STATUS, DURATIONS, INDEX)
 def test_count_agrees_with_its_python_twin(
-    section: tuple[int, int, int], status: int, duration: float, start_at: int
+    twins: Any, section: tuple[int, int, int], status: int, duration: float, start_at: int
 ) -> None:
-    count_both((section, status, duration, start_at))
+    count_both((section, status, duration, start_at), twins)
 
 
 @pytest.mark.parametrize("duration", [0.0, 0.005, 0.0051, 0.01, 0.011, 2.5, 10.0, 10.1, math.inf])
@@ -125,10 +148,27 @@ def test_count_stores_each_counter_and_frees_the_slot_last() -> None:
         ((0, 2**64, 40), 1, 0.1, 9),  # beyond any index
         ((-(2**64), 20, 40), 1, 0.1, 9),
         ((2**62, 20, 40), 2**62, 0.1, 9),
+        ((0, 20, 40), 1, 10**400, 9),  # an int too large for a float
     ],
 )
-def test_count_refuses_what_its_twin_refuses(args: tuple[Any, ...]) -> None:
-    assert count_both(args)[0] == "raised"
+@TWINS
+def test_count_refuses_what_its_twin_refuses(twins: Any, args: tuple[Any, ...]) -> None:
+    assert count_both(args, twins)[0] == "raised"
+
+
+@TWINS
+def test_count_refuses_views_its_twin_refuses(twins: Any) -> None:
+    block = mmap.mmap(-1, ITEMS * 8)
+    frozen = memoryview(bytes(ITEMS * 8))
+    for q, d in [
+        (memoryview(block), memoryview(block).cast("d")),  # 1-byte items
+        (frozen.cast("q"), memoryview(block).cast("d")),  # read-only
+        (memoryview(block).cast("q"), frozen.cast("d")),
+    ]:
+        for fn in (_counting.count, twins._count):
+            with pytest.raises(TypeError):
+                fn(q, d, (0, 20, 40), 1, 0.1, 41)
+    assert block[:] == bytes(ITEMS * 8)  # nothing stored by either
 
 
 def test_count_at_the_largest_counter_raises_as_the_memoryview_does() -> None:
@@ -165,24 +205,27 @@ OFFSETS = st.one_of(
 STARTS = st.floats(allow_nan=False)
 
 
-def pack_both(args: tuple[Any, ...], seed: int = 5) -> tuple[str, Any]:
+def pack_both(
+    args: tuple[Any, ...], twins: Any = worker_metrics, seed: int = 5, block: Any = None
+) -> tuple[str, Any]:
     """Run ``pack_slot`` and ``_pack_slot`` on two copies of a block; they must agree."""
-    blocks = fresh(seed), fresh(seed)
+    blocks = (fresh(seed), fresh(seed)) if block is None else (block, block)
     results = [
-        outcome(functools.partial(fn, block, *args))
-        for fn, block in zip((_counting.pack_slot, worker_metrics._pack_slot), blocks, strict=True)
+        outcome(functools.partial(fn, blk, *args))
+        for fn, blk in zip((_counting.pack_slot, twins._pack_slot), blocks, strict=True)
     ]
     assert results[0] == results[1], (args, results)
     assert blocks[0][:] == blocks[1][:], args  # an error or False writes nothing in both
     return results[0]
 
 
+@TWINS
 @SETTINGS
 @given(OFFSETS, TEXTS, PATHS, STARTS)
 def test_pack_slot_agrees_with_its_python_twin(
-    offset: int, method: str, path: str | bytes, start: float
+    twins: Any, offset: int, method: str, path: str | bytes, start: float
 ) -> None:
-    pack_both((offset, method, path, start))
+    pack_both((offset, method, path, start), twins)
 
 
 def test_pack_slot_writes_the_struct_layout_cut_and_padded() -> None:
@@ -208,10 +251,19 @@ def test_pack_slot_writes_the_struct_layout_cut_and_padded() -> None:
         (0, "GET", bytearray(b"/"), 1.0),
         (0, "GET", "/", "1"),
         (0.0, "GET", "/", 1.0),
+        (0, "GET", "/", 10**400),  # an int too large for a float
     ],
 )
-def test_pack_slot_refuses_or_declines_as_its_twin(args: tuple[Any, ...]) -> None:
-    assert pack_both(args) != ("ok", True)
+@TWINS
+def test_pack_slot_refuses_or_declines_as_its_twin(twins: Any, args: tuple[Any, ...]) -> None:
+    assert pack_both(args, twins) != ("ok", True)
+
+
+@TWINS
+@pytest.mark.parametrize("offset", [0, ITEMS * 8])
+def test_pack_slot_refuses_a_read_only_block_as_its_twin(twins: Any, offset: int) -> None:
+    # inside it: the block's error; past its end: the offset's first, in both
+    assert pack_both((offset, "GET", "/", 1.0), twins, block=bytes(ITEMS * 8))[0] == "raised"
 
 
 def test_the_slot_layout_and_the_buckets_are_the_same_on_both_sides() -> None:

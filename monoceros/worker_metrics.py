@@ -128,9 +128,9 @@ def _count(
         and isinstance(start_at, int)
     ):
         raise TypeError("count: an index must be an int")
+    if not isinstance(duration, (float, int)):
+        raise TypeError("count: the duration must be a float")
     try:  # an int too large for a float is refused as compiled code refuses it at the call
-        if not isinstance(duration, (float, int)):
-            raise OverflowError
         duration = float(duration)
     except OverflowError:
         raise TypeError("count: the duration must be a float") from None

@@ -104,7 +104,11 @@ class Acceptor:
         # connect() makes one it hands over a socket.socket, for the loop's transport. Made
         # at the first accept: the worker registers its direct handlers after this
         self._makers: dict[int, Callable[[int], socket.socket]] = {}
+        #: per listener: a poll of it alone, asking whether another connection is queued
         self._queued: dict[int, select.poll] = {}
+        for listener in listeners:
+            queued = self._queued[listener.sock.fileno()] = select.poll()
+            queued.register(listener.sock.fileno(), select.POLLIN)
         self.open = 0
         """Connections accepted and not yet closed."""
         self.accepting = False
@@ -174,10 +178,7 @@ class Acceptor:
         make = self._makers.get(fd)
         if make is None:
             make = self._makers[fd] = connection_maker(listener, bare=direct is not None)
-        queued = self._queued.get(fd)
-        if queued is None:
-            queued = self._queued[fd] = select.poll()
-            queued.register(fd, select.POLLIN)
+        queued = self._queued[fd]
         taken = 0
         for _ in range(limit):
             if capped and self.open >= self.cap:

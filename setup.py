@@ -1,10 +1,11 @@
 """Builds monoceros's compiled core where it can: mypyc over the same typed modules, and the
-one hand-written C extension (the uwsgi vars block).
+small hand-written C extensions (the uwsgi vars block, the response's header lines, the
+request counting).
 
 Everything is in pyproject.toml; this file only adds the extension modules. They are
 *optional*: without mypyc, without a C compiler, or with ``MONOCEROS_PURE_BUILD=1`` in the
 environment, the package installs as pure Python and behaves the same (the compiled modules
-are the same source; the C extension's twin is pinned to it by tests). At run time
+are the same source; each C extension's twin is pinned to it by tests). At run time
 ``MONOCEROS_PURE=1`` loads the Python source even where the compiled modules are installed
 (see :mod:`monoceros._compiled`).
 """

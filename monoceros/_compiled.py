@@ -40,7 +40,11 @@ COMPILED_MODULES: tuple[str, ...] = (
 )
 """The modules setup.py compiles (hot on every request, typed, pure code)."""
 
-NATIVE_MODULES: tuple[str, ...] = ("monoceros.protocols._uwsgi_vars", "monoceros._counting")
+NATIVE_MODULES: tuple[str, ...] = (
+    "monoceros.protocols._uwsgi_vars",
+    "monoceros.protocols._response_head",
+    "monoceros._counting",
+)
 """Hand-written C extensions, each the twin of one Python function its importer falls back to."""
 
 _PURE_ENV = "MONOCEROS_PURE"

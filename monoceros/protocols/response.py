@@ -36,7 +36,7 @@ from __future__ import annotations
 import http
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from email.utils import formatdate
 from typing import Any, Final
 
@@ -100,7 +100,7 @@ def status_line(status: int) -> bytes:
     """``b"HTTP/1.1 200 OK\\r\\n"`` for a status code (cached)."""
     line = _STATUS_LINES.get(status)
     if line is None:
-        if status.__class__ is not int or not 100 <= status <= 999:
+        if type(status) is not int or not 100 <= status <= 999:
             raise ResponseError(f"invalid status {status!r}: expected an int from 100 to 999")
         line = f"HTTP/1.1 {status} {reason_phrase(status)}\r\n".encode("latin-1")
         if len(_STATUS_LINES) < _CACHE_MAX:
@@ -113,7 +113,7 @@ def status_line_of(status: str) -> tuple[int, bytes]:
     known = STATUS_LINES_BY_TEXT.get(status)
     if known is not None:
         return known
-    if status.__class__ is not str:
+    if type(status) is not str:
         raise ResponseError(f"status must be a str, got {type(status).__name__}")
     code = status[:3]
     if not (code.isascii() and code.isdigit() and len(code) == 3) or status[3:4] not in ("", " "):
@@ -256,62 +256,13 @@ def response_head(
     ``line`` is the status line of ``status``; ``headers`` are (name, value) pairs of str when
     ``text`` (WSGI), of bytes otherwise (ASGI; bytearray and memoryview are taken too).
     """
-    kinds: dict[Any, int]
-    sep: Any
-    eol: Any
-    close: Any
-    value_type: type
-    if text:  # not one tuple unpacked: a conditional's tuple is unpacked by iteration
-        kinds, sep, eol, close, value_type = _TEXT_KINDS, ": ", "\r\n", "close", str
-    else:
-        kinds, sep, eol, close, value_type = _BYTES_KINDS, b": ", b"\r\n", b"close", bytes
-    parts: list[Any] = []
-    length = None
-    for item in headers:
-        if item.__class__ is tuple and len(item) == 2:  # a pair, taken apart without iterating
-            pair: tuple[Any, Any] = item
-            name, value = pair
-        else:
-            try:
-                name, value = item
-            except (TypeError, ValueError):
-                raise ResponseError(
-                    f"response header {item!r} is not a (name, value) pair"
-                ) from None
-        try:
-            kind = kinds.get(name)
-        except TypeError:  # unhashable: _checked_name says what is wrong with it
-            kind = None
-        if kind is None:
-            name, kind = _checked_name(name, item, text)
-        if value.__class__ is not value_type:
-            value = _checked_value(value, item, text)
-        if kind:
-            if kind == _CONTENT_LENGTH:
-                try:  # inline, not a helper: once per response
-                    length = int(value)
-                except ValueError:
-                    length = -1
-                if length < 0:
-                    raise ResponseError(f"invalid Content-Length {value!r}")
-            elif kind == _CONNECTION and close in value.lower():
-                keep_alive = False  # the application asked to close: heard, written by us
-            continue
-        parts.append(name)
-        parts.append(sep)
-        parts.append(value)
-        parts.append(eol)
-    if text:
-        try:
-            block = "".join(parts).encode("latin-1")
-        except UnicodeEncodeError as exc:
-            raise ResponseError(f"a response header is not latin-1: {exc}") from None
-    else:
-        block = b"".join(parts)
-    # One pass instead of one per value: keep only the controls (not HTAB); names are tokens,
-    # so the only ones allowed are our own CR LF ending each of the len(parts) / 4 lines.
-    if block.translate(_CTL_ZERO).count(0) != len(parts) >> 1:
-        raise ResponseError(_injection(headers))
+    kinds: dict[Any, int] = _TEXT_KINDS if text else _BYTES_KINDS
+    fields = None if _native_block is None else _native_block(headers, kinds, text)
+    if fields is None:
+        fields = _header_block(headers, kinds, text)
+    block, length, closes = fields
+    if closes:
+        keep_alive = False  # the application asked to close: heard, written by us
     framing = frame(
         status,
         length,
@@ -333,13 +284,90 @@ def response_head(
     return b"".join(head), framing
 
 
-def _checked_name(name: Any, item: Any, text: bool) -> tuple[Any, int]:
+def _header_block(
+    headers: Iterable[Any], kinds: dict[Any, int], text: bool
+) -> tuple[bytes, int | None, bool]:
+    """The application's header lines of a response, checked: the ordinary fields joined as
+    ``name: value\\r\\n`` lines, its Content-Length (None if none) and whether its Connection
+    field asks to close; hop-by-hop fields are dropped. ``kinds`` is the table of checked names
+    of ``headers``' type (``text``: str, else bytes), added to here. Where the C twin
+    (``monoceros/protocols/_response_head.c``) is built, it answers first, and this runs only
+    for the headers it leaves: names not seen before, other types, a bad value."""
+    sep: Any
+    eol: Any
+    close: Any
+    value_type: type
+    if text:  # not one tuple unpacked: a conditional's tuple is unpacked by iteration
+        sep, eol, close, value_type = ": ", "\r\n", "close", str
+    else:
+        sep, eol, close, value_type = b": ", b"\r\n", b"close", bytes
+    parts: list[Any] = []
+    length = None
+    closes = False
+    for item in headers:
+        if type(item) is tuple and len(item) == 2:  # a pair, taken apart without iterating
+            pair: tuple[Any, Any] = item
+            name, value = pair
+        else:
+            try:
+                name, value = item
+            except (TypeError, ValueError):
+                raise ResponseError(
+                    f"response header {item!r} is not a (name, value) pair"
+                ) from None
+        try:
+            kind = kinds.get(name)
+        except TypeError:  # unhashable: _checked_name says what is wrong with it
+            kind = None
+        if kind is None:
+            name, kind = _checked_name(name, item, kinds, text)
+        if type(value) is not value_type:
+            value = _checked_value(value, item, text)
+        if kind:
+            if kind == _CONTENT_LENGTH:
+                try:  # inline, not a helper: once per response
+                    length = int(value)
+                except ValueError:
+                    length = -1
+                if length < 0:
+                    raise ResponseError(f"invalid Content-Length {value!r}")
+            elif kind == _CONNECTION and close in value.lower():
+                closes = True  # the application asked to close: heard, written by the server
+            continue
+        parts.append(name)
+        parts.append(sep)
+        parts.append(value)
+        parts.append(eol)
+    if text:
+        try:
+            block = "".join(parts).encode("latin-1")
+        except UnicodeEncodeError as exc:
+            raise ResponseError(f"a response header is not latin-1: {exc}") from None
+    else:
+        block = b"".join(parts)
+    # One pass instead of one per value: keep only the controls (not HTAB); names are tokens,
+    # so the only ones allowed are our own CR LF ending each of the len(parts) / 4 lines.
+    if block.translate(_CTL_ZERO).count(0) != len(parts) >> 1:
+        raise ResponseError(_injection(headers))
+    return block, length, closes
+
+
+_native_block: (
+    Callable[[Iterable[Any], dict[Any, int], bool], tuple[bytes, int | None, bool] | None] | None
+)
+try:  # the C twin of _header_block, where built (and MONOCEROS_PURE is not set)
+    from ._response_head import header_block as _native_block
+except ImportError:
+    _native_block = None
+
+
+def _checked_name(name: Any, item: Any, kinds: dict[Any, int], text: bool) -> tuple[Any, int]:
     """Check a header name not seen before and classify it (remembered when hashable)."""
     if text:
-        if name.__class__ is not str:
+        if type(name) is not str:
             raise ResponseError(f"response header {item!r}: name and value must be str")
         raw = name.encode("latin-1", "replace")
-    elif name.__class__ is bytes or isinstance(name, (bytearray, memoryview)):
+    elif type(name) is bytes or isinstance(name, (bytearray, memoryview)):
         raw = name = bytes(name)
     else:
         raise ResponseError(f"response header {item!r}: name and value must be bytes")
@@ -352,7 +380,6 @@ def _checked_name(name: Any, item: Any, text: bool) -> tuple[Any, int]:
         kind = _CONNECTION
     else:
         kind = _HOP if lname in HOP_BY_HOP else _ORDINARY
-    kinds: dict[Any, int] = _TEXT_KINDS if text else _BYTES_KINDS
     if len(kinds) < _CACHE_MAX:
         kinds[name] = kind
     return name, kind

@@ -216,7 +216,7 @@ class Acceptor:
     def connect(self, conn: socket.socket, factory: ProtocolFactory) -> None:
         """Set a transport and a protocol from ``factory`` up on an accepted, counted socket
         (a bare ``_socket.socket`` from the uwsgi fast path becomes a ``socket.socket``)."""
-        if conn.__class__ is BARE_SOCKET:
+        if type(conn) is BARE_SOCKET:
             conn = socket.socket(conn.family, conn.type, conn.proto, conn.detach())
         conn.setblocking(False)
         self.connecting += 1

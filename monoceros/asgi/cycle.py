@@ -330,8 +330,9 @@ class HttpCycle:
 
     async def send(self, message: Any) -> None:
         """ASGI ``send``: ``http.response.start`` then ``http.response.body`` messages."""
-        # a dict's get is a C call, any other mapping's a method lookup
-        msg: dict[str, Any] = message if message.__class__ is dict else dict(message)
+        # a dict's get is a C call, any other mapping's a method lookup; type(), not __class__:
+        # compiled, the one reads the object's type, the other is an attribute lookup
+        msg: dict[str, Any] = message if type(message) is dict else dict(message)
         kind = msg["type"]
         if kind == "http.response.body":
             if not self.response_started:
@@ -408,7 +409,7 @@ class HttpCycle:
                 raise RuntimeError("http.response.start sent twice")
             self.response_started = True
             status = msg["status"]
-            if status.__class__ is not int or not 100 <= status <= 999:
+            if type(status) is not int or not 100 <= status <= 999:
                 raise ResponseError(f"invalid status {status!r}: expected an int from 100 to 999")
             self._status = status
             self._headers = msg.get("headers", ())
@@ -420,7 +421,7 @@ class HttpCycle:
     def _clip(self, body: Any, framing: Framing) -> bytes:
         """``body`` (bytes-like, from the application) as bytes, cut to what Content-Length
         leaves room for; counts what is sent."""
-        if body.__class__ is not bytes:
+        if type(body) is not bytes:
             body = bytes(body)
         length = framing.length
         if length is not None:

@@ -277,7 +277,15 @@ def _server_of(sockname: PeerAddress) -> tuple[str, int | None]:
 
 def _port(value: str | None) -> int | None:
     """A port var as an int; None when absent or not all ASCII digits."""
-    return int(value) if value and value.isascii() and value.isdigit() else None
+    if not value:
+        return None
+    number = 0
+    for char in value:  # compiled: a loop over the characters, where int() parses a str
+        digit = ord(char) - 48
+        if digit < 0 or digit > 9:
+            return None
+        number = number * 10 + digit
+    return number
 
 
 def _path_text(latin1: str) -> str:

@@ -170,6 +170,29 @@ def test_uwsgi_defaults_without_optional_vars() -> None:
     assert scope["server"] == ("0.0.0.0", 9000) and scope["state"] == {"a": 1}
 
 
+@pytest.mark.parametrize(
+    ("port", "expected"),
+    [
+        ("8080", 8080),
+        ("0", 0),
+        ("00443", 443),
+        ("65535", 65535),
+        ("9" * 30, int("9" * 30)),  # what int() makes of it: no overflow
+        ("", None),
+        ("80a", None),
+        ("+80", None),
+        (" 80", None),
+        ("8_0", None),
+        ("\u0663", None),  # a digit, not an ASCII one
+        ("\uff18\uff10", None),
+    ],
+)
+def test_uwsgi_port_vars(port: str, expected: int | None) -> None:
+    env = {"REMOTE_ADDR": "10.1.2.3", "REMOTE_PORT": port, "SERVER_NAME": "h", "SERVER_PORT": port}
+    scope = UwsgiScopeBuilder(("0.0.0.0", 9000)).build(env, None)
+    assert scope["client"] == ("10.1.2.3", expected) and scope["server"] == ("h", expected)
+
+
 def test_access_environ_from_a_scope() -> None:
     env = access_environ(uwsgi_scope("nginx-get-percent-utf8"))
     assert env["REQUEST_METHOD"] == "GET" and env["SERVER_PROTOCOL"] == "HTTP/1.1"

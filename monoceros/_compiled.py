@@ -37,6 +37,10 @@ COMPILED_MODULES: tuple[str, ...] = (
     "monoceros.asgi.acceptor",
     "monoceros.worker_metrics",
     "monoceros.wsgi.body",
+    "monoceros.asgi.flow",
+    "monoceros.asgi.connection",
+    "monoceros.asgi.http_protocol",
+    "monoceros.asgi.uwsgi_protocol",
 )
 """The modules setup.py compiles (hot on every request, typed, pure code)."""
 

@@ -37,9 +37,9 @@ class TransportConnection(WriteFlow, asyncio.Protocol):
     write_last: Callable[[bytes], None]
     """A transport sends the last bytes like any others."""
     is_closing: Callable[[], bool]
-    proxied_peer: PeerAddress | None = None
-    """The client a PROXY header named, set before ``connection_made``; None: the transport's
-    peer is the client (a class attribute: a connection without a header sets nothing)."""
+    proxied_peer: PeerAddress | None
+    """The client a PROXY header named, set before ``connection_made``; None (each subclass's
+    constructor sets it): the transport's peer is the client."""
 
     def _attach(self, transport: asyncio.BaseTransport) -> None:
         """Take the transport of ``connection_made``: its writer methods, the peer."""

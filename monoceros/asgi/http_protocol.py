@@ -41,6 +41,7 @@ class HttpProtocol(TransportConnection):
         """``deadline``: when the first request head must be complete, if it was counted
         before the connection was made (a TLS handshake's time included); 0.0: from then."""
         self.ctx = ctx
+        self.proxied_peer = None
         self.builder = builder
         self.parser = HttpParser(ctx.limits)
         self.cycle: HttpCycle | None = None

@@ -191,10 +191,9 @@ class FastConnection:
     """One uwsgi connection served over its bare socket: the :class:`~.channel.Channel` of its
     :class:`HttpCycle`, transport and flow control in one.
 
-    It writes the socket itself, pauses and drains the writer like a transport (as
-    :class:`~.flow.WriteFlow` does for the transport-based connections, which stay interpreted
-    where this class is compiled: it pauses at :data:`WRITE_HIGH` unsent bytes, resumes under
-    :data:`WRITE_LOW`); nothing is read
+    It writes the socket itself, pauses and drains the writer like a transport (with the rules
+    :class:`~.flow.WriteFlow` keeps for the transport-based connections: it pauses at
+    :data:`WRITE_HIGH` unsent bytes, resumes under :data:`WRITE_LOW`); nothing is read
     after the request, whose body was complete at accept time, except to see the peer leave
     while the application waits for that. It registers in ``ctx.connections`` like the protocols
     do.

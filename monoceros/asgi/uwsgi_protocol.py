@@ -50,8 +50,7 @@ class UwsgiProtocol(TransportConnection):
         self.ctx = ctx
         self.initial = initial
         """Bytes read before the hand-over from the fast path, fed in at connection_made."""
-        if peer is not None:
-            self.proxied_peer = peer
+        self.proxied_peer = peer
         self.builder = builder
         self.parser = UwsgiParser(max_vars_size=ctx.uwsgi_max_vars)
         self.cycle: HttpCycle | None = None

@@ -35,11 +35,12 @@ SERVER_COLORS = {
     "gunicorn-gthread": "#d55e00",
     "gunicorn-asgi": "#cc79a7",
     "uvicorn": "#009e73",
+    "granian": "#117733",
     "monoceros-sync": "#0072b2",
     "monoceros-gthread": "#56b4e9",
     "monoceros-asgi": "#332288",
 }
-OTHER_COLORS = ("#882255", "#44aa99", "#999933", "#aa4499", "#117733", "#661100")
+OTHER_COLORS = ("#882255", "#44aa99", "#999933", "#aa4499", "#661100")
 DASHES = {"uwsgi": "", "http": "7 4"}  # growth lines: solid over uwsgi, dashed over HTTP
 BAR, BAR_GAP = 18, 6
 TITLE_SIZE, LABEL_SIZE, TICK_SIZE = 15, 12, 11

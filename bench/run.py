@@ -1,4 +1,4 @@
-"""Benchmark monoceros against gunicorn, uWSGI and uvicorn, one worker each, behind a real nginx.
+"""Benchmark monoceros against gunicorn, uWSGI, uvicorn and granian, one worker each, behind nginx.
 
 Usage, from the repository root: ``.venv/bin/python bench/run.py [--scenarios ...] [--servers ...]``
 (or ``python -m bench.run``). It runs every (server, protocol, scenario) cell once per round,
@@ -151,7 +151,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--peers-bin",
         default=os.environ.get("PEERS_BIN")
         or (str(DEFAULT_PEERS) if DEFAULT_PEERS.is_dir() else ""),
-        help="folder with gunicorn, uwsgi, uvicorn [env PEERS_BIN; "
+        help="folder with gunicorn, uwsgi, uvicorn, granian [env PEERS_BIN; "
         "default ~/.cache/monoceros-bench/peers/bin if present, else PATH]",
     )
     ap.add_argument(

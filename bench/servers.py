@@ -152,6 +152,26 @@ SERVERS: dict[str, Server] = {
             },
             listen={"unix": ("--uds", "{path}"), "tcp": ("--host", HOST, "--port", "{port}")},
         ),
+        Server(
+            "granian",
+            "granian",
+            "asgi",
+            {
+                "http": (
+                    "{tool}",
+                    "--interface",
+                    "asgi",
+                    "{listen}",
+                    "--workers",
+                    "1",
+                    "--no-ws",
+                    "--log-level",
+                    "warning",
+                    "{app}",
+                )
+            },
+            listen={"unix": ("--uds", "{path}"), "tcp": ("--host", HOST, "--port", "{port}")},
+        ),
         Server("monoceros-sync", "monoceros", "wsgi", _gunicorn_style("sync")),
         Server("monoceros-gthread", "monoceros", "wsgi", _gunicorn_style("gthread")),
         Server("monoceros-asgi", "monoceros", "asgi", _gunicorn_style("asgi")),

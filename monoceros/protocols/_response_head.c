@@ -153,8 +153,8 @@ header_block(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (text < 0) {
         return NULL;
     }
-    int is_list = PyList_CheckExact(headers);
-    if ((!is_list && !PyTuple_CheckExact(headers)) || !PyDict_CheckExact(kinds)) {
+    if ((!PyList_CheckExact(headers) && !PyTuple_CheckExact(headers)) ||
+        !PyDict_CheckExact(kinds)) {
         Py_RETURN_NONE;
     }
     Buffer buffer;
@@ -164,20 +164,8 @@ header_block(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     long long length = -1;
     int closes = 0;
     /* The size is read on every turn: a dict lookup can run Python code (a key's __eq__). */
-    for (Py_ssize_t i = 0;; i++) {
-        PyObject *item;
-        if (is_list) {
-            if (i >= PyList_GET_SIZE(headers)) {
-                break;
-            }
-            item = PyList_GET_ITEM(headers, i);
-        }
-        else {
-            if (i >= PyTuple_GET_SIZE(headers)) {
-                break;
-            }
-            item = PyTuple_GET_ITEM(headers, i);
-        }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(headers); i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(headers, i); /* a list's or a tuple's */
         if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) {
             goto python_twin;
         }

@@ -20,6 +20,7 @@ from ..protocols.http import HttpLimits
 from ..worker_metrics import WorkerMetrics
 
 if TYPE_CHECKING:
+    from .acceptor import Acceptor
     from .cycle import HttpCycle
 
 __all__ = ["Connection", "ServerContext"]
@@ -95,18 +96,21 @@ class ServerContext:
         self.connections: set[Connection] = set()
         self.nr = 0
         self.max_requests = max_requests
-        self.on_request: Callable[[], None] | None = None
-        """Called once per request started (the worker counts towards max_requests)."""
+        self.on_max_requests: Callable[[], None] | None = None
+        """Called with each request started once :attr:`nr` reached ``max_requests``."""
         self.metrics = WorkerMetrics(1)
         """The worker's shared counting block (the worker sets its own)."""
-        self.on_connection_closed: Callable[[], None] | None = None
-        """Called when a connection closes (the worker may accept again under the cap)."""
+        self.acceptor: Acceptor | None = None
+        """What accepted the connections (told of each close: room for one more)."""
+        self.on_room: Callable[[], None] | None = None
+        """Called when a connection closes while the acceptor is not accepting (at the cap, or
+        paused): the worker decides whether to accept again."""
 
     def request_started(self) -> None:
-        """Count one request."""
+        """Count one request (the worker's ``nr``, towards ``max_requests``)."""
         self.nr += 1
-        if self.on_request is not None:
-            self.on_request()
+        if self.nr >= self.max_requests and self.on_max_requests is not None:
+            self.on_max_requests()
 
     def add(self, conn: Connection) -> None:
         """Register an open connection."""
@@ -115,8 +119,18 @@ class ServerContext:
     def discard(self, conn: object) -> None:
         """Forget a closed connection (anything that was added)."""
         self.connections.discard(conn)
-        if self.on_connection_closed is not None:
-            self.on_connection_closed()
+        self.connection_closed()
+
+    def connection_closed(self) -> None:
+        """An accepted connection closed (registered or not): room for one more.
+
+        Compiled code to compiled code while the acceptor accepts; the worker is asked only
+        when it does not (at the cap, or paused)."""
+        acceptor = self.acceptor
+        if acceptor is not None:
+            acceptor.closed()
+            if not acceptor.accepting and self.on_room is not None:
+                self.on_room()
 
     def sweep(self, now: float) -> None:
         """Act on every connection whose deadline passed (header, idle and body timeouts, the

@@ -30,7 +30,7 @@ from ..protocols.forwarded import (
     secure_scheme_table,
 )
 from ..protocols.http import HttpRequest, decoded_path, split_target
-from ..protocols.uwsgi import header_fields, url_scheme
+from ..protocols.uwsgi import header_fields, port_number, url_scheme
 
 __all__ = [
     "ASGI_VERSION",
@@ -245,9 +245,9 @@ class UwsgiScopeBuilder:
         if version is None:
             version = protocol[5:] if protocol.startswith("HTTP/") and protocol[5:] else "1.1"
         remote = env.get("REMOTE_ADDR")
-        client = (remote, _port(env.get("REMOTE_PORT"))) if remote else None
+        client = (remote, port_number(env.get("REMOTE_PORT"))) if remote else None
         server_name = env.get("SERVER_NAME")
-        server = (server_name, _port(env.get("SERVER_PORT"))) if server_name else self._server
+        server = (server_name, port_number(env.get("SERVER_PORT"))) if server_name else self._server
         method = env.get("REQUEST_METHOD", "GET")
         scope = _HTTP_SCOPE.copy()  # a copy of a dict of the same keys: no table to grow
         scope["http_version"] = version
@@ -273,19 +273,6 @@ def _server_of(sockname: PeerAddress) -> tuple[str, int | None]:
     if isinstance(sockname, tuple):
         return str(sockname[0]), int(sockname[1])
     return (sockname.decode("latin-1") if isinstance(sockname, bytes) else sockname), None
-
-
-def _port(value: str | None) -> int | None:
-    """A port var as an int; None when absent or not all ASCII digits."""
-    if not value:
-        return None
-    number = 0
-    for char in value:  # compiled: a loop over the characters, where int() parses a str
-        digit = ord(char) - 48
-        if digit < 0 or digit > 9:
-            return None
-        number = number * 10 + digit
-    return number
 
 
 def _path_text(latin1: str) -> str:

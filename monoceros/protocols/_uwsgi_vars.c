@@ -326,6 +326,41 @@ python_twin:
     Py_RETURN_NONE;
 }
 
+
+/* The twin of uwsgi._port_number: a port var as an int, None when empty or not all ASCII
+ * digits. Up to 18 digits are summed here; a longer run of ASCII digits is left to int()'s
+ * own parser (an int of any size, as the twin makes). Anything but a str or None: TypeError. */
+static PyObject *
+port_number(PyObject *module, PyObject *value)
+{
+    (void)module;
+    if (value == Py_None) {
+        Py_RETURN_NONE;
+    }
+    if (!PyUnicode_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "str or None expected; got %.200s",
+                     Py_TYPE(value)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    if (n == 0 || PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND) {
+        Py_RETURN_NONE; /* a wider str has a char past U+00FF: not all ASCII digits */
+    }
+    const unsigned char *p = PyUnicode_1BYTE_DATA(value);
+    uint64_t number = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned digit = (unsigned)p[i] - '0';
+        if (digit > 9) {
+            Py_RETURN_NONE;
+        }
+        number = number * 10 + digit;
+    }
+    if (n > 18) {
+        return PyLong_FromUnicodeObject(value, 10);
+    }
+    return PyLong_FromUnsignedLongLong(number);
+}
+
 static PyMethodDef methods[] = {
     {"parse_vars", parse_vars, METH_O,
      "parse_vars(block, /)\n--\n\n"
@@ -336,13 +371,17 @@ static PyMethodDef methods[] = {
      "The HTTP header fields of a vars dict as (name, value) bytes pairs, in its order: each\n"
      "HTTP_* var, and CONTENT_TYPE and CONTENT_LENGTH when not empty; None for a dict left to\n"
      "the Python twin (a key not ASCII, a key or value not a latin-1 str)."},
+    {"port_number", port_number, METH_O,
+     "port_number(value, /)\n--\n\n"
+     "A port var (str or None) as an int; None when empty, absent or not all ASCII digits."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     "monoceros.protocols._uwsgi_vars",
-    "The uwsgi vars block in C (the twins of uwsgi._vars_fast and uwsgi._header_fields).",
+    "The uwsgi vars block in C (the twins of uwsgi._vars_fast, uwsgi._header_fields and "
+    "uwsgi._port_number).",
     -1,
     methods,
     NULL,

@@ -47,6 +47,7 @@ __all__ = [
     "UwsgiRequest",
     "header_fields",
     "parse_head",
+    "port_number",
     "truncated_head",
     "url_scheme",
 ]
@@ -247,16 +248,33 @@ def _vars_slow(blk: bytes) -> dict[str, str]:
     return environ
 
 
+def _port_number(value: str | None) -> int | None:
+    """A port var as an int; None when absent, empty or not all ASCII digits."""
+    if not value:
+        return None
+    number = 0
+    for char in value:  # not int(): it takes signs, spaces, underscores and non-ASCII digits
+        digit = ord(char) - 48
+        if digit < 0 or digit > 9:
+            return None
+        number = number * 10 + digit
+    return number
+
+
 _parse_vars: Callable[[bytes], dict[str, str] | None]
 _native_fields: Callable[[dict[str, str]], list[tuple[bytes, bytes]] | None] | None
-try:  # the C twins of _vars_fast and _header_fields, where built (and MONOCEROS_PURE is not set)
+_port_of: Callable[[str | None], int | None]
+try:  # the C twins of _vars_fast, _header_fields and _port_number, where built (and
+    # MONOCEROS_PURE is not set)
     from . import _uwsgi_vars
 
     _parse_vars = _uwsgi_vars.parse_vars
     _native_fields = _uwsgi_vars.header_fields
-except (ImportError, AttributeError):  # not built, refused, or an older build without both
+    _port_of = _uwsgi_vars.port_number
+except (ImportError, AttributeError):  # not built, refused, or an older build without all
     _parse_vars = _vars_fast
     _native_fields = None
+    _port_of = _port_number
 
 
 def _char_name(char: str) -> str:
@@ -382,6 +400,12 @@ def header_fields(environ: dict[str, str]) -> list[tuple[bytes, bytes]]:
         if fields is not None:
             return fields
     return _header_fields(environ)
+
+
+def port_number(value: str | None) -> int | None:
+    """A port var (``REMOTE_PORT``, ``SERVER_PORT``) as an int; None when absent, empty or
+    not all ASCII digits (C where built: ~100 instructions, where the loop takes ~700)."""
+    return _port_of(value)
 
 
 def url_scheme(environ: dict[str, str]) -> str:

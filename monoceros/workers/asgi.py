@@ -58,6 +58,22 @@ class AsgiWorker(Worker):
     loop: asyncio.AbstractEventLoop
     ctx: ServerContext
     acceptor: Acceptor
+    _nr = 0
+
+    @property
+    def nr(self) -> int:
+        """Requests started so far: counted by the loop's :class:`ServerContext` (compiled, no
+        call into the worker per request) once it exists, as the other kinds count theirs."""
+        ctx = self.__dict__.get("ctx")
+        return self._nr if ctx is None else ctx.nr
+
+    @nr.setter
+    def nr(self, value: int) -> None:
+        ctx = self.__dict__.get("ctx")
+        if ctx is None:
+            self._nr = value
+        else:
+            ctx.nr = value
 
     def new_metrics(self) -> WorkerMetrics:
         """A request slot per connection, up to MAX_SLOTS (more in flight: counted only)."""
@@ -96,8 +112,8 @@ class AsgiWorker(Worker):
             request_timeout=cfg.request_timeout,
         )
         self.ctx.metrics = self.metrics
-        self.ctx.on_request = self._on_request
-        self.ctx.on_connection_closed = self._on_connection_closed
+        self.ctx.on_max_requests = self._on_max_requests
+        self.ctx.on_room = self._on_room
         self._stop: asyncio.Future[None] = loop.create_future()
         self._factories: dict[int, ProtocolFactory] = {}
         self._direct: dict[int, DirectHandler] = {}
@@ -113,6 +129,7 @@ class AsgiWorker(Worker):
             handshake_timeout=float(cfg.header_timeout) or None,
             proxy=self._proxy,
         )
+        self.ctx.acceptor = self.acceptor
         try:
             loop.run_until_complete(self._serve())
             _cancel_leftovers(loop)
@@ -268,9 +285,8 @@ class AsgiWorker(Worker):
     def _on_usr1(self) -> None:
         self.reopen_log_files()
 
-    def _on_request(self) -> None:
-        self.nr += 1  # worker.nr, as the other kinds count it (hooks read it)
-        if self.nr >= self.max_requests and self.check_max_requests():
+    def _on_max_requests(self) -> None:
+        if self.check_max_requests():
             self._request_stop()
 
     def _tick(self) -> None:
@@ -285,11 +301,11 @@ class AsgiWorker(Worker):
 
     # ------------------------------------------------------------------ accepting
 
-    def _on_connection_closed(self) -> None:
-        acceptor = self.acceptor
-        acceptor.closed()
-        if not acceptor.accepting and self.alive:
-            acceptor.start()
+    def _on_room(self) -> None:
+        """A connection closed while the acceptor was not accepting: start it again (the cap
+        leaves room now), unless the worker is stopping."""
+        if self.alive:
+            self.acceptor.start()
 
     # ------------------------------------------------------------------ timeout
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from monoceros.asgi.acceptor import Acceptor
 from monoceros.asgi.scope import UwsgiScopeBuilder
 from monoceros.asgi.uwsgi_fast import WRITE_HIGH, FastConnection, UwsgiFastPath
 from monoceros.asgi.uwsgi_protocol import UwsgiProtocol
@@ -77,7 +78,9 @@ class Harness:
         self.ctx = make_ctx(app, loop, tmp_path, allowed)
         self.ctx.state = {"db": "ready"}
         self.closed = 0
-        self.ctx.on_connection_closed = self._closed
+        # an acceptor that is not accepting asks the worker (here: counts) at every close
+        self.ctx.acceptor = Acceptor(loop, [], {}, 1000, self.ctx.log, lambda *_: False)
+        self.ctx.on_room = self._closed
         self.handed: list[tuple[socket.socket, bytes]] = []
         self.peers: list[Any] = []
         self.to_proxy_protocol: list[tuple[socket.socket, bytes]] = []
@@ -148,6 +151,38 @@ def test_a_whole_request_is_served_on_the_bare_socket(tmp_path: Path) -> None:
     assert scope["path"] == "/x" and scope["query_string"] == b"a=1"
     assert scope["client"] == ("10.0.0.1", 4242) and scope["state"] == {"db": "ready"}
     assert message == {"type": "http.request", "body": b"", "more_body": False}
+
+
+def test_the_task_of_a_request_comes_from_the_applications_task_factory(tmp_path: Path) -> None:
+    """A task factory set on the loop (by the application, e.g. in its lifespan) makes the task
+    of every request, on every Python (3.12's eager start included); without one, the task is
+    an asyncio.Task that the application finds as its current task."""
+    made: list[str] = []
+    current: list[object] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        current.append(asyncio.current_task())
+        await hello(scope, receive, send)
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        made.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        h = Harness(app, loop, tmp_path)
+        for with_factory in (False, True):
+            loop.set_task_factory(factory if with_factory else None)
+            server, client = socket.socketpair()
+            client.sendall(packet(env("/x")))
+            h.fast.serve(server, "")
+            assert (await read_all(client)).endswith(HELLO)
+            client.close()
+        loop.set_task_factory(None)
+
+    run(main())
+    assert made == ["run_request"]
+    assert len(current) == 2 and all(isinstance(task, asyncio.Task) for task in current)
 
 
 def test_a_body_in_the_packet_is_received_whole(tmp_path: Path) -> None:

@@ -9,22 +9,25 @@ is run through both and must give the same result; ``header_fields`` likewise fo
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from monoceros import protocols
 from monoceros.protocols import uwsgi
 from monoceros.protocols.errors import ProtocolError
 
 from unit_support import encode
 
 try:
-    from monoceros.protocols._uwsgi_vars import header_fields, parse_vars
+    from monoceros.protocols._uwsgi_vars import header_fields, parse_vars, port_number
 except ImportError:  # not built (no C compiler), or MONOCEROS_PURE: nothing to pin
     if os.environ.get("MONOCEROS_EXPECT_COMPILED") == "1" and not os.environ.get("MONOCEROS_PURE"):
         raise
@@ -227,3 +230,73 @@ def test_header_fields_names_sharing_a_slot() -> None:
     expected = [(f"x-name-{i}".encode(), str(i).encode()) for i in range(1000)]
     for _ in range(2):
         assert fields_alike(environ) == expected
+
+
+def _source_module() -> object:
+    """monoceros/protocols/uwsgi.py run as interpreted source (the imported one is compiled
+    where the core is built): the twins must agree with C both ways."""
+    path = Path(protocols.__file__).with_name("uwsgi.py")  # (the package is not compiled)
+    spec = importlib.util.spec_from_file_location("monoceros.protocols._uwsgi_source", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+PORT_TWINS = pytest.mark.parametrize(
+    "twin", [uwsgi._port_number, _source_module()._port_number], ids=["imported", "source"]
+)
+#: port vars: digit runs (short, 18-19 digits around the C sum's limit, long), anything else
+PORT_VALUES = st.one_of(
+    st.none(),
+    st.text(st.sampled_from("0123456789"), max_size=40),
+    st.text(st.sampled_from("0123456789"), min_size=17, max_size=20),
+    st.text(max_size=24),
+    st.text(st.sampled_from("0123456789 +-_\u0663\uff10\xb2\x00"), max_size=8),
+)
+
+
+@PORT_TWINS
+@SETTINGS
+@given(PORT_VALUES)
+def test_port_numbers_alike(twin: Any, value: str | None) -> None:
+    native = port_number(value)
+    assert native == twin(value), value
+    assert type(native) is type(twin(value))  # an int (not a bool), or None
+
+
+@PORT_TWINS
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("8080", 8080),
+        ("0", 0),
+        ("00443", 443),
+        ("9" * 18, int("9" * 18)),  # the most the C sum takes itself
+        ("9" * 19, int("9" * 19)),  # past it: int()'s parser, of ASCII digits only
+        ("1" + "0" * 40, 10**40),
+        ("", None),
+        (None, None),
+        ("80a", None),
+        ("a80", None),
+        ("+80", None),
+        ("-1", None),
+        (" 80", None),
+        ("80 ", None),
+        ("8_0", None),
+        ("\u0663", None),  # a digit, not an ASCII one (int() takes it)
+        ("\uff18\uff10", None),
+        ("\xb2", None),  # superscript two: latin-1, a digit to str.isdigit()
+        ("1" * 19 + "x", None),  # a long run with a bad last char
+        ("/", None),  # the chars either side of "0".."9"
+        (":", None),
+    ],
+)
+def test_port_number_cases(twin: Any, value: str | None, expected: int | None) -> None:
+    assert port_number(value) == twin(value) == expected
+
+
+def test_port_number_refuses_what_is_not_text() -> None:
+    with pytest.raises(TypeError, match="str or None expected; got bytes"):
+        port_number(b"80")  # type: ignore[arg-type]

@@ -12,19 +12,17 @@ the interpreter runs its source. The rest of the suite drives both through ``res
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monoceros import protocols
 from monoceros.protocols import response
 from monoceros.protocols.errors import ResponseError
+
+from unit_support import protocols_source
 
 try:
     from monoceros.protocols._response_head import header_block
@@ -34,19 +32,9 @@ except ImportError:  # not built (no C compiler), or MONOCEROS_PURE: nothing to 
     pytestmark = pytest.mark.skip(reason="the C extension is not loaded")
 
 
-def _source_module() -> Any:
-    """monoceros/protocols/response.py loaded from its source under another name: the twin as
-    the interpreter runs it, beside the imported module (compiled where built)."""
-    path = Path(protocols.__file__).with_name("response.py")  # (the package is not compiled)
-    spec = importlib.util.spec_from_file_location("monoceros.protocols._response_source", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-TWINS = pytest.mark.parametrize("twins", [response, _source_module()], ids=["imported", "source"])
+TWINS = pytest.mark.parametrize(
+    "twins", [response, protocols_source("response")], ids=["imported", "source"]
+)
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 #: names applications send, the ones the server reads or drops, and any text

@@ -9,7 +9,6 @@ is run through both and must give the same result; ``header_fields`` likewise fo
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import tracemalloc
@@ -20,11 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monoceros import protocols
 from monoceros.protocols import uwsgi
 from monoceros.protocols.errors import ProtocolError
 
-from unit_support import encode
+from unit_support import encode, protocols_source
 
 try:
     from monoceros.protocols._uwsgi_vars import header_fields, parse_vars, port_number
@@ -232,20 +230,8 @@ def test_header_fields_names_sharing_a_slot() -> None:
         assert fields_alike(environ) == expected
 
 
-def _source_module() -> object:
-    """monoceros/protocols/uwsgi.py run as interpreted source (the imported one is compiled
-    where the core is built): the twins must agree with C both ways."""
-    path = Path(protocols.__file__).with_name("uwsgi.py")  # (the package is not compiled)
-    spec = importlib.util.spec_from_file_location("monoceros.protocols._uwsgi_source", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 PORT_TWINS = pytest.mark.parametrize(
-    "twin", [uwsgi._port_number, _source_module()._port_number], ids=["imported", "source"]
+    "twin", [uwsgi._port_number, protocols_source("uwsgi")._port_number], ids=["imported", "source"]
 )
 #: port vars: digit runs (short, 18-19 digits around the C sum's limit, long), anything else
 PORT_VALUES = st.one_of(

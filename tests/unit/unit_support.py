@@ -8,17 +8,32 @@ fixture with ``pair = pytest.fixture(name="pair")(socket_pair)``.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import socket
 import struct
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from monoceros import protocols
 from monoceros.addresses import AddressMatcher
 from monoceros.asgi.context import ServerContext
 from monoceros.config import Config
 from monoceros.logs import Logger
 from monoceros.protocols.http import HttpLimits
+
+
+def protocols_source(name: str) -> Any:
+    """``monoceros/protocols/<name>.py`` loaded from its source under another name: a C twin's
+    Python twin as the interpreter runs it, beside the imported module (compiled where built)."""
+    path = Path(protocols.__file__).with_name(f"{name}.py")  # (the package is not compiled)
+    spec = importlib.util.spec_from_file_location(f"monoceros.protocols._{name}_source", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def socket_pair() -> Iterator[tuple[socket.socket, socket.socket]]:

@@ -19,6 +19,13 @@ TOP = str(Path(sys.executable).parent / "monoceros-top")
 ENV = dict(os.environ, COLUMNS="400", LINES="50")
 
 
+def _sigint_as_at_a_terminal() -> None:
+    """In the live view's child, before exec: SIGINT back to its default. A test run started as
+    a background job of a non-interactive shell has SIGINT ignored, a child inherits that, and
+    Python then installs no KeyboardInterrupt handler: Ctrl-C at a terminal is what is tested."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _top(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [TOP, *args],
@@ -127,6 +134,7 @@ def test_live_view_refreshes_and_ctrl_c_exits_0(server: Callable[..., Server]) -
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         env=ENV,
+        preexec_fn=_sigint_as_at_a_terminal,
     )
     try:
         # two screens, each cleared first; the second has a rate since the first
@@ -153,6 +161,7 @@ def test_live_view_retries_an_unreachable_listener(workdir: Path) -> None:
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
         env=ENV,
+        preexec_fn=_sigint_as_at_a_terminal,
     )
     try:
         seen = _read_until(proc, lambda b: b.count(b"cannot reach") >= 2)

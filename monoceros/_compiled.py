@@ -41,6 +41,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "monoceros.asgi.connection",
     "monoceros.asgi.http_protocol",
     "monoceros.asgi.uwsgi_protocol",
+    "monoceros.workers.request_path",
 )
 """The modules setup.py compiles (hot on every request, typed, pure code)."""
 

@@ -46,6 +46,13 @@ class Heartbeat:
         self._slots[0] = now = time.monotonic()
         return now
 
+    @property
+    def beat_slot(self) -> memoryview[float]:
+        """The slot :meth:`beat` stores into, for a compiled loop that beats without a call
+        (:meth:`monoceros.workers.request_path.RequestPath.accept_loop`): it stores
+        ``time.monotonic()`` at index 0, as :meth:`beat` does, and nothing else."""
+        return self._slots
+
     def booted(self) -> None:
         """Record that the worker finished booting and serves requests (worker side)."""
         now = time.monotonic()

@@ -376,7 +376,10 @@ class ThreadWorker(BlockingWorker):
         open, and the requests served plus the connections still waiting for their first one
         are fewer than ``max_requests`` (a worker that reached it takes no new connection: the
         listen queue is left to the other workers and to this one's replacement)."""
-        return self._open < self.max_connections and self.nr + self._fresh < self.max_requests
+        return (
+            self._open < self.max_connections
+            and self.request_path.nr + self._fresh < self.max_requests
+        )
 
     def _new_conn(
         self, listener: Listener, client: socket.socket, peer: PeerAddress, step: _Step
@@ -629,7 +632,7 @@ class ThreadWorker(BlockingWorker):
                 self._fresh += 1
             conn = self._uwsgi_at_once(listener, client, peer, progress)
             if conn is None:
-                if self.nr >= self.max_requests:
+                if self.request_path.nr >= self.max_requests:
                     self._tell_max_requests()
                 return True
         else:
@@ -648,7 +651,7 @@ class ThreadWorker(BlockingWorker):
         fresh = True  # its request has not begun
         conn: _Conn | None = None
         try:
-            if peer and self.uwsgi_forbidden(listener, sock, peer):
+            if peer and self.request_path.uwsgi_forbidden(listener, sock, peer):
                 return None
             try:
                 buf = sock.recv(RECV_SIZE, _DONTWAIT)
@@ -673,7 +676,7 @@ class ThreadWorker(BlockingWorker):
             with self._lock:  # as _begin does
                 self._fresh -= 1
             progress.begin(head, peer)
-            self.uwsgi_request(listener, sock, buf, head, used, progress)
+            self.request_path.uwsgi_request(listener, sock, buf, head, used, progress)
         except Exception as exc:
             self.log_connection_error(exc, peer, listener)
         finally:
@@ -707,7 +710,7 @@ class ThreadWorker(BlockingWorker):
                 self._close(conn)
         else:
             self._close(conn)
-        if self.nr >= self.max_requests:
+        if self.request_path.nr >= self.max_requests:
             self._tell_max_requests()
 
     def _tell_max_requests(self) -> None:
@@ -872,10 +875,12 @@ class ThreadWorker(BlockingWorker):
                 req.keep_alive
                 and self.alive
                 and self.keepalive > 0
-                and self.nr + 1 < self.max_requests
+                and self.request_path.nr + 1 < self.max_requests
             )
             self._begin(conn, progress, req)
-            keep = self.http_request(listener, sock, conn.peer, parser, req, progress, keep_alive)
+            keep = self.request_path.http_request(
+                listener, sock, conn.peer, parser, req, progress, keep_alive
+            )
             progress.end()
             if not keep:
                 return False
@@ -890,7 +895,7 @@ class ThreadWorker(BlockingWorker):
         peer = conn.peer
         if not conn.checked:
             conn.checked = True
-            if peer and self.uwsgi_forbidden(listener, sock, peer):
+            if peer and self.request_path.uwsgi_forbidden(listener, sock, peer):
                 return False
         buf = conn.buf
         try:
@@ -918,5 +923,5 @@ class ThreadWorker(BlockingWorker):
             sock.sendall(PONG)
             return False
         self._begin(conn, progress, head)
-        self.uwsgi_request(listener, sock, buf, head, used, progress)
+        self.request_path.uwsgi_request(listener, sock, buf, head, used, progress)
         return False

@@ -22,15 +22,15 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..addresses import PeerAddress
-from ..listeners import Listener, connection_maker
+from ..listeners import Listener
 from ..protocols.errors import InvalidProxyHeader, ProtocolError
 from ..protocols.events import NEED_DATA
 from ..protocols.http import HttpParser
 from ..protocols.proxy_protocol import NO_HEADER
-from ..protocols.uwsgi import PONG, Ping, parse_head, truncated_head
-from ..socket_waits import KERNEL_TIMEOUTS, wait_in_kernel
+from ..socket_waits import KERNEL_TIMEOUTS
 from ..wsgi.body import ClientDisconnected
 from .blocking import RECV_SIZE, BlockingWorker, error_response, take_exactly
+from .request_path import recv_head
 
 if TYPE_CHECKING:
     from .tls_handshake import Handshakes
@@ -89,7 +89,6 @@ class SyncWorker(BlockingWorker):
         (SO_RCVTIMEO, at most 0.25 s) keeps the heartbeat going and bounds how long an idle
         worker takes to notice TERM or a --reload.
         """
-        heartbeat = self.heartbeat
         wait = self.idle_wait(0.25)
         sock = listener.sock
         sock.setblocking(True)
@@ -99,37 +98,9 @@ class SyncWorker(BlockingWorker):
             socket.SO_RCVTIMEO,
             struct.pack("ll", seconds, int((wait - seconds) * 1_000_000)),
         )
-        # the raw accept, and the socket object made by connection_maker (plain ints, a bare
-        # C socket for a plain connection): no enum and no Python __init__ per connection
-        accept = sock._accept  # type: ignore[attr-defined]  # CPython, all versions
-        make = connection_maker(listener)
-        handle = self._handle
-        # the master is looked for at most every `wait` seconds, busy or idle, by the clock the
-        # heartbeat reads anyway: a compare per request (an orphan under steady traffic served on)
-        next_check = time.monotonic() + wait
-        while self.alive:
-            try:
-                fd, peer = accept()
-            except (BlockingIOError, InterruptedError):  # the timeout: nobody connected
-                heartbeat.beat()
-                if self.reopen_logs:
-                    self.reopen_log_files()
-                if self.parent_changed():
-                    return
-                continue
-            except OSError as exc:
-                self.accept_failed(listener, exc)
-                continue
-            handle(listener, make(fd), peer)
-            now = heartbeat.beat()
-            if now >= next_check:
-                next_check = now + wait
-                if self.parent_changed():
-                    return
-            if self.reopen_logs:  # a USR1 that came during the request
-                self.reopen_log_files()
-            if self.nr >= self.max_requests:  # the check's own test first: no call per request
-                self.check_max_requests()
+        # a plain uwsgi listener is served by compiled code from accept to close
+        fast = listener.protocol == "uwsgi" and listener.tls is None and self.proxy is None
+        self.request_path.accept_loop(listener, None if fast else self._handle, wait)
 
     def _serve_listeners(self) -> None:
         """Several listeners (or not Linux): one wait on all of them and the wake-up pipe (epoll
@@ -203,7 +174,7 @@ class SyncWorker(BlockingWorker):
                     return  # failed: logged, closed
                 conn, deadline = handshaken
             if listener.protocol == "uwsgi":
-                self._handle_uwsgi(listener, conn, peer, first, deadline)
+                self.request_path.uwsgi_connection(listener, conn, peer, first, deadline)
             else:
                 self._handle_http(listener, conn, peer, first, deadline)
         except Exception as exc:
@@ -236,7 +207,7 @@ class SyncWorker(BlockingWorker):
                     header = proxy.parse(buf, ip)
                     if header is not NEED_DATA:
                         break
-                data, deadline = self._recv_head(conn, deadline, "PROXY header")
+                data, deadline = recv_head(conn, self.header_timeout, deadline, "PROXY header")
                 if not data:
                     if buf:
                         raise InvalidProxyHeader("the connection closed inside the PROXY header")
@@ -327,7 +298,7 @@ class SyncWorker(BlockingWorker):
             data = first or None
         while True:
             if data is None:
-                data, deadline = self._recv_head(conn, deadline, "request head")
+                data, deadline = recv_head(conn, self.header_timeout, deadline, "request head")
             parser.receive_data(data)
             event = parser.next_event()
             if event is not NEED_DATA:
@@ -337,32 +308,6 @@ class SyncWorker(BlockingWorker):
             if not data:
                 return None
             data = None
-
-    def _recv_head(self, conn: socket.socket, deadline: float, what: str) -> tuple[bytes, float]:
-        """A waiting ``recv`` of head bytes, bounded by what is left of header_timeout.
-
-        Returns the bytes and the deadline (set on the first wait). The kernel does the timing
-        (one ``setsockopt``, no ``poll``); without a header_timeout the wait is unbounded, which
-        also clears the accept timeout the socket inherited from its listener.
-        """
-        timeout = self.header_timeout
-        if timeout:
-            now = time.monotonic()
-            if not deadline:
-                deadline = now + timeout
-            remaining = deadline - now
-            if remaining <= 0:
-                raise ClientDisconnected(f"no complete {what} within header_timeout ({timeout:g}s)")
-            wait_in_kernel(conn, remaining)
-        elif not deadline:
-            wait_in_kernel(conn, None)
-            deadline = 1.0
-        try:
-            return conn.recv(_RECV), deadline
-        except (TimeoutError, BlockingIOError):
-            raise ClientDisconnected(
-                f"no complete {what} within header_timeout ({timeout:g}s)"
-            ) from None
 
     def _handle_http(
         self,
@@ -380,45 +325,4 @@ class SyncWorker(BlockingWorker):
             return
         if req is None:
             return  # connected and closed without a request: nothing to say
-        self.http_request(listener, conn, peer, parser, req, self.heartbeat, False)
-
-    def _handle_uwsgi(
-        self,
-        listener: Listener,
-        conn: socket.socket,
-        peer: PeerAddress,
-        first: bytes | None,
-        deadline: float,
-    ) -> None:
-        if peer and self.uwsgi_forbidden(listener, conn, peer):
-            return
-        if first is None:
-            try:
-                buf = conn.recv(_RECV, _DONTWAIT)
-            except BlockingIOError:
-                buf = b""
-        else:
-            buf = first
-        max_vars = self.uwsgi_max_vars
-        try:
-            while True:
-                if buf:
-                    parsed = parse_head(buf, max_vars)
-                    if parsed is not None:
-                        break
-                data, deadline = self._recv_head(conn, deadline, "uWSGI packet")
-                if not data:
-                    if not buf:
-                        return  # connected and closed: a health check, nothing to say
-                    raise truncated_head(buf)
-                buf += data
-        except ProtocolError as exc:
-            self.uwsgi_invalid(listener, conn, peer, exc)
-            return
-        if deadline and not KERNEL_TIMEOUTS:
-            conn.settimeout(None)  # the head deadline is over; body waits get io_timeout
-        head, used = parsed
-        if isinstance(head, Ping):
-            conn.sendall(PONG)
-            return
-        self.uwsgi_request(listener, conn, buf, head, used, self.heartbeat)
+        self.request_path.http_request(listener, conn, peer, parser, req, self.heartbeat, False)

@@ -18,6 +18,7 @@ from monoceros.logs import Logger
 from monoceros.protocols.errors import MissingChunkedBody
 from monoceros.workers.blocking import BlockingWorker
 from monoceros.workers.gthread import ThreadWorker, _Conn, _Progress
+from monoceros.workers.request_path import RequestPath
 from monoceros.workers.sync import SyncWorker
 
 from unit_support import encode
@@ -55,9 +56,9 @@ def worker(request: pytest.FixtureRequest) -> Iterator[tuple[BlockingWorker, Rec
     listener = Listener(a, BindSpec("unix", path="test"), "uwsgi")
     kind = SyncWorker if request.param == "sync" else ThreadWorker
     w = kind(1, 0, [listener], cfg, Logger(cfg), Heartbeat(), echo)
-    w.setup_serving(request.param == "gthread")
     log = Recorder()
     w.log = log  # type: ignore[assignment]
+    w.setup_serving(request.param == "gthread")
 
     def serve(conn: socket.socket) -> None:
         if isinstance(w, SyncWorker):
@@ -160,6 +161,7 @@ def test_chunked_body_that_never_comes(worker: tuple[BlockingWorker, Recorder, S
     """The vars announce a chunked body and nothing comes within header_timeout: 400."""
     w, log, serve = worker
     w.header_timeout = 0.2
+    w.request_path = RequestPath(w, w.nr)  # serving starts again with the new setting
     out = exchange(serve, post(chunked=True), close=False)
     reason = MissingChunkedBody().reason
     assert out.startswith(b"HTTP/1.1 400 Bad Request\r\n") and out.endswith(reason.encode() + b"\n")

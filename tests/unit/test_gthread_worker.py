@@ -15,6 +15,7 @@ from monoceros.listeners import BindSpec, Listener
 from monoceros.logs import Logger
 from monoceros.protocols.http import HttpParser, HttpRequest
 from monoceros.workers.gthread import HAND_OVER, ThreadWorker, _Conn, _Progress
+from monoceros.workers.request_path import RequestPath
 
 from unit_support import socket_pair
 
@@ -136,6 +137,7 @@ def test_unread_body_is_drained_before_the_next_request(
         return [environ["PATH_INFO"].encode()]
 
     worker.app = lazy
+    worker.request_path = RequestPath(worker, worker.nr)  # serving starts again with this app
     b.sendall(
         b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbodyGET /g HTTP/1.1\r\n"
         b"Host: t\r\n\r\n"

@@ -53,7 +53,6 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from ..access_log import log_safe
 from ..addresses import PeerAddress
 from ..listeners import Listener, connection_maker
 from ..protocols.errors import InvalidProxyHeader, ProtocolError
@@ -61,9 +60,10 @@ from ..protocols.events import NEED_DATA
 from ..protocols.http import HttpParser, HttpRequest
 from ..protocols.proxy_protocol import NO_HEADER
 from ..protocols.uwsgi import PONG, Ping, UwsgiRequest, parse_head, truncated_head
-from ..worker_metrics import Recorder, WorkerMetrics
+from ..worker_metrics import WorkerMetrics
 from .base import stack_of
 from .blocking import RECV_SIZE, BlockingWorker, take_exactly
+from .request_path import ThreadProgress
 
 if TYPE_CHECKING:
     from ssl import SSLContext
@@ -88,7 +88,7 @@ _ACCEPT_RUN = 16
 
 
 #: what a pool thread does with a connection that has bytes to read; True to park it again
-_Step = Callable[["_Conn", "_Progress"], bool]
+_Step = Callable[["_Conn", "ThreadProgress"], bool]
 
 
 class _Conn:
@@ -142,67 +142,6 @@ class _Conn:
         self.checked = False
 
 
-class _Progress:
-    """What one pool thread is serving, and when that request last moved (0.0: idle)."""
-
-    __slots__ = (
-        "deposed",
-        "leading_since",
-        "peer",
-        "recorder",
-        "reported",
-        "request",
-        "since",
-        "started",
-        "thread",
-    )
-
-    def __init__(self, recorder: Recorder | None = None) -> None:
-        #: this thread's request slot in the worker's counting block (a private one if none)
-        self.recorder = recorder or WorkerMetrics(1, threaded=True).recorders[0]
-        self.thread = threading.get_ident()
-        self.since = 0.0
-        self.started = 0.0
-        self.request: HttpRequest | UwsgiRequest | None = None
-        self.peer: PeerAddress | None = None
-        #: ``started`` of the last request logged as stuck (each is logged once): kept by the
-        #: main thread, so serving a request stores nothing more
-        self.reported = 0.0
-        #: when this thread, as the leader, began serving what it took (monotonic)
-        self.leading_since = 0.0
-        #: the main thread gave the lead to another thread while this one served
-        self.deposed = False
-
-    def begin(self, request: HttpRequest | UwsgiRequest, peer: PeerAddress) -> None:
-        """A request starts being served."""
-        self.request = request
-        self.peer = peer
-        self.started = self.since = time.monotonic()
-
-    def beat(self) -> None:
-        """The request in flight made progress."""
-        self.since = time.monotonic()
-
-    def end(self) -> None:
-        """The request is done."""
-        self.since = 0.0
-        self.request = None
-
-    def describe(self) -> str:
-        """The request line in flight and its peer, for the timeout report."""
-        req = self.request
-        if isinstance(req, HttpRequest):
-            line = f"{req.method} {req.target.decode('latin-1')} HTTP/{req.version}"
-        elif isinstance(req, UwsgiRequest):
-            env = req.environ
-            uri = env.get("REQUEST_URI") or env.get("PATH_INFO", "")
-            line = f"{env.get('REQUEST_METHOD', '?')} {uri} {env.get('SERVER_PROTOCOL', '')}"
-        else:
-            line = "?"
-        peer = self.peer[0] if isinstance(self.peer, tuple) else "a local peer"
-        return f"{log_safe(line.rstrip())} from {peer}"
-
-
 class _Listening:
     """A listener as the pool threads accept from it: the raw accept, what makes a new
     connection's socket object (:func:`~monoceros.listeners.connection_maker`), a new
@@ -240,7 +179,7 @@ class ThreadWorker(BlockingWorker):
         self._parked: dict[int, _Conn] = {}
         #: connections handed to the pool by the main thread while it stops
         self._jobs: queue.SimpleQueue[_Conn] = queue.SimpleQueue()
-        self._progress: list[_Progress] = []
+        self._progress: list[ThreadProgress] = []
         self._poller = select.epoll()
         #: readable once the pool threads are to leave (level-triggered: every one sees it)
         self._stop_r, self._stop_w = os.pipe()
@@ -250,7 +189,7 @@ class ThreadWorker(BlockingWorker):
         self._lead = threading.Lock()
         #: guards the hand-over: the leader's progress while it serves, and ``deposed``
         self._turns = threading.Lock()
-        self._serving: _Progress | None = None
+        self._serving: ThreadProgress | None = None
         self._threads = [
             threading.Thread(target=self._work, args=(i,), name=f"monoceros-{i}", daemon=True)
             for i in range(cfg.threads)
@@ -512,7 +451,9 @@ class ThreadWorker(BlockingWorker):
                 if fresh:
                     self._fresh -= 1
 
-    def _begin(self, conn: _Conn, progress: _Progress, request: HttpRequest | UwsgiRequest) -> None:
+    def _begin(
+        self, conn: _Conn, progress: ThreadProgress, request: HttpRequest | UwsgiRequest
+    ) -> None:
         """A request of ``conn`` starts: record it, and count the connection's first one."""
         if conn.fresh:
             conn.fresh = False
@@ -544,7 +485,7 @@ class ThreadWorker(BlockingWorker):
     def _work(self, index: int = 0) -> None:
         """A pool thread: wait for the lead; as the leader, take the next ready listener or
         connection from the set and serve it, until the lead is handed over or the stop."""
-        progress = _Progress(self.metrics.recorders[index])
+        progress = ThreadProgress(self.metrics.recorders[index])
         self._progress.append(progress)
         poll = self._poller.poll
         parked = self._parked
@@ -597,7 +538,7 @@ class ThreadWorker(BlockingWorker):
                 if deposed:
                     break  # another thread leads now: wait for the next turn
 
-    def _drain_jobs(self, progress: _Progress) -> None:
+    def _drain_jobs(self, progress: ThreadProgress) -> None:
         """Stopping: serve the connections the main thread queued."""
         jobs = self._jobs
         while True:
@@ -607,7 +548,7 @@ class ThreadWorker(BlockingWorker):
                 return
             self._serve(conn, progress)
 
-    def _accept(self, listening: _Listening, progress: _Progress) -> bool:
+    def _accept(self, listening: _Listening, progress: ThreadProgress) -> bool:
         """The leader took a listener's readiness: accept one connection and serve it; True
         when there was one (the listener's queue may hold the next). With no room (or
         stopping) the listeners leave the set until the main thread sees room."""
@@ -627,65 +568,27 @@ class ThreadWorker(BlockingWorker):
             return False
         client = listening.make(client_fd)
         if listening.uwsgi_direct:
-            with self._lock:  # counted as _new_conn does
+            with self._lock:  # counted as _new_conn does (fresh until it closes: see below)
                 self._open += 1
                 self._fresh += 1
-            conn = self._uwsgi_at_once(listener, client, peer, progress)
-            if conn is None:
-                if self.request_path.nr >= self.max_requests:
+            path = self.request_path
+            rest = path.uwsgi_at_once(listener, client, peer, progress)
+            if rest is None:  # served (or refused): closed, and counted as fresh until then,
+                # which keeps max_requests on the safe side while it is served (one lock)
+                self._release(client, True)
+                if path.nr >= self.max_requests:
                     self._tell_max_requests()
                 return True
+            # the packet is on its way: the usual steps take it (_step_uwsgi, parked until then)
+            conn = self._conn_record(listener, client, peer, self._uwsgi_step)
+            conn.checked = True
+            conn.buf = rest
         else:
             conn = self._new_conn(listener, client, peer, listening.step)
         self._serve(conn, progress)
         return True
 
-    def _uwsgi_at_once(
-        self, listener: Listener, sock: socket.socket, peer: PeerAddress, progress: _Progress
-    ) -> _Conn | None:
-        """A new connection on a plain uwsgi listener (counted already). nginx writes the packet
-        as it connects, so it is whole at the first read as a rule: served then and there by
-        the thread that accepted it, and closed (None), without a connection record
-        (:class:`_Conn`). A packet still on its way makes a record, returned: the usual steps
-        take it (:meth:`_step_uwsgi`, parked until the rest comes)."""
-        fresh = True  # its request has not begun
-        conn: _Conn | None = None
-        try:
-            if peer and self.request_path.uwsgi_forbidden(listener, sock, peer):
-                return None
-            try:
-                buf = sock.recv(RECV_SIZE, _DONTWAIT)
-                if not buf:
-                    return None  # connected and closed: a health check, nothing to say
-                parsed = parse_head(buf, self.uwsgi_max_vars)
-            except BlockingIOError:
-                buf, parsed = b"", None
-            except ProtocolError as exc:
-                self.uwsgi_invalid(listener, sock, peer, exc)
-                return None
-            if parsed is None:
-                conn = self._conn_record(listener, sock, peer, self._uwsgi_step)
-                conn.checked = True
-                conn.buf = buf
-                return conn
-            head, used = parsed
-            if isinstance(head, Ping):
-                sock.sendall(PONG)
-                return None
-            fresh = False
-            with self._lock:  # as _begin does
-                self._fresh -= 1
-            progress.begin(head, peer)
-            self.request_path.uwsgi_request(listener, sock, buf, head, used, progress)
-        except Exception as exc:
-            self.log_connection_error(exc, peer, listener)
-        finally:
-            progress.end()
-            if conn is None:
-                self._release(sock, fresh)
-        return None
-
-    def _serve(self, conn: _Conn, progress: _Progress) -> None:
+    def _serve(self, conn: _Conn, progress: ThreadProgress) -> None:
         """Take the connection's steps while it has bytes; then park or close it."""
         keep = False
         while True:
@@ -731,7 +634,7 @@ class ThreadWorker(BlockingWorker):
             return False
         return bool(readable)
 
-    def _step_proxy(self, conn: _Conn, progress: _Progress) -> bool:
+    def _step_proxy(self, conn: _Conn, progress: ThreadProgress) -> bool:
         """Read the PROXY header without waiting (True: park for more); once it is whole, the
         client's address becomes the connection's peer, the bytes after it go to the
         protocol's step, which goes on at once."""
@@ -778,7 +681,7 @@ class ThreadWorker(BlockingWorker):
             conn.step = self._http_step
         return conn.step(conn, progress)
 
-    def _step_proxy_before_tls(self, conn: _Conn, progress: _Progress) -> bool:
+    def _step_proxy_before_tls(self, conn: _Conn, progress: ThreadProgress) -> bool:
         """:meth:`_step_proxy` on a TLS listener: the header is read to its last byte and no
         further (each read peeks, then takes only what is header), so the TLS handshake's step
         finds all of its bytes in the socket; it goes on at once."""
@@ -815,7 +718,7 @@ class ThreadWorker(BlockingWorker):
         conn.step = self._step_tls
         return self._step_tls(conn, progress)
 
-    def _step_tls(self, conn: _Conn, progress: _Progress) -> bool:
+    def _step_tls(self, conn: _Conn, progress: ThreadProgress) -> bool:
         """The TLS handshake's step (True: park for more); once it is done, the protocol's
         step goes on at once."""
         waiting = self._handshake(conn)
@@ -846,7 +749,7 @@ class ThreadWorker(BlockingWorker):
             conn.head_deadline = 0.0
         return None
 
-    def _step_http(self, conn: _Conn, progress: _Progress) -> bool:
+    def _step_http(self, conn: _Conn, progress: ThreadProgress) -> bool:
         """Serve the complete requests the connection holds; True to park it for more."""
         sock = conn.sock
         parser = conn.parser
@@ -888,7 +791,7 @@ class ThreadWorker(BlockingWorker):
             conn.head_deadline = 0.0
             sock.settimeout(0.0)
 
-    def _step_uwsgi(self, conn: _Conn, progress: _Progress) -> bool:
+    def _step_uwsgi(self, conn: _Conn, progress: ThreadProgress) -> bool:
         """Read the uWSGI packet without waiting; serve it once whole. True to park for more."""
         sock = conn.sock
         listener = conn.listener

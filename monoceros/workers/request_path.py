@@ -17,10 +17,12 @@ so a request that stops moving is told apart from a worker that is merely busy.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from ..access_log import log_safe
 from ..addresses import AddressMatcher, PeerAddress
 from ..listeners import connection_maker
 from ..protocols.errors import MissingChunkedBody, ProtocolError
@@ -28,6 +30,7 @@ from ..protocols.events import NEED_DATA, Data
 from ..protocols.http import HttpParser, HttpRequest
 from ..protocols.uwsgi import PONG, Ping, UwsgiParser, UwsgiRequest, parse_head, truncated_head
 from ..socket_waits import KERNEL_TIMEOUTS, PLAIN_SOCKETS, wait_in_kernel
+from ..worker_metrics import Recorder, WorkerMetrics
 from ..wsgi.body import EMPTY_INPUT, ClientDisconnected, EmptyInput, Input
 from ..wsgi.environ import HttpEnvironBuilder, UwsgiEnvironBuilder
 from ..wsgi.hook_request import HookRequest
@@ -38,10 +41,9 @@ if TYPE_CHECKING:
     from ..heartbeat import Heartbeat
     from ..listeners import Listener
     from ..logs import Logger
-    from ..worker_metrics import Recorder
     from .blocking import BlockingWorker
 
-__all__ = ["RECV_SIZE", "Beater", "RequestPath", "recv_head"]
+__all__ = ["RECV_SIZE", "Beater", "RequestPath", "ThreadProgress", "recv_head"]
 
 RECV_SIZE: Final = 65536
 """Bytes asked of each ``recv``."""
@@ -196,6 +198,41 @@ class RequestPath:
             self._worker.log_connection_error(exc, peer, listener)
         finally:
             conn.close()
+
+    def uwsgi_at_once(
+        self, listener: Listener, sock: socket.socket, peer: PeerAddress, progress: ThreadProgress
+    ) -> bytes | None:
+        """A gthread worker's new connection on a plain uwsgi listener. nginx writes the packet
+        as it connects, so it is whole at the first read as a rule: served then and there by
+        the thread that accepted it (None; also when it is refused or a health check: the
+        caller closes it). A packet still on its way: the bytes read so far (b"" for none), for
+        the caller to park the connection until the rest comes. What ended it is logged."""
+        try:
+            if peer and self.uwsgi_forbidden(listener, sock, peer):
+                return None
+            try:
+                buf = sock.recv(RECV_SIZE, _DONTWAIT)
+                if not buf:
+                    return None  # connected and closed: a health check, nothing to say
+                parsed = parse_head(buf, self._uwsgi_max_vars)
+            except BlockingIOError:
+                return b""
+            except ProtocolError as exc:
+                self._worker.uwsgi_invalid(listener, sock, peer, exc)
+                return None
+            if parsed is None:
+                return buf
+            head, used = parsed
+            if isinstance(head, Ping):
+                sock.sendall(PONG)
+                return None
+            progress.begin(head, peer)
+            self.uwsgi_request(listener, sock, buf, head, used, progress)
+        except Exception as exc:
+            self._worker.log_connection_error(exc, peer, listener)
+        finally:
+            progress.end()
+        return None
 
     def uwsgi_request(
         self,
@@ -383,6 +420,68 @@ def recv_head(
         raise ClientDisconnected(
             f"no complete {what} within header_timeout ({timeout or 0:g}s)"
         ) from None
+
+
+class ThreadProgress:
+    """What one pool thread of the gthread worker is serving, and when that request last moved
+    (0.0: idle): the beater of its requests, read by the main thread for stuck requests."""
+
+    __slots__ = (
+        "deposed",
+        "leading_since",
+        "peer",
+        "recorder",
+        "reported",
+        "request",
+        "since",
+        "started",
+        "thread",
+    )
+
+    def __init__(self, recorder: Recorder | None = None) -> None:
+        #: this thread's request slot in the worker's counting block (a private one if none)
+        self.recorder = recorder or WorkerMetrics(1, threaded=True).recorders[0]
+        self.thread = threading.get_ident()
+        self.since = 0.0
+        self.started = 0.0
+        self.request: HttpRequest | UwsgiRequest | None = None
+        self.peer: PeerAddress | None = None
+        #: ``started`` of the last request logged as stuck (each is logged once): kept by the
+        #: main thread, so serving a request stores nothing more
+        self.reported = 0.0
+        #: when this thread, as the leader, began serving what it took (monotonic)
+        self.leading_since = 0.0
+        #: the main thread gave the lead to another thread while this one served
+        self.deposed = False
+
+    def begin(self, request: HttpRequest | UwsgiRequest, peer: PeerAddress) -> None:
+        """A request starts being served."""
+        self.request = request
+        self.peer = peer
+        self.started = self.since = _monotonic()
+
+    def beat(self) -> None:
+        """The request in flight made progress."""
+        self.since = _monotonic()
+
+    def end(self) -> None:
+        """The request is done."""
+        self.since = 0.0
+        self.request = None
+
+    def describe(self) -> str:
+        """The request line in flight and its peer, for the timeout report."""
+        req = self.request
+        if isinstance(req, HttpRequest):
+            line = f"{req.method} {req.target.decode('latin-1')} HTTP/{req.version}"
+        elif isinstance(req, UwsgiRequest):
+            env = req.environ
+            uri = env.get("REQUEST_URI") or env.get("PATH_INFO", "")
+            line = f"{env.get('REQUEST_METHOD', '?')} {uri} {env.get('SERVER_PROTOCOL', '')}"
+        else:
+            line = "?"
+        peer = self.peer[0] if isinstance(self.peer, tuple) else "a local peer"
+        return f"{log_safe(line.rstrip())} from {peer}"
 
 
 class HttpBody:

@@ -17,8 +17,8 @@ from monoceros.listeners import BindSpec, Listener
 from monoceros.logs import Logger
 from monoceros.protocols.errors import MissingChunkedBody
 from monoceros.workers.blocking import BlockingWorker
-from monoceros.workers.gthread import ThreadWorker, _Conn, _Progress
-from monoceros.workers.request_path import RequestPath
+from monoceros.workers.gthread import ThreadWorker, _Conn
+from monoceros.workers.request_path import RequestPath, ThreadProgress
 from monoceros.workers.sync import SyncWorker
 
 from unit_support import encode
@@ -67,7 +67,7 @@ def worker(request: pytest.FixtureRequest) -> Iterator[tuple[BlockingWorker, Rec
             assert isinstance(w, ThreadWorker)
             try:  # as the pool thread does
                 step = w._step_uwsgi
-                step(_Conn(conn, listener, "", float("inf"), None, step), _Progress())
+                step(_Conn(conn, listener, "", float("inf"), None, step), ThreadProgress())
             except Exception as exc:
                 w.log_connection_error(exc, "", listener)
             conn.close()

@@ -14,8 +14,8 @@ from monoceros.heartbeat import Heartbeat
 from monoceros.listeners import BindSpec, Listener
 from monoceros.logs import Logger
 from monoceros.protocols.http import HttpParser, HttpRequest
-from monoceros.workers.gthread import HAND_OVER, ThreadWorker, _Conn, _Progress
-from monoceros.workers.request_path import RequestPath
+from monoceros.workers.gthread import HAND_OVER, ThreadWorker, _Conn
+from monoceros.workers.request_path import RequestPath, ThreadProgress
 
 from unit_support import socket_pair
 
@@ -72,14 +72,14 @@ def test_pipelined_requests_served_then_parked(
         b"GET /thr"
     )
     conn = conn_of(worker, a)
-    assert worker._step_http(conn, _Progress()) is True  # the third head is incomplete: park
+    assert worker._step_http(conn, ThreadProgress()) is True  # the third head is incomplete: park
     out = read_available(b)
     assert out.count(b"HTTP/1.1 200 OK") == 2 and out.count(b"Connection: keep-alive") == 2
     assert b"\r\n\r\n/one:" in out and out.endswith(b"\r\n\r\n/two:abc")
     assert conn.served == 2 and conn.parser is not None and conn.parser.in_message
     assert [e["wsgi.multithread"] for e in SEEN] == [True, True]
     b.sendall(b"ee HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    assert worker._step_http(conn, _Progress()) is False  # the client asked to close
+    assert worker._step_http(conn, ThreadProgress()) is False  # the client asked to close
     last = read_available(b)
     assert b"Connection: close" in last and last.endswith(b"/three:")
 
@@ -89,9 +89,9 @@ def test_nothing_sent_yet_parks_and_eof_closes_quietly(
 ) -> None:
     a, b = pair
     conn = conn_of(worker, a)
-    assert worker._step_http(conn, _Progress()) is True
+    assert worker._step_http(conn, ThreadProgress()) is True
     b.shutdown(socket.SHUT_WR)
-    assert worker._step_http(conn, _Progress()) is False
+    assert worker._step_http(conn, ThreadProgress()) is False
     assert read_available(b) == b""
 
 
@@ -101,7 +101,7 @@ def test_head_cut_by_eof_gets_400(
     a, b = pair
     b.sendall(b"GET / HTTP/1.1\r\nHo")
     b.shutdown(socket.SHUT_WR)
-    assert worker._step_http(conn_of(worker, a), _Progress()) is False
+    assert worker._step_http(conn_of(worker, a), ThreadProgress()) is False
     assert read_available(b).startswith(b"HTTP/1.1 400 Bad Request")
 
 
@@ -111,7 +111,7 @@ def test_stopping_worker_answers_with_close(
     a, b = pair
     worker.alive = False
     b.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
-    assert worker._step_http(conn_of(worker, a), _Progress()) is False
+    assert worker._step_http(conn_of(worker, a), ThreadProgress()) is False
     assert b"Connection: close" in read_available(b)
 
 
@@ -121,7 +121,7 @@ def test_last_request_before_max_requests_closes(
     a, b = pair
     worker.max_requests = 2
     b.sendall(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n")
-    assert worker._step_http(conn_of(worker, a), _Progress()) is False
+    assert worker._step_http(conn_of(worker, a), ThreadProgress()) is False
     out = read_available(b)
     assert out.count(b"HTTP/1.1 200") == 2
     assert out.index(b"keep-alive") < out.index(b"Connection: close")
@@ -142,13 +142,13 @@ def test_unread_body_is_drained_before_the_next_request(
         b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbodyGET /g HTTP/1.1\r\n"
         b"Host: t\r\n\r\n"
     )
-    assert worker._step_http(conn_of(worker, a), _Progress()) is True
+    assert worker._step_http(conn_of(worker, a), ThreadProgress()) is True
     out = read_available(b)
     assert out.count(b"HTTP/1.1 200") == 2 and out.endswith(b"/g")
 
 
 def test_progress_names_the_request_in_flight() -> None:
-    progress = _Progress()
+    progress = ThreadProgress()
     assert progress.since == 0.0
     req = HttpRequest("GET", b"/slow?s=1", "1.1", [], True, False, 0, False, False)
     progress.begin(req, ("10.0.0.1", 5555))
@@ -163,7 +163,7 @@ def test_a_stalled_request_is_reported_once_with_its_stack(
 ) -> None:
     lines: list[str] = []
     monkeypatch.setattr(worker.log, "warning", lambda msg, *args: lines.append(msg % args))
-    stalled, moving = _Progress(), _Progress()
+    stalled, moving = ThreadProgress(), ThreadProgress()
     worker._progress = [stalled, moving]
     req = HttpRequest("GET", b"/slow?s=1", "1.1", [], True, False, 0, False, False)
     stalled.begin(req, ("10.0.0.1", 5555))
@@ -197,7 +197,7 @@ def test_connections_awaiting_their_first_request_count_towards_max_requests(
     conn = worker._new_conn(worker.listeners[0], a, "", worker._step_http)
     assert not worker._admits()  # one served, one on its way: the limit is reached
     b.sendall(b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    assert worker._step_http(conn, _Progress()) is False
+    assert worker._step_http(conn, ThreadProgress()) is False
     worker._close(conn)
     assert worker.nr == 2 and worker._fresh == 0 and not worker._admits()
 
@@ -210,7 +210,7 @@ def test_a_connection_closed_without_a_request_frees_its_place(
     conn = worker._new_conn(worker.listeners[0], a, "", worker._step_http)
     assert not worker._admits()
     b.close()  # a health check: connected, closed, no request
-    assert worker._step_http(conn, _Progress()) is False
+    assert worker._step_http(conn, ThreadProgress()) is False
     worker._close(conn)
     assert worker.nr == 0 and worker._admits()
 
@@ -220,7 +220,7 @@ def test_the_lead_is_handed_over_only_after_the_leader_was_held_up(worker: Threa
     took for HAND_OVER seconds; the old leader learns it when it is done (``deposed``)."""
     worker._lead = threading.Lock()
     worker._turns = threading.Lock()
-    leader = _Progress()
+    leader = ThreadProgress()
     worker._lead.acquire()  # the leader's turn
     leader.leading_since = 100.0
     worker._serving = leader

@@ -25,7 +25,8 @@ from monoceros.listeners import BARE_SOCKET, BindSpec, Listener
 from monoceros.logs import Logger
 from monoceros.workers.asgi import AsgiWorker
 from monoceros.workers.base import ACCEPT_BACKOFF, ACCEPT_LOG_INTERVAL, ACCEPT_RETRY, Worker
-from monoceros.workers.gthread import ThreadWorker, _Progress
+from monoceros.workers.gthread import ThreadWorker
+from monoceros.workers.request_path import ThreadProgress
 from monoceros.workers.sync import SyncWorker
 
 BACK_OFF = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EBADF)
@@ -191,7 +192,7 @@ def test_the_gthread_worker_retries_econnaborted_and_pauses_after_emfile(
     worker._listen(True)
     client = connect(tmp_path / "s", b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     client.settimeout(5)
-    progress = _Progress()
+    progress = ThreadProgress()
     try:
         assert worker._poller.poll(1) == [(fd, select.EPOLLIN)]
         worker._accept(worker._listening[fd], progress)  # ECONNABORTED: nothing else

@@ -8,7 +8,8 @@ takes itself — a listener's readiness is an ``accept`` and that connection, th
 straight from the listener's queue while it has one (an accept run, no poll between them); a
 parked connection's readiness is that connection — then waits again; the others wait for their
 turn. On a plain uwsgi listener a connection whose packet came with it is served without a
-connection record (:meth:`ThreadWorker._uwsgi_at_once`).
+connection record, by compiled code (:meth:`RequestPath.uwsgi_accept_run
+<monoceros.workers.request_path.RequestPath.uwsgi_accept_run>`).
 A stream of quick requests is thus served by one thread as the sync worker serves it, with no
 hand-off between threads (no queue, no waking of another thread, no passing of the GIL, which
 would cost more than the request). When the leader's request takes longer than
@@ -63,7 +64,7 @@ from ..protocols.uwsgi import PONG, Ping, UwsgiRequest, parse_head, truncated_he
 from ..worker_metrics import WorkerMetrics
 from .base import stack_of
 from .blocking import RECV_SIZE, BlockingWorker, take_exactly
-from .request_path import ThreadProgress
+from .request_path import ConnectionCount, ThreadProgress
 
 if TYPE_CHECKING:
     from ssl import SSLContext
@@ -146,7 +147,8 @@ class _Listening:
     """A listener as the pool threads accept from it: the raw accept, what makes a new
     connection's socket object (:func:`~monoceros.listeners.connection_maker`), a new
     connection's first step, and whether its uWSGI packets are served straight from the
-    accept (:meth:`ThreadWorker._uwsgi_at_once`)."""
+    accept (:meth:`RequestPath.uwsgi_at_once
+    <monoceros.workers.request_path.RequestPath.uwsgi_at_once>`)."""
 
     __slots__ = ("accept", "listener", "make", "step", "uwsgi_direct")
 
@@ -217,9 +219,8 @@ class ThreadWorker(BlockingWorker):
             )
             for listener in self.listeners
         }
-        self._lock = threading.Lock()
-        self._open = 0
-        self._fresh = 0
+        #: open connections, and those whose first request has not begun
+        self._count = ConnectionCount()
         #: False while the listeners are out of the set (no room, or a pause after an accept
         #: error); the main thread puts them back
         self._accepting = True
@@ -315,19 +316,14 @@ class ThreadWorker(BlockingWorker):
         open, and the requests served plus the connections still waiting for their first one
         are fewer than ``max_requests`` (a worker that reached it takes no new connection: the
         listen queue is left to the other workers and to this one's replacement)."""
-        return (
-            self._open < self.max_connections
-            and self.request_path.nr + self._fresh < self.max_requests
-        )
+        return self._count.admits(self.max_connections, self.request_path.nr, self.max_requests)
 
     def _new_conn(
         self, listener: Listener, client: socket.socket, peer: PeerAddress, step: _Step
     ) -> _Conn:
         """Count a new connection (towards ``worker_connections`` and ``max_requests``);
         ``step``: its first."""
-        with self._lock:
-            self._open += 1
-            self._fresh += 1
+        self._count.opened()
         return self._conn_record(listener, client, peer, step)
 
     def _conn_record(
@@ -446,10 +442,7 @@ class ThreadWorker(BlockingWorker):
         try:
             sock.close()
         finally:
-            with self._lock:
-                self._open -= 1
-                if fresh:
-                    self._fresh -= 1
+            self._count.closed(fresh)
 
     def _begin(
         self, conn: _Conn, progress: ThreadProgress, request: HttpRequest | UwsgiRequest
@@ -457,8 +450,7 @@ class ThreadWorker(BlockingWorker):
         """A request of ``conn`` starts: record it, and count the connection's first one."""
         if conn.fresh:
             conn.fresh = False
-            with self._lock:
-                self._fresh -= 1
+            self._count.began()
         progress.begin(request, conn.peer)
 
     def _park(self, conn: _Conn) -> None:
@@ -494,6 +486,8 @@ class ThreadWorker(BlockingWorker):
         lead = self._lead
         turns = self._turns
         monotonic = time.monotonic
+        path = self.request_path
+        count = self._count
         while True:
             lead.acquire()
             while True:  # leading
@@ -525,10 +519,13 @@ class ThreadWorker(BlockingWorker):
                     # while it has one (no poll between them), at most _ACCEPT_RUN in a row
                     # (the parked connections and the other listeners wait for the next poll)
                     taking = listening[fd]
-                    for _ in range(_ACCEPT_RUN):
-                        if not self._accept(taking, progress) or progress.deposed:
-                            break
-                        progress.leading_since = monotonic()
+                    if taking.uwsgi_direct:  # compiled, the whole run
+                        path.uwsgi_accept_run(taking, progress, count, _ACCEPT_RUN)
+                    else:
+                        for _ in range(_ACCEPT_RUN):
+                            if not self._accept(taking, progress) or progress.deposed:
+                                break
+                            progress.leading_since = monotonic()
                 with turns:
                     deposed = progress.deposed
                     if deposed:
@@ -555,38 +552,40 @@ class ThreadWorker(BlockingWorker):
         if not self.alive:
             return False
         if not self._admits():
-            self._accepting = False
-            self._listen(False)
+            self.no_room()
             return False
-        listener = listening.listener
         try:
             client_fd, peer = listening.accept()
         except (BlockingIOError, InterruptedError):  # the queue is empty (another worker took it)
             return False
         except OSError as exc:
-            self.accept_failed(listener, exc)  # EMFILE: a pause (pause_accepting)
+            self.accept_failed(listening.listener, exc)  # EMFILE: a pause (pause_accepting)
             return False
-        client = listening.make(client_fd)
-        if listening.uwsgi_direct:
-            with self._lock:  # counted as _new_conn does (fresh until it closes: see below)
-                self._open += 1
-                self._fresh += 1
-            path = self.request_path
-            rest = path.uwsgi_at_once(listener, client, peer, progress)
-            if rest is None:  # served (or refused): closed, and counted as fresh until then,
-                # which keeps max_requests on the safe side while it is served (one lock)
-                self._release(client, True)
-                if path.nr >= self.max_requests:
-                    self._tell_max_requests()
-                return True
-            # the packet is on its way: the usual steps take it (_step_uwsgi, parked until then)
-            conn = self._conn_record(listener, client, peer, self._uwsgi_step)
-            conn.checked = True
-            conn.buf = rest
-        else:
-            conn = self._new_conn(listener, client, peer, listening.step)
+        conn = self._new_conn(listening.listener, listening.make(client_fd), peer, listening.step)
         self._serve(conn, progress)
         return True
+
+    def no_room(self) -> None:
+        """No room for one more connection (or stopping): the listeners leave the set until
+        the main thread sees room again."""
+        self._accepting = False
+        self._listen(False)
+
+    def serve_new_uwsgi(
+        self,
+        listener: Listener,
+        client: socket.socket,
+        peer: PeerAddress,
+        buf: bytes,
+        progress: ThreadProgress,
+    ) -> None:
+        """A new connection (counted already) on a plain uwsgi listener whose packet did not
+        come whole with it (``buf``: what came): the usual steps take it (:meth:`_step_uwsgi`,
+        parked until the rest comes)."""
+        conn = self._conn_record(listener, client, peer, self._uwsgi_step)
+        conn.checked = True
+        conn.buf = buf
+        self._serve(conn, progress)
 
     def _serve(self, conn: _Conn, progress: ThreadProgress) -> None:
         """Take the connection's steps while it has bytes; then park or close it."""
@@ -614,9 +613,9 @@ class ThreadWorker(BlockingWorker):
         else:
             self._close(conn)
         if self.request_path.nr >= self.max_requests:
-            self._tell_max_requests()
+            self.tell_max_requests()
 
-    def _tell_max_requests(self) -> None:
+    def tell_max_requests(self) -> None:
         """The worker reached ``max_requests``: tell the main thread at once (while it is not
         stopping already)."""
         if self.alive:

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from ..access_log import log_safe
 from ..addresses import AddressMatcher, PeerAddress
@@ -42,8 +42,17 @@ if TYPE_CHECKING:
     from ..listeners import Listener
     from ..logs import Logger
     from .blocking import BlockingWorker
+    from .gthread import ThreadWorker
 
-__all__ = ["RECV_SIZE", "Beater", "RequestPath", "ThreadProgress", "recv_head"]
+__all__ = [
+    "RECV_SIZE",
+    "Beater",
+    "ConnectionCount",
+    "Listening",
+    "RequestPath",
+    "ThreadProgress",
+    "recv_head",
+]
 
 RECV_SIZE: Final = 65536
 """Bytes asked of each ``recv``."""
@@ -54,6 +63,50 @@ _monotonic: Final = time.monotonic
 
 Handle = Callable[["Listener", socket.socket, PeerAddress], None]
 """What serves one accepted connection (and closes it)."""
+
+
+class Listening(Protocol):
+    """A listener as the gthread worker's threads accept from it."""
+
+    listener: Listener
+    #: the raw accept: the new connection's descriptor and its peer
+    accept: Callable[[], tuple[int, PeerAddress]]
+    #: the socket object of a new connection's descriptor
+    make: Callable[[int], socket.socket]
+
+
+class ConnectionCount:
+    """The gthread worker's open connections, and how many of them have not begun their first
+    request yet (``fresh``: they count towards ``max_requests`` already). The pool threads and
+    the main thread change them, under one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.open = 0
+        self.fresh = 0
+
+    def opened(self) -> None:
+        """A connection was accepted."""
+        with self._lock:
+            self.open += 1
+            self.fresh += 1
+
+    def began(self) -> None:
+        """A connection's first request began."""
+        with self._lock:
+            self.fresh -= 1
+
+    def closed(self, fresh: bool) -> None:
+        """A connection was closed (``fresh``: before its first request began)."""
+        with self._lock:
+            self.open -= 1
+            if fresh:
+                self.fresh -= 1
+
+    def admits(self, max_connections: int, served: int, max_requests: int) -> bool:
+        """Whether one more connection may be accepted: fewer than ``max_connections`` are
+        open, and ``served`` plus the fresh connections are fewer than ``max_requests``."""
+        return self.open < max_connections and served + self.fresh < max_requests
 
 
 class Beater(Protocol):
@@ -198,6 +251,51 @@ class RequestPath:
             self._worker.log_connection_error(exc, peer, listener)
         finally:
             conn.close()
+
+    def uwsgi_accept_run(
+        self, listening: Listening, progress: ThreadProgress, count: ConnectionCount, most: int
+    ) -> None:
+        """The gthread leader's accepts on a plain uwsgi listener that is ready: up to ``most``
+        connections straight from its queue (no poll between them), each served by this thread
+        (:meth:`uwsgi_at_once`) and closed. Ends early when the queue is empty, on an accept
+        error, when the worker stops, when it has no room (it takes its listeners out of the
+        poller) and when the lead was handed over. A packet not whole yet is the worker's to
+        park (:meth:`ThreadWorker.serve_new_uwsgi`)."""
+        worker = cast("ThreadWorker", self._worker)
+        listener = listening.listener
+        accept = listening.accept
+        make = listening.make
+        max_connections: int = worker.max_connections
+        max_requests: int = worker.max_requests
+        for _ in range(most):
+            if not worker.alive:
+                return
+            if not count.admits(max_connections, self.nr, max_requests):
+                worker.no_room()
+                return
+            try:
+                fd, peer = accept()
+            except (BlockingIOError, InterruptedError):  # empty (another worker took it)
+                return
+            except OSError as exc:
+                worker.accept_failed(listener, exc)  # EMFILE: a pause (pause_accepting)
+                return
+            client = make(fd)
+            count.opened()
+            rest = self.uwsgi_at_once(listener, client, peer, progress)
+            if rest is None:  # served (or refused): closed, and counted as fresh until then,
+                # which keeps max_requests on the safe side while it is served (one lock)
+                try:
+                    client.close()
+                finally:
+                    count.closed(True)
+                if self.nr >= max_requests:
+                    worker.tell_max_requests()
+            else:
+                worker.serve_new_uwsgi(listener, client, peer, rest, progress)
+            if progress.deposed:
+                return
+            progress.leading_since = _monotonic()
 
     def uwsgi_at_once(
         self, listener: Listener, sock: socket.socket, peer: PeerAddress, progress: ThreadProgress

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +19,7 @@ from monoceros.protocols.http import HttpParser, HttpRequest
 from monoceros.workers.gthread import HAND_OVER, ThreadWorker, _Conn
 from monoceros.workers.request_path import RequestPath, ThreadProgress
 
-from unit_support import socket_pair
+from unit_support import encode, socket_pair
 
 pair = pytest.fixture(name="pair")(socket_pair)
 
@@ -199,7 +201,7 @@ def test_connections_awaiting_their_first_request_count_towards_max_requests(
     b.sendall(b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert worker._step_http(conn, ThreadProgress()) is False
     worker._close(conn)
-    assert worker.nr == 2 and worker._fresh == 0 and not worker._admits()
+    assert worker.nr == 2 and worker._count.fresh == 0 and not worker._admits()
 
 
 def test_a_connection_closed_without_a_request_frees_its_place(
@@ -232,3 +234,79 @@ def test_the_lead_is_handed_over_only_after_the_leader_was_held_up(worker: Threa
     assert worker._lead.acquire(blocking=False)  # the next thread's turn
     worker._hand_over(200.0, HAND_OVER)  # nobody serving as the leader: nothing to hand over
     assert not worker._lead.acquire(blocking=False)
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes."""
+    chunks = []
+    while data := sock.recv(65536):
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+def uwsgi_worker(tmp_path: Path, max_requests: int = 0) -> tuple[ThreadWorker, socket.socket]:
+    """A gthread worker on a plain uwsgi UNIX listener, set up to serve (no pool started), and
+    the path of that listener."""
+    cfg = Config()
+    if max_requests:
+        cfg.set("max_requests", str(max_requests))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(tmp_path / "s"))
+    sock.listen(16)
+    listener = Listener(sock, BindSpec("unix", path=str(tmp_path / "s")), "uwsgi")
+    w = ThreadWorker(1, 0, [listener], cfg, Logger(cfg), Heartbeat(), app)
+    w.setup_serving(True)
+    w._poller = select.epoll()  # what run() sets up, without the pool
+    w._parked = {}
+    w.keepalive = 2.0
+    w._listen(True)
+    return w, sock
+
+
+def uwsgi_client(tmp_path: Path, path: bytes, *, whole: bool = True) -> socket.socket:
+    """A connection that sends a GET packet for ``path`` (all of it, or its first 10 bytes)."""
+    packet = encode([(b"REQUEST_METHOD", b"GET"), (b"PATH_INFO", path), (b"SERVER_PORT", b"0")])
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(5)
+    client.connect(str(tmp_path / "s"))
+    client.sendall(packet if whole else packet[:10])
+    return client
+
+
+def test_an_accept_run_serves_each_uwsgi_connection_from_the_accept(tmp_path: Path) -> None:
+    """The leader's run on a plain uwsgi listener: every queued connection served by the thread
+    that accepted it and closed, counted open and fresh until then, the run ending at the
+    empty queue."""
+    worker, sock = uwsgi_worker(tmp_path)
+    clients = [uwsgi_client(tmp_path, f"/{i}".encode()) for i in range(3)]
+    listening = worker._listening[sock.fileno()]
+    worker.request_path.uwsgi_accept_run(listening, ThreadProgress(), worker._count, 16)
+    for i, client in enumerate(clients):
+        out = read_all(client)
+        assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(f"/{i}:".encode())
+    assert [env["PATH_INFO"] for env in SEEN] == ["/0", "/1", "/2"]
+    assert worker.nr == 3 and (worker._count.open, worker._count.fresh) == (0, 0)
+
+
+def test_an_accept_run_stops_at_max_requests_and_parks_a_packet_on_its_way(
+    tmp_path: Path,
+) -> None:
+    """A packet that is not whole at the accept is parked for the rest (a connection record
+    in the poller, counted open and fresh); at max_requests the run takes no more
+    connections and the listeners leave the poller."""
+    worker, sock = uwsgi_worker(tmp_path, max_requests=2)
+    first = uwsgi_client(tmp_path, b"/whole")
+    slow = uwsgi_client(tmp_path, b"/slow", whole=False)
+    late = uwsgi_client(tmp_path, b"/late")
+    listening = worker._listening[sock.fileno()]
+    worker.request_path.uwsgi_accept_run(listening, ThreadProgress(), worker._count, 16)
+    assert read_all(first).endswith(b"/whole:")
+    assert worker.nr == 1 and (worker._count.open, worker._count.fresh) == (1, 1)
+    parked = next(iter(worker._parked.values()))
+    assert parked.buf and parked.fresh and not worker._accepting
+    late.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        late.recv(1)  # still in the listen queue: not accepted
+    for client in (first, slow, late):
+        client.close()
+    worker._poller.close()

@@ -196,11 +196,11 @@ def test_the_gthread_worker_retries_econnaborted_and_pauses_after_emfile(
     try:
         assert worker._poller.poll(1) == [(fd, select.EPOLLIN)]
         worker._accept(worker._listening[fd], progress)  # ECONNABORTED: nothing else
-        assert worker._accepting and worker._open == 0
+        assert worker._accepting and worker._count.open == 0
         assert worker._poller.poll(1) == [(fd, select.EPOLLIN)]
         before = time.monotonic()
         worker._accept(worker._listening[fd], progress)  # EMFILE: out of the set for a pause
-        assert not worker._accepting and worker._open == 0
+        assert not worker._accepting and worker._count.open == 0
         assert worker._paused_until >= before + ACCEPT_BACKOFF
         assert worker._poller.poll(0.05) == []
         assert os.read(worker._wakeup_r, 16) == b"p"  # the main thread is told
@@ -208,7 +208,7 @@ def test_the_gthread_worker_retries_econnaborted_and_pauses_after_emfile(
         assert worker._poller.poll(1) == [(fd, select.EPOLLIN)]
         worker._accept(worker._listening[fd], progress)  # accepted and served
         assert client.recv(4096).startswith(b"HTTP/1.1 200 OK\r\n")
-        assert worker._open == 0 and worker.nr == 1
+        assert worker._count.open == 0 and worker.nr == 1
     finally:
         worker._poller.close()
         os.close(worker._wakeup_r)

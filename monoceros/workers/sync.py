@@ -4,8 +4,10 @@ The cycle a front end pays for — accept, read, parse, call, write, close — i
 listener is served with a blocking accept (several are polled with ``EPOLLEXCLUSIVE`` on Linux,
 so one idle worker wakes per connection, not all of them); the first read and the first send do
 not wait, so a request that is already there costs no timeout set-up; the head and a small body
-leave in one send; nothing below the active log level is formatted. What follows a parsed head
-is shared with the gthread worker (:mod:`monoceros.workers.blocking`). With ``proxy_protocol``
+leave in one send; nothing below the active log level is formatted. The loop on one listener
+and a plain uwsgi connection from its accept to its close are compiled code
+(:mod:`monoceros.workers.request_path`), and what follows a parsed head is shared with the
+gthread worker there. With ``proxy_protocol``
 on, a PROXY header is read first, from the same first read (:meth:`SyncWorker._proxy_header`),
 and the request follows on the bytes after it. What to do on an accept
 error, after ``max_requests`` and with the listen queue on a stop is every kind's policy

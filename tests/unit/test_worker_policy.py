@@ -29,6 +29,8 @@ from monoceros.workers.gthread import ThreadWorker
 from monoceros.workers.request_path import ThreadProgress
 from monoceros.workers.sync import SyncWorker
 
+from unit_support import encode
+
 BACK_OFF = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EBADF)
 
 
@@ -169,6 +171,31 @@ def test_the_sync_worker_pauses_after_emfile_then_serves(
     assert client.recv(4096).startswith(b"HTTP/1.1 200 OK\r\n")
     assert worker.log.info.lines == ["Autorestarting worker after current request."]
     client.close()
+    lst.sock.close()
+
+
+def test_the_sync_worker_serves_a_uwsgi_listener_from_accept_to_close_and_beats_each_time(
+    tmp_path: Path,
+) -> None:
+    """A plain uwsgi listener: the compiled loop serves each queued connection from its accept
+    to its close, beats the heartbeat after each request (no idle timeout comes between them
+    here) and stops the worker at max_requests."""
+    lst = listening(tmp_path / "s")
+    uwsgi = Listener(lst.sock, lst.spec, "uwsgi")
+    worker = make_worker(SyncWorker, [uwsgi], max_requests=3)
+    worker.setup_serving(False)
+    packet = encode([(b"REQUEST_METHOD", b"GET"), (b"PATH_INFO", b"/"), (b"SERVER_PORT", b"0")])
+    clients = [connect(tmp_path / "s", packet) for _ in range(3)]
+    worker.heartbeat.beat_slot[0] = 0.0
+    before = time.monotonic()
+    worker._serve_forever()  # stops itself: max_requests=3
+    assert worker.heartbeat.last_beat() >= before
+    for client in clients:
+        client.settimeout(5)
+        assert client.recv(4096).startswith(b"HTTP/1.1 200 OK\r\n")
+        client.close()
+    assert worker.nr == 3 and not worker.alive
+    assert worker.log.info.lines == ["Autorestarting worker after current request."]
     lst.sock.close()
 
 

@@ -58,22 +58,6 @@ class AsgiWorker(Worker):
     loop: asyncio.AbstractEventLoop
     ctx: ServerContext
     acceptor: Acceptor
-    _nr = 0
-
-    @property
-    def nr(self) -> int:
-        """Requests started so far: counted by the loop's :class:`ServerContext` (compiled, no
-        call into the worker per request) once it exists, as the other kinds count theirs."""
-        ctx = self.__dict__.get("ctx")
-        return self._nr if ctx is None else ctx.nr
-
-    @nr.setter
-    def nr(self, value: int) -> None:
-        ctx = self.__dict__.get("ctx")
-        if ctx is None:
-            self._nr = value
-        else:
-            ctx.nr = value
 
     def new_metrics(self) -> WorkerMetrics:
         """A request slot per connection, up to MAX_SLOTS (more in flight: counted only)."""
@@ -111,6 +95,7 @@ class AsgiWorker(Worker):
             ws_per_message_deflate=cfg.ws_per_message_deflate,
             request_timeout=cfg.request_timeout,
         )
+        self._request_counter = self.ctx  # counts the requests from now on
         self.ctx.metrics = self.metrics
         self.ctx.on_max_requests = self._on_max_requests
         self.ctx.on_room = self._on_room

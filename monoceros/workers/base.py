@@ -22,7 +22,7 @@ import time
 import traceback
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from ..addresses import AddressMatcher, PeerAddress
 from ..heartbeat import Heartbeat
@@ -70,6 +70,12 @@ SIGKILL; ``kill -PWR <worker pid>`` asks a live worker for its stacks. SIGPWR (L
 gunicorn signal uses it, and the kernel sends it to nothing but PID 1. None elsewhere: no dump."""
 
 _IGNORED_SIGNALS = ("SIGHUP", "SIGTTIN", "SIGTTOU", "SIGUSR2", "SIGWINCH")
+
+
+class RequestCounter(Protocol):
+    """What counts a worker's requests once it serves (see ``Worker._request_counter``)."""
+
+    nr: int
 
 
 class WorkerTmp:
@@ -145,8 +151,12 @@ class Worker:
     aborted: bool
     #: the ``--reload`` file watcher, or None
     reloader: Reloader | None
-    #: requests served by this worker so far
-    nr: int
+    #: what counts the requests once serving started (the blocking workers' compiled
+    #: :class:`~monoceros.workers.request_path.RequestPath`, the asgi worker's
+    #: :class:`~monoceros.asgi.context.ServerContext`), so that counting one is no call into the
+    #: worker; None before (the worker counts, in ``_nr``)
+    _request_counter: RequestCounter | None = None
+    _nr = 0
     #: the worker restarts after this many requests (``max_requests`` plus jitter)
     max_requests: int
     #: gunicorn's heartbeat file, here a view of the shared-memory heartbeat
@@ -156,6 +166,20 @@ class Worker:
     metrics: WorkerMetrics
     graceful_stop: bool
     reopen_logs: bool
+
+    @property
+    def nr(self) -> int:
+        """Requests served by this worker so far."""
+        counter = self._request_counter
+        return self._nr if counter is None else counter.nr
+
+    @nr.setter
+    def nr(self, value: int) -> None:
+        counter = self._request_counter
+        if counter is None:
+            self._nr = value
+        else:
+            counter.nr = value
 
     def __init__(
         self,

@@ -76,24 +76,8 @@ class BlockingWorker(Worker):
     proxy: ProxyHeaderReader | None
     #: the one request slot of a single-threaded worker; None: each thread's beater has one
     recorder: Recorder | None
-    #: the steps of every request (made by :meth:`setup_serving`)
+    #: the steps of every request (made by :meth:`setup_serving`; it counts the requests)
     request_path: RequestPath
-    _nr = 0
-
-    @property
-    def nr(self) -> int:
-        """Requests served so far: counted by the compiled :class:`RequestPath` once serving
-        started (no call into the worker per request), by the worker before."""
-        path = self.__dict__.get("request_path")
-        return self._nr if path is None else path.nr
-
-    @nr.setter
-    def nr(self, value: int) -> None:
-        path = self.__dict__.get("request_path")
-        if path is None:
-            self._nr = value
-        else:
-            path.nr = value
 
     def setup_serving(self, multithread: bool) -> None:
         """Read the settings every request needs; build one environ builder per listener."""
@@ -134,7 +118,7 @@ class BlockingWorker(Worker):
         self.recorder = None if multithread else self.metrics.recorders[0]
         for listener in self.listeners:
             listener.sock.setblocking(False)
-        self.request_path = RequestPath(self, self._nr)
+        self.request_path = self._request_counter = RequestPath(self, self.nr)
 
     def tls_handshakes(self) -> Handshakes | None:
         """The TLS handshakes of the listeners that serve TLS; None (and :mod:`ssl` never

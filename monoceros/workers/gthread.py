@@ -434,15 +434,7 @@ class ThreadWorker(BlockingWorker):
     def _close(self, conn: _Conn) -> None:
         fresh = conn.fresh
         conn.fresh = False
-        self._release(conn.sock, fresh)
-
-    def _release(self, sock: socket.socket, fresh: bool) -> None:
-        """Close a connection's socket and count it closed (``fresh``: before its first
-        request began)."""
-        try:
-            sock.close()
-        finally:
-            self._count.closed(fresh)
+        self._count.close(conn.sock, fresh)
 
     def _begin(
         self, conn: _Conn, progress: ThreadProgress, request: HttpRequest | UwsgiRequest

@@ -96,12 +96,16 @@ class ConnectionCount:
         with self._lock:
             self.fresh -= 1
 
-    def closed(self, fresh: bool) -> None:
-        """A connection was closed (``fresh``: before its first request began)."""
-        with self._lock:
-            self.open -= 1
-            if fresh:
-                self.fresh -= 1
+    def close(self, sock: socket.socket, fresh: bool) -> None:
+        """Close a connection's socket and count it closed (``fresh``: before its first
+        request began)."""
+        try:
+            sock.close()
+        finally:
+            with self._lock:
+                self.open -= 1
+                if fresh:
+                    self.fresh -= 1
 
     def admits(self, max_connections: int, served: int, max_requests: int) -> bool:
         """Whether one more connection may be accepted: fewer than ``max_connections`` are
@@ -285,10 +289,7 @@ class RequestPath:
             rest = self.uwsgi_at_once(listener, client, peer, progress)
             if rest is None:  # served (or refused): closed, and counted as fresh until then,
                 # which keeps max_requests on the safe side while it is served (one lock)
-                try:
-                    client.close()
-                finally:
-                    count.closed(True)
+                count.close(client, True)
                 if self.nr >= max_requests:
                     worker.tell_max_requests()
             else:

@@ -17,10 +17,11 @@ dropped as in the WSGI environ, except the ``forwarder_headers`` of a proxy in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from ..addresses import AddressMatcher, PeerAddress
+from ..protocols.errors import ProtocolError
 from ..protocols.forwarded import (
     forwarded_client,
     forwarded_scheme,
@@ -30,7 +31,13 @@ from ..protocols.forwarded import (
     secure_scheme_table,
 )
 from ..protocols.http import HttpRequest, decoded_path, split_target
-from ..protocols.uwsgi import header_fields, port_number, url_scheme
+from ..protocols.uwsgi import (
+    header_fields,
+    port_number,
+    request_head,
+    url_scheme,
+    well_formed_vars,
+)
 
 __all__ = [
     "ASGI_VERSION",
@@ -61,6 +68,25 @@ _HTTP_SCOPE: Final[dict[str, Any]] = {
     "headers": [],
 }
 _VERSIONS: Final = {"HTTP/1.1": "1.1", "HTTP/1.0": "1.0", "HTTP/2.0": "2.0", "HTTP/2": "2"}
+#: the most vars :meth:`UwsgiScopeBuilder.from_packet` takes (more: the general path)
+_PACKET_MAX_PAIRS: Final = 256
+#: vars that change a request's kind or framing: with one, the general path builds the scope
+_PACKET_DECLINED: Final = (
+    "HTTP_UPGRADE",
+    "HTTP_TRANSFER_ENCODING",
+    "HTTP_CONTENT_LENGTH",
+    "HTTP_CONTENT_TYPE",
+)
+#: (scope, bytes of the head, Content-Length) of a packet, or None
+PacketScope = tuple[dict[str, Any], int, int] | None
+_NativeScope = Callable[[bytes, int, dict[str, Any], Any, dict[str, Any] | None], PacketScope]
+_native_scope: _NativeScope | None
+try:  # the C twin of UwsgiScopeBuilder._packet_scope, where built (and MONOCEROS_PURE unset)
+    from ..protocols import _uwsgi_vars
+
+    _native_scope = _uwsgi_vars.http_scope
+except (ImportError, AttributeError):  # not built, refused, or an older build without it
+    _native_scope = None
 #: header name as sent -> lower-case name (bounded: clients use a small set); names with ``_``
 #: are never cached, so that :func:`_lower` sees each of them
 _LOWER: dict[bytes, bytes] = {}
@@ -223,6 +249,52 @@ class UwsgiScopeBuilder:
 
     def __init__(self, sockname: PeerAddress) -> None:
         self._server = _server_of(sockname)
+
+    def from_packet(
+        self, packet: bytes, max_vars: int, state: dict[str, Any] | None
+    ) -> PacketScope:
+        """``(scope, bytes of the head, Content-Length)`` of a ``packet`` that starts with a
+        well-formed http request head, in one pass over its vars block (C where built: no
+        environ dict is made); None for anything else, which the caller takes through
+        :func:`~monoceros.protocols.uwsgi.parse_head` and :meth:`build` (which answer, refuse
+        or report it as before): a head not whole yet, a ping or an unsupported modifier1, a
+        vars block :func:`~monoceros.protocols.uwsgi.well_formed_vars` declines, a key that is
+        not ASCII, more than 256 vars, a request ``parse_head`` refuses, a ``CONTENT_LENGTH``
+        of more than 18 digits, and the vars that change the request's kind or framing
+        (``HTTP_UPGRADE``, ``HTTP_TRANSFER_ENCODING``, ``HTTP_CONTENT_LENGTH``,
+        ``HTTP_CONTENT_TYPE``). The scope is the one :meth:`build` makes of the same vars."""
+        if _native_scope is not None:
+            return _native_scope(packet, max_vars, _HTTP_SCOPE, self._server, state)
+        return self._packet_scope(packet, max_vars, state)
+
+    def _packet_scope(
+        self, packet: bytes, max_vars: int, state: dict[str, Any] | None
+    ) -> PacketScope:
+        """:meth:`from_packet` in Python (where the C extension is built, its ``http_scope``
+        stands in for this: the same contract, pinned by tests/unit/test_uwsgi_scope_native.py)."""
+        n = len(packet)
+        if n < 4:
+            return None
+        size = packet[1] | packet[2] << 8
+        if (packet[0] != 0 and packet[0] != 30) or not size or size > max_vars or n < 4 + size:
+            return None
+        env = well_formed_vars(packet[4 : 4 + size])
+        if env is None or len(env) > _PACKET_MAX_PAIRS:
+            return None
+        for key in env:
+            if not key.isascii():
+                return None
+        for key in _PACKET_DECLINED:
+            if key in env:
+                return None
+        length = env.get("CONTENT_LENGTH")
+        if length is not None and len(length) > 18:
+            return None
+        try:
+            head = request_head(packet[0], packet[3], env)
+        except ProtocolError:
+            return None
+        return self.build(env, state), 4 + size, head.content_length
 
     def build(self, env: dict[str, str], state: dict[str, Any] | None) -> dict[str, Any]:
         """The scope of one request from its vars; ``type`` "websocket" for an upgrade."""

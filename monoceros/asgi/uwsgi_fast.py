@@ -29,7 +29,7 @@ from ..protocols.uwsgi import UwsgiRequest, parse_head
 from ..socket_waits import SEND_THEN_CLOSE
 from .cycle import HttpCycle
 from .request_task import run_request
-from .scope import UwsgiScopeBuilder
+from .scope import PacketScope, UwsgiScopeBuilder
 
 if TYPE_CHECKING:
     from .context import ServerContext
@@ -105,28 +105,13 @@ class UwsgiFastPath:
             if not data:  # connected and closed (a health check) or reset: nothing to say
                 self._closed(sock)
                 return
-        try:
-            result = parse_head(data, self._max_vars)
-        except ProtocolError:
-            self._hand_over(sock, data, peer)  # the protocol answers, logs and closes
-            return
-        if result is None:
-            self._hand_over(sock, data, peer)
-            return
-        head, used = result
-        if not isinstance(head, UwsgiRequest):  # a ping
-            self._hand_over(sock, data, peer)
-            return
-        length = head.content_length
-        if head.chunked or len(data) - used < length:
-            self._hand_over(sock, data, peer)
-            return
-        try:
-            scope = self._builder.build(head.environ, ctx.state)
-        except Exception:  # the protocol meets the same failure and reports it as before
-            self._hand_over(sock, data, peer)
-            return
-        if scope["type"] != "http":
+        result = self._builder.from_packet(data, self._max_vars, ctx.state)
+        if result is None:  # anything unusual: the general path, or the protocol
+            result = self._general(sock, peer, data)
+            if result is None:
+                return
+        scope, used, length = result
+        if len(data) - used < length:  # the body is still on its way
             self._hand_over(sock, data, peer)
             return
         conn = FastConnection(ctx, sock, peer)
@@ -150,6 +135,26 @@ class UwsgiFastPath:
             _TASK(run_request(cycle), loop=loop, **_EAGER_START)
         else:  # the loop's create_task without its wrapper (uvloop's: ~1k instructions)
             _TASK(run_request(cycle), loop=loop)
+
+    def _general(self, sock: socket.socket, peer: PeerAddress, data: bytes) -> PacketScope:
+        """The scope of a packet :meth:`UwsgiScopeBuilder.from_packet` declined, through
+        ``parse_head`` and the builder; None once the connection went to the protocol (which
+        answers a ping, refuses or reports a bad packet, reads a chunked body, upgrades)."""
+        try:
+            result = parse_head(data, self._max_vars)
+        except ProtocolError:
+            result = None
+        if result is not None:
+            head, used = result
+            if isinstance(head, UwsgiRequest) and not head.chunked:
+                try:
+                    scope = self._builder.build(head.environ, self._ctx.state)
+                except Exception:  # the protocol meets the same failure and reports it
+                    scope = None
+                if scope is not None and scope["type"] == "http":
+                    return scope, used, head.content_length
+        self._hand_over(sock, data, peer)
+        return None
 
     def serve_proxied(self, sock: socket.socket, peer: PeerAddress) -> None:
         """Serve a connection that starts with a PROXY header (``proxy_protocol`` on): the

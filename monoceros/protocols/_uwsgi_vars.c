@@ -361,6 +361,553 @@ port_number(PyObject *module, PyObject *value)
     return PyLong_FromUnsignedLongLong(number);
 }
 
+/* ---------------------------------------------------------------- http_scope
+ *
+ * http_scope(packet, max_vars, template, server, state) -> (scope, used, content_length) | None
+ * is the twin of monoceros.asgi.scope.UwsgiScopeBuilder._packet_scope (pinned to it case by case
+ * by tests/unit/test_uwsgi_scope_native.py): the ASGI http scope of a uwsgi packet that starts
+ * with a well-formed request head, straight from the vars block, with no environ dict between
+ * them. Header values are the block's bytes, header names come from a cache keyed by the var's
+ * bytes, and the dozen vars the scope reads are found in the same pass. None for everything
+ * else, which the general path (parse_head and UwsgiScopeBuilder.build) then takes as before:
+ * an incomplete head, a modifier1 other than 0 or 30, a vars block parse_vars leaves to the
+ * slow parser, a key that is not ASCII, more than MAX_PAIRS vars, a request parse_head refuses
+ * (no REQUEST_METHOD, a method that is not a token, a CONTENT_LENGTH that is not digits) or
+ * with a CONTENT_LENGTH of more than 18 digits, and the vars that change the request's kind or
+ * framing (HTTP_UPGRADE, HTTP_TRANSFER_ENCODING, HTTP_CONTENT_LENGTH, HTTP_CONTENT_TYPE). */
+
+#define MAX_PAIRS 256
+#define SEEN_SLOTS 512 /* > 2 * MAX_PAIRS: an open-addressed set of the keys, for repeats */
+#define RAW_SLOTS 256
+
+/* A var's field name by the var's bytes: raw_keys holds the var as bytes (its name in the
+ * block), raw_names the header name (b"user-agent" for HTTP_USER_AGENT). */
+static PyObject *raw_keys[RAW_SLOTS];
+static PyObject *raw_names[RAW_SLOTS];
+
+typedef struct {
+    const unsigned char *at;
+    Py_ssize_t len;
+    int present;
+} var_t;
+
+enum {
+    V_CONTENT_TYPE, /* (for the headers: a var the scope reads is never one) */
+    V_METHOD,
+    V_PATH_INFO,
+    V_SCRIPT_NAME,
+    V_REQUEST_URI,
+    V_QUERY_STRING,
+    V_PROTOCOL,
+    V_REMOTE_ADDR,
+    V_REMOTE_PORT,
+    V_SERVER_NAME,
+    V_SERVER_PORT,
+    V_HTTPS,
+    V_UWSGI_SCHEME,
+    V_REQUEST_SCHEME,
+    V_CONTENT_LENGTH,
+    V_COUNT
+};
+
+static PyObject *s_http_version, *s_server, *s_client, *s_scheme, *s_method, *s_root_path,
+    *s_path, *s_raw_path, *s_query_string, *s_headers, *s_state;
+static PyObject *s_http, *s_https, *s_empty, *v_11, *v_10, *v_20, *v_2;
+static PyObject *b_empty, *b_content_type, *b_content_length;
+
+/* p[0:n] is the string literal: a compare of known size the compiler inlines. */
+#define keyeq(p, n, literal) \
+    ((n) == (Py_ssize_t)sizeof(literal) - 1 && memcmp((p), (literal), sizeof(literal) - 1) == 0)
+
+/* Nonzero when p[0:n] holds a CR, LF or NUL, or a byte that is not ASCII. */
+static int
+bad_key(const unsigned char *p, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v = load64(p + i);
+        if ((v & HIGHS) | zero_byte(v) | zero_byte(v ^ (ONES * '\n')) |
+            zero_byte(v ^ (ONES * '\r'))) {
+            return 1;
+        }
+    }
+    for (; i < n; i++) {
+        unsigned char c = p[i];
+        if (c == 0 || c == '\n' || c == '\r' || c >= 0x80) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Which of the scope's vars the key is (V_COUNT: none of them). */
+static int
+known_var(const unsigned char *k, Py_ssize_t n)
+{
+    switch (n) {
+    case 5:
+        return keyeq(k, n, "HTTPS") ? V_HTTPS : V_COUNT;
+    case 9:
+        return keyeq(k, n, "PATH_INFO") ? V_PATH_INFO : V_COUNT;
+    case 11:
+        if (keyeq(k, n, "SCRIPT_NAME")) return V_SCRIPT_NAME;
+        if (keyeq(k, n, "REQUEST_URI")) return V_REQUEST_URI;
+        if (keyeq(k, n, "REMOTE_ADDR")) return V_REMOTE_ADDR;
+        if (keyeq(k, n, "REMOTE_PORT")) return V_REMOTE_PORT;
+        if (keyeq(k, n, "SERVER_NAME")) return V_SERVER_NAME;
+        if (keyeq(k, n, "SERVER_PORT")) return V_SERVER_PORT;
+        return V_COUNT;
+    case 12:
+        if (keyeq(k, n, "QUERY_STRING")) return V_QUERY_STRING;
+        if (keyeq(k, n, "CONTENT_TYPE")) return V_CONTENT_TYPE;
+        if (keyeq(k, n, "UWSGI_SCHEME")) return V_UWSGI_SCHEME;
+        return V_COUNT;
+    case 14:
+        if (keyeq(k, n, "REQUEST_METHOD")) return V_METHOD;
+        if (keyeq(k, n, "REQUEST_SCHEME")) return V_REQUEST_SCHEME;
+        if (keyeq(k, n, "CONTENT_LENGTH")) return V_CONTENT_LENGTH;
+        return V_COUNT;
+    case 15:
+        return keyeq(k, n, "SERVER_PROTOCOL") ? V_PROTOCOL : V_COUNT;
+    default:
+        return V_COUNT;
+    }
+}
+
+/* 1 for a tchar of RFC 9110 (what uwsgi._TOKEN matches). */
+static int
+is_tchar(unsigned char c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')) {
+        return 1;
+    }
+    return c != 0 && strchr("-!#$%&'*+.^_`|~", c) != NULL;
+}
+
+/* 1 when p[0:n] equals the lower-case ASCII word, ignoring ASCII case. */
+static int
+ascii_ieq(const unsigned char *p, Py_ssize_t n, const char *word)
+{
+    if ((size_t)n != strlen(word)) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if (c >= 'A' && c <= 'Z') {
+            c = (unsigned char)(c + 32);
+        }
+        if (c != (unsigned char)word[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The header name of an HTTP_ var (its bytes k[0:n]): cached, else made and cached. */
+static PyObject *
+raw_field_name(const unsigned char *k, Py_ssize_t n)
+{
+    size_t slot = slot_of(k, n, 8);
+    PyObject *cached = raw_keys[slot];
+    if (cached != NULL && PyBytes_GET_SIZE(cached) == n &&
+        memcmp(PyBytes_AS_STRING(cached), k, (size_t)n) == 0) {
+        Py_INCREF(raw_names[slot]);
+        return raw_names[slot];
+    }
+    PyObject *name = PyBytes_FromStringAndSize(NULL, n - 5);
+    if (name == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(name);
+    for (Py_ssize_t i = 5; i < n; i++) {
+        char c = (char)k[i];
+        out[i - 5] = c == '_' ? '-' : (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    if (n <= KEY_MAX) {
+        PyObject *key = PyBytes_FromStringAndSize((const char *)k, n);
+        if (key == NULL) {
+            Py_DECREF(name);
+            return NULL;
+        }
+        Py_INCREF(name);
+        Py_XSETREF(raw_keys[slot], key);
+        Py_XSETREF(raw_names[slot], name);
+    }
+    return name;
+}
+
+/* A path var's bytes as text: UTF-8, undecodable bytes as U+FFFD (scope._path_text). */
+static PyObject *
+path_text(const unsigned char *p, Py_ssize_t n)
+{
+    if (n == 0) {
+        Py_INCREF(s_empty);
+        return s_empty;
+    }
+    return PyUnicode_DecodeUTF8((const char *)p, n, "replace");
+}
+
+/* A latin-1 var as str, through the short values' cache. A new reference, NULL on error. */
+static PyObject *
+var_str(const var_t *v)
+{
+    PyObject *str = cached_str(value_slots, 8, VALUE_MAX, 0, v->at, v->len);
+    if (str == NULL && !PyErr_Occurred()) { /* cannot be: the block was checked */
+        PyErr_SetString(PyExc_SystemError, "http_scope: a checked var held a bad byte");
+    }
+    return str;
+}
+
+/* A port var as an int, None when absent, empty or not all ASCII digits (port_number). */
+static PyObject *
+var_port(const var_t *v)
+{
+    if (!v->present || v->len == 0) {
+        Py_RETURN_NONE;
+    }
+    uint64_t number = 0;
+    for (Py_ssize_t i = 0; i < v->len; i++) {
+        unsigned digit = (unsigned)v->at[i] - '0';
+        if (digit > 9) {
+            Py_RETURN_NONE;
+        }
+        number = number * 10 + digit;
+    }
+    if (v->len > 18) {
+        PyObject *text = PyUnicode_DecodeLatin1((const char *)v->at, v->len, NULL);
+        if (text == NULL) {
+            return NULL;
+        }
+        PyObject *result = PyLong_FromUnicodeObject(text, 10);
+        Py_DECREF(text);
+        return result;
+    }
+    return PyLong_FromUnsignedLongLong(number);
+}
+
+/* (str of name, port) for a host var and its port var. */
+static PyObject *
+address(const var_t *host, const var_t *port)
+{
+    PyObject *name = var_str(host);
+    if (name == NULL) {
+        return NULL;
+    }
+    PyObject *number = var_port(port);
+    if (number == NULL) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    PyObject *pair = PyTuple_Pack(2, name, number);
+    Py_DECREF(name);
+    Py_DECREF(number);
+    return pair;
+}
+
+/* scope["scheme"] as uwsgi.url_scheme decides it. Borrowed. */
+static PyObject *
+scheme_of(const var_t *vars)
+{
+    const var_t *https = &vars[V_HTTPS];
+    if (https->present && https->len) {
+        return ascii_ieq(https->at, https->len, "on") || ascii_ieq(https->at, https->len, "1") ||
+                       ascii_ieq(https->at, https->len, "yes")
+                   ? s_https
+                   : s_http;
+    }
+    const var_t *scheme = &vars[V_UWSGI_SCHEME];
+    if (!scheme->present || !scheme->len) {
+        scheme = &vars[V_REQUEST_SCHEME];
+    }
+    if (!scheme->present || !scheme->len) {
+        return s_http;
+    }
+    return ascii_ieq(scheme->at, scheme->len, "https") ? s_https : s_http;
+}
+
+/* scope["http_version"] from SERVER_PROTOCOL. A new reference. */
+static PyObject *
+version_of(const var_t *protocol)
+{
+    const unsigned char *p = protocol->at;
+    Py_ssize_t n = protocol->present ? protocol->len : 0;
+    PyObject *known = NULL;
+    if (keyeq(p, n, "HTTP/1.1")) known = v_11;
+    else if (keyeq(p, n, "HTTP/1.0")) known = v_10;
+    else if (keyeq(p, n, "HTTP/2.0")) known = v_20;
+    else if (keyeq(p, n, "HTTP/2")) known = v_2;
+    else if (n > 5 && memcmp(p, "HTTP/", 5) == 0) {
+        return PyUnicode_DecodeLatin1((const char *)p + 5, n - 5, NULL);
+    }
+    else known = v_11;
+    Py_INCREF(known);
+    return known;
+}
+
+/* scope["raw_path"]: REQUEST_URI up to its query (an absolute-form target cut to its path),
+ * else SCRIPT_NAME and PATH_INFO as the head has them. */
+static PyObject *
+raw_path_of(const var_t *uri, const unsigned char *script, Py_ssize_t script_len,
+            const unsigned char *path, Py_ssize_t path_len)
+{
+    if (uri->present && uri->len) {
+        const unsigned char *p = uri->at;
+        const unsigned char *q = memchr(p, '?', (size_t)uri->len);
+        Py_ssize_t n = q == NULL ? uri->len : q - p;
+        if (n == 0 || p[0] != '/') {
+            for (Py_ssize_t i = 0; i + 3 <= n; i++) {
+                if (p[i] == ':' && p[i + 1] == '/' && p[i + 2] == '/') {
+                    const unsigned char *rest = p + i + 3;
+                    Py_ssize_t rest_len = n - i - 3;
+                    const unsigned char *slash = memchr(rest, '/', (size_t)rest_len);
+                    if (slash == NULL) {
+                        return PyBytes_FromStringAndSize("/", 1);
+                    }
+                    return PyBytes_FromStringAndSize((const char *)slash, rest_len - (slash - rest));
+                }
+            }
+        }
+        return PyBytes_FromStringAndSize((const char *)p, n);
+    }
+    PyObject *raw = PyBytes_FromStringAndSize(NULL, script_len + path_len);
+    if (raw != NULL) {
+        if (script_len) memcpy(PyBytes_AS_STRING(raw), script, (size_t)script_len);
+        if (path_len) memcpy(PyBytes_AS_STRING(raw) + script_len, path, (size_t)path_len);
+    }
+    return raw;
+}
+
+static PyObject *
+http_scope(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5 || !PyBytes_CheckExact(args[0]) || !PyLong_CheckExact(args[1]) ||
+        !PyDict_CheckExact(args[2]) || !PyTuple_CheckExact(args[3]) ||
+        !(args[4] == Py_None || PyDict_CheckExact(args[4]))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "http_scope(packet: bytes, max_vars: int, template: dict, server: tuple, "
+                        "state: dict | None)");
+        return NULL;
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
+    Py_ssize_t max_vars = PyLong_AsSsize_t(args[1]);
+    if (max_vars == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n < 4) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t size = data[1] | data[2] << 8;
+    if ((data[0] != 0 && data[0] != 30) || size == 0 || size > max_vars || n < 4 + size) {
+        Py_RETURN_NONE;
+    }
+    const unsigned char *blk = data + 4;
+
+    /* The pairs fit the block exactly, no key is empty, not too many. */
+    Py_ssize_t pairs = 0;
+    Py_ssize_t i = 0;
+    while (i < size) {
+        if (i + 2 > size) Py_RETURN_NONE;
+        Py_ssize_t key_len = blk[i] | blk[i + 1] << 8;
+        if (key_len == 0) Py_RETURN_NONE;
+        i += 2 + key_len;
+        if (i + 2 > size) Py_RETURN_NONE;
+        i += 2 + (blk[i] | blk[i + 1] << 8);
+        if (++pairs > MAX_PAIRS) Py_RETURN_NONE;
+    }
+    if (i != size) {
+        Py_RETURN_NONE;
+    }
+
+    /* Every key once, ASCII, clean; every value clean; the scope's vars and the headers found. */
+    uint16_t seen[SEEN_SLOTS]; /* 1 + where a key's pair starts; 0: a free slot */
+    memset(seen, 0, sizeof seen);
+    var_t vars[V_COUNT];
+    memset(vars, 0, sizeof vars);
+    uint16_t header_at[MAX_PAIRS]; /* where each header's pair starts */
+    Py_ssize_t headers = 0;
+    i = 0;
+    while (i < size) {
+        Py_ssize_t key_len = blk[i] | blk[i + 1] << 8;
+        const unsigned char *key = blk + i + 2;
+        Py_ssize_t value_at = i + 2 + key_len;
+        Py_ssize_t value_len = blk[value_at] | blk[value_at + 1] << 8;
+        const unsigned char *value = blk + value_at + 2;
+        if (bad_key(key, key_len) || has_bad_byte(value, value_len)) {
+            Py_RETURN_NONE;
+        }
+        size_t slot = slot_of(key, key_len, 9);
+        while (seen[slot]) {
+            Py_ssize_t other = seen[slot] - 1;
+            if ((blk[other] | blk[other + 1] << 8) == key_len &&
+                memcmp(blk + other + 2, key, (size_t)key_len) == 0) {
+                Py_RETURN_NONE; /* a repeated key: parse_vars leaves it to the slow parser */
+            }
+            slot = (slot + 1) & (SEEN_SLOTS - 1);
+        }
+        seen[slot] = (uint16_t)(i + 1);
+        if (key_len > 5 && memcmp(key, "HTTP_", 5) == 0) {
+            if (keyeq(key, key_len, "HTTP_UPGRADE") ||
+                keyeq(key, key_len, "HTTP_TRANSFER_ENCODING") ||
+                keyeq(key, key_len, "HTTP_CONTENT_LENGTH") ||
+                keyeq(key, key_len, "HTTP_CONTENT_TYPE")) {
+                Py_RETURN_NONE;
+            }
+            header_at[headers++] = (uint16_t)i;
+        }
+        else {
+            int which = known_var(key, key_len);
+            if (which != V_COUNT) {
+                vars[which].at = value;
+                vars[which].len = value_len;
+                vars[which].present = 1;
+                if (value_len && (which == V_CONTENT_LENGTH || which == V_CONTENT_TYPE)) {
+                    header_at[headers++] = (uint16_t)i;
+                }
+            }
+        }
+        i = value_at + 2 + value_len;
+    }
+
+    /* What parse_head refuses, and a length it would take int()'s parser for. */
+    const var_t *method = &vars[V_METHOD];
+    if (!method->present || method->len == 0) {
+        Py_RETURN_NONE;
+    }
+    for (Py_ssize_t j = 0; j < method->len; j++) {
+        if (!is_tchar(method->at[j])) Py_RETURN_NONE;
+    }
+    long long content_length = 0;
+    const var_t *cl = &vars[V_CONTENT_LENGTH];
+    if (cl->present && cl->len) {
+        if (cl->len > 18) Py_RETURN_NONE;
+        for (Py_ssize_t j = 0; j < cl->len; j++) {
+            unsigned digit = (unsigned)cl->at[j] - '0';
+            if (digit > 9) Py_RETURN_NONE;
+            content_length = content_length * 10 + digit;
+        }
+    }
+
+    /* SCRIPT_NAME without its trailing slashes, cut from the front of PATH_INFO at a '/'. */
+    const unsigned char *script = vars[V_SCRIPT_NAME].at;
+    Py_ssize_t script_len = vars[V_SCRIPT_NAME].present ? vars[V_SCRIPT_NAME].len : 0;
+    while (script_len && script[script_len - 1] == '/') {
+        script_len--;
+    }
+    const unsigned char *path = vars[V_PATH_INFO].at;
+    Py_ssize_t path_len = vars[V_PATH_INFO].present ? vars[V_PATH_INFO].len : 0;
+    if (script_len && vars[V_PATH_INFO].present && path_len >= script_len &&
+        memcmp(path, script, (size_t)script_len) == 0 &&
+        (path_len == script_len || path[script_len] == '/')) {
+        path += script_len;
+        path_len -= script_len;
+    }
+
+    /* The headers, in the vars' order. */
+    PyObject *fields = PyList_New(headers);
+    if (fields == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t h = 0; h < headers; h++) {
+        Py_ssize_t at = header_at[h];
+        Py_ssize_t key_len = blk[at] | blk[at + 1] << 8;
+        const unsigned char *key = blk + at + 2;
+        Py_ssize_t value_at = at + 2 + key_len;
+        Py_ssize_t value_len = blk[value_at] | blk[value_at + 1] << 8;
+        PyObject *name;
+        if (key[0] == 'H') { /* HTTP_... */
+            name = raw_field_name(key, key_len);
+        }
+        else {
+            name = key_len == 12 ? b_content_type : b_content_length;
+            Py_INCREF(name);
+        }
+        PyObject *bytes = name == NULL ? NULL
+                                       : PyBytes_FromStringAndSize(
+                                             (const char *)blk + value_at + 2, value_len);
+        PyObject *pair = bytes == NULL ? NULL : PyTuple_New(2);
+        if (pair == NULL) {
+            Py_XDECREF(name);
+            Py_XDECREF(bytes);
+            Py_DECREF(fields);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(pair, 0, name);
+        PyTuple_SET_ITEM(pair, 1, bytes);
+        PyList_SET_ITEM(fields, h, pair);
+    }
+
+    /* The scope's values, in the template's order (state last); NULL where making one failed. */
+    const var_t *remote = &vars[V_REMOTE_ADDR];
+    const var_t *server_name = &vars[V_SERVER_NAME];
+    const var_t *query = &vars[V_QUERY_STRING];
+    PyObject *root_path = NULL;
+    PyObject *path_str = path_text(path, path_len);
+    if (script_len && path_str != NULL) {
+        root_path = path_text(script, script_len);
+        Py_SETREF(path_str, root_path == NULL ? NULL : PyUnicode_Concat(root_path, path_str));
+    }
+    else {
+        root_path = s_empty;
+        Py_INCREF(root_path);
+    }
+    PyObject *scheme = scheme_of(vars);
+    Py_INCREF(scheme);
+    PyObject *keys[] = {s_http_version, s_server,   s_client,       s_scheme,
+                        s_method,       s_root_path, s_path,        s_raw_path,
+                        s_query_string, s_headers,   s_state};
+    PyObject *values[] = {
+        version_of(&vars[V_PROTOCOL]),
+        server_name->len ? address(server_name, &vars[V_SERVER_PORT])
+                         : (Py_INCREF(args[3]), args[3]),
+        remote->len ? address(remote, &vars[V_REMOTE_PORT]) : (Py_INCREF(Py_None), Py_None),
+        scheme,
+        var_str(method),
+        root_path,
+        path_str,
+        raw_path_of(&vars[V_REQUEST_URI], script, script_len, path, path_len),
+        query->len ? PyBytes_FromStringAndSize((const char *)query->at, query->len)
+                   : (Py_INCREF(b_empty), b_empty),
+        fields,
+        args[4] == Py_None ? NULL : PyDict_Copy(args[4]),
+    };
+    const size_t count = sizeof values / sizeof values[0] - (args[4] == Py_None);
+    PyObject *scope = NULL;
+    for (size_t k = 0; k < count; k++) {
+        if (values[k] == NULL) {
+            goto done;
+        }
+    }
+    scope = PyDict_Copy(args[2]);
+    for (size_t k = 0; scope != NULL && k < count; k++) {
+        if (PyDict_SetItem(scope, keys[k], values[k]) < 0) {
+            Py_CLEAR(scope);
+        }
+    }
+done:
+    for (size_t k = 0; k < count; k++) {
+        Py_XDECREF(values[k]);
+    }
+    if (scope == NULL) {
+        return NULL;
+    }
+    PyObject *result = PyTuple_New(3);
+    PyObject *used = PyLong_FromSsize_t(4 + size);
+    PyObject *length = PyLong_FromLongLong(content_length);
+    if (result == NULL || used == NULL || length == NULL) {
+        Py_XDECREF(result);
+        Py_XDECREF(used);
+        Py_XDECREF(length);
+        Py_DECREF(scope);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, scope);
+    PyTuple_SET_ITEM(result, 1, used);
+    PyTuple_SET_ITEM(result, 2, length);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"parse_vars", parse_vars, METH_O,
      "parse_vars(block, /)\n--\n\n"
@@ -371,6 +918,10 @@ static PyMethodDef methods[] = {
      "The HTTP header fields of a vars dict as (name, value) bytes pairs, in its order: each\n"
      "HTTP_* var, and CONTENT_TYPE and CONTENT_LENGTH when not empty; None for a dict left to\n"
      "the Python twin (a key not ASCII, a key or value not a latin-1 str)."},
+    {"http_scope", (PyCFunction)(void (*)(void))http_scope, METH_FASTCALL,
+     "http_scope(packet, max_vars, template, server, state, /)\n--\n\n"
+     "(scope, bytes used, content length) of a packet starting with a well-formed uwsgi\n"
+     "request head, straight from its vars block; None for anything the general path takes."},
     {"port_number", port_number, METH_O,
      "port_number(value, /)\n--\n\n"
      "A port var (str or None) as an int; None when empty, absent or not all ASCII digits."},
@@ -380,8 +931,8 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     "monoceros.protocols._uwsgi_vars",
-    "The uwsgi vars block in C (the twins of uwsgi._vars_fast, uwsgi._header_fields and "
-    "uwsgi._port_number).",
+    "The uwsgi vars block in C (the twins of uwsgi._vars_fast, uwsgi._header_fields, "
+    "uwsgi._port_number and scope.UwsgiScopeBuilder._packet_scope).",
     -1,
     methods,
     NULL,
@@ -390,8 +941,35 @@ static struct PyModuleDef module_def = {
     NULL,
 };
 
+static int
+make_constants(void)
+{
+    struct {
+        PyObject **slot;
+        const char *text;
+    } strs[] = {
+        {&s_http_version, "http_version"}, {&s_server, "server"}, {&s_client, "client"},
+        {&s_scheme, "scheme"}, {&s_method, "method"}, {&s_root_path, "root_path"},
+        {&s_path, "path"}, {&s_raw_path, "raw_path"}, {&s_query_string, "query_string"},
+        {&s_headers, "headers"}, {&s_state, "state"}, {&s_http, "http"}, {&s_https, "https"},
+        {&s_empty, ""}, {&v_11, "1.1"}, {&v_10, "1.0"}, {&v_20, "2.0"}, {&v_2, "2"},
+    };
+    for (size_t k = 0; k < sizeof strs / sizeof strs[0]; k++) {
+        if ((*strs[k].slot = PyUnicode_InternFromString(strs[k].text)) == NULL) {
+            return -1;
+        }
+    }
+    b_empty = PyBytes_FromStringAndSize("", 0);
+    b_content_type = PyBytes_FromString("content-type");
+    b_content_length = PyBytes_FromString("content-length");
+    return b_empty == NULL || b_content_type == NULL || b_content_length == NULL ? -1 : 0;
+}
+
 PyMODINIT_FUNC
 PyInit__uwsgi_vars(void)
 {
+    if (make_constants() < 0) {
+        return NULL;
+    }
     return PyModule_Create(&module_def);
 }

@@ -48,8 +48,10 @@ __all__ = [
     "header_fields",
     "parse_head",
     "port_number",
+    "request_head",
     "truncated_head",
     "url_scheme",
+    "well_formed_vars",
 ]
 
 MAX_VARS_SIZE: Final = 65535
@@ -277,13 +279,23 @@ except (ImportError, AttributeError):  # not built, refused, or an older build w
     _port_of = _port_number
 
 
+def well_formed_vars(blk: bytes) -> dict[str, str] | None:
+    """The environ of a vars block whose every pair is well formed (keys and values decoded
+    latin-1, in the block's order); None for anything unusual: an overrun, an empty key, a
+    repeated key, a CR, LF or NUL in a key or value (:func:`parse_head` then parses it var by
+    var, to raise the precise error or merge the repeats)."""
+    return _parse_vars(blk)
+
+
 def _char_name(char: str) -> str:
     """Name a forbidden character for an error reason."""
     return {"\r": "CR", "\n": "LF"}.get(char, "NUL")
 
 
-def _finish(m1: int, m2: int, environ: dict[str, str]) -> UwsgiRequest:
-    """Apply the CGI mapping rules shared by WSGI and ASGI and build the request head."""
+def request_head(m1: int, m2: int, environ: dict[str, str]) -> UwsgiRequest:
+    """The request head of a parsed vars block: applies the CGI mapping rules shared by WSGI
+    and ASGI to ``environ`` (see :func:`parse_head`); raises :class:`InvalidVars` for a request
+    it refuses."""
     method = environ.get("REQUEST_METHOD")
     if method is None:
         raise InvalidVars("missing REQUEST_METHOD")
@@ -359,7 +371,7 @@ def parse_head(
     environ = _parse_vars(blk)
     if environ is None:
         environ = _vars_slow(blk)
-    return _finish(m1, buf[3], environ), end
+    return request_head(m1, buf[3], environ), end
 
 
 #: var name -> its header field name, or b"" for a var that is not a header (bounded)

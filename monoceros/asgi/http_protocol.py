@@ -19,7 +19,6 @@ from ..protocols.http import HttpParser, HttpRequest
 from ..protocols.response import error_response
 from .connection import TransportConnection
 from .cycle import HttpCycle
-from .request_task import run_request
 from .scope import HttpScopeBuilder
 from .websocket import WebSocketSession
 
@@ -151,7 +150,7 @@ class HttpProtocol(TransportConnection):
             uwsgi=False,
         )
         self.cycle = cycle
-        ctx.loop.create_task(run_request(cycle))
+        ctx.start_request(cycle)
 
     def response_done(self, cycle: HttpCycle) -> None:
         """Called by the cycle when its response is complete: keep alive, or close."""

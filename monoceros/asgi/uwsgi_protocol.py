@@ -20,7 +20,6 @@ from ..protocols.response import error_response
 from ..protocols.uwsgi import PONG, Ping, UwsgiParser, UwsgiRequest
 from .connection import TransportConnection
 from .cycle import HttpCycle
-from .request_task import run_request
 from .scope import UwsgiScopeBuilder
 from .websocket import WebSocketSession
 
@@ -163,7 +162,7 @@ class UwsgiProtocol(TransportConnection):
             uwsgi=True,
         )
         self.cycle = cycle
-        ctx.loop.create_task(run_request(cycle))
+        ctx.start_request(cycle)
 
     def response_done(self, cycle: HttpCycle) -> None:
         """The response is complete: close (after the rest of an unread body, briefly)."""

@@ -18,7 +18,7 @@ import pytest
 
 from monoceros.addresses import AddressMatcher
 from monoceros.asgi.connection import TransportConnection
-from monoceros.asgi.context import ServerContext
+from monoceros.asgi.context import REQUEST_TASK_NAME, ServerContext
 from monoceros.asgi.flow import HIGH_WATER
 from monoceros.asgi.http_protocol import HttpProtocol
 from monoceros.asgi.scope import HttpScopeBuilder, UwsgiScopeBuilder
@@ -67,6 +67,8 @@ async def serve(
 
 def slow_echo(seen: list[bool], protos: list[Any]) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        task = asyncio.current_task()  # the request's own task, named (else: a 500)
+        assert task is not None and task.get_name() == REQUEST_TASK_NAME
         h = hashlib.sha256()
         n = 0
         while True:

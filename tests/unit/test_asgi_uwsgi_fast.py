@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from monoceros.asgi.acceptor import Acceptor
+from monoceros.asgi.context import REQUEST_TASK_NAME
 from monoceros.asgi.scope import UwsgiScopeBuilder
 from monoceros.asgi.uwsgi_fast import WRITE_HIGH, FastConnection, UwsgiFastPath
 from monoceros.asgi.uwsgi_protocol import UwsgiProtocol
@@ -183,6 +184,7 @@ def test_the_task_of_a_request_comes_from_the_applications_task_factory(tmp_path
     run(main())
     assert made == ["run_request"]
     assert len(current) == 2 and all(isinstance(task, asyncio.Task) for task in current)
+    assert [task.get_name() for task in current] == [REQUEST_TASK_NAME] * 2  # type: ignore[attr-defined]
 
 
 def test_a_body_in_the_packet_is_received_whole(tmp_path: Path) -> None:

@@ -677,6 +677,32 @@ raw_path_of(const var_t *uri, const unsigned char *script, Py_ssize_t script_len
     return raw;
 }
 
+/* A tuple of the n new references in items, which it takes over; NULL when one of them is NULL
+ * (an exception set) or the tuple cannot be made, with every item released. */
+static PyObject *
+stolen_tuple(Py_ssize_t n, PyObject **items)
+{
+    PyObject *tuple = NULL;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (items[k] == NULL) {
+            goto fail;
+        }
+    }
+    tuple = PyTuple_New(n);
+    if (tuple == NULL) {
+        goto fail;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyTuple_SET_ITEM(tuple, k, items[k]);
+    }
+    return tuple;
+fail:
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_XDECREF(items[k]);
+    }
+    return NULL;
+}
+
 static PyObject *
 http_scope(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -823,19 +849,17 @@ http_scope(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             name = key_len == 12 ? b_content_type : b_content_length;
             Py_INCREF(name);
         }
-        PyObject *bytes = name == NULL ? NULL
-                                       : PyBytes_FromStringAndSize(
-                                             (const char *)blk + value_at + 2, value_len);
-        PyObject *pair = bytes == NULL ? NULL : PyTuple_New(2);
-        if (pair == NULL) {
-            Py_XDECREF(name);
-            Py_XDECREF(bytes);
+        PyObject *pair[] = {
+            name,
+            name == NULL ? NULL
+                         : PyBytes_FromStringAndSize((const char *)blk + value_at + 2, value_len),
+        };
+        PyObject *field = stolen_tuple(2, pair);
+        if (field == NULL) {
             Py_DECREF(fields);
             return NULL;
         }
-        PyTuple_SET_ITEM(pair, 0, name);
-        PyTuple_SET_ITEM(pair, 1, bytes);
-        PyList_SET_ITEM(fields, h, pair);
+        PyList_SET_ITEM(fields, h, field);
     }
 
     /* The scope's values, in the template's order (state last); NULL where making one failed. */
@@ -892,20 +916,12 @@ done:
     if (scope == NULL) {
         return NULL;
     }
-    PyObject *result = PyTuple_New(3);
-    PyObject *used = PyLong_FromSsize_t(4 + size);
-    PyObject *length = PyLong_FromLongLong(content_length);
-    if (result == NULL || used == NULL || length == NULL) {
-        Py_XDECREF(result);
-        Py_XDECREF(used);
-        Py_XDECREF(length);
-        Py_DECREF(scope);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(result, 0, scope);
-    PyTuple_SET_ITEM(result, 1, used);
-    PyTuple_SET_ITEM(result, 2, length);
-    return result;
+    PyObject *result[] = {
+        scope,
+        PyLong_FromSsize_t(4 + size),
+        PyLong_FromLongLong(content_length),
+    };
+    return stolen_tuple(3, result);
 }
 
 static PyMethodDef methods[] = {

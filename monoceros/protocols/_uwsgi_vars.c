@@ -663,7 +663,8 @@ raw_path_of(const var_t *uri, const unsigned char *script, Py_ssize_t script_len
                     if (slash == NULL) {
                         return PyBytes_FromStringAndSize("/", 1);
                     }
-                    return PyBytes_FromStringAndSize((const char *)slash, rest_len - (slash - rest));
+                    Py_ssize_t path_len = rest_len - (slash - rest);
+                    return PyBytes_FromStringAndSize((const char *)slash, path_len);
                 }
             }
         }

@@ -663,8 +663,8 @@ raw_path_of(const var_t *uri, const unsigned char *script, Py_ssize_t script_len
                     if (slash == NULL) {
                         return PyBytes_FromStringAndSize("/", 1);
                     }
-                    Py_ssize_t path_len = rest_len - (slash - rest);
-                    return PyBytes_FromStringAndSize((const char *)slash, path_len);
+                    Py_ssize_t after_host = rest_len - (slash - rest);
+                    return PyBytes_FromStringAndSize((const char *)slash, after_host);
                 }
             }
         }

@@ -327,9 +327,46 @@ python_twin:
 }
 
 
+/* 1 when p[0:n] is all ASCII digits, with *number their value (exact up to 18 digits); else 0. */
+static int
+ascii_digits(const unsigned char *p, Py_ssize_t n, uint64_t *number)
+{
+    uint64_t sum = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned digit = (unsigned)p[i] - '0';
+        if (digit > 9) {
+            return 0;
+        }
+        sum = sum * 10 + digit;
+    }
+    *number = sum;
+    return 1;
+}
+
+/* A port var's bytes as an int; None when empty or not all ASCII digits. Up to 18 digits are
+ * summed here; a longer run of ASCII digits is left to int()'s own parser (an int of any size,
+ * as the Python twin makes). */
+static PyObject *
+port_of(const unsigned char *p, Py_ssize_t n)
+{
+    uint64_t number;
+    if (n == 0 || !ascii_digits(p, n, &number)) {
+        Py_RETURN_NONE;
+    }
+    if (n > 18) {
+        PyObject *text = PyUnicode_DecodeLatin1((const char *)p, n, NULL);
+        if (text == NULL) {
+            return NULL;
+        }
+        PyObject *result = PyLong_FromUnicodeObject(text, 10);
+        Py_DECREF(text);
+        return result;
+    }
+    return PyLong_FromUnsignedLongLong(number);
+}
+
 /* The twin of uwsgi._port_number: a port var as an int, None when empty or not all ASCII
- * digits. Up to 18 digits are summed here; a longer run of ASCII digits is left to int()'s
- * own parser (an int of any size, as the twin makes). Anything but a str or None: TypeError. */
+ * digits (port_of). Anything but a str or None: TypeError. */
 static PyObject *
 port_number(PyObject *module, PyObject *value)
 {
@@ -342,23 +379,36 @@ port_number(PyObject *module, PyObject *value)
                      Py_TYPE(value)->tp_name);
         return NULL;
     }
-    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
-    if (n == 0 || PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND) {
+    if (PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND) {
         Py_RETURN_NONE; /* a wider str has a char past U+00FF: not all ASCII digits */
     }
-    const unsigned char *p = PyUnicode_1BYTE_DATA(value);
-    uint64_t number = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned digit = (unsigned)p[i] - '0';
-        if (digit > 9) {
-            Py_RETURN_NONE;
+    return port_of(PyUnicode_1BYTE_DATA(value), PyUnicode_GET_LENGTH(value));
+}
+
+/* A tuple of the n new references in items, which it takes over; NULL when one of them is NULL
+ * (an exception set) or the tuple cannot be made, with every item released. */
+static PyObject *
+stolen_tuple(Py_ssize_t n, PyObject **items)
+{
+    PyObject *tuple = NULL;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (items[k] == NULL) {
+            goto fail;
         }
-        number = number * 10 + digit;
     }
-    if (n > 18) {
-        return PyLong_FromUnicodeObject(value, 10);
+    tuple = PyTuple_New(n);
+    if (tuple == NULL) {
+        goto fail;
     }
-    return PyLong_FromUnsignedLongLong(number);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyTuple_SET_ITEM(tuple, k, items[k]);
+    }
+    return tuple;
+fail:
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_XDECREF(items[k]);
+    }
+    return NULL;
 }
 
 /* ---------------------------------------------------------------- http_scope
@@ -558,50 +608,12 @@ var_str(const var_t *v)
     return str;
 }
 
-/* A port var as an int, None when absent, empty or not all ASCII digits (port_number). */
-static PyObject *
-var_port(const var_t *v)
-{
-    if (!v->present || v->len == 0) {
-        Py_RETURN_NONE;
-    }
-    uint64_t number = 0;
-    for (Py_ssize_t i = 0; i < v->len; i++) {
-        unsigned digit = (unsigned)v->at[i] - '0';
-        if (digit > 9) {
-            Py_RETURN_NONE;
-        }
-        number = number * 10 + digit;
-    }
-    if (v->len > 18) {
-        PyObject *text = PyUnicode_DecodeLatin1((const char *)v->at, v->len, NULL);
-        if (text == NULL) {
-            return NULL;
-        }
-        PyObject *result = PyLong_FromUnicodeObject(text, 10);
-        Py_DECREF(text);
-        return result;
-    }
-    return PyLong_FromUnsignedLongLong(number);
-}
-
 /* (str of name, port) for a host var and its port var. */
 static PyObject *
 address(const var_t *host, const var_t *port)
 {
-    PyObject *name = var_str(host);
-    if (name == NULL) {
-        return NULL;
-    }
-    PyObject *number = var_port(port);
-    if (number == NULL) {
-        Py_DECREF(name);
-        return NULL;
-    }
-    PyObject *pair = PyTuple_Pack(2, name, number);
-    Py_DECREF(name);
-    Py_DECREF(number);
-    return pair;
+    PyObject *pair[] = {var_str(host), port_of(port->at, port->present ? port->len : 0)};
+    return stolen_tuple(2, pair);
 }
 
 /* scope["scheme"] as uwsgi.url_scheme decides it. Borrowed. */
@@ -676,32 +688,6 @@ raw_path_of(const var_t *uri, const unsigned char *script, Py_ssize_t script_len
         if (path_len) memcpy(PyBytes_AS_STRING(raw) + script_len, path, (size_t)path_len);
     }
     return raw;
-}
-
-/* A tuple of the n new references in items, which it takes over; NULL when one of them is NULL
- * (an exception set) or the tuple cannot be made, with every item released. */
-static PyObject *
-stolen_tuple(Py_ssize_t n, PyObject **items)
-{
-    PyObject *tuple = NULL;
-    for (Py_ssize_t k = 0; k < n; k++) {
-        if (items[k] == NULL) {
-            goto fail;
-        }
-    }
-    tuple = PyTuple_New(n);
-    if (tuple == NULL) {
-        goto fail;
-    }
-    for (Py_ssize_t k = 0; k < n; k++) {
-        PyTuple_SET_ITEM(tuple, k, items[k]);
-    }
-    return tuple;
-fail:
-    for (Py_ssize_t k = 0; k < n; k++) {
-        Py_XDECREF(items[k]);
-    }
-    return NULL;
 }
 
 static PyObject *
@@ -805,15 +791,11 @@ http_scope(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t j = 0; j < method->len; j++) {
         if (!is_tchar(method->at[j])) Py_RETURN_NONE;
     }
-    long long content_length = 0;
+    uint64_t content_length = 0;
     const var_t *cl = &vars[V_CONTENT_LENGTH];
-    if (cl->present && cl->len) {
-        if (cl->len > 18) Py_RETURN_NONE;
-        for (Py_ssize_t j = 0; j < cl->len; j++) {
-            unsigned digit = (unsigned)cl->at[j] - '0';
-            if (digit > 9) Py_RETURN_NONE;
-            content_length = content_length * 10 + digit;
-        }
+    if (cl->present && cl->len &&
+        (cl->len > 18 || !ascii_digits(cl->at, cl->len, &content_length))) {
+        Py_RETURN_NONE;
     }
 
     /* SCRIPT_NAME without its trailing slashes, cut from the front of PATH_INFO at a '/'. */
@@ -920,7 +902,7 @@ done:
     PyObject *result[] = {
         scope,
         PyLong_FromSsize_t(4 + size),
-        PyLong_FromLongLong(content_length),
+        PyLong_FromUnsignedLongLong(content_length),
     };
     return stolen_tuple(3, result);
 }

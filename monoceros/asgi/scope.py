@@ -71,12 +71,7 @@ _VERSIONS: Final = {"HTTP/1.1": "1.1", "HTTP/1.0": "1.0", "HTTP/2.0": "2.0", "HT
 #: the most vars :meth:`UwsgiScopeBuilder.from_packet` takes (more: the general path)
 _PACKET_MAX_PAIRS: Final = 256
 #: vars that change a request's kind or framing: with one, the general path builds the scope
-_PACKET_DECLINED: Final = (
-    "HTTP_UPGRADE",
-    "HTTP_TRANSFER_ENCODING",
-    "HTTP_CONTENT_LENGTH",
-    "HTTP_CONTENT_TYPE",
-)
+_PACKET_DECLINED: Final = ("HTTP_UPGRADE", "HTTP_TRANSFER_ENCODING")
 #: (scope, bytes of the head, Content-Length) of a packet, or None
 PacketScope = tuple[dict[str, Any], int, int] | None
 _NativeScope = Callable[[bytes, int, dict[str, Any], Any, dict[str, Any] | None], PacketScope]
@@ -261,8 +256,9 @@ class UwsgiScopeBuilder:
         vars block :func:`~monoceros.protocols.uwsgi.well_formed_vars` declines, a key that is
         not ASCII, more than 256 vars, a request ``parse_head`` refuses, a ``CONTENT_LENGTH``
         of more than 18 digits, and the vars that change the request's kind or framing
-        (``HTTP_UPGRADE``, ``HTTP_TRANSFER_ENCODING``, ``HTTP_CONTENT_LENGTH``,
-        ``HTTP_CONTENT_TYPE``). The scope is the one :meth:`build` makes of the same vars."""
+        (``HTTP_UPGRADE``, ``HTTP_TRANSFER_ENCODING``). ``HTTP_CONTENT_LENGTH`` and
+        ``HTTP_CONTENT_TYPE`` (nginx's copies of the body's headers) are dropped, as
+        ``parse_head`` drops them. The scope is the one :meth:`build` makes of the same vars."""
         if _native_scope is not None:
             return _native_scope(packet, max_vars, _HTTP_SCOPE, self._server, state)
         return self._packet_scope(packet, max_vars, state)

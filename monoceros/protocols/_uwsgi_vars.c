@@ -424,7 +424,8 @@ fail:
  * slow parser, a key that is not ASCII, more than MAX_PAIRS vars, a request parse_head refuses
  * (no REQUEST_METHOD, a method that is not a token, a CONTENT_LENGTH that is not digits) or
  * with a CONTENT_LENGTH of more than 18 digits, and the vars that change the request's kind or
- * framing (HTTP_UPGRADE, HTTP_TRANSFER_ENCODING, HTTP_CONTENT_LENGTH, HTTP_CONTENT_TYPE). */
+ * framing (HTTP_UPGRADE, HTTP_TRANSFER_ENCODING). HTTP_CONTENT_LENGTH and HTTP_CONTENT_TYPE, which
+ * nginx sends with every request that has a body, are dropped, as parse_head drops them. */
 
 #define MAX_PAIRS 256
 #define SEEN_SLOTS 512 /* > 2 * MAX_PAIRS: an open-addressed set of the keys, for repeats */
@@ -762,12 +763,15 @@ http_scope(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         seen[slot] = (uint16_t)(i + 1);
         if (key_len > 5 && memcmp(key, "HTTP_", 5) == 0) {
             if (keyeq(key, key_len, "HTTP_UPGRADE") ||
-                keyeq(key, key_len, "HTTP_TRANSFER_ENCODING") ||
-                keyeq(key, key_len, "HTTP_CONTENT_LENGTH") ||
-                keyeq(key, key_len, "HTTP_CONTENT_TYPE")) {
+                keyeq(key, key_len, "HTTP_TRANSFER_ENCODING")) {
                 Py_RETURN_NONE;
             }
-            header_at[headers++] = (uint16_t)i;
+            /* nginx's copies of the body's headers: CONTENT_LENGTH and CONTENT_TYPE stand for
+             * them (PEP 3333), as in parse_head, which drops them */
+            if (!keyeq(key, key_len, "HTTP_CONTENT_LENGTH") &&
+                !keyeq(key, key_len, "HTTP_CONTENT_TYPE")) {
+                header_at[headers++] = (uint16_t)i;
+            }
         }
         else {
             int which = known_var(key, key_len);

@@ -552,6 +552,11 @@ def test_uwsgi_through_nginx(
     assert scope["client"][0] == "127.0.0.1" and scope["scheme"] == "http"
     headers = dict(scope["headers"])
     assert headers["x-a"] == "1" and headers["cookie"] == "c=1"
+    # nginx sends a body's two headers twice (CONTENT_* and HTTP_CONTENT_*): each once here
+    st, _, body = ngx.request("/posted", "POST", b"hello", headers={"Content-Type": "text/plain"})
+    fields = json.loads(body)["headers"]
+    assert st == 200 and [v for n, v in fields if n == "content-length"] == ["5"], fields
+    assert [v for n, v in fields if n == "content-type"] == ["text/plain"], fields
     payload = os.urandom(16 * MiB)
     st, _, body = ngx.request("/echo?delay=0.005", "POST", payload, timeout=60)
     assert st == 200 and json.loads(body)["sha256"] == hashlib.sha256(payload).hexdigest()

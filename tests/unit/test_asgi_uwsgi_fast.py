@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import random
 import socket
 import sys
 from pathlib import Path
@@ -286,7 +287,7 @@ def test_a_big_response_to_a_slow_front_end_is_buffered_boundedly(tmp_path: Path
         for _ in range(128):
             await send({"type": "http.response.body", "body": block, "more_body": True})
             conn = next(iter(h.ctx.connections))
-            peak.append(len(conn._buffer))
+            peak.append(conn.unsent)
         await send({"type": "http.response.body", "body": b""})
 
     async def main() -> bytes:
@@ -309,6 +310,45 @@ def test_a_big_response_to_a_slow_front_end_is_buffered_boundedly(tmp_path: Path
     assert max(peak) <= WRITE_HIGH + len(block), "the whole response was buffered"
     assert max(peak) > 0, "the socket never filled: the drain path was not exercised"
     assert h.closed == 1 and not h.ctx.connections
+
+
+def test_pieces_of_every_size_queued_behind_a_full_socket_arrive_in_order(
+    tmp_path: Path,
+) -> None:
+    """Large pieces wait by reference, small ones gathered into one buffer, sent several at a
+    time: the front end gets every byte once, in order, and the queue stays bounded."""
+    rng = random.Random(7)
+    sizes = [rng.choice([1, 7, 100, 4095, 4096, 9000, 65536, 200_000]) for _ in range(300)]
+    pieces = [os.urandom(n) for n in sizes]
+    peak: list[int] = []
+
+    async def stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for piece in pieces:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            peak.append(next(iter(h.ctx.connections)).unsent)
+        await send({"type": "http.response.body", "body": b"end"})
+
+    async def main() -> bytes:
+        server, client = socket.socketpair()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        client.sendall(packet(env("/stream")))
+        h.fast.serve(server, "")
+        raw = await read_all(client, delay=0.0002)
+        client.close()
+        return raw
+
+    loop = asyncio.new_event_loop()
+    h = Harness(stream, loop, tmp_path)
+    try:
+        raw = loop.run_until_complete(asyncio.wait_for(main(), 60))
+    finally:
+        loop.close()
+    body = raw.partition(b"\r\n\r\n")[2]
+    assert body == b"".join(pieces) + b"end"
+    assert max(peak) <= WRITE_HIGH + max(sizes), "the whole response was queued"
+    assert sum(1 for n in peak if n) > 50, "the socket rarely filled: the queue was not exercised"
+    assert h.closed == 1
 
 
 def test_a_reset_reaches_an_app_waiting_for_the_disconnect(tmp_path: Path) -> None:

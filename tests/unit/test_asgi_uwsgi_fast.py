@@ -278,24 +278,27 @@ def test_a_health_check_that_connects_and_closes_is_closed_quietly(tmp_path: Pat
     assert h.closed == 1 and not h.handed and h.ctx.nr == 0
 
 
-def test_a_big_response_to_a_slow_front_end_is_buffered_boundedly(tmp_path: Path) -> None:
-    block = os.urandom(65536)
-    peak: list[int] = []
+def stream_to_a_slow_front_end(
+    tmp_path: Path, pieces: list[bytes], last: bytes, sndbuf: int, delay: float
+) -> tuple[bytes, list[int], Harness]:
+    """Serve an application that streams ``pieces`` then ``last`` over a socket with a send
+    buffer of ``sndbuf`` to a reader that waits ``delay`` between reads: the bytes read, the
+    connection's unsent bytes after each piece, and the harness."""
+    unsent: list[int] = []
 
     async def stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        for _ in range(128):
-            await send({"type": "http.response.body", "body": block, "more_body": True})
-            conn = next(iter(h.ctx.connections))
-            peak.append(conn.unsent)
-        await send({"type": "http.response.body", "body": b""})
+        for piece in pieces:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            unsent.append(next(iter(h.ctx.connections)).unsent)
+        await send({"type": "http.response.body", "body": last})
 
     async def main() -> bytes:
         server, client = socket.socketpair()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
         client.sendall(packet(env("/stream")))
         h.fast.serve(server, "")
-        raw = await read_all(client, delay=0.0005)
+        raw = await read_all(client, delay=delay)
         client.close()
         return raw
 
@@ -305,6 +308,12 @@ def test_a_big_response_to_a_slow_front_end_is_buffered_boundedly(tmp_path: Path
         raw = loop.run_until_complete(asyncio.wait_for(main(), 60))
     finally:
         loop.close()
+    return raw, unsent, h
+
+
+def test_a_big_response_to_a_slow_front_end_is_buffered_boundedly(tmp_path: Path) -> None:
+    block = os.urandom(65536)
+    raw, peak, h = stream_to_a_slow_front_end(tmp_path, [block] * 128, b"", 65536, 0.0005)
     head, _, body = raw.partition(b"\r\n\r\n")
     assert b"content-length" not in head.lower() and body == block * 128  # close-delimited
     assert max(peak) <= WRITE_HIGH + len(block), "the whole response was buffered"
@@ -320,35 +329,11 @@ def test_pieces_of_every_size_queued_behind_a_full_socket_arrive_in_order(
     rng = random.Random(7)
     sizes = [rng.choice([1, 7, 100, 4095, 4096, 9000, 65536, 200_000]) for _ in range(300)]
     pieces = [os.urandom(n) for n in sizes]
-    peak: list[int] = []
-
-    async def stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        for piece in pieces:
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
-            peak.append(next(iter(h.ctx.connections)).unsent)
-        await send({"type": "http.response.body", "body": b"end"})
-
-    async def main() -> bytes:
-        server, client = socket.socketpair()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
-        client.sendall(packet(env("/stream")))
-        h.fast.serve(server, "")
-        raw = await read_all(client, delay=0.0002)
-        client.close()
-        return raw
-
-    loop = asyncio.new_event_loop()
-    h = Harness(stream, loop, tmp_path)
-    try:
-        raw = loop.run_until_complete(asyncio.wait_for(main(), 60))
-    finally:
-        loop.close()
-    body = raw.partition(b"\r\n\r\n")[2]
-    assert body == b"".join(pieces) + b"end"
+    raw, peak, h = stream_to_a_slow_front_end(tmp_path, pieces, b"end", 16384, 0.0002)
+    assert raw.partition(b"\r\n\r\n")[2] == b"".join(pieces) + b"end"
     assert max(peak) <= WRITE_HIGH + max(sizes), "the whole response was queued"
     assert sum(1 for n in peak if n) > 50, "the socket rarely filled: the queue was not exercised"
-    assert h.closed == 1
+    assert h.closed == 1 and not h.ctx.connections
 
 
 def test_a_reset_reaches_an_app_waiting_for_the_disconnect(tmp_path: Path) -> None:

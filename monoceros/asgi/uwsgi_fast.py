@@ -279,6 +279,8 @@ class FastConnection:
         if self.closing:
             return
         if self._unsent:
+            if not data:
+                return  # (an empty entry would keep the queue from ever emptying)
             queue = self._queue
             if len(data) >= _GATHER_UNDER:
                 queue.append(data)

@@ -336,6 +336,26 @@ def test_pieces_of_every_size_queued_behind_a_full_socket_arrive_in_order(
     assert h.closed == 1 and not h.ctx.connections
 
 
+def test_an_empty_write_behind_queued_bytes_leaves_the_close_to_happen(tmp_path: Path) -> None:
+    data = os.urandom(1 << 20)
+
+    async def main() -> bytes:
+        h = Harness(hello, asyncio.get_running_loop(), tmp_path)
+        server, client = socket.socketpair()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        conn = FastConnection(h.ctx, server, "")
+        conn.write(data)
+        assert conn.unsent, "the socket took the whole megabyte: nothing was queued"
+        conn.write(b"")
+        conn.close()
+        raw = await asyncio.wait_for(read_all(client), 10)
+        client.close()
+        assert conn.closed and server.fileno() == -1
+        return raw
+
+    assert run(main()) == data
+
+
 def test_a_reset_reaches_an_app_waiting_for_the_disconnect(tmp_path: Path) -> None:
     got: list[str] = []
 
